@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Zero-setup entry point: ``python3 dev.py run ...`` and ``python3 dev.py test ...``.
+
+On first use (or when pyproject.toml changes) it creates ``.venv`` beside this file and installs
+mmemu into it in editable mode with its test and benchmark extras. Then:
+
+* ``python3 dev.py run [ARGS]``   runs ``mmemu run [ARGS]`` (the default scenario with no ARGS);
+* ``python3 dev.py test [ARGS]``  runs ruff and the whole test suite (``pytest``);
+* ``python3 dev.py mmemu ARGS``   runs any ``mmemu`` subcommand;
+* ``python3 dev.py python ARGS``  runs the venv's python (benchmarks: ``python3 dev.py python
+  benchmarks/engine_vs_simpy.py``).
+
+It needs nothing but python3 and access to the package index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".mmemu-installed"
+
+
+def _fingerprint() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    if not (BIN / "python").exists():
+        print("dev.py: creating .venv (first use)", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("dev.py: installing mmemu and its dependencies into .venv", file=sys.stderr)
+    subprocess.run(
+        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-e", f"{ROOT}[test,bench]"],
+        check=True,
+    )
+    STAMP.write_text(_fingerprint())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    try:
+        ensure_venv()
+    except subprocess.CalledProcessError as exc:
+        print(f"dev.py: installing into .venv failed ({exc})", file=sys.stderr)
+        return 2
+    if cmd == "run":
+        return subprocess.call([str(BIN / "mmemu"), "run", *rest], cwd=ROOT)
+    if cmd == "mmemu":
+        return subprocess.call([str(BIN / "mmemu"), *rest], cwd=ROOT)
+    if cmd == "python":
+        return subprocess.call([str(BIN / "python"), *rest], cwd=ROOT)
+    if cmd == "test":
+        lint = subprocess.call([str(BIN / "ruff"), "check", "--quiet", "."], cwd=ROOT)
+        if lint != 0:
+            print("dev.py: ruff check failed", file=sys.stderr)
+            return lint
+        # pytest exits 5 when it collected no test: that is a failure here, like any non-zero.
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
+    print(f"dev.py: unknown command {cmd!r} (run, test, mmemu, python)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,109 @@
+"""Plain, frozen views of zone state: the seam between the live model and /proc text.
+
+The live model (:mod:`emulator.mm.zone`) produces :class:`ZoneSnapshot` objects; the procfs
+renderers (:mod:`emulator.mm.procfs`) and the fragmentation metrics (:mod:`emulator.mm.vmstat`)
+consume them; the procfs parsers produce them from a real machine's files, so ``mmemu inspect``
+and "build a memory from this buddyinfo" share one representation. Nothing here knows how the
+state was obtained.
+
+Counts follow the kernel's units: ``nr_free[order]`` is a number of *blocks* of that order
+(``free_area[order].nr_free``), page counts are base pages (4 KiB).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+# include/linux/mmzone.h
+MAX_PAGE_ORDER = 10
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+PAGEBLOCK_ORDER = 9
+PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+# enum migratetype (mmzone.h:48), x86-64 distro config with CONFIG_CMA and CONFIG_MEMORY_ISOLATION
+MIGRATE_UNMOVABLE = 0
+MIGRATE_MOVABLE = 1
+MIGRATE_RECLAIMABLE = 2
+MIGRATE_PCPTYPES = 3
+MIGRATE_HIGHATOMIC = MIGRATE_PCPTYPES
+MIGRATE_CMA = 4
+MIGRATE_ISOLATE = 5
+MIGRATE_TYPES = 6
+# migratetype_names[] (page_alloc.c:259)
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+# zone names as /proc prints them (zone_names[], page_alloc.c)
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+
+
+@attrs.frozen
+class PcpSnapshot:
+    """One CPU's ``per_cpu_pages`` for a zone, as /proc/zoneinfo's pagesets print it."""
+
+    cpu: int
+    count: int
+    high: int
+    batch: int
+    stat_threshold: int = 0
+
+
+@attrs.frozen
+class ZoneSnapshot:
+    """One zone's allocator state at an instant.
+
+    ``nr_free_by_mt`` (blocks per migratetype per order, as /proc/pagetypeinfo prints them) and
+    ``pageblocks_by_mt`` (pageblocks per migratetype) are None when unknown, e.g. when parsed
+    from a buddyinfo alone. Watermarks and sizes are 0 when unknown.
+    """
+
+    node: int
+    name: str
+    nr_free: tuple[int, ...]
+    nr_free_by_mt: tuple[tuple[int, ...], ...] | None = None
+    pageblocks_by_mt: tuple[int, ...] | None = None
+    start_pfn: int = 0
+    spanned: int = 0
+    present: int = 0
+    managed: int = 0
+    cma: int = 0
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+    wmark_promo: int = 0
+    boost: int = 0
+    lowmem_reserve: tuple[int, ...] = ()
+    nr_free_pages: int | None = None
+    pcp: tuple[PcpSnapshot, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.nr_free) != NR_PAGE_ORDERS:
+            raise ValueError(f"nr_free needs {NR_PAGE_ORDERS} orders, got {len(self.nr_free)}")
+
+    @property
+    def free_pages(self) -> int:
+        """Free base pages on the buddy lists: sum of nr_free[o] << o (what NR_FREE_PAGES counts)."""
+        if self.nr_free_pages is not None:
+            return self.nr_free_pages
+        return sum(n << o for o, n in enumerate(self.nr_free))
+
+
+@attrs.frozen
+class NodeSnapshot:
+    """A NUMA node: its zones in zone order (lowest first)."""
+
+    node: int
+    zones: tuple[ZoneSnapshot, ...]
+
+
+@attrs.frozen
+class MachineSnapshot:
+    """Every node, plus the sysctls the metrics depend on (kernel defaults unless read)."""
+
+    nodes: tuple[NodeSnapshot, ...]
+    compaction_proactiveness: int = 20
+    extfrag_threshold: int = 500
+
+    @property
+    def zones(self) -> tuple[ZoneSnapshot, ...]:
+        return tuple(z for n in self.nodes for z in n.zones)
