@@ -1,0 +1,1 @@
+"""pytest plugin (entry point ``mmemu``): fixtures for test suites written against mmemu."""
