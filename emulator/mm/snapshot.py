@@ -75,6 +75,12 @@ class ZoneSnapshot:
     lowmem_reserve: tuple[int, ...] = ()
     nr_free_pages: int | None = None
     pcp: tuple[PcpSnapshot, ...] = ()
+    #: populated_zone(): False for a zone with no present pages (zoneinfo still prints it, with
+    #: only its sizes, watermarks and protection; buddyinfo and pagetypeinfo skip it)
+    populated: bool = True
+    #: other zone_stat_item and NUMA event lines of /proc/zoneinfo, in print order, as
+    #: (name, value); ``nr_free_pages`` itself is not in here (it is ``free_pages``)
+    zone_stats: tuple[tuple[str, int], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if len(self.nr_free) != NR_PAGE_ORDERS:
@@ -94,6 +100,15 @@ class NodeSnapshot:
 
     node: int
     zones: tuple[ZoneSnapshot, ...]
+    #: the "per-node stats" lines /proc/zoneinfo prints under the node's first populated zone
+    node_stats: tuple[tuple[str, int], ...] = ()
+    #: pgdat->kswapd_failures >= MAX_RECLAIM_RETRIES, printed per zone as node_unreclaimable
+    node_unreclaimable: bool = False
+
+    @property
+    def present_pages(self) -> int:
+        """pgdat->node_present_pages: the sum of the zones' present pages."""
+        return sum(z.present for z in self.zones)
 
 
 @attrs.frozen
