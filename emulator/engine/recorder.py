@@ -29,7 +29,7 @@ def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable
     """Build the processor that puts ``t`` (virtual ns) and ``actor`` first in every event."""
 
     def _stamp(_logger: Any, _method: str, event_dict: dict) -> dict:
-        out = {"t": clock(), "actor": actor()}
+        out = {"t": clock(), "actor": actor(), "event": event_dict.pop("event")}
         out.update(event_dict)
         return out
 
@@ -42,26 +42,58 @@ def render_json_line(_logger: Any, _method: str, event_dict: dict) -> str:
 
 
 class _LineSink:
-    """The structlog "logger" at the end of the pipeline: collects rendered lines."""
+    """The structlog "logger" at the end of the pipeline: collects rendered lines.
 
-    __slots__ = ("_flush_at", "_lines", "_out")
+    With lookahead, actors emit events in processing order, which is not global time order:
+    an actor running ahead on its own clock emits before another actor's earlier event. The
+    sink keeps ``(t, n, line)`` and writes lines sorted by virtual time (stable: emission order
+    within an instant). It writes only lines older than ``frontier()`` — the engine's promise
+    that no event earlier than that can still come — and everything on :meth:`flush_all`.
+    """
 
-    def __init__(self, out: IO[str] | None, flush_at: int = 8192) -> None:
+    __slots__ = ("_clock", "_flush_at", "_frontier", "_n", "_out", "_pending")
+
+    def __init__(
+        self,
+        out: IO[str] | None,
+        clock: Callable[[], int],
+        frontier: Callable[[], int],
+        flush_at: int = 16384,
+    ) -> None:
         self._out = out
-        self._lines: list[str] = []
+        self._clock = clock
+        self._frontier = frontier
+        self._pending: list[tuple[int, int, str]] = []
         self._flush_at = flush_at
+        self._n = 0
 
     def msg(self, line: str) -> None:
-        self._lines.append(line)
-        if self._out is not None and len(self._lines) >= self._flush_at:
-            self.flush()
+        self._n += 1
+        self._pending.append((self._clock(), self._n, line))
+        if self._out is not None and len(self._pending) >= self._flush_at:
+            self._flush(self._frontier())
 
-    def flush(self) -> None:
-        if self._out is not None and self._lines:
-            self._out.write("\n".join(self._lines))
+    def _flush(self, before: int | None) -> None:
+        pending = self._pending
+        pending.sort()
+        if before is None:
+            cut = len(pending)
+        else:
+            cut = 0
+            while cut < len(pending) and pending[cut][0] < before:
+                cut += 1
+        if self._out is not None and cut:
+            self._out.write("\n".join(p[2] for p in pending[:cut]))
             self._out.write("\n")
-            self._lines.clear()
             self._out.flush()
+            del pending[:cut]
+
+    def flush_all(self) -> None:
+        self._flush(None)
+
+    def lines(self) -> list[str]:
+        self._pending.sort()
+        return [p[2] for p in self._pending]
 
 
 class Recorder:
@@ -84,9 +116,10 @@ class Recorder:
         actor: Callable[[], str | None] = lambda: None,
         extra_processors: Iterable[Callable[..., Any]] = (),
     ) -> None:
-        self._sink = _LineSink(out)
         self.clock = clock
         self.actor = actor
+        self.frontier: Callable[[], int] = lambda: 0
+        self._sink = _LineSink(out, lambda: self.clock(), lambda: self.frontier())
         self.count = 0
         self._log = structlog.wrap_logger(
             self._sink,
@@ -100,10 +133,18 @@ class Recorder:
         )
         self._msg = self._log.msg
 
-    def bind_clock(self, clock: Callable[[], int], actor: Callable[[], str | None]) -> None:
-        """Point the stamps at a (new) source of virtual time and actor names."""
+    def bind_clock(
+        self,
+        clock: Callable[[], int],
+        actor: Callable[[], str | None],
+        frontier: Callable[[], int] | None = None,
+    ) -> None:
+        """Point the stamps at a source of virtual time and actor names; ``frontier`` returns a
+        time before which no more events can be emitted (lines older than it may be written)."""
         self.clock = clock
         self.actor = actor
+        if frontier is not None:
+            self.frontier = frontier
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event named like a kernel tracepoint, with its fields."""
@@ -112,16 +153,16 @@ class Recorder:
 
     @property
     def lines(self) -> list[str]:
-        """Rendered lines not yet written out (all of them when ``out`` is None)."""
-        return self._sink._lines
+        """Rendered lines not yet written out, in time order (all of them when ``out`` is None)."""
+        return self._sink.lines()
 
     def events(self) -> list[dict]:
         """The in-memory lines parsed back into dicts (for tests and checks)."""
-        return [json.loads(line) for line in self._sink._lines]
+        return [json.loads(line) for line in self.lines]
 
     def close(self) -> None:
         """Write out whatever is buffered. Safe to call more than once."""
-        self._sink.flush()
+        self._sink.flush_all()
 
 
 class MemoryRecorder(Recorder):
@@ -137,7 +178,12 @@ class NullRecorder:
     enabled = False
     count = 0
 
-    def bind_clock(self, clock: Callable[[], int], actor: Callable[[], str | None]) -> None:
+    def bind_clock(
+        self,
+        clock: Callable[[], int],
+        actor: Callable[[], str | None],
+        frontier: Callable[[], int] | None = None,
+    ) -> None:
         pass
 
     def emit(self, event: str, **fields: Any) -> None:

@@ -1,0 +1,473 @@
+"""The virtual-time actor runtime: :class:`Sim` and :class:`Actor`.
+
+Actors are trio tasks in one nursery, but trio's run queue never decides who runs: at any
+moment exactly one actor is *current*, and the others are parked in
+``trio.lowlevel.wait_task_rescheduled``. When the current actor must wait, it picks its
+successor (through the strategy) and hands over with ``trio.lowlevel.reschedule``.
+
+How a step of virtual time flows
+--------------------------------
+Every actor has its own clock, ``actor.now`` (integer ns). Work that touches only the actor's
+own state — :meth:`Sim.delay` — just advances that clock: no task switch, no heap operation.
+This is conservative-simulation *lookahead*. Before an operation on shared state (a lock, a wait
+queue, a preemption point, or any model code that calls :meth:`Sim.sync`), the actor
+*synchronises*: it may go on only if no other actor could act at an earlier virtual time. The
+engine keeps one heap of ``(key, seq, item)``:
+
+* a *ready* actor parked at its next shared operation, ``key = 2 * time``;
+* a *timer* (a :class:`~emulator.engine.sync.WaitQueue` timeout), ``key = 2 * time + 1``.
+
+The current actor at time ``t`` continues at once if ``2 * t`` is below the heap's smallest
+key. Otherwise it pushes itself and the smallest entry runs next; actors tied at the same key
+are a choice for the strategy (recorded as a decision). Timers sort after actors of the same
+instant, which gives the documented rule for a wake-up at exactly the timeout instant: **the
+wake-up wins** (see :meth:`WaitQueue.wait`). Shared operations therefore happen in global
+virtual-time order, and a run is a pure function of the program, its inputs and the strategy.
+
+The run ends when every actor has returned, when the next event lies beyond the deadline
+(``until``), or with :class:`DeadlockError` when actors are blocked and nothing is pending.
+An actor that raises ends the run with :class:`ActorCrashed` naming it and its virtual time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from emulator.engine.errors import ActorCrashed, DeadlockError, PrimitiveMisuse
+from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
+from emulator.engine.strategy import Decision, Fifo, Strategy, make_strategy
+
+__all__ = ["Actor", "RunResult", "Sim"]
+
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+_reschedule = trio.lowlevel.reschedule
+_wait_rescheduled = trio.lowlevel.wait_task_rescheduled
+_checkpoint = trio.lowlevel.checkpoint
+
+#: how many fast-path synchronisations (no task switch) between check-ins with trio, so that
+#: cancellation and Ctrl-C are seen even when one actor runs ahead for a long time
+CHECKIN_EVERY = 4096
+_NEVER = 1 << 126
+
+# actor states
+READY, RUNNING, BLOCKED, DONE, CRASHED = "ready", "running", "blocked", "done", "crashed"
+
+
+def _abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+class Actor:
+    """One simulated thread of control (a CPU, kswapd, kcompactd, ...).
+
+    ``now`` is its own virtual clock. ``spin_ns`` is time it spent spinning on locks (its CPU
+    busy), ``sleep_ns`` time it slept on wait queues (its CPU idle). ``data`` is free for the
+    model (e.g. the CPU number).
+    """
+
+    __slots__ = (
+        "blocked_on",
+        "blocked_since",
+        "daemon",
+        "data",
+        "id",
+        "name",
+        "now",
+        "sleep_ns",
+        "spin_ns",
+        "state",
+        "task",
+        "woken",
+    )
+
+    def __init__(self, id: int, name: str, now: int, daemon: bool, data: Any) -> None:
+        self.id = id
+        self.name = name
+        self.now = now
+        self.daemon = daemon
+        self.data = data
+        self.state = READY
+        self.task: trio.lowlevel.Task | None = None
+        self.blocked_on: Any = None
+        self.blocked_since = 0
+        self.woken = False
+        self.spin_ns = 0
+        self.sleep_ns = 0
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.name} t={self.now} {self.state}>"
+
+
+@attrs.frozen
+class RunResult:
+    """How a run ended: ``reason`` is ``"done"`` (every actor returned) or ``"deadline"``."""
+
+    reason: str
+    now: int
+    decisions: tuple[Decision, ...]
+    switches: int
+    syncs: int
+
+
+class Sim:
+    """Owns virtual time, the actors and the strategy.
+
+    Build it, add actors with :meth:`spawn`, then ``await sim.run(until=ns)`` inside trio.
+    Actors block only on engine primitives: :meth:`delay`, :meth:`preempt`, :meth:`sync`,
+    ``SpinLock.acquire``, ``WaitQueue.wait``, ``Completion.wait``.
+    """
+
+    def __init__(
+        self,
+        strategy: str | Strategy = "fifo",
+        seed: int = 0,
+        recorder: Recorder | NullRecorder = NULL_RECORDER,
+    ) -> None:
+        self.strategy: Strategy = make_strategy(strategy, seed)
+        self.seed = seed
+        self.recorder = recorder
+        recorder.bind_clock(lambda: self.now, self._current_name, lambda: self._time)
+        self.decisions: list[Decision] = []
+        self.actors: list[Actor] = []
+        self._heap: list[tuple[int, int, Any]] = []
+        self._seq = 0
+        self._current: Actor | None = None
+        self._time = 0  # virtual time of the last dispatch (what outsiders see as "now")
+        self._until_key = _NEVER
+        self._nursery: trio.Nursery | None = None
+        self._main: trio.lowlevel.Task | None = None
+        self._main_parked = False
+        self._end: tuple[str, Any] | None = None
+        self._pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple]] = []
+        self._running = False
+        self._checkin = CHECKIN_EVERY
+        self._delays = self.strategy.delays
+        self.switches = 0
+        self.syncs = 0
+
+    # -- time -------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """Virtual time in ns: the current actor's clock, or the last dispatch time outside."""
+        cur = self._current
+        return cur.now if cur is not None else self._time
+
+    @property
+    def current(self) -> Actor:
+        """The actor that is running now (only valid inside an actor)."""
+        cur = self._current
+        if cur is None:
+            raise PrimitiveMisuse("no actor is running: engine primitives are for actors only")
+        return cur
+
+    def _current_name(self) -> str | None:
+        cur = self._current
+        return cur.name if cur is not None else None
+
+    # -- actors -----------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        *args: Any,
+        start: int = 0,
+        daemon: bool = False,
+        data: Any = None,
+    ) -> Actor:
+        """Add an actor that will run ``await fn(*args)`` from virtual time ``start``.
+
+        Before :meth:`run` only; during a run use :meth:`start_actor`. A ``daemon`` actor
+        (kswapd, kcompactd) blocked forever does not count towards a deadlock.
+        """
+        if self._running:
+            raise PrimitiveMisuse(f"spawn({name!r}) during a run: use 'await sim.start_actor(...)'")
+        if not isinstance(start, int) or start < 0:
+            raise PrimitiveMisuse(f"spawn({name!r}): start must be a non-negative int of ns")
+        actor = Actor(len(self.actors), name, start, daemon, data)
+        self.actors.append(actor)
+        self._pending.append((actor, fn, args))
+        return actor
+
+    async def start_actor(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[Any]],
+        *args: Any,
+        daemon: bool = False,
+        data: Any = None,
+    ) -> Actor:
+        """Start a new actor during the run, at the calling actor's virtual time."""
+        me = self.current
+        assert self._nursery is not None
+        actor = Actor(len(self.actors), name, me.now, daemon, data)
+        self.actors.append(actor)
+        await self._nursery.start(self._actor_main, actor, fn, args)
+        return actor
+
+    async def _actor_main(
+        self,
+        actor: Actor,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        actor.task = trio.lowlevel.current_task()
+        self._push(actor)
+        task_status.started()
+        await _wait_rescheduled(_abort)
+        actor.state = RUNNING
+        try:
+            await fn(*args)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            actor.state = CRASHED
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise ActorCrashed(actor.name, actor.now, exc) from exc
+        actor.state = DONE
+        if self._current is actor:
+            self._time = actor.now
+            self._current = None
+            self._dispatch()
+
+    # -- the scheduler ----------------------------------------------------------------------
+
+    def _push(self, actor: Actor) -> None:
+        self._seq += 1
+        actor.state = READY
+        _heappush(self._heap, (actor.now << 1, self._seq, actor))
+
+    def push_timer(self, at: int, item: Any) -> None:
+        """Schedule ``item`` (an object with ``active``, ``actor`` and ``on_timeout()``) to fire
+        at virtual time ``at`` unless it is deactivated first. Used by wait queues."""
+        self._seq += 1
+        _heappush(self._heap, ((at << 1) | 1, self._seq, item))
+
+    def make_ready(self, actor: Actor, at: int) -> None:
+        """Wake a blocked actor: it will resume at virtual time ``at`` (engine primitives only)."""
+        if at > actor.now:
+            actor.now = at
+        actor.blocked_on = None
+        self._push(actor)
+
+    def _pop_next(self) -> Actor | None:
+        """Pop the next actor to run (firing timers and resolving ties), or None to stop."""
+        heap = self._heap
+        until = self._until_key
+        while heap:
+            key = heap[0][0]
+            if key > until:
+                return None
+            entry = _heappop(heap)
+            if key & 1:
+                timer = entry[2]
+                if not timer.active:
+                    continue
+                timer.active = False
+                actor = timer.actor
+                actor.now = key >> 1
+                timer.on_timeout()
+                return actor
+            if heap and heap[0][0] == key:
+                return self._choose(entry, key)
+            return entry[2]
+        return None
+
+    def _choose(self, first: tuple[int, int, Any], key: int) -> Actor:
+        heap = self._heap
+        tied = [first]
+        while heap and heap[0][0] == key:
+            tied.append(_heappop(heap))
+        actors = [e[2] for e in tied]
+        i = self.strategy.choose(actors)
+        self.decisions.append((len(tied), i))
+        chosen = tied.pop(i)
+        for e in tied:
+            _heappush(heap, e)
+        return chosen[2]
+
+    def _dispatch(self) -> None:
+        """The current actor has parked or ended: run the next one, or end the run."""
+        nxt = self._pop_next()
+        if nxt is None:
+            self._finish()
+            return
+        self._current = nxt
+        self._time = nxt.now
+        nxt.state = RUNNING
+        self.switches += 1
+        _reschedule(nxt.task)
+
+    async def _switch_from(self, me: Actor) -> None:
+        """``me`` is in the heap (ready) or blocked: let the next actor run, maybe ``me``."""
+        nxt = self._pop_next()
+        if nxt is me:
+            me.state = RUNNING
+            self._time = me.now
+            return
+        if nxt is None:
+            self._current = None
+            self._finish()
+        else:
+            self._current = nxt
+            self._time = nxt.now
+            nxt.state = RUNNING
+            self.switches += 1
+            _reschedule(nxt.task)
+        await _wait_rescheduled(_abort)
+
+    def _finish(self) -> None:
+        if self._end is not None:
+            return
+        heap = self._heap
+        if heap and heap[0][0] > self._until_key:
+            self._end = ("deadline", None)
+        else:
+            waiting = {
+                a.name: self._describe_wait(a)
+                for a in self.actors
+                if a.state == BLOCKED and not a.daemon
+            }
+            self._end = ("deadlock", waiting) if waiting else ("done", None)
+        if self._main_parked:
+            self._main_parked = False
+            _reschedule(self._main)
+
+    def _describe_wait(self, actor: Actor) -> str:
+        what = actor.blocked_on
+        desc = what.describe_wait(actor) if hasattr(what, "describe_wait") else repr(what)
+        return f"{desc} since t={actor.blocked_since} ns"
+
+    # -- primitives for actors --------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Wait until no other actor can act at an earlier virtual time.
+
+        Call before touching shared state (the engine's primitives do it themselves).
+        """
+        me = self._current
+        if me is None:
+            raise PrimitiveMisuse("sync() outside an actor")
+        self.syncs += 1
+        key = me.now << 1
+        heap = self._heap
+        if (not heap or key < heap[0][0]) and key <= self._until_key:
+            self._checkin -= 1
+            if self._checkin <= 0:
+                self._checkin = CHECKIN_EVERY
+                await _checkpoint()
+            return
+        self._push(me)
+        await self._switch_from(me)
+
+    async def delay(self, ns: int) -> None:
+        """Spend ``ns`` of the current actor's time on its own work (no shared state touched).
+
+        Lookahead: this never switches actors, except that an actor crossing the run's deadline
+        synchronises so the run can stop.
+        """
+        me = self._current
+        if me is None:
+            raise PrimitiveMisuse("delay() outside an actor")
+        if ns < 0 or ns.__class__ is not int:
+            raise PrimitiveMisuse(
+                f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
+            )
+        me.now += ns
+        if (me.now << 1) > self._until_key:
+            await self.sync()
+
+    async def preempt(self, point: str) -> None:
+        """A named preemption point: a place where the kernel has an unlocked window.
+
+        The strategy may hold the actor back here by a bounded number of ns (recorded as a
+        decision); then the actor synchronises, so any actor that is earlier runs first.
+        """
+        me = self._current
+        if me is None:
+            raise PrimitiveMisuse(f"preempt({point!r}) outside an actor")
+        if self._delays:
+            d = self.strategy.preempt_delay(me, point)
+            self.decisions.append((0, d))
+            me.now += d
+        await self.sync()
+
+    async def block(self, on: Any) -> None:
+        """Park the current actor until a primitive calls :meth:`make_ready` (engine use)."""
+        me = self._current
+        assert me is not None
+        me.state = BLOCKED
+        me.blocked_on = on
+        me.blocked_since = me.now
+        await self._switch_from(me)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, until: int | None = None) -> RunResult:
+        """Run every spawned actor until all return or virtual time passes ``until`` (ns).
+
+        Events at exactly ``until`` still happen. Raises :class:`ActorCrashed` if an actor
+        raised and :class:`DeadlockError` if the run deadlocked.
+        """
+        if self._running:
+            raise PrimitiveMisuse("Sim.run() is already running")
+        if until is not None:
+            if not isinstance(until, int) or until < 0:
+                raise PrimitiveMisuse(f"run(until={until!r}): need a non-negative int of ns")
+            self._until_key = (until << 1) | 1
+        self._running = True
+        self._main = trio.lowlevel.current_task()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                pending, self._pending = self._pending, []
+                for actor, fn, args in pending:
+                    await nursery.start(self._actor_main, actor, fn, args)
+                self._dispatch()
+                if self._end is None:
+                    self._main_parked = True
+                    await _wait_rescheduled(_abort)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+        finally:
+            self._running = False
+            self._current = None
+            self.recorder.close()
+        assert self._end is not None
+        reason, info = self._end
+        if reason == "deadlock":
+            raise DeadlockError(self._time, info)
+        return RunResult(reason, self._time, tuple(self.decisions), self.switches, self.syncs)
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one exception worth reporting from a nursery's group (an actor crash first)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for e in exc.exceptions:
+                walk(e)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (KeyboardInterrupt, ActorCrashed):
+        for exc in leaves:
+            if isinstance(exc, kind):
+                return exc
+    return leaves[0] if leaves else group
+
+
+def is_fifo(strategy: Strategy) -> bool:
+    return isinstance(strategy, Fifo)
