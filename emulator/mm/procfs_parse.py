@@ -15,7 +15,7 @@ The model is x86-64 with 4 KiB pages: 11 orders and pageblock order 9 are requir
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import attrs
 
@@ -39,6 +39,9 @@ __all__ = [
     "parse_sysctl_int",
     "parse_zoneinfo",
 ]
+
+
+_Key = tuple[int, str]
 
 
 class ProcParseError(ValueError):
@@ -194,9 +197,16 @@ def parse_pagetypeinfo(text: str, filename: str = "/proc/pagetypeinfo") -> Machi
                     filename, number, f"zone {key[1]} of node {key[0]} has no free counts above"
                 )
             fields = m.group(3).split()
-            if len(fields) != len(columns) or not all(_NUM.fullmatch(f) for f in fields):
+            for field in fields:
+                if not _NUM.fullmatch(field):
+                    raise ProcParseError(
+                        filename, number, f"{key[1]} pageblocks: {field!r} is not a count"
+                    )
+            if len(fields) != len(columns):
                 raise ProcParseError(
-                    filename, number, f"expected {len(columns)} pageblock counts, got {fields}"
+                    filename,
+                    number,
+                    f"{key[1]} pageblocks: expected {len(columns)} counts, got {len(fields)}",
                 )
             blocks = [0] * MIGRATE_TYPES
             for mt, field in zip(columns, fields, strict=True):
@@ -412,6 +422,11 @@ def parse_sysctl_int(text: str, filename: str, lo: int, hi: int) -> int:
     return number
 
 
+def _missing(have: Mapping[_Key, object], other: Mapping[_Key, object]) -> list[_Key]:
+    """Keys of ``have`` (in its order) that ``other`` lacks."""
+    return [k for k in have if k not in other]
+
+
 def combine_snapshots(
     buddyinfo: MachineSnapshot,
     pagetypeinfo: MachineSnapshot | None = None,
@@ -431,9 +446,9 @@ def combine_snapshots(
     by_key = {(z.node, z.name): z for z in buddyinfo.zones}
     if pagetypeinfo is not None:
         pt = {(z.node, z.name): z for z in pagetypeinfo.zones}
-        for key in by_key.keys() - pt.keys():
+        for key in _missing(by_key, pt):
             raise ProcParseError(names[1], None, f"zone {key[1]} of node {key[0]} is missing")
-        for key in pt.keys() - by_key.keys():
+        for key in _missing(pt, by_key):
             raise ProcParseError(names[0], None, f"zone {key[1]} of node {key[0]} is missing")
         by_key = {
             k: attrs.evolve(
@@ -447,12 +462,12 @@ def combine_snapshots(
             for n in buddyinfo.nodes
         )
     else:
-        populated = {(z.node, z.name) for z in zoneinfo.zones if z.populated}
-        for key in populated - by_key.keys():
+        populated = {(z.node, z.name): z for z in zoneinfo.zones if z.populated}
+        for key in _missing(populated, by_key):
             raise ProcParseError(
                 names[0], None, f"zone {key[1]} of node {key[0]} (populated in zoneinfo) is missing"
             )
-        for key in by_key.keys() - populated:
+        for key in _missing(by_key, populated):
             raise ProcParseError(
                 names[2], None, f"zone {key[1]} of node {key[0]} is missing or has no present pages"
             )
