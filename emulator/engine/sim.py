@@ -128,6 +128,7 @@ class Sim:
         strategy: str | Strategy = "fifo",
         seed: int = 0,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
+        quantum_ns: int = 0,
     ) -> None:
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
@@ -150,6 +151,12 @@ class Sim:
         self._delays = self.strategy.delays
         self.switches = 0
         self.syncs = 0
+        if not isinstance(quantum_ns, int) or quantum_ns < 0:
+            raise PrimitiveMisuse(f"quantum_ns must be a non-negative int, got {quantum_ns!r}")
+        #: sync quantum: an actor may pass a synchronisation point while it is less than this
+        #: far ahead of the earliest other actor (0 = exact global order; see :meth:`sync`)
+        self.quantum_ns = quantum_ns
+        self._qkey = quantum_ns << 1
 
     # -- time -------------------------------------------------------------------------------
 
@@ -352,7 +359,10 @@ class Sim:
     async def sync(self) -> None:
         """Wait until no other actor can act at an earlier virtual time.
 
-        Call before touching shared state (the engine's primitives do it themselves).
+        Call before touching shared state (the engine's primitives do it themselves). With a
+        sync quantum ``Q > 0`` (as multi-core simulators such as Sniper and SST use), the actor
+        may also go on while it is less than ``Q`` ns ahead of the earliest other actor: shared
+        operations are then ordered only to within ``Q``, still deterministically.
         """
         me = self._current
         if me is None:
@@ -360,7 +370,7 @@ class Sim:
         self.syncs += 1
         key = me.now << 1
         heap = self._heap
-        if (not heap or key < heap[0][0]) and key <= self._until_key:
+        if (not heap or key < heap[0][0] + self._qkey) and key <= self._until_key:
             self._checkin -= 1
             if self._checkin <= 0:
                 self._checkin = CHECKIN_EVERY

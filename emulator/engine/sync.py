@@ -204,6 +204,26 @@ class SpinLock:
         self.stats.trylock_failures += 1
         return False
 
+    def try_acquire_now(self, site: str = "") -> bool:
+        """spin_trylock for a caller that has *just* synchronised at its current time.
+
+        Same result as :meth:`try_acquire` without a second synchronisation: model code that
+        already called :meth:`Sim.sync` at this instant (e.g. on entry to an allocation) uses it
+        to avoid paying for the same ordering twice.
+        """
+        me = self.sim._current
+        if me is None:
+            raise PrimitiveMisuse(f"{self.name}: try_acquire_now() outside an actor")
+        if self.holder is None and self.free_at <= me.now:
+            self._take(me, site)
+            return True
+        if self.holder is me:
+            raise PrimitiveMisuse(
+                f"actor {me.name!r} try_acquires {self.name} at t={me.now} ns but already holds it"
+            )
+        self.stats.trylock_failures += 1
+        return False
+
     def release(self) -> None:
         """spin_unlock: hand the lock to the first waiter (FIFO) or mark it free from now."""
         sim = self.sim

@@ -1,0 +1,633 @@
+"""The page allocator's entry points, run by CPU actors: fast path, pcp lists, zone->lock.
+
+Models mm/page_alloc.c of Linux 6.12: __alloc_pages_noprof, get_page_from_freelist, rmqueue,
+rmqueue_pcplist/__rmqueue_pcplist, rmqueue_buddy (locking half), prep_new_page, free_unref_page,
+free_unref_page_commit, free_one_page/__free_pages_ok (locking half), free_pcppages_bulk
+(locking half), drain_pages_zone, __drain_all_pages and decay_pcp_high's drain. The buddy core
+under the lock is :class:`~emulator.mm.page_alloc.Zone`; the pcp arithmetic is
+:mod:`emulator.mm.pcp`.
+
+Time and ordering (what is "own" and what is "shared")
+------------------------------------------------------
+* Entering an allocation or a free is a shared operation: the CPU actor synchronises once
+  (:meth:`Sim.sync`), then, at that instant, reads the zone counters for the watermark checks
+  (lockless, as the kernel does) and trylocks its own ``pcp->lock``. In 6.12 a pcp is shared:
+  other CPUs drain it remotely under that lock, so it is ordered in global time like any lock.
+* The work that follows is charged as virtual time from :class:`~emulator.mm.costs.Costs`
+  while the locks are held, so lock hold times, and hence contention, follow from the costs.
+* Refills (``rmqueue_bulk``) and drains (``free_pcppages_bulk``) take ``zone->lock`` once per
+  batch; the hold time grows with the pages moved and the buddy steps taken.
+
+Simplifies: no cpusets, memcg, page_owner, KASAN, debug checks (check_new_pages never fails);
+``zone_statistics`` (NUMA hit/miss counters) is not kept; remote-node pcp expiry
+(``drain_zone_pages``) is not modelled; the slow path is a seam (:meth:`alloc_pages_slowpath`)
+filled by the slow-path issue: until then a fast-path failure is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from emulator.engine import Mutex, Sim, SpinLock
+from emulator.mm.costs import Costs
+from emulator.mm.gfp import (
+    __GFP_ZERO as _GFP_ZERO,
+)
+from emulator.mm.gfp import (
+    ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_WMARK_MASK,
+    ZONE_DMA32,
+    ZONE_MOVABLE,
+    fast_path_alloc_flags,
+    format_gfp,
+    gfp_migratetype,
+    gfp_zone,
+)
+from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
+from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages, pageset_high_and_batch
+from emulator.mm.snapshot import (
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    NR_PAGE_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGEBLOCK_ORDER,
+)
+from emulator.mm.zone import (
+    ZONE_BELOW_HIGH,
+    ZONE_BOOSTED_WATERMARK,
+    ZONE_RECLAIM_ACTIVE,
+)
+
+if TYPE_CHECKING:
+    from emulator.mm.page_alloc import Zone
+
+__all__ = ["Cpu", "OrderStats", "PageAllocator"]
+
+_BELOW_HIGH = 1 << ZONE_BELOW_HIGH
+_RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
+_BOOSTED = 1 << ZONE_BOOSTED_WATERMARK
+_PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
+
+
+class OrderStats:
+    """Allocation outcomes of one order: attempts, pcp hits, failures by reason, latencies."""
+
+    __slots__ = ("attempts", "failure_reasons", "failures", "latencies", "pcp_hits", "refills")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.pcp_hits = 0
+        self.refills = 0
+        self.failures = 0
+        self.failure_reasons: Counter[str] = Counter()
+        self.latencies = array("q")
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: int) -> int:
+            if not lat:
+                return 0
+            return lat[min(len(lat) - 1, (len(lat) * p + 99) // 100 - 1)]
+
+        return {
+            "attempts": self.attempts,
+            "pcp_hits": self.pcp_hits,
+            "pcp_refills": self.refills,
+            "failures": self.failures,
+            "failure_reasons": dict(sorted(self.failure_reasons.items())),
+            "latency_ns": {"p50": pct(50), "p99": pct(99), "max": lat[-1] if lat else 0},
+        }
+
+
+class Cpu:
+    """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
+    ``machine.zones``), its zonelists and its allocation statistics."""
+
+    __slots__ = ("actor", "id", "node", "pcp", "stats", "zonelists")
+
+    def __init__(self, cpu_id: int, node: int) -> None:
+        self.id = cpu_id
+        self.node = node
+        self.pcp: list[PerCpuPages] = []
+        self.zonelists: list[list[Zone]] = []
+        self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
+        self.actor: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Cpu {self.id} node {self.node}>"
+
+
+class PageAllocator:
+    """The allocator of one machine, shared by all CPU actors of one :class:`Sim`.
+
+    ``machine`` is a :class:`~emulator.mm.machine.Machine`. ``cpus_per_node`` CPUs are created
+    per node, numbered node-major. Every CPU has a pcp for every populated zone (remote nodes'
+    included, as ``zone->per_cpu_pageset`` is per CPU).
+    """
+
+    def __init__(
+        self,
+        machine: Any,
+        sim: Sim,
+        cpus_per_node: int,
+        costs: Costs | None = None,
+    ) -> None:
+        if cpus_per_node < 1:
+            raise ValueError(f"cpus_per_node must be >= 1, got {cpus_per_node}")
+        self.machine = machine
+        self.sim = sim
+        self.costs = costs or Costs()
+        self.rec = sim.recorder
+        self.memmap = machine.memmap
+        self.vm_events = machine.vm_events
+        self.zones: list[Zone] = machine.populated_zones()
+        for i, z in enumerate(self.zones):
+            z.gidx = i
+            z.lock = SpinLock(sim, "&zone->lock")
+            z.rec = sim.recorder
+        self.nr_nodes = len(machine.nodes)
+        self.cpus: list[Cpu] = []
+        for node in range(self.nr_nodes):
+            for _ in range(cpus_per_node):
+                self.cpus.append(Cpu(len(self.cpus), node))
+        self.pcpu_drain_mutex = Mutex(sim, "pcpu_drain_mutex")
+        for cpu in self.cpus:
+            for z in self.zones:
+                pcp = PerCpuPages(z, cpu.id)
+                pcp.lock = SpinLock(sim, "&pcp->lock")
+                cpu.pcp.append(pcp)
+            cpu.zonelists = [machine.zonelist(cpu.node, hz) for hz in range(ZONE_MOVABLE + 1)]
+        self._has_movable = any(z.zone_idx == ZONE_MOVABLE for z in self.zones)
+        self._dma32_populated = [
+            any(z.node == n and z.zone_idx == ZONE_DMA32 for z in self.zones) or self.nr_nodes == 1
+            for n in range(self.nr_nodes)
+        ]
+        self._zone_starts = [z.zone_start_pfn for z in self.zones]
+        self._gfp_names: dict[int, str] = {}
+        self.zone_pcp_update()
+        # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
+        # percpu_pagelist_high_fraction_sysctl_handler
+        machine.wmark_observers.append(lambda _m: self.zone_pcp_update())
+        machine.sysctl.on_change(
+            "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
+        )
+        self.kswapd_wakeups = 0
+        self.wakeup_kswapd_hook: Any = None
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def zone_pcp_update(self) -> None:
+        """page_alloc.c: zone_pcp_update — recompute every pcp's batch, high_min, high_max
+        (at boot and when min_free_kbytes, watermark_scale_factor or
+        percpu_pagelist_high_fraction change)."""
+        fraction = getattr(self.machine, "percpu_pagelist_high_fraction", 0)
+        for z in self.zones:
+            node_cpus = sum(1 for c in self.cpus if c.node == z.node)
+            high_min, high_max, batch = pageset_high_and_batch(
+                z.low_wmark_pages, z.managed_pages, node_cpus, fraction
+            )
+            for cpu in self.cpus:
+                cpu.pcp[z.gidx].set_high_and_batch(high_min, high_max, batch)
+
+    def zone_of(self, pfn: int) -> Zone:
+        """page_zone(): the zone holding ``pfn``."""
+        zones = self.zones
+        starts = self._zone_starts
+        i = len(starts) - 1
+        while i > 0 and starts[i] > pfn:
+            i -= 1
+        z = zones[i]
+        if not z.zone_start_pfn <= pfn < z.zone_end_pfn:
+            for z in zones:
+                if z.zone_start_pfn <= pfn < z.zone_end_pfn:
+                    return z
+            raise ValueError(f"pfn {pfn:#x} is in no zone")
+        return z
+
+    def gfp_name(self, gfp: int) -> str:
+        name = self._gfp_names.get(gfp)
+        if name is None:
+            name = self._gfp_names[gfp] = format_gfp(gfp)
+        return name
+
+    # -- allocation --------------------------------------------------------------------------
+
+    async def alloc_pages(self, cpu: Cpu, order: int, gfp: int, owner: int = -1) -> int:
+        """page_alloc.c: __alloc_pages_noprof — allocate ``1 << order`` pages; pfn or -1.
+
+        ``owner`` is the owner kind of the pages (memmap OWNER_*); by default it follows the
+        migratetype. Fires ``mm_page_alloc`` (pfn -1 on failure).
+        """
+        sim = self.sim
+        me = sim._current
+        start = me.now
+        stats = cpu.stats[order]
+        stats.attempts += 1
+        await sim.sync()
+        mt = gfp_migratetype(gfp)
+        hz = gfp_zone(gfp, self._has_movable)
+        zonelist = cpu.zonelists[hz]
+        if not zonelist:
+            raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
+        preferred = zonelist[0]
+        alloc_flags = fast_path_alloc_flags(
+            gfp, preferred.zone_idx, self._dma32_populated[preferred.node]
+        )
+        if owner < 0:
+            owner = OWNER_FOR_MIGRATETYPE[mt] if mt < MIGRATE_PCPTYPES else OWNER_NONE
+        pfn, reason = await self.get_page_from_freelist(
+            cpu, gfp, order, alloc_flags, zonelist, hz, mt, owner
+        )
+        if pfn < 0:
+            pfn, reason = await self.alloc_pages_slowpath(
+                cpu, gfp, order, zonelist, hz, mt, owner, reason
+            )
+        if pfn < 0:
+            stats.failures += 1
+            stats.failure_reasons[reason] += 1
+        stats.latencies.append(me.now - start)
+        rec = self.rec
+        if rec.enabled:
+            rec.emit(
+                "mm_page_alloc", pfn=pfn, order=order, migratetype=mt, gfp_flags=self.gfp_name(gfp)
+            )
+        return pfn
+
+    async def alloc_pages_slowpath(
+        self,
+        cpu: Cpu,
+        gfp: int,
+        order: int,
+        zonelist: list[Zone],
+        hz: int,
+        mt: int,
+        owner: int,
+        reason: str,
+    ) -> tuple[int, str]:
+        """The seam for page_alloc.c: __alloc_pages_slowpath (wake kswapd, direct compaction,
+        reclaim, retries). Not modelled yet: the fast path's failure stands, with its reason."""
+        return -1, reason
+
+    async def get_page_from_freelist(
+        self,
+        cpu: Cpu,
+        gfp: int,
+        order: int,
+        alloc_flags: int,
+        zonelist: list[Zone],
+        hz: int,
+        mt: int,
+        owner: int,
+    ) -> tuple[int, str]:
+        """page_alloc.c: get_page_from_freelist — walk the zonelist, check the HIGH mark first
+        (setting ZONE_BELOW_HIGH on failure), then the requested mark, then rmqueue.
+
+        Runs at the caller's synchronised instant up to the first lock it must wait for.
+        Returns ``(pfn, failure reason)``.
+        """
+        costs = self.costs
+        charge = costs.alloc_entry
+        reason = "watermark"
+        preferred = zonelist[0]
+        while True:
+            no_fallback = alloc_flags & ALLOC_NOFRAGMENT
+            retry = False
+            for zone in zonelist:
+                if (
+                    no_fallback
+                    and self.nr_nodes > 1
+                    and zone is not preferred
+                    and zone.node != preferred.node
+                ):
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    retry = True
+                    break
+                charge += costs.watermark_check
+                ok = False
+                if not zone.flags & _BELOW_HIGH:
+                    if zone.zone_watermark_fast(order, zone.high_wmark_pages, hz, alloc_flags):
+                        ok = True
+                    else:
+                        zone.flags |= _BELOW_HIGH
+                if not ok:
+                    charge += costs.watermark_check
+                    mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
+                    ok = zone.zone_watermark_fast(order, mark, hz, alloc_flags) or bool(
+                        alloc_flags & ALLOC_NO_WATERMARKS
+                    )
+                if not ok:
+                    continue
+                pfn, charge = await self.rmqueue(
+                    cpu, zone, order, gfp, alloc_flags, mt, owner, charge
+                )
+                if pfn >= 0:
+                    charge += costs.prep_new_page
+                    if gfp & _GFP_ZERO:
+                        charge += costs.clear_page << order
+                    if alloc_flags & ALLOC_HIGHATOMIC:
+                        await self.sim.delay(charge)
+                        charge = 0
+                        await self._reserve_highatomic(zone, pfn, order)
+                    await self.sim.delay(charge)
+                    return pfn, ""
+                reason = "no_free_block"
+            if retry:
+                continue
+            if no_fallback:
+                alloc_flags &= ~ALLOC_NOFRAGMENT
+                continue
+            await self.sim.delay(charge)
+            return -1, reason
+
+    async def rmqueue(
+        self,
+        cpu: Cpu,
+        zone: Zone,
+        order: int,
+        gfp: int,
+        alloc_flags: int,
+        mt: int,
+        owner: int,
+        charge: int,
+    ) -> tuple[int, int]:
+        """page_alloc.c: rmqueue — pcp for pcp orders, else (or when the pcp trylock fails or
+        the refill finds nothing) rmqueue_buddy under zone->lock. Returns ``(pfn, charge)``:
+        charges not yet applied to the clock are carried in ``charge``."""
+        pfn = -1
+        if order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER:
+            pfn, charge = await self.rmqueue_pcplist(
+                cpu, zone, order, alloc_flags, mt, owner, charge
+            )
+        if pfn < 0:
+            await self.sim.delay(charge)
+            charge = 0
+            pfn = await self.rmqueue_buddy(cpu, zone, order, alloc_flags, mt, owner)
+        if alloc_flags & ALLOC_KSWAPD and zone.flags & _BOOSTED:
+            zone.flags &= ~_BOOSTED
+            self.wakeup_kswapd(zone, 0, zone.zone_idx)
+        return pfn, charge
+
+    async def rmqueue_pcplist(
+        self,
+        cpu: Cpu,
+        zone: Zone,
+        order: int,
+        alloc_flags: int,
+        mt: int,
+        owner: int,
+        charge: int,
+    ) -> tuple[int, int]:
+        """page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist — trylock this CPU's pcp, take
+        the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock."""
+        pcp = cpu.pcp[zone.gidx]
+        lock = pcp.lock
+        if not lock.try_acquire_now("rmqueue_pcplist"):
+            return -1, charge
+        costs = self.costs
+        charge += costs.pcp_lock
+        pcp.free_count >>= 1
+        pfn = pcp.take(order, mt)
+        stats = cpu.stats[order]
+        if pfn < 0:
+            batch = pcp.nr_pcp_alloc(order, bool(zone.flags & _BELOW_HIGH))
+            await self.sim.delay(charge)
+            charge = 0
+            await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags)
+            stats.refills += 1
+            pfn = pcp.take(order, mt)
+            if pfn < 0:
+                await self.sim.delay(costs.pcp_list_op)
+                lock.release()
+                return -1, 0
+        else:
+            stats.pcp_hits += 1
+        self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
+        self.vm_events[zone.pgalloc_key] += 1 << order
+        await self.sim.delay(charge + costs.pcp_list_op)
+        lock.release()
+        return pfn, 0
+
+    async def _rmqueue_bulk(
+        self, zone: Zone, pcp: PerCpuPages, order: int, count: int, mt: int, alloc_flags: int
+    ) -> int:
+        """page_alloc.c: rmqueue_bulk — one zone->lock hold for the whole refill."""
+        lock = zone.lock
+        await lock.acquire("rmqueue_bulk")
+        steps = zone.buddy_steps
+        n = pcp.refill(order, mt, count, alloc_flags)
+        c = self.costs
+        hold = c.zone_lock + n * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        await self.sim.delay(hold)
+        lock.release()
+        return n
+
+    async def rmqueue_buddy(
+        self, cpu: Cpu, zone: Zone, order: int, alloc_flags: int, mt: int, owner: int
+    ) -> int:
+        """page_alloc.c: rmqueue_buddy — take zone->lock, allocate one block directly."""
+        lock = zone.lock
+        await lock.acquire("rmqueue_buddy")
+        steps = zone.buddy_steps
+        pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
+        c = self.costs
+        hold = c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step
+        await self.sim.delay(hold)
+        lock.release()
+        return pfn
+
+    async def _reserve_highatomic(self, zone: Zone, pfn: int, order: int) -> None:
+        """page_alloc.c: reserve_highatomic_pageblock takes zone->lock itself."""
+        lock = zone.lock
+        await lock.acquire("reserve_highatomic_pageblock")
+        steps = zone.buddy_steps
+        zone.reserve_highatomic_pageblock(pfn, order)
+        c = self.costs
+        await self.sim.delay(c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step)
+        lock.release()
+
+    def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
+        """The seam for vmscan.c: wakeup_kswapd (the kswapd issue fills it in)."""
+        self.kswapd_wakeups += 1
+        if self.wakeup_kswapd_hook is not None:
+            self.wakeup_kswapd_hook(zone, order, highest_zoneidx)
+
+    # -- freeing -----------------------------------------------------------------------------
+
+    async def free_pages(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
+
+        Raises ValueError for a pfn that is not the head of an allocated block of ``order``
+        (a double free or a wrong order), naming the pfn and what it is.
+        """
+        sim = self.sim
+        await sim.sync()
+        mm = self.memmap
+        if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
+            raise ValueError(
+                f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "
+                f"allocated order-{order} block (state {mm.state[pfn]}, order {mm.order[pfn]})"
+            )
+        zone = self.zone_of(pfn)
+        costs = self.costs
+        charge = costs.free_prepare
+        rec = self.rec
+        if rec.enabled:
+            rec.emit("mm_page_free", pfn=pfn, order=order)
+        if not (order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER):
+            await sim.delay(charge)
+            await self.free_one_page(zone, pfn, order)
+            return
+        mt = mm.pb_mt[pfn >> PAGEBLOCK_ORDER]
+        if mt >= MIGRATE_PCPTYPES:
+            if mt == MIGRATE_ISOLATE:
+                await sim.delay(charge)
+                await self.free_one_page(zone, pfn, order)
+                return
+            mt = MIGRATE_MOVABLE
+        pcp = cpu.pcp[zone.gidx]
+        lock = pcp.lock
+        if not lock.try_acquire_now("free_unref_page"):
+            await sim.delay(charge)
+            await self.free_one_page(zone, pfn, order)
+            return
+        charge += costs.pcp_lock + costs.pcp_list_op
+        # free_unref_page_commit
+        pcp.alloc_factor >>= 1
+        self.vm_events["pgfree"] += 1 << order
+        pindex = pcp.add_free(pfn, order, mt)
+        free_high = pcp.commit_free_flags(order)
+        batch = pcp.batch
+        flags = zone.flags
+        high = pcp.nr_pcp_high(
+            batch, free_high, bool(flags & _RECLAIM_ACTIVE), bool(flags & _BELOW_HIGH)
+        )
+        if pcp.count >= high:
+            count = pcp.nr_pcp_free(batch, high, free_high)
+            await sim.delay(charge)
+            charge = 0
+            await self.free_pcppages_bulk(zone, pcp, count, pindex)
+            if zone.flags & _BELOW_HIGH and zone.zone_watermark_ok(
+                0, zone.high_wmark_pages, ZONE_MOVABLE, 0
+            ):
+                zone.flags &= ~_BELOW_HIGH
+        await sim.delay(charge)
+        lock.release()
+
+    async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
+        """page_alloc.c: free_one_page — free straight to the buddy lists under zone->lock."""
+        lock = zone.lock
+        await lock.acquire("free_one_page")
+        steps = zone.buddy_steps
+        zone.free_one_page(pfn, order)
+        c = self.costs
+        await self.sim.delay(c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step)
+        lock.release()
+
+    async def free_pcppages_bulk(
+        self,
+        zone: Zone,
+        pcp: PerCpuPages,
+        count: int,
+        pindex: int,
+        site: str = "free_pcppages_bulk",
+    ) -> int:
+        """page_alloc.c: free_pcppages_bulk — one zone->lock hold for the whole drain (caller
+        holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed."""
+        lock = zone.lock
+        await lock.acquire(site)
+        steps = zone.buddy_steps
+        blocks = pcp.free_bulk(count, pindex)
+        rec = self.rec
+        if rec.enabled:
+            for pfn, order, mt in blocks:
+                rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
+        c = self.costs
+        hold = (
+            c.zone_lock + len(blocks) * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        )
+        await self.sim.delay(hold)
+        lock.release()
+        return sum(1 << o for _, o, _ in blocks)
+
+    # -- draining ----------------------------------------------------------------------------
+
+    async def drain_pages_zone(self, target: Cpu, zone: Zone) -> int:
+        """page_alloc.c: drain_pages_zone — empty ``target``'s pcp for ``zone`` in chunks of
+        batch << CONFIG_PCP_BATCH_SCALE_MAX, each under pcp->lock (from any CPU, as in 6.12:
+        no IPI). Returns pages drained."""
+        pcp = target.pcp[zone.gidx]
+        drained = 0
+        while True:
+            await pcp.lock.acquire("drain_pages_zone")
+            count = pcp.count
+            if count:
+                to_drain = min(count, pcp.batch << CONFIG_PCP_BATCH_SCALE_MAX)
+                drained += await self.free_pcppages_bulk(zone, pcp, to_drain, 0, "drain_pages_zone")
+                count -= to_drain
+            await self.sim.delay(self.costs.pcp_lock)
+            pcp.lock.release()
+            if not count:
+                return drained
+
+    async def drain_all_pages(self, cpu: Cpu, zone: Zone | None = None) -> int:
+        """page_alloc.c: __drain_all_pages(zone, false) — drain every CPU's pcp (for one zone or
+        all) from the calling CPU. Takes ``pcpu_drain_mutex`` with trylock: a global drain
+        (``zone=None``) returns at once, draining nothing, while another drain runs; a zone drain
+        waits for it. Returns pages drained."""
+        mutex = self.pcpu_drain_mutex
+        if not await mutex.try_acquire("__drain_all_pages"):
+            if zone is None:
+                return 0
+            await mutex.acquire("__drain_all_pages")
+        zones = [zone] if zone is not None else self.zones
+        with_pcps = [c for c in self.cpus if any(c.pcp[z.gidx].count for z in zones)]
+        drained = 0
+        for target in with_pcps:
+            await self.sim.delay(self.costs.drain_cpu)
+            for z in zones:
+                drained += await self.drain_pages_zone(target, z)
+        mutex.release()
+        return drained
+
+    async def decay_pcp_high(self, cpu: Cpu) -> int:
+        """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
+        refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
+        drained = 0
+        for z in self.zones:
+            pcp = cpu.pcp[z.gidx]
+            to_drain = pcp.decay_high()
+            if to_drain > 0:
+                await pcp.lock.acquire("decay_pcp_high")
+                drained += await self.free_pcppages_bulk(z, pcp, to_drain, 0, "decay_pcp_high")
+                pcp.lock.release()
+        return drained
+
+    # -- views -------------------------------------------------------------------------------
+
+    def pcp_pages(self) -> int:
+        """Pages sitting on all pcp lists (free, but not in NR_FREE_PAGES)."""
+        return sum(p.count for c in self.cpus for p in c.pcp)
+
+    def order_summary(self) -> dict[int, dict[str, Any]]:
+        """Allocation outcomes per order, all CPUs merged (orders with attempts only)."""
+        out = {}
+        for order in range(NR_PAGE_ORDERS):
+            merged = OrderStats()
+            for c in self.cpus:
+                s = c.stats[order]
+                merged.attempts += s.attempts
+                merged.pcp_hits += s.pcp_hits
+                merged.refills += s.refills
+                merged.failures += s.failures
+                merged.failure_reasons.update(s.failure_reasons)
+                merged.latencies.extend(s.latencies)
+            if merged.attempts:
+                out[order] = merged.summary()
+        return out
