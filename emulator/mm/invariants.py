@@ -1,0 +1,269 @@
+"""An invariant checker for the physical memory model, usable at any point between operations.
+
+:func:`check_machine` (or :func:`check_zone`) raises :class:`InvariantViolation`, naming the
+invariant, the zone and the first offending pfn. What it proves, per zone:
+
+* ``list-links``: every free list is a well-formed doubly-linked list (prv[nxt[p]] == p);
+* ``free-block-head``: every entry of free_area[o].free_list[mt] is inside the zone, aligned to
+  2**o, marked ``PG_BUDDY`` with order o, its other pages ``PG_BUDDY|PG_TAIL``;
+* ``free-block-type``: every pageblock a free block covers has the list's migratetype (6.12 keeps
+  free-list type and pageblock type equal);
+* ``single-list``: no block is on two lists;
+* ``buddy-on-list``: every ``PG_BUDDY`` head in the zone is on a free list;
+* ``nr_free``: ``free_area[o].nr_free`` and the per-migratetype counts equal the lists;
+* ``NR_FREE_PAGES`` / ``NR_FREE_CMA_PAGES`` / ``nr_free_highatomic``: equal to the lists (ISOLATE
+  excluded from NR_FREE_PAGES, as account_freepages does);
+* ``unmerged-buddies``: no two free buddies of equal order that ``__free_one_page`` would have
+  merged (same zone; at order >= pageblock_order only if both types are mergeable or equal);
+* ``block-marking``: every allocated / pcp / isolated block head's tail pages carry its kind, and
+  no tail page is orphaned (tail counts match the heads' sizes);
+* ``conservation``: buddy + pcp + allocated + isolated pages = managed pages (and, if given, the
+  pcp pages equal what the pcp layer says it holds).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emulator.mm.memmap import (
+    KIND_NAMES,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_ISOLATED,
+    PG_PCP,
+    PG_TAIL,
+    tail_fill,
+)
+from emulator.mm.snapshot import (
+    MAX_PAGE_ORDER,
+    MIGRATE_CMA,
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    NR_PAGE_ORDERS,
+    PAGEBLOCK_ORDER,
+)
+
+if TYPE_CHECKING:
+    from emulator.mm.machine import Machine
+    from emulator.mm.page_alloc import Zone
+
+
+class InvariantViolation(AssertionError):
+    """A broken invariant: ``invariant`` names it, ``pfn`` is the first offending page (or -1)."""
+
+    def __init__(self, invariant: str, zone: Zone | None, pfn: int, detail: str) -> None:
+        where = f" in node {zone.node} zone {zone.name}" if zone is not None else ""
+        at = f" at pfn {pfn:#x}" if pfn >= 0 else ""
+        super().__init__(f"invariant {invariant!r} violated{at}{where}: {detail}")
+        self.invariant = invariant
+        self.pfn = pfn
+        self.zone = zone
+
+
+def _walk_free_lists(zone: Zone) -> tuple[list[int], dict[int, int], list[int]]:
+    """Check every free list; return (free pages per mt, {head pfn: order}, blocks per list)."""
+    mm = zone.memmap
+    st, od, nxt, prv, pb_mt = mm.state, mm.order, mm.nxt, mm.prv, mm.pb_mt
+    seen: dict[int, int] = {}
+    pages_by_mt = [0] * MIGRATE_TYPES
+    counts = [0] * (NR_PAGE_ORDERS * MIGRATE_TYPES)
+    limit = mm.end_pfn
+    for order in range(NR_PAGE_ORDERS):
+        n = 1 << order
+        fill = tail_fill(PG_BUDDY, order)
+        for mt in range(MIGRATE_TYPES):
+            head = zone.free_list(order, mt)
+            p = head
+            count = 0
+            while True:
+                q = nxt[p]
+                if prv[q] != p:
+                    raise InvariantViolation(
+                        "list-links",
+                        zone,
+                        q if q < limit else -1,
+                        f"free_area[{order}].free_list[{mt}] is broken (prv[nxt[p]] != p)",
+                    )
+                if q == head:
+                    break
+                p = q
+                count += 1
+                if count > limit:
+                    raise InvariantViolation(
+                        "list-links", zone, p, f"free_area[{order}].free_list[{mt}] loops"
+                    )
+                if not zone.spans(p):
+                    raise InvariantViolation(
+                        "free-block-head", zone, p, f"block on order-{order} list outside zone"
+                    )
+                if p & (n - 1):
+                    raise InvariantViolation(
+                        "free-block-head", zone, p, f"order-{order} block not aligned"
+                    )
+                if st[p] != PG_BUDDY or od[p] != order:
+                    raise InvariantViolation(
+                        "free-block-head",
+                        zone,
+                        p,
+                        f"on order-{order} list but state={st[p]:#x} order={od[p]}",
+                    )
+                if order and st[p + 1 : p + n] != fill:
+                    bad = next(i for i in range(p + 1, p + n) if st[i] != PG_BUDDY | PG_TAIL)
+                    raise InvariantViolation(
+                        "free-block-head",
+                        zone,
+                        bad,
+                        f"page of the free order-{order} block at {p:#x} has state {st[bad]:#x}",
+                    )
+                for b in range(p >> PAGEBLOCK_ORDER, ((p + n - 1) >> PAGEBLOCK_ORDER) + 1):
+                    if pb_mt[b] != mt:
+                        raise InvariantViolation(
+                            "free-block-type",
+                            zone,
+                            p,
+                            f"block on free_list[{mt}] but pageblock {b} has type {pb_mt[b]}",
+                        )
+                if p in seen:
+                    raise InvariantViolation("single-list", zone, p, "block on two free lists")
+                seen[p] = order
+                pages_by_mt[mt] += n
+            counts[order * MIGRATE_TYPES + mt] = count
+    return pages_by_mt, seen, counts
+
+
+def check_zone(zone: Zone, pcp_pages: int | None = None) -> None:
+    """Check every invariant of one zone; raise :class:`InvariantViolation` on the first failure."""
+    mm = zone.memmap
+    pages_by_mt, heads, counts = _walk_free_lists(zone)
+
+    for order in range(NR_PAGE_ORDERS):
+        row = counts[order * MIGRATE_TYPES : (order + 1) * MIGRATE_TYPES]
+        if zone.nr_free[order] != sum(row):
+            raise InvariantViolation(
+                "nr_free",
+                zone,
+                -1,
+                f"free_area[{order}].nr_free={zone.nr_free[order]} but lists hold {sum(row)}",
+            )
+        for mt in range(MIGRATE_TYPES):
+            if zone.nr_free_mt[order * MIGRATE_TYPES + mt] != row[mt]:
+                raise InvariantViolation(
+                    "nr_free",
+                    zone,
+                    -1,
+                    f"count for order {order} type {mt} is "
+                    f"{zone.nr_free_mt[order * MIGRATE_TYPES + mt]} but the list holds {row[mt]}",
+                )
+    nr_free_pages = sum(pages_by_mt) - pages_by_mt[MIGRATE_ISOLATE]
+    if zone.nr_free_pages != nr_free_pages:
+        raise InvariantViolation(
+            "NR_FREE_PAGES",
+            zone,
+            -1,
+            f"NR_FREE_PAGES={zone.nr_free_pages} but the buddy lists hold {nr_free_pages}",
+        )
+    if zone.nr_free_cma != pages_by_mt[MIGRATE_CMA]:
+        raise InvariantViolation(
+            "NR_FREE_CMA_PAGES",
+            zone,
+            -1,
+            f"NR_FREE_CMA_PAGES={zone.nr_free_cma} but CMA lists hold {pages_by_mt[MIGRATE_CMA]}",
+        )
+    if zone.nr_free_highatomic != pages_by_mt[MIGRATE_HIGHATOMIC]:
+        raise InvariantViolation(
+            "nr_free_highatomic",
+            zone,
+            -1,
+            f"nr_free_highatomic={zone.nr_free_highatomic} but HighAtomic lists hold "
+            f"{pages_by_mt[MIGRATE_HIGHATOMIC]}",
+        )
+
+    # unmerged buddies
+    st, od, pb_mt = mm.state, mm.order, mm.pb_mt
+    for p, o in heads.items():
+        if o >= MAX_PAGE_ORDER:
+            continue
+        b = p ^ (1 << o)
+        if b < p or not zone.spans(b) or st[b] != PG_BUDDY or od[b] != o:
+            continue
+        mt, bmt = pb_mt[p >> PAGEBLOCK_ORDER], pb_mt[b >> PAGEBLOCK_ORDER]
+        if (
+            o >= PAGEBLOCK_ORDER
+            and mt != bmt
+            and (mt >= MIGRATE_PCPTYPES or bmt >= MIGRATE_PCPTYPES)
+        ):
+            continue
+        raise InvariantViolation(
+            "unmerged-buddies", zone, p, f"free order-{o} buddies {p:#x} and {b:#x} not merged"
+        )
+
+    if not zone.spanned_pages:
+        return
+    lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
+    state = np.frombuffer(mm.state, dtype=np.uint8)[lo:hi]
+    order = np.frombuffer(mm.order, dtype=np.uint8)[lo:hi]
+    nb_heads = int(np.count_nonzero(state == PG_BUDDY))
+    if nb_heads != len(heads):
+        idx = np.flatnonzero(state == PG_BUDDY)
+        missing = next(int(i) + lo for i in idx if int(i) + lo not in heads)
+        raise InvariantViolation("buddy-on-list", zone, missing, "PageBuddy head on no free list")
+    kinds = {}
+    for kind in (PG_BUDDY, PG_ALLOC, PG_PCP, PG_ISOLATED):
+        tail_val = kind | PG_TAIL
+        head_idx = np.flatnonzero(state == kind)
+        covered = np.zeros(hi - lo, dtype=bool)
+        ncovered = 0
+        for i in head_idx[order[head_idx] > 0].tolist():
+            n = 1 << int(order[i])
+            seg = state[i + 1 : i + n]
+            bad = np.flatnonzero(seg != tail_val)
+            if seg.size != n - 1 or bad.size:
+                at = i + 1 + int(bad[0]) if bad.size else hi - lo
+                raise InvariantViolation(
+                    "block-marking",
+                    zone,
+                    at + lo,
+                    f"page inside the order-{n.bit_length() - 1} {KIND_NAMES[kind]} block at "
+                    f"{i + lo:#x} is not one of its tail pages",
+                )
+            covered[i + 1 : i + n] = True
+            ncovered += n - 1
+        if int(np.count_nonzero(state == tail_val)) != ncovered:
+            orphan = int(np.flatnonzero((state == tail_val) & ~covered)[0]) + lo
+            raise InvariantViolation(
+                "block-marking", zone, orphan, f"{KIND_NAMES[kind]} tail page without a head"
+            )
+        kinds[kind] = len(head_idx) + ncovered
+    if kinds[PG_BUDDY] != sum(pages_by_mt):
+        raise InvariantViolation(
+            "conservation",
+            zone,
+            -1,
+            f"{kinds[PG_BUDDY]} pages marked free but the lists hold {sum(pages_by_mt)}",
+        )
+    total = sum(kinds.values())
+    if total != zone.managed_pages:
+        raise InvariantViolation(
+            "conservation",
+            zone,
+            -1,
+            f"buddy {kinds[PG_BUDDY]} + pcp {kinds[PG_PCP]} + allocated {kinds[PG_ALLOC]} + "
+            f"isolated {kinds[PG_ISOLATED]} = {total} != managed {zone.managed_pages}",
+        )
+    if pcp_pages is not None and pcp_pages != kinds[PG_PCP]:
+        raise InvariantViolation(
+            "conservation",
+            zone,
+            -1,
+            f"{kinds[PG_PCP]} pages marked pcp but the pcp lists hold {pcp_pages}",
+        )
+
+
+def check_machine(machine: Machine, pcp_pages: dict[tuple[int, int], int] | None = None) -> None:
+    """Check every zone. ``pcp_pages`` maps (node, zone_idx) to the pages the pcp layer holds."""
+    for z in machine.all_zones():
+        check_zone(z, None if pcp_pages is None else pcp_pages.get((z.node, z.zone_idx), 0))
