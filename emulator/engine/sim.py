@@ -59,10 +59,6 @@ _NEVER = 1 << 126
 READY, RUNNING, BLOCKED, DONE, CRASHED = "ready", "running", "blocked", "done", "crashed"
 
 
-def _abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.SUCCEEDED
-
-
 class Actor:
     """One simulated thread of control (a CPU, kswapd, kcompactd, ...).
 
@@ -133,7 +129,7 @@ class Sim:
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
         self.recorder = recorder
-        recorder.bind_clock(lambda: self.now, self._current_name, lambda: self._time)
+        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier)
         self.decisions: list[Decision] = []
         self.actors: list[Actor] = []
         self._heap: list[tuple[int, int, Any]] = []
@@ -149,6 +145,10 @@ class Sim:
         self._running = False
         self._checkin = CHECKIN_EVERY
         self._delays = self.strategy.delays
+        # Set when trio cancels a parked engine task (the run is being cancelled from outside,
+        # or an actor crashed): that task has already been rescheduled by trio, so the engine
+        # must never reschedule it again (trio would fail an internal assertion).
+        self._cancelled = False
         self.switches = 0
         self.syncs = 0
         if not isinstance(quantum_ns, int) or quantum_ns < 0:
@@ -173,6 +173,29 @@ class Sim:
         if cur is None:
             raise PrimitiveMisuse("no actor is running: engine primitives are for actors only")
         return cur
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        """Abort callback of a parked actor: trio is cancelling it, so stop scheduling."""
+        self._cancelled = True
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _abort_main(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._cancelled = True
+        self._main_parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _frontier(self) -> int:
+        """A virtual time before which no more events can be emitted (for the recorder): the
+        running actor's clock and every heap entry (ready actors, timers) are at or after it,
+        and blocked actors are only woken at the waker's clock or at a timer."""
+        cur = self._current
+        t = cur.now if cur is not None else self._time
+        heap = self._heap
+        if heap:
+            h = heap[0][0] >> 1
+            if h < t:
+                t = h
+        return t
 
     def _current_name(self) -> str | None:
         cur = self._current
@@ -229,7 +252,7 @@ class Sim:
         actor.task = trio.lowlevel.current_task()
         self._push(actor)
         task_status.started()
-        await _wait_rescheduled(_abort)
+        await _wait_rescheduled(self._abort)
         actor.state = RUNNING
         try:
             await fn(*args)
@@ -271,14 +294,16 @@ class Sim:
         heap = self._heap
         until = self._until_key
         while heap:
-            key = heap[0][0]
+            entry = heap[0]
+            key = entry[0]
+            if key & 1 and not entry[2].active:
+                _heappop(heap)  # a timer whose waiter was woken: drop it before any test
+                continue
             if key > until:
                 return None
-            entry = _heappop(heap)
+            _heappop(heap)
             if key & 1:
                 timer = entry[2]
-                if not timer.active:
-                    continue
                 timer.active = False
                 actor = timer.actor
                 actor.now = key >> 1
@@ -304,6 +329,8 @@ class Sim:
 
     def _dispatch(self) -> None:
         """The current actor has parked or ended: run the next one, or end the run."""
+        if self._cancelled:
+            return
         nxt = self._pop_next()
         if nxt is None:
             self._finish()
@@ -316,6 +343,14 @@ class Sim:
 
     async def _switch_from(self, me: Actor) -> None:
         """``me`` is in the heap (ready) or blocked: let the next actor run, maybe ``me``."""
+        if self._cancelled:
+            # trio is cancelling the run and has already woken the parked tasks: take our
+            # Cancelled at a checkpoint instead of handing over to one of them
+            await _checkpoint()
+            raise RuntimeError(
+                f"actor {me.name!r}: an engine task was cancelled by a trio cancel scope inside "
+                "the run; actors must not wrap engine primitives in trio timeouts"
+            )
         nxt = self._pop_next()
         if nxt is me:
             me.state = RUNNING
@@ -330,7 +365,7 @@ class Sim:
             nxt.state = RUNNING
             self.switches += 1
             _reschedule(nxt.task)
-        await _wait_rescheduled(_abort)
+        await _wait_rescheduled(self._abort)
 
     def _finish(self) -> None:
         if self._end is not None:
@@ -338,14 +373,19 @@ class Sim:
         heap = self._heap
         if heap and heap[0][0] > self._until_key:
             self._end = ("deadline", None)
+            self._time = self._until_key >> 1  # the run covered virtual time up to `until`
         else:
+            # the latest clock reached (an actor that ran ahead may end after the last dispatch)
+            for a in self.actors:
+                if a.now > self._time:
+                    self._time = a.now
             waiting = {
                 a.name: self._describe_wait(a)
                 for a in self.actors
                 if a.state == BLOCKED and not a.daemon
             }
             self._end = ("deadlock", waiting) if waiting else ("done", None)
-        if self._main_parked:
+        if self._main_parked and not self._cancelled:
             self._main_parked = False
             _reschedule(self._main)
 
@@ -395,6 +435,12 @@ class Sim:
         me.now += ns
         if (me.now << 1) > self._until_key:
             await self.sync()
+            return
+        # an actor doing only delays never syncs: check in with trio now and then anyway
+        self._checkin -= 1
+        if self._checkin <= 0:
+            self._checkin = CHECKIN_EVERY
+            await _checkpoint()
 
     async def preempt(self, point: str) -> None:
         """A named preemption point: a place where the kernel has an unlocked window.
@@ -445,10 +491,12 @@ class Sim:
                 self._dispatch()
                 if self._end is None:
                     self._main_parked = True
-                    await _wait_rescheduled(_abort)
+                    await _wait_rescheduled(self._abort_main)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            exc = _single(group)
+            # keep ActorCrashed.__cause__ (the actor's own exception); drop the group context
+            raise exc from exc.__cause__
         finally:
             self._running = False
             self._current = None
