@@ -181,11 +181,30 @@ def _largest_order(zone: ZoneSnapshot) -> int | None:
     return orders[-1] if orders else None
 
 
-def _verdict(zone: ZoneSnapshot, threshold: int, order: int = COMPACTION_HPAGE_ORDER) -> str:
-    """What the fragmentation index says about a failed order-``order`` allocation."""
+def _thp_wmark_ok(node: NodeSnapshot, zone: ZoneSnapshot) -> bool | None:
+    """The order-0 watermark half of ``compaction_suitable`` for a THP fault
+    (``__compaction_suitable``, mm/compaction.c:2380): NR_FREE_PAGES > low + compact_gap(9) +
+    lowmem_reserve[highest_zoneidx], with highest_zoneidx = ZONE_MOVABLE (gfp_zone of
+    GFP_TRANSHUGE). None without zoneinfo.
+    Simplified: nr_reserved_highatomic, which __zone_watermark_ok also subtracts, is not in /proc.
+    """
+    if zone.present == 0 or not zone.lowmem_reserve:
+        return None
+    names = [z.name for z in node.zones]
+    highest = names.index("Movable") if "Movable" in names else len(names) - 1
+    reserve = zone.lowmem_reserve[highest] if highest < len(zone.lowmem_reserve) else 0
+    gap = 2 << COMPACTION_HPAGE_ORDER
+    return zone.free_pages > zone.wmark_low + gap + reserve
+
+
+def _verdict(node: NodeSnapshot, zone: ZoneSnapshot, threshold: int) -> str:
+    """What compaction_suitable() would make of a failed order-9 allocation in this zone."""
+    order = COMPACTION_HPAGE_ORDER
     index = fragmentation_index(zone, order)
     if index == -1000:
         return "free block"
+    if _thp_wmark_ok(node, zone) is False:
+        return "skip: wmark"
     if not fragindex_allows_compaction(order, index, threshold):
         return "reclaim"
     return "compact"
@@ -219,7 +238,8 @@ def analyse(inputs: Inputs) -> dict[str, Any]:
                 "score": fragmentation_score_zone(z),
                 "weighted_score": fragmentation_score_zone_weighted(z, present) if known else None,
                 "fragindex_order9": fragmentation_index(z, COMPACTION_HPAGE_ORDER),
-                "order9_verdict": _verdict(z, m.extfrag_threshold),
+                "order9_wmark_ok": _thp_wmark_ok(node, z),
+                "order9_verdict": _verdict(node, z, m.extfrag_threshold),
                 "extfrag_index": [fragmentation_index(z, o) for o in range(NR_PAGE_ORDERS)],
                 "unusable_index": [unusable_index(z, o) for o in range(NR_PAGE_ORDERS)],
                 "extfrag_for_order": [extfrag_for_order(z, o) for o in range(NR_PAGE_ORDERS)],
@@ -339,7 +359,7 @@ def _text(report: dict[str, Any]) -> str:
     rows = [
         [
             "node", "zone", "present", "managed", "free MiB", "largest", "in>=9 MiB",
-            "score", "weighted", "fragidx(9)", "unusable(9)", "order-9 failure",
+            "score", "weighted", "fragidx(9)", "unusable(9)", "wmark(9)", "order-9 failure",
         ]
     ]  # fmt: skip
     for node in fs["nodes"]:
@@ -358,17 +378,20 @@ def _text(report: dict[str, Any]) -> str:
                     _fmt(z["weighted_score"]),
                     _index(z["fragindex_order9"]),
                     _index(z["unusable_index"][COMPACTION_HPAGE_ORDER]),
+                    {True: "ok", False: "low", None: "?"}[z["order9_wmark_ok"]],
                     z["order9_verdict"],
                 ]
             )
-    out.extend(_table(rows, right={0, 2, 3, 4, 5, 6, 7, 8, 9, 10}))
-    out.append("  order-9 failure: what compaction_suitable() makes of fragidx(9) if an order-9")
-    out.append("  allocation fails: 'free block' = a block of order >= 9 is free (-1.000);")
+    out.extend(_table(rows, right=set(range(2, 12)) | {0}))
+    out.append("  wmark(9): NR_FREE_PAGES > low + compact_gap(9) + lowmem_reserve[Movable], the")
+    out.append("  order-0 check of __compaction_suitable() for a THP (highatomic reserve ignored).")
+    out.append("  order-9 failure: what compaction_suitable() decides when an order-9 allocation")
+    out.append("  fails: 'free block' = a block of order >= 9 is free (fragidx -1.000);")
+    out.append("  'skip: wmark' = wmark(9) low, compaction skipped; 'reclaim' = 0 <= fragidx <=")
     out.append(
-        "  'reclaim' = 0 <= index <= extfrag_threshold "
-        f"({report['extfrag_threshold'] / 1000:.3f}), lack of memory, compaction refused;"
+        f"  extfrag_threshold ({report['extfrag_threshold'] / 1000:.3f}), lack of memory, "
+        "compaction refused; 'compact' = fragmentation, allowed"
     )
-    out.append("  'compact' = external fragmentation, compaction allowed")
     out.append("")
 
     mt_rows = [["node", "zone", "", *MIGRATETYPE_NAMES]]

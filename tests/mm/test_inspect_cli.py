@@ -159,10 +159,14 @@ def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:  # type:
     assert "Free memory and pageblocks by migratetype" not in out
     # per-zone table row for node 1: 15000 pages = 58.6 MiB, largest order 2, nothing >= order 9
     row = next(line for line in out.splitlines() if line.split()[:2] == ["1", "Normal"])
+    # 15000 free > low 160 + compact_gap(9) 1024 + protection 0: the watermark half passes
     assert row.split() == [
         "1", "Normal", "4194304", "4194304", "58.6", "2", "0.0", "100", "99", "0.997", "1.000",
-        "compact",
+        "ok", "compact",
     ]  # fmt: skip
+    # DMA: fragidx -500 would allow compaction, but 256 free <= 160 + 1024: skipped
+    dma = next(line for line in out.splitlines() if line.split()[:2] == ["0", "DMA"])
+    assert dma.split()[-5:] == ["-0.500", "1.000", "low", "skip:", "wmark"]
     assert "score low 80, high 90" in out
     assert "node 0: score 20 <= high 90: would not start" in out
     assert "node 1: score 99 > high 90: WOULD START; each zone is compacted until its own score <= 80" in out
@@ -273,3 +277,27 @@ def test_files_from_different_machines_are_rejected(saved: Path, capsys) -> None
         f"mmemu inspect: error: {saved}/zoneinfo: zone Normal of node 0 is missing or has no "
         "present pages\n"
     )
+
+
+def test_thp_watermark_half_uses_the_movable_protection() -> None:
+    from emulator.mm.snapshot import NodeSnapshot, ZoneSnapshot
+
+    def dma32(free: int) -> ZoneSnapshot:
+        return ZoneSnapshot(
+            node=0, name="DMA32", nr_free=(0,) * 11, present=10000, wmark_low=160,
+            lowmem_reserve=(0, 0, 768, 768), nr_free_pages=free,
+        )  # fmt: skip
+
+    def node(zone: ZoneSnapshot) -> NodeSnapshot:
+        names = ("DMA", "DMA32", "Normal", "Movable")
+        others = [ZoneSnapshot(node=0, name=n, nr_free=(0,) * 11) for n in names]
+        others[1] = zone
+        return NodeSnapshot(0, tuple(others))
+
+    # protection against a ZONE_MOVABLE (index 3) allocation is 768:
+    # 1953 > 160 + 1024 + 768 = 1952 passes, 1952 does not (the kernel's check is <=)
+    assert inspect_mod._thp_wmark_ok(node(dma32(1953)), dma32(1953)) is True
+    assert inspect_mod._thp_wmark_ok(node(dma32(1952)), dma32(1952)) is False
+    # unknown without zoneinfo (no present pages, no protection)
+    bare = ZoneSnapshot(node=0, name="Normal", nr_free=(0,) * 11)
+    assert inspect_mod._thp_wmark_ok(NodeSnapshot(0, (bare,)), bare) is None
