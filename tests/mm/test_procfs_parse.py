@@ -255,3 +255,59 @@ def test_pagetypeinfo_round_trip_property_with_cap(
     assert got.nr_free_by_mt == capped
     assert got.pageblocks_by_mt == blocks
     assert got.nr_free == tuple(sum(c) for c in zip(*capped, strict=True))
+
+
+stat_lists = st.lists(
+    st.tuples(st.from_regex(r"nr_[a-z_]{1,20}", fullmatch=True), st.integers(0, 10**12)),
+    max_size=4,
+).map(tuple)
+small = st.integers(0, 10**9)
+
+
+@st.composite
+def zoneinfo_machines(draw: st.DrawFn) -> MachineSnapshot:
+    nodes = []
+    for nid in draw(st.lists(st.integers(0, 63), min_size=1, max_size=3, unique=True)):
+        names = draw(st.lists(zone_names, min_size=1, max_size=4, unique=True))
+        nr_reserve = len(names)
+        zones = []
+        for name in names:
+            populated = draw(st.booleans())
+            common = dict(
+                node=nid, name=name, nr_free=(0,) * 11, spanned=draw(small),
+                managed=draw(small), cma=draw(small), wmark_min=draw(small),
+                wmark_low=draw(small), wmark_high=draw(small), wmark_promo=draw(small),
+                boost=draw(small),
+                lowmem_reserve=tuple(draw(small) for _ in range(nr_reserve)),
+            )  # fmt: skip
+            if populated:
+                pcp = tuple(
+                    PcpSnapshot(cpu, draw(small), draw(small), draw(small), draw(small))
+                    for cpu in range(draw(st.integers(0, 3)))
+                )
+                zones.append(ZoneSnapshot(
+                    **common, present=draw(st.integers(1, 10**9)), start_pfn=draw(small),
+                    nr_free_pages=draw(small), pcp=pcp, zone_stats=draw(stat_lists),
+                ))  # fmt: skip
+            else:
+                zones.append(ZoneSnapshot(**common, present=0, nr_free_pages=0, populated=False))
+        has_memory = any(z.populated for z in zones)
+        nodes.append(
+            NodeSnapshot(
+                nid,
+                tuple(zones),
+                node_stats=draw(stat_lists) if has_memory else (),
+                node_unreclaimable=draw(st.booleans()) if has_memory else False,
+            )
+        )
+    return MachineSnapshot(tuple(nodes))
+
+
+@settings(max_examples=60, deadline=None)
+@given(zoneinfo_machines())
+def test_zoneinfo_round_trip_property(m: MachineSnapshot) -> None:
+    from emulator.mm.procfs import render_zoneinfo
+
+    text = render_zoneinfo(m)
+    assert parse_zoneinfo(text) == m
+    assert render_zoneinfo(parse_zoneinfo(text)) == text

@@ -242,3 +242,22 @@ def test_fragindex_half_of_compaction_suitable(
 
 def test_module_exports_the_kernel_named_function() -> None:
     assert getattr(vmstat, "__fragmentation_index") is fragmentation_index_info
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(st.integers(0, 2000), min_size=11, max_size=11), st.integers(0, 10**8)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_node_score_is_below_100_and_bounded_by_the_worst_zone(
+    zones: list[tuple[list[int], int]],
+) -> None:
+    node = NodeSnapshot(
+        0, tuple(zone(f"Z{i}", present, tuple(c)) for i, (c, present) in enumerate(zones))
+    )
+    score = fragmentation_score_node(node)
+    # sum(present_i * s_i) / (P + 1) < 100 * P / (P + 1) < 100, and never above the worst zone
+    assert 0 <= score < 100
+    assert score <= max(fragmentation_score_zone(z) for z in node.zones)
