@@ -214,7 +214,8 @@ def render_zoneinfo(machine: MachineSnapshot) -> str:
                     zone.cma,
                 )
             )
-            reserve = zone.lowmem_reserve or (0,)
+            # lowmem_reserve[MAX_NR_ZONES]: zeros for each of the node's zones when unknown
+            reserve = zone.lowmem_reserve or (0,) * len(node.zones)
             out.append("\n        protection: (%d" % reserve[0])
             out.extend(", %d" % r for r in reserve[1:])
             out.append(")")

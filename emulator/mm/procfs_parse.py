@@ -70,9 +70,9 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 _NUM = re.compile(r"\d+")
 
 
-def _counts(filename: str, number: int, fields: list[str], what: str, cap: bool = False) -> tuple[
-    int, ...
-]:
+def _counts(
+    filename: str, number: int, fields: list[str], what: str, cap: bool = False
+) -> tuple[int, ...]:
     values: list[int] = []
     for field in fields:
         raw = field[1:] if cap and field.startswith(">") else field

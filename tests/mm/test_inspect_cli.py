@@ -99,27 +99,33 @@ PAGETYPEINFO_HEADER = (
 )  # fmt: skip
 
 
-def pagetypeinfo() -> str:
-    """pagetypeinfo of a kernel without CONFIG_CMA (5 columns), both nodes."""
-    zero = "      0      0      0      0      0      0      0      0      0      0      0 \n"
-    text = PAGETYPEINFO_HEADER
-    rows = {
-        ("0", "DMA", "Unmovable"): "      0      0      0      0      0      0      0      0      1      0      0 \n",
-        ("0", "Normal", "Movable"): "    120     64     33     12      9      4      2      1      0      1      3 \n",
-    }
-    for zone in ("DMA", "Normal"):
-        for mt in ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"):
-            text += f"Node    0, zone {zone:>8}, type {mt:>12} " + rows.get(("0", zone, mt), zero)
-    text += "\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n"
-    text += "Node 0, zone      DMA            1            7            0            0            0 \n"
-    text += "Node 0, zone   Normal           40         7128            0            0            0 \n"
-    text += PAGETYPEINFO_HEADER
-    for mt in ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"):
-        row = "   5000   3000   1000      0      0      0      0      0      0      0      0 \n"
-        text += f"Node    1, zone   Normal, type {mt:>12} " + (row if mt == "Movable" else zero)
-    text += "\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n"
-    text += "Node 1, zone   Normal            0         8192            0            0            0 \n"
-    return text
+PT_ZERO = "      0      0      0      0      0      0      0      0      0      0      0 \n"
+PT_BLOCKS = "\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n"
+# a kernel without CONFIG_CMA: five migratetype columns
+PAGETYPEINFO = (
+    PAGETYPEINFO_HEADER
+    + "Node    0, zone      DMA, type    Unmovable      0      0      0      0      0      0      0      0      1      0      0 \n"
+    + "Node    0, zone      DMA, type      Movable" + PT_ZERO
+    + "Node    0, zone      DMA, type  Reclaimable" + PT_ZERO
+    + "Node    0, zone      DMA, type   HighAtomic" + PT_ZERO
+    + "Node    0, zone      DMA, type      Isolate" + PT_ZERO
+    + "Node    0, zone   Normal, type    Unmovable" + PT_ZERO
+    + "Node    0, zone   Normal, type      Movable    120     64     33     12      9      4      2      1      0      1      3 \n"
+    + "Node    0, zone   Normal, type  Reclaimable" + PT_ZERO
+    + "Node    0, zone   Normal, type   HighAtomic" + PT_ZERO
+    + "Node    0, zone   Normal, type      Isolate" + PT_ZERO
+    + PT_BLOCKS
+    + "Node 0, zone      DMA            1            7            0            0            0 \n"
+    + "Node 0, zone   Normal           40         7128            0            0            0 \n"
+    + PAGETYPEINFO_HEADER
+    + "Node    1, zone   Normal, type    Unmovable" + PT_ZERO
+    + "Node    1, zone   Normal, type      Movable   5000   3000   1000      0      0      0      0      0      0      0      0 \n"
+    + "Node    1, zone   Normal, type  Reclaimable" + PT_ZERO
+    + "Node    1, zone   Normal, type   HighAtomic" + PT_ZERO
+    + "Node    1, zone   Normal, type      Isolate" + PT_ZERO
+    + PT_BLOCKS
+    + "Node 1, zone   Normal            0         8192            0            0            0 \n"
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -175,7 +181,7 @@ def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:  # type:
 
 
 def test_text_report_with_pagetypeinfo_and_other_sysctls(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    (saved / "pagetypeinfo").write_text(pagetypeinfo())
+    (saved / "pagetypeinfo").write_text(PAGETYPEINFO)
     (saved / "sys" / "vm" / "compaction_proactiveness").write_text("0\n")
     (saved / "sys" / "vm" / "extfrag_threshold").write_text("1000\n")
     rc, out, _ = run(capsys, "--proc", str(saved))
@@ -225,7 +231,7 @@ def test_without_zoneinfo_weighted_scores_are_unknown(saved: Path, capsys) -> No
 def test_unreadable_pagetypeinfo_is_reported_not_fatal(
     saved: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    (saved / "pagetypeinfo").write_text(pagetypeinfo())
+    (saved / "pagetypeinfo").write_text(PAGETYPEINFO)
     real_open = open
 
     def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
