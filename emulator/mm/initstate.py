@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from emulator.mm.machine import Machine, NodeSpec, ZoneSpec
+from emulator.mm.machine import Machine, NodeSpec, ZoneSpec, bool_runs
 from emulator.mm.memmap import (
     OWNER_FOR_MIGRATETYPE,
     OWNER_MOVABLE,
@@ -105,7 +105,7 @@ def free_pages_mask(zone: Zone, free: np.ndarray) -> None:
     lo = zone.zone_start_pfn
     st = np.frombuffer(zone.memmap.state, dtype=np.uint8)[lo : zone.zone_end_pfn]
     free = free & (st == PG_ALLOC)
-    idx = np.flatnonzero(np.diff(free.view(np.int8), prepend=0, append=0)).reshape(-1, 2)
+    idx = bool_runs(free)
     pb_mt = zone.memmap.pb_mt
     for s, e in (idx + lo).tolist():
         pfn = s
@@ -323,7 +323,7 @@ def _place_free_blocks(zone: Zone, zs: ZoneSnapshot) -> None:
     # 1024-aligned fully managed regions, in ascending order, handed out to migratetypes
     big: list[int] = []
     edges = _Pool()
-    runs = np.flatnonzero(np.diff(managed.view(np.int8), prepend=0, append=0)).reshape(-1, 2)
+    runs = bool_runs(managed)
     for s, e in (runs + lo).tolist():
         a = -(-s // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
         b = e // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES

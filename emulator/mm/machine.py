@@ -164,6 +164,22 @@ def simple_layout(**zone_pages: int) -> list[NodeSpec]:
     return [NodeSpec(0, tuple(zones))]
 
 
+def bool_runs(mask: np.ndarray) -> np.ndarray:
+    """The runs of True in a boolean array, as an (n, 2) array of [start, end) indices.
+
+    Uses only byte-sized temporaries (np.diff with int prepends would upcast to int64)."""
+    n = mask.size
+    if not n:
+        return np.zeros((0, 2), dtype=np.int64)
+    edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    parts = [edges]
+    if mask[0]:
+        parts.insert(0, np.array([0]))
+    if mask[-1]:
+        parts.append(np.array([n]))
+    return np.concatenate(parts).astype(np.int64).reshape(-1, 2)
+
+
 class Node:
     """``pg_data_t``: a node and its zones (indexed by zone type, empty ones included)."""
 
@@ -277,8 +293,7 @@ class Machine:
         """
         state = np.frombuffer(self.memmap.state, dtype=np.uint8)
         state[managed] = PG_BUDDY | PG_TAIL
-        idx = np.flatnonzero(np.diff(managed.view(np.int8), prepend=0, append=0))
-        runs = idx.reshape(-1, 2)
+        runs = bool_runs(managed)
         for z in self.all_zones():
             if not z.spanned_pages:
                 continue
