@@ -428,7 +428,7 @@ class Sim:
         me = self._current
         if me is None:
             raise PrimitiveMisuse("delay() outside an actor")
-        if ns < 0 or ns.__class__ is not int:
+        if ns.__class__ is not int or ns < 0:  # type first: None/str must not TypeError
             raise PrimitiveMisuse(
                 f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
             )

@@ -300,6 +300,9 @@ class WaitQueue:
     out.
     """
 
+    #: how a deadlock report names it (a Completion's inner queue says "completion")
+    kind = "waitqueue"
+
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
         self.name = name
@@ -356,7 +359,7 @@ class WaitQueue:
         return woken
 
     def describe_wait(self, actor: Actor) -> str:
-        return f"waitqueue {self.name}"
+        return f"{self.kind} {self.name}"
 
 
 class Completion:
@@ -370,6 +373,7 @@ class Completion:
         self.name = name
         self.done = 0
         self._queue = WaitQueue(sim, name)
+        self._queue.kind = "completion"  # waiters block on the queue: report the completion
 
     async def wait(self, timeout_ns: int | None = None) -> bool:
         """wait_for_completion(_timeout): True once completed, False on timeout."""
