@@ -16,6 +16,8 @@ __all__ = ["UsageError", "main"]
 
 #: subcommand -> (module path, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("emulator.cli_run", "run a scenario and write kernel-format results"),
+    "list": ("emulator.cli_list", "list the bundled scenarios"),
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
 }
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from emulator.engine.sync import LockStats
 
-__all__ = ["LOCKSTAT_POINTS", "render_lock_stat", "snprint_time"]
+__all__ = ["LOCKSTAT_POINTS", "merge_lock_stats", "render_lock_stat", "snprint_time"]
 
 LOCKSTAT_POINTS = 4
 _WIDTH = 40 + 1 + 12 * (14 + 1)
@@ -74,3 +74,26 @@ def render_lock_stat(stats: Iterable[LockStats]) -> str:
         out.append(_line(".", 0, _WIDTH))
         out.append("\n")
     return "".join(out)
+
+
+def merge_lock_stats(name: str, stats: Iterable[LockStats]) -> LockStats:
+    """One lock class's statistics from several lock instances (lockdep keeps statistics per
+    class: every zone's ``zone->lock`` is the class ``&zone->lock``)."""
+    out = LockStats(name)
+    for s in stats:
+        if s.contentions:
+            out.wait_min = s.wait_min if not out.contentions else min(out.wait_min, s.wait_min)
+            out.wait_max = max(out.wait_max, s.wait_max)
+            out.wait_total += s.wait_total
+        if s.acquisitions:
+            out.hold_min = s.hold_min if not out.acquisitions else min(out.hold_min, s.hold_min)
+            out.hold_max = max(out.hold_max, s.hold_max)
+            out.hold_total += s.hold_total
+        out.contentions += s.contentions
+        out.con_bounces += s.con_bounces
+        out.acquisitions += s.acquisitions
+        out.acq_bounces += s.acq_bounces
+        out.trylock_failures += s.trylock_failures
+        out.contention_points.update(s.contention_points)
+        out.contending_points.update(s.contending_points)
+    return out

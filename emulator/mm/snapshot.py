@@ -88,7 +88,7 @@ class ZoneSnapshot:
 
     @property
     def free_pages(self) -> int:
-        """Free base pages on the buddy lists: sum of nr_free[o] << o (what NR_FREE_PAGES counts)."""
+        """Free base pages on the buddy lists: sum of nr_free[o] << o (NR_FREE_PAGES)."""
         if self.nr_free_pages is not None:
             return self.nr_free_pages
         return sum(n << o for o, n in enumerate(self.nr_free))

@@ -1,0 +1,28 @@
+"""What CPUs do: allocation mixes, rates, lifetimes, phases, free patterns, and the CPU actor."""
+
+from emulator.workload.cpu import STAT_INTERVAL_NS, CpuProgram
+from emulator.workload.spec import (
+    FOREVER,
+    AllocClass,
+    FreePattern,
+    Lifetime,
+    Phase,
+    Workload,
+    parse_duration,
+    parse_lifetime,
+    parse_size_mib,
+)
+
+__all__ = [
+    "FOREVER",
+    "STAT_INTERVAL_NS",
+    "AllocClass",
+    "CpuProgram",
+    "FreePattern",
+    "Lifetime",
+    "Phase",
+    "Workload",
+    "parse_duration",
+    "parse_lifetime",
+    "parse_size_mib",
+]

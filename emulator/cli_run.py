@@ -1,0 +1,111 @@
+"""``mmemu run [SCENARIO] [--seed N] [--set NAME=VALUE ...] [--out DIR] [--strategy S]``.
+
+Runs a scenario file (or a bundled scenario by name; ``default`` when none is given), shows a
+progress bar on a terminal and a short summary at the end, and writes the results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from emulator.cli import UsageError
+from emulator.report.results import format_summary, write_results
+from emulator.runner import run_scenario
+from emulator.scenario import ScenarioError, find_scenario, load_scenario
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="scenario file or bundled name (default)")
+    parser.add_argument("--seed", type=int, help="seed (overrides the scenario's)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter: memory=8G, cpus=16, duration=2s, vm.<sysctl>=N, cost.<name>=NS",
+    )
+    parser.add_argument("--out", help="results folder (default: results/<scenario>-seed<N>)")
+    parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
+    parser.add_argument("--quantum", type=int, help="sync quantum in ns (0 = exact)")
+    parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str | int]:
+    out: dict[str, str | int] = {}
+    for item in args.sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    if args.seed is not None:
+        out["seed"] = args.seed
+    if args.strategy is not None:
+        out["strategy"] = args.strategy
+    if args.quantum is not None:
+        out["quantum"] = args.quantum
+    return out
+
+
+class _Progress:
+    """A one-line progress bar on stderr (terminal only); wall-clock is for display only."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def __call__(self, now_ns: int, duration_ns: int) -> None:
+        t = time.monotonic()
+        if t - self.last < 0.1:
+            return
+        self.last = t
+        frac = min(1.0, now_ns / duration_ns) if duration_ns else 1.0
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(
+            f"\r[{bar:<30s}] {frac * 100:5.1f}%  {now_ns / 1e9:.3f} s virtual  "
+            f"{t - self.start:.1f} s wall"
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\r" + " " * 80 + "\r")
+        sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = find_scenario(args.scenario)
+        scenario = load_scenario(path)
+        params = scenario.resolve(_overrides(args))
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {str(out)!r}: {exc.strerror}") from None
+    progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
+    try:
+        result = run_scenario(
+            scenario,
+            params,
+            events=None if args.no_events else out / "events.jsonl",
+            record=not args.no_events,
+            progress=progress,
+        )
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.done()
+    write_results(result, out)
+    if not args.quiet:
+        print(format_summary(result))
+        print(f"\nresults in {out}/")
+    return 130 if result.reason == "interrupted" else 0
