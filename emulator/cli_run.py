@@ -108,4 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_summary(result))
         print(f"\nresults in {out}/")
+    if result.error is not None:
+        first = result.error.splitlines()[0]
+        print(f"mmemu run: error: {first}", file=sys.stderr)
+        for line in result.error.splitlines()[1:]:
+            print(f"  {line.strip()}", file=sys.stderr)
+        return 1
     return 130 if result.reason == "interrupted" else 0

@@ -17,7 +17,7 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim
+from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -253,16 +253,20 @@ def run_scenario(
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)
         reason = "deadline"
+        error = None
         t0 = time.perf_counter()
         try:
             result = trio.run(sim.run, params.duration_ns)
             reason = result.reason
         except KeyboardInterrupt:
             reason = "interrupted"
+        except SimError as exc:
+            # an actor crashed or the run deadlocked: keep what was recorded and the state
+            reason, error = "error", str(exc)
         wall = time.perf_counter() - t0
-        if scenario.report is not None:
+        if scenario.report is not None and error is None:
             ctx.findings.update(scenario.report(params, ctx))
-        return RunResult(scenario.name, params, reason, sim.now, wall, ctx)
+        return RunResult(scenario.name, params, reason, sim.now, wall, ctx, error)
     finally:
         recorder.close()
         if own_file is not None:
