@@ -164,7 +164,6 @@ class PageAllocator:
                 pcp.lock = SpinLock(sim, "&pcp->lock")
                 cpu.pcp.append(pcp)
             cpu.zonelists = [machine.zonelist(cpu.node, hz) for hz in range(ZONE_MOVABLE + 1)]
-        self._has_movable = any(z.zone_idx == ZONE_MOVABLE for z in self.zones)
         self._dma32_populated = [
             any(z.node == n and z.zone_idx == ZONE_DMA32 for z in self.zones) or self.nr_nodes == 1
             for n in range(self.nr_nodes)
@@ -232,7 +231,7 @@ class PageAllocator:
         stats.attempts += 1
         await sim.sync()
         mt = gfp_migratetype(gfp)
-        hz = gfp_zone(gfp, self._has_movable)
+        hz = gfp_zone(gfp)
         zonelist = cpu.zonelists[hz]
         if not zonelist:
             raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
@@ -599,6 +598,7 @@ class PageAllocator:
     async def decay_pcp_high(self, cpu: Cpu) -> int:
         """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
         refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
+        await self.sim.sync()  # reads pcp->count/high, which remote drains change
         drained = 0
         for z in self.zones:
             pcp = cpu.pcp[z.gidx]

@@ -1,6 +1,7 @@
 """GFP flags and what the allocator derives from them.
 
-Models include/linux/gfp_types.h (bit values of Linux 6.12), include/linux/gfp.h
+Models include/linux/gfp_types.h (bit values of Linux 6.12 on x86-64: no CONFIG_KASAN_HW_TAGS,
+so ``__GFP_SKIP_ZERO`` and ``__GFP_SKIP_KASAN`` are 0, and no CONFIG_LOCKDEP), include/linux/gfp.h
 (``gfp_migratetype``, ``gfp_zone``, ``gfpflags_allow_blocking``) and the mm/page_alloc.c
 helpers ``gfp_to_alloc_flags``, ``gfp_to_alloc_flags_cma`` and ``alloc_flags_nofragment``.
 
@@ -38,8 +39,9 @@ __GFP_HARDWALL = 1 << 20
 __GFP_THISNODE = 1 << 21
 __GFP_ACCOUNT = 1 << 22
 __GFP_ZEROTAGS = 1 << 23
-__GFP_SKIP_ZERO = 1 << 24
-__GFP_SKIP_KASAN = 1 << 25
+# ___GFP_SKIP_ZERO / ___GFP_SKIP_KASAN are bits only with CONFIG_KASAN_HW_TAGS (arm64 MTE)
+__GFP_SKIP_ZERO = 0
+__GFP_SKIP_KASAN = 0
 
 __GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
 GFP_MOVABLE_MASK = __GFP_RECLAIMABLE | __GFP_MOVABLE
@@ -80,7 +82,8 @@ ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_
 # enum zone_type
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
 
-#: composite names first (the order /sys/kernel/tracing's show_gfp_flags uses), then bits
+#: __def_gfpflag_names of include/trace/events/mmflags.h, in its order: show_gfp_flags matches
+#: these greedily (composites first), then prints any leftover bits in hex
 GFP_NAMES: dict[str, int] = {
     "GFP_TRANSHUGE": GFP_TRANSHUGE,
     "GFP_TRANSHUGE_LIGHT": GFP_TRANSHUGE_LIGHT,
@@ -94,32 +97,38 @@ GFP_NAMES: dict[str, int] = {
     "GFP_NOIO": GFP_NOIO,
     "GFP_NOWAIT": GFP_NOWAIT,
     "GFP_DMA": GFP_DMA,
-    "GFP_DMA32": GFP_DMA32,
     "__GFP_HIGHMEM": __GFP_HIGHMEM,
-    "__GFP_MOVABLE": __GFP_MOVABLE,
-    "__GFP_RECLAIMABLE": __GFP_RECLAIMABLE,
+    "GFP_DMA32": GFP_DMA32,
     "__GFP_HIGH": __GFP_HIGH,
     "__GFP_IO": __GFP_IO,
     "__GFP_FS": __GFP_FS,
-    "__GFP_ZERO": __GFP_ZERO,
-    "__GFP_DIRECT_RECLAIM": __GFP_DIRECT_RECLAIM,
-    "__GFP_KSWAPD_RECLAIM": __GFP_KSWAPD_RECLAIM,
-    "__GFP_WRITE": __GFP_WRITE,
     "__GFP_NOWARN": __GFP_NOWARN,
     "__GFP_RETRY_MAYFAIL": __GFP_RETRY_MAYFAIL,
     "__GFP_NOFAIL": __GFP_NOFAIL,
     "__GFP_NORETRY": __GFP_NORETRY,
-    "__GFP_MEMALLOC": __GFP_MEMALLOC,
     "__GFP_COMP": __GFP_COMP,
+    "__GFP_ZERO": __GFP_ZERO,
     "__GFP_NOMEMALLOC": __GFP_NOMEMALLOC,
+    "__GFP_MEMALLOC": __GFP_MEMALLOC,
     "__GFP_HARDWALL": __GFP_HARDWALL,
     "__GFP_THISNODE": __GFP_THISNODE,
+    "__GFP_RECLAIMABLE": __GFP_RECLAIMABLE,
+    "__GFP_MOVABLE": __GFP_MOVABLE,
     "__GFP_ACCOUNT": __GFP_ACCOUNT,
+    "__GFP_WRITE": __GFP_WRITE,
+    "__GFP_RECLAIM": __GFP_RECLAIM,
+    "__GFP_DIRECT_RECLAIM": __GFP_DIRECT_RECLAIM,
+    "__GFP_KSWAPD_RECLAIM": __GFP_KSWAPD_RECLAIM,
     "__GFP_ZEROTAGS": __GFP_ZEROTAGS,
-    "__GFP_SKIP_ZERO": __GFP_SKIP_ZERO,
-    "__GFP_SKIP_KASAN": __GFP_SKIP_KASAN,
+}
+
+#: names parse_gfp accepts besides GFP_NAMES: the other kernel spellings of the same bits
+#: (and the two KASAN bits, which are 0 on this configuration, as in the kernel)
+GFP_ALIASES: dict[str, int] = {
     "__GFP_DMA": __GFP_DMA,
     "__GFP_DMA32": __GFP_DMA32,
+    "__GFP_SKIP_ZERO": __GFP_SKIP_ZERO,
+    "__GFP_SKIP_KASAN": __GFP_SKIP_KASAN,
 }
 
 
@@ -128,19 +137,19 @@ def gfp_migratetype(gfp: int) -> int:
     return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
 
 
-def gfp_zone(gfp: int, has_movable_zone: bool = False) -> int:
-    """include/linux/gfp.h: gfp_zone — the highest zone the request may use.
+def gfp_zone(gfp: int) -> int:
+    """include/linux/gfp.h: gfp_zone — the highest zone the request may use (GFP_ZONE_TABLE
+    for x86-64: CONFIG_ZONE_DMA and CONFIG_ZONE_DMA32, no HIGHMEM).
 
-    Simplified GFP_ZONE_TABLE for x86-64: __GFP_DMA -> DMA, __GFP_DMA32 -> DMA32,
-    __GFP_HIGHMEM|__GFP_MOVABLE -> MOVABLE when a Movable zone exists, else NORMAL.
+    __GFP_DMA -> DMA, __GFP_DMA32 -> DMA32, __GFP_HIGHMEM|__GFP_MOVABLE -> MOVABLE (whether or
+    not a Movable zone is populated: the zonelist walk then simply starts at Normal, but the
+    watermark checks use ``lowmem_reserve[ZONE_MOVABLE]``), anything else -> NORMAL.
     """
     if gfp & __GFP_DMA:
         return ZONE_DMA
     if gfp & __GFP_DMA32:
         return ZONE_DMA32
-    if has_movable_zone and (gfp & (__GFP_HIGHMEM | __GFP_MOVABLE)) == (
-        __GFP_HIGHMEM | __GFP_MOVABLE
-    ):
+    if (gfp & (__GFP_HIGHMEM | __GFP_MOVABLE)) == (__GFP_HIGHMEM | __GFP_MOVABLE):
         return ZONE_MOVABLE
     return ZONE_NORMAL
 
@@ -197,23 +206,27 @@ def fast_path_alloc_flags(gfp: int, preferred_zone_idx: int, dma32_populated: bo
 
 
 def format_gfp(gfp: int) -> str:
-    """Render gfp flags the way tracepoints print them (show_gfp_flags): composite names
-    first, greedily, then remaining bits; ``0`` prints as ``0``."""
+    """Render gfp flags the way tracepoints print them (show_gfp_flags / __print_flags): names
+    of :data:`GFP_NAMES` in order, greedily, then any remaining bits as one hex number;
+    ``0`` prints as ``none``."""
     if gfp == 0:
-        return "0"
+        return "none"
     parts = []
     rest = gfp
     for name, bits in GFP_NAMES.items():
-        if bits and rest & bits == bits:
+        if rest & bits == bits:
             parts.append(name)
             rest &= ~bits
+            if not rest:
+                break
     if rest:
         parts.append(hex(rest))
     return "|".join(parts)
 
 
 def parse_gfp(text: str) -> int:
-    """Parse ``GFP_KERNEL|__GFP_NORETRY`` (names as in the kernel, ``|``-separated, or an int).
+    """Parse ``GFP_KERNEL|__GFP_NORETRY`` (names as in the kernel, ``|``-separated, or an int;
+    ``none`` is 0, as show_gfp_flags prints it).
 
     Raises ValueError naming the unknown flag and listing the valid composite names.
     """
@@ -224,6 +237,11 @@ def parse_gfp(text: str) -> int:
             raise ValueError(f"empty gfp flag in {text!r}")
         if name in GFP_NAMES:
             value |= GFP_NAMES[name]
+            continue
+        if name in GFP_ALIASES:
+            value |= GFP_ALIASES[name]
+            continue
+        if name == "none":
             continue
         try:
             value |= int(name, 0)

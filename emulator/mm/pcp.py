@@ -151,8 +151,9 @@ class PerCpuPages:
         self.cpu = cpu
         self.lists = zone.memmap.new_lists(NR_PCP_LISTS)
         self.count = 0
-        # boot pageset until set_high_and_batch: "high < batch" disables caching
-        self.high = BOOT_PAGESET_HIGH
+        # per_cpu_pages_init: the boot pageset ("high < batch" disables caching) until
+        # set_high_and_batch; high is 0 (memset) until the first use clamps it
+        self.high = 0
         self.high_min = BOOT_PAGESET_HIGH
         self.high_max = BOOT_PAGESET_HIGH
         self.batch = BOOT_PAGESET_BATCH
@@ -163,11 +164,12 @@ class PerCpuPages:
         self.lock = None  # the allocator sets an engine SpinLock ("&pcp->lock")
 
     def set_high_and_batch(self, high_min: int, high_max: int, batch: int) -> None:
-        """page_alloc.c: pageset_update — publish new limits (high starts at high_min)."""
+        """page_alloc.c: pageset_update — publish new limits. ``high`` itself is left alone, as
+        the kernel leaves it: nr_pcp_alloc / nr_pcp_high clamp it into [high_min, high_max] at
+        the next allocation or free (so an unused pcp shows ``high: 0`` in /proc/zoneinfo)."""
         self.high_min = high_min
         self.high_max = high_max
         self.batch = batch
-        self.high = high_min
 
     # -- tuning rules ------------------------------------------------------------------------
 
