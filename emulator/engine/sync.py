@@ -353,8 +353,10 @@ class WaitQueue:
             w.active = False
             a = w.actor
             a.woken = True
-            a.sleep_ns += t - a.blocked_since
             self.sim.make_ready(a, t)
+            # after make_ready: with a sync quantum the waiter may have blocked at a later
+            # clock than the waker's, and it resumes at its own clock (never goes back)
+            a.sleep_ns += a.now - a.blocked_since
             woken += 1
         return woken
 

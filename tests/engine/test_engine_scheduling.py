@@ -513,3 +513,55 @@ async def test_run_twice_is_refused_while_running():
 
     sim.spawn("a", a)
     assert (await sim.run()).reason == "done"
+
+
+# -- sync quantum ------------------------------------------------------------------------------
+
+
+async def test_quantum_wake_processed_before_waiter_clock_keeps_sleep_non_negative():
+    # Q = 40: W (t=30) runs ahead to 60 and sleeps there while K (t=40) is still in the heap,
+    # then K wakes it "at 40". The waiter cannot go back in time: it resumes at 60 and has
+    # slept 0 ns (regression: sleep_ns became -20).
+    sim = Sim(quantum_ns=40)
+    wq = WaitQueue(sim, "wq")
+    out = []
+
+    async def w() -> None:
+        await sim.delay(30)
+        out.append((await wq.wait(), sim.now))
+
+    async def k() -> None:
+        out.append((await wq.wake_up(), sim.now))
+
+    waiter = sim.spawn("W", w, start=30)
+    sim.spawn("K", k, start=40)
+    await sim.run()
+    assert out == [(1, 40), (True, 60)]
+    assert waiter.sleep_ns == 0
+
+
+async def test_quantum_zero_is_exact_and_larger_quantum_switches_less():
+    async def run(q: int):
+        sim = Sim(quantum_ns=q)
+        lock = SpinLock(sim, "L")
+
+        async def cpu(k: int) -> None:
+            for i in range(200):
+                await sim.delay(3 + (i * 7 + k) % 11)
+                await lock.acquire()
+                await sim.delay(2)
+                lock.release()
+
+        for k in range(4):
+            sim.spawn(f"cpu{k}", cpu, k)
+        result = await sim.run()
+        return result, lock.stats
+
+    exact, s0 = await run(0)
+    loose, s1 = await run(1000)
+    assert loose.switches < exact.switches
+    assert s0.acquisitions == s1.acquisitions == 800
+    again, _ = await run(1000)
+    assert again == loose  # a quantum is still deterministic
+    with pytest.raises(PrimitiveMisuse):
+        Sim(quantum_ns=-1)
