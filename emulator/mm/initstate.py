@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from emulator.mm import watermark
 from emulator.mm.machine import Machine, NodeSpec, ZoneSpec, bool_runs
 from emulator.mm.memmap import (
     OWNER_FOR_MIGRATETYPE,
@@ -34,9 +35,11 @@ from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
     PG_BUDDY,
+    PG_HOLE,
     PG_ISOLATED,
     PG_KIND_MASK,
     PG_PCP,
+    PG_RESERVED,
 )
 from emulator.mm.page_alloc import FPI_TO_TAIL, Zone
 from emulator.mm.snapshot import (
@@ -238,14 +241,16 @@ def machine_from_snapshot(
 ) -> Machine:
     """Build a machine whose free lists match ``snap`` (parsed buddyinfo/pagetypeinfo/zoneinfo).
 
-    Layout: a zone with ``start_pfn``/``spanned`` from zoneinfo is placed there; holes
-    (spanned - present) and reserved pages (present - managed) are put at the zone's end. Without
+    Layout: a zone with ``start_pfn``/``spanned`` from zoneinfo is placed there; the free blocks
+    are placed anywhere in the span, then the lowest non-free pages become the holes
+    (spanned - present) and the reserved pages (present - managed), so present and managed
+    match (a real ZONE_DMA comes out as holes and reserved pages below 1 MiB). Without
     spans, zones are packed from pfn 0 in node order, each ``managed`` pages or, for a bare
     buddyinfo, its free pages / ``free_fraction`` rounded up to 4 MiB.
 
     Free blocks: ``nr_free[o]`` blocks of every order are placed so that none would merge with
-    another (a block of order o takes the start of an aligned 2**(o+1) region whose other half
-    only ever holds smaller blocks), per migratetype when ``nr_free_by_mt`` is given, in
+    another (see :class:`_Pool`: a block's buddy half only ever holds smaller blocks or
+    allocated pages), per migratetype when ``nr_free_by_mt`` is given, in
     pageblocks of that type. The remaining pageblocks get types to approach
     ``pageblocks_by_mt`` (exact when the free blocks leave room), HighAtomic pageblocks are
     counted in ``nr_reserved_highatomic``. Every non-free managed page is allocated, order 0,
@@ -253,7 +258,13 @@ def machine_from_snapshot(
     replace the computed ones when present. Raises ValueError if the blocks do not fit.
     """
     zones = list(snap.zones) if isinstance(snap, MachineSnapshot) else list(snap)
+    # zones without pages (an empty Movable, a Device zone) have nothing to build
+    zones = [z for z in zones if z.spanned or z.managed or any(z.nr_free)]
+    for z in zones:
+        if z.name not in ZONE_NAMES:
+            raise ValueError(f"node {z.node}: zone {z.name!r} has pages but is not modelled")
     specs: dict[int, list[ZoneSpec]] = {}
+    sizes: dict[tuple[int, str], tuple[int, int]] = {}
     cursor = 0
     for zs in zones:
         zidx = ZONE_NAMES.index(zs.name)
@@ -264,11 +275,11 @@ def machine_from_snapshot(
         else:
             start = -(-cursor // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
             spanned = present = managed = _zone_size(zs, free_fraction)
-        end = start + spanned
-        holes = ((start + present, end),) if present < spanned else ()
-        reserved = ((start + managed, start + present),) if managed < present else ()
-        specs.setdefault(zs.node, []).append(ZoneSpec(zidx, start, spanned, holes, reserved))
-        cursor = max(cursor, end)
+        # built with every spanned page managed; after placing the free blocks, the lowest
+        # non-free pages become the holes and reserved pages
+        specs.setdefault(zs.node, []).append(ZoneSpec(zidx, start, spanned))
+        sizes[(zs.node, zs.name)] = (present, managed)
+        cursor = max(cursor, start + spanned)
     m = Machine(
         [NodeSpec(nid, tuple(zl)) for nid, zl in sorted(specs.items())],
         thp_enabled=thp_enabled,
@@ -277,6 +288,11 @@ def machine_from_snapshot(
     for zs in zones:
         zone = m.nodes[zs.node].zones[ZONE_NAMES.index(zs.name)]
         _place_free_blocks(zone, zs)
+        present, managed = sizes[(zs.node, zs.name)]
+        _unmanage(zone, zone.spanned_pages - present, present - managed)
+    watermark.init_per_zone_wmark_min(m)
+    for zs in zones:
+        zone = m.nodes[zs.node].zones[ZONE_NAMES.index(zs.name)]
         if zs.wmark_min:
             zone.watermark_boost = zs.boost
             zone._watermark[WMARK_MIN] = zs.wmark_min - zs.boost
@@ -288,11 +304,44 @@ def machine_from_snapshot(
     return m
 
 
+def _unmanage(zone: Zone, holes: int, reserved: int) -> None:
+    """Turn the lowest allocated pages of ``zone`` into ``holes`` absent and ``reserved``
+    present-but-unmanaged pages (they are all allocated order-0 pages at this point).
+
+    Pages of pageblocks without free pages go first, lowest pfn first."""
+    if holes <= 0 and reserved <= 0:
+        return
+    lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
+    st = np.frombuffer(zone.memmap.state, dtype=np.uint8)[lo:hi]
+    owner = np.frombuffer(zone.memmap.owner, dtype=np.uint8)[lo:hi]
+    idx = np.flatnonzero(st == PG_ALLOC)
+    # prefer pageblocks without free pages, so holes come out as whole absent pageblocks
+    first_pb = lo >> PAGEBLOCK_ORDER
+    pb = ((idx + lo) >> PAGEBLOCK_ORDER) - first_pb
+    has_free = np.zeros(((hi - 1) >> PAGEBLOCK_ORDER) - first_pb + 1, dtype=bool)
+    free_idx = np.flatnonzero((st & PG_KIND_MASK) == PG_BUDDY)
+    has_free[((free_idx + lo) >> PAGEBLOCK_ORDER) - first_pb] = True
+    idx = idx[np.argsort(has_free[pb], kind="stable")][: holes + reserved]
+    st[idx[:holes]] = PG_HOLE
+    st[idx[holes:]] = PG_RESERVED
+    owner[idx] = 0
+    zone.present_pages -= holes
+    zone.managed_pages -= holes + reserved
+
+
 class _Pool:
-    """Free aligned regions by size order, for placing non-merging free blocks."""
+    """Aligned regions of allocated pages by size order, for placing non-merging free blocks.
+
+    ``avail[k]`` regions may be filled by one block of order k: their buddy can never become a
+    free order-k block (roots of a canonical decomposition, and split remainders whose buddy
+    holds a smaller block). ``cons[k]`` regions are the buddy halves of placed order-k blocks:
+    they only take smaller blocks. A block of order o is placed in an exactly fitting fillable
+    region, or else at the start of the smallest region of size >= 2**(o+1).
+    """
 
     def __init__(self) -> None:
         self.avail: list[list[int]] = [[] for _ in range(MAX_PAGE_ORDER + 1)]
+        self.cons: list[list[int]] = [[] for _ in range(MAX_PAGE_ORDER + 1)]
 
     def add_range(self, s: int, e: int) -> None:
         while s < e:
@@ -304,36 +353,75 @@ class _Pool:
 
     def take(self, order: int) -> int:
         """Place a block of ``order``: returns its pfn or -1 if no region fits."""
-        need = order if order == MAX_PAGE_ORDER else order + 1
-        for k in range(need, MAX_PAGE_ORDER + 1):
-            if self.avail[k]:
-                r = self.avail[k].pop()
-                if order < MAX_PAGE_ORDER:
-                    self.avail[order].append(r + (1 << order))  # the constrained buddy half
+        if self.avail[order]:
+            return self.avail[order].pop()
+        for k in range(order + 1, MAX_PAGE_ORDER + 1):
+            for lst in (self.avail[k], self.cons[k]):
+                if lst:
+                    r = lst.pop()
+                    self.cons[order].append(r + (1 << order))
                     for j in range(order + 1, k):
                         self.avail[j].append(r + (1 << j))
-                return r
+                    return r
         return -1
+
+
+class _Supply:
+    """The zone's managed memory handed out to per-migratetype pools a pageblock at a time.
+
+    Fully managed 1024-aligned regions (``big``) serve order-10 and order-9 needs whole; other
+    needs take one pageblock: first the pieces at the edges of managed runs (their canonical
+    decomposition, grouped by pageblock), then halves of a big region (each half is only
+    fillable below order 9, as the other half may get an order-9 block of another type, and
+    mergeable types would merge).
+    """
+
+    def __init__(self, managed: np.ndarray, lo: int) -> None:
+        self.big: list[int] = []
+        self.units: list[list[tuple[int, int, bool]]] = []
+        by_pb: dict[int, list[tuple[int, int, bool]]] = {}
+        edges = _Pool()
+        for s, e in (bool_runs(managed) + lo).tolist():
+            a = -(-s // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+            b = e // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES
+            if a >= b:
+                edges.add_range(s, e)
+                continue
+            edges.add_range(s, a)
+            self.big.extend(range(a, b, MAX_ORDER_NR_PAGES))
+            edges.add_range(b, e)
+        for o, starts in enumerate(edges.avail):
+            for r in starts:
+                by_pb.setdefault(r >> PAGEBLOCK_ORDER, []).append((r, o, True))
+        self.units = [by_pb[k] for k in sorted(by_pb)]
+        self.big.reverse()  # pop() hands out ascending pfns
+        self.pools = {mt: _Pool() for mt in range(MIGRATE_TYPES)}
+
+    def refill(self, mt: int, order: int) -> bool:
+        """Give ``mt``'s pool room for a block of ``order``; False if the zone is full."""
+        pool = self.pools[mt]
+        if order < MAX_PAGE_ORDER:
+            for i, unit in enumerate(self.units):
+                if any((f and o == order) or o > order for _, o, f in unit):
+                    for r, o, f in self.units.pop(i):
+                        (pool.avail if f else pool.cons)[o].append(r)
+                    return True
+        if not self.big:
+            return False
+        r = self.big.pop()
+        if order >= PAGEBLOCK_ORDER:
+            pool.avail[MAX_PAGE_ORDER].append(r)
+        else:
+            pool.cons[PAGEBLOCK_ORDER].append(r)
+            self.units.insert(0, [(r + PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, False)])
+        return True
 
 
 def _place_free_blocks(zone: Zone, zs: ZoneSnapshot) -> None:
     mm = zone.memmap
     lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
     managed = _managed_mask(zone)
-    # 1024-aligned fully managed regions, in ascending order, handed out to migratetypes
-    big: list[int] = []
-    edges = _Pool()
-    runs = bool_runs(managed)
-    for s, e in (runs + lo).tolist():
-        a = -(-s // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
-        b = e // MAX_ORDER_NR_PAGES * MAX_ORDER_NR_PAGES
-        if a >= b:
-            edges.add_range(s, e)
-            continue
-        edges.add_range(s, a)
-        big.extend(range(a, b, MAX_ORDER_NR_PAGES))
-        edges.add_range(b, e)
-    big.reverse()  # pop() hands out ascending pfns
+    supply = _Supply(managed, lo)
     by_mt = zs.nr_free_by_mt
     if by_mt is None:
         by_mt = tuple(
@@ -342,23 +430,20 @@ def _place_free_blocks(zone: Zone, zs: ZoneSnapshot) -> None:
         )
     used_blocks: dict[int, int] = {}  # pageblock index -> migratetype
     placements: list[tuple[int, int, int]] = []
-    pools = {mt: _Pool() for mt in range(MIGRATE_TYPES)}
-    # the edge regions (not 1024-aligned) go to MOVABLE, the boot type
-    pools[MIGRATE_MOVABLE].avail = edges.avail
-    for mt in sorted(range(MIGRATE_TYPES), key=lambda t: t != MIGRATE_MOVABLE):
-        pool = pools[mt]
-        for order in range(MAX_PAGE_ORDER, -1, -1):
+    # the largest blocks first, across types, so order-10/9 blocks get the aligned regions
+    for order in range(MAX_PAGE_ORDER, -1, -1):
+        for mt in range(MIGRATE_TYPES):
+            pool = supply.pools[mt]
             for _ in range(by_mt[mt][order]):
                 pfn = pool.take(order)
-                if pfn < 0:
-                    if not big:
-                        raise ValueError(
-                            f"zone {zs.name}: the free blocks do not fit in "
-                            f"{zone.managed_pages} managed pages without merging"
-                        )
-                    r = big.pop()
-                    pool.avail[MAX_PAGE_ORDER].append(r)
+                if pfn < 0 and supply.refill(mt, order):
                     pfn = pool.take(order)
+                if pfn < 0:
+                    raise ValueError(
+                        f"zone {zs.name}: the free blocks do not fit in "
+                        f"{zone.managed_pages} managed pages without merging "
+                        f"(placing order {order}, type {mt})"
+                    )
                 placements.append((pfn, order, mt))
                 last = (pfn + (1 << order) - 1) >> PAGEBLOCK_ORDER
                 for b in range(pfn >> PAGEBLOCK_ORDER, last + 1):
