@@ -1,0 +1,168 @@
+"""The invariant checker accepts real states and names the invariant and pfn of corrupted ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emulator.mm.initstate import random_alloc_free
+from emulator.mm.invariants import InvariantViolation, check_machine, check_zone
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
+from emulator.mm.snapshot import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
+
+
+def fragmented():
+    m = Machine.simple(Normal=8192, thp_enabled=False)
+    z = m.zone("Normal")
+    held = random_alloc_free(
+        z, 0.5, np.random.default_rng(7), orders=(0, 1, 2, 3), migratetypes=(0, 1, 2), churn=1.0
+    )
+    check_machine(m)
+    return m, z, held
+
+
+def first_free(z, order):
+    for mt in range(6):
+        pfns = z.free_list_pfns(order, mt)
+        if pfns:
+            return pfns[0], mt
+    raise AssertionError(f"no free order-{order} block")
+
+
+def violation(z, **kw) -> InvariantViolation:
+    with pytest.raises(InvariantViolation) as exc:
+        check_zone(z, **kw)
+    return exc.value
+
+
+def test_nr_free_counter_off():
+    _, z, _ = fragmented()
+    z.nr_free[2] += 1
+    v = violation(z)
+    assert v.invariant == "nr_free" and "free_area[2].nr_free" in str(v)
+
+
+def test_nr_free_pages_off():
+    _, z, _ = fragmented()
+    z.nr_free_pages -= 3
+    v = violation(z)
+    assert v.invariant == "NR_FREE_PAGES"
+    assert "node 0 zone Normal" in str(v)
+
+
+def test_cma_counter_off():
+    _, z, _ = fragmented()
+    z.nr_free_cma = 1
+    assert violation(z).invariant == "NR_FREE_CMA_PAGES"
+
+
+def test_allocated_page_inside_a_free_block():
+    _, z, _ = fragmented()
+    pfn, _ = first_free(z, 2)
+    z.memmap.state[pfn + 2] = PG_ALLOC
+    v = violation(z)
+    assert v.invariant == "free-block-head" and v.pfn == pfn + 2
+    assert f"at pfn {pfn + 2:#x}" in str(v)
+
+
+def test_list_entry_not_a_buddy_head():
+    _, z, _ = fragmented()
+    pfn, _ = first_free(z, 1)
+    z.memmap.order[pfn] = 3
+    v = violation(z)
+    assert v.invariant == "free-block-head" and v.pfn == pfn
+
+
+def test_misaligned_block_on_a_list():
+    m = Machine.simple(Normal=4096, thp_enabled=False, boot=False)
+    z = m.zone("Normal")
+    z.memmap.mark_block(2, 0, PG_BUDDY)
+    z.memmap.state[3] = PG_BUDDY | PG_TAIL
+    z.add_to_free_list(2, 1, MIGRATE_MOVABLE, tail=False)  # order 1 at pfn 2 is fine...
+    z.account_freepages(2, MIGRATE_MOVABLE)
+    check_zone(z)
+    z.del_from_free_list(2, 1, MIGRATE_MOVABLE)
+    z.memmap.state[4] = PG_BUDDY | PG_TAIL
+    z.add_to_free_list(3, 1, MIGRATE_MOVABLE, tail=False)  # ...order 1 at pfn 3 is not
+    z.memmap.state[2] = PG_ALLOC
+    v = violation(z)
+    assert v.invariant == "free-block-head" and v.pfn == 3 and "not aligned" in str(v)
+
+
+def test_pageblock_type_changed_without_moving_free_pages():
+    _, z, _ = fragmented()
+    pfn, _mt = first_free(z, 0)
+    z.memmap.pb_mt[pfn >> 9] = MIGRATE_CMA
+    v = violation(z)
+    assert v.invariant == "free-block-type"
+
+
+def test_unmerged_buddies_detected():
+    m = Machine.simple(Normal=4096, thp_enabled=False, boot=False)
+    z = m.zone("Normal")
+    for pfn in (8, 9):  # two free order-0 buddies put on the list without merging
+        z.add_to_free_list(pfn, 0, MIGRATE_MOVABLE, tail=False)
+        z.account_freepages(1, MIGRATE_MOVABLE)
+    v = violation(z)
+    assert v.invariant == "unmerged-buddies" and v.pfn == 8
+
+
+def test_unmerged_across_pageblocks_is_fine_for_non_mergeable_types():
+    m = Machine.simple(Normal=4096, thp_enabled=False, boot=False)
+    z = m.zone("Normal")
+    z.memmap.pb_mt[1] = MIGRATE_CMA
+    z.free_to_buddy(0, 9, MIGRATE_MOVABLE)
+    z.free_to_buddy(512, 9, MIGRATE_CMA)
+    check_zone(z)
+    z.memmap.pb_mt[0] = MIGRATE_UNMOVABLE  # now both mergeable but on the wrong list
+    assert violation(z).invariant == "free-block-type"
+
+
+def test_buddy_head_on_no_list():
+    _, z, held = fragmented()
+    pfn, _order = next((p, o) for p, o in held if o == 0)
+    z.memmap.state[pfn] = PG_BUDDY
+    v = violation(z)
+    assert v.invariant == "buddy-on-list" and v.pfn == pfn
+
+
+def test_orphan_tail_page():
+    _, z, held = fragmented()
+    pfn, _ = next((p, o) for p, o in held if o == 0)
+    z.memmap.state[pfn] = PG_ALLOC | PG_TAIL
+    v = violation(z)
+    assert v.invariant == "block-marking" and v.pfn == pfn
+
+
+def test_allocated_block_with_a_foreign_page():
+    _, z, held = fragmented()
+    pfn, _order = next((p, o) for p, o in held if o == 3)
+    z.memmap.state[pfn + 5] = PG_RESERVED
+    v = violation(z)
+    assert v.invariant == "block-marking" and v.pfn == pfn + 5
+
+
+def test_page_lost_from_conservation():
+    _, z, held = fragmented()
+    pfn, _ = next((p, o) for p, o in held if o == 0)
+    z.memmap.state[pfn] = PG_RESERVED  # neither free, pcp, allocated nor isolated
+    v = violation(z)
+    assert v.invariant == "conservation" and "!= managed 8192" in str(v)
+
+
+def test_broken_list_links():
+    _, z, _ = fragmented()
+    pfn, _ = first_free(z, 0)
+    z.memmap.prv[z.memmap.nxt[pfn]] = 12345
+    assert violation(z).invariant == "list-links"
+
+
+def test_pcp_count_cross_check():
+    m, z, _ = fragmented()
+    pages = z.rmqueue_bulk(0, 5, MIGRATE_MOVABLE)
+    assert len(pages) == 5
+    check_zone(z, pcp_pages=5)
+    v = violation(z, pcp_pages=4)
+    assert v.invariant == "conservation" and "pcp lists hold 4" in str(v)
+    check_machine(m, pcp_pages={(0, 2): 5})
