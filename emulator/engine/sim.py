@@ -476,6 +476,10 @@ class Sim:
         """
         if self._running:
             raise PrimitiveMisuse("Sim.run() is already running")
+        if self._main is not None:
+            # the first run's actors were cancelled when it ended: a second run would silently
+            # return the first one's result without running anything
+            raise PrimitiveMisuse("Sim.run() was already called: a Sim runs once")
         if until is not None:
             if not isinstance(until, int) or until < 0:
                 raise PrimitiveMisuse(f"run(until={until!r}): need a non-negative int of ns")

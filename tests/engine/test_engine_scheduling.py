@@ -565,3 +565,30 @@ async def test_quantum_zero_is_exact_and_larger_quantum_switches_less():
     assert again == loose  # a quantum is still deterministic
     with pytest.raises(PrimitiveMisuse):
         Sim(quantum_ns=-1)
+
+
+async def test_a_sim_runs_once():
+    # regression: a second run() returned the first run's result without running anything
+    sim = Sim()
+
+    async def a() -> None:
+        while True:
+            await sim.delay(10)
+            await sim.sync()
+
+    sim.spawn("a", a)
+    assert (await sim.run(until=100)).now == 100
+    with pytest.raises(PrimitiveMisuse, match="runs once"):
+        await sim.run(until=200)
+
+
+async def test_empty_run_and_immediate_return():
+    assert (await Sim().run()).reason == "done"
+    sim = Sim()
+
+    async def a() -> int:
+        return 5
+
+    sim.spawn("a", a, start=7)
+    result = await sim.run()
+    assert (result.reason, result.now, sim.actors[0].state) == ("done", 7, "done")
