@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
 
 
-def fresh_boot(mem_mib: int = 4096, nodes: int = 1, **kwargs) -> Machine:
+def fresh_boot(mem_mib: int = 4096, nodes: int = 1, **kwargs: Any) -> Machine:
     """A freshly booted x86-64 machine: all managed memory free and maximally merged."""
     return Machine.x86_64(mem_mib, nodes, **kwargs)
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
 
-from emulator.engine.recorder import NULL_RECORDER
+from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.mm import watermark
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
@@ -204,7 +205,7 @@ class Machine:
         nodes: Sequence[NodeSpec],
         *,
         thp_enabled: bool = True,
-        recorder=NULL_RECORDER,
+        recorder: Recorder | NullRecorder = NULL_RECORDER,
         boot: bool = True,
     ) -> None:
         self.thp_enabled = thp_enabled
@@ -220,7 +221,8 @@ class Machine:
         self.compaction_proactiveness = 20
         self.percpu_pagelist_high_fraction = 0
         self.compact_unevictable_allowed = 1
-        self.wmark_observers: list = []
+        self.wmark_observers: list[Callable[[Machine], None]] = []
+        """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)
         self.memmap = Memmap(end_pfn)
         self.nodes: list[Node] = []
@@ -267,7 +269,7 @@ class Machine:
     # --- construction helpers ---
 
     @classmethod
-    def x86_64(cls, mem_mib: int, nodes: int = 1, **kwargs) -> Machine:
+    def x86_64(cls, mem_mib: int, nodes: int = 1, **kwargs: Any) -> Machine:
         """A machine with the :func:`x86_64_layout` of ``mem_mib`` MiB."""
         layout_kw = {
             k: kwargs.pop(k)
@@ -277,7 +279,7 @@ class Machine:
         return cls(x86_64_layout(mem_mib, nodes, **layout_kw), **kwargs)
 
     @classmethod
-    def simple(cls, **kwargs) -> Machine:
+    def simple(cls, **kwargs: Any) -> Machine:
         """A one-node machine from :func:`simple_layout` (zone sizes in pages as DMA=, DMA32=,
         Normal=); other keyword arguments go to the constructor."""
         zone_kw = {k: kwargs.pop(k) for k in ("DMA", "DMA32", "Normal") if k in kwargs}

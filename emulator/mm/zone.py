@@ -18,8 +18,9 @@ merge step, so callers can charge virtual time per step.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
-from emulator.engine.recorder import NULL_RECORDER
+from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.mm.memmap import PG_BUDDY, Memmap
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
@@ -64,7 +65,7 @@ class ZoneBase:
         spanned: int,
         *,
         vm_events: defaultdict[str, int] | None = None,
-        recorder=NULL_RECORDER,
+        recorder: Recorder | NullRecorder = NULL_RECORDER,
     ) -> None:
         self.memmap = memmap
         self.node = node
@@ -94,7 +95,7 @@ class ZoneBase:
         )
         self.rec = recorder
         self.buddy_steps = 0
-        self.capture = None
+        self.capture: Callable[[int, int, int], bool] | None = None
         """Compaction capture hook (``compaction_capture``): ``capture(pfn, order, mt) -> bool``.
 
         Called by ``__free_one_page`` at every merge order; returning True takes the block (its
