@@ -1,0 +1,261 @@
+"""Machine invariants and pcp bookkeeping hold through random multi-CPU allocator runs.
+
+``check_machine`` (emulator.mm.invariants) proves the buddy side and counts PG_PCP pages per
+zone against a number it is given; it does not look at the pcp lists themselves. So
+:func:`check_pcps` here walks every pcp list: links intact, every entry a PG_PCP head of the
+list's order inside the pcp's zone, no block on two lists, ``count`` equal to the list
+contents, and no PG_PCP head that is on no list. The count handed to ``check_machine`` is the
+sum of those walked lists, not the pcp's own ``count``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emulator.engine import Sim
+from emulator.mm import gfp as G
+from emulator.mm.allocator import PageAllocator
+from emulator.mm.invariants import check_machine
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import PG_ALLOC, PG_PCP, PG_TAIL
+from emulator.mm.pcp import NR_PCP_LISTS, pindex_to_order
+
+GFPS = (
+    G.GFP_KERNEL,
+    G.GFP_HIGHUSER_MOVABLE,
+    G.GFP_KERNEL | G.__GFP_RECLAIMABLE,
+    G.GFP_ATOMIC,
+    G.GFP_NOWAIT,
+    G.GFP_KERNEL | G.__GFP_ZERO,
+    G.GFP_KERNEL | G.GFP_DMA32,
+)
+
+
+def check_pcps(pa: PageAllocator) -> dict[tuple[int, int], int]:
+    """Walk every pcp list; return the pages found per (node, zone_idx)."""
+    mm = pa.memmap
+    st_, od, nxt, prv = mm.state, mm.order, mm.nxt, mm.prv
+    pages: dict[tuple[int, int], int] = {}
+    for z in pa.zones:
+        seen: set[int] = set()
+        total = 0
+        for cpu in pa.cpus:
+            pcp = cpu.pcp[z.gidx]
+            found = 0
+            for pindex in range(NR_PCP_LISTS):
+                head = pcp.lists + pindex
+                order = pindex_to_order(pindex)
+                p = head
+                n = 0
+                while True:
+                    q = nxt[p]
+                    assert prv[q] == p, f"cpu{cpu.id} {z.name} list {pindex}: broken links"
+                    if q == head:
+                        break
+                    p = q
+                    n += 1
+                    assert n <= mm.end_pfn, "pcp list loops"
+                    assert z.spans(p) and not p & ((1 << order) - 1), f"pfn {p:#x} misplaced"
+                    assert st_[p] == PG_PCP and od[p] == order, (
+                        f"pfn {p:#x} on cpu{cpu.id}'s order-{order} pcp list has state "
+                        f"{st_[p]:#x} order {od[p]}"
+                    )
+                    assert p not in seen, f"pfn {p:#x} on two pcp lists"
+                    seen.add(p)
+                    found += 1 << order
+            assert found == pcp.count, f"cpu{cpu.id} {z.name}: count {pcp.count}, lists {found}"
+            assert pcp.count >= 0 and pcp.free_count >= 0 and 0 <= pcp.alloc_factor <= 5
+            total += found
+        state = np.frombuffer(mm.state, dtype=np.uint8)[z.zone_start_pfn : z.zone_end_pfn]
+        heads = int(np.count_nonzero(state == PG_PCP))
+        assert heads == len(seen), f"{z.name}: {heads} PG_PCP heads, {len(seen)} on pcp lists"
+        pages[(z.node, z.zone_idx)] = total
+    return pages
+
+
+def check_all(m: Machine, pa: PageAllocator, live: dict[int, int]) -> None:
+    check_machine(m, check_pcps(pa))
+    st_, od = m.memmap.state, m.memmap.order
+    for pfn, order in live.items():
+        assert st_[pfn] == PG_ALLOC and od[pfn] == order, f"live block {pfn:#x} not allocated"
+        if order:
+            assert st_[pfn + (1 << order) - 1] == PG_ALLOC | PG_TAIL
+
+
+def test_check_pcps_catches_a_miscount_and_a_stray_page() -> None:
+    m = Machine.simple(Normal=16384)
+    sim = Sim("fifo")
+    pa = PageAllocator(m, sim, cpus_per_node=2)
+    pcp = pa.cpus[0].pcp[0]
+
+    async def actor() -> None:
+        await pa.alloc_pages(pa.cpus[0], 0, G.GFP_KERNEL)
+
+    sim.spawn("cpu0", actor)
+    trio.run(sim.run)
+    check_all(m, pa, {})
+    pcp.count += 1
+    try:
+        check_pcps(pa)
+        raise AssertionError("miscount not caught")
+    except AssertionError as e:
+        assert "count 3, lists 2" in str(e)
+    pcp.count -= 1
+    # a PG_PCP page on no list (as a lost list_add would leave it)
+    z = pa.zones[0]
+    free_head = next(
+        h for h in (m.memmap.list_first(z.free_list(0, mt)) for mt in range(3)) if h >= 0
+    )
+    z.isolate_free_block(free_head)
+    m.memmap.mark_block(free_head, 0, PG_PCP)
+    try:
+        check_pcps(pa)
+        raise AssertionError("stray PG_PCP page not caught")
+    except AssertionError as e:
+        assert "PG_PCP heads" in str(e)
+
+
+def random_run(seed: int, cpus: int, ops: int, strategy: str, check_every_ns: int) -> tuple:
+    m = Machine.simple(DMA32=8192, Normal=16384)
+    sim = Sim(strategy, seed=seed)
+    pa = PageAllocator(m, sim, cpus_per_node=cpus)
+    live: dict[int, int] = {}
+    pool: list[int] = []
+    checks = [0]
+    rng = random.Random(seed)
+    plans = {
+        c.id: [
+            (
+                rng.random(),
+                rng.choice((0, 0, 0, 0, 1, 2, 3, 9, 4, 5, 8, 10)),
+                rng.choice(GFPS),
+                rng.random(),
+                rng.randrange(1, 2000),
+            )
+            for _ in range(ops)
+        ]
+        for c in pa.cpus
+    }
+    done = [0]
+
+    async def cpu_actor(cpu) -> None:
+        for r, order, gfp, pick, think in plans[cpu.id]:
+            if r < 0.52 or not pool:
+                if order == 9:
+                    gfp = G.GFP_TRANSHUGE_LIGHT if pick < 0.5 else gfp
+                pfn = await pa.alloc_pages(cpu, order, gfp)
+                if pfn >= 0:
+                    assert pfn not in live
+                    live[pfn] = order
+                    pool.append(pfn)
+            elif r < 0.97:
+                # free any live block, often one another CPU allocated
+                i = int(pick * len(pool))
+                pool[i], pool[-1] = pool[-1], pool[i]
+                pfn = pool.pop()
+                await pa.free_pages(cpu, pfn, live.pop(pfn))
+            elif r < 0.985:
+                await pa.drain_all_pages(cpu, None if pick < 0.5 else pa.zones[-1])
+            else:
+                await pa.decay_pcp_high(cpu)
+            await sim.delay(think)
+        done[0] += 1
+
+    async def checker() -> None:
+        while done[0] < cpus:
+            await sim.delay(check_every_ns)
+            await sim.sync()
+            check_all(m, pa, live)
+            checks[0] += 1
+
+    for c in pa.cpus:
+        sim.spawn(f"cpu{c.id}", cpu_actor, c)
+    sim.spawn("checker", checker)
+    trio.run(sim.run)
+    check_all(m, pa, live)
+    return m, pa, live, checks[0]
+
+
+def test_random_multi_cpu_runs_keep_invariants() -> None:
+    for seed, strategy in ((1, "fifo"), (2, "random"), (3, "random"), (4, "pct")):
+        m, pa, live, checks = random_run(
+            seed, cpus=4, ops=400, strategy=strategy, check_every_ns=20_000
+        )
+        assert checks > 10
+        # the run exercised the paths that matter
+        assert sum(c.stats[o].pcp_hits for c in pa.cpus for o in (0, 1, 2, 3, 9)) > 100
+        assert sum(z.lock.stats.contentions for z in pa.zones) > 0
+        # free everything, drain: every zone is whole again
+        for pfn, order in list(live.items()):
+            pa.zone_of(pfn).free_one_page(pfn, order)
+        for c in pa.cpus:
+            for pcp in c.pcp:
+                pcp.free_bulk(pcp.count, 0)
+        check_machine(m, check_pcps(pa))
+        for z in pa.zones:
+            assert z.nr_free_pages == z.managed_pages
+
+
+def test_random_run_is_deterministic_per_seed() -> None:
+    a = random_run(7, cpus=3, ops=150, strategy="random", check_every_ns=50_000)
+    b = random_run(7, cpus=3, ops=150, strategy="random", check_every_ns=50_000)
+    assert a[2] == b[2]
+    assert bytes(a[0].memmap.state) == bytes(b[0].memmap.state)
+    assert [c.pcp[0].count for c in a[1].cpus] == [c.pcp[0].count for c in b[1].cpus]
+
+
+ORDERS = st.sampled_from((0, 0, 0, 1, 2, 3, 9, 4, 5, 6, 7, 8))
+OP = st.tuples(
+    st.sampled_from(("alloc", "alloc", "free", "free_other")),
+    ORDERS,
+    st.sampled_from(GFPS),
+    st.integers(0, 10_000),
+    st.integers(0, 1000),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(OP, max_size=80), min_size=1, max_size=3), st.sampled_from((0, 500)))
+def test_property_random_per_cpu_sequences(per_cpu: list[list[tuple]], quantum: int) -> None:
+    m = Machine.simple(DMA32=4096, Normal=8192)
+    sim = Sim("fifo", quantum_ns=quantum)
+    pa = PageAllocator(m, sim, cpus_per_node=len(per_cpu))
+    live: dict[int, int] = {}
+    mine: dict[int, list[int]] = {c.id: [] for c in pa.cpus}
+
+    async def cpu_actor(cpu, ops) -> None:
+        for kind, order, gfp, think, pick in ops:
+            if kind == "alloc":
+                if order == 9:
+                    gfp = G.GFP_TRANSHUGE_LIGHT
+                pfn = await pa.alloc_pages(cpu, order, gfp)
+                if pfn >= 0:
+                    live[pfn] = order
+                    mine[cpu.id].append(pfn)
+            else:
+                # free one of mine, or (free_other) one another CPU allocated
+                src = mine[cpu.id]
+                if kind == "free_other":
+                    others = [c for c in mine if c != cpu.id and mine[c]]
+                    if others:
+                        src = mine[others[pick % len(others)]]
+                if src:
+                    pfn = src.pop(pick % len(src))
+                    await pa.free_pages(cpu, pfn, live.pop(pfn))
+            await sim.delay(think)
+            # between operations this CPU holds no lock: the state must be consistent
+            pcp_pages = check_pcps(pa)
+            assert sum(pcp_pages.values()) == pa.pcp_pages()
+
+    for c, ops in zip(pa.cpus, per_cpu, strict=True):
+        sim.spawn(f"cpu{c.id}", cpu_actor, c, ops)
+    trio.run(sim.run)
+    check_all(m, pa, live)
+    # every allocation attempt is accounted for
+    attempts = sum(s.attempts for c in pa.cpus for s in c.stats)
+    assert attempts == sum(1 for ops in per_cpu for op in ops if op[0] == "alloc")
