@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 import trio
 
-from emulator.engine.errors import ActorCrashed, DeadlockError, PrimitiveMisuse
+from emulator.engine.errors import ActorCrashed, DeadlockError, PrimitiveMisuse, ReplayDivergence
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.engine.strategy import Decision, Fifo, Strategy, make_strategy
 
@@ -259,6 +259,19 @@ class Sim:
         except trio.Cancelled:
             raise
         except BaseException as exc:
+            if (
+                self._current is actor
+                and not self._cancelled
+                and not isinstance(exc, ReplayDivergence)
+            ):
+                # A crash is an event like any other: with lookahead the actor may be far ahead
+                # of the others, so let every actor that is earlier in virtual time run first.
+                # The run then stops at the crash's instant, not at the processing frontier.
+                # (Cancelled out of this: another actor crashed earlier, and that crash wins.)
+                # A KeyboardInterrupt that hits an actor is ordered the same way: the catch-up
+                # is bounded by how far that actor had run ahead.
+                self._push(actor)
+                await self._switch_from(actor)
             actor.state = CRASHED
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -476,14 +489,24 @@ class Sim:
         """
         if self._running:
             raise PrimitiveMisuse("Sim.run() is already running")
+        if until is not None and (not isinstance(until, int) or until < 0):
+            raise PrimitiveMisuse(f"run(until={until!r}): need a non-negative int of ns")
         if self._main is not None:
-            # the first run's actors were cancelled when it ended: a second run would silently
-            # return the first one's result without running anything
-            raise PrimitiveMisuse("Sim.run() was already called: a Sim runs once")
-        if until is not None:
-            if not isinstance(until, int) or until < 0:
-                raise PrimitiveMisuse(f"run(until={until!r}): need a non-negative int of ns")
-            self._until_key = (until << 1) | 1
+            # Another run on the same Sim (spawn more actors, run again) continues virtual time,
+            # but only if every earlier actor returned: the others' tasks were cancelled when
+            # the previous run ended, and the old end state would otherwise be returned as is.
+            new = {id(p[0]) for p in self._pending}
+            left = [a.name for a in self.actors if a.state != DONE and id(a) not in new]
+            if left:
+                raise PrimitiveMisuse(
+                    f"Sim.run() again: actors {left} did not return in the previous run (it "
+                    f"ended by {self._end[0] if self._end else 'cancellation'}); a Sim can run "
+                    "again only after every actor returned"
+                )
+            self._end = None
+            self._cancelled = False
+            self._main_parked = False
+        self._until_key = _NEVER if until is None else (until << 1) | 1
         self._running = True
         self._main = trio.lowlevel.current_task()
         try:

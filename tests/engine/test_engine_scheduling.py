@@ -303,6 +303,51 @@ async def test_actor_crash_names_actor_and_time_and_keeps_cause():
     assert sum(e["event"] == "other_step" for e in rec.events()) == 4  # t=10, 20, 30, 40
 
 
+async def test_crash_after_running_ahead_happens_at_its_virtual_time():
+    # "bomb" is dispatched first and crashes at t=1000 after pure delays (no sync): the crash
+    # must still be ordered in virtual time, so "ticker" gets to run up to t=900 first
+    # (regression: the run stopped at the processing frontier, with no ticker event at all).
+    # At t=1000 the crash was queued first and wins the tie.
+    rec = MemoryRecorder()
+    sim = Sim(recorder=rec)
+
+    async def bomb() -> None:
+        await sim.delay(1000)
+        raise RuntimeError("bang")
+
+    async def ticker() -> None:
+        while True:
+            await sim.sync()
+            rec.emit("tick")
+            await sim.delay(100)
+
+    sim.spawn("bomb", bomb)
+    sim.spawn("ticker", ticker)
+    with pytest.raises(ActorCrashed) as info:
+        await sim.run(until=5000)
+    assert (info.value.actor, info.value.now) == ("bomb", 1000)
+    assert [e["t"] for e in rec.events()] == list(range(0, 1000, 100))
+
+
+async def test_earlier_crash_wins_over_a_later_one_processed_first():
+    sim = Sim()
+
+    async def late() -> None:
+        await sim.delay(500)
+        raise RuntimeError("late")
+
+    async def early() -> None:
+        await sim.delay(100)
+        await sim.sync()
+        raise RuntimeError("early")
+
+    sim.spawn("late", late)
+    sim.spawn("early", early)
+    with pytest.raises(ActorCrashed) as info:
+        await sim.run()
+    assert (info.value.actor, info.value.now) == ("early", 100)
+
+
 async def test_crash_of_a_started_actor_propagates():
     sim = Sim()
 
@@ -567,18 +612,36 @@ async def test_quantum_zero_is_exact_and_larger_quantum_switches_less():
         Sim(quantum_ns=-1)
 
 
-async def test_a_sim_runs_once():
-    # regression: a second run() returned the first run's result without running anything
+async def test_run_again_after_done_continues_and_after_deadline_is_refused():
+    sim = Sim()
+    log: list[tuple[str, int]] = []
+
+    async def a(tag: str) -> None:
+        await sim.delay(10)
+        await sim.sync()
+        log.append((tag, sim.now))
+
+    sim.spawn("first", a, "first")
+    end = await sim.run()
+    assert (end.reason, end.now) == ("done", 10)
+    sim.spawn("second", a, "second", start=end.now)
+    end2 = await sim.run(until=100)
+    assert (end2.reason, end2.now) == ("done", 20)
+    assert log == [("first", 10), ("second", 20)]
+
+    # regression: after a deadline the actors' tasks are gone; a second run returned the
+    # first one's result without running anything
     sim = Sim()
 
-    async def a() -> None:
+    async def forever() -> None:
         while True:
             await sim.delay(10)
             await sim.sync()
 
-    sim.spawn("a", a)
+    sim.spawn("loop", forever)
     assert (await sim.run(until=100)).now == 100
-    with pytest.raises(PrimitiveMisuse, match="runs once"):
+    sim.spawn("new", a, "new", start=100)
+    with pytest.raises(PrimitiveMisuse, match=r"actors \['loop'\] did not return"):
         await sim.run(until=200)
 
 
