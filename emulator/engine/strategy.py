@@ -125,9 +125,10 @@ class PCT:
         self.steps = steps
         self.max_delay_ns = max_delay_ns
         self._rng = random.Random(seed)
-        self._change_points = {
-            self._rng.randint(1, steps): i for i in range(depth - 1, 0, -1)
-        }
+        # depth - 1 *distinct* change points (independent draws could collide and silently
+        # lower the depth: with steps=10, depth=5 about half the seeds lost one)
+        points = self._rng.sample(range(1, steps + 1), min(depth - 1, steps))
+        self._change_points = {k: i for k, i in zip(points, range(depth - 1, 0, -1), strict=False)}
         self._prio: dict[int, float] = {}
         self._step = 0
 

@@ -4,6 +4,7 @@ recorded decision list reproduces a random or PCT run byte for byte."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -132,3 +133,36 @@ async def test_replay_divergence_is_reported():
     cause = exc.__cause__ if isinstance(exc, ActorCrashed) else exc
     assert isinstance(cause, ReplayDivergence)
     assert "replay" in str(cause)
+
+
+async def _first_at_each_instant(strategy) -> list[str]:
+    sim = Sim(strategy)
+    first: dict[int, str] = {}
+
+    async def a() -> None:
+        for _ in range(15):
+            await sim.sync()
+            first.setdefault(sim.now, sim.current.name)
+            await sim.delay(10)
+
+    sim.spawn("A", a)
+    sim.spawn("B", a)
+    await sim.run()
+    return [first[t] for t in sorted(first)]
+
+
+async def test_pct_priorities_and_change_points():
+    # depth 1: no change point, the higher priority wins every tie
+    for seed in range(10):
+        firsts = await _first_at_each_instant(PCT(seed, depth=1))
+        assert len(set(firsts)) == 1
+    # depth 2: one change point; after it the other actor wins: at most one switch-over
+    flips = 0
+    for seed in range(20):
+        firsts = await _first_at_each_instant(PCT(seed, depth=2, steps=40))
+        changes = sum(x != y for x, y in pairwise(firsts))
+        assert changes <= 1
+        flips += changes
+    assert flips > 0
+    # depth - 1 distinct change points, even when steps is small
+    assert all(len(PCT(s, depth=5, steps=10)._change_points) == 4 for s in range(200))
