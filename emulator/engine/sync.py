@@ -283,6 +283,9 @@ class _Wait:
         self.active = True
 
     def on_timeout(self) -> None:
+        # leave the queue now: a waiter that keeps timing out on a queue nobody wakes would
+        # otherwise pile up one stale entry per wait (the queue holds few live waiters)
+        self.queue._waiters.remove(self)
         self.actor.woken = False
         self.actor.blocked_on = None
         self.actor.sleep_ns += self.actor.now - self.actor.blocked_since

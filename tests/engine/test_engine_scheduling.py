@@ -655,3 +655,26 @@ async def test_empty_run_and_immediate_return():
     sim.spawn("a", a, start=7)
     result = await sim.run()
     assert (result.reason, result.now, sim.actors[0].state) == ("done", 7, "done")
+
+
+async def test_timed_out_waiters_leave_the_queue():
+    sim = Sim()
+    wq = WaitQueue(sim, "inbox")
+
+    async def poller() -> None:
+        for _ in range(1000):
+            assert not await wq.wait(timeout_ns=5)
+
+    async def sleeper() -> None:
+        assert await wq.wait()
+
+    async def waker() -> None:
+        await sim.delay(10_000)
+        assert await wq.wake_up() == 1
+
+    sim.spawn("sleeper", sleeper)
+    sim.spawn("poller", poller)
+    sim.spawn("waker", waker)
+    await sim.run()
+    assert sim.actors[1].now == 5000
+    assert len(wq._waiters) == 0 and len(wq) == 0
