@@ -383,3 +383,57 @@ async def test_lock_as_async_context_manager():
     sim.spawn("a", a)
     await sim.run()
     assert lock.stats.acquisitions == 1 and lock.stats.hold_total == 7
+
+
+async def test_try_acquire_now_matches_try_acquire_without_a_second_sync():
+    sim = Sim()
+    lock = SpinLock(sim, "L")
+    out: list[tuple[int, bool]] = []
+
+    async def h() -> None:
+        await lock.acquire()
+        await sim.delay(100)
+        lock.release()
+        await sim.delay(1000)
+        await sim.sync()
+
+    async def t() -> None:
+        await sim.sync()
+        syncs = sim.syncs
+        out.append((sim.now, lock.try_acquire_now("alloc")))  # t=50 < free_at
+        await sim.delay(50)
+        await sim.sync()
+        out.append((sim.now, lock.try_acquire_now("alloc")))  # t=100 == free_at
+        assert sim.syncs == syncs + 1  # only the explicit sync
+        with pytest.raises(PrimitiveMisuse, match="already holds"):
+            lock.try_acquire_now()
+        lock.release()
+
+    sim.spawn("H", h)
+    sim.spawn("T", t, start=50)
+    await sim.run()
+    assert out == [(50, False), (100, True)]
+    assert lock.stats.trylock_failures == 1
+
+
+async def test_merge_lock_stats_of_one_class():
+    from emulator.engine.lockstat import merge_lock_stats
+
+    sim = Sim()
+    a, b = SpinLock(sim, "zone0"), SpinLock(sim, "zone1")
+
+    async def user(lock: SpinLock, hold: int) -> None:
+        await lock.acquire("rmqueue")
+        await sim.delay(hold)
+        await sim.sync()
+        lock.release()
+
+    sim.spawn("x", user, a, 10)
+    sim.spawn("y", user, a, 30, start=5)  # waits 5 on zone0
+    sim.spawn("z", user, b, 7)
+    await sim.run()
+    m = merge_lock_stats("&zone->lock", [a.stats, b.stats])
+    assert (m.name, m.acquisitions, m.contentions) == ("&zone->lock", 3, 1)
+    assert (m.hold_min, m.hold_max, m.hold_total) == (7, 30, 47)
+    assert (m.wait_min, m.wait_max, m.wait_total) == (5, 5, 5)
+    assert dict(m.contention_points) == {"rmqueue": 1}
