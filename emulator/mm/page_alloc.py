@@ -13,10 +13,11 @@ What is modelled of CMA and ISOLATE: both exist as migratetypes with their own f
 ``account_freepages`` keeps ISOLATE out of NR_FREE_PAGES and counts CMA in NR_FREE_CMA_PAGES;
 ``__rmqueue`` uses CMA lists for ``ALLOC_CMA`` requests (including the "more than half of free is
 CMA" balancing); ``__free_one_page`` refuses cross-pageblock merges with them; the watermark check
-treats free CMA as unusable without ``ALLOC_CMA``. Not modelled: ``cma_alloc`` /
-``alloc_contig_range``, ``start_isolate_page_range`` and ``move_freepages_block_isolate``
-(a pageblock can be set ISOLATE by hand with :meth:`Zone.move_freepages_block`), page reporting,
-shuffling, guard pages, hwpoison.
+treats free CMA as unusable without ``ALLOC_CMA``; a pageblock is isolated and un-isolated with
+``move_freepages_block_isolate`` / ``unset_migratetype_isolate`` (splitting and re-merging
+buddies larger than a pageblock). Not modelled: ``cma_alloc`` / ``alloc_contig_range``,
+``start_isolate_page_range``'s unmovable-page check and ``nr_isolate_pageblock``, page
+reporting, shuffling, guard pages, hwpoison.
 """
 
 from __future__ import annotations
@@ -424,6 +425,77 @@ class Zone(ZoneBase):
         if not ok:
             return -1
         return self.move_freepages_block_range(start, old_mt, new_mt)
+
+    def find_large_buddy(self, start_pfn: int) -> int:
+        """Models mm/page_alloc.c: find_large_buddy — the head of a free buddy straddling
+        ``start_pfn`` from below, or ``start_pfn`` itself if there is none."""
+        st = self.memmap.state
+        od = self.memmap.order
+        order = 0
+        pfn = start_pfn
+        while st[pfn] != PG_BUDDY:
+            order += 1
+            if order > _MAXO:
+                return start_pfn
+            pfn &= ~0 << order
+            if pfn < self.zone_start_pfn:
+                return start_pfn
+        if pfn + (1 << od[pfn]) > start_pfn:
+            return pfn
+        return start_pfn
+
+    def move_freepages_block_isolate(self, pfn: int, migratetype: int) -> bool:
+        """Models mm/page_alloc.c: move_freepages_block_isolate (CONFIG_MEMORY_ISOLATION).
+
+        Sets the pageblock of ``pfn`` to ``migratetype`` (usually ISOLATE, or back) and moves its
+        free pages; a free buddy larger than a pageblock that covers it is first taken off its
+        list and re-freed pageblock by pageblock (``split_large_buddy``).
+        """
+        ok, start, _, _ = self.prep_move_freepages_block(pfn)
+        if not ok:
+            return False
+        mm = self.memmap
+        head = self.find_large_buddy(start)
+        if head == start and not (mm.state[start] == PG_BUDDY and mm.order[start] > _PBO):
+            self.move_freepages_block_range(start, mm.pb_mt[start >> _PBO], migratetype)
+            return True
+        order = mm.order[head]
+        head_mt = mm.pb_mt[head >> _PBO]
+        self.del_from_free_list(head, order, head_mt)
+        self.account_freepages(-(1 << order), head_mt)
+        mm.pb_mt[start >> _PBO] = migratetype
+        self.split_large_buddy(head, order, FPI_NONE)
+        return True
+
+    def unset_migratetype_isolate(self, pfn: int, migratetype: int) -> None:
+        """Models mm/page_isolation.c: unset_migratetype_isolate (under zone->lock).
+
+        An isolated pageblock whose first page is a free buddy of order 9 with a non-isolated
+        free buddy is taken off the ISOLATE list and re-freed to the tail so it merges
+        (``__isolate_free_page`` + ``__putback_isolated_page``); otherwise its free pages are
+        moved with ``move_freepages_block_isolate``. ``nr_isolate_pageblock`` is not kept.
+        """
+        mm = self.memmap
+        start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+        if mm.pb_mt[start >> _PBO] != MIGRATE_ISOLATE:
+            return
+        if mm.state[start] == PG_BUDDY:
+            order = mm.order[start]
+            if _PBO <= order < _MAXO:
+                buddy = start ^ (1 << order)
+                if (
+                    self.spans(buddy)
+                    and mm.state[buddy] == PG_BUDDY
+                    and mm.order[buddy] == order
+                    and mm.pb_mt[buddy >> _PBO] != MIGRATE_ISOLATE
+                ):
+                    self.del_from_free_list(start, order, MIGRATE_ISOLATE)
+                    mm.pb_mt[start >> _PBO] = migratetype
+                    self.free_to_buddy(
+                        start, order, migratetype, FPI_SKIP_REPORT_NOTIFY | FPI_TO_TAIL
+                    )
+                    return
+        self.move_freepages_block_isolate(start, migratetype)
 
     def steal_suitable_fallback(
         self,

@@ -23,6 +23,7 @@ from emulator.mm.page_alloc import (
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
@@ -254,3 +255,38 @@ def test_migratetype_of_highatomic_list_is_never_a_fallback():
     free(z, 0, 9)
     assert z.rmqueue_buddy(0, MIGRATE_UNMOVABLE) == -1
     assert z.find_suitable_fallback(9, MIGRATE_UNMOVABLE, False) == (-1, False)
+
+
+def test_isolating_a_pageblock_inside_an_order10_buddy_splits_it():
+    m, z, _rec = bare()
+    free(z, 1024, 10)  # pageblocks 2 and 3
+    assert z.move_freepages_block_isolate(1536, MIGRATE_ISOLATE)  # the tail pageblock
+    assert z.free_list_pfns(9, MIGRATE_MOVABLE) == [1024]
+    assert z.free_list_pfns(9, MIGRATE_ISOLATE) == [1536]
+    assert z.nr_free_pages == 512  # ISOLATE pages leave NR_FREE_PAGES
+    check_machine(m)
+    # moving it back alone would leave two order-9 buddies; unset_migratetype_isolate re-merges
+    z.unset_migratetype_isolate(1536, MIGRATE_MOVABLE)
+    assert z.nr_free[10] == 1 and z.nr_free_pages == 1024
+    assert z.free_list_pfns(10, MIGRATE_MOVABLE) == [1024]
+    check_machine(m)
+    # the head pageblock of a max-order buddy
+    assert z.move_freepages_block_isolate(1024, MIGRATE_ISOLATE)
+    assert z.free_list_pfns(9, MIGRATE_ISOLATE) == [1024]
+    assert z.free_list_pfns(9, MIGRATE_MOVABLE) == [1536]
+    check_machine(m)
+
+
+def test_isolating_a_mixed_pageblock_moves_its_free_pages():
+    m, z, _rec = bare()
+    free(z, 8, 3)
+    free(z, 64, 6)
+    assert z.move_freepages_block_isolate(0, MIGRATE_ISOLATE)
+    assert z.nr_free_pages == 0 and z.nr_free_mt[6 * 6 + MIGRATE_ISOLATE] == 1
+    # freeing into an isolated block keeps the pages out of NR_FREE_PAGES
+    z.free_one_page(16, 0)
+    assert z.nr_free_pages == 0
+    check_machine(m)
+    z.unset_migratetype_isolate(0, MIGRATE_MOVABLE)
+    assert z.nr_free_pages == 8 + 64 + 1 and z.memmap.pb_mt[0] == MIGRATE_MOVABLE
+    check_machine(m)

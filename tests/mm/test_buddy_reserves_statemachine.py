@@ -13,7 +13,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
-from emulator.mm.memmap import PG_BUDDY
 from emulator.mm.page_alloc import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
@@ -95,16 +94,17 @@ class ReservesMachine(RuleBasedStateMachine):
         z = self.z
         pfn = block * 512
         old = z.memmap.pb_mt[block]
-        pair = pfn & ~1023
-        in_max_buddy = z.memmap.state[pair] == PG_BUDDY and z.memmap.order[pair] == 10
-        if old >= MIGRATE_PCPTYPES or in_max_buddy:
-            return  # normal blocks only; splitting an order-10 buddy needs the isolate variant
+        if old >= MIGRATE_PCPTYPES:
+            return  # normal pageblocks only
+        nr_free_before = list(z.nr_free)
         free_before = z.nr_free_pages
-        moved = z.move_freepages_block(pfn, old, MIGRATE_ISOLATE)
-        assert z.nr_free_pages == free_before - moved  # ISOLATE is not in NR_FREE_PAGES
+        assert z.move_freepages_block_isolate(pfn, MIGRATE_ISOLATE)
+        isolated = sum(z.nr_free_mt[o * 6 + MIGRATE_ISOLATE] << o for o in range(11))
+        assert z.nr_free_pages == free_before - isolated  # ISOLATE is not in NR_FREE_PAGES
         check_machine(self.m)
-        z.move_freepages_block(pfn, MIGRATE_ISOLATE, old)
+        z.unset_migratetype_isolate(pfn, old)
         assert z.nr_free_pages == free_before
+        assert z.nr_free == nr_free_before  # merged back exactly
 
     @invariant()
     def conserved(self) -> None:
