@@ -155,7 +155,10 @@ def build_context(scenario: Scenario, params: Params, recorder: Any = NULL_RECOR
     return RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
 
 
-def _sampler(ctx: RunContext, progress: Callable[[int, int], None] | None) -> Callable[[], Any]:
+def _sampler(
+    ctx: RunContext, progress: Callable[[int, int], None] | None
+) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """The sampling daemon actor (every ``sample`` ns of virtual time) and its probe."""
     sim = ctx.sim
     interval = ctx.params["sample"]
     duration = ctx.params.duration_ns
@@ -206,7 +209,7 @@ def _sampler(ctx: RunContext, progress: Callable[[int, int], None] | None) -> Ca
             if progress is not None:
                 progress(sim.now, duration)
 
-    return sampler
+    return sampler, take
 
 
 def run_scenario(
@@ -238,7 +241,8 @@ def run_scenario(
         sim = ctx.sim
         for prog in ctx.programs:
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
-        sim.spawn("sampler", _sampler(ctx, progress), daemon=True)
+        sampler, take_sample = _sampler(ctx, progress)
+        sim.spawn("sampler", sampler, daemon=True)
         if scenario.setup is not None:
             # the set-up stands for the machine's past: not recorded, and the vmstat deltas
             # in the summary count from its end
@@ -264,6 +268,8 @@ def run_scenario(
             # an actor crashed or the run deadlocked: keep what was recorded and the state
             reason, error = "error", str(exc)
         wall = time.perf_counter() - t0
+        if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
+            take_sample()  # the state at the end of the run
         if scenario.report is not None and error is None:
             ctx.findings.update(scenario.report(params, ctx))
         return RunResult(scenario.name, params, reason, sim.now, wall, ctx, error)

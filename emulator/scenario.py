@@ -35,6 +35,7 @@ from typing import Any
 
 import attrs
 
+from emulator.engine import SimError, make_strategy
 from emulator.mm.costs import Costs
 from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
 from emulator.workload.spec import Workload, parse_duration, parse_size_mib
@@ -201,6 +202,10 @@ class Scenario:
             raise ScenarioError(
                 f"cpus={typed['cpus']} does not divide evenly over nodes={typed['nodes']}"
             )
+        try:
+            make_strategy(typed["strategy"], typed["seed"])
+        except SimError as exc:
+            raise ScenarioError(f"parameter strategy={typed['strategy']!r}: {exc}") from None
         if typed["quantum"] < 0:
             raise ScenarioError("parameter quantum must be >= 0 ns")
         if typed["sample"] < 1:
