@@ -221,6 +221,13 @@ class Sim:
             raise PrimitiveMisuse(f"spawn({name!r}) during a run: use 'await sim.start_actor(...)'")
         if not isinstance(start, int) or start < 0:
             raise PrimitiveMisuse(f"spawn({name!r}): start must be a non-negative int of ns")
+        if start < self._time:
+            # before another run on this Sim: an actor cannot start in the virtual past (its
+            # events would land before lines the recorder has already written)
+            raise PrimitiveMisuse(
+                f"spawn({name!r}, start={start}): the previous run already reached "
+                f"t={self._time} ns"
+            )
         actor = Actor(len(self.actors), name, start, daemon, data)
         self.actors.append(actor)
         self._pending.append((actor, fn, args))

@@ -628,6 +628,8 @@ async def test_run_again_after_done_continues_and_after_deadline_is_refused():
     end2 = await sim.run(until=100)
     assert (end2.reason, end2.now) == ("done", 20)
     assert log == [("first", 10), ("second", 20)]
+    with pytest.raises(PrimitiveMisuse, match="already reached t=20 ns"):
+        sim.spawn("past", a, "past", start=19)
 
     # regression: after a deadline the actors' tasks are gone; a second run returned the
     # first one's result without running anything
