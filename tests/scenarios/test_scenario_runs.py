@@ -221,5 +221,5 @@ def test_scenario_param_types_and_errors() -> None:
     )
     assert p.memory_mib == 2048 and p.duration_ns == 1_500_000 and p["rate"] == 1000.0
     assert p.sysctls == {"vm.min_free_kbytes": 8192}
-    with pytest.raises(ScenarioError, match="valid:.*memory"):
+    with pytest.raises(ScenarioError, match=r"valid:.*memory"):
         sc.resolve({"memroy": "2G"})
