@@ -170,6 +170,8 @@ class PageAllocator:
         ]
         self._zone_starts = [z.zone_start_pfn for z in self.zones]
         self._gfp_names: dict[int, str] = {}
+        self._gfp_ctx: dict[tuple[int, int], tuple[int, int, list[Zone], int, int]] = {}
+        self._pgalloc_keys = [z.pgalloc_key for z in self.zones]
         self.zone_pcp_update()
         # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
         # percpu_pagelist_high_fraction_sysctl_handler
@@ -230,17 +232,12 @@ class PageAllocator:
         stats = cpu.stats[order]
         stats.attempts += 1
         await sim.sync()
-        mt = gfp_migratetype(gfp)
-        hz = gfp_zone(gfp)
-        zonelist = cpu.zonelists[hz]
-        if not zonelist:
-            raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
-        preferred = zonelist[0]
-        alloc_flags = fast_path_alloc_flags(
-            gfp, preferred.zone_idx, self._dma32_populated[preferred.node]
-        )
+        ctx = self._gfp_ctx.get((cpu.node, gfp))
+        if ctx is None:
+            ctx = self._gfp_context(cpu, gfp)
+        mt, hz, zonelist, alloc_flags, default_owner = ctx
         if owner < 0:
-            owner = OWNER_FOR_MIGRATETYPE[mt] if mt < MIGRATE_PCPTYPES else OWNER_NONE
+            owner = default_owner
         pfn, reason = await self.get_page_from_freelist(
             cpu, gfp, order, alloc_flags, zonelist, hz, mt, owner
         )
@@ -258,6 +255,23 @@ class PageAllocator:
                 "mm_page_alloc", pfn=pfn, order=order, migratetype=mt, gfp_flags=self.gfp_name(gfp)
             )
         return pfn
+
+    def _gfp_context(self, cpu: Cpu, gfp: int) -> tuple[int, int, list[Zone], int, int]:
+        """What prepare_alloc_pages and the fast path derive from (node, gfp) alone, cached:
+        migratetype, highest zone index, zonelist, the first attempt's alloc_flags and the
+        default owner kind."""
+        mt = gfp_migratetype(gfp)
+        hz = gfp_zone(gfp)
+        zonelist = cpu.zonelists[hz]
+        if not zonelist:
+            raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
+        preferred = zonelist[0]
+        alloc_flags = fast_path_alloc_flags(
+            gfp, preferred.zone_idx, self._dma32_populated[preferred.node]
+        )
+        owner = OWNER_FOR_MIGRATETYPE[mt] if mt < MIGRATE_PCPTYPES else OWNER_NONE
+        ctx = self._gfp_ctx[(cpu.node, gfp)] = (mt, hz, zonelist, alloc_flags, owner)
+        return ctx
 
     async def alloc_pages_slowpath(
         self,
@@ -408,7 +422,7 @@ class PageAllocator:
         else:
             stats.pcp_hits += 1
         self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
-        self.vm_events[zone.pgalloc_key] += 1 << order
+        self.vm_events[self._pgalloc_keys[zone.gidx]] += 1 << order
         await self.sim.delay(charge + costs.pcp_list_op)
         lock.release()
         return pfn, 0
@@ -516,7 +530,8 @@ class PageAllocator:
                 0, zone.high_wmark_pages, ZONE_MOVABLE, 0
             ):
                 zone.flags &= ~_BELOW_HIGH
-        await sim.delay(charge)
+        if charge:
+            await sim.delay(charge)
         lock.release()
 
     async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
@@ -631,3 +646,25 @@ class PageAllocator:
             if merged.attempts:
                 out[order] = merged.summary()
         return out
+
+    def pcp_pages_by_zone(self) -> dict[tuple[int, int], int]:
+        """Pages on pcp lists per (node, zone index), as the invariant checker takes them."""
+        out: dict[tuple[int, int], int] = {}
+        for z in self.zones:
+            out[(z.node, z.zone_idx)] = sum(c.pcp[z.gidx].count for c in self.cpus)
+        return out
+
+    def check(self) -> None:
+        """Check the machine's invariants with the pcp layer's pages accounted, and that every
+        pcp's ``count`` equals what its lists hold (raises InvariantViolation / AssertionError)."""
+        from emulator.mm.invariants import check_machine
+
+        for c in self.cpus:
+            for pcp in c.pcp:
+                held = sum(1 << order for _pfn, order in pcp.entries())
+                if held != pcp.count:
+                    raise AssertionError(
+                        f"cpu {c.id} pcp of {pcp.zone.name}: count {pcp.count} but lists hold "
+                        f"{held} pages"
+                    )
+        check_machine(self.machine, self.pcp_pages_by_zone())
