@@ -1,0 +1,90 @@
+"""Helpers for test suites written against the emulated kernel (also behind the pytest fixtures
+of :mod:`emulator.pytest_plugin`).
+
+:func:`make_kernel` boots a machine, creates a :class:`~emulator.engine.Sim` and a
+:class:`~emulator.mm.allocator.PageAllocator`, and returns an :class:`EmulatedKernel` whose
+:meth:`~EmulatedKernel.run` runs actors and then checks every invariant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from emulator.engine import MemoryRecorder, NullRecorder, RunResult, Sim
+from emulator.mm.allocator import Cpu, PageAllocator
+from emulator.mm.costs import Costs
+from emulator.mm.machine import Machine
+from emulator.workload.spec import parse_size_mib
+
+__all__ = ["EmulatedKernel", "make_kernel"]
+
+
+@attrs.define
+class EmulatedKernel:
+    """A booted machine with its allocator and engine, ready for actors."""
+
+    machine: Machine
+    sim: Sim
+    allocator: PageAllocator
+    recorder: MemoryRecorder | NullRecorder
+
+    @property
+    def cpus(self) -> list[Cpu]:
+        return self.allocator.cpus
+
+    async def run(
+        self,
+        *actors: tuple[str, Callable[..., Awaitable[Any]]],
+        per_cpu: Callable[[Cpu], Awaitable[Any]] | None = None,
+        until: int | None = None,
+        check: bool = True,
+    ) -> RunResult:
+        """Spawn ``actors`` (name, async fn) and, with ``per_cpu``, one actor per CPU calling
+        ``per_cpu(cpu)``; run; then (with ``check``) verify every invariant."""
+        for name, fn in actors:
+            self.sim.spawn(name, fn)
+        if per_cpu is not None:
+            for c in self.cpus:
+                self.sim.spawn(f"cpu{c.id}", per_cpu, c, data=c)
+        result = await self.sim.run(until=until)
+        if check:
+            self.allocator.check()
+        return result
+
+    def events(self, name: str | None = None) -> list[dict]:
+        """Recorded events (``record=True``), optionally only those called ``name``."""
+        if not isinstance(self.recorder, MemoryRecorder):
+            raise RuntimeError("make_kernel(record=True) to keep events")
+        evs = self.recorder.events()
+        return evs if name is None else [e for e in evs if e["event"] == name]
+
+
+def make_kernel(
+    memory: str | int = "1G",
+    cpus: int = 2,
+    nodes: int = 1,
+    strategy: str = "fifo",
+    seed: int = 0,
+    record: bool = False,
+    quantum_ns: int = 0,
+    costs: Costs | None = None,
+    **sysctls: Any,
+) -> EmulatedKernel:
+    """Boot a machine (x86-64 layout, ``memory`` like ``"1G"``) with ``cpus`` CPUs in total.
+
+    Sysctls are given with underscores for dots after ``vm``: ``vm_min_free_kbytes=8192``.
+    """
+    if cpus % nodes:
+        raise ValueError(f"cpus={cpus} does not divide evenly over nodes={nodes}")
+    recorder: MemoryRecorder | NullRecorder = MemoryRecorder() if record else NullRecorder()
+    machine = Machine.x86_64(parse_size_mib(memory), nodes=nodes, recorder=recorder)
+    for key, value in sysctls.items():
+        if not key.startswith("vm_"):
+            raise ValueError(f"unknown keyword {key!r}: sysctls are written vm_<name>=value")
+        machine.sysctl.set("vm." + key[3:], value)
+    sim = Sim(strategy, seed=seed, recorder=recorder, quantum_ns=quantum_ns)
+    pa = PageAllocator(machine, sim, cpus // nodes, costs)
+    return EmulatedKernel(machine, sim, pa, recorder)
