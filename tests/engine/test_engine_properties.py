@@ -65,7 +65,7 @@ strategies = st.one_of(
 )
 
 
-def run_program(program, strategy, quantum_ns: int = 0):
+def run_program(program, strategy, quantum_ns: int = 0, until: int | None = None):
     rec = MemoryRecorder()
     sim = CheckedSim(strategy, recorder=rec, quantum_ns=quantum_ns)
     locks = [SpinLock(sim, f"L{j}") for j in range(N_LOCKS)]
@@ -156,7 +156,7 @@ def run_program(program, strategy, quantum_ns: int = 0):
         sim.spawn(f"a{i}", actor, ops, start=start)
 
     async def main():
-        return await sim.run()
+        return await sim.run(until=until)
 
     result = trio.run(main)
     return result, sim, rec, locks, sections, grants, waited, clocks
@@ -234,3 +234,26 @@ def test_sync_quantum_keeps_exclusion_and_clocks(program, strategy, quantum):
     if isinstance(strategy, str):  # seeded strategy objects are consumed by one run
         again = run_program(program, strategy, quantum)
         assert again[2].lines == rec.lines
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(programs, strategies, st.integers(0, 300))
+def test_deadline_cuts_every_program_cleanly(program, strategy, until):
+    result, sim, rec, locks, sections, grants, _, clocks = run_program(
+        program, strategy, until=until
+    )
+    assert result.reason in ("done", "deadline")
+    if result.reason == "deadline":
+        assert result.now == until
+    # nothing happens after the deadline: no event, no processed sync, no grant
+    assert all(e["t"] <= until for e in rec.events())
+    assert all(t <= until for t, _ in sim.sync_log)
+    for cl in clocks.values():
+        assert cl == sorted(cl) and cl[-1] <= until
+    for lock in locks:
+        arrivals = [n for _, _, n in sorted(sim.arrivals.get(lock.name, []))]
+        granted = [n for _, n in sorted(grants[lock.name], key=lambda g: g[0])]
+        assert granted == arrivals[: len(granted)]  # FIFO; later arrivals still waiting
+        secs = sorted(sections[lock.name])
+        for (_a0, r0, _), (a1, _r1, _) in pairwise(secs):
+            assert r0 <= a1
