@@ -1,16 +1,18 @@
 """default: a mixed server workload on a 4 GiB, 8-CPU machine that has been up for a while.
 
-The machine boots, then a background of long-lived memory (page cache, anonymous memory, some
-kernel objects) is laid down with :func:`emulator.mm.initstate.random_alloc_free` until only
-``free_after_setup`` of each zone is free, mixing orders and migratetypes so that pageblocks are
-shared and steal decisions happen. Then every CPU serves a mix at ``rate`` allocations per
-second:
+The machine's past is the set-up: memory is filled with a background of page cache, anonymous
+memory and kernel objects (orders 0-3, 80% movable, 15% unmovable, 5% reclaimable) through the
+buddy allocator with :func:`emulator.mm.initstate.random_alloc_free` until only 5% is free,
+then a random ``released`` share of those blocks is freed again (a workload that ended, page
+cache dropped). Free memory is then plentiful but scattered: the fragmentation score starts in
+the 80s, above kcompactd's proactive low mark. Then every CPU serves a mix at ``rate``
+allocations per second:
 
 * user page faults: order 0, GFP_HIGHUSER_MOVABLE, lognormal lifetimes around 2 ms;
 * slab growth: order 0 and 1 GFP_KERNEL, and order 3 (SLUB's high-order slabs), shorter lived;
 * network receive: order 0 GFP_ATOMIC, 100 us, a third freed on another CPU (the skb is
   consumed elsewhere, as with RPS);
-* transparent huge pages: order 9 GFP_TRANSHUGE_LIGHT, tens of ms;
+* transparent huge pages: order 9 GFP_TRANSHUGE_LIGHT, living ~200 ms;
 * long-term pins (e.g. RDMA or vfio): order 0, never freed, pinned.
 
 What to look at: pcp hit rates per order (order 0 hits, order 3 refills), zone->lock contention
@@ -20,6 +22,7 @@ slow path is not modelled yet, so these fail with their reason), and the fragmen
 
 import numpy as np
 
+from emulator.mm.initstate import random_alloc_free
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -32,7 +35,7 @@ def build(p):
         AllocClass(1, "GFP_KERNEL", weight=5, lifetime="exp(5ms)"),
         AllocClass(3, "GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY", weight=4, lifetime="exp(2ms)"),
         AllocClass(0, "GFP_ATOMIC", weight=14, lifetime="exp(100us)", remote_free=0.33),
-        AllocClass(9, "GFP_TRANSHUGE_LIGHT", weight=p["thp_weight"], lifetime="exp(20ms)"),
+        AllocClass(9, "GFP_TRANSHUGE_LIGHT", weight=p["thp_weight"], lifetime="exp(200ms)"),
         AllocClass(0, "GFP_KERNEL", weight=0.5, pinned=1.0),
     ]
     return Workload([Phase("steady", mix, rate=p["rate"])])
@@ -40,20 +43,21 @@ def build(p):
 
 def setup(p, ctx):
     rng = np.random.default_rng(p.seed)
-    from emulator.mm.initstate import random_alloc_free
-
     for zone in ctx.allocator.zones:
         if zone.name == "DMA":
             continue
-        random_alloc_free(
+        held = random_alloc_free(
             zone,
-            p["free_after_setup"],
+            0.05,
             rng,
-            orders=(0, 0, 1, 2, 3, 9),
+            orders=(0, 0, 0, 1, 2, 3),
             migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
             mt_weights=(0.8, 0.15, 0.05),
-            churn=0.2,
+            churn=0.0,
         )
+        for i in rng.permutation(len(held))[: int(p["released"] * len(held))].tolist():
+            pfn, order = held[i]
+            zone.free_one_page(pfn, order)
 
 
 SCENARIO = Scenario(
@@ -64,7 +68,7 @@ SCENARIO = Scenario(
     params={
         "rate": (40_000.0, "allocations per second per CPU"),
         "thp_weight": (0.3, "weight of order-9 THP allocations in the mix"),
-        "free_after_setup": (0.35, "fraction of each zone left free by the background set-up"),
+        "released": (0.35, "share of the background's blocks freed again before the run"),
     },
     setup=setup,
 )
