@@ -423,3 +423,68 @@ async def test_decay_pcp_high_drains_exactly() -> None:
     assert on_pcp == pcp.count
     assert zone.nr_free_pages == zone.managed_pages - pcp.count
     assert pcp.lock.stats.contentions == 0
+
+
+async def test_zone_below_high_stops_growth_and_shrinks_high() -> None:
+    """ZONE_BELOW_HIGH: get_page_from_freelist sets it when the HIGH watermark check fails;
+    while set, refills do not raise pcp->high and frees lower it by max(free_count, batch),
+    draining at max(count, high_min); the free path clears it after a drain once the zone is
+    above its HIGH watermark again."""
+    from emulator.mm.snapshot import MIGRATE_MOVABLE
+    from emulator.mm.zone import ZONE_BELOW_HIGH
+
+    below = 1 << ZONE_BELOW_HIGH
+    # 16384 pages, 1 CPU: watermarks min 800, low 1000, high 1200; batch 3, high_min 1000
+    _m, pa, sim = one_cpu(16384)
+    zone = pa.zones[0]
+    cpu = pa.cpus[0]
+    pcp = cpu.pcp[0]
+    for _ in range(13):  # leave 3 order-10 blocks free: 3072 pages
+        zone.rmqueue_buddy(10, MIGRATE_MOVABLE)
+    events = []
+
+    async def actor() -> None:
+        held = []
+        for i in range(2200):
+            free, high, flagged = zone.nr_free_pages, pcp.high, bool(zone.flags & below)
+            pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
+            if pfn >= 0:
+                held.append(pfn)
+            if bool(zone.flags & below) != flagged:
+                events.append(("set", i, free))
+            if flagged and zone.nr_free_pages != free:
+                events.append(("refill", free - zone.nr_free_pages, high, pcp.high))
+        # allocations 2014.. fail: 963 free pages is below LOW although 95 sit on the pcp
+        assert len(held) == 2014 and cpu.stats[0].failures == 186
+        for pfn in held:
+            free, high, fc = zone.nr_free_pages, pcp.high, pcp.free_count
+            count = pcp.count
+            await pa.free_pages(cpu, pfn, 0)
+            if zone.flags & below and zone.nr_free_pages == free:
+                assert pcp.high == max(high - max(fc + 1 if fc < 96 else fc, 3), 1000)
+            if zone.nr_free_pages != free:
+                events.append(("drain", count + 1, zone.nr_free_pages - free))
+            if not zone.flags & below:
+                events.append(("clear", zone.nr_free_pages))
+                break
+
+    sim.spawn("cpu0", actor)
+    await sim.run()
+    # refills 3, 6, 12, 24, 48 (93 pages) then 96 each, high rising to high_max 2048. After
+    # j refills of 96 the zone has 3072 - 93 - 96j free pages: the 19th (allocation
+    # 93 + 96 * 18 = 1821, checked at 1251 > 1200) leaves 1155, so allocation 1822 fails the
+    # HIGH check and sets the flag (the LOW check, 1000, still passes)
+    assert events[0] == ("set", 1822, 1155)
+    # two more refills while flagged (1155 -> 1059 -> 963): 96 pages each, high stays 2048;
+    # then the zone is below LOW and allocations fail (that is the slow path's job)
+    assert events[1:3] == [("refill", 96, 2048, 2048), ("refill", 96, 2048, 2048)]
+    # frees: high shrinks to high_min 1000; the list holds 95 + k pages and drains
+    # clamp(free_count 96, 3, 997) = 96 each time it reaches max(count, high_min) = 1000;
+    # 963 -> 1059 -> 1155 -> 1251 > 1200: the third drain clears ZONE_BELOW_HIGH
+    assert events[3:] == [
+        ("drain", 1000, 96),
+        ("drain", 1000, 96),
+        ("drain", 1000, 96),
+        ("clear", 1251),
+    ]
+    assert pcp.high == 1000
