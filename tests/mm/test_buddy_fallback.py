@@ -290,3 +290,17 @@ def test_isolating_a_mixed_pageblock_moves_its_free_pages():
     z.unset_migratetype_isolate(0, MIGRATE_MOVABLE)
     assert z.nr_free_pages == 8 + 64 + 1 and z.memmap.pb_mt[0] == MIGRATE_MOVABLE
     check_machine(m)
+
+
+def test_unreserve_leaves_order9_buddies_unmerged_like_the_kernel():
+    m, z, _rec = bare(pages=65536)
+    z.memmap.mark_block(1024, 9, PG_ALLOC, OWNER_MOVABLE)
+    z.reserve_highatomic_pageblock(1024, 9)  # an order-9 ALLOC_HIGHATOMIC allocation
+    free(z, 1536, 9)
+    z.free_one_page(1024, 9)  # HIGHATOMIC next to MOVABLE: no merge
+    assert z.nr_free[9] == 2
+    assert z.unreserve_highatomic_pageblock(MIGRATE_MOVABLE, force=True) == 1
+    # both halves are MOVABLE now, yet nothing re-merges them until one is allocated or freed
+    assert z.nr_free[9] == 2 and z.nr_free[10] == 0
+    assert list(z.memmap.pb_mt[2:4]) == [MIGRATE_MOVABLE] * 2
+    check_machine(m)
