@@ -1,7 +1,8 @@
 """``mmemu run [SCENARIO] [--seed N] [--set NAME=VALUE ...] [--out DIR] [--strategy S]``.
 
 Runs a scenario file (or a bundled scenario by name; ``default`` when none is given), shows a
-progress bar on a terminal and a short summary at the end, and writes the results folder.
+progress bar on a terminal and a short summary at the end, and writes the results folder,
+including ``schedule.json``: ``mmemu run --replay DIR/schedule.json`` reproduces the run exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from emulator.cli import UsageError
+from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
 from emulator.runner import run_scenario
 from emulator.scenario import ScenarioError, find_scenario, load_scenario
@@ -33,6 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="results folder (default: results/<scenario>-seed<N>)")
     parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
     parser.add_argument("--quantum", type=int, help="sync quantum in ns (0 = exact)")
+    parser.add_argument(
+        "--replay",
+        metavar="SCHEDULE",
+        help="replay a schedule.json from an earlier run exactly (its scenario and params)",
+    )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -79,11 +86,20 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    schedule = None
     try:
-        path = find_scenario(args.scenario)
-        scenario = load_scenario(path)
-        params = scenario.resolve(_overrides(args))
-    except ScenarioError as exc:
+        overrides = _overrides(args)
+        if args.replay:
+            schedule = load_schedule(args.replay)
+            if overrides:
+                raise UsageError("--replay takes the scenario's parameters from the schedule")
+            where = args.scenario or schedule.scenario_path or schedule.scenario
+            scenario = load_scenario(find_scenario(where))
+            params = scenario.resolve({k: v for k, v in schedule.params.items()})
+        else:
+            scenario = load_scenario(find_scenario(args.scenario))
+            params = scenario.resolve(overrides)
+    except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
     try:
@@ -98,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             events=None if args.no_events else out / "events.jsonl",
             record=not args.no_events,
             progress=progress,
+            strategy=schedule.replay() if schedule is not None else None,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
@@ -105,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
     write_results(result, out)
+    save_schedule(
+        out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
+    )
+    if schedule is not None and not args.quiet:
+        exact = result.ctx.sim.strategy.exhausted and result.error is None
+        print(f"replay of {args.replay}: {'exact' if exact else 'DIVERGED'}", file=sys.stderr)
     if not args.quiet:
         print(format_summary(result))
         print(f"\nresults in {out}/")

@@ -134,9 +134,19 @@ class RunResult:
         return out
 
 
-def build_context(scenario: Scenario, params: Params, recorder: Any = NULL_RECORDER) -> RunContext:
-    """Boot the machine, apply sysctls, create the allocator and the CPU programs."""
-    sim = Sim(params["strategy"], seed=params.seed, recorder=recorder, quantum_ns=params["quantum"])
+def build_context(
+    scenario: Scenario, params: Params, recorder: Any = NULL_RECORDER, strategy: Any = None
+) -> RunContext:
+    """Boot the machine, apply sysctls, create the allocator and the CPU programs.
+
+    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``.
+    """
+    sim = Sim(
+        strategy if strategy is not None else params["strategy"],
+        seed=params.seed,
+        recorder=recorder,
+        quantum_ns=params["quantum"],
+    )
     machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
     for name, value in params.sysctls.items():
         try:
@@ -219,6 +229,7 @@ def run_scenario(
     events: IO[str] | Path | None = None,
     record: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    strategy: Any = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -237,7 +248,7 @@ def run_scenario(
     else:
         recorder = NULL_RECORDER
     try:
-        ctx = build_context(scenario, params, recorder)
+        ctx = build_context(scenario, params, recorder, strategy)
         sim = ctx.sim
         for prog in ctx.programs:
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)

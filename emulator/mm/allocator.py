@@ -170,6 +170,9 @@ class PageAllocator:
         ]
         self._zone_starts = [z.zone_start_pfn for z in self.zones]
         self._gfp_names: dict[int, str] = {}
+        #: with a strategy that injects delays (random, pct), the allocator offers named
+        #: preemption points at the kernel's unlocked windows; with fifo they cost nothing
+        self._explore = bool(sim.strategy.delays)
         self._gfp_ctx: dict[tuple[int, int], tuple[int, int, list[Zone], int, int]] = {}
         self._pgalloc_keys = [z.pgalloc_key for z in self.zones]
         self.zone_pcp_update()
@@ -231,7 +234,10 @@ class PageAllocator:
         start = me.now
         stats = cpu.stats[order]
         stats.attempts += 1
-        await sim.sync()
+        if self._explore:
+            await sim.preempt("alloc_pages")
+        else:
+            await sim.sync()
         ctx = self._gfp_ctx.get((cpu.node, gfp))
         if ctx is None:
             ctx = self._gfp_context(cpu, gfp)
@@ -336,7 +342,17 @@ class PageAllocator:
                         alloc_flags & ALLOC_NO_WATERMARKS
                     )
                 if not ok:
+                    if order and reason == "watermark" and zone.zone_watermark_fast(
+                        0, mark, hz, alloc_flags
+                    ):
+                        # enough free pages, but no free block of this order on the buddy
+                        # lists (pages on pcp lists are invisible here)
+                        reason = "watermark_high_order"
                     continue
+                if self._explore:
+                    # the unlocked window between the watermark check and rmqueue: another
+                    # CPU may take the pages the check counted
+                    await self.sim.preempt("get_page_from_freelist:watermark_ok")
                 pfn, charge = await self.rmqueue(
                     cpu, zone, order, gfp, alloc_flags, mt, owner, charge
                 )
@@ -480,7 +496,10 @@ class PageAllocator:
         (a double free or a wrong order), naming the pfn and what it is.
         """
         sim = self.sim
-        await sim.sync()
+        if self._explore:
+            await sim.preempt("free_pages")
+        else:
+            await sim.sync()
         mm = self.memmap
         if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
             raise ValueError(
@@ -604,6 +623,8 @@ class PageAllocator:
         with_pcps = [c for c in self.cpus if any(c.pcp[z.gidx].count for z in zones)]
         drained = 0
         for target in with_pcps:
+            if self._explore:
+                await self.sim.preempt("__drain_all_pages:next_cpu")
             await self.sim.delay(self.costs.drain_cpu)
             for z in zones:
                 drained += await self.drain_pages_zone(target, z)
