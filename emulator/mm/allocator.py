@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
 from emulator.mm.costs import Costs
+from emulator.mm.drain import PcpDrain
 from emulator.mm.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
@@ -49,8 +50,9 @@ from emulator.mm.gfp import (
     gfp_zone,
 )
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
-from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages, pageset_high_and_batch
+from emulator.mm.pcp import PerCpuPages, pageset_high_and_batch
 from emulator.mm.snapshot import (
+    MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
@@ -124,7 +126,7 @@ class Cpu:
         return f"<Cpu {self.id} node {self.node}>"
 
 
-class PageAllocator:
+class PageAllocator(PcpDrain):
     """The allocator of one machine, shared by all CPU actors of one :class:`Sim`.
 
     ``machine`` is a :class:`~emulator.mm.machine.Machine`. ``cpus_per_node`` CPUs are created
@@ -342,8 +344,10 @@ class PageAllocator:
                         alloc_flags & ALLOC_NO_WATERMARKS
                     )
                 if not ok:
-                    if order and reason == "watermark" and zone.zone_watermark_fast(
-                        0, mark, hz, alloc_flags
+                    if (
+                        order
+                        and reason == "watermark"
+                        and zone.zone_watermark_fast(0, mark, hz, alloc_flags)
                     ):
                         # enough free pages, but no free block of this order on the buddy
                         # lists (pages on pcp lists are invisible here)
@@ -414,72 +418,79 @@ class PageAllocator:
         charge: int,
     ) -> tuple[int, int]:
         """page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist — trylock this CPU's pcp, take
-        the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock."""
+        the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock.
+
+        ``pcp->lock`` is held for the pcp work only; ``charge`` (the caller's entry and
+        watermark work, done before the lock in the kernel) is returned for the caller to
+        apply after the lock is dropped, so it never lengthens the critical section."""
         pcp = cpu.pcp[zone.gidx]
         lock = pcp.lock
         if not lock.try_acquire_now("rmqueue_pcplist"):
             return -1, charge
         costs = self.costs
-        charge += costs.pcp_lock
         pcp.free_count >>= 1
         pfn = pcp.take(order, mt)
         stats = cpu.stats[order]
         if pfn < 0:
             batch = pcp.nr_pcp_alloc(order, bool(zone.flags & _BELOW_HIGH))
-            await self.sim.delay(charge)
-            charge = 0
+            await self.sim.delay(costs.pcp_lock)
             await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags)
             stats.refills += 1
             pfn = pcp.take(order, mt)
+            hold = costs.pcp_list_op
             if pfn < 0:
-                await self.sim.delay(costs.pcp_list_op)
+                await self.sim.delay(hold)
                 lock.release()
-                return -1, 0
+                return -1, charge
         else:
             stats.pcp_hits += 1
+            hold = costs.pcp_lock + costs.pcp_list_op
         self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
         self.vm_events[self._pgalloc_keys[zone.gidx]] += 1 << order
-        await self.sim.delay(charge + costs.pcp_list_op)
+        await self.sim.delay(hold)
         lock.release()
-        return pfn, 0
+        return pfn, charge
+
+    async def lock_zone(self, zone: Zone, site: str) -> int:
+        """spin_lock_irqsave(&zone->lock): take it and return the base hold cost: the lock
+        operation plus, when another CPU held it last, one cache-line transfer."""
+        lock = zone.lock
+        bounces = lock.stats.acq_bounces
+        await lock.acquire(site)
+        c = self.costs
+        return c.zone_lock + (c.lock_bounce if lock.stats.acq_bounces != bounces else 0)
 
     async def _rmqueue_bulk(
         self, zone: Zone, pcp: PerCpuPages, order: int, count: int, mt: int, alloc_flags: int
     ) -> int:
         """page_alloc.c: rmqueue_bulk — one zone->lock hold for the whole refill."""
-        lock = zone.lock
-        await lock.acquire("rmqueue_bulk")
+        hold = await self.lock_zone(zone, "rmqueue_bulk")
         steps = zone.buddy_steps
         n = pcp.refill(order, mt, count, alloc_flags)
         c = self.costs
-        hold = c.zone_lock + n * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        hold += n * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
         await self.sim.delay(hold)
-        lock.release()
+        zone.lock.release()
         return n
 
     async def rmqueue_buddy(
         self, cpu: Cpu, zone: Zone, order: int, alloc_flags: int, mt: int, owner: int
     ) -> int:
         """page_alloc.c: rmqueue_buddy — take zone->lock, allocate one block directly."""
-        lock = zone.lock
-        await lock.acquire("rmqueue_buddy")
+        hold = await self.lock_zone(zone, "rmqueue_buddy")
         steps = zone.buddy_steps
         pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
-        c = self.costs
-        hold = c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step
-        await self.sim.delay(hold)
-        lock.release()
+        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
+        zone.lock.release()
         return pfn
 
     async def _reserve_highatomic(self, zone: Zone, pfn: int, order: int) -> None:
         """page_alloc.c: reserve_highatomic_pageblock takes zone->lock itself."""
-        lock = zone.lock
-        await lock.acquire("reserve_highatomic_pageblock")
+        hold = await self.lock_zone(zone, "reserve_highatomic_pageblock")
         steps = zone.buddy_steps
         zone.reserve_highatomic_pageblock(pfn, order)
-        c = self.costs
-        await self.sim.delay(c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step)
-        lock.release()
+        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
+        zone.lock.release()
 
     def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
         """The seam for vmscan.c: wakeup_kswapd (the kswapd issue fills it in)."""
@@ -496,40 +507,40 @@ class PageAllocator:
         (a double free or a wrong order), naming the pfn and what it is.
         """
         sim = self.sim
+        mm = self.memmap
+        if not 0 <= pfn < mm.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
+        costs = self.costs
+        # free_pages_prepare runs before any shared state is touched
+        await sim.delay(costs.free_prepare)
         if self._explore:
             await sim.preempt("free_pages")
         else:
             await sim.sync()
-        mm = self.memmap
         if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
             raise ValueError(
                 f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "
                 f"allocated order-{order} block (state {mm.state[pfn]}, order {mm.order[pfn]})"
             )
         zone = self.zone_of(pfn)
-        costs = self.costs
-        charge = costs.free_prepare
         rec = self.rec
         if rec.enabled:
             rec.emit("mm_page_free", pfn=pfn, order=order)
         if not (order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER):
-            await sim.delay(charge)
             await self.free_one_page(zone, pfn, order)
             return
         mt = mm.pb_mt[pfn >> PAGEBLOCK_ORDER]
         if mt >= MIGRATE_PCPTYPES:
             if mt == MIGRATE_ISOLATE:
-                await sim.delay(charge)
                 await self.free_one_page(zone, pfn, order)
                 return
             mt = MIGRATE_MOVABLE
         pcp = cpu.pcp[zone.gidx]
         lock = pcp.lock
         if not lock.try_acquire_now("free_unref_page"):
-            await sim.delay(charge)
             await self.free_one_page(zone, pfn, order)
             return
-        charge += costs.pcp_lock + costs.pcp_list_op
+        charge = costs.pcp_lock + costs.pcp_list_op
         # free_unref_page_commit
         pcp.alloc_factor >>= 1
         self.vm_events["pgfree"] += 1 << order
@@ -555,95 +566,11 @@ class PageAllocator:
 
     async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
         """page_alloc.c: free_one_page — free straight to the buddy lists under zone->lock."""
-        lock = zone.lock
-        await lock.acquire("free_one_page")
+        hold = await self.lock_zone(zone, "free_one_page")
         steps = zone.buddy_steps
         zone.free_one_page(pfn, order)
-        c = self.costs
-        await self.sim.delay(c.zone_lock + (zone.buddy_steps - steps) * c.buddy_step)
-        lock.release()
-
-    async def free_pcppages_bulk(
-        self,
-        zone: Zone,
-        pcp: PerCpuPages,
-        count: int,
-        pindex: int,
-        site: str = "free_pcppages_bulk",
-    ) -> int:
-        """page_alloc.c: free_pcppages_bulk — one zone->lock hold for the whole drain (caller
-        holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed."""
-        lock = zone.lock
-        await lock.acquire(site)
-        steps = zone.buddy_steps
-        blocks = pcp.free_bulk(count, pindex)
-        rec = self.rec
-        if rec.enabled:
-            for pfn, order, mt in blocks:
-                rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
-        c = self.costs
-        hold = (
-            c.zone_lock + len(blocks) * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
-        )
-        await self.sim.delay(hold)
-        lock.release()
-        return sum(1 << o for _, o, _ in blocks)
-
-    # -- draining ----------------------------------------------------------------------------
-
-    async def drain_pages_zone(self, target: Cpu, zone: Zone) -> int:
-        """page_alloc.c: drain_pages_zone — empty ``target``'s pcp for ``zone`` in chunks of
-        batch << CONFIG_PCP_BATCH_SCALE_MAX, each under pcp->lock (from any CPU, as in 6.12:
-        no IPI). Returns pages drained."""
-        pcp = target.pcp[zone.gidx]
-        drained = 0
-        while True:
-            await pcp.lock.acquire("drain_pages_zone")
-            count = pcp.count
-            if count:
-                to_drain = min(count, pcp.batch << CONFIG_PCP_BATCH_SCALE_MAX)
-                drained += await self.free_pcppages_bulk(zone, pcp, to_drain, 0, "drain_pages_zone")
-                count -= to_drain
-            await self.sim.delay(self.costs.pcp_lock)
-            pcp.lock.release()
-            if not count:
-                return drained
-
-    async def drain_all_pages(self, cpu: Cpu, zone: Zone | None = None) -> int:
-        """page_alloc.c: __drain_all_pages(zone, false) — drain every CPU's pcp (for one zone or
-        all) from the calling CPU. Takes ``pcpu_drain_mutex`` with trylock: a global drain
-        (``zone=None``) returns at once, draining nothing, while another drain runs; a zone drain
-        waits for it. Returns pages drained."""
-        mutex = self.pcpu_drain_mutex
-        if not await mutex.try_acquire("__drain_all_pages"):
-            if zone is None:
-                return 0
-            await mutex.acquire("__drain_all_pages")
-        zones = [zone] if zone is not None else self.zones
-        with_pcps = [c for c in self.cpus if any(c.pcp[z.gidx].count for z in zones)]
-        drained = 0
-        for target in with_pcps:
-            if self._explore:
-                await self.sim.preempt("__drain_all_pages:next_cpu")
-            await self.sim.delay(self.costs.drain_cpu)
-            for z in zones:
-                drained += await self.drain_pages_zone(target, z)
-        mutex.release()
-        return drained
-
-    async def decay_pcp_high(self, cpu: Cpu) -> int:
-        """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
-        refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
-        await self.sim.sync()  # reads pcp->count/high, which remote drains change
-        drained = 0
-        for z in self.zones:
-            pcp = cpu.pcp[z.gidx]
-            to_drain = pcp.decay_high()
-            if to_drain > 0:
-                await pcp.lock.acquire("decay_pcp_high")
-                drained += await self.free_pcppages_bulk(z, pcp, to_drain, 0, "decay_pcp_high")
-                pcp.lock.release()
-        return drained
+        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
+        zone.lock.release()
 
     # -- views -------------------------------------------------------------------------------
 

@@ -72,9 +72,6 @@ class Costs:
         "rmqueue_bulk / free_pcppages_bulk per page besides buddy steps: list_add_tail, "
         "tracepoint off (estimate)",
     )
-    rmqueue_fallback: int = _cost(
-        200, "__rmqueue_fallback search over fallback types and orders (estimate)"
-    )
     drain_cpu: int = _cost(
         150,
         "drain_pages_zone per remote CPU visited: pcp->lock line transfer, count check (estimate)",

@@ -1,0 +1,116 @@
+"""Draining per-CPU page lists back to the buddy allocator, under pcp->lock and zone->lock.
+
+Models mm/page_alloc.c: free_pcppages_bulk (the locking half; the list walk is
+:meth:`PerCpuPages.free_bulk`), drain_pages_zone, __drain_all_pages with the
+``pcpu_drain_mutex`` trylock rule, and the drain of decay_pcp_high (run from vmstat's
+refresh_cpu_vm_stats). In 6.12 a drain of another CPU's lists runs on the calling CPU under that
+pcp's own lock (commits 4b23a68f9536, 443c2accd1b6, 01b44456a7aa): no IPI, no workqueue.
+
+:class:`PcpDrain` is a mixin of :class:`~emulator.mm.allocator.PageAllocator`; it uses the
+allocator's ``sim``, ``costs``, ``rec``, ``cpus``, ``zones``, ``pcpu_drain_mutex`` and
+``lock_zone``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages
+
+if TYPE_CHECKING:
+    from emulator.mm.allocator import Cpu
+    from emulator.mm.page_alloc import Zone
+
+__all__ = ["PcpDrain"]
+
+
+class PcpDrain:
+    """The drain paths of the page allocator (a mixin; see the module docstring)."""
+
+    sim: Any
+    costs: Any
+    rec: Any
+    cpus: list[Cpu]
+    zones: list[Zone]
+    pcpu_drain_mutex: Any
+    _explore: bool
+
+    async def lock_zone(self, zone: Zone, site: str) -> int:  # provided by PageAllocator
+        raise NotImplementedError
+
+    async def free_pcppages_bulk(
+        self,
+        zone: Zone,
+        pcp: PerCpuPages,
+        count: int,
+        pindex: int,
+        site: str = "free_pcppages_bulk",
+    ) -> int:
+        """page_alloc.c: free_pcppages_bulk — one zone->lock hold for the whole drain (caller
+        holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed."""
+        hold = await self.lock_zone(zone, site)
+        steps = zone.buddy_steps
+        blocks = pcp.free_bulk(count, pindex)
+        rec = self.rec
+        if rec.enabled:
+            for pfn, order, mt in blocks:
+                rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
+        c = self.costs
+        hold += len(blocks) * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        await self.sim.delay(hold)
+        zone.lock.release()
+        return sum(1 << o for _, o, _ in blocks)
+
+    async def drain_pages_zone(self, target: Cpu, zone: Zone) -> int:
+        """page_alloc.c: drain_pages_zone — empty ``target``'s pcp for ``zone`` in chunks of
+        batch << CONFIG_PCP_BATCH_SCALE_MAX, each under pcp->lock (from any CPU, as in 6.12:
+        no IPI). Returns pages drained."""
+        pcp = target.pcp[zone.gidx]
+        drained = 0
+        while True:
+            await pcp.lock.acquire("drain_pages_zone")
+            count = pcp.count
+            if count:
+                to_drain = min(count, pcp.batch << CONFIG_PCP_BATCH_SCALE_MAX)
+                drained += await self.free_pcppages_bulk(zone, pcp, to_drain, 0, "drain_pages_zone")
+                count -= to_drain
+            await self.sim.delay(self.costs.pcp_lock)
+            pcp.lock.release()
+            if not count:
+                return drained
+
+    async def drain_all_pages(self, cpu: Cpu, zone: Zone | None = None) -> int:
+        """page_alloc.c: __drain_all_pages(zone, false) — drain every CPU's pcp (for one zone or
+        all) from the calling CPU. Takes ``pcpu_drain_mutex`` with trylock: a global drain
+        (``zone=None``) returns at once, draining nothing, while another drain runs; a zone drain
+        waits for it. Returns pages drained."""
+        mutex = self.pcpu_drain_mutex
+        if not await mutex.try_acquire("__drain_all_pages"):
+            if zone is None:
+                return 0
+            await mutex.acquire("__drain_all_pages")
+        zones = [zone] if zone is not None else self.zones
+        with_pcps = [c for c in self.cpus if any(c.pcp[z.gidx].count for z in zones)]
+        drained = 0
+        for target in with_pcps:
+            if self._explore:
+                await self.sim.preempt("__drain_all_pages:next_cpu")
+            await self.sim.delay(self.costs.drain_cpu)
+            for z in zones:
+                drained += await self.drain_pages_zone(target, z)
+        mutex.release()
+        return drained
+
+    async def decay_pcp_high(self, cpu: Cpu) -> int:
+        """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
+        refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
+        await self.sim.sync()  # reads pcp->count/high, which remote drains change
+        drained = 0
+        for z in self.zones:
+            pcp = cpu.pcp[z.gidx]
+            to_drain = pcp.decay_high()
+            if to_drain > 0:
+                await pcp.lock.acquire("decay_pcp_high")
+                drained += await self.free_pcppages_bulk(z, pcp, to_drain, 0, "decay_pcp_high")
+                pcp.lock.release()
+        return drained
