@@ -357,11 +357,7 @@ class Sim:
         if nxt is None:
             self._finish()
             return
-        self._current = nxt
-        self._time = nxt.now
-        nxt.state = RUNNING
-        self.switches += 1
-        _reschedule(nxt.task)
+        self._hand_over(nxt)
 
     async def _switch_from(self, me: Actor) -> None:
         """``me`` is in the heap (ready) or blocked: let the next actor run, maybe ``me``."""
@@ -382,12 +378,16 @@ class Sim:
             self._current = None
             self._finish()
         else:
-            self._current = nxt
-            self._time = nxt.now
-            nxt.state = RUNNING
-            self.switches += 1
-            _reschedule(nxt.task)
+            self._hand_over(nxt)
         await _wait_rescheduled(self._abort_fn)
+
+    def _hand_over(self, nxt: Actor) -> None:
+        """Make ``nxt`` the running actor and wake its task (the caller then parks)."""
+        self._current = nxt
+        self._time = nxt.now
+        nxt.state = RUNNING
+        self.switches += 1
+        _reschedule(nxt.task)
 
     def _finish(self) -> None:
         if self._end is not None:
@@ -447,12 +447,7 @@ class Sim:
             first = _heappushpop(heap, entry)
             if heap[0][0] != top:
                 me.state = READY
-                nxt = first[2]
-                self._current = nxt
-                self._time = nxt.now
-                nxt.state = RUNNING
-                self.switches += 1
-                _reschedule(nxt.task)
+                self._hand_over(first[2])
                 await _wait_rescheduled(self._abort_fn)
                 return
             _heappush(heap, first)

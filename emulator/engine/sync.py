@@ -189,20 +189,10 @@ class SpinLock:
 
     async def try_acquire(self, site: str = "") -> bool:
         """spin_trylock: take the lock if it is free at the caller's virtual time."""
-        sim = self.sim
-        me = sim._current
-        if me is None:
+        if self.sim._current is None:
             raise PrimitiveMisuse(f"{self.name}: try_acquire() outside an actor")
-        await sim.sync()
-        if self.holder is None and self.free_at <= me.now:
-            self._take(me, site)
-            return True
-        if self.holder is me:
-            raise PrimitiveMisuse(
-                f"actor {me.name!r} try_acquires {self.name} at t={me.now} ns but already holds it"
-            )
-        self.stats.trylock_failures += 1
-        return False
+        await self.sim.sync()
+        return self.try_acquire_now(site)
 
     def try_acquire_now(self, site: str = "") -> bool:
         """spin_trylock for a caller that has *just* synchronised at its current time.

@@ -13,7 +13,63 @@ is also how /sys/kernel/tracing prints gfp_flags.
 
 from __future__ import annotations
 
+from emulator.mm.page_alloc import (
+    ALLOC_CMA as ALLOC_CMA,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_CPUSET as ALLOC_CPUSET,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_HIGHATOMIC as ALLOC_HIGHATOMIC,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_KSWAPD as ALLOC_KSWAPD,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_MIN_RESERVE as ALLOC_MIN_RESERVE,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_NO_WATERMARKS as ALLOC_NO_WATERMARKS,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_NOFRAGMENT as ALLOC_NOFRAGMENT,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_NON_BLOCK as ALLOC_NON_BLOCK,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_OOM as ALLOC_OOM,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_RESERVES as ALLOC_RESERVES,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_WMARK_HIGH as ALLOC_WMARK_HIGH,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_WMARK_LOW as ALLOC_WMARK_LOW,
+)
+from emulator.mm.page_alloc import (
+    ALLOC_WMARK_MASK as ALLOC_WMARK_MASK,
+)
+
+# ALLOC_* (mm/internal.h) are defined once, with the buddy core; re-exported here
+from emulator.mm.page_alloc import (
+    ALLOC_WMARK_MIN as ALLOC_WMARK_MIN,
+)
 from emulator.mm.snapshot import MIGRATE_MOVABLE
+from emulator.mm.zone import (
+    ZONE_DMA as ZONE_DMA,
+)
+from emulator.mm.zone import (
+    ZONE_DMA32 as ZONE_DMA32,
+)
+from emulator.mm.zone import (
+    ZONE_MOVABLE as ZONE_MOVABLE,
+)
+from emulator.mm.zone import (
+    ZONE_NORMAL as ZONE_NORMAL,
+)
 
 # enum ___GFP_*_BIT (gfp_types.h, 6.12; ___GFP_UNUSED_BIT is 9)
 __GFP_DMA = 1 << 0
@@ -62,25 +118,6 @@ GFP_TRANSHUGE_LIGHT = (
     GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOMEMALLOC | __GFP_NOWARN
 ) & ~__GFP_RECLAIM
 GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM
-
-# ALLOC_* (mm/internal.h:1141-1178)
-ALLOC_WMARK_MIN = 0
-ALLOC_WMARK_LOW = 1
-ALLOC_WMARK_HIGH = 2
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1
-ALLOC_OOM = 0x08
-ALLOC_NON_BLOCK = 0x10
-ALLOC_MIN_RESERVE = 0x20
-ALLOC_CPUSET = 0x40
-ALLOC_CMA = 0x80
-ALLOC_NOFRAGMENT = 0x100
-ALLOC_HIGHATOMIC = 0x200
-ALLOC_KSWAPD = 0x800
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
-
-# enum zone_type
-ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
 
 #: __def_gfpflag_names of include/trace/events/mmflags.h, in its order: show_gfp_flags matches
 #: these greedily (composites first), then prints any leftover bits in hex

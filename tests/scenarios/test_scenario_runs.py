@@ -10,6 +10,7 @@ import pytest
 
 from emulator.cli import main
 from emulator.mm.procfs_parse import parse_buddyinfo
+from emulator.report.results import KERNEL_FILES
 from emulator.runner import run_scenario
 from emulator.scenario import ScenarioError, bundled_scenarios, load_scenario
 
@@ -52,17 +53,7 @@ def test_another_seed_under_random_differs(tmp_path: Path) -> None:
 
 def test_results_folder_is_complete_and_consistent(tmp_path: Path) -> None:
     out = _run_cli(tmp_path, "r", "--seed", "3")
-    for name in (
-        "events.jsonl",
-        "summary.json",
-        "buddyinfo",
-        "pagetypeinfo",
-        "zoneinfo",
-        "vmstat",
-        "extfrag_index",
-        "unusable_index",
-        "lock_stat",
-    ):
+    for name in ("events.jsonl", "summary.json", "schedule.json", *KERNEL_FILES):
         assert (out / name).is_file(), name
     s = json.loads((out / "summary.json").read_text())
     assert {
