@@ -22,9 +22,19 @@ __all__ = ["LOCKSTAT_POINTS", "merge_lock_stats", "render_lock_stat", "snprint_t
 LOCKSTAT_POINTS = 4
 _WIDTH = 40 + 1 + 12 * (14 + 1)
 _COLUMNS = (
-    "class name", "con-bounces", "contentions", "waittime-min", "waittime-max",
-    "waittime-total", "waittime-avg", "acq-bounces", "acquisitions", "holdtime-min",
-    "holdtime-max", "holdtime-total", "holdtime-avg",
+    "class name",
+    "con-bounces",
+    "contentions",
+    "waittime-min",
+    "waittime-max",
+    "waittime-total",
+    "waittime-avg",
+    "acq-bounces",
+    "acquisitions",
+    "holdtime-min",
+    "holdtime-max",
+    "holdtime-total",
+    "holdtime-avg",
 )
 
 

@@ -185,8 +185,7 @@ class Replay:
     def _next(self, n: int, what: str) -> int:
         if self._pos >= len(self._decisions):
             raise ReplayDivergence(
-                f"replay: recording has {len(self._decisions)} decisions; "
-                f"{what} asked for one more"
+                f"replay: recording has {len(self._decisions)} decisions; {what} asked for one more"
             )
         rn, value = self._decisions[self._pos]
         if rn != n:
