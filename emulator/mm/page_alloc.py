@@ -18,10 +18,32 @@ treats free CMA as unusable without ``ALLOC_CMA``; a pageblock is isolated and u
 buddies larger than a pageblock). Not modelled: ``cma_alloc`` / ``alloc_contig_range``,
 ``start_isolate_page_range``'s unmovable-page check and ``nr_isolate_pageblock``, page
 reporting, shuffling, guard pages, hwpoison.
+
+The flag words (``ALLOC_*``, ``FPI_*``) are defined in :mod:`emulator.mm.alloc_flags` and
+re-exported here.
 """
 
 from __future__ import annotations
 
+from emulator.mm.alloc_flags import (
+    ALLOC_CMA,
+    ALLOC_CPUSET,
+    ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_NON_BLOCK,
+    ALLOC_OOM,
+    ALLOC_RESERVES,
+    ALLOC_WMARK_HIGH,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    ALLOC_WMARK_MIN,
+    FPI_NONE,
+    FPI_SKIP_REPORT_NOTIFY,
+    FPI_TO_TAIL,
+)
 from emulator.mm.memmap import (
     OWNER_FOR_MIGRATETYPE,
     OWNER_MOVABLE,
@@ -50,27 +72,6 @@ from emulator.mm.snapshot import (
     PAGEBLOCK_ORDER,
 )
 from emulator.mm.zone import WMARK_HIGH, WMARK_MIN, ZONE_BOOSTED_WATERMARK, ZoneBase
-
-# --- ALLOC_* flags (mm/internal.h:1141-1178) ---
-ALLOC_WMARK_MIN = 0
-ALLOC_WMARK_LOW = 1
-ALLOC_WMARK_HIGH = 2
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1
-ALLOC_OOM = 0x08
-ALLOC_NON_BLOCK = 0x10
-ALLOC_MIN_RESERVE = 0x20
-ALLOC_CPUSET = 0x40
-ALLOC_CMA = 0x80
-ALLOC_NOFRAGMENT = 0x100
-ALLOC_HIGHATOMIC = 0x200
-ALLOC_KSWAPD = 0x800
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
-
-# --- fpi_t flags (page_alloc.c:67-89) ---
-FPI_NONE = 0
-FPI_SKIP_REPORT_NOTIFY = 1 << 0
-FPI_TO_TAIL = 1 << 1
 
 #: fallbacks[] (page_alloc.c:1618): the types a pcp type falls back to, in order.
 FALLBACKS: tuple[tuple[int, int], ...] = (
