@@ -1,7 +1,7 @@
-"""Zone watermarks and reserves: the setup half of mm/page_alloc.c and khugepaged's minimum.
+"""Zone watermarks and reserves: their setup (with khugepaged's minimum) and their checks.
 
-These functions recompute, for every zone of a :class:`~emulator.mm.machine.Machine`, what the
-kernel recomputes at boot and when the sysctls change:
+Setup: these functions recompute, for every zone of a :class:`~emulator.mm.machine.Machine`,
+what the kernel recomputes at boot and when the sysctls change:
 
 * :func:`calculate_min_free_kbytes` (page_alloc.c:6119),
 * :func:`setup_per_zone_wmarks` (``__setup_per_zone_wmarks``, page_alloc.c:6008),
@@ -10,7 +10,12 @@ kernel recomputes at boot and when the sysctls change:
 * :func:`set_recommended_min_free_kbytes` (mm/khugepaged.c:2584),
 * :func:`init_per_zone_wmark_min` (the postcore initcall) followed by khugepaged's start.
 
-The checks (``__zone_watermark_ok`` etc.) are methods of :class:`~emulator.mm.page_alloc.Zone`.
+Checks: :class:`WatermarkChecks`, a mixin of :class:`~emulator.mm.page_alloc.Zone`, models
+``__zone_watermark_unusable_free``, ``__zone_watermark_ok`` (with the order > 0 free-list scan),
+``zone_watermark_ok`` and ``zone_watermark_fast`` (the order-0 shortcut and the boost-ignoring
+retry). They read the zone's counters and lists without taking ``zone->lock``, as the kernel
+does.
+
 Simplified: no HIGHMEM zones (x86-64), ``zone_pcp_update`` / ``refresh_zone_stat_thresholds``
 are left to the pcp layer (it can register a sysctl observer), ``totalreserve_pages`` is not kept.
 """
@@ -21,7 +26,23 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from emulator.mm.snapshot import MIGRATE_PCPTYPES, PAGEBLOCK_NR_PAGES
+from emulator.mm.alloc_flags import (
+    ALLOC_CMA,
+    ALLOC_HIGHATOMIC,
+    ALLOC_MIN_RESERVE,
+    ALLOC_NON_BLOCK,
+    ALLOC_OOM,
+    ALLOC_RESERVES,
+    ALLOC_WMARK_MASK,
+)
+from emulator.mm.snapshot import (
+    MIGRATE_CMA,
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    NR_PAGE_ORDERS,
+    PAGEBLOCK_NR_PAGES,
+)
 from emulator.mm.zone import (
     MAX_NR_ZONES,
     WMARK_HIGH,
@@ -30,6 +51,7 @@ from emulator.mm.zone import (
     WMARK_PROMO,
     ZONE_MOVABLE,
     ZONE_NORMAL,
+    ZoneBase,
 )
 
 if TYPE_CHECKING:
@@ -160,11 +182,105 @@ def init_per_zone_wmark_min(machine: Machine) -> None:
         set_recommended_min_free_kbytes(machine)
 
 
+# ---------------------------------------------------------------------------------- checks
+
+_NT = MIGRATE_TYPES
+
+
+class WatermarkChecks(ZoneBase):
+    """The watermark checks of Zone (a mixin; see the module docstring)."""
+
+    def zone_watermark_unusable_free(self, order: int, alloc_flags: int) -> int:
+        """Models mm/page_alloc.c: __zone_watermark_unusable_free."""
+        unusable = (1 << order) - 1
+        if not alloc_flags & ALLOC_RESERVES:
+            unusable += self.nr_free_highatomic
+        if not alloc_flags & ALLOC_CMA:
+            unusable += self.nr_free_cma
+        return unusable
+
+    def zone_watermark_ok_free(
+        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free_pages: int
+    ) -> bool:
+        """Models mm/page_alloc.c: __zone_watermark_ok (exactly, including the order>0 rule).
+
+        ``free_pages`` is the caller's count (NR_FREE_PAGES, or a snapshot); it may go negative.
+        """
+        mn = mark
+        free_pages -= self.zone_watermark_unusable_free(order, alloc_flags)
+        if alloc_flags & ALLOC_RESERVES:
+            if alloc_flags & ALLOC_MIN_RESERVE:
+                mn -= mn // 2
+                if alloc_flags & ALLOC_NON_BLOCK:
+                    mn -= mn // 4
+            if alloc_flags & ALLOC_OOM:
+                mn -= mn // 2
+        if free_pages <= mn + self.lowmem_reserve[highest_zoneidx]:
+            return False
+        if not order:
+            return True
+        nxt = self.memmap.nxt
+        base = self.sbase
+        for o in range(order, NR_PAGE_ORDERS):
+            if not self.nr_free[o]:
+                continue
+            s = base + o * _NT
+            for mt in range(MIGRATE_PCPTYPES):
+                if nxt[s + mt] != s + mt:
+                    return True
+            if alloc_flags & ALLOC_CMA and nxt[s + MIGRATE_CMA] != s + MIGRATE_CMA:
+                return True
+            if (
+                alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)
+                and nxt[s + MIGRATE_HIGHATOMIC] != s + MIGRATE_HIGHATOMIC
+            ):
+                return True
+        return False
+
+    def zone_watermark_ok(
+        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
+    ) -> bool:
+        """Models mm/page_alloc.c: zone_watermark_ok (free_pages = NR_FREE_PAGES)."""
+        return self.zone_watermark_ok_free(
+            order, mark, highest_zoneidx, alloc_flags, self.nr_free_pages
+        )
+
+    def zone_watermark_fast(
+        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
+    ) -> bool:
+        """Models mm/page_alloc.c: zone_watermark_fast (order-0 shortcut, boost-ignoring retry).
+
+        The kernel's __GFP_HIGH test is expressed by ALLOC_MIN_RESERVE, which
+        gfp_to_alloc_flags sets from it.
+        """
+        free_pages = self.nr_free_pages
+        if not order:
+            usable_free = free_pages
+            reserved = self.zone_watermark_unusable_free(0, alloc_flags)
+            usable_free -= min(usable_free, reserved)
+            if usable_free > mark + self.lowmem_reserve[highest_zoneidx]:
+                return True
+        if self.zone_watermark_ok_free(order, mark, highest_zoneidx, alloc_flags, free_pages):
+            return True
+        if (
+            not order
+            and alloc_flags & ALLOC_MIN_RESERVE
+            and self.watermark_boost
+            and (alloc_flags & ALLOC_WMARK_MASK) == WMARK_MIN
+        ):
+            mark = self._watermark[WMARK_MIN]
+            return self.zone_watermark_ok_free(
+                order, mark, highest_zoneidx, alloc_flags, free_pages
+            )
+        return False
+
+
 __all__ = [
     "WMARK_HIGH",
     "WMARK_LOW",
     "WMARK_MIN",
     "WMARK_PROMO",
+    "WatermarkChecks",
     "calculate_min_free_kbytes",
     "init_per_zone_wmark_min",
     "min_free_kbytes_for",
