@@ -22,11 +22,23 @@ invariant, the zone and the first offending pfn. What it proves, per zone:
   no tail page is orphaned (tail counts match the heads' sizes);
 * ``conservation``: buddy + pcp + allocated + isolated pages = managed pages (and, if given, the
   pcp pages equal what the pcp layer says it holds).
+
+:func:`check_pcp_lists` proves the pcp side (``struct per_cpu_pages`` of every CPU and zone of a
+page allocator) and returns the pages it found on the lists, which is what ``check_machine``'s
+``pcp_pages`` wants:
+
+* ``pcp-list-links``: every pcp list is a well-formed doubly-linked list that ends;
+* ``pcp-entry``: every entry is inside the pcp's zone, aligned to the list's order, marked
+  ``PG_PCP`` with that order (``pindex_to_order``);
+* ``pcp-single-list``: no block is on two pcp lists (of any CPU);
+* ``pcp-count``: ``pcp->count`` equals the pages on its lists, and ``count``, ``free_count``
+  and ``alloc_factor`` are in range;
+* ``pcp-stray``: every ``PG_PCP`` head in the zone is on some pcp list.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,10 +47,12 @@ from emulator.mm.memmap import (
     PG_ALLOC,
     PG_BUDDY,
     PG_ISOLATED,
+    PG_KIND_MASK,
     PG_PCP,
     PG_TAIL,
     tail_fill,
 )
+from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, NR_PCP_LISTS, pindex_to_order
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,
@@ -261,3 +275,133 @@ def check_machine(machine: Machine, pcp_pages: dict[tuple[int, int], int] | None
     """Check every zone. ``pcp_pages`` maps (node, zone_idx) to the pages the pcp layer holds."""
     for z in machine.all_zones():
         check_zone(z, None if pcp_pages is None else pcp_pages.get((z.node, z.zone_idx), 0))
+
+
+def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
+    """Walk every pcp list of ``allocator``; raise :class:`InvariantViolation` on the first failure.
+
+    ``allocator`` is duck-typed like :class:`~emulator.mm.allocator.PageAllocator`: ``cpus`` is a
+    sequence of CPUs whose ``pcp`` lists hold :class:`~emulator.mm.pcp.PerCpuPages` (``cpu``,
+    ``zone``, ``lists``, ``count``, ``free_count``, ``alloc_factor``). Returns the pages found on
+    the lists per ``(node, zone_idx)`` (every zone that has a pcp, 0 if empty), to hand to
+    :func:`check_machine` as ``pcp_pages``: ``check_machine(machine, check_pcp_lists(pa))``.
+    """
+    # zone -> the blocks seen on its pcps; keyed by identity, in first-seen order
+    zones: dict[int, Zone] = {}
+    seen: dict[int, dict[int, tuple[int, int]]] = {}
+    pages: dict[tuple[int, int], int] = {}
+    for cpu in allocator.cpus:
+        for pcp in cpu.pcp:
+            zone = pcp.zone
+            key = id(zone)
+            if key not in zones:
+                zones[key] = zone
+                seen[key] = {}
+                pages[(zone.node, zone.zone_idx)] = 0
+            found = _walk_pcp(pcp, seen[key])
+            if found != pcp.count:
+                raise InvariantViolation(
+                    "pcp-count",
+                    zone,
+                    -1,
+                    f"cpu {pcp.cpu}: pcp->count is {pcp.count} but its lists hold {found} pages",
+                )
+            if pcp.count < 0 or pcp.free_count < 0:
+                raise InvariantViolation(
+                    "pcp-count",
+                    zone,
+                    -1,
+                    f"cpu {pcp.cpu}: negative count {pcp.count} or free_count {pcp.free_count}",
+                )
+            if not 0 <= pcp.alloc_factor <= CONFIG_PCP_BATCH_SCALE_MAX:
+                raise InvariantViolation(
+                    "pcp-count",
+                    zone,
+                    -1,
+                    f"cpu {pcp.cpu}: alloc_factor {pcp.alloc_factor} outside "
+                    f"0..{CONFIG_PCP_BATCH_SCALE_MAX}",
+                )
+            pages[(zone.node, zone.zone_idx)] += found
+    for key, zone in zones.items():
+        if not zone.spanned_pages:
+            continue
+        lo = zone.zone_start_pfn
+        state = np.frombuffer(zone.memmap.state, dtype=np.uint8)[lo : zone.zone_end_pfn]
+        heads = np.flatnonzero(state == PG_PCP)
+        on_lists = seen[key]
+        if len(heads) != len(on_lists):
+            stray = next(int(i) + lo for i in heads.tolist() if int(i) + lo not in on_lists)
+            raise InvariantViolation(
+                "pcp-stray",
+                zone,
+                stray,
+                f"PG_PCP head (order {zone.memmap.order[stray]}) on no CPU's pcp list "
+                f"({len(heads)} PG_PCP heads, {len(on_lists)} blocks on the pcp lists)",
+            )
+    return pages
+
+
+def _kind(state: int) -> str:
+    """A page state as words: "pcp head", "allocated tail", ..."""
+    kind = KIND_NAMES.get(state & PG_KIND_MASK, f"state {state:#x}")
+    return f"{kind} {'tail' if state & PG_TAIL else 'head'}"
+
+
+def _walk_pcp(pcp: Any, seen: dict[int, tuple[int, int]]) -> int:
+    """Check the lists of one pcp, recording each block in ``seen`` (pfn -> (cpu, pindex));
+    return the pages they hold."""
+    zone = pcp.zone
+    mm = zone.memmap
+    st, od, nxt, prv = mm.state, mm.order, mm.nxt, mm.prv
+    limit = mm.end_pfn
+    cpu = pcp.cpu
+    found = 0
+    for pindex in range(NR_PCP_LISTS):
+        order = pindex_to_order(pindex)
+        where = f"cpu {cpu}'s order-{order} pcp list {pindex}"
+        head = pcp.lists + pindex
+        p = head
+        n = 0
+        while True:
+            q = nxt[p]
+            if prv[q] != p:
+                raise InvariantViolation(
+                    "pcp-list-links",
+                    zone,
+                    q if q < limit else -1,
+                    f"{where} is broken after {p:#x} (prv[nxt[p]] != p)"
+                    if p < limit
+                    else f"{where} is broken at its head (prv[nxt[head]] != head)",
+                )
+            if q == head:
+                break
+            p = q
+            n += 1
+            if n > limit:
+                raise InvariantViolation("pcp-list-links", zone, p, f"{where} loops")
+            if not zone.spans(p) or p & ((1 << order) - 1):
+                raise InvariantViolation(
+                    "pcp-entry",
+                    zone,
+                    p,
+                    f"block on {where} is outside the zone or not aligned to its order",
+                )
+            if st[p] != PG_PCP or od[p] != order:
+                raise InvariantViolation(
+                    "pcp-entry",
+                    zone,
+                    p,
+                    f"block on {where} is a {_kind(st[p])} page of order {od[p]}, not a "
+                    f"PG_PCP head of order {order}",
+                )
+            other = seen.get(p)
+            if other is not None:
+                raise InvariantViolation(
+                    "pcp-single-list",
+                    zone,
+                    p,
+                    f"block on {where} and on cpu {other[0]}'s pcp list {other[1]}",
+                )
+            seen[p] = (cpu, pindex)
+            found += 1 << order
+    return found

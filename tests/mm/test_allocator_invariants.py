@@ -1,18 +1,17 @@
 """Machine invariants and pcp bookkeeping hold through random multi-CPU allocator runs.
 
 ``check_machine`` (emulator.mm.invariants) proves the buddy side and counts PG_PCP pages per
-zone against a number it is given; it does not look at the pcp lists themselves. So
-:func:`check_pcps` here walks every pcp list: links intact, every entry a PG_PCP head of the
-list's order inside the pcp's zone, no block on two lists, ``count`` equal to the list
-contents, and no PG_PCP head that is on no list. The count handed to ``check_machine`` is the
-sum of those walked lists, not the pcp's own ``count``.
+zone against the number it is given; ``check_pcp_lists`` walks every pcp list (links intact,
+every entry a PG_PCP head of the list's order inside the pcp's zone, no block on two lists,
+``count`` equal to the list contents, no PG_PCP head on no list) and returns the pages it found,
+which is the number handed to ``check_machine`` (not the pcps' own ``count``).
 """
 
 from __future__ import annotations
 
 import random
 
-import numpy as np
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,10 +19,10 @@ from hypothesis import strategies as st
 from emulator.engine import Sim
 from emulator.mm import gfp as G
 from emulator.mm.allocator import PageAllocator
-from emulator.mm.invariants import check_machine
+from emulator.mm.invariants import InvariantViolation, check_machine, check_pcp_lists
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ALLOC, PG_PCP, PG_TAIL
-from emulator.mm.pcp import NR_PCP_LISTS, pindex_to_order
+from emulator.mm.pcp import NR_PCP_LISTS
 
 GFPS = (
     G.GFP_KERNEL,
@@ -36,50 +35,8 @@ GFPS = (
 )
 
 
-def check_pcps(pa: PageAllocator) -> dict[tuple[int, int], int]:
-    """Walk every pcp list; return the pages found per (node, zone_idx)."""
-    mm = pa.memmap
-    st_, od, nxt, prv = mm.state, mm.order, mm.nxt, mm.prv
-    pages: dict[tuple[int, int], int] = {}
-    for z in pa.zones:
-        seen: set[int] = set()
-        total = 0
-        for cpu in pa.cpus:
-            pcp = cpu.pcp[z.gidx]
-            found = 0
-            for pindex in range(NR_PCP_LISTS):
-                head = pcp.lists + pindex
-                order = pindex_to_order(pindex)
-                p = head
-                n = 0
-                while True:
-                    q = nxt[p]
-                    assert prv[q] == p, f"cpu{cpu.id} {z.name} list {pindex}: broken links"
-                    if q == head:
-                        break
-                    p = q
-                    n += 1
-                    assert n <= mm.end_pfn, "pcp list loops"
-                    assert z.spans(p) and not p & ((1 << order) - 1), f"pfn {p:#x} misplaced"
-                    assert st_[p] == PG_PCP and od[p] == order, (
-                        f"pfn {p:#x} on cpu{cpu.id}'s order-{order} pcp list has state "
-                        f"{st_[p]:#x} order {od[p]}"
-                    )
-                    assert p not in seen, f"pfn {p:#x} on two pcp lists"
-                    seen.add(p)
-                    found += 1 << order
-            assert found == pcp.count, f"cpu{cpu.id} {z.name}: count {pcp.count}, lists {found}"
-            assert pcp.count >= 0 and pcp.free_count >= 0 and 0 <= pcp.alloc_factor <= 5
-            total += found
-        state = np.frombuffer(mm.state, dtype=np.uint8)[z.zone_start_pfn : z.zone_end_pfn]
-        heads = int(np.count_nonzero(state == PG_PCP))
-        assert heads == len(seen), f"{z.name}: {heads} PG_PCP heads, {len(seen)} on pcp lists"
-        pages[(z.node, z.zone_idx)] = total
-    return pages
-
-
 def check_all(m: Machine, pa: PageAllocator, live: dict[int, int]) -> None:
-    check_machine(m, check_pcps(pa))
+    check_machine(m, check_pcp_lists(pa))
     st_, od = m.memmap.state, m.memmap.order
     for pfn, order in live.items():
         assert st_[pfn] == PG_ALLOC and od[pfn] == order, f"live block {pfn:#x} not allocated"
@@ -87,7 +44,7 @@ def check_all(m: Machine, pa: PageAllocator, live: dict[int, int]) -> None:
             assert st_[pfn + (1 << order) - 1] == PG_ALLOC | PG_TAIL
 
 
-def test_check_pcps_catches_a_miscount_and_a_stray_page() -> None:
+def test_check_pcp_lists_catches_a_miscount_and_a_stray_page() -> None:
     m = Machine.simple(Normal=16384)
     sim = Sim("fifo")
     pa = PageAllocator(m, sim, cpus_per_node=2)
@@ -100,11 +57,8 @@ def test_check_pcps_catches_a_miscount_and_a_stray_page() -> None:
     trio.run(sim.run)
     check_all(m, pa, {})
     pcp.count += 1
-    try:
-        check_pcps(pa)
-        raise AssertionError("miscount not caught")
-    except AssertionError as e:
-        assert "count 3, lists 2" in str(e)
+    with pytest.raises(InvariantViolation, match="cpu 0: pcp->count is 3 but its lists hold 2"):
+        check_pcp_lists(pa)
     pcp.count -= 1
     # a PG_PCP page on no list (as a lost list_add would leave it)
     z = pa.zones[0]
@@ -113,11 +67,42 @@ def test_check_pcps_catches_a_miscount_and_a_stray_page() -> None:
     )
     z.isolate_free_block(free_head)
     m.memmap.mark_block(free_head, 0, PG_PCP)
-    try:
-        check_pcps(pa)
-        raise AssertionError("stray PG_PCP page not caught")
-    except AssertionError as e:
-        assert "PG_PCP heads" in str(e)
+    with pytest.raises(InvariantViolation) as exc:
+        check_pcp_lists(pa)
+    assert exc.value.invariant == "pcp-stray" and exc.value.pfn == free_head
+    assert "zone Normal" in str(exc.value)
+
+
+def test_check_pcp_lists_catches_bad_entries_and_links() -> None:
+    m = Machine.simple(Normal=16384)
+    sim = Sim("fifo")
+    pa = PageAllocator(m, sim, cpus_per_node=2)
+
+    async def actor() -> None:
+        await pa.alloc_pages(pa.cpus[1], 0, G.GFP_KERNEL)
+
+    sim.spawn("cpu1", actor)
+    trio.run(sim.run)
+    assert check_pcp_lists(pa) == {(0, 2): pa.cpus[1].pcp[0].count}
+    mm = m.memmap
+    pcp = pa.cpus[1].pcp[0]
+    head = next(
+        pcp.lists + i for i in range(NR_PCP_LISTS) if mm.nxt[pcp.lists + i] != pcp.lists + i
+    )
+    first = mm.nxt[head]
+    # an entry whose page was marked allocated while still on the list
+    mm.state[first] = PG_ALLOC
+    with pytest.raises(InvariantViolation) as exc:
+        check_pcp_lists(pa)
+    v = exc.value
+    assert v.invariant == "pcp-entry" and v.pfn == first and "cpu 1's order-0" in str(v)
+    mm.state[first] = PG_PCP
+    check_pcp_lists(pa)
+    # a broken back link
+    mm.prv[first] = first
+    with pytest.raises(InvariantViolation) as exc:
+        check_pcp_lists(pa)
+    assert exc.value.invariant == "pcp-list-links"
 
 
 def random_run(seed: int, cpus: int, ops: int, strategy: str, check_every_ns: int) -> tuple:
@@ -196,7 +181,7 @@ def test_random_multi_cpu_runs_keep_invariants() -> None:
         for c in pa.cpus:
             for pcp in c.pcp:
                 pcp.free_bulk(pcp.count, 0)
-        check_machine(m, check_pcps(pa))
+        check_machine(m, check_pcp_lists(pa))
         for z in pa.zones:
             assert z.nr_free_pages == z.managed_pages
 
@@ -249,7 +234,7 @@ def test_property_random_per_cpu_sequences(per_cpu: list[list[tuple]], quantum: 
                     await pa.free_pages(cpu, pfn, live.pop(pfn))
             await sim.delay(think)
             # between operations this CPU holds no lock: the state must be consistent
-            pcp_pages = check_pcps(pa)
+            pcp_pages = check_pcp_lists(pa)
             assert sum(pcp_pages.values()) == pa.pcp_pages()
 
     for c, ops in zip(pa.cpus, per_cpu, strict=True):
