@@ -595,24 +595,10 @@ class PageAllocator(PcpDrain):
                 out[order] = merged.summary()
         return out
 
-    def pcp_pages_by_zone(self) -> dict[tuple[int, int], int]:
-        """Pages on pcp lists per (node, zone index), as the invariant checker takes them."""
-        out: dict[tuple[int, int], int] = {}
-        for z in self.zones:
-            out[(z.node, z.zone_idx)] = sum(c.pcp[z.gidx].count for c in self.cpus)
-        return out
-
     def check(self) -> None:
-        """Check the machine's invariants with the pcp layer's pages accounted, and that every
-        pcp's ``count`` equals what its lists hold (raises InvariantViolation / AssertionError)."""
-        from emulator.mm.invariants import check_machine
+        """Check every invariant of the machine and of the pcp layer (list links, entries,
+        counts, no stray PG_PCP pages), with the pcp pages accounted; raises
+        :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
+        from emulator.mm.invariants import check_machine, check_pcp_lists
 
-        for c in self.cpus:
-            for pcp in c.pcp:
-                held = sum(1 << order for _pfn, order in pcp.entries())
-                if held != pcp.count:
-                    raise AssertionError(
-                        f"cpu {c.id} pcp of {pcp.zone.name}: count {pcp.count} but lists hold "
-                        f"{held} pages"
-                    )
-        check_machine(self.machine, self.pcp_pages_by_zone())
+        check_machine(self.machine, check_pcp_lists(self))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from emulator.engine import Sim
 from emulator.mm.allocator import PageAllocator
 from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
-from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC, PG_BUDDY, PG_PCP
 from emulator.mm.procfs import render_buddyinfo
@@ -20,13 +19,6 @@ from emulator.mm.zone import ZONE_NORMAL
 
 def buddyinfo(m: Machine) -> str:
     return render_buddyinfo(m.snapshot())
-
-
-def pcp_pages_by_zone(pa: PageAllocator) -> dict[tuple[int, int], int]:
-    out: dict[tuple[int, int], int] = {}
-    for z in pa.zones:
-        out[(z.node, z.zone_idx)] = sum(c.pcp[z.gidx].count for c in pa.cpus)
-    return out
 
 
 def hidden_setup(cpus: int = 2):
@@ -56,7 +48,7 @@ def hidden_setup(cpus: int = 2):
             mm.mark_block(p, 0, PG_ALLOC, OWNER_MOVABLE)
             out.append(p)
     assert z.nr_free_pages == 5120 > z.high_wmark_pages == 4856
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
     return m, pa, sim, hidden, spare
 
 
@@ -100,7 +92,7 @@ async def test_pcp_frees_do_not_merge_and_hide_from_watermarks() -> None:
     # drain_pages_zone chunks of batch << 5 = 480: 480 + 480 + 64, one zone->lock hold each,
     # then one more for the order-10 allocation (rmqueue_buddy)
     assert z.lock.stats.acquisitions == 4
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
 
 
 async def test_buddyinfo_changes_only_at_the_drain() -> None:
@@ -160,7 +152,7 @@ async def test_alloc_free_drain_block_back_at_order_10() -> None:
     assert buddyinfo(m) == boot
     assert z.nr_free[10] == 16
     assert m.memmap.state[0] == PG_BUDDY and m.memmap.order[0] == 10
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
 
 
 async def test_alloc_free_drain_unmovable_also_returns_to_order_10() -> None:
@@ -188,7 +180,7 @@ async def test_alloc_free_drain_unmovable_also_returns_to_order_10() -> None:
     sim.spawn("cpu0", actor)
     await sim.run()
     assert z.nr_free[10] == 16 and z.nr_free_pages == z.managed_pages
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
 
 
 async def test_global_drain_returns_at_once_while_another_runs() -> None:
@@ -264,7 +256,7 @@ async def test_alloc_trylock_failure_falls_back_to_buddy() -> None:
     assert z.lock.stats.contention_points["rmqueue_buddy"] == 1
     assert z.lock.stats.contending_points["drain_pages_zone"] >= 1
     assert cpu0.pcp[0].count == 0  # the drain completed; the page did not come from the pcp
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
 
 
 async def test_free_trylock_failure_frees_to_buddy() -> None:
@@ -297,4 +289,4 @@ async def test_free_trylock_failure_frees_to_buddy() -> None:
     assert z.lock.stats.contention_points["free_one_page"] == 1
     assert cpu0.pcp[0].count == 0
     assert z.nr_free_pages == 5120 + 1024 + 1
-    check_machine(m, pcp_pages_by_zone(pa))
+    pa.check()
