@@ -17,7 +17,7 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
+from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError, WaitQueue
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -279,6 +279,15 @@ def run_scenario(
             # an actor crashed or the run deadlocked: keep what was recorded and the state
             reason, error = "error", str(exc)
         wall = time.perf_counter() - t0
+        # actors still spinning or sleeping on a lock at the end: with daemons polling, a
+        # deadlock among CPUs would otherwise pass as a plain deadline
+        stuck = {
+            a.name: sim._describe_wait(a)
+            for a in sim.actors
+            if a.state == "blocked" and not a.daemon and not isinstance(a.blocked_on, WaitQueue)
+        }
+        if stuck:
+            ctx.findings["blocked_on_locks_at_end"] = stuck
         if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         if scenario.report is not None and error is None:

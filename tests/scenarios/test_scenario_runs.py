@@ -214,3 +214,44 @@ def test_scenario_param_types_and_errors() -> None:
     assert p.sysctls == {"vm.min_free_kbytes": 8192}
     with pytest.raises(ScenarioError, match=r"valid:.*memory"):
         sc.resolve({"memroy": "2G"})
+
+
+def test_cpus_stuck_on_a_lock_at_the_deadline_are_reported(tmp_path: Path) -> None:
+    f = tmp_path / "stuck.py"
+    f.write_text(
+        textwrap.dedent(
+            """
+            from emulator.engine import SpinLock
+            from emulator.scenario import Scenario
+            from emulator.workload import AllocClass, Phase, Workload
+
+            def build(p):
+                return Workload([Phase("s", [AllocClass(0, "GFP_KERNEL", lifetime="exp(10us)")],
+                                       rate=1000.0)])
+
+            def actors(p, ctx):
+                a, b = SpinLock(ctx.sim, "A"), SpinLock(ctx.sim, "B")
+
+                async def one():
+                    await a.acquire("one")
+                    await ctx.sim.delay(100)
+                    await b.acquire("one")
+
+                async def two():
+                    await b.acquire("two")
+                    await ctx.sim.delay(100)
+                    await a.acquire("two")
+
+                return [("abba-1", one), ("abba-2", two)]
+
+            SCENARIO = Scenario("stuck", "ABBA", build, actors=actors,
+                                defaults={"memory": "256M", "cpus": 1, "duration": "1ms"})
+            """
+        )
+    )
+    sc = load_scenario(f)
+    res = run_scenario(sc, sc.resolve({}), record=False)
+    assert res.reason == "deadline"
+    stuck = res.summary()["findings"]["blocked_on_locks_at_end"]
+    assert set(stuck) == {"abba-1", "abba-2"}
+    assert "B (held by abba-2)" in stuck["abba-1"] and "A (held by abba-1)" in stuck["abba-2"]
