@@ -41,6 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="replay a schedule.json from an earlier run exactly (its scenario and params)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail if model code touches shared state without synchronising (debugging)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -115,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             record=not args.no_events,
             progress=progress,
             strategy=schedule.replay() if schedule is not None else None,
+            strict=args.strict,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None

@@ -17,7 +17,7 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError, WaitQueue
+from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError, SpinLock
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -135,7 +135,11 @@ class RunResult:
 
 
 def build_context(
-    scenario: Scenario, params: Params, recorder: Any = NULL_RECORDER, strategy: Any = None
+    scenario: Scenario,
+    params: Params,
+    recorder: Any = NULL_RECORDER,
+    strategy: Any = None,
+    strict: bool = False,
 ) -> RunContext:
     """Boot the machine, apply sysctls, create the allocator and the CPU programs.
 
@@ -146,6 +150,7 @@ def build_context(
         seed=params.seed,
         recorder=recorder,
         quantum_ns=params["quantum"],
+        strict=strict,
     )
     machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
     for name, value in params.sysctls.items():
@@ -222,6 +227,25 @@ def _sampler(
     return sampler, take
 
 
+def _lock_cycles(sim: Sim) -> dict[str, str]:
+    """Actors in a wait-for cycle on locks (each waits for a lock held by the next)."""
+    out: dict[str, str] = {}
+    for a in sim.actors:
+        seen = []
+        cur = a
+        while (
+            cur.state == "blocked"
+            and isinstance(cur.blocked_on, SpinLock)
+            and cur.blocked_on.holder is not None
+            and cur not in seen
+        ):
+            seen.append(cur)
+            cur = cur.blocked_on.holder
+        if cur is a and seen:
+            out[a.name] = sim._describe_wait(a)
+    return out
+
+
 def run_scenario(
     scenario: Scenario,
     params: Params,
@@ -230,6 +254,7 @@ def run_scenario(
     record: bool = True,
     progress: Callable[[int, int], None] | None = None,
     strategy: Any = None,
+    strict: bool = False,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -248,7 +273,7 @@ def run_scenario(
     else:
         recorder = NULL_RECORDER
     try:
-        ctx = build_context(scenario, params, recorder, strategy)
+        ctx = build_context(scenario, params, recorder, strategy, strict)
         sim = ctx.sim
         for prog in ctx.programs:
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
@@ -279,15 +304,11 @@ def run_scenario(
             # an actor crashed or the run deadlocked: keep what was recorded and the state
             reason, error = "error", str(exc)
         wall = time.perf_counter() - t0
-        # actors still spinning or sleeping on a lock at the end: with daemons polling, a
-        # deadlock among CPUs would otherwise pass as a plain deadline
-        stuck = {
-            a.name: sim._describe_wait(a)
-            for a in sim.actors
-            if a.state == "blocked" and not a.daemon and not isinstance(a.blocked_on, WaitQueue)
-        }
+        # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
+        # would otherwise pass as a plain deadline
+        stuck = _lock_cycles(sim)
         if stuck:
-            ctx.findings["blocked_on_locks_at_end"] = stuck
+            ctx.findings["lock_deadlock_at_end"] = stuck
         if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         if scenario.report is not None and error is None:

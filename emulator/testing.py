@@ -71,11 +71,14 @@ def make_kernel(
     record: bool = False,
     quantum_ns: int = 0,
     costs: Costs | None = None,
+    strict: bool = True,
     **sysctls: Any,
 ) -> EmulatedKernel:
     """Boot a machine (x86-64 layout, ``memory`` like ``"1G"``) with ``cpus`` CPUs in total.
 
     Sysctls are given with underscores for dots after ``vm``: ``vm_min_free_kbytes=8192``.
+    ``strict`` (default on here) makes the engine raise when model code touches shared state
+    without synchronising first (see :meth:`Sim.assert_synchronised`).
     """
     if cpus % nodes:
         raise ValueError(f"cpus={cpus} does not divide evenly over nodes={nodes}")
@@ -85,6 +88,6 @@ def make_kernel(
         if not key.startswith("vm_"):
             raise ValueError(f"unknown keyword {key!r}: sysctls are written vm_<name>=value")
         machine.sysctl.set("vm." + key[3:], value)
-    sim = Sim(strategy, seed=seed, recorder=recorder, quantum_ns=quantum_ns)
+    sim = Sim(strategy, seed=seed, recorder=recorder, quantum_ns=quantum_ns, strict=strict)
     pa = PageAllocator(machine, sim, cpus // nodes, costs)
     return EmulatedKernel(machine, sim, pa, recorder)

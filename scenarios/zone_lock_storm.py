@@ -40,7 +40,7 @@ def report(p, ctx):
         "refills_per_1000_allocs": round(
             1000 * o0.get("pcp_refills", 0) / max(o0.get("attempts", 1), 1), 2
         ),
-        "pcp_high_cpu0_normal": pa.cpus[0].pcp[pa.zones[-1].gidx].high,
+        "pcp_high_cpu0": {z.name: pa.cpus[0].pcp[z.gidx].high for z in pa.zones},
     }
 
 

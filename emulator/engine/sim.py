@@ -126,6 +126,7 @@ class Sim:
         seed: int = 0,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
         quantum_ns: int = 0,
+        strict: bool = False,
     ) -> None:
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
@@ -158,6 +159,10 @@ class Sim:
         #: sync quantum: an actor may pass a synchronisation point while it is less than this
         #: far ahead of the earliest other actor (0 = exact global order; see :meth:`sync`)
         self.quantum_ns = quantum_ns
+        #: with ``strict``, primitives that assume their caller has just synchronised
+        #: (``SpinLock.try_acquire_now``, model code calling :meth:`assert_synchronised`) check
+        #: it and raise instead of silently acting out of virtual-time order
+        self.strict = strict
         self._qkey = quantum_ns << 1
 
     # -- time -------------------------------------------------------------------------------
@@ -455,6 +460,28 @@ class Sim:
             _heappush(heap, entry)
         me.state = READY
         await self._switch_from(me)
+
+    def is_synchronised(self) -> bool:
+        """Whether no other actor or timer is pending at an earlier virtual time (to within
+        the sync quantum): what :meth:`sync` guarantees on return."""
+        me = self._current
+        if me is None:
+            return True
+        heap = self._heap
+        while heap and heap[0][0] & 1 and not heap[0][2].active:
+            _heappop(heap)  # a timer whose waiter was woken: it orders nothing
+        return not heap or (me.now << 1) <= heap[0][0] + self._qkey
+
+    def assert_synchronised(self, what: str) -> None:
+        """In ``strict`` mode, raise if the current actor touches shared state (``what``)
+        without having synchronised at its current time. Free when not strict."""
+        if self.strict and not self.is_synchronised():
+            me = self._current
+            assert me is not None
+            raise PrimitiveMisuse(
+                f"actor {me.name!r}: {what} at t={me.now} ns without synchronising: an actor "
+                f"or timer at t={self._heap[0][0] >> 1} ns has not acted yet"
+            )
 
     async def delay(self, ns: int) -> None:
         """Spend ``ns`` of the current actor's time on its own work (no shared state touched).

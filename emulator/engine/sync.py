@@ -204,6 +204,8 @@ class SpinLock:
         me = self.sim._current
         if me is None:
             raise PrimitiveMisuse(f"{self.name}: try_acquire_now() outside an actor")
+        if self.sim.strict:
+            self.sim.assert_synchronised(f"try_acquire_now({self.name})")
         if self.holder is None and self.free_at <= me.now:
             self._take(me, site)
             return True

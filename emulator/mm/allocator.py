@@ -112,7 +112,7 @@ class Cpu:
     """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
     ``machine.zones``), its zonelists and its allocation statistics."""
 
-    __slots__ = ("actor", "id", "node", "pcp", "stats", "zonelists")
+    __slots__ = ("id", "node", "pcp", "stats", "zonelists")
 
     def __init__(self, cpu_id: int, node: int) -> None:
         self.id = cpu_id
@@ -120,7 +120,6 @@ class Cpu:
         self.pcp: list[PerCpuPages] = []
         self.zonelists: list[list[Zone]] = []
         self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
-        self.actor: Any = None
 
     def __repr__(self) -> str:
         return f"<Cpu {self.id} node {self.node}>"
@@ -314,6 +313,7 @@ class PageAllocator(PcpDrain):
         Returns ``(pfn, failure reason)``.
         """
         costs = self.costs
+        sim = self.sim
         charge = costs.alloc_entry
         reason = "watermark"
         preferred = zonelist[0]
@@ -331,6 +331,8 @@ class PageAllocator(PcpDrain):
                     retry = True
                     break
                 charge += costs.watermark_check
+                if sim.strict:
+                    sim.assert_synchronised("zone watermark read")
                 ok = False
                 if not zone.flags & _BELOW_HIGH:
                     if zone.zone_watermark_fast(order, zone.high_wmark_pages, hz, alloc_flags):
@@ -348,9 +350,10 @@ class PageAllocator(PcpDrain):
                         order
                         and reason == "watermark"
                         and zone.zone_watermark_fast(0, mark, hz, alloc_flags)
+                        and not any(zone.nr_free[order:])
                     ):
-                        # enough free pages, but no free block of this order on the buddy
-                        # lists (pages on pcp lists are invisible here)
+                        # enough free pages, but no free block of this order or larger on the
+                        # buddy lists (pages on pcp lists are invisible here)
                         reason = "watermark_high_order"
                     continue
                 if self._explore:
@@ -392,17 +395,28 @@ class PageAllocator(PcpDrain):
     ) -> tuple[int, int]:
         """page_alloc.c: rmqueue — pcp for pcp orders, else (or when the pcp trylock fails or
         the refill finds nothing) rmqueue_buddy under zone->lock. Returns ``(pfn, charge)``:
-        charges not yet applied to the clock are carried in ``charge``."""
+        charges not yet applied to the clock are carried in ``charge``.
+
+        Called at a synchronised instant. A pcp hit touches no other shared state, so the
+        boost flag read then stands; a path that took zone->lock let other actors run, so it
+        synchronises again before reading shared state (and so does the caller's next zone).
+        """
+        boosted = zone.flags & _BOOSTED
         pfn = -1
+        took_lock = False
         if order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER:
-            pfn, charge = await self.rmqueue_pcplist(
+            pfn, charge, took_lock = await self.rmqueue_pcplist(
                 cpu, zone, order, alloc_flags, mt, owner, charge
             )
         if pfn < 0:
             await self.sim.delay(charge)
             charge = 0
             pfn = await self.rmqueue_buddy(cpu, zone, order, alloc_flags, mt, owner)
-        if alloc_flags & ALLOC_KSWAPD and zone.flags & _BOOSTED:
+            took_lock = True
+        if took_lock:
+            await self.sim.sync()
+            boosted = zone.flags & _BOOSTED  # our own fallback may have boosted the zone
+        if alloc_flags & ALLOC_KSWAPD and boosted:
             zone.flags &= ~_BOOSTED
             self.wakeup_kswapd(zone, 0, zone.zone_idx)
         return pfn, charge
@@ -416,32 +430,34 @@ class PageAllocator(PcpDrain):
         mt: int,
         owner: int,
         charge: int,
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, bool]:
         """page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist — trylock this CPU's pcp, take
         the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock.
 
         ``pcp->lock`` is held for the pcp work only; ``charge`` (the caller's entry and
         watermark work, done before the lock in the kernel) is returned for the caller to
-        apply after the lock is dropped, so it never lengthens the critical section."""
+        apply after the lock is dropped, so it never lengthens the critical section. The third
+        value tells whether zone->lock was taken (a refill)."""
         pcp = cpu.pcp[zone.gidx]
         lock = pcp.lock
         if not lock.try_acquire_now("rmqueue_pcplist"):
-            return -1, charge
+            return -1, charge, False
         costs = self.costs
         pcp.free_count >>= 1
         pfn = pcp.take(order, mt)
         stats = cpu.stats[order]
-        if pfn < 0:
+        refilled = pfn < 0
+        if refilled:
             batch = pcp.nr_pcp_alloc(order, bool(zone.flags & _BELOW_HIGH))
             await self.sim.delay(costs.pcp_lock)
-            await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags)
-            stats.refills += 1
+            if await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags):
+                stats.refills += 1
             pfn = pcp.take(order, mt)
             hold = costs.pcp_list_op
             if pfn < 0:
                 await self.sim.delay(hold)
                 lock.release()
-                return -1, charge
+                return -1, charge, True
         else:
             stats.pcp_hits += 1
             hold = costs.pcp_lock + costs.pcp_list_op
@@ -449,7 +465,7 @@ class PageAllocator(PcpDrain):
         self.vm_events[self._pgalloc_keys[zone.gidx]] += 1 << order
         await self.sim.delay(hold)
         lock.release()
-        return pfn, charge
+        return pfn, charge, refilled
 
     async def lock_zone(self, zone: Zone, site: str) -> int:
         """spin_lock_irqsave(&zone->lock): take it and return the base hold cost: the lock
@@ -468,7 +484,7 @@ class PageAllocator(PcpDrain):
         steps = zone.buddy_steps
         n = pcp.refill(order, mt, count, alloc_flags)
         c = self.costs
-        hold += n * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        hold += n * c.bulk_per_block + (zone.buddy_steps - steps) * c.buddy_step
         await self.sim.delay(hold)
         zone.lock.release()
         return n
@@ -556,6 +572,7 @@ class PageAllocator(PcpDrain):
             await sim.delay(charge)
             charge = 0
             await self.free_pcppages_bulk(zone, pcp, count, pindex)
+            await sim.sync()  # the drain let others run: read zone state at our instant
             if zone.flags & _BELOW_HIGH and zone.zone_watermark_ok(
                 0, zone.high_wmark_pages, ZONE_MOVABLE, 0
             ):

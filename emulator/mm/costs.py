@@ -67,22 +67,15 @@ class Costs:
         "one free-list operation or split/merge step in the buddy core: struct page "
         "misses dominate (estimate)",
     )
-    bulk_per_page: int = _cost(
+    bulk_per_block: int = _cost(
         35,
-        "rmqueue_bulk / free_pcppages_bulk per page besides buddy steps: list_add_tail, "
-        "tracepoint off (estimate)",
+        "rmqueue_bulk / free_pcppages_bulk per block (list entry) moved, besides buddy steps: "
+        "list_add_tail, tracepoint off; for order 0 a block is a page (estimate)",
     )
     drain_cpu: int = _cost(
         150,
         "drain_pages_zone per remote CPU visited: pcp->lock line transfer, count check (estimate)",
     )
-    pfn_scan: int = _cost(
-        8, "compaction scanner per pfn: pageblock flag and page flag reads (estimate)"
-    )
-    page_copy: int = _cost(
-        800, "migrate one 4 KiB page: copy ~5 GB/s plus unmap/remap (measured order)"
-    )
-    cpu_think: int = _cost(0, "workload time between operations beyond its rate (0: rates decide)")
 
     def with_overrides(self, **overrides: int) -> Costs:
         """A copy with some charges changed; unknown names raise ValueError listing valid ones."""

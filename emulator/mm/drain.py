@@ -56,7 +56,7 @@ class PcpDrain:
             for pfn, order, mt in blocks:
                 rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
         c = self.costs
-        hold += len(blocks) * c.bulk_per_page + (zone.buddy_steps - steps) * c.buddy_step
+        hold += len(blocks) * c.bulk_per_block + (zone.buddy_steps - steps) * c.buddy_step
         await self.sim.delay(hold)
         zone.lock.release()
         return sum(1 << o for _, o, _ in blocks)
@@ -104,9 +104,9 @@ class PcpDrain:
     async def decay_pcp_high(self, cpu: Cpu) -> int:
         """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
         refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
-        await self.sim.sync()  # reads pcp->count/high, which remote drains change
         drained = 0
         for z in self.zones:
+            await self.sim.sync()  # reads pcp->count/high, which remote drains change
             pcp = cpu.pcp[z.gidx]
             to_drain = pcp.decay_high()
             if to_drain > 0:

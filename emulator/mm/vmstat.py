@@ -317,7 +317,11 @@ VM_EVENT_NAMES: tuple[str, ...] = (
 
 #: every /proc/vmstat line of the emulated configuration, in print order
 VMSTAT_TEXT: tuple[str, ...] = (
-    *ZONE_STAT_NAMES, *NUMA_STAT_NAMES, *NODE_STAT_NAMES, *VM_STAT_NAMES, *VM_EVENT_NAMES
+    *ZONE_STAT_NAMES,
+    *NUMA_STAT_NAMES,
+    *NODE_STAT_NAMES,
+    *VM_STAT_NAMES,
+    *VM_EVENT_NAMES,
 )
 
 #: the deprecated line vmstat_show() prints after the last item

@@ -118,6 +118,7 @@ class CpuProgram:
             peer = self.peers[rng.randrange(len(self.peers) - 1)]
             if peer is self:
                 peer = self.peers[-1]
+            await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
             peer.schedule_free(at, pfn, cls.order)
             await peer.inbox.wake_up()
         else:
@@ -160,6 +161,8 @@ class CpuProgram:
                 assert phase is not None
                 await self._allocate(self._choose(phase.mix))
                 next_arrival += self._interarrival(phase)
+                if phase.stop_below_free:
+                    await self.sim.sync()  # free memory is shared state
                 if phase.stop_below_free and self.free_fraction() < phase.stop_below_free:
                     break
         if phase is not None and active and phase.free_at_end.kind != "none":

@@ -65,10 +65,18 @@ async def test_worked_timeline():
     ]
     # processing order of the synchronisations (rows 2-9 of the table)
     assert sim.trace == [
-        ("sync", "cpu0", 30), ("sync", "cpu1", 60), ("sync", "kcompactd", 0),
-        ("pass", "kcompactd", 0), ("pass", "cpu0", 30), ("sync", "cpu0", 180),
-        ("pass", "cpu1", 60), ("sync", "kcompactd", 100), ("pass", "kcompactd", 100),
-        ("pass", "cpu0", 180), ("sync", "kcompactd", 180), ("pass", "kcompactd", 180),
+        ("sync", "cpu0", 30),
+        ("sync", "cpu1", 60),
+        ("sync", "kcompactd", 0),
+        ("pass", "kcompactd", 0),
+        ("pass", "cpu0", 30),
+        ("sync", "cpu0", 180),
+        ("pass", "cpu1", 60),
+        ("sync", "kcompactd", 100),
+        ("pass", "kcompactd", 100),
+        ("pass", "cpu0", 180),
+        ("sync", "kcompactd", 180),
+        ("pass", "kcompactd", 180),
     ]
     s = lock.stats
     assert (s.contentions, s.wait_min, s.wait_max, s.wait_total) == (1, 20, 20, 20)

@@ -233,9 +233,19 @@ async def test_lock_stat_against_hand_computed_schedule():
     assert result.now == 2005
     s = lock.stats
     assert (s.contentions, s.wait_min, s.wait_max, s.wait_total, s.wait_avg) == (
-        2, 150, 200, 350, 175)
+        2,
+        150,
+        200,
+        350,
+        175,
+    )
     assert (s.acquisitions, s.hold_min, s.hold_max, s.hold_total, s.hold_avg) == (
-        4, 5, 1000, 1355, 338)
+        4,
+        5,
+        1000,
+        1355,
+        338,
+    )
     assert (s.con_bounces, s.acq_bounces) == (2, 3)
     assert dict(s.contention_points) == {"free_pcppages_bulk": 1, "rmqueue_bulk": 1}
     assert dict(s.contending_points) == {"rmqueue_bulk": 2}
@@ -250,9 +260,21 @@ async def test_lock_stat_against_hand_computed_schedule():
     assert lines[0] == "lock_stat version 0.4"
     assert lines[1] == dashes and lines[3] == dashes and lines[4] == ""
     assert lines[2].split() == [
-        "class", "name", "con-bounces", "contentions", "waittime-min", "waittime-max",
-        "waittime-total", "waittime-avg", "acq-bounces", "acquisitions", "holdtime-min",
-        "holdtime-max", "holdtime-total", "holdtime-avg"]
+        "class",
+        "name",
+        "con-bounces",
+        "contentions",
+        "waittime-min",
+        "waittime-max",
+        "waittime-total",
+        "waittime-avg",
+        "acq-bounces",
+        "acquisitions",
+        "holdtime-min",
+        "holdtime-max",
+        "holdtime-total",
+        "holdtime-avg",
+    ]
     assert lines[2].index("class name") == 30 and len(lines[2]) == 220
     assert lines[5] == (
         "                              zone->lock:"
@@ -263,10 +285,12 @@ async def test_lock_stat_against_hand_computed_schedule():
     pad = " " * 30
     ptr = "         [<0000000000000000>]"
     assert lines[6] == pad + "-" * 10
-    assert sorted(lines[7:9]) == sorted([
-        f"{pad}zone->lock              1 {ptr} free_pcppages_bulk",
-        f"{pad}zone->lock              1 {ptr} rmqueue_bulk",
-    ])
+    assert sorted(lines[7:9]) == sorted(
+        [
+            f"{pad}zone->lock              1 {ptr} free_pcppages_bulk",
+            f"{pad}zone->lock              1 {ptr} rmqueue_bulk",
+        ]
+    )
     assert lines[9] == pad + "-" * 10
     assert lines[10] == f"{pad}zone->lock              2 {ptr} rmqueue_bulk"
     assert lines[11] == "" and lines[12] == "." * 221 and lines[13] == ""
@@ -277,7 +301,14 @@ async def test_lock_stat_against_hand_computed_schedule():
 
 def test_snprint_time_rounding():
     assert [snprint_time(n) for n in (0, 4, 5, 994, 995, 1000, 123_456_789)] == [
-        "0.00", "0.00", "0.01", "0.99", "1.00", "1.00", "123456.79"]
+        "0.00",
+        "0.00",
+        "0.01",
+        "0.99",
+        "1.00",
+        "1.00",
+        "123456.79",
+    ]
 
 
 async def test_lock_stat_sorts_by_contentions_and_truncates_names():

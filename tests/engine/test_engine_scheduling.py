@@ -126,8 +126,11 @@ async def test_deadline_events_at_until_happen_later_ones_do_not():
     # at t=0 the ticker is spawned first but yields at its sync to the tied actors, so the
     # sleeper's "sleep" (emitted before any sync) is recorded first
     assert got == [
-        (0, "sleeper", "sleep"), (0, "ticker", "tick"), (50, "ticker", "tick"),
-        (100, "ticker", "tick"), (100, "sleeper", "timeout"),
+        (0, "sleeper", "sleep"),
+        (0, "ticker", "tick"),
+        (50, "ticker", "tick"),
+        (100, "ticker", "tick"),
+        (100, "sleeper", "timeout"),
     ]
     assert spin.now == 105  # its clock crossed the deadline; it never ran past it
     assert sim.now == 100
@@ -447,8 +450,15 @@ async def test_primitives_outside_an_actor_are_misuse():
     sim = Sim()
     lock = SpinLock(sim, "L")
     wq = WaitQueue(sim, "wq")
-    for coro in (sim.delay(1), sim.sync(), sim.preempt("p"), lock.acquire(),
-                 lock.try_acquire(), wq.wait(), wq.wake_up()):
+    for coro in (
+        sim.delay(1),
+        sim.sync(),
+        sim.preempt("p"),
+        lock.acquire(),
+        lock.try_acquire(),
+        wq.wait(),
+        wq.wake_up(),
+    ):
         with pytest.raises(PrimitiveMisuse):
             await coro
     with pytest.raises(PrimitiveMisuse):
@@ -508,7 +518,10 @@ async def test_completion_semantics():
     sim.spawn("late", waiter, None, start=25)  # after complete_all: passes at once
     await sim.run()
     assert log == [
-        ("banked", True, 1), ("w1", True, 10), ("w2", True, 20), ("late", True, 25),
+        ("banked", True, 1),
+        ("w1", True, 10),
+        ("w2", True, 20),
+        ("late", True, 25),
         ("driver", False, 35),
     ]
 

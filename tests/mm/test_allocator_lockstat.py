@@ -5,7 +5,7 @@ pcp: batch 3, high_min 1000 / 2 = 500, high_max 16384 / 8 / 2 = 1024. Each CPU a
 order-0 GFP_HIGHUSER_MOVABLE page at t = 0, then frees it.
 
 Costs (emulator.mm.costs defaults): alloc_entry 40, watermark_check 10, pcp_lock 10,
-pcp_list_op 20, prep_new_page 60, free_prepare 50, zone_lock 25, bulk_per_page 35,
+pcp_list_op 20, prep_new_page 60, free_prepare 50, zone_lock 25, bulk_per_block 35,
 buddy_step 30.
 
 Costs also: lock_bounce 90 (zone->lock last held by the other CPU).

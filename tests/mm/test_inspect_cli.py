@@ -100,7 +100,9 @@ PAGETYPEINFO_HEADER = (
 
 
 PT_ZERO = "      0      0      0      0      0      0      0      0      0      0      0 \n"
-PT_BLOCKS = "\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n"
+PT_BLOCKS = (
+    "\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n"
+)
 # a kernel without CONFIG_CMA: five migratetype columns
 PAGETYPEINFO = (
     PAGETYPEINFO_HEADER
@@ -175,7 +177,10 @@ def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:  # type:
     assert dma.split()[-5:] == ["-0.500", "1.000", "low", "skip:", "wmark"]
     assert "score low 80, high 90" in out
     assert "node 0: score 20 <= high 90: would not start" in out
-    assert "node 1: score 99 > high 90: WOULD START; each zone is compacted until its own score <= 80" in out
+    assert (
+        "node 1: score 99 > high 90: WOULD START; each zone is compacted until its own score <= 80"
+        in out
+    )
     assert "extfrag_index (/sys/kernel/debug/extfrag/extfrag_index)\n" + EXTFRAG in out
     assert "unusable_index (/sys/kernel/debug/extfrag/unusable_index)\n" + UNUSABLE in out
 

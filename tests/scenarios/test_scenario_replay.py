@@ -9,7 +9,7 @@ import pytest
 
 from emulator.cli import main
 
-SMALL = ["--set", "memory=512M", "--set", "duration=4ms", "--quiet"]
+SMALL = ["--set", "memory=512M", "--set", "duration=4ms", "--quiet", "--strict"]
 
 
 @pytest.mark.parametrize("strategy", ["random", "pct"])
