@@ -117,6 +117,7 @@ class RunResult:
                 "pages": pa.pcp_pages(),
                 "per_cpu": {c.id: sum(p.count for p in c.pcp) for c in pa.cpus},
             },
+            "kswapd_wakeups": pa.kswapd_wakeups,
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
