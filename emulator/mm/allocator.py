@@ -399,7 +399,8 @@ class PageAllocator(PcpDrain):
 
         Called at a synchronised instant. A pcp hit touches no other shared state, so the
         boost flag read then stands; a path that took zone->lock let other actors run, so it
-        synchronises again before reading shared state (and so does the caller's next zone).
+        synchronises again before reading shared state again (a failure sends the caller on
+        to the next zone's counters; a boost makes us act on the flag).
         """
         boosted = zone.flags & _BOOSTED
         pfn = -1
@@ -413,7 +414,11 @@ class PageAllocator(PcpDrain):
             charge = 0
             pfn = await self.rmqueue_buddy(cpu, zone, order, alloc_flags, mt, owner)
             took_lock = True
-        if took_lock:
+        if took_lock and (pfn < 0 or (alloc_flags & ALLOC_KSWAPD and zone.flags & _BOOSTED)):
+            # others ran while we waited for zone->lock: before reading shared state again
+            # (the caller's next zone, or a boost to act on) get back to our instant. A boost
+            # set by an earlier actor not yet processed can be missed, as the kernel's racy
+            # test_bit can miss it; the next allocation sees it.
             await self.sim.sync()
             boosted = zone.flags & _BOOSTED  # our own fallback may have boosted the zone
         if alloc_flags & ALLOC_KSWAPD and boosted:
@@ -572,7 +577,8 @@ class PageAllocator(PcpDrain):
             await sim.delay(charge)
             charge = 0
             await self.free_pcppages_bulk(zone, pcp, count, pindex)
-            await sim.sync()  # the drain let others run: read zone state at our instant
+            if zone.flags & _BELOW_HIGH:
+                await sim.sync()  # the drain let others run: read zone state at our instant
             if zone.flags & _BELOW_HIGH and zone.zone_watermark_ok(
                 0, zone.high_wmark_pages, ZONE_MOVABLE, 0
             ):
