@@ -93,7 +93,7 @@ def test_a_run_recorded_under_one_driver_replays_exactly_under_the_other(tmp_pat
     assert (a / "events.jsonl").read_bytes() == (b / "events.jsonl").read_bytes()
 
 
-STOPPER = '''
+STOPPER = """
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
@@ -111,7 +111,7 @@ def actors(p, ctx):
 
 SCENARIO = Scenario("stopper", "stops itself", build, actors=actors,
                     defaults={"memory": "256M", "cpus": 4, "duration": "10ms"})
-'''
+"""
 
 
 @pytest.mark.parametrize("driver", ["fast", "trio"])
