@@ -209,7 +209,7 @@ class Sim:
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
         self.recorder = recorder
-        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier)
+        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier, self)
         self.decisions: list[Decision] = []
         self.actors: list[Actor] = []
         self._heap: list[tuple[int, int, Any]] = []
@@ -217,6 +217,7 @@ class Sim:
         self._current: Actor | None = None
         self._time = 0  # virtual time of the last dispatch (what outsiders see as "now")
         self._until_key = _NEVER
+        self._until = _NEVER
         self._nursery: trio.Nursery | None = None
         self._main: trio.lowlevel.Task | None = None
         self._main_parked = False
@@ -709,20 +710,22 @@ class Sim:
         me = self._current
         if me is None:
             raise PrimitiveMisuse("delay() outside an actor")
-        if ns.__class__ is not int or ns < 0:  # type first: None/str must not TypeError
-            raise PrimitiveMisuse(
-                f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
-            )
-        if ns == 0:
-            key = me.now << 1
+        if ns.__class__ is not int or ns <= 0:  # type first: None/str must not TypeError
+            if ns.__class__ is not int or ns < 0:
+                raise PrimitiveMisuse(
+                    f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: "
+                    "need a non-negative int of ns"
+                )
+            key = me.now << 1  # delay(0): no progress, for the watchdog
             if key == me.stall_key:
                 self._stalled(me)
             else:
                 me.stall_key = key
                 me.stall_n = 0
             return
-        me.now += ns
-        if (me.now << 1) > self._until_key:
+        now = me.now + ns
+        me.now = now
+        if now > self._until:
             await self.sync()
             return
         # an actor doing only delays never syncs: check in with trio now and then anyway
@@ -791,6 +794,7 @@ class Sim:
             self._cancelled = False
             self._main_parked = False
         self._until_key = _NEVER if until is None else (until << 1) | 1
+        self._until = _NEVER if until is None else until
         self._running = True
         self._main = trio.lowlevel.current_task()
         self._live = sum(1 for a, _, _ in self._pending if not a.daemon)
