@@ -32,7 +32,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -66,7 +66,7 @@ def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable
     return _stamp
 
 
-def render_json_line(_logger: Any, _method: str, event_dict: dict) -> str:
+def render_json_line(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
     """Render one event as a compact JSON object (no spaces, insertion order kept)."""
     return _dumps(event_dict)
 
@@ -107,9 +107,7 @@ def _value(v: Any) -> str:
 def render_event(t: int, actor: str | None, event: str, fields: dict[str, Any]) -> str:
     """The line :func:`stamp` + :func:`render_json_line` would give, without the pipeline."""
     key = (event, *fields)
-    tpl = _templates.get(key, 0)
-    if tpl == 0:
-        tpl = _template(key)
+    tpl = _templates[key] if key in _templates else _template(key)
     if tpl is None or t.__class__ is not int:
         out = {"t": t, "actor": actor, "event": event}
         out.update(fields)

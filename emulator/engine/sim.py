@@ -552,12 +552,12 @@ class Sim:
         nxt.state = RUNNING
         self.switches += 1
         if not self._fast:
-            _reschedule(nxt.task)
+            _reschedule(nxt.task)  # type: ignore[arg-type]  # every trio actor has its task
 
     def _wake_main(self) -> None:
         if self._main_parked and not self._cancelled:
             self._main_parked = False
-            _reschedule(self._main)
+            _reschedule(self._main)  # type: ignore[arg-type]  # set while parked
 
     def _finish(self) -> None:
         if self._end is not None:
