@@ -185,7 +185,9 @@ class Sim:
     ``driver`` is ``"fast"`` (the engine steps the actors' coroutines itself, the default) or
     ``"trio"`` (one trio task per actor, the reference); both give the same results.
     ``watchdog_steps`` bounds how many engine steps in a row an actor may make without its
-    clock advancing (0 disables the watchdog).
+    clock advancing (0 disables the watchdog). With ``stop_on_lock_cycle`` the run stops with
+    :class:`DeadlockError` as soon as a wait-for cycle on locks forms, even while other actors
+    could go on running (by default only once no non-daemon actor can run).
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class Sim:
         strict: bool = False,
         driver: str | None = None,
         watchdog_steps: int = WATCHDOG_STEPS,
+        stop_on_lock_cycle: bool = False,
     ) -> None:
         if driver is None:
             driver = DEFAULT_DRIVER
@@ -239,6 +242,7 @@ class Sim:
             self._park = self._trio_park
             self._checkpoint = _checkpoint
         self.watchdog_steps = watchdog_steps or _NEVER
+        self.stop_on_lock_cycle = stop_on_lock_cycle
         # Set when trio cancels a parked engine task (the run is being cancelled from outside,
         # or an actor crashed): that task has already been rescheduled by trio, so the engine
         # must never reschedule it again (trio would fail an internal assertion).
@@ -587,9 +591,11 @@ class Sim:
         may wake them; the run then ends at its deadline, or here once nothing is pending."""
         if self._end is not None:
             return
-        stuck = stuck_on_locks(self.actors)
-        if not stuck:
-            return
+        if stuck_on_locks(self.actors):
+            self._stop_deadlocked(now)
+
+    def _stop_deadlocked(self, now: int) -> None:
+        """End the run at ``now`` with a deadlock (the current actor then parks for good)."""
         waiting = {
             a.name: self._describe_wait(a)
             for a in self.actors
@@ -762,6 +768,14 @@ class Sim:
             self._live -= 1
             if self._live == 0:
                 self._check_stuck(me.now)
+        if self.stop_on_lock_cycle and self._end is None:
+            holder = getattr(on, "holder", None)
+            seen: list[Actor] = []
+            while holder is not None and holder is not me and holder not in seen:
+                seen.append(holder)
+                holder = getattr(holder.blocked_on, "holder", None)
+            if holder is me:
+                self._stop_deadlocked(me.now)
         await self._switch_from(me)
 
     # -- running ----------------------------------------------------------------------------
