@@ -67,6 +67,7 @@ class RunResult:
         values = dict(m.vm_events)
         values["nr_free_pages"] = m.nr_free_pages
         values["nr_free_cma"] = sum(z.nr_free_cma for z in m.all_zones())
+        values.update(m.node_stat_totals())  # LRU, isolated, slab and mlock page counts
         return {n: int(values.get(n, 0)) for n in MODEL_VMSTAT_NAMES}
 
     def vmstat_delta(self) -> dict[str, int]:
@@ -85,6 +86,7 @@ class RunResult:
         pa = self.ctx.allocator
         classes: dict[str, list[LockStats]] = {}
         locks = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
+        locks += [lv.lru_lock for lv in pa.lruvecs]
         locks.append(pa.pcpu_drain_mutex)
         for lock in locks:
             classes.setdefault(lock.name, []).append(lock.stats)
