@@ -10,8 +10,8 @@ import pytest
 
 from emulator.engine import (
     PCT,
-    Fifo,
     ActorCrashed,
+    Fifo,
     MemoryRecorder,
     RandomStrategy,
     Replay,
