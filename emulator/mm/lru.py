@@ -428,6 +428,8 @@ async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     mm = pa.memmap
     if not mm.pflags[pfn] & PF_ISOLATED:
         raise ValueError(f"putback_lru_page: pfn {pfn:#x} is not an isolated folio")
+    sim = pa.sim
+    await sim.sync()  # the counters and the holder are shared: act at our instant
     lruvec = pa.lruvecs[pa.zone_of(pfn).node]
     nr = 1 << mm.order[pfn]
     if _is_file(mm, pfn):
@@ -438,9 +440,11 @@ async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     if mm.handle[pfn] == NO_HANDLE:
         await _free_folio(pa, cpu, pfn)
         return
-    lock = await _lru_locked(pa, lruvec, "folio_putback_lru")
+    lock = lruvec.lru_lock
+    if not lock.try_acquire_now("folio_putback_lru"):
+        await lock.acquire("folio_putback_lru")
     lruvec_add_folio(pa, lruvec, pfn)
-    await pa.sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
+    await sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
     lock.release()
 
 
