@@ -147,7 +147,6 @@ class Lruvec:
             raise RuntimeError(f"node {self.nid}: no lru_lock: no PageAllocator has bound it")
         return lock
 
-
     def list_head(self, lru: int) -> int:
         """The list head index of ``lruvec->lists[lru]``."""
         return self.lists + lru

@@ -135,7 +135,6 @@ class ZoneBase:
             raise RuntimeError(f"{self!r} has no zone->lock: no PageAllocator has bound it")
         return lock
 
-
     # --- identity / span ---
 
     @property
