@@ -256,8 +256,12 @@ def run_scenario(
     progress: Callable[[int, int], None] | None = None,
     strategy: Any = None,
     strict: bool = False,
+    trace: bool = False,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
+
+    ``trace`` (with ``record``) also records the lock events a timeline needs
+    (include/trace/events/lock.h; see :func:`emulator.report.perfetto.enable_lock_events`).
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -290,6 +294,10 @@ def run_scenario(
             for z in zones:
                 z.rec = recorder
         ctx.vm_events_at_start = dict(ctx.machine.vm_events)
+        if trace and recorder.enabled:
+            from emulator.report.perfetto import enable_lock_events
+
+            enable_lock_events(ctx.allocator, recorder)
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)

@@ -249,9 +249,14 @@ class PageAllocator(PcpDrain):
             cpu, gfp, order, alloc_flags, zonelist, hz, mt, owner
         )
         if pfn < 0:
+            rec = self.rec
+            if rec.enabled:  # mmemu-specific: the kernel has no tracepoint here
+                rec.emit("mmemu_slowpath_begin", order=order)
             pfn, reason = await self.alloc_pages_slowpath(
                 cpu, gfp, order, zonelist, hz, mt, owner, reason
             )
+            if rec.enabled:
+                rec.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
