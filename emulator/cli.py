@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("emulator.cli_run", "run a scenario and write kernel-format results"),
     "list": ("emulator.cli_list", "list the bundled scenarios"),
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
+    "trace": ("emulator.cli_trace", "a run's events as ftrace text (trace-cmd report style)"),
+    "compactsnoop": ("emulator.cli_compactsnoop", "one line per compaction, like bcc's"),
 }
 
 
