@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
     "trace": ("emulator.cli_trace", "a run's events as ftrace text (trace-cmd report style)"),
     "compactsnoop": ("emulator.cli_compactsnoop", "one line per compaction, like bcc's"),
+    "plot": ("emulator.cli_plot", "PNG plots of a run, or a metric against a parameter"),
 }
 
 

@@ -41,6 +41,7 @@ from typing import IO, Any
 __all__ = [
     "enable_lock_events",
     "fragmentation_marks",
+    "proactiveness_of",
     "read_events",
     "write_trace",
 ]
@@ -66,6 +67,15 @@ def fragmentation_marks(proactiveness: int) -> tuple[int, int]:
     """mm/compaction.c: fragmentation_score_wmark — (low, high) for a proactiveness value."""
     low = max(100 - proactiveness, 5)
     return low, min(low + 10, 100)
+
+
+def proactiveness_of(summary: dict) -> int:
+    """vm.compaction_proactiveness of a run (its ``--set`` value, else the kernel's 20)."""
+    params = summary.get("params") or {}
+    value = params.get("vm.compaction_proactiveness")
+    if value is None:
+        value = (params.get("sysctls") or {}).get("vm.compaction_proactiveness", 20)
+    return int(value)
 
 
 def enable_lock_events(allocator: Any, rec: Any) -> int:
@@ -437,12 +447,7 @@ def _counters(summary: dict, emit: _Writer) -> None:
     """Counter tracks from the sampler's time series in summary.json."""
     ts_ns = summary.get("timeseries", {}).get("t_ns", [])
     series = summary.get("timeseries", {})
-    sysctls = (
-        summary.get("params", {}).get("sysctls", {})
-        if isinstance(summary.get("params"), dict)
-        else {}
-    )
-    proactiveness = int(sysctls.get("vm.compaction_proactiveness", 20))
+    proactiveness = proactiveness_of(summary)
     low, high = fragmentation_marks(proactiveness)
     for i, t in enumerate(ts_ns):
         ts = _us(t)

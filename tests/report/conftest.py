@@ -27,6 +27,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--out",
             str(out),
             "--quiet",
+            "--plots",
         ]
     )
     assert rc == 0
