@@ -162,13 +162,18 @@ def build_context(
     pa = PageAllocator(machine, sim, params.cpus // params.nodes, params.costs)
     try:
         workload = scenario.build(params)
+        workload.check(params.cpus)
     except (ValueError, TypeError) as exc:
         raise ScenarioError(f"scenario {scenario.name}: bad workload: {exc}") from None
-    use_inbox = any(c.remote_free > 0 for ph in workload.phases for c in ph.mix)
+    use_inbox = any(c.remote_free > 0 for ph in workload.all_phases for c in ph.mix)
     programs = [CpuProgram(pa, cpu, workload, params.seed, use_inbox) for cpu in pa.cpus]
     for prog in programs:
         prog.peers = programs
-    return RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    ctx = RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    warnings = workload.warnings(params.cpus)
+    if warnings:
+        ctx.findings["workload_warnings"] = warnings
+    return ctx
 
 
 def _sampler(
@@ -318,6 +323,10 @@ def run_scenario(
         stuck = _lock_cycles(sim)
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
+        # a phase that never ended leaves later phases unrun: say so, never a silent half-run
+        unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
+        if unfinished:
+            ctx.findings["phases_not_run"] = unfinished
         if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         if scenario.report is not None and error is None:

@@ -64,6 +64,8 @@ class CpuProgram:
         self.stat_interval = stat_interval
         self.next_tick = stat_interval
         self.phase = ""
+        self.phase_index = 0
+        self.phases_total = 0
         self.allocated = 0
         self.failed = 0
         self.freed = 0
@@ -140,12 +142,27 @@ class CpuProgram:
     # -- the actor ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The actor body: every phase in order, then keep freeing what comes due."""
-        for phase in self.workload.phases:
+        """The actor body: this CPU's phases in order (its stream's, with streams), then keep
+        freeing what comes due."""
+        phases = self.workload.phases_for(self.cpu.id)
+        self.phases_total = len(phases)
+        for i, phase in enumerate(phases):
             self.phase = phase.name
+            self.phase_index = i
             await self.run_phase(phase)
         self.phase = "done"
+        self.phase_index = len(phases)
         await self.run_phase(None)
+
+    def unfinished(self) -> str | None:
+        """At the deadline: which phases never ran because an earlier one did not end."""
+        left = self.workload.phases_for(self.cpu.id)[self.phase_index + 1 :]
+        if self.phase == "done" or not left:
+            return None
+        return (
+            f"still in phase {self.phase!r} ({self.phase_index + 1} of {self.phases_total}) "
+            f"at the end; never ran: {', '.join(repr(p.name) for p in left)}"
+        )
 
     async def run_phase(self, phase: Phase | None) -> None:
         sim = self.sim
