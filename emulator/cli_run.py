@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from emulator.cli import UsageError
+from emulator.engine.recorder import compile_event_filter
 from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
 from emulator.report.views import write_views
@@ -44,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
     parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
     parser.add_argument("--plots", action="store_true", help="also write PNG plots (plots/)")
+    parser.add_argument(
+        "--events",
+        metavar="GLOB[,GLOB]",
+        help="record only these tracepoints, e.g. mm_compaction_*,mm_page_alloc",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -107,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             scenario = load_scenario(find_scenario(args.scenario))
             params = scenario.resolve(overrides)
+        compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(f"--events: {exc}") from None
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             strategy=schedule.replay() if schedule is not None else None,
             strict=args.strict,
             trace=not (args.no_trace or args.no_events),
+            events_filter=args.events,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
@@ -137,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
     )
     if schedule is not None and not args.quiet:
-        exact = result.ctx.sim.strategy.exhausted and result.error is None
+        strategy = result.ctx.sim.strategy
+        exact = getattr(strategy, "exhausted", False) and result.error is None
         print(f"replay of {args.replay}: {'exact' if exact else 'DIVERGED'}", file=sys.stderr)
     if not args.quiet:
         print(format_summary(result))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ def _compaction_rows(side: Side) -> dict[str, Value]:
     return out
 
 
-def _pair(a: dict[str, Value], b: dict[str, Value], keep_zero: bool = True) -> list[Row]:
+def _pair(a: Mapping[str, Value], b: Mapping[str, Value], keep_zero: bool = True) -> list[Row]:
     keys = list({**a, **b})
     if not keep_zero:
         keys = [k for k in keys if a.get(k) or b.get(k)]

@@ -69,7 +69,7 @@ def _save(fig: Figure, path: Path, series: dict[str, Any]) -> Path:
     return path
 
 
-def _ms(t_ns: Sequence[int]) -> np.ndarray:
+def _ms(t_ns: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.asarray(t_ns, dtype=float) / 1e6
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
 import attrs
@@ -221,7 +221,8 @@ class FreePattern:
         if kind == "oldest":
             cut = round(len(held) * self.p)
             return list(held[:cut]), list(held[cut:])
-        free, keep = [], []
+        free: list[tuple[int, int]] = []
+        keep: list[tuple[int, int]] = []
         chunk_pages = self.chunk_mib * 256
         for i, (pfn, order) in enumerate(held):
             if kind == "every_other":
@@ -266,12 +267,10 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: stop_below_free must be in [0, 1)")
 
 
-def _cpu_tuple(value: object) -> tuple[int, ...]:
-    if isinstance(value, range):
-        value = tuple(value)
+def _cpu_tuple(value: int | Iterable[int]) -> tuple[int, ...]:
     if isinstance(value, int):
-        value = (value,)
-    return tuple(int(c) for c in value)  # type: ignore[union-attr]
+        return (value,)
+    return tuple(int(c) for c in value)
 
 
 @attrs.frozen
