@@ -268,8 +268,9 @@ def run_scenario(
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
-    ``trace`` (with ``record``) also records the lock events a timeline needs
-    (include/trace/events/lock.h; see :func:`emulator.report.perfetto.enable_lock_events`).
+    ``trace`` (with ``record``) also records what a timeline needs: the lock events of
+    include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
+    mmemu-specific allocation, free and slow-path markers (``mmemu_*``).
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -308,6 +309,9 @@ def run_scenario(
             from emulator.report.perfetto import enable_lock_events
 
             enable_lock_events(ctx.allocator, recorder)
+            ctx.allocator.markers = recorder
+            for prog in ctx.programs:
+                prog.markers = recorder
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)

@@ -7,7 +7,8 @@ Per run (``RUN_DIR/plots/``):
   (fragmentation_score_wmark for the run's vm.compaction_proactiveness);
 * ``free_blocks_heatmap.png`` — free blocks per order (all zones) over time, log colour scale;
 * ``alloc_latency_cdf.png`` — allocation latency CDF per order, from ``mmemu_alloc_begin`` to
-  ``mm_page_alloc`` of the same CPU (failed allocations included);
+  ``mm_page_alloc`` of the same CPU (failed allocations included; the markers are recorded
+  when the run writes a trace);
 * ``zone_lock_wait.png`` — time spent waiting for each ``zone->lock`` per sampling interval
   (``contention_begin`` .. ``contention_end``, recorded when the run writes a trace);
 * ``compaction_outcomes.png`` — ``mm_compaction_end`` statuses per interval, and allocation
@@ -147,6 +148,15 @@ def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Pa
             f"p99 {np.percentile(v, 99):.0f} ns)",
         )
         series[f"order{order}"] = int(v.size)
+    if not series:
+        ax.text(
+            0.5,
+            0.5,
+            "no allocation markers (mmemu_alloc_begin): the run used --no-trace",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+        )
     ax.set_xscale("log")
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("allocation latency (virtual ns, log scale)")

@@ -8,10 +8,10 @@ Between operations a CPU advances its own clock (lookahead). When some allocatio
 on another CPU (``remote_free``), every CPU waits for its next operation on a wait queue
 instead, so that a block handed over by a peer is freed at exactly its due time.
 
-Events (with an enabled recorder): ``mmemu_alloc_begin`` (order, gfp_flags) before each
-allocation (its end is the kernel's ``mm_page_alloc``) and ``mmemu_free_begin`` /
-``mmemu_free_end`` (pfn, order) around each free, so a timeline can draw them as slices; the
-kernel has no tracepoint at these points.
+Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram.markers`):
+``mmemu_alloc_begin`` (order, gfp_flags) before each allocation (its end is the kernel's
+``mm_page_alloc``) and ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each
+free, so a timeline can draw them as slices; the kernel has no tracepoint at these points.
 
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
 from emulator.mm.memmap import OWNER_NAMES, OWNER_PINNED
@@ -51,7 +51,8 @@ class CpuProgram:
     ) -> None:
         self.pa = pa
         self.sim = pa.sim
-        self.rec = pa.sim.recorder
+        #: a recorder for the timeline markers (see the module docstring); None: none
+        self.markers: Any = None
         self.cpu = cpu
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
@@ -102,12 +103,12 @@ class CpuProgram:
         heapq.heappush(self.due, (at, self._seq, pfn, order))
 
     async def _free(self, pfn: int, order: int) -> None:
-        rec = self.rec
-        if rec.enabled:
-            rec.emit("mmemu_free_begin", pfn=pfn, order=order)
+        markers = self.markers
+        if markers is not None:
+            markers.emit("mmemu_free_begin", pfn=pfn, order=order)
         await self.pa.free_pages(self.cpu, pfn, order)
-        if rec.enabled:
-            rec.emit("mmemu_free_end", pfn=pfn, order=order)
+        if markers is not None:
+            markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
 
     async def _allocate(self, cls: AllocClass) -> None:
@@ -117,8 +118,10 @@ class CpuProgram:
             owner = OWNER_NAMES.index(cls.owner)
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
-        if self.rec.enabled:
-            self.rec.emit("mmemu_alloc_begin", order=cls.order, gfp_flags=self.pa.gfp_name(cls.gfp))
+        if self.markers is not None:
+            self.markers.emit(
+                "mmemu_alloc_begin", order=cls.order, gfp_flags=self.pa.gfp_name(cls.gfp)
+            )
         pfn = await self.pa.alloc_pages(self.cpu, cls.order, cls.gfp, owner)
         if pfn < 0:
             self.failed += 1
