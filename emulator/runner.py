@@ -17,7 +17,7 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError, SpinLock
+from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -67,6 +67,7 @@ class RunResult:
         values = dict(m.vm_events)
         values["nr_free_pages"] = m.nr_free_pages
         values["nr_free_cma"] = sum(z.nr_free_cma for z in m.all_zones())
+        values.update(m.node_stat_totals())  # LRU, isolated, slab and mlock page counts
         return {n: int(values.get(n, 0)) for n in MODEL_VMSTAT_NAMES}
 
     def vmstat_delta(self) -> dict[str, int]:
@@ -85,6 +86,7 @@ class RunResult:
         pa = self.ctx.allocator
         classes: dict[str, list[LockStats]] = {}
         locks = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
+        locks += [lv.lru_lock for lv in pa.lruvecs]
         locks.append(pa.pcpu_drain_mutex)
         for lock in locks:
             classes.setdefault(lock.name, []).append(lock.stats)
@@ -121,6 +123,7 @@ class RunResult:
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
+                "driver": sim.driver,
                 "switches": sim.switches,
                 "syncs": sim.syncs,
                 "decisions": len(sim.decisions),
@@ -143,10 +146,12 @@ def build_context(
     recorder: Any = NULL_RECORDER,
     strategy: Any = None,
     strict: bool = False,
+    driver: str | None = None,
 ) -> RunContext:
     """Boot the machine, apply sysctls, create the allocator and the CPU programs.
 
-    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``.
+    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``;
+    ``driver`` picks the engine driver (``"fast"``, the default, or the reference ``"trio"``).
     """
     sim = Sim(
         strategy if strategy is not None else params["strategy"],
@@ -154,6 +159,7 @@ def build_context(
         recorder=recorder,
         quantum_ns=params["quantum"],
         strict=strict,
+        driver=driver,
     )
     machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
     for name, value in params.sysctls.items():
@@ -235,25 +241,6 @@ def _sampler(
     return sampler, take
 
 
-def _lock_cycles(sim: Sim) -> dict[str, str]:
-    """Actors in a wait-for cycle on locks (each waits for a lock held by the next)."""
-    out: dict[str, str] = {}
-    for a in sim.actors:
-        seen = []
-        cur = a
-        while (
-            cur.state == "blocked"
-            and isinstance(cur.blocked_on, SpinLock)
-            and cur.blocked_on.holder is not None
-            and cur not in seen
-        ):
-            seen.append(cur)
-            cur = cur.blocked_on.holder
-        if cur is a and seen:
-            out[a.name] = sim._describe_wait(a)
-    return out
-
-
 def run_scenario(
     scenario: Scenario,
     params: Params,
@@ -265,6 +252,7 @@ def run_scenario(
     strict: bool = False,
     trace: bool = False,
     events_filter: str | None = None,
+    driver: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -289,7 +277,7 @@ def run_scenario(
     else:
         recorder = NULL_RECORDER
     try:
-        ctx = build_context(scenario, params, recorder, strategy, strict)
+        ctx = build_context(scenario, params, recorder, strategy, strict, driver)
         sim = ctx.sim
         for prog in ctx.programs:
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
@@ -329,7 +317,7 @@ def run_scenario(
         wall = time.perf_counter() - t0
         # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
         # would otherwise pass as a plain deadline
-        stuck = _lock_cycles(sim)
+        stuck = sim.lock_cycles()
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
         # a phase that never ended leaves later phases unrun: say so, never a silent half-run

@@ -15,7 +15,8 @@ Tracks (the format's processes and threads):
   ``mm_vmscan_kswapd_wake`` to ``mm_vmscan_kswapd_sleep``, ``kcompactd`` slices from
   ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the same
   compaction/reclaim slices as on CPUs.
-* **locks** — per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
+* **locks** — (``zone->lock``, ``pcp->lock``, each node's ``lru_lock``, ``pcpu_drain_mutex``)
+  per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
   ``lock_acquired`` to ``lock_release`` (a lock is held by one actor at a time, so they never
   overlap); waits (``contention_begin`` .. ``contention_end`` of include/trace/events/lock.h)
   overlap each other, so they are async (``b``/``e``) slices, one id per wait.
@@ -82,31 +83,24 @@ def enable_lock_events(allocator: Any, rec: Any) -> int:
     """Turn on the lock.h event hook of every lock the allocator has; returns how many.
 
     Labels stand for the kernel's lock addresses: ``zone->lock:N:Zone``,
-    ``pcp->lock:cpuC:N:Zone``, ``pcpu_drain_mutex``, and an ``lru_lock`` if the model has one.
+    ``pcp->lock:cpuC:N:Zone``, ``lru_lock:N`` (each node's lruvec) and ``pcpu_drain_mutex``.
     """
-    n = 0
+    locks: list[tuple[Any, str]] = []
     for z in allocator.zones:
-        z.lock.traced(rec, f"zone->lock:{z.node}:{z.name}")
-        n += 1
-        lru = getattr(z, "lru_lock", None)
-        if lru is not None and hasattr(lru, "traced"):
-            lru.traced(rec, f"lru_lock:{z.node}:{z.name}")
-            n += 1
+        locks.append((z.lock, f"zone->lock:{z.node}:{z.name}"))
+    for lv in getattr(allocator, "lruvecs", ()):
+        lock = lv.lru_lock_or_none
+        if lock is not None:
+            locks.append((lock, f"lru_lock:{lv.nid}"))
     for c in allocator.cpus:
         for p in c.pcp:
-            p.lock.traced(rec, f"pcp->lock:cpu{c.id}:{p.zone.node}:{p.zone.name}")
-            n += 1
+            locks.append((p.lock, f"pcp->lock:cpu{c.id}:{p.zone.node}:{p.zone.name}"))
     mutex = getattr(allocator, "pcpu_drain_mutex", None)
     if mutex is not None:
-        mutex.traced(rec, "pcpu_drain_mutex")
-        n += 1
-    for obj in [allocator, *getattr(allocator.machine, "nodes", ())]:
-        for attr in ("lru_lock", "lruvec_lock"):
-            lock = getattr(obj, attr, None)
-            if lock is not None and hasattr(lock, "traced") and lock.rec is None:
-                lock.traced(rec, f"{attr}:{getattr(obj, 'node_id', getattr(obj, 'id', 0))}")
-                n += 1
-    return n
+        locks.append((mutex, "pcpu_drain_mutex"))
+    for lock, label in locks:
+        lock.traced(rec, label)
+    return len(locks)
 
 
 def read_events(path: Path) -> Iterator[dict]:

@@ -91,6 +91,7 @@ def test_trace_of_a_real_run_follows_the_format(small_run: Path) -> None:
     lock_tracks = {n for p, n in threads if p == PID_LOCKS}
     assert any(n.startswith("zone->lock:0:") for n in lock_tracks)
     assert any(n.startswith("pcp->lock:cpu") for n in lock_tracks)
+    assert "lru_lock:0" in lock_tracks  # movable and file pages join the node's LRU
     names = {e.get("name") for e in evs if e["pid"] == PID_CPUS and e["ph"] == "B"}
     assert {"alloc order=0", "free order=0"} <= names
     frag = [e for e in evs if e["ph"] == "C" and e["name"] == "fragmentation score node0"]
