@@ -169,9 +169,12 @@ def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Pa
 
 
 def _bins(summary: dict) -> np.ndarray:
+    """Interval edges over the run: the sampling interval, or finer (at least 50 intervals)."""
     end = int(summary.get("virtual_ns") or 1)
-    step = int((summary.get("params") or {}).get("sample") or max(end // 50, 1))
-    return np.arange(0, end + step, step)
+    sample = int((summary.get("params") or {}).get("sample") or end)
+    step = max(min(sample, end // 50), 1)
+    edges = np.arange(0, end + step, step)
+    return edges if edges[-1] >= end else np.append(edges, end)
 
 
 def plot_zone_lock_wait(summary: dict, waits: dict[str, list[tuple[int, int]]], path: Path):
@@ -183,12 +186,7 @@ def plot_zone_lock_wait(summary: dict, waits: dict[str, list[tuple[int, int]]], 
         starts = np.asarray([s for s, _ in waits[addr]], dtype=float)
         durs = np.asarray([e - s for s, e in waits[addr]], dtype=float)
         per_bin, _ = np.histogram(starts, bins=edges, weights=durs)
-        ax.plot(
-            _ms(edges[:-1]),
-            per_bin / 1e3,
-            drawstyle="steps-post",
-            label=f"{addr} ({len(starts)} waits)",
-        )
+        ax.stairs(per_bin / 1e3, _ms(edges), label=f"{addr} ({len(starts)} waits)")
         series[addr] = len(starts)
     if not waits:
         ax.text(
@@ -215,7 +213,8 @@ def plot_compaction(
     path: Path,
 ) -> Path:
     edges = _bins(summary)
-    x = _ms(edges[:-1])
+    x_edges = _ms(edges)
+    x = x_edges[:-1]
     width = (edges[1] - edges[0]) / 1e6 if len(edges) > 1 else 1.0
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
@@ -240,7 +239,7 @@ def plot_compaction(
     ax1.set_title(_title(summary, "Compaction outcomes and allocation failures"))
     for order in sorted(failures):
         counts, _ = np.histogram(failures[order], bins=edges)
-        ax2.plot(x, counts, drawstyle="steps-post", label=f"order {order}")
+        ax2.stairs(counts, x_edges, label=f"order {order}")
         series[f"fail:order{order}"] = len(failures[order])
     if failures:
         ax2.legend(loc="best", fontsize=8)
