@@ -31,7 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     out = sys.stdout
-    out.write(header(args.extended_fields, args.timestamp) + "\n")
-    for c in compactions(read_events(d / "events.jsonl"), d, load_summary(d)):
-        out.write(format_compactsnoop(c, args.extended_fields, args.timestamp) + "\n")
+    try:
+        out.write(header(args.extended_fields, args.timestamp) + "\n")
+        for c in compactions(read_events(d / "events.jsonl"), d, load_summary(d)):
+            out.write(format_compactsnoop(c, args.extended_fields, args.timestamp) + "\n")
+        out.flush()
+    except BrokenPipeError:  # `mmemu compactsnoop RUN | head`
+        sys.stderr.close()
     return 0

@@ -23,8 +23,10 @@ Tracks (the format's processes and threads):
 * **counters** — free pages per order and pages on pcp lists (from the sampler's time series),
   the node fragmentation score with kcompactd's proactive low and high marks
   (mm/compaction.c: fragmentation_score_wmark), waiters per ``zone->lock``, and pages isolated
-  by compaction (``mm_compaction_isolate_*`` nr_taken added, returned at
-  ``mm_compaction_migratepages`` and ``mm_compaction_end``).
+  by compaction, migrate and free side (``nr_taken`` of ``mm_compaction_isolate_migratepages``
+  and ``mm_compaction_(fast_)isolate_freepages`` added; ``mm_compaction_migratepages`` takes
+  back the migrated and failed pages and the free pages they moved to; ``mm_compaction_end``
+  — putback and release_free_list — returns the rest).
 * **flows** — an arrow from each direct compaction (``mm_compaction_end`` inside an allocation)
   to the end of that allocation, named ``compaction→alloc satisfied`` or ``... lost``.
 
@@ -61,6 +63,16 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "mm_compaction_kcompactd_wake": ("mm_compaction_kcompactd_sleep", "kcompactd"),
 }
 _ENDS = {end: name for end, name in _PAIRS.values()}
+#: compaction events that move the "pages isolated" counter (migrate and free side)
+_ISOLATION = frozenset(
+    (
+        "mm_compaction_isolate_migratepages",
+        "mm_compaction_isolate_freepages",
+        "mm_compaction_fast_isolate_freepages",
+        "mm_compaction_migratepages",
+        "mm_compaction_end",
+    )
+)
 _INSTANTS = ("mm_compaction_deferred", "mm_page_alloc_extfrag", "mm_compaction_defer_reset")
 
 
@@ -180,7 +192,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
     hold_lanes: dict[str, list[float]] = {}
     waits: dict[tuple[str, str], int] = {}
     zone_waiters: dict[str, int] = {}
-    isolated: dict[str, int] = {}
+    isolated: dict[str, tuple[int, int]] = {}
     pending_flows: dict[tuple[int, int], tuple[int, float]] = {}
     counts = {"slices": 0, "flows": 0, "instants": 0, "lock_holds": 0, "lock_waits": 0}
     next_id = 1
@@ -245,7 +257,6 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                 )
                 counts["flows"] += 1
             if name == "mm_compaction_end":
-                isolated.pop(actor, None)
                 in_alloc = any(n == "alloc" for n, _ in stacks.get(key, []))
                 if in_alloc and key not in pending_flows:
                     pending_flows[key] = (next_id, ts)
@@ -373,22 +384,30 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                             "args": {"waiters": zone_waiters[addr]},
                         }
                     )
-        if name in ("mm_compaction_isolate_migratepages", "mm_compaction_isolate_freepages"):
-            isolated[actor] = isolated.get(actor, 0) + int(ev.get("nr_taken", 0))
-        elif name == "mm_compaction_migratepages":
-            done = int(ev.get("nr_migrated", 0)) + int(ev.get("nr_failed", 0))
-            isolated[actor] = max(0, isolated.get(actor, 0) - done)
-        if name.startswith("mm_compaction_isolate") or name in (
-            "mm_compaction_migratepages",
-            "mm_compaction_end",
-        ):
+        if name in _ISOLATION:
+            mig, free = isolated.get(actor, (0, 0))
+            taken = int(ev.get("nr_taken", 0))
+            if name == "mm_compaction_isolate_migratepages":
+                mig += taken
+            elif name == "mm_compaction_migratepages":
+                done = int(ev.get("nr_migrated", 0))
+                mig = max(0, mig - done - int(ev.get("nr_failed", 0)))
+                free = max(0, free - done)  # the new pages the migrated ones moved to
+            elif name == "mm_compaction_end":
+                mig, free = 0, 0  # putback and release_free_list
+            else:
+                free += taken
+            isolated[actor] = (mig, free)
             emit(
                 {
                     "ph": "C",
                     "pid": PID_COUNTERS,
                     "ts": ts,
-                    "name": "pages isolated",
-                    "args": {"isolated": sum(isolated.values())},
+                    "name": "pages isolated by compaction",
+                    "args": {
+                        "migrate": sum(m for m, _ in isolated.values()),
+                        "free": sum(f for _, f in isolated.values()),
+                    },
                 }
             )
     # close whatever is still open at the end of the trace (a run cut at its deadline)

@@ -55,6 +55,18 @@ PLOTS = (
     "compaction_outcomes.png",
 )
 _DPI = 100
+#: compaction statuses, best first, with a colour each (green success .. red failure)
+_STATUS_COLOURS = {
+    "success": "tab:green",
+    "partial_skipped": "tab:olive",
+    "complete": "tab:red",
+    "no_suitable_page": "tab:orange",
+    "contended": "tab:purple",
+    "skipped": "tab:gray",
+    "deferred": "tab:brown",
+    "not_suitable_zone": "tab:pink",
+}
+_STATUS_ORDER = {s: i for i, s in enumerate(_STATUS_COLOURS)}
 
 
 def _save(fig: Figure, path: Path, series: dict[str, Any]) -> Path:
@@ -219,9 +231,17 @@ def plot_compaction(
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
     series: dict[str, int] = {}
-    for status in sorted(outcomes):
+    for status in sorted(outcomes, key=lambda st: (_STATUS_ORDER.get(st, 99), st)):
         counts, _ = np.histogram(outcomes[status], bins=edges)
-        ax1.bar(x, counts, width=width, bottom=bottom, align="edge", label=status)
+        ax1.bar(
+            x,
+            counts,
+            width=width,
+            bottom=bottom,
+            align="edge",
+            label=status,
+            color=_STATUS_COLOURS.get(status),
+        )
         bottom += counts
         series[f"status:{status}"] = len(outcomes[status])
     if not outcomes:

@@ -7,8 +7,16 @@ from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from emulator.cli import main
-from emulator.report.perfetto import PID_COUNTERS, PID_CPUS, PID_LOCKS, fragmentation_marks
+from emulator.report.perfetto import (
+    PID_COUNTERS,
+    PID_CPUS,
+    PID_LOCKS,
+    fragmentation_marks,
+    write_trace,
+)
 
 REQUIRED = {
     "B": {"name", "ts", "pid", "tid"},
@@ -134,3 +142,127 @@ def test_no_trace_turns_it_off(tmp_path: Path) -> None:
     assert not (out / "trace.json").exists()
     with (out / "events.jsonl").open() as f:
         assert not any('"lock_acquired"' in line or '"mmemu_' in line for line in f)
+
+
+def test_slow_path_compaction_flows_and_kernel_threads(tmp_path: Path) -> None:
+    """Events shaped like include/trace/events/{compaction,vmscan,lock}.h become nested CPU
+    slices, kernel-thread slices, a flow from the compaction to the allocation, counters."""
+    zone = {"zone_start": 0x1000, "migrate_pfn": 0x1000, "free_pfn": 0x3FE00, "zone_end": 0x40000}
+
+    def ev(t: int, actor: str, event: str, **f: object) -> dict:
+        return {"t": t, "actor": actor, "event": event, **f}
+
+    events = [
+        ev(100, "cpu1", "mmemu_alloc_begin", order=9, gfp_flags="GFP_TRANSHUGE_LIGHT"),
+        ev(100, "cpu1", "contention_begin", lock_addr="zone->lock:0:Normal", flags=1),
+        ev(150, "cpu0", "contention_begin", lock_addr="zone->lock:0:Normal", flags=1),
+        ev(200, "cpu1", "contention_end", lock_addr="zone->lock:0:Normal", ret=0),
+        ev(200, "cpu1", "lock_acquired", name="&zone->lock", lock_addr="zone->lock:0:Normal"),
+        ev(260, "cpu1", "lock_release", name="&zone->lock", lock_addr="zone->lock:0:Normal"),
+        ev(260, "cpu0", "contention_end", lock_addr="zone->lock:0:Normal", ret=0),
+        ev(260, "cpu0", "lock_acquired", name="&zone->lock", lock_addr="zone->lock:0:Normal"),
+        ev(300, "cpu0", "lock_release", name="&zone->lock", lock_addr="zone->lock:0:Normal"),
+        ev(300, "cpu1", "mmemu_slowpath_begin", order=9),
+        ev(310, "kswapd0", "mm_vmscan_kswapd_wake", nid=0, zid=2, order=9),
+        ev(
+            320,
+            "cpu1",
+            "mm_compaction_try_to_compact_pages",
+            order=9,
+            gfp_mask="GFP_TRANSHUGE_LIGHT",
+            prio=2,
+        ),
+        ev(320, "cpu1", "mm_compaction_begin", **zone, sync=False),
+        ev(
+            400,
+            "cpu1",
+            "mm_compaction_isolate_migratepages",
+            start_pfn=0x1000,
+            end_pfn=0x1200,
+            nr_scanned=512,
+            nr_taken=32,
+        ),
+        ev(
+            450,
+            "cpu1",
+            "mm_compaction_isolate_freepages",
+            start_pfn=0x3FC00,
+            end_pfn=0x3FE00,
+            nr_scanned=64,
+            nr_taken=40,
+        ),
+        ev(500, "cpu1", "mm_compaction_migratepages", nr_migrated=30, nr_failed=2),
+        ev(600, "cpu1", "mm_compaction_end", **zone, sync=False, status="success"),
+        ev(700, "cpu1", "mmemu_slowpath_end", pfn=0x3FC00, order=9, reason=""),
+        ev(
+            700,
+            "cpu1",
+            "mm_page_alloc",
+            pfn=0x3FC00,
+            order=9,
+            migratetype=1,
+            gfp_flags="GFP_TRANSHUGE_LIGHT",
+        ),
+        ev(800, "kswapd0", "mm_vmscan_kswapd_sleep", nid=0),
+        ev(900, "kcompactd0", "mm_compaction_kcompactd_wake", nid=0, order=-1, highest_zoneidx=2),
+        ev(950, "cpu2", "mmemu_alloc_begin", order=9, gfp_flags="GFP_TRANSHUGE_LIGHT"),
+        ev(960, "cpu2", "mm_compaction_begin", **zone, sync=True),
+        ev(990, "cpu2", "mm_compaction_end", **zone, sync=True, status="complete"),
+        ev(
+            1000,
+            "cpu2",
+            "mm_page_alloc",
+            pfn=-1,
+            order=9,
+            migratetype=1,
+            gfp_flags="GFP_TRANSHUGE_LIGHT",
+        ),
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run / "summary.json").write_text(
+        json.dumps({"scenario": "t", "virtual_ns": 2000, "params": {}, "timeseries": {}})
+    )
+    write_trace(run)
+    doc = json.loads((run / "trace.json").read_text())
+    check_trace(doc)
+    evs = doc["traceEvents"]
+    names = {
+        (e["args"]["name"]): (e["pid"], e["tid"])
+        for e in evs
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
+    cpu1 = names["cpu1"]
+    nested = [e["name"] for e in evs if e["ph"] == "B" and (e["pid"], e["tid"]) == cpu1]
+    assert nested == ["alloc order=9", "slowpath order=9", "compact_zone"]
+    assert names["kswapd0"][0] == names["kcompactd0"][0] == 2  # the kernel threads process
+    kslices = [e["name"] for e in evs if e["ph"] == "B" and e["pid"] == 2]
+    assert kslices == ["kswapd", "kcompactd"]
+    assert [e["ts"] for e in evs if e["ph"] == "s"] == [0.6, 0.99]
+    assert [e["name"] for e in evs if e["ph"] == "f"] == [
+        "compaction→alloc satisfied",
+        "compaction→alloc lost",
+    ]
+    waits = [e for e in evs if e["ph"] in "be"]
+    assert [(e["ph"], e["ts"]) for e in waits] == [("b", 0.1), ("b", 0.15), ("e", 0.2), ("e", 0.26)]
+    holds = [(e["ts"], e["dur"], e["name"]) for e in evs if e["ph"] == "X"]
+    assert holds == [
+        (0.2, pytest.approx(0.06), "held by cpu1"),
+        (0.26, pytest.approx(0.04), "held by cpu0"),
+    ]
+    waiters = [
+        e["args"]["waiters"]
+        for e in evs
+        if e["ph"] == "C" and e["name"] == "waiters zone->lock:0:Normal"
+    ]
+    assert waiters == [1, 2, 1, 0]
+    iso = [e["args"] for e in evs if e["ph"] == "C" and e["name"] == "pages isolated by compaction"]
+    assert iso[:4] == [
+        {"migrate": 32, "free": 0},
+        {"migrate": 32, "free": 40},
+        {"migrate": 0, "free": 10},
+        {"migrate": 0, "free": 0},
+    ]
+    fail = [e for e in evs if e["ph"] == "i" and e["cat"] == "failure"]
+    assert len(fail) == 1 and fail[0]["tid"] == names["cpu2"][1]
