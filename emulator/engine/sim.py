@@ -768,14 +768,8 @@ class Sim:
             self._live -= 1
             if self._live == 0:
                 self._check_stuck(me.now)
-        if self.stop_on_lock_cycle and self._end is None:
-            holder = getattr(on, "holder", None)
-            seen: list[Actor] = []
-            while holder is not None and holder is not me and holder not in seen:
-                seen.append(holder)
-                holder = getattr(holder.blocked_on, "holder", None)
-            if holder is me:
-                self._stop_deadlocked(me.now)
+        if self.stop_on_lock_cycle and self._end is None and _closes_cycle(me, on):
+            self._stop_deadlocked(me.now)
         await self._switch_from(me)
 
     # -- running ----------------------------------------------------------------------------
@@ -921,6 +915,19 @@ class Sim:
             actor.coro.throw(misuse)
         except BaseException as exc:
             self._fast_crash(actor, exc)
+
+
+def _closes_cycle(me: Actor, lock: Any) -> bool:
+    """Whether ``me`` blocking on ``lock`` closes a wait-for cycle on locks (the holder chain
+    from ``lock`` leads back to ``me``)."""
+    holder = getattr(lock, "holder", None)
+    seen: list[Any] = []
+    while holder is not None and holder not in seen:
+        if holder is me:
+            return True
+        seen.append(holder)
+        holder = getattr(holder.blocked_on, "holder", None)
+    return False
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
