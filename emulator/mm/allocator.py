@@ -142,6 +142,10 @@ class PageAllocator(PcpDrain):
     included, as ``zone->per_cpu_pageset`` is per CPU).
     """
 
+    #: a recorder for the timeline's mmemu-specific slow-path markers (``mmemu_slowpath_begin``
+    #: / ``_end``); None (the default) records none. The runner sets it when writing a trace.
+    markers: Any = None
+
     def __init__(
         self,
         machine: Machine,
@@ -275,7 +279,12 @@ class PageAllocator(PcpDrain):
             owner = default_owner
         pfn, reason = await self.get_page_from_freelist(cpu, gfp, order, alloc_flags, ac, owner)
         if pfn < 0:
+            markers = self.markers
+            if markers is not None:  # mmemu-specific: the kernel has no tracepoint here
+                markers.emit("mmemu_slowpath_begin", order=order)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
+            if markers is not None:
+                markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
