@@ -158,8 +158,9 @@ class CpuProgram:
         elif self.pa.machine.rmap.handle_pfn[handle] < 0:
             await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
         else:
-            markers.emit("mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle],
-                         order=order)
+            markers.emit(
+                "mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle], order=order
+            )
             pfn = await release_handle(self.pa, self.cpu, handle)
             markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
