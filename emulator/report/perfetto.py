@@ -37,6 +37,7 @@ stream (one trace event per line), so a long run does not need the whole trace i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -115,12 +116,26 @@ def enable_lock_events(allocator: Any, rec: Any) -> int:
     return len(locks)
 
 
+#: the recorder's rendering of a lockdep hold event (the most frequent lines of a traced run):
+#: parsed without the JSON decoder; anything else (or any surprise) goes through json.loads
+_LOCK_LINE = re.compile(
+    r'^\{"t":(\d+),"actor":"([^"\\]*)","event":"(lock_acquired|lock_release)",'
+    r'"name":"([^"\\]*)","lock_addr":"([^"\\]*)"\}$'
+)
+
+
 def read_events(path: Path) -> Iterator[dict]:
     """The events of an events.jsonl file, in file (time) order."""
+    loads = json.loads
+    match = _LOCK_LINE.match
     with path.open(encoding="utf-8") as f:
         for line in f:
-            if line.strip():
-                yield json.loads(line)
+            m = match(line.rstrip("\n"))
+            if m is not None:
+                t, actor, event, name, addr = m.groups()
+                yield {"t": int(t), "actor": actor, "event": event, "name": name, "lock_addr": addr}
+            elif line.strip():
+                yield loads(line)
 
 
 def _us(t_ns: int) -> float:
@@ -136,9 +151,13 @@ class _Writer:
         self.count = 0
 
     def __call__(self, ev: dict) -> None:
+        self.raw(_dumps(ev))
+
+    def raw(self, line: str) -> None:
+        """One event already rendered as JSON (the hot paths format their own)."""
         self.out.write("\n" if self.first else ",\n")
         self.first = False
-        self.out.write(_dumps(ev))
+        self.out.write(line)
         self.count += 1
 
 
@@ -190,6 +209,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
     stacks: dict[tuple[int, int], list[tuple[str, float]]] = {}
     holds: dict[str, tuple[float, str, dict]] = {}
     hold_lanes: dict[str, list[float]] = {}
+    hold_json: dict[tuple[object, str], str] = {}
     waits: dict[tuple[str, str], int] = {}
     zone_waiters: dict[str, int] = {}
     isolated: dict[str, tuple[int, int]] = {}
@@ -204,10 +224,10 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
             return False
         while stack:
             n, _ = stack.pop()
-            ev = {"ph": "E", "pid": key[0], "tid": key[1], "ts": ts}
             if n == name and args:
-                ev["args"] = args
-            emit(ev)
+                emit({"ph": "E", "pid": key[0], "tid": key[1], "ts": ts, "args": args})
+                return True
+            emit.raw(f'{{"ph":"E","pid":{key[0]},"tid":{key[1]},"ts":{ts!r}}}')
             if n == name:
                 return True
         return True
@@ -318,17 +338,15 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                     lanes[lane] = ts
                 tname = addr if lane == 0 else f"{addr} ({lane})"
                 tid = tracks.tid(PID_LOCKS, tname)
-                emit(
-                    {
-                        "ph": "X",
-                        "pid": PID_LOCKS,
-                        "tid": tid,
-                        "ts": t0,
-                        "dur": ts - t0,
-                        "name": f"held by {holder}",
-                        "cat": "lock_hold",
-                        "args": {"lock": ev.get("name"), "holder": holder},
-                    }
+                hold_args = hold_json.get((ev.get("name"), holder))
+                if hold_args is None:
+                    hold_args = hold_json[(ev.get("name"), holder)] = (
+                        f'"name":{_dumps(f"held by {holder}")},"cat":"lock_hold",'
+                        f'"args":{_dumps({"lock": ev.get("name"), "holder": holder})}'
+                    )
+                emit.raw(
+                    f'{{"ph":"X","pid":{PID_LOCKS},"tid":{tid},"ts":{t0!r},'
+                    f'"dur":{ts - t0!r},{hold_args}}}'
                 )
                 counts["lock_holds"] += 1
         elif name == "contention_begin":
