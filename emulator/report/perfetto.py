@@ -11,10 +11,10 @@ Tracks (the format's processes and threads):
   ``compact_zone`` (``mm_compaction_begin/end``), ``direct_reclaim``
   (``mm_vmscan_direct_reclaim_begin/end``). Instants mark failures (``mm_page_alloc`` with
   pfn -1), ``mm_compaction_deferred`` and ``mm_page_alloc_extfrag`` fallbacks.
-* **kernel threads** — one thread per other actor (kswapd, kcompactd): ``kswapd`` slices from
-  ``mm_vmscan_kswapd_wake`` to ``mm_vmscan_kswapd_sleep``, ``kcompactd`` slices from
-  ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the same
-  compaction/reclaim slices as on CPUs.
+* **kernel threads** — one thread per other actor (kswapd, kcompactd, a scenario's own):
+  ``kswapd`` slices from ``mm_vmscan_kswapd_wake`` to ``mm_vmscan_kswapd_sleep``, ``kcompactd``
+  slices from ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the
+  same compaction/reclaim slices as on CPUs.
 * **locks** — (``zone->lock``, ``pcp->lock``, each node's ``lru_lock``, ``pcpu_drain_mutex``)
   per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
   ``lock_acquired`` to ``lock_release`` (a lock is held by one actor at a time, so they never
