@@ -569,17 +569,29 @@ class PageAllocator(PcpDrain):
         Raises ValueError for a pfn that is not the head of an allocated block of ``order``
         (a double free or a wrong order), naming the pfn and what it is.
         """
+        await self.free_pages_prepare(cpu, pfn, order)
+        await self.free_prepared(cpu, pfn, order)
+
+    async def free_pages_prepare(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """Models mm/page_alloc.c: free_pages_prepare (its time), then synchronise: the free
+        touches shared state from here on. ``free_prepared`` follows at that instant."""
         sim = self.sim
-        mm = self.memmap
-        if not 0 <= pfn < mm.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-        costs = self.costs
         # free_pages_prepare runs before any shared state is touched
-        await sim.delay(costs.free_prepare)
+        await sim.delay(self.costs.free_prepare)
         if self._explore:
             await sim.preempt("free_pages")
         else:
             await sim.sync()
+
+    async def free_prepared(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """The rest of __free_pages after free_pages_prepare: free_unref_page (the pcp
+        trylock, free_unref_page_commit, a drain at ``high``) or free_one_page. Called at a
+        synchronised instant (:meth:`free_pages_prepare`)."""
+        sim = self.sim
+        mm = self.memmap
+        costs = self.costs
         if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
             raise ValueError(
                 f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "

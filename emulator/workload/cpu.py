@@ -32,8 +32,8 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
-from emulator.mm.lru import charge_folio, folio_add_lru, folio_put
-from emulator.mm.memmap import OWNER_ON_LRU, OWNER_PINNED
+from emulator.mm.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
 from emulator.mm.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -71,7 +71,7 @@ class CpuProgram:
         self.held: list[tuple[int, int]] = []
         #: frees coming due: (time, seq, handle, order)
         self.due: list[tuple[int, int, int, int]] = []
-        #: the allocation class of every handle this CPU holds (for refaults)
+        #: the allocation class of every page-cache handle this CPU holds that may refault
         self.classes: dict[int, AllocClass] = {}
         self._seq = 0
         self.use_inbox = use_inbox
@@ -149,16 +149,19 @@ class CpuProgram:
 
     async def _free(self, handle: int, order: int) -> None:
         """The holder lets go of ``handle``: unmap, then the last folio_put of whatever pfn it
-        holds now (nothing to free if reclaim evicted it)."""
-        self.classes.pop(handle, None)
-        pfn = self.rmap.release(handle)
-        if pfn >= 0:
-            markers = self.markers
-            if markers is not None:
-                markers.emit("mmemu_free_begin", pfn=pfn, order=order)
-            await folio_put(self.pa, self.cpu, pfn)
-            if markers is not None:
-                markers.emit("mmemu_free_end", pfn=pfn, order=order)
+        holds then (nothing to free if reclaim evicted it)."""
+        if self.classes:
+            self.classes.pop(handle, None)
+        markers = self.markers
+        if markers is None:
+            await release_handle(self.pa, self.cpu, handle)
+        elif self.pa.machine.rmap.handle_pfn[handle] < 0:
+            await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
+        else:
+            markers.emit("mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle],
+                         order=order)
+            pfn = await release_handle(self.pa, self.cpu, handle)
+            markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
 
     async def _refault(self) -> None:
@@ -169,9 +172,7 @@ class CpuProgram:
         for h in rmap.take_evicted(self.cpu.id):
             cls = self.classes.get(h)
             if cls is None or rmap.pfn(h) != EVICTED or rmap.handle_holder[h] != self.cpu.id:
-                continue  # freed (and maybe reused) since, or handed to a peer
-            if not cls.refault:
-                continue
+                continue  # freed (and maybe reused) since, handed to a peer, or no refault
             if await self._fault_in(cls.order, cls.gfp, cls.owner_kind, h) < 0:
                 retry.append(h)
                 continue
@@ -192,9 +193,11 @@ class CpuProgram:
             self.failed += 1
             return
         self.allocated += 1
+        refaults = cls.refault and self.pa.memmap.owner[self.rmap.pfn(handle)] == OWNER_FILE
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.classes[handle] = cls
+            if refaults:
+                self.classes[handle] = cls
             self.held.append((handle, cls.order))
             return
         at = self.sim.current.now + life
@@ -204,11 +207,13 @@ class CpuProgram:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
             self.rmap.handle_holder[handle] = peer.cpu.id
-            peer.classes[handle] = cls
+            if refaults:
+                peer.classes[handle] = cls
             peer.schedule_free(at, handle, cls.order)
             await peer.inbox.wake_up()
         else:
-            self.classes[handle] = cls
+            if refaults:
+                self.classes[handle] = cls
             self.schedule_free(at, handle, cls.order)
 
     # -- the actor ---------------------------------------------------------------------------
