@@ -266,3 +266,29 @@ def test_slow_path_compaction_flows_and_kernel_threads(tmp_path: Path) -> None:
     ]
     fail = [e for e in evs if e["ph"] == "i" and e["cat"] == "failure"]
     assert len(fail) == 1 and fail[0]["tid"] == names["cpu2"][1]
+
+
+def test_traced_runs_are_byte_identical(tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = [
+            "run",
+            "default",
+            "--set",
+            "memory=512M",
+            "--set",
+            "duration=3ms",
+            "--strategy",
+            "random",
+            "--seed",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+        assert main(args) == 0
+        outs.append(out)
+    for f in ("events.jsonl", "trace.json"):
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
+    assert b'"lock_acquired"' in (outs[0] / "events.jsonl").read_bytes()
