@@ -169,12 +169,28 @@ class _Tracks:
     def __init__(self, emit: _Writer) -> None:
         self.emit = emit
         self.ids: dict[tuple[int, str], int] = {}
+        self.per_pid: dict[int, int] = {}
+        self.lock_base: dict[str, int] = {}
+        self.lock_used: dict[str, int] = {}
 
-    def tid(self, pid: int, name: str, sort: int | None = None) -> int:
+    def lock(self, addr: str, sub: str = "") -> int:
+        """A track of lock ``addr``: its holds (no ``sub``), or e.g. ``wait cpu3``. A lock's
+        tracks get neighbouring ids (1000 * k + n), so they sort together."""
+        name = f"{addr} {sub}" if sub else addr
+        tid = self.ids.get((PID_LOCKS, name))
+        if tid is not None:
+            return tid
+        base = self.lock_base.setdefault(addr, 1000 * (len(self.lock_base) + 1))
+        n = self.lock_used.get(addr, 0)
+        self.lock_used[addr] = n + 1
+        return self.tid(PID_LOCKS, name, fixed=base + n)
+
+    def tid(self, pid: int, name: str, sort: int | None = None, fixed: int = 0) -> int:
         key = (pid, name)
         tid = self.ids.get(key)
         if tid is None:
-            tid = self.ids[key] = len([k for k in self.ids if k[0] == pid]) + 1
+            self.per_pid[pid] = self.per_pid.get(pid, 0) + 1
+            tid = self.ids[key] = fixed or self.per_pid[pid]
             self.emit(
                 {"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": name}}
             )
@@ -210,7 +226,7 @@ def _wait_slice(
 ) -> None:
     """One wait for a lock, on the track of that lock's waits by that actor (an actor waits
     for one lock at a time, so its waits never overlap there)."""
-    tid = tracks.tid(PID_LOCKS, f"{addr} wait {waiter}")
+    tid = tracks.lock(addr, f"wait {waiter}")
     emit(
         {
             "ph": "X",
@@ -351,8 +367,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                     lanes.append(ts)
                 else:
                     lanes[lane] = ts
-                tname = addr if lane == 0 else f"{addr} ({lane})"
-                tid = tracks.tid(PID_LOCKS, tname)
+                tid = tracks.lock(addr, f"({lane})" if lane else "")
                 hold_args = hold_json.get((ev.get("name"), holder))
                 if hold_args is None:
                     hold_args = hold_json[(ev.get("name"), holder)] = (
@@ -367,7 +382,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
         elif name == "contention_begin":
             addr = ev["lock_addr"]
             waits[(addr, actor)] = ts
-            tracks.tid(PID_LOCKS, addr)
+            tracks.lock(addr)
             if addr.startswith("zone->lock"):
                 zone_waiters[addr] = zone_waiters.get(addr, 0) + 1
                 emit(
@@ -424,7 +439,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
             )
     # close whatever is still open at the end of the trace (a run cut at its deadline)
     for addr, (t0, holder, ev) in sorted(holds.items()):
-        tid = tracks.tid(PID_LOCKS, addr)
+        tid = tracks.lock(addr)
         emit(
             {
                 "ph": "X",
