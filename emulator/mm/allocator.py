@@ -569,7 +569,16 @@ class PageAllocator(PcpDrain):
         Raises ValueError for a pfn that is not the head of an allocated block of ``order``
         (a double free or a wrong order), naming the pfn and what it is.
         """
-        await self.free_pages_prepare(cpu, pfn, order)
+        sim = self.sim
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
+        # free_pages_prepare runs before any shared state is touched (as free_pages_prepare
+        # below, inlined: this is the hot path)
+        await sim.delay(self.costs.free_prepare)
+        if self._explore:
+            await sim.preempt("free_pages")
+        else:
+            await sim.sync()
         await self.free_prepared(cpu, pfn, order)
 
     async def free_pages_prepare(self, cpu: Cpu, pfn: int, order: int) -> None:
