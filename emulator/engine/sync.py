@@ -14,6 +14,7 @@ while saving one task switch per critical section.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from emulator.engine.sim import Actor, Sim
 
 __all__ = ["Completion", "LockStats", "Mutex", "SpinLock", "WaitQueue"]
+
+_heappush = heapq.heappush
 
 
 class LockStats:
@@ -378,7 +381,8 @@ class WaitQueue:
         if aw is not None:
             await aw
         if timeout_ns is not None:
-            if sim.sleep_through(me.now + timeout_ns):
+            at = me.now + timeout_ns
+            if sim.sleep_through(at):
                 # nobody can act before the timeout: it times out with nothing else happening
                 # (the cheap "wait until t unless woken" of an idle CPU)
                 me.sleep_ns += timeout_ns
@@ -386,7 +390,8 @@ class WaitQueue:
                 return False
             w = _Wait(me, self)
             self._waiters.append(w)
-            sim.push_timer(me.now + timeout_ns, w)
+            sim._seq += 1  # sim.push_timer(at, w), inline
+            _heappush(sim._heap, ((at << 1) | 1, sim._seq, w))
             me.timed = True
         else:
             w = _Wait(me, self)
