@@ -24,7 +24,7 @@ import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -66,9 +66,11 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "4G", "cpus": 8, "duration": "500ms"},
     params={
-        "rate": (40_000.0, "allocations per second per CPU"),
-        "thp_weight": (0.3, "weight of order-9 THP allocations in the mix"),
-        "released": (0.35, "share of the background's blocks freed again before the run"),
+        "rate": Param(40_000.0, "allocations per second per CPU", 1.0, 10_000_000.0),
+        "thp_weight": Param(0.3, "weight of order-9 THP allocations in the mix", 0.0, 1000.0),
+        "released": Param(
+            0.35, "share of the background's blocks freed again before the run", 0.0, 1.0
+        ),
     },
     setup=setup,
 )

@@ -107,7 +107,7 @@ def test_plain_contention_at_the_deadline_is_not_reported_as_deadlock() -> None:
     small = {
         "memory": "1G",
         "duration": "3ms",
-        "hold": "1000000",
+        "hold": "1ms",
         "cpus": "8",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
@@ -123,7 +123,7 @@ def test_zone_lock_storm_contention_rises_with_cpus() -> None:
     small = {
         "memory": "1G",
         "duration": "3ms",
-        "hold": "1000000",
+        "hold": "1ms",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
     one = run_scenario(sc, sc.resolve({**small, "cpus": "1"}), record=False, strict=True)
