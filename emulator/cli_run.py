@@ -21,6 +21,7 @@ from typing import Any
 
 from emulator.cli import UsageError
 from emulator.cli_progress import Progress
+from emulator.engine.recorder import compile_event_filter
 from emulator.explore.replay import (
     ScheduleError,
     check_schedule,
@@ -72,6 +73,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="replay a schedule.json from an earlier run exactly (its scenario and params)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument(
+        "--events",
+        metavar="GLOB[,GLOB]",
+        help="record only these tracepoints, e.g. mm_compaction_*,mm_page_alloc",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -138,8 +144,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
             if args.from_proc:
                 scenario = from_proc(scenario, args.from_proc)
             params = scenario.resolve(overrides)
+        compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
     return scenario, params, schedule
 
 
@@ -183,6 +192,7 @@ def _run(
                 strict=args.strict,
                 stop=stop,
                 stage=progress.stage,
+                events_filter=args.events,
             )
     except ScenarioHookError as exc:
         if created:
