@@ -22,6 +22,7 @@ from typing import Any
 from emulator.cli import UsageError
 from emulator.cli_progress import Progress
 from emulator.engine.recorder import compile_event_filter
+from emulator.engine.sim import DRIVERS
 from emulator.explore.replay import (
     ScheduleError,
     check_schedule,
@@ -82,6 +83,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--strict",
         action="store_true",
         help="fail if model code touches shared state without synchronising (debugging)",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=DRIVERS,
+        default=None,
+        help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
@@ -193,6 +200,7 @@ def _run(
                 stop=stop,
                 stage=progress.stage,
                 events_filter=args.events,
+                driver=args.driver,
             )
     except ScenarioHookError as exc:
         if created:

@@ -19,7 +19,15 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, DeadlockError, Recorder, Sim, SimError, SpinLock
+from emulator.engine import (
+    NULL_RECORDER,
+    ActorCrashed,
+    DeadlockError,
+    Recorder,
+    Sim,
+    SimError,
+)
+from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -249,6 +257,7 @@ class RunResult:
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
+                "driver": sim.driver,
                 "switches": sim.switches,
                 "syncs": sim.syncs,
                 "decisions": len(sim.decisions),
@@ -273,10 +282,12 @@ def build_context(
     recorder: Any = NULL_RECORDER,
     strategy: Any = None,
     strict: bool = False,
+    driver: str | None = None,
 ) -> RunContext:
     """Boot the machine, apply sysctls, create the allocator and the CPU programs.
 
-    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``.
+    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``;
+    ``driver`` picks the engine driver (``"fast"``, the default, or the reference ``"trio"``).
     """
     sim = Sim(
         strategy if strategy is not None else params["strategy"],
@@ -284,6 +295,7 @@ def build_context(
         recorder=recorder,
         quantum_ns=params["quantum"],
         strict=strict,
+        driver=driver,
     )
     if scenario.machine is not None:
         machine = scenario.machine(params, recorder)
@@ -359,29 +371,24 @@ def _sampler(
             await sim.delay(interval)
             await sim.sync()
             take()
+            _no_lock_cycle(sim)
             if progress is not None:
                 progress(sim.now, duration)
 
     return sampler, take
 
 
-def _lock_cycles(sim: Sim) -> dict[str, str]:
-    """Actors in a wait-for cycle on locks (each waits for a lock held by the next)."""
-    out: dict[str, str] = {}
-    for a in sim.actors:
-        seen = []
-        cur = a
-        while (
-            cur.state == "blocked"
-            and isinstance(cur.blocked_on, SpinLock)
-            and cur.blocked_on.holder is not None
-            and cur not in seen
-        ):
-            seen.append(cur)
-            cur = cur.blocked_on.holder
-        if cur is a and seen:
-            out[a.name] = sim._describe_wait(a)
-    return out
+def _no_lock_cycle(sim: Sim) -> None:
+    """Raise :class:`DeadlockError` if actors wait for each other's locks in a cycle.
+
+    The engine reports a deadlock once every non-daemon actor is blocked; a lock cycle among
+    some actors while CPUs still tick (their periodic pcp decay) can never resolve either, so
+    the sampler stops the run at its next sample, naming the cycle and when it formed.
+    """
+    cycles = lock_cycles(sim.actors)
+    if cycles:
+        since = max(a.blocked_since for a in cycles[0])
+        raise DeadlockError(since, sim.lock_cycles(), [a.name for a in cycles[0]])
 
 
 def _one_line(exc: BaseException) -> str:
@@ -393,6 +400,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _sim_error(exc: SimError) -> tuple[str, str]:
     """(reason, one-line message) for an engine error that ended a run."""
+    if isinstance(exc, ActorCrashed) and isinstance(exc.exc, DeadlockError):
+        exc = exc.exc  # found by the sampler (a lock cycle while other actors still run)
     msg = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     if isinstance(exc, DeadlockError):
         return "deadlock", msg
@@ -413,6 +422,7 @@ def run_scenario(
     stop: StopSignals | None = None,
     stage: Callable[[str], None] | None = None,
     events_filter: str | None = None,
+    driver: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -443,7 +453,7 @@ def run_scenario(
     try:
         try:
             stage("boot")
-            ctx = build_context(scenario, params, recorder, strategy, strict)
+            ctx = build_context(scenario, params, recorder, strategy, strict, driver)
         except KeyboardInterrupt:
             raise Stopped(stop.reason if stop and stop.reason else "interrupted") from None
         sim = ctx.sim
@@ -494,9 +504,15 @@ def run_scenario(
         wall = time.perf_counter() - t0
         # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
         # would otherwise pass as a plain deadline
-        stuck = _lock_cycles(sim)
+        stuck = sim.lock_cycles()
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
+            if error is None and reason in ("deadline", "done"):
+                # formed after the last sample: still a deadlock, never a success
+                try:
+                    _no_lock_cycle(sim)
+                except DeadlockError as exc:
+                    reason, error = _sim_error(exc)
         if not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         report_error = None
