@@ -251,6 +251,8 @@ def _run(
         print(f"\nresults in {out}/")
     if result.error is not None:
         first = " ".join(result.error.split())
+        # "deadlock at t=...", "watchdog: actor ...": say the reason once
+        first = first.removeprefix(f"{result.reason}:").removeprefix(result.reason).strip()
         print(f"mmemu run: {result.reason}: {first}", file=sys.stderr)
         status = 1
     elif problem is not None:

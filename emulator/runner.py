@@ -402,7 +402,8 @@ def _sim_error(exc: SimError) -> tuple[str, str]:
     """(reason, one-line message) for an engine error that ended a run."""
     if isinstance(exc, ActorCrashed) and isinstance(exc.exc, DeadlockError):
         exc = exc.exc  # found by the sampler (a lock cycle while other actors still run)
-    msg = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    msg = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    msg = msg.replace(":;", ":")
     if isinstance(exc, DeadlockError):
         return "deadlock", msg
     if "watchdog" in type(exc).__name__.lower():
