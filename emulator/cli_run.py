@@ -32,6 +32,7 @@ from emulator.explore.replay import (
     save_schedule,
 )
 from emulator.report.results import print_summary, write_results
+from emulator.report.views import write_views
 from emulator.runner import ScenarioHookError, Stopped, StopSignals, run_scenario
 from emulator.scenario import (
     Scenario,
@@ -44,7 +45,7 @@ from emulator.scenario import (
 __all__ = ["configure", "run"]
 
 #: files a run writes besides the kernel files (checked up front: none may be a directory)
-RUN_FILES = ("events.jsonl", "summary.json", "schedule.json")
+RUN_FILES = ("events.jsonl", "summary.json", "schedule.json", "trace.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +75,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="replay a schedule.json from an earlier run exactly (its scenario and params)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument("--plots", action="store_true", help="also write PNG plots (plots/)")
     parser.add_argument(
         "--events",
         metavar="GLOB[,GLOB]",
@@ -199,6 +202,7 @@ def _run(
                 strict=args.strict,
                 stop=stop,
                 stage=progress.stage,
+                trace=not (args.no_trace or args.no_events),
                 events_filter=args.events,
                 driver=args.driver,
             )
@@ -220,6 +224,7 @@ def _run(
     # from here on, further signals are only counted: the results are always written
     stop.raise_now = False
     write_results(result, out)
+    write_views(out, trace=not (args.no_trace or args.no_events), plots=args.plots)
     save_schedule(
         out / "schedule.json",
         result.ctx.sim,

@@ -202,6 +202,7 @@ class RunResult:
         values = dict(m.vm_events)
         values["nr_free_pages"] = m.nr_free_pages
         values["nr_free_cma"] = sum(z.nr_free_cma for z in m.all_zones())
+        values.update(m.node_stat_totals())  # LRU, isolated, slab and mlock page counts
         return {n: int(values.get(n, 0)) for n in MODEL_VMSTAT_NAMES}
 
     def vmstat_delta(self) -> dict[str, int]:
@@ -220,6 +221,7 @@ class RunResult:
         pa = self.ctx.allocator
         classes: dict[str, list[LockStats]] = {}
         locks = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
+        locks += [lv.lru_lock for lv in pa.lruvecs]
         locks.append(pa.pcpu_drain_mutex)
         for lock in locks:
             classes.setdefault(lock.name, []).append(lock.stats)
@@ -313,11 +315,19 @@ def build_context(
         raise ScenarioHookError(
             f"scenario {scenario.name}: build() failed: {_one_line(exc)}"
         ) from exc
-    use_inbox = any(c.remote_free > 0 for ph in workload.phases for c in ph.mix)
+    try:
+        workload.check(params.cpus)
+    except (ValueError, TypeError) as exc:
+        raise ScenarioError(f"scenario {scenario.name}: bad workload: {exc}") from None
+    use_inbox = any(c.remote_free > 0 for ph in workload.all_phases for c in ph.mix)
     programs = [CpuProgram(pa, cpu, workload, params.seed, use_inbox) for cpu in pa.cpus]
     for prog in programs:
         prog.peers = programs
-    return RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    ctx = RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    warnings = workload.warnings(params.cpus)
+    if warnings:
+        ctx.findings["workload_warnings"] = warnings
+    return ctx
 
 
 def _sampler(
@@ -422,10 +432,15 @@ def run_scenario(
     strict: bool = False,
     stop: StopSignals | None = None,
     stage: Callable[[str], None] | None = None,
+    trace: bool = False,
     events_filter: str | None = None,
     driver: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
+
+    ``trace`` (with ``record``) also records what a timeline needs: the lock events of
+    include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
+    mmemu-specific allocation, free and slow-path markers (``mmemu_*``).
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -476,6 +491,13 @@ def run_scenario(
                 for z in zones:
                     z.rec = recorder
             ctx.vm_events_at_start = dict(ctx.machine.vm_events)
+            if trace and recorder.enabled:
+                from emulator.report.perfetto import enable_lock_events
+
+                enable_lock_events(ctx.allocator, recorder)
+                ctx.allocator.markers = recorder
+                for prog in ctx.programs:
+                    prog.markers = recorder
             if scenario.actors is not None:
                 for name, fn in _hook(scenario, "actors", _actor_list, scenario, params, ctx):
                     sim.spawn(name, fn)
@@ -514,6 +536,10 @@ def run_scenario(
                     _no_lock_cycle(sim)
                 except DeadlockError as exc:
                     reason, error = _sim_error(exc)
+        # a phase that never ended leaves later phases unrun: say so, never a silent half-run
+        unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
+        if unfinished:
+            ctx.findings["phases_not_run"] = unfinished
         if not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         report_error = None

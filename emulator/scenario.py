@@ -390,11 +390,17 @@ class Scenario:
         except ValueError as exc:
             raise ScenarioError(str(exc)) from None
         try:
-            self.build(params)
+            workload = self.build(params)
         except Exception as exc:
             raise ScenarioError(
                 f"scenario {self.name}: build() refused the parameters: {_one_line(exc)}"
             ) from None
+        check = getattr(workload, "check", None)
+        if check is not None:
+            try:
+                check(params.cpus)
+            except (ValueError, TypeError) as exc:
+                raise ScenarioError(f"scenario {self.name}: bad workload: {exc}") from None
         return params
 
 

@@ -206,8 +206,48 @@ class _Sink:
         return _render_all(self.pending)
 
 
+_typed: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+
+
+def _typed_template(key: tuple, n: int) -> tuple[str, tuple[int, ...]] | None:
+    """For ``(event, *names, *types)``: a template with ``%d`` where the value is an int and
+    the positions of the other values (JSON-encoded first), or None for the dict path."""
+    event, names, types = key[0], key[1 : 1 + n], key[1 + n :]
+    if _STAMP_KEYS.intersection(names):
+        out = None
+    else:
+        parts = ['{"t":%d,"actor":%s,"event":' + _dumps(event).replace("%", "%%")]
+        for k, ty in zip(names, types, strict=True):
+            parts.append("," + _dumps(k).replace("%", "%%") + (":%d" if ty is int else ":%s"))
+        parts.append("}")
+        out = "".join(parts), tuple(i for i, ty in enumerate(types) if ty is not int)
+    _typed[key] = out
+    return out
+
+
 def _render_all(entries: list[tuple]) -> list[str]:
-    return [e[2] if len(e) == 3 else render_event(e[0], e[2], e[3], e[4]) for e in entries]
+    """Render pending entries: :func:`render_event` for each, with templates keyed also by the
+    values' types so that ints are formatted by ``%d`` without a call per value."""
+    if entries and len(entries[0]) == 3:  # the structlog path: already rendered
+        return [e[2] for e in entries]
+    typed = _typed
+    value = _value
+    out: list[str] = []
+    append = out.append
+    for t, _n, actor, event, fields in entries:
+        vals = (*fields.values(),)
+        key = (event, *fields, *map(type, vals))
+        entry = typed[key] if key in typed else _typed_template(key, len(vals))
+        if entry is None or t.__class__ is not int:
+            append(render_event(t, actor, event, fields))
+            continue
+        tpl, other = entry
+        if other:
+            vals = list(vals)  # type: ignore[assignment]
+            for i in other:
+                vals[i] = value(vals[i])  # type: ignore[index]
+        append(tpl % (t, value(actor), *vals))
+    return out
 
 
 class Recorder:
@@ -246,6 +286,7 @@ class Recorder:
         self._filter = compile_event_filter(events)
         self.events_filter = None if events is None else events
         self._wanted: dict[str, bool] = {}
+        self._source: Any = None
         extra = list(extra_processors)
         self._log: Any = None
         if extra:
@@ -259,17 +300,25 @@ class Recorder:
                 wrapper_class=structlog.BoundLogger,
                 cache_logger_on_first_use=True,
             ).msg
+        if self._filter is None and self._log is None:
+            self.emit = self._emit_all  # type: ignore[method-assign]
 
     def bind_clock(
         self,
         clock: Callable[[], int],
         actor: Callable[[], str | None],
         frontier: Callable[[], int] | None = None,
+        source: Any = None,
     ) -> None:
         """Point the stamps at a source of virtual time and actor names; ``frontier`` returns a
-        time before which no more events can be emitted (lines older than it may be written)."""
+        time before which no more events can be emitted (lines older than it may be written).
+
+        ``source`` (the engine's :class:`~emulator.engine.sim.Sim`) lets the hot path read the
+        running actor (``source._current``: ``now`` and ``name``, or ``source._time`` outside
+        actors) directly instead of calling ``clock`` and ``actor``: the same stamps."""
         self.clock = clock
         self.actor = actor
+        self._source = source
         if frontier is not None:
             self.frontier = frontier
 
@@ -288,9 +337,22 @@ class Recorder:
         if self._log is not None:
             self._log(event, **fields)
             return
+        self._emit_all(event, **fields)
+
+    def _emit_all(self, event: str, **fields: Any) -> None:
+        # emit() without a filter or processors (installed as ``self.emit``): the hot path
         self.count = n = self.count + 1
+        src = self._source
+        if src is not None:
+            cur = src._current
+            if cur is not None:
+                entry = (cur.now, n, cur.name, event, fields)
+            else:
+                entry = (src._time, n, None, event, fields)
+        else:
+            entry = (self.clock(), n, self.actor(), event, fields)
         pending = self._pending
-        pending.append((self.clock(), n, self.actor(), event, fields))
+        pending.append(entry)
         if len(pending) >= self._sink._next_flush:
             self._sink.added()
 
@@ -344,6 +406,7 @@ class NullRecorder:
         clock: Callable[[], int],
         actor: Callable[[], str | None],
         frontier: Callable[[], int] | None = None,
+        source: Any = None,
     ) -> None:
         pass
 

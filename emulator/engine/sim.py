@@ -185,7 +185,9 @@ class Sim:
     ``driver`` is ``"fast"`` (the engine steps the actors' coroutines itself, the default) or
     ``"trio"`` (one trio task per actor, the reference); both give the same results.
     ``watchdog_steps`` bounds how many engine steps in a row an actor may make without its
-    clock advancing (0 disables the watchdog).
+    clock advancing (0 disables the watchdog). With ``stop_on_lock_cycle`` the run stops with
+    :class:`DeadlockError` as soon as a wait-for cycle on locks forms, even while other actors
+    could go on running (by default only once no non-daemon actor can run).
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class Sim:
         strict: bool = False,
         driver: str | None = None,
         watchdog_steps: int = WATCHDOG_STEPS,
+        stop_on_lock_cycle: bool = False,
     ) -> None:
         if driver is None:
             driver = DEFAULT_DRIVER
@@ -209,7 +212,7 @@ class Sim:
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
         self.recorder = recorder
-        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier)
+        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier, self)
         self.decisions: list[Decision] = []
         self.actors: list[Actor] = []
         self._heap: list[tuple[int, int, Any]] = []
@@ -217,6 +220,7 @@ class Sim:
         self._current: Actor | None = None
         self._time = 0  # virtual time of the last dispatch (what outsiders see as "now")
         self._until_key = _NEVER
+        self._until = _NEVER
         self._nursery: trio.Nursery | None = None
         self._main: trio.lowlevel.Task | None = None
         self._main_parked = False
@@ -238,6 +242,7 @@ class Sim:
             self._park = self._trio_park
             self._checkpoint = _checkpoint
         self.watchdog_steps = watchdog_steps or _NEVER
+        self.stop_on_lock_cycle = stop_on_lock_cycle
         # Set when trio cancels a parked engine task (the run is being cancelled from outside,
         # or an actor crashed): that task has already been rescheduled by trio, so the engine
         # must never reschedule it again (trio would fail an internal assertion).
@@ -359,7 +364,10 @@ class Sim:
 
     def _start_coro(self, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
         """The fast driver's start of an actor: its coroutine, ready at its start time."""
-        coro = fn(*args)
+        try:
+            coro = fn(*args)
+        except Exception as exc:  # raised before its first await: crash at its first step
+            coro = _raise(exc)
         if not isinstance(coro, Coroutine):
             coro = _await(coro)
         actor.coro = coro
@@ -551,7 +559,7 @@ class Sim:
         nxt.state = RUNNING
         self.switches += 1
         if not self._fast:
-            _reschedule(nxt.task)  # type: ignore[arg-type]  # every actor has its task
+            _reschedule(nxt.task)  # type: ignore[arg-type]  # every trio actor has its task
 
     def _wake_main(self) -> None:
         if self._main_parked and not self._cancelled:
@@ -586,9 +594,11 @@ class Sim:
         may wake them; the run then ends at its deadline, or here once nothing is pending."""
         if self._end is not None:
             return
-        stuck = stuck_on_locks(self.actors)
-        if not stuck:
-            return
+        if stuck_on_locks(self.actors):
+            self._stop_deadlocked(now)
+
+    def _stop_deadlocked(self, now: int) -> None:
+        """End the run at ``now`` with a deadlock (the current actor then parks for good)."""
         waiting = {
             a.name: self._describe_wait(a)
             for a in self.actors
@@ -709,20 +719,22 @@ class Sim:
         me = self._current
         if me is None:
             raise PrimitiveMisuse("delay() outside an actor")
-        if ns.__class__ is not int or ns < 0:  # type first: None/str must not TypeError
-            raise PrimitiveMisuse(
-                f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
-            )
-        if ns == 0:
-            key = me.now << 1
+        if ns.__class__ is not int or ns <= 0:  # type first: None/str must not TypeError
+            if ns.__class__ is not int or ns < 0:
+                raise PrimitiveMisuse(
+                    f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: "
+                    "need a non-negative int of ns"
+                )
+            key = me.now << 1  # delay(0): no progress, for the watchdog
             if key == me.stall_key:
                 self._stalled(me)
             else:
                 me.stall_key = key
                 me.stall_n = 0
             return
-        me.now += ns
-        if (me.now << 1) > self._until_key:
+        now = me.now + ns
+        me.now = now
+        if now > self._until:
             await self.sync()
             return
         # an actor doing only delays never syncs: check in with trio now and then anyway
@@ -759,6 +771,8 @@ class Sim:
             self._live -= 1
             if self._live == 0:
                 self._check_stuck(me.now)
+        if self.stop_on_lock_cycle and self._end is None and _closes_cycle(me, on):
+            self._stop_deadlocked(me.now)
         await self._switch_from(me)
 
     # -- running ----------------------------------------------------------------------------
@@ -791,6 +805,7 @@ class Sim:
             self._cancelled = False
             self._main_parked = False
         self._until_key = _NEVER if until is None else (until << 1) | 1
+        self._until = _NEVER if until is None else until
         self._running = True
         self._main = trio.lowlevel.current_task()
         self._live = sum(1 for a, _, _ in self._pending if not a.daemon)
@@ -905,8 +920,25 @@ class Sim:
             self._fast_crash(actor, exc)
 
 
+def _closes_cycle(me: Actor, lock: Any) -> bool:
+    """Whether ``me`` blocking on ``lock`` closes a wait-for cycle on locks (the holder chain
+    from ``lock`` leads back to ``me``)."""
+    holder = getattr(lock, "holder", None)
+    seen: list[Any] = []
+    while holder is not None and holder not in seen:
+        if holder is me:
+            return True
+        seen.append(holder)
+        holder = getattr(holder.blocked_on, "holder", None)
+    return False
+
+
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:

@@ -70,6 +70,7 @@ from emulator.mm.zone import (
 
 if TYPE_CHECKING:
     from emulator.engine.recorder import NullRecorder, Recorder
+    from emulator.mm.lru import Lruvec
     from emulator.mm.machine import Machine
     from emulator.mm.memmap import Memmap
     from emulator.mm.page_alloc import Zone
@@ -118,11 +119,13 @@ class Cpu:
     """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
     ``machine.zones``), its zonelists and its allocation statistics."""
 
-    __slots__ = ("id", "node", "pcp", "stats", "zonelists")
+    __slots__ = ("id", "lru_add", "node", "pcp", "stats", "zonelists")
 
     def __init__(self, cpu_id: int, node: int) -> None:
         self.id = cpu_id
         self.node = node
+        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.lru)
+        self.lru_add: list[int] = []
         self.pcp: list[PerCpuPages] = []
         self.zonelists: list[list[Zone]] = []
         self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
@@ -138,6 +141,10 @@ class PageAllocator(PcpDrain):
     per node, numbered node-major. Every CPU has a pcp for every populated zone (remote nodes'
     included, as ``zone->per_cpu_pageset`` is per CPU).
     """
+
+    #: a recorder for the timeline's mmemu-specific slow-path markers (``mmemu_slowpath_begin``
+    #: / ``_end``); None (the default) records none. The runner sets it when writing a trace.
+    markers: Any = None
 
     def __init__(
         self,
@@ -157,6 +164,10 @@ class PageAllocator(PcpDrain):
         self.zones: list[Zone] = machine.populated_zones()
         for i, z in enumerate(self.zones):
             z.bind(sim, i)
+        #: every node's lruvec (indexed by node id), with its lru_lock bound to ``sim``
+        self.lruvecs: list[Lruvec] = [n.lruvec for n in machine.nodes]
+        for lv in self.lruvecs:
+            lv.bind(sim)
         self.nr_nodes: int = len(machine.nodes)
         self.cpus: list[Cpu] = []
         for node in range(self.nr_nodes):
@@ -268,7 +279,12 @@ class PageAllocator(PcpDrain):
             owner = default_owner
         pfn, reason = await self.get_page_from_freelist(cpu, gfp, order, alloc_flags, ac, owner)
         if pfn < 0:
+            markers = self.markers
+            if markers is not None:  # mmemu-specific: the kernel has no tracepoint here
+                markers.emit("mmemu_slowpath_begin", order=order)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
+            if markers is not None:
+                markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
@@ -554,16 +570,37 @@ class PageAllocator(PcpDrain):
         (a double free or a wrong order), naming the pfn and what it is.
         """
         sim = self.sim
-        mm = self.memmap
-        if not 0 <= pfn < mm.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-        costs = self.costs
-        # free_pages_prepare runs before any shared state is touched
-        await sim.delay(costs.free_prepare)
+        # free_pages_prepare runs before any shared state is touched (as free_pages_prepare
+        # below, inlined: this is the hot path)
+        await sim.delay(self.costs.free_prepare)
         if self._explore:
             await sim.preempt("free_pages")
         else:
             await sim.sync()
+        await self.free_prepared(cpu, pfn, order)
+
+    async def free_pages_prepare(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """Models mm/page_alloc.c: free_pages_prepare (its time), then synchronise: the free
+        touches shared state from here on. ``free_prepared`` follows at that instant."""
+        sim = self.sim
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
+        # free_pages_prepare runs before any shared state is touched
+        await sim.delay(self.costs.free_prepare)
+        if self._explore:
+            await sim.preempt("free_pages")
+        else:
+            await sim.sync()
+
+    async def free_prepared(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """The rest of __free_pages after free_pages_prepare: free_unref_page (the pcp
+        trylock, free_unref_page_commit, a drain at ``high``) or free_one_page. Called at a
+        synchronised instant (:meth:`free_pages_prepare`)."""
+        sim = self.sim
+        mm = self.memmap
+        costs = self.costs
         if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
             raise ValueError(
                 f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "
@@ -643,9 +680,10 @@ class PageAllocator(PcpDrain):
         return out
 
     def check(self) -> None:
-        """Check every invariant of the machine and of the pcp layer (list links, entries,
-        counts, no stray PG_PCP pages), with the pcp pages accounted; raises
-        :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
-        from emulator.mm.invariants import check_machine, check_pcp_lists
+        """Check every invariant of the machine, of the pcp layer (list links, entries, counts,
+        no stray PG_PCP pages) with the pcp pages accounted, and of the LRU and the reverse map;
+        raises :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
+        from emulator.mm.invariants import check_lru, check_machine, check_pcp_lists
 
         check_machine(self.machine, check_pcp_lists(self))
+        check_lru(self)

@@ -76,6 +76,14 @@ class Costs:
         150,
         "drain_pages_zone per remote CPU visited: pcp->lock line transfer, count check (estimate)",
     )
+    lru_lock: int = _cost(
+        25, "spin_lock_irqsave + unlock on lruvec->lru_lock when uncontended (estimate)"
+    )
+    lru_op: int = _cost(
+        20,
+        "one folio added to or deleted from an LRU list under lru_lock (lruvec_add_folio / "
+        "lruvec_del_folio: list op, counter update, flag bits) (estimate)",
+    )
 
     def with_overrides(self, **overrides: int) -> Costs:
         """A copy with some charges changed; unknown names raise ValueError listing valid ones."""

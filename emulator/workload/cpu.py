@@ -8,18 +8,33 @@ Between operations a CPU advances its own clock (lookahead). When some allocatio
 on another CPU (``remote_free``), every CPU waits for its next operation on a wait queue
 instead, so that a block handed over by a peer is freed at exactly its due time.
 
+Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram.markers`):
+``mmemu_alloc_begin`` (order, gfp_flags) before each allocation (its end is the kernel's
+``mm_page_alloc``) and ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each
+free, so a timeline can draw them as slices; the kernel has no tracepoint at these points.
+
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
+
+Holders: the program never keeps a raw pfn. Each allocation is mapped for a *handle*
+(:class:`~emulator.mm.rmap.Rmap`), which compaction's migration moves to the new pfn and
+reclaim's eviction marks evicted; the program frees whatever pfn its handle holds then. An LRU
+kind (anon, pinned, file, mlocked) joins the LRU through the CPU's lru-add batch
+(``folio_add_lru``); a free is the holder's last ``folio_put``. An evicted page with
+``refault`` is read back in (allocated again under the same handle, ``workingset_refault_file``)
+at the CPU's next allocation.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
-from emulator.mm.memmap import OWNER_NAMES, OWNER_PINNED
+from emulator.mm.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
+from emulator.mm.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
 if TYPE_CHECKING:
@@ -46,11 +61,18 @@ class CpuProgram:
     ) -> None:
         self.pa = pa
         self.sim = pa.sim
+        #: a recorder for the timeline markers (see the module docstring); None: none
+        self.markers: Any = None
         self.cpu = cpu
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
+        self.rmap = pa.machine.rmap
+        #: handles held until a phase's free pattern, as (handle, order)
         self.held: list[tuple[int, int]] = []
+        #: frees coming due: (time, seq, handle, order)
         self.due: list[tuple[int, int, int, int]] = []
+        #: the allocation class of every page-cache handle this CPU holds that may refault
+        self.classes: dict[int, AllocClass] = {}
         self._seq = 0
         self.use_inbox = use_inbox
         self.inbox = WaitQueue(pa.sim, f"cpu{cpu.id}-work")
@@ -58,9 +80,12 @@ class CpuProgram:
         self.stat_interval = stat_interval
         self.next_tick = stat_interval
         self.phase = ""
+        self.phase_index = 0
+        self.phases_total = 0
         self.allocated = 0
         self.failed = 0
         self.freed = 0
+        self.refaults = 0
         self._managed = sum(z.managed_pages for z in pa.zones)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -89,29 +114,92 @@ class CpuProgram:
         else:
             await self.sim.delay(t - now)
 
-    def schedule_free(self, at: int, pfn: int, order: int) -> None:
-        self._seq += 1
-        heapq.heappush(self.due, (at, self._seq, pfn, order))
+    def adopt(self, pfn: int, order: int) -> int:
+        """Hold an allocated block of a scenario's set-up state (the machine's past) until a
+        phase's free pattern frees it: map it for a new handle and add it to ``held``. It is
+        not put on an LRU list (:func:`emulator.mm.lru.adopt_allocated` does that)."""
+        handle = self.rmap.add(pfn, self.cpu.id)
+        self.held.append((handle, order))
+        return handle
 
-    async def _free(self, pfn: int, order: int) -> None:
-        await self.pa.free_pages(self.cpu, pfn, order)
+    def schedule_free(self, at: int, handle: int, order: int) -> None:
+        self._seq += 1
+        heapq.heappush(self.due, (at, self._seq, handle, order))
+
+    async def _fault_in(self, order: int, gfp: int, owner: int, handle: int = -1) -> int:
+        """Allocate and map a block (the fault, or the page cache insertion) for a new handle,
+        or for ``handle`` (a refault): the handle, or -1 if the allocation failed. The block
+        is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
+        nobody holds); slab is accounted."""
+        pa = self.pa
+        if self.markers is not None:
+            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
+        pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
+        if pfn < 0:
+            return -1
+        if handle < 0:
+            handle = self.rmap.add(pfn, self.cpu.id)
+        else:
+            self.rmap.remap(handle, pfn)
+        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
+            await folio_add_lru(pa, self.cpu, pfn)
+        else:
+            charge_folio(pa, pfn)
+        return handle
+
+    async def _free(self, handle: int, order: int) -> None:
+        """The holder lets go of ``handle``: unmap, then the last folio_put of whatever pfn it
+        holds then (nothing to free if reclaim evicted it)."""
+        if self.classes:
+            self.classes.pop(handle, None)
+        markers = self.markers
+        if markers is None:
+            await release_handle(self.pa, self.cpu, handle)
+        elif self.pa.machine.rmap.handle_pfn[handle] < 0:
+            await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
+        else:
+            markers.emit(
+                "mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle], order=order
+            )
+            pfn = await release_handle(self.pa, self.cpu, handle)
+            markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
+
+    async def _refault(self) -> None:
+        """Read evicted pages back in: each evicted handle this CPU still holds whose class
+        says ``refault`` gets a new block (same handle); counts ``workingset_refault_file``."""
+        rmap = self.rmap
+        retry = []
+        for h in rmap.take_evicted(self.cpu.id):
+            cls = self.classes.get(h)
+            if cls is None or rmap.pfn(h) != EVICTED or rmap.handle_holder[h] != self.cpu.id:
+                continue  # freed (and maybe reused) since, handed to a peer, or no refault
+            if await self._fault_in(cls.order, cls.gfp, cls.owner_kind, h) < 0:
+                retry.append(h)
+                continue
+            self.refaults += 1
+            self.pa.vm_events["workingset_refault_file"] += 1 << cls.order
+        if retry:
+            rmap.evicted[self.cpu.id][:0] = retry
 
     async def _allocate(self, cls: AllocClass) -> None:
         rng = self.rng
-        owner = -1
-        if cls.owner is not None:
-            owner = OWNER_NAMES.index(cls.owner)
+        if self.rmap.evicted.get(self.cpu.id):
+            await self._refault()
+        owner = cls.owner_kind
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
-        pfn = await self.pa.alloc_pages(self.cpu, cls.order, cls.gfp, owner)
-        if pfn < 0:
+        handle = await self._fault_in(cls.order, cls.gfp, owner)
+        if handle < 0:
             self.failed += 1
             return
         self.allocated += 1
+        refaults = cls.refault and self.pa.memmap.owner[self.rmap.pfn(handle)] == OWNER_FILE
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.held.append((pfn, cls.order))
+            if refaults:
+                self.classes[handle] = cls
+            self.held.append((handle, cls.order))
             return
         at = self.sim.current.now + life
         if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
@@ -119,20 +207,40 @@ class CpuProgram:
             if peer is self:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
-            peer.schedule_free(at, pfn, cls.order)
+            self.rmap.handle_holder[handle] = peer.cpu.id
+            if refaults:
+                peer.classes[handle] = cls
+            peer.schedule_free(at, handle, cls.order)
             await peer.inbox.wake_up()
         else:
-            self.schedule_free(at, pfn, cls.order)
+            if refaults:
+                self.classes[handle] = cls
+            self.schedule_free(at, handle, cls.order)
 
     # -- the actor ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The actor body: every phase in order, then keep freeing what comes due."""
-        for phase in self.workload.phases:
+        """The actor body: this CPU's phases in order (its stream's, with streams), then keep
+        freeing what comes due."""
+        phases = self.workload.phases_for(self.cpu.id)
+        self.phases_total = len(phases)
+        for i, phase in enumerate(phases):
             self.phase = phase.name
+            self.phase_index = i
             await self.run_phase(phase)
         self.phase = "done"
+        self.phase_index = len(phases)
         await self.run_phase(None)
+
+    def unfinished(self) -> str | None:
+        """At the deadline: which phases never ran because an earlier one did not end."""
+        left = self.workload.phases_for(self.cpu.id)[self.phase_index + 1 :]
+        if self.phase == "done" or not left:
+            return None
+        return (
+            f"still in phase {self.phase!r} ({self.phase_index + 1} of {self.phases_total}) "
+            f"at the end; never ran: {', '.join(repr(p.name) for p in left)}"
+        )
 
     async def run_phase(self, phase: Phase | None) -> None:
         sim = self.sim
@@ -157,8 +265,8 @@ class CpuProgram:
                 self.next_tick += self.stat_interval
                 await self.pa.decay_pcp_high(self.cpu)
             elif due and due[0][0] <= now:
-                _, _, pfn, order = heapq.heappop(due)
-                await self._free(pfn, order)
+                _, _, handle, order = heapq.heappop(due)
+                await self._free(handle, order)
             elif now >= next_arrival:
                 assert phase is not None
                 await self._allocate(self._choose(phase.mix))
@@ -168,6 +276,9 @@ class CpuProgram:
                 if phase.stop_below_free and self.free_fraction() < phase.stop_below_free:
                     break
         if phase is not None and active and phase.free_at_end.kind != "none":
-            to_free, self.held = phase.free_at_end.select(self.held, self.rng)
-            for pfn, order in to_free:
-                await self._free(pfn, order)
+            rmap = self.rmap
+            by_pfn = [(rmap.pfn(h), order, h) for h, order in self.held]
+            to_free, keep = phase.free_at_end.select(by_pfn, self.rng)
+            self.held = [(h, order) for _pfn, order, h in keep]
+            for _pfn, order, h in to_free:
+                await self._free(h, order)

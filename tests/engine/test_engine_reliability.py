@@ -308,3 +308,39 @@ async def test_an_idle_wait_with_a_waker_before_its_timeout_is_still_woken():
     sim.spawn("peer", waker)
     await sim.run()
     assert out == [(True, 5), (False, 15)]
+
+
+@pytest.mark.parametrize("stop", [False, True])
+async def test_a_lock_cycle_among_some_actors_while_others_run(stop):
+    # the CPUs keep running: by default the run goes on (the cycle is named by lock_cycles()
+    # at the end); with stop_on_lock_cycle it stops the instant the cycle forms
+    sim = Sim(stop_on_lock_cycle=stop)
+    _abba(sim)
+
+    async def cpu() -> None:
+        while True:
+            await sim.delay(5)
+            await sim.sync()
+
+    sim.spawn("cpu0", cpu)
+    if not stop:
+        result = await sim.run(until=1_000)
+        assert result.reason == "deadline"
+        assert set(sim.lock_cycles()) == {"A", "B"}
+        return
+    with pytest.raises(DeadlockError) as info:
+        await sim.run(until=1_000)
+    assert info.value.now == 10 and sim.now == 10 and info.value.cycle == ["A", "B"]
+    assert set(info.value.waiting) == {"A", "B"}
+
+
+async def test_an_actor_function_that_fails_when_called_crashes_like_any_actor():
+    sim = Sim()
+
+    def not_async(x: int) -> None:
+        raise ValueError(f"bad {x}")
+
+    sim.spawn("cpu3", not_async, 7)
+    with pytest.raises(ActorCrashed) as info:
+        await sim.run()
+    assert info.value.actor == "cpu3" and isinstance(info.value.exc, ValueError)
