@@ -334,6 +334,18 @@ class WaitQueue:
         await sim.sync()
         return self._wake(me.now, n)
 
+    def wake_up_now(self, n: int = 1) -> int:
+        """wake_up for a caller that has *just* synchronised (like
+        :meth:`SpinLock.try_acquire_now`): synchronous, for wake-ups issued from non-async
+        model code at an instant the caller already ordered. Returns how many were woken."""
+        sim = self.sim
+        me = sim._current
+        if me is None:
+            raise PrimitiveMisuse(f"{self.name}: wake_up_now() outside an actor")
+        if sim.strict:
+            sim.assert_synchronised(f"wake_up_now({self.name})")
+        return self._wake(me.now, n)
+
     async def wake_up_all(self) -> int:
         """Wake every waiter; returns how many were woken."""
         return await self.wake_up(1 << 62)

@@ -49,6 +49,7 @@ from emulator.mm.gfp import (
     gfp_migratetype,
     gfp_zone,
 )
+from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
 from emulator.mm.pcp import PerCpuPages, pageset_high_and_batch
 from emulator.mm.snapshot import (
@@ -174,7 +175,9 @@ class PageAllocator(PcpDrain):
         #: with a strategy that injects delays (random, pct), the allocator offers named
         #: preemption points at the kernel's unlocked windows; with fifo they cost nothing
         self._explore = bool(sim.strategy.delays)
-        self._gfp_ctx: dict[tuple[int, int], tuple[int, int, list[Zone], int, int]] = {}
+        #: prepare_alloc_pages' result per (node, gfp): the alloc_context, the fast path's
+        #: alloc_flags and the default owner kind
+        self._gfp_ctx: dict[tuple[int, int], tuple[AllocContext, int, int]] = {}
         self._pgalloc_keys = [z.pgalloc_key for z in self.zones]
         self.zone_pcp_update()
         # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
@@ -241,17 +244,14 @@ class PageAllocator(PcpDrain):
             await sim.sync()
         ctx = self._gfp_ctx.get((cpu.node, gfp))
         if ctx is None:
-            ctx = self._gfp_context(cpu, gfp)
-        mt, hz, zonelist, alloc_flags, default_owner = ctx
+            ctx = self.prepare_alloc_pages(cpu, gfp)
+        ac, alloc_flags, default_owner = ctx
+        mt = ac.migratetype
         if owner < 0:
             owner = default_owner
-        pfn, reason = await self.get_page_from_freelist(
-            cpu, gfp, order, alloc_flags, zonelist, hz, mt, owner
-        )
+        pfn, reason = await self.get_page_from_freelist(cpu, gfp, order, alloc_flags, ac, owner)
         if pfn < 0:
-            pfn, reason = await self.alloc_pages_slowpath(
-                cpu, gfp, order, zonelist, hz, mt, owner, reason
-            )
+            pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
@@ -263,10 +263,11 @@ class PageAllocator(PcpDrain):
             )
         return pfn
 
-    def _gfp_context(self, cpu: Cpu, gfp: int) -> tuple[int, int, list[Zone], int, int]:
-        """What prepare_alloc_pages and the fast path derive from (node, gfp) alone, cached:
-        migratetype, highest zone index, zonelist, the first attempt's alloc_flags and the
-        default owner kind."""
+    def prepare_alloc_pages(self, cpu: Cpu, gfp: int) -> tuple[AllocContext, int, int]:
+        """Models mm/page_alloc.c: prepare_alloc_pages (+ the fast path's alloc_flags_nofragment
+        and alloc_flags for the first attempt). Cached per (node, gfp), as it depends on nothing
+        else here (no cpusets, no mempolicy: ``nodemask`` is None). Returns the
+        :class:`AllocContext`, the first attempt's alloc_flags and the default owner kind."""
         mt = gfp_migratetype(gfp)
         hz = gfp_zone(gfp)
         zonelist = cpu.zonelists[hz]
@@ -277,34 +278,26 @@ class PageAllocator(PcpDrain):
             gfp, preferred.zone_idx, self._dma32_populated[preferred.node]
         )
         owner = OWNER_FOR_MIGRATETYPE[mt] if mt < MIGRATE_PCPTYPES else OWNER_NONE
-        ctx = self._gfp_ctx[(cpu.node, gfp)] = (mt, hz, zonelist, alloc_flags, owner)
+        ac = AllocContext(
+            zonelist=zonelist,
+            nodemask=None,
+            preferred_zoneref=preferred,
+            migratetype=mt,
+            highest_zoneidx=hz,
+            spread_dirty_pages=False,
+        )
+        ctx = self._gfp_ctx[(cpu.node, gfp)] = (ac, alloc_flags, owner)
         return ctx
 
     async def alloc_pages_slowpath(
-        self,
-        cpu: Cpu,
-        gfp: int,
-        order: int,
-        zonelist: list[Zone],
-        hz: int,
-        mt: int,
-        owner: int,
-        reason: str,
+        self, cpu: Cpu, gfp: int, order: int, ac: AllocContext, owner: int, reason: str
     ) -> tuple[int, str]:
         """The seam for page_alloc.c: __alloc_pages_slowpath (wake kswapd, direct compaction,
         reclaim, retries). Not modelled yet: the fast path's failure stands, with its reason."""
         return -1, reason
 
     async def get_page_from_freelist(
-        self,
-        cpu: Cpu,
-        gfp: int,
-        order: int,
-        alloc_flags: int,
-        zonelist: list[Zone],
-        hz: int,
-        mt: int,
-        owner: int,
+        self, cpu: Cpu, gfp: int, order: int, alloc_flags: int, ac: AllocContext, owner: int
     ) -> tuple[int, str]:
         """page_alloc.c: get_page_from_freelist — walk the zonelist, check the HIGH mark first
         (setting ZONE_BELOW_HIGH on failure), then the requested mark, then rmqueue.
@@ -316,7 +309,10 @@ class PageAllocator(PcpDrain):
         sim = self.sim
         charge = costs.alloc_entry
         reason = "watermark"
-        preferred = zonelist[0]
+        zonelist = ac.zonelist
+        preferred = ac.preferred_zoneref
+        hz = ac.highest_zoneidx
+        mt = ac.migratetype
         while True:
             no_fallback = alloc_flags & ALLOC_NOFRAGMENT
             retry = False
@@ -472,46 +468,53 @@ class PageAllocator(PcpDrain):
         lock.release()
         return pfn, charge, refilled
 
-    async def lock_zone(self, zone: Zone, site: str) -> int:
-        """spin_lock_irqsave(&zone->lock): take it and return the base hold cost: the lock
-        operation plus, when another CPU held it last, one cache-line transfer."""
-        lock = zone.lock
-        bounces = lock.stats.acq_bounces
-        await lock.acquire(site)
+    # -- zone->lock ---------------------------------------------------------------------------
+
+    def zone_locked(self, zone: Zone, site: str) -> ZoneLockHold:
+        """``async with pa.zone_locked(zone, site) as hold:`` — spin_lock_irqsave(&zone->lock),
+        the body's synchronous work, then the hold charged (lock operation, a cache-line
+        bounce when another CPU held it last, buddy steps, ``hold.charge``) and the lock
+        released. See :mod:`emulator.mm.internal`."""
         c = self.costs
-        return c.zone_lock + (c.lock_bounce if lock.stats.acq_bounces != bounces else 0)
+        return ZoneLockHold(zone, site, c.zone_lock, c.lock_bounce, c.buddy_step)
+
+    async def zone_lock(self, zone: Zone, site: str) -> ZoneLockHold:
+        """spin_lock_irqsave(&zone->lock) for a hold ended by ``await hold.unlock()`` (a caller
+        that drops and retakes the lock across a scan, as compaction does)."""
+        return await self.zone_locked(zone, site).acquire()
+
+    def zone_trylock_now(self, zone: Zone, site: str) -> ZoneLockHold | None:
+        """spin_trylock_irqsave(&zone->lock) at the caller's just-synchronised instant: the
+        hold, or None when the lock is busy (compact_lock_irqsave's async-mode test)."""
+        hold = self.zone_locked(zone, site)
+        return hold if hold.try_acquire_now() else None
+
+    async def zone_trylock(self, zone: Zone, site: str) -> ZoneLockHold | None:
+        """spin_trylock_irqsave(&zone->lock), synchronising first."""
+        await self.sim.sync()
+        return self.zone_trylock_now(zone, site)
 
     async def _rmqueue_bulk(
         self, zone: Zone, pcp: PerCpuPages, order: int, count: int, mt: int, alloc_flags: int
     ) -> int:
         """page_alloc.c: rmqueue_bulk — one zone->lock hold for the whole refill."""
-        hold = await self.lock_zone(zone, "rmqueue_bulk")
-        steps = zone.buddy_steps
-        n = pcp.refill(order, mt, count, alloc_flags)
-        c = self.costs
-        hold += n * c.bulk_per_block + (zone.buddy_steps - steps) * c.buddy_step
-        await self.sim.delay(hold)
-        zone.lock.release()
+        async with self.zone_locked(zone, "rmqueue_bulk") as hold:
+            n = pcp.refill(order, mt, count, alloc_flags)
+            hold.charge += n * self.costs.bulk_per_block
         return n
 
     async def rmqueue_buddy(
         self, cpu: Cpu, zone: Zone, order: int, alloc_flags: int, mt: int, owner: int
     ) -> int:
         """page_alloc.c: rmqueue_buddy — take zone->lock, allocate one block directly."""
-        hold = await self.lock_zone(zone, "rmqueue_buddy")
-        steps = zone.buddy_steps
-        pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
-        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
-        zone.lock.release()
+        async with self.zone_locked(zone, "rmqueue_buddy"):
+            pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
         return pfn
 
     async def _reserve_highatomic(self, zone: Zone, pfn: int, order: int) -> None:
         """page_alloc.c: reserve_highatomic_pageblock takes zone->lock itself."""
-        hold = await self.lock_zone(zone, "reserve_highatomic_pageblock")
-        steps = zone.buddy_steps
-        zone.reserve_highatomic_pageblock(pfn, order)
-        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
-        zone.lock.release()
+        async with self.zone_locked(zone, "reserve_highatomic_pageblock"):
+            zone.reserve_highatomic_pageblock(pfn, order)
 
     def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
         """The seam for vmscan.c: wakeup_kswapd (the kswapd issue fills it in)."""
@@ -589,11 +592,8 @@ class PageAllocator(PcpDrain):
 
     async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
         """page_alloc.c: free_one_page — free straight to the buddy lists under zone->lock."""
-        hold = await self.lock_zone(zone, "free_one_page")
-        steps = zone.buddy_steps
-        zone.free_one_page(pfn, order)
-        await self.sim.delay(hold + (zone.buddy_steps - steps) * self.costs.buddy_step)
-        zone.lock.release()
+        async with self.zone_locked(zone, "free_one_page"):
+            zone.free_one_page(pfn, order)
 
     # -- views -------------------------------------------------------------------------------
 

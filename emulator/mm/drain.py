@@ -8,7 +8,7 @@ pcp's own lock (commits 4b23a68f9536, 443c2accd1b6, 01b44456a7aa): no IPI, no wo
 
 :class:`PcpDrain` is a mixin of :class:`~emulator.mm.allocator.PageAllocator`; it uses the
 allocator's ``sim``, ``costs``, ``rec``, ``cpus``, ``zones``, ``pcpu_drain_mutex`` and
-``lock_zone``.
+``zone_locked``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages
 
 if TYPE_CHECKING:
     from emulator.mm.allocator import Cpu
+    from emulator.mm.internal import ZoneLockHold
     from emulator.mm.page_alloc import Zone
 
 __all__ = ["PcpDrain"]
@@ -35,7 +36,7 @@ class PcpDrain:
     pcpu_drain_mutex: Any
     _explore: bool
 
-    async def lock_zone(self, zone: Zone, site: str) -> int:  # provided by PageAllocator
+    def zone_locked(self, zone: Zone, site: str) -> ZoneLockHold:  # provided by PageAllocator
         raise NotImplementedError
 
     async def free_pcppages_bulk(
@@ -48,17 +49,13 @@ class PcpDrain:
     ) -> int:
         """page_alloc.c: free_pcppages_bulk — one zone->lock hold for the whole drain (caller
         holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed."""
-        hold = await self.lock_zone(zone, site)
-        steps = zone.buddy_steps
-        blocks = pcp.free_bulk(count, pindex)
-        rec = self.rec
-        if rec.enabled:
-            for pfn, order, mt in blocks:
-                rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
-        c = self.costs
-        hold += len(blocks) * c.bulk_per_block + (zone.buddy_steps - steps) * c.buddy_step
-        await self.sim.delay(hold)
-        zone.lock.release()
+        async with self.zone_locked(zone, site) as hold:
+            blocks = pcp.free_bulk(count, pindex)
+            rec = self.rec
+            if rec.enabled:
+                for pfn, order, mt in blocks:
+                    rec.emit("mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
+            hold.charge += len(blocks) * self.costs.bulk_per_block
         return sum(1 << o for _, o, _ in blocks)
 
     async def drain_pages_zone(self, target: Cpu, zone: Zone) -> int:

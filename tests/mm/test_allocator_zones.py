@@ -108,8 +108,8 @@ async def test_remote_node_fallback_uses_own_pcp_of_remote_zone() -> None:
     assert cpu0.pcp[n0_normal.gidx].lock.stats.acquisitions == 0
     assert n1_normal.nr_free_pages <= n1_normal.low_wmark_pages
     # node 1 has no DMA32: alloc_flags_nofragment gives no ALLOC_NOFRAGMENT there
-    ctx = pa._gfp_ctx[(1, G.GFP_KERNEL)]
-    assert not ctx[3] & G.ALLOC_NOFRAGMENT
+    _ac, alloc_flags, _owner = pa._gfp_ctx[(1, G.GFP_KERNEL)]
+    assert not alloc_flags & G.ALLOC_NOFRAGMENT
     assert cpu1.stats[0].failures == 0
     pages = {(z.node, z.zone_idx): sum(c.pcp[z.gidx].count for c in pa.cpus) for z in pa.zones}
     check_machine(m, pages)
@@ -123,7 +123,10 @@ async def test_nofragment_retry_crossing_nodes() -> None:
     pa = PageAllocator(m, sim, cpus_per_node=1)
     n0_dma32, n0_normal, n1_normal = pa.zones
     cpu0 = pa.cpus[0]
-    assert pa._gfp_context(cpu0, G.GFP_KERNEL)[3] & G.ALLOC_NOFRAGMENT
+    ac, alloc_flags, _owner = pa.prepare_alloc_pages(cpu0, G.GFP_KERNEL)
+    assert alloc_flags & G.ALLOC_NOFRAGMENT
+    assert ac.preferred_zoneref is n0_normal and ac.highest_zoneidx == G.ZONE_NORMAL
+    assert ac.zonelist == [n0_normal, n0_dma32, n1_normal] and ac.nodemask is None
     for z in (n0_dma32, n0_normal):  # take node 0 down to its watermarks, all unmovable
         while z.nr_free_pages > z.low_wmark_pages:
             z.rmqueue_buddy(0, MIGRATE_UNMOVABLE)
