@@ -19,6 +19,7 @@ import random
 from typing import TYPE_CHECKING
 
 from emulator.engine import WaitQueue
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_NAMES, OWNER_PINNED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -104,14 +105,18 @@ class CpuProgram:
             owner = OWNER_NAMES.index(cls.owner)
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
-        pfn = await self.pa.alloc_pages(self.cpu, cls.order, cls.gfp, owner)
+        order = cls.order
+        if cls.thp_fault:
+            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+        else:
+            pfn = await self.pa.alloc_pages(self.cpu, order, cls.gfp, owner)
         if pfn < 0:
             self.failed += 1
             return
         self.allocated += 1
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.held.append((pfn, cls.order))
+            self.held.append((pfn, order))
             return
         at = self.sim.current.now + life
         if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
@@ -119,10 +124,10 @@ class CpuProgram:
             if peer is self:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
-            peer.schedule_free(at, pfn, cls.order)
+            peer.schedule_free(at, pfn, order)
             await peer.inbox.wake_up()
         else:
-            self.schedule_free(at, pfn, cls.order)
+            self.schedule_free(at, pfn, order)
 
     # -- the actor ---------------------------------------------------------------------------
 
