@@ -215,6 +215,7 @@ async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, fo
     """Models page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
     free block) of the first zone that has one back to ``ac->migratetype``, under zone->lock.
     Without ``force`` a zone keeps its last pageblock of reserve. True if something moved."""
+    await pa.sim.sync()  # nr_reserved_highatomic is read without the lock, as the kernel does
     for zone in ac.zonelist:
         if zone.zone_idx > ac.highest_zoneidx:
             continue
@@ -230,7 +231,9 @@ async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, fo
 async def _freelist(
     pa: PageAllocator, cpu: Cpu, st: SlowpathState, alloc_flags: int, gfp: int = -1
 ) -> int:
-    """get_page_from_freelist with the slow path's flags; records the failure reason."""
+    """get_page_from_freelist with the slow path's flags; records the failure reason. The
+    caller's clock has moved since its last shared read: synchronise first."""
+    await pa.sim.sync()
     pfn, reason = await pa.get_page_from_freelist(
         cpu, st.gfp_mask if gfp < 0 else gfp, st.order, alloc_flags, st.ac, st.owner
     )
