@@ -45,8 +45,10 @@ from emulator.mm.compaction_control import (
     CaptureControl,
     CompactControl,
     capture_registry,
+    kswapd_is_running,
+    reset_for_zone,
 )
-from emulator.mm.gfp import GFP_KERNEL, __GFP_FS, __GFP_IO, gfp_migratetype
+from emulator.mm.gfp import __GFP_FS, __GFP_IO, GFP_KERNEL, gfp_migratetype
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
@@ -358,7 +360,7 @@ def __compact_finished(cc: CompactControl) -> CompactResult:
             zone.compact_blockskip_flush = True
         return R.COMPACT_COMPLETE if cc.whole_zone else R.COMPACT_PARTIAL_SKIPPED
     if cc.proactive_compaction:
-        if cc.kswapd_is_running():
+        if kswapd_is_running(cc):
             return R.COMPACT_PARTIAL_SKIPPED
         score = fragmentation_score_zone(zone)
         wmark_low = fragmentation_score_wmark(True, cc.proactiveness)
@@ -435,7 +437,7 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
     start_pfn = zone.zone_start_pfn
     end_pfn = zone.zone_end_pfn
     sync = cc.mode != MIGRATE_ASYNC
-    cc.reset_for_zone()
+    reset_for_zone(cc)
     cc.migratetype = gfp_migratetype(cc.gfp_mask)
 
     await pa.sim.sync()  # reads the zone's counters and free lists
