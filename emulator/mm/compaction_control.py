@@ -1,11 +1,8 @@
-"""The control structs of compaction: Models mm/internal.h: struct compact_control and
-struct capture_control, and the per-task capture hook of mm/page_alloc.c (``task_capc``,
-``compaction_capture``).
-
-:class:`CompactControl` carries the kernel's field names; the model adds the allocator
-(``pa``), the CPU whose task runs the compaction (``cpu``), and for proactive runs the
-proactiveness and a kswapd probe. Lists are plain Python lists of head pfns (``freepages[o]``
-one list per order, ``migratepages``).
+"""Compaction's types: Models include/linux/compaction.h (``enum compact_result``,
+``enum compact_priority``, ``compact_gap``, ``compaction_made_progress`` / ``_failed`` /
+``_withdrawn``) and compaction's use of the control structs of mm/internal.h
+(:class:`CompactControl`, :class:`CaptureControl`, declared in :mod:`emulator.mm.internal`) and
+the per-task capture hook of mm/page_alloc.c (``task_capc``, ``compaction_capture``).
 
 Capture: ``current->capture_control`` is modelled per zone by :class:`CaptureHook`, installed
 as the zone's ``capture`` callable (which ``__free_one_page`` offers every merged block) while
@@ -18,10 +15,17 @@ pageblock order for a non-movable request.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
+from emulator.mm.internal import (
+    MIGRATE_ASYNC,
+    MIGRATE_MODE_NAMES,
+    MIGRATE_SYNC,
+    MIGRATE_SYNC_LIGHT,
+    CaptureControl,
+    CompactControl,
+)
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_ISOLATE,
@@ -32,92 +36,135 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine.sim import Actor
-    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.page_alloc import Zone
 
 __all__ = [
     "COMPACT_CLUSTER_MAX",
+    "COMPACT_MAX_DEFER_SHIFT",
+    "DEF_COMPACT_PRIORITY",
+    "INIT_COMPACT_PRIORITY",
     "MIGRATE_ASYNC",
+    "MIGRATE_MODE_NAMES",
     "MIGRATE_SYNC",
     "MIGRATE_SYNC_LIGHT",
+    "MIN_COMPACT_COSTLY_PRIORITY",
+    "MIN_COMPACT_PRIORITY",
     "CaptureControl",
     "CaptureHook",
     "CompactControl",
+    "CompactPriority",
+    "CompactResult",
     "capture_registry",
+    "compact_gap",
+    "compaction_failed",
+    "compaction_made_progress",
+    "compaction_withdrawn",
+    "is_via_compact_memory",
+    "kswapd_is_running",
+    "reset_for_zone",
 ]
+
+#: Do not skip compaction more than 64 times (compaction.c:151)
+COMPACT_MAX_DEFER_SHIFT = 6
+
+
+class CompactResult(IntEnum):
+    """``enum compact_result`` (include/linux/compaction.h:21), in the kernel's order: the
+    maximum over zones is the result of ``try_to_compact_pages``."""
+
+    COMPACT_NOT_SUITABLE_ZONE = 0
+    COMPACT_SKIPPED = 1
+    COMPACT_DEFERRED = 2
+    COMPACT_NO_SUITABLE_PAGE = 3
+    COMPACT_CONTINUE = 4
+    COMPACT_COMPLETE = 5
+    COMPACT_PARTIAL_SKIPPED = 6
+    COMPACT_CONTENDED = 7
+    COMPACT_SUCCESS = 8
+
+    @property
+    def status(self) -> str:
+        """The trace string (``COMPACTION_STATUS`` in include/trace/events/mmflags.h)."""
+        return _STATUS[self]
+
+
+_STATUS = {
+    CompactResult.COMPACT_NOT_SUITABLE_ZONE: "not_suitable_zone",
+    CompactResult.COMPACT_SKIPPED: "skipped",
+    CompactResult.COMPACT_DEFERRED: "deferred",
+    CompactResult.COMPACT_NO_SUITABLE_PAGE: "no_suitable_page",
+    CompactResult.COMPACT_CONTINUE: "continue",
+    CompactResult.COMPACT_COMPLETE: "complete",
+    CompactResult.COMPACT_PARTIAL_SKIPPED: "partial_skipped",
+    CompactResult.COMPACT_CONTENDED: "contended",
+    CompactResult.COMPACT_SUCCESS: "success",
+}
+
+R = CompactResult
+
+
+class CompactPriority(IntEnum):
+    """``enum compact_priority`` (include/linux/compaction.h:9): lower means more effort."""
+
+    COMPACT_PRIO_SYNC_FULL = 0
+    COMPACT_PRIO_SYNC_LIGHT = 1
+    COMPACT_PRIO_ASYNC = 2
+
+
+MIN_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_FULL
+MIN_COMPACT_COSTLY_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
+DEF_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
+INIT_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_ASYNC
+
+
+def compact_gap(order: int) -> int:
+    """``compact_gap(order)`` (compaction.h:66): ``2UL << order`` free pages of headroom."""
+    return 2 << order
+
+
+def compaction_made_progress(result: CompactResult) -> bool:
+    """compaction.h: compaction_made_progress — only COMPACT_SUCCESS counts as progress."""
+    return result == R.COMPACT_SUCCESS
+
+
+def compaction_failed(result: CompactResult) -> bool:
+    """compaction.h: compaction_failed — the scanners met over the whole zone."""
+    return result == R.COMPACT_COMPLETE
+
+
+def compaction_withdrawn(result: CompactResult) -> bool:
+    """compaction.h: compaction_withdrawn — compaction bailed out for reasons that say nothing
+    about the zone: SKIPPED (no order-0 headroom), DEFERRED, CONTENDED, PARTIAL_SKIPPED."""
+    return result in (
+        R.COMPACT_SKIPPED,
+        R.COMPACT_DEFERRED,
+        R.COMPACT_CONTENDED,
+        R.COMPACT_PARTIAL_SKIPPED,
+    )
+
+
+def is_via_compact_memory(order: int) -> bool:
+    """compaction.c:51 — order -1 is manual (``compact_memory``) or proactive compaction."""
+    return order == -1
+
 
 #: COMPACT_CLUSTER_MAX = SWAP_CLUSTER_MAX (include/linux/swap.h:225-226)
 COMPACT_CLUSTER_MAX = 32
 
-# enum migrate_mode (include/linux/migrate_mode.h)
-MIGRATE_ASYNC = 0
-MIGRATE_SYNC_LIGHT = 1
-MIGRATE_SYNC = 2
-MIGRATE_MODE_NAMES = ("async", "sync_light", "sync")
+
+def reset_for_zone(cc: CompactControl) -> None:
+    """The counters and lists ``compact_zone`` clears on entry."""
+    cc.total_migrate_scanned = 0
+    cc.total_free_scanned = 0
+    cc.nr_migratepages = 0
+    cc.nr_freepages = 0
+    cc.freepages = [[] for _ in range(NR_PAGE_ORDERS)]
+    cc.migratepages = []
 
 
-def _freepages() -> list[list[int]]:
-    return [[] for _ in range(NR_PAGE_ORDERS)]
-
-
-@attrs.define(slots=True, eq=False)
-class CompactControl:
-    """Models mm/internal.h: struct compact_control (field names as in the kernel)."""
-
-    pa: PageAllocator
-    zone: Zone
-    cpu: Cpu | None = None
-    freepages: list[list[int]] = attrs.field(factory=_freepages)
-    migratepages: list[int] = attrs.field(factory=list)
-    nr_freepages: int = 0
-    nr_migratepages: int = 0
-    free_pfn: int = 0
-    migrate_pfn: int = 0
-    fast_start_pfn: int = 0
-    total_migrate_scanned: int = 0
-    total_free_scanned: int = 0
-    fast_search_fail: int = 0
-    search_order: int = 0
-    gfp_mask: int = 0
-    order: int = 0
-    migratetype: int = MIGRATE_MOVABLE
-    alloc_flags: int = 0
-    highest_zoneidx: int = 0
-    mode: int = MIGRATE_ASYNC
-    ignore_skip_hint: bool = False
-    no_set_skip_hint: bool = False
-    ignore_block_suitable: bool = False
-    direct_compaction: bool = False
-    proactive_compaction: bool = False
-    whole_zone: bool = False
-    contended: bool = False
-    finish_pageblock: bool = False
-    alloc_contig: bool = False
-    # model: proactive compaction's inputs (kcompactd fills them in)
-    proactiveness: int = 20
-    kswapd_probe: Any = None
-
-    def reset_for_zone(self) -> None:
-        """The counters and lists ``compact_zone`` clears on entry."""
-        self.total_migrate_scanned = 0
-        self.total_free_scanned = 0
-        self.nr_migratepages = 0
-        self.nr_freepages = 0
-        self.freepages = _freepages()
-        self.migratepages = []
-
-    def kswapd_is_running(self) -> bool:
-        """compaction.c: kswapd_is_running(pgdat) (the kswapd issue provides the probe)."""
-        return bool(self.kswapd_probe()) if self.kswapd_probe is not None else False
-
-
-@attrs.define(slots=True, eq=False)
-class CaptureControl:
-    """Models mm/internal.h: struct capture_control — the compaction it belongs to and the
-    captured block (a pfn, -1 while nothing is captured)."""
-
-    cc: CompactControl
-    page: int = -1
+def kswapd_is_running(cc: CompactControl) -> bool:
+    """compaction.c: kswapd_is_running(pgdat) (the kswapd issue provides the probe)."""
+    return bool(cc.kswapd_probe()) if cc.kswapd_probe is not None else False
 
 
 class CaptureHook:
@@ -148,7 +195,7 @@ class CaptureHook:
         if capc is None or capc.page >= 0:
             return False
         cc = capc.cc
-        if order != cc.order or cc.zone is not self.zone:
+        if cc is None or order != cc.order or cc.zone is not self.zone:
             return False
         if migratetype in (MIGRATE_CMA, MIGRATE_ISOLATE):
             return False
