@@ -146,7 +146,8 @@ def test_compaction_ready_decisions() -> None:
     assert not compaction_ready(z, sc)  # nothing free: not suitable, reclaim first
     # free single pages up to HIGH + gap + a margin: suitable and above the target
     target = z.high_wmark_pages + compact_gap(9) + 64
-    free_pages_mask(z, (np.arange(z.spanned_pages) % 2 == 0) & (np.arange(z.spanned_pages) < 2 * target))
+    idx = np.arange(z.spanned_pages)
+    free_pages_mask(z, (idx % 2 == 0) & (idx < 2 * target))
     assert compaction_suitable(z, 9, 3) and compaction_ready(z, sc)
 
 
@@ -155,7 +156,7 @@ async def test_costly_reclaim_stops_at_compact_gap() -> None:
     until compaction would be suitable: free >= LOW + compact_gap(order); it does not
     reclaim the whole cache. (Cache interleaved with anon: freeing it makes no order-9 block,
     which would stop reclaim earlier: "Allocation can already succeed".)"""
-    m, pa, sim, _ = full_machine(0.5, interleave=True)
+    _m, pa, sim, _ = full_machine(0.5, interleave=True)
     z = pa.zones[0]
     ac = pa.prepare_alloc_pages(pa.cpus[0], GFP_TRANSHUGE)[0]
     (n,) = await run(sim, lambda: try_to_free_pages(pa, pa.cpus[0], ac, 9, GFP_TRANSHUGE))
