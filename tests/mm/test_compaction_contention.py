@@ -40,7 +40,7 @@ def setup():  # type: ignore[no-untyped-def]
 
 
 async def run(prio: CompactPriority, hog: bool) -> tuple[CompactResult, int]:
-    m, sim, pa, z = setup()
+    _, sim, pa, z = setup()
     cpu = pa.cpus[0]
     ac, alloc_flags, _ = pa.prepare_alloc_pages(cpu, GFP_TRANSHUGE)
     out: list[tuple[CompactResult, int]] = []
