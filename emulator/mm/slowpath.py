@@ -278,7 +278,7 @@ async def alloc_pages_direct_compact(
     else:
         pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
-        zone = pa.machine.zone_of(pfn)
+        zone = pa.zone_of(pfn)
         zone.compact_blockskip_flush = False
         compaction_defer_reset(zone, order, True)
         ev["compact_success"] += 1
