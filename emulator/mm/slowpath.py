@@ -159,7 +159,8 @@ class SlowpathStats:
 
 @attrs.define(slots=True, eq=False)
 class SlowpathState:
-    """The locals of one __alloc_pages_slowpath call (its state between labels)."""
+    """The locals of one __alloc_pages_slowpath call (its state between labels): the kernel's
+    function keeps them on its stack."""
 
     gfp_mask: int
     order: int
@@ -183,13 +184,14 @@ class SlowpathState:
 
 
 def gfp_compaction_allowed(gfp_mask: int) -> bool:
-    """include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
+    """Models include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
     return bool(gfp_mask & __GFP_IO)
 
 
 def gfp_pfmemalloc_flags(gfp_mask: int) -> int:
-    """page_alloc.c: __gfp_pfmemalloc_flags — __GFP_MEMALLOC without __GFP_NOMEMALLOC gives
-    ALLOC_NO_WATERMARKS. (No PF_MEMALLOC tasks or OOM victims are modelled.)"""
+    """Models mm/page_alloc.c: __gfp_pfmemalloc_flags — __GFP_MEMALLOC without
+    __GFP_NOMEMALLOC gives ALLOC_NO_WATERMARKS. (No PF_MEMALLOC tasks or OOM victims are
+    modelled.)"""
     if gfp_mask & __GFP_NOMEMALLOC:
         return 0
     if gfp_mask & __GFP_MEMALLOC:
@@ -198,12 +200,13 @@ def gfp_pfmemalloc_flags(gfp_mask: int) -> int:
 
 
 def gfp_pfmemalloc_allowed(gfp_mask: int) -> bool:
-    """page_alloc.c: gfp_pfmemalloc_allowed."""
+    """Models mm/page_alloc.c: gfp_pfmemalloc_allowed."""
     return bool(gfp_pfmemalloc_flags(gfp_mask))
 
 
 def wake_all_kswapds(pa: PageAllocator, order: int, ac: AllocContext) -> None:
-    """page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist (the seam)."""
+    """Models mm/page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist
+    (the seam)."""
     last_node = -1
     for zone in ac.zonelist:
         if zone.zone_idx > ac.highest_zoneidx or not zone.managed_pages:
@@ -214,7 +217,7 @@ def wake_all_kswapds(pa: PageAllocator, order: int, ac: AllocContext) -> None:
 
 
 async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, force: bool) -> bool:
-    """Models page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
+    """Models mm/page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
     free block) of the first zone that has one back to ``ac->migratetype``, under zone->lock.
     Without ``force`` a zone keeps its last pageblock of reserve. True if something moved."""
     await pa.sim.sync()  # nr_reserved_highatomic is read without the lock, as the kernel does
@@ -245,15 +248,15 @@ async def _freelist(
 
 
 def _prep_captured(pa: PageAllocator, pfn: int, st: SlowpathState) -> None:
-    """prep_new_page for a page compaction captured: it never went through rmqueue (no
-    pgalloc count, as in the kernel); it becomes the caller's allocated block."""
+    """Models mm/page_alloc.c: prep_new_page, for a page compaction captured: it never went
+    through rmqueue (no pgalloc count, as in the kernel); it becomes the caller's block."""
     pa.memmap.mark_block(pfn, st.order, PG_ALLOC, st.owner)
 
 
 async def alloc_pages_direct_compact(
     pa: PageAllocator, cpu: Cpu, st: SlowpathState, prio: int
 ) -> int:
-    """Models page_alloc.c: __alloc_pages_direct_compact.
+    """Models mm/page_alloc.c: __alloc_pages_direct_compact.
 
     Sets ``st.compact_result``. COMPACT_SKIPPED returns at once, counting nothing; any other
     result counts ``compact_stall`` (an all-DEFERRED result too). A captured page is prepped;
@@ -289,7 +292,7 @@ async def alloc_pages_direct_compact(
 
 
 async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
-    """Models page_alloc.c: __alloc_pages_direct_reclaim and __perform_reclaim.
+    """Models mm/page_alloc.c: __alloc_pages_direct_reclaim + __perform_reclaim.
 
     ``try_to_free_pages`` in the allocating actor's time; no progress returns at once. After
     progress, one freelist attempt; if it fails, ``unreserve_highatomic_pageblock(ac, false)``
@@ -309,7 +312,7 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
 
 
 async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
-    """Models page_alloc.c: should_reclaim_retry.
+    """Models mm/page_alloc.c: should_reclaim_retry.
 
     ``no_progress_loops`` resets on progress for order <= PAGE_ALLOC_COSTLY_ORDER and always
     grows for costly orders; past MAX_RECLAIM_RETRIES (16) stop; else retry if any zone would
@@ -356,7 +359,7 @@ async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
 
 
 def compact_result_to_feedback(result: int) -> str:
-    """include/trace/events/mmflags.h: compact_result_to_feedback, as compact_retry prints
+    """Models include/trace/events/mmflags.h: compact_result_to_feedback, as compact_retry prints
     it: COMPLETE is "failed", SUCCESS "progress", anything else "withdrawn"."""
     if result == CompactResult.COMPACT_COMPLETE:
         return "failed"
@@ -370,7 +373,7 @@ def should_compact_retry(
     zonelist_suitable: Callable[[], bool] | None = None,
     rec: Recorder | NullRecorder | None = None,
 ) -> bool:
-    """Models page_alloc.c: should_compact_retry.
+    """Models mm/page_alloc.c: should_compact_retry.
 
     Order 0 never retries. COMPACT_SKIPPED (too few free order-0 pages) retries iff
     ``zonelist_suitable()`` (compaction_zonelist_suitable: reclaim could make compaction
@@ -432,7 +435,7 @@ async def should_compact_retry_async(pa: PageAllocator, st: SlowpathState) -> bo
 
 
 async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
-    """Models page_alloc.c: __alloc_pages_may_oom up to out_of_memory().
+    """Models mm/page_alloc.c: __alloc_pages_may_oom up to out_of_memory().
 
     The last attempt at the HIGH watermark (``(gfp | __GFP_HARDWALL) & ~__GFP_DIRECT_RECLAIM``,
     ``ALLOC_WMARK_HIGH | ALLOC_CPUSET``); then the kernel skips the OOM killer for costly
@@ -458,7 +461,7 @@ async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) ->
 async def alloc_pages_slowpath(
     pa: PageAllocator, cpu: Cpu, gfp_mask: int, order: int, ac: AllocContext, owner: int
 ) -> tuple[int, str]:
-    """Models page_alloc.c: __alloc_pages_slowpath. Returns ``(pfn, failure reason)``."""
+    """Models mm/page_alloc.c: __alloc_pages_slowpath. Returns ``(pfn, failure reason)``."""
     stats = pa.slowpath_stats[order]
     stats.entered += 1
     st = SlowpathState(

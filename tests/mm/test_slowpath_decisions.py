@@ -9,7 +9,7 @@ the slow path reacts to (the real compactor is tested with mm/compaction.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ class ScriptedCompaction:
     def __init__(
         self,
         results: list[tuple[CompactResult, int]],
-        on_call: Callable[[PageAllocator, int], int] | None = None,
+        on_call: Callable[[PageAllocator, int], Awaitable[int]] | None = None,
     ) -> None:
         self.results = results
         self.calls: list[tuple[int, int]] = []
@@ -72,7 +72,7 @@ class ScriptedCompaction:
         self.calls.append((gfp, int(prio)))
         result, pfn = self.results[min(n, len(self.results) - 1)]
         if self.on_call is not None:
-            pfn = self.on_call(pa, n)
+            pfn = await self.on_call(pa, n)
         return result, pfn
 
 
@@ -92,7 +92,7 @@ async def alloc(pa: PageAllocator, sim: Sim, order: int, gfp: int) -> int:
 def script(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedCompaction]:
     def make(
         results: list[tuple[CompactResult, int]],
-        on_call: Callable[[PageAllocator, int], int] | None = None,
+        on_call: Callable[[PageAllocator, int], Awaitable[int]] | None = None,
     ) -> ScriptedCompaction:
         s = ScriptedCompaction(results, on_call)
         monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
@@ -134,9 +134,10 @@ async def test_success_via_freelist_counts_success_and_resets_deferral(script: A
     z.compact_considered, z.compact_defer_shift, z.compact_order_failed = 3, 4, 5
     z.compact_blockskip_flush = True
 
-    def free_a_block(pa: PageAllocator, n: int) -> int:
+    async def free_a_block(pa: PageAllocator, n: int) -> int:
         # compaction "moved" pages: the order-8 block next to a free one is freed
-        z.free_one_page(256, 8)
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
         return -1
 
     script([(R.COMPACT_SUCCESS, -1)], free_a_block)
@@ -156,9 +157,10 @@ async def test_captured_page_is_prepped_without_a_freelist_attempt(script: Any) 
     m, pa, sim = fragmented()
     z = pa.zones[0]
 
-    def capture(pa: PageAllocator, n: int) -> int:
-        z.free_one_page(256, 8)
-        pfn = z.rmqueue_buddy(9, MIGRATE_MOVABLE)
+    async def capture(pa: PageAllocator, n: int) -> int:
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
+            pfn = z.rmqueue_buddy(9, MIGRATE_MOVABLE)
         pa.memmap.mark_block(pfn, 9, PG_ISOLATED)  # what capture leaves for the caller
         return pfn
 
@@ -469,8 +471,9 @@ async def test_madvised_fault_succeeds_after_compaction(monkeypatch: pytest.Monk
     m, pa, sim = fragmented()
     z = pa.zones[0]
 
-    def free_a_block(pa: PageAllocator, n: int) -> int:
-        z.free_one_page(256, 8)
+    async def free_a_block(pa: PageAllocator, n: int) -> int:
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
         return -1
 
     s = ScriptedCompaction([(CompactResult.COMPACT_SUCCESS, -1)], free_a_block)
