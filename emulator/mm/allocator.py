@@ -53,6 +53,7 @@ from emulator.mm.gfp import (
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
 from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
+from emulator.mm.slowpath import SlowpathStats, alloc_pages_slowpath
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,
@@ -62,6 +63,7 @@ from emulator.mm.snapshot import (
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
+from emulator.mm.vmscan import Lruvec, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -192,6 +194,12 @@ class PageAllocator(PcpDrain):
         #: wakeup_kswapd calls through the seam (the kswapd issue fills it in)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
+        #: the slow path's outcomes per order (mm/slowpath.py) and each node's LRU as
+        #: reclaim sees it (mm/vmscan.py)
+        self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
+        self.lruvecs = [
+            Lruvec(sim, n, [z for z in self.zones if z.node == n]) for n in range(self.nr_nodes)
+        ]
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -234,6 +242,10 @@ class PageAllocator(PcpDrain):
                     return z
             raise ValueError(f"pfn {pfn:#x} is in no zone")
         return z
+
+    def zone_reclaimable_pages(self, zone: Zone) -> int:
+        """vmscan.c: zone_reclaimable_pages (:mod:`emulator.mm.vmscan`)."""
+        return zone_reclaimable_pages(self, zone)
 
     def gfp_name(self, gfp: int) -> str:
         name = self._gfp_names.get(gfp)
@@ -309,9 +321,9 @@ class PageAllocator(PcpDrain):
     async def alloc_pages_slowpath(
         self, cpu: Cpu, gfp: int, order: int, ac: AllocContext, owner: int, reason: str
     ) -> tuple[int, str]:
-        """The seam for page_alloc.c: __alloc_pages_slowpath (wake kswapd, direct compaction,
-        reclaim, retries). Not modelled yet: the fast path's failure stands, with its reason."""
-        return -1, reason
+        """page_alloc.c: __alloc_pages_slowpath (:mod:`emulator.mm.slowpath`): wake kswapd,
+        direct compaction, direct reclaim, retries; ``(pfn, failure reason)``."""
+        return await alloc_pages_slowpath(self, cpu, gfp, order, ac, owner)
 
     async def get_page_from_freelist(
         self, cpu: Cpu, gfp: int, order: int, alloc_flags: int, ac: AllocContext, owner: int
