@@ -69,3 +69,19 @@ def test_defrag_setting_through_scenario_params() -> None:
     assert ctx.machine.transparent_hugepage_defrag == "always"
     with pytest.raises(ScenarioError, match=r"transparent_hugepage\.defrag='often' is invalid"):
         build_context(sc, sc.resolve({"transparent_hugepage.defrag": "often"}))
+
+
+def test_thisnode_zonelist_is_the_local_node_only() -> None:
+    """node_zonelist -> gfp_zonelist: __GFP_THISNODE takes ZONELIST_NOFALLBACK, so the THP
+    fault's first, local-node attempt never falls back to another node."""
+    from emulator.engine import Sim
+    from emulator.mm.allocator import PageAllocator
+
+    m = Machine.x86_64(8192, nodes=2)
+    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)
+    cpu1 = pa.cpus[1]
+    plain = pa.prepare_alloc_pages(cpu1, G.GFP_TRANSHUGE)[0]
+    local = pa.prepare_alloc_pages(cpu1, G.GFP_TRANSHUGE | G.__GFP_THISNODE)[0]
+    assert {z.node for z in plain.zonelist} == {0, 1}
+    assert {z.node for z in local.zonelist} == {1}
+    assert local.preferred_zoneref is plain.preferred_zoneref
