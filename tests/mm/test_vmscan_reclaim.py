@@ -47,17 +47,23 @@ def owners(m: Machine) -> np.ndarray:
 
 
 def full_machine(
-    file_share: float, pages: int = 65536, record: bool = False, interleave: bool = False
+    file_share: float,
+    pages: int = 65536,
+    record: bool = False,
+    interleave: bool = False,
+    free_tail: int = 0,
 ):
     """Every page allocated at order 0; the first ``file_share`` of them clean page cache,
     the rest anonymous (``interleave``: every other page is page cache instead, so freeing
-    cache never makes a free block above order 0)."""
+    cache never makes a free block above order 0); ``free_tail`` pages at the top are free."""
     rec = MemoryRecorder() if record else None
     m = Machine.simple(Normal=pages)
     sim = Sim("fifo", strict=True, **({"recorder": rec} if rec else {}))
     pa = PageAllocator(m, sim, cpus_per_node=2)
     z = pa.zones[0]
     allocate_everything(z, OWNER_MOVABLE)
+    if free_tail:
+        free_pages_mask(z, np.arange(z.spanned_pages) >= z.spanned_pages - free_tail)
     if interleave:
         owners(m)[z.zone_start_pfn : z.zone_end_pfn : 2] = OWNER_FILE
     else:
@@ -290,3 +296,36 @@ def test_reclaim_under_pressure_keeps_invariants(
     new_movable = sum(1 << o for p, o in got.items() if own[p] == OWNER_MOVABLE)
     assert int(np.count_nonzero(own == OWNER_MOVABLE)) == anon + new_movable
     assert int(np.count_nonzero(own == OWNER_FILE)) == files - m.vm_events["pgsteal_direct"]
+
+
+async def test_reclaim_takes_virtual_time_and_other_cpus_run_meanwhile() -> None:
+    """Reclaim is the allocating actor's own work in virtual time: while CPU 0 reclaims, CPU 1
+    (on a zone above its watermarks) keeps allocating and freeing, and its events fall inside
+    CPU 0's reclaim window; the reclaim lasts at least its per-page cost."""
+    _m, pa, sim, rec = full_machine(0.5, record=True, free_tail=8192)
+    cpu0, cpu1 = pa.cpus
+    ac = pa.prepare_alloc_pages(cpu0, GFP_KERNEL)[0]
+
+    async def reclaimer() -> int:
+        return await try_to_free_pages(pa, cpu0, ac, 0, GFP_KERNEL)
+
+    async def busy() -> None:
+        for _ in range(200):
+            pfn = await pa.alloc_pages(cpu1, 0, GFP_KERNEL)
+            await sim.delay(100)
+            await pa.free_pages(cpu1, pfn, 0)
+
+    (n, _) = await run(sim, reclaimer, busy)
+    pa.check()
+    assert rec is not None
+    evs = rec.events()
+    begins = [e["t"] for e in evs if e["event"] == "mm_vmscan_direct_reclaim_begin"]
+    ends = [e["t"] for e in evs if e["event"] == "mm_vmscan_direct_reclaim_end"]
+    assert len(begins) == len(ends) == 1  # CPU 1 never needed reclaim
+    assert ends[0] - begins[0] >= n * pa.costs.shrink_folio
+    inside = [
+        e
+        for e in evs
+        if e["actor"] == "cpu1" and e["event"] == "mm_page_alloc" and begins[0] < e["t"] < ends[0]
+    ]
+    assert inside
