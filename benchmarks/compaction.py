@@ -23,6 +23,7 @@ import time
 import trio
 
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.testing import make_kernel
 from emulator.workload.writes import write_file
 
@@ -32,6 +33,7 @@ def run_one(size: str) -> dict[str, float | int]:
     pa = k.allocator
     for z in pa.zones:
         free_k_of_n(z, 1, 2)
+    adopt_allocated(pa)  # anonymous memory on the LRU, with holders
     before = dict(pa.vm_events)
 
     async def writer() -> None:

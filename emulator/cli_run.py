@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 from emulator.cli import UsageError
+from emulator.engine.recorder import compile_event_filter
+from emulator.engine.sim import DRIVERS
 from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
 from emulator.runner import run_scenario
@@ -42,9 +44,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
     parser.add_argument(
+        "--events",
+        metavar="GLOB[,GLOB]",
+        help="record only these tracepoints, e.g. mm_compaction_*,mm_page_alloc",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="fail if model code touches shared state without synchronising (debugging)",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=DRIVERS,
+        default=None,
+        help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -104,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             scenario = load_scenario(find_scenario(args.scenario))
             params = scenario.resolve(overrides)
+        compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(f"--events: {exc}") from None
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             strategy=schedule.replay() if schedule is not None else None,
             strict=args.strict,
+            events_filter=args.events,
+            driver=args.driver,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
