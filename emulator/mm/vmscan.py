@@ -3,28 +3,29 @@
 Models mm/vmscan.c (Linux 6.12.0), simplified and said so: try_to_free_pages (6478),
 do_try_to_free_pages (6245), shrink_zones (6122), compaction_ready (6054), shrink_node (5936),
 should_continue_reclaim (5805), shrink_lruvec (5669), shrink_list / shrink_inactive_list (1914),
-shrink_folio_list (for clean, unmapped file folios only), zone_reclaimable_pages (368), and
-mm/shrinker.c: do_shrink_slab (371) for one shrinker.
+isolate_lru_folios, shrink_folio_list (for clean, unmapped file folios only),
+zone_reclaimable_pages (368), lruvec_lru_size; and mm/shrinker.c: do_shrink_slab (371) for one
+shrinker per node.
 
 How it runs: reclaim is the allocating actor's own work in virtual time. Scanning takes the
-node's ``lru_lock`` to isolate at most ``SWAP_CLUSTER_MAX`` (32) pages, charging a per-page
-isolation cost while holding it, drops it, reclaims the batch (a per-folio cost, then the
-folios are freed through the page allocator on this CPU, as ``free_unref_folios`` does), and
-retakes it to put back what it kept. Other CPUs allocate, free and compact in between.
+node's ``lru_lock`` (:class:`emulator.mm.lru.Lruvec`) to isolate at most ``SWAP_CLUSTER_MAX``
+(32) pages from the tail of the inactive file list, charging ``lru_op`` per folio while
+holding it, drops it, reclaims the batch (``shrink_folio`` per page: the holder is told,
+:func:`emulator.mm.lru.evict`, then the folio is freed through the page allocator on this
+CPU, as ``free_unref_folios`` does), and retakes it for the putback's accounting. Other CPUs
+allocate, free, compact and isolate in between.
 
 What is simplified:
 
-* The LRU is the seam :class:`Lruvec` (one per node): until the owner-kind/LRU work lands it
-  identifies clean page-cache folios by the memmap owner kind ``file``
-  (:data:`OWNER_FILE`) and scans them with a clock hand over the node's pfns (an LRU order
-  approximated by address order; no active/inactive aging, no referenced bits, no dirty or
-  writeback pages: every isolated file folio is clean, unmapped and reclaimed). Its holder is
-  the page cache; an evicted folio is told to it (:meth:`Lruvec.evicted`, counted).
 * No swap is configured, so ``get_scan_count`` is always SCAN_FILE: anonymous memory is never
   scanned or reclaimed (``can_reclaim_anon_pages`` is false).
-* Slab: one shrinker per node (:class:`SlabShrinker`) over reclaimable slab pages registered
-  with it (a scenario's set-up); one object per page; ``do_shrink_slab``'s delta and deferred
-  work are the kernel's (``DEFAULT_SEEKS`` 2, ``SHRINK_BATCH`` 128).
+* No page references, dirty or writeback pages: every isolated file folio is clean and
+  unmapped and is reclaimed; nothing activates folios, so the active lists are empty and
+  only the inactive file list is scanned (no ``shrink_active_list``).
+* Slab: one shrinker per node (:class:`SlabShrinker`, ``PageAllocator.shrinkers``) over the
+  reclaimable slab pages registered with it (a scenario's set-up); one object per page;
+  ``do_shrink_slab``'s delta and deferred work are the kernel's (``DEFAULT_SEEKS`` 2,
+  ``SHRINK_BATCH`` 128).
 * No memcg (one root lruvec; the ``memcg_full_walk`` retry of do_try_to_free_pages is kept
   because it is what the kernel does when nothing was reclaimed), no
   ``throttle_direct_reclaim`` (no pfmemalloc throttling), no ``reclaim_throttle``, no MGLRU.
@@ -39,30 +40,36 @@ from array import array
 from typing import TYPE_CHECKING
 
 import attrs
-import numpy as np
 
-from emulator.engine import SpinLock
 from emulator.mm.compaction import compact_gap, compaction_suitable
-from emulator.mm.memmap import OWNER_FILE, OWNER_UNMOVABLE, PG_ALLOC
+from emulator.mm.internal import lockdep_assert_held
+from emulator.mm.lru import (
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_FILE,
+    evict,
+    folio_isolate_lru_locked,
+)
+from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
-from emulator.mm.zone import ZONE_NAMES
+from emulator.mm.zone import MAX_NR_ZONES, ZONE_NAMES
 
 if TYPE_CHECKING:
-    from emulator.engine import Sim
     from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
+    from emulator.mm.lru import Lruvec
     from emulator.mm.page_alloc import Zone
 
 __all__ = [
     "DEF_PRIORITY",
     "MAX_RECLAIM_RETRIES",
     "SWAP_CLUSTER_MAX",
-    "Lruvec",
     "ScanControl",
     "SlabShrinker",
     "compact_gap",
     "compaction_ready",
     "do_try_to_free_pages",
+    "isolate_lru_folios",
+    "lruvec_lru_size",
     "should_continue_reclaim",
     "shrink_node",
     "try_to_free_pages",
@@ -79,6 +86,8 @@ DEFAULT_SEEKS = 2
 """include/linux/shrinker.h"""
 SHRINK_BATCH = 128
 """mm/shrinker.c"""
+#: the vm event ``pgskip_<zone>`` by zone index
+_PGSKIP = tuple(f"pgskip_{ZONE_NAMES[z].lower()}" for z in range(MAX_NR_ZONES))
 
 
 @attrs.define(slots=True, eq=False)
@@ -102,10 +111,11 @@ class ScanControl:
 
 
 class SlabShrinker:
-    """One reclaimable-slab cache of a node with its shrinker (simplified: one object per page).
+    """One node's reclaimable-slab cache with its shrinker (simplified: one object per page).
 
-    Pages are registered by whoever allocated them (a scenario's set-up) and are freed only by
-    the shrinker. ``nr_deferred`` is the shrinker's deferred scan count."""
+    Pages are registered by whoever allocated them (a scenario's set-up: the machine's past)
+    and are freed only by the shrinker; ``nr_deferred`` is the shrinker's deferred scan
+    count. Freed pages leave the node's ``nr_slab_reclaimable``."""
 
     __slots__ = ("freed", "nr_deferred", "pages")
 
@@ -121,89 +131,47 @@ class SlabShrinker:
         return len(self.pages)
 
 
-class Lruvec:
-    """The node's LRU as reclaim sees it (the seam for the owner-kind/LRU work).
+def lruvec_lru_size(lruvec: Lruvec, lru: int, zone_idx: int) -> int:
+    """Models mm/vmscan.c: lruvec_lru_size — pages on list ``lru`` in zones 0..zone_idx."""
+    return sum(lruvec.nr_zone_pages[z][lru] for z in range(zone_idx + 1))
 
-    ``lru_lock`` is ``lruvec->lru_lock``. File folios are the allocated blocks whose owner is
-    :data:`OWNER_FILE`; a folio isolated by reclaim is marked :data:`OWNER_UNMOVABLE` while it
-    is off the LRU (not PageLRU: compaction cannot take it), as the kernel clears PageLRU.
-    """
 
-    __slots__ = (
-        "cursor",
-        "evictions",
-        "lru_lock",
-        "nid",
-        "nr_isolated_file",
-        "shrinker",
-        "zones",
-    )
-
-    def __init__(self, sim: Sim, nid: int, zones: list[Zone]) -> None:
-        self.nid = nid
-        self.zones = sorted(zones, key=lambda z: z.zone_idx)
-        self.lru_lock = SpinLock(sim, "&lruvec->lru_lock")
-        self.cursor = 0
-        self.nr_isolated_file = 0
-        self.evictions = 0
-        self.shrinker = SlabShrinker()
-
-    # -- counters ----------------------------------------------------------------------------
-
-    @staticmethod
-    def zone_file_pages(zone: Zone) -> int:
-        """NR_ZONE_INACTIVE_FILE + NR_ZONE_ACTIVE_FILE of ``zone`` (isolated folios excluded,
-        as the kernel's counters exclude them)."""
-        mm = zone.memmap
-        own = np.frombuffer(mm.owner, dtype=np.uint8)[zone.zone_start_pfn : zone.zone_end_pfn]
-        return int(np.count_nonzero(own == OWNER_FILE))
-
-    def lru_size(self, reclaim_idx: int) -> int:
-        """Models mm/vmscan.c: lruvec_lru_size, of the file LRUs for zones 0..reclaim_idx."""
-        return sum(self.zone_file_pages(z) for z in self.zones if z.zone_idx <= reclaim_idx)
-
-    # -- isolate / putback (caller holds lru_lock) ------------------------------------------
-
-    def isolate_file_folios(self, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
-        """Models mm/vmscan.c: isolate_lru_folios, for the file LRU: up to ``nr_to_scan``
-        pages of folios in zones 0..reclaim_idx from the clock hand on. Returns (folio heads,
-        pages scanned)."""
-        eligible = [z for z in self.zones if z.zone_idx <= reclaim_idx and z.managed_pages]
-        if not eligible:
-            return [], 0
-        lo = eligible[0].zone_start_pfn
-        hi = eligible[-1].zone_end_pfn
-        mm = eligible[0].memmap
-        own = np.frombuffer(mm.owner, dtype=np.uint8)
-        state = np.frombuffer(mm.state, dtype=np.uint8)
-        start = self.cursor if lo <= self.cursor < hi else lo
-        taken: list[int] = []
-        scanned = 0
-        for a, b in ((start, hi), (lo, start)):
-            if scanned >= nr_to_scan or a >= b:
-                continue
-            idx = np.flatnonzero((own[a:b] == OWNER_FILE) & (state[a:b] == PG_ALLOC))
-            for off in idx[: nr_to_scan - scanned].tolist():
-                pfn = a + off
-                order = mm.order[pfn]
-                mm.set_owner(pfn, order, OWNER_UNMOVABLE)
-                taken.append(pfn)
-                scanned += 1 << order
-                self.cursor = pfn + (1 << order)
-                if scanned >= nr_to_scan:
-                    break
-        self.nr_isolated_file += scanned
-        return taken, scanned
-
-    def evicted(self, pfn: int, order: int) -> None:
-        """The holder (the page cache) is told its folio left the cache."""
-        self.evictions += 1
+def isolate_lru_folios(
+    pa: PageAllocator, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl, lru: int
+) -> tuple[list[int], int]:
+    """Models mm/vmscan.c: isolate_lru_folios — from the tail (oldest) of list ``lru``, take
+    folios until ``nr_to_scan`` eligible pages were scanned; folios of zones above
+    ``sc.reclaim_idx`` are skipped (``pgskip_<zone>``) and stay where they are. Returns (the
+    isolated folio heads, pages scanned including the skipped, as ``*nr_scanned``). Caller
+    holds ``lru_lock``."""
+    lockdep_assert_held(lruvec.lru_lock_or_none)
+    mm = pa.memmap
+    prv = mm.prv
+    head = lruvec.lists + lru
+    taken: list[int] = []
+    scan = 0
+    total_scan = 0
+    p = prv[head]
+    while p != head and scan < nr_to_scan:
+        older = prv[p]
+        nr = 1 << mm.order[p]
+        total_scan += nr
+        zone = pa.zone_of(p)
+        if zone.zone_idx > sc.reclaim_idx:
+            pa.vm_events[_PGSKIP[zone.zone_idx]] += nr
+        else:
+            scan += nr
+            if folio_isolate_lru_locked(pa, lruvec, p):
+                taken.append(p)
+        p = older
+    return taken, total_scan
 
 
 def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
-    """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
-    not reclaimable)."""
-    return Lruvec.zone_file_pages(zone)
+    """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon
+    is not reclaimable). Isolated folios are not counted, as in the kernel."""
+    nz = pa.lruvecs[zone.node].nr_zone_pages[zone.zone_idx]
+    return nz[LRU_INACTIVE_FILE] + nz[LRU_ACTIVE_FILE]
 
 
 def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
@@ -229,23 +197,24 @@ def in_reclaim_compaction(sc: ScanControl) -> bool:
 
 
 def should_continue_reclaim(
-    lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
+    pa: PageAllocator, lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl
 ) -> bool:
     """Models mm/vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
     compaction could run (or the allocation would succeed), while the last pass reclaimed
-    something and the inactive lists hold more than compact_gap(order)."""
+    something and the node's inactive file list holds more than compact_gap(order)."""
     if not in_reclaim_compaction(sc):
         return False
     if not nr_reclaimed:
         return False
-    for zone in lruvec.zones:
-        if zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
+    threshold = pa.machine.extfrag_threshold
+    for zone in pa.zones:
+        if zone.node != lruvec.nid or zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
             continue
         if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
             return False
-        if compaction_suitable(zone, sc.order, sc.reclaim_idx, extfrag_threshold):
+        if compaction_suitable(zone, sc.order, sc.reclaim_idx, threshold):
             return False
-    return lruvec.lru_size(len(ZONE_NAMES) - 1) > compact_gap(sc.order)
+    return lruvec.nr_pages[LRU_INACTIVE_FILE] > compact_gap(sc.order)
 
 
 async def shrink_inactive_list(
@@ -253,18 +222,18 @@ async def shrink_inactive_list(
 ) -> int:
     """Models mm/vmscan.c: shrink_inactive_list + shrink_folio_list, for clean file folios.
 
-    Isolate under lru_lock (``pgscan_*``), drop it, reclaim each folio (tell the page cache,
-    free the pages on this CPU), retake lru_lock for the putback and ``pgsteal_*``."""
+    Isolate under lru_lock (``pgscan_*``, ``pgscan_file``), drop it, reclaim each folio (the
+    holder is told, then the pages are freed on this CPU), retake lru_lock for the putback's
+    accounting (``pgsteal_*``, ``pgsteal_file``). Returns pages reclaimed."""
     sim = pa.sim
     costs = pa.costs
     ev = pa.vm_events
     lock = lruvec.lru_lock
     await lock.acquire("shrink_inactive_list:isolate")
-    taken, nr_scanned = lruvec.isolate_file_folios(nr_to_scan, sc.reclaim_idx)
-    item = "pgscan_kswapd" if sc.kswapd else "pgscan_direct"
-    ev[item] += nr_scanned
+    taken, nr_scanned = isolate_lru_folios(pa, lruvec, nr_to_scan, sc, LRU_INACTIVE_FILE)
+    ev["pgscan_kswapd" if sc.kswapd else "pgscan_direct"] += nr_scanned
     ev["pgscan_file"] += nr_scanned
-    await sim.delay(costs.lru_lock + costs.lru_isolate * max(nr_scanned, 1))
+    await sim.delay(costs.lru_lock + costs.lru_op * max(len(taken), 1))
     lock.release()
     sc.nr_scanned += nr_scanned
     if not taken:
@@ -274,13 +243,11 @@ async def shrink_inactive_list(
     for pfn in taken:
         order = mm.order[pfn]
         await sim.delay(costs.shrink_folio << order)
-        lruvec.evicted(pfn, order)
+        evict(pa, pfn)
         await pa.free_pages(cpu, pfn, order)
         nr_reclaimed += 1 << order
     await lock.acquire("shrink_inactive_list:putback")
-    lruvec.nr_isolated_file -= nr_scanned
-    item = "pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"
-    ev[item] += nr_reclaimed
+    ev["pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"] += nr_reclaimed
     ev["pgsteal_file"] += nr_reclaimed
     await sim.delay(costs.lru_lock)
     lock.release()
@@ -290,12 +257,12 @@ async def shrink_inactive_list(
 async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
     """Models mm/vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
 
-    Scan target ``lru_size >> priority`` of the file LRU, in SWAP_CLUSTER_MAX batches; direct
-    reclaim at DEF_PRIORITY scans its whole target (proportional reclaim), otherwise it stops
-    once ``nr_to_reclaim`` is met (with anon not scanned, the proportional nudge ends the
-    loop)."""
+    Scan target ``lruvec_lru_size(inactive file, reclaim_idx) >> priority``, in
+    SWAP_CLUSTER_MAX batches; direct reclaim at DEF_PRIORITY scans its whole target
+    (proportional reclaim), otherwise it stops once ``nr_to_reclaim`` is met (with anon not
+    scanned, the proportional nudge ends the loop)."""
     await pa.sim.sync()  # the LRU sizes are shared state
-    nr = lruvec.lru_size(sc.reclaim_idx) >> sc.priority
+    nr = lruvec_lru_size(lruvec, LRU_INACTIVE_FILE, sc.reclaim_idx) >> sc.priority
     proportional = not sc.kswapd and sc.priority == DEF_PRIORITY
     nr_reclaimed = 0
     while nr:
@@ -308,11 +275,14 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanCon
     sc.nr_reclaimed += nr_reclaimed
 
 
-async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> int:
+async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) -> int:
     """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
 
-    Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)."""
-    shrinker = lruvec.shrinker
+    ``delta = (freeable >> priority) * 4 / DEFAULT_SEEKS`` plus the deferred work, capped at
+    2 * freeable, scanned in SHRINK_BATCH batches (``slabs_scanned``). Freed pages count as
+    reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state) and leave
+    ``nr_slab_reclaimable``."""
+    shrinker = pa.shrinkers[nid]
     freeable = shrinker.count_objects()
     if not freeable:
         return 0
@@ -323,16 +293,20 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
     scanned = 0
     freed = 0
     ev = pa.vm_events
+    mm = pa.memmap
+    lruvec = pa.lruvecs[nid]
     while total_scan >= SHRINK_BATCH or total_scan >= freeable:
         nr_to_scan = min(SHRINK_BATCH, total_scan)
         if not nr_to_scan or not shrinker.pages:
             break
-        n = min(nr_to_scan, len(shrinker.pages))
-        for _ in range(n):
+        for _ in range(min(nr_to_scan, len(shrinker.pages))):
             pfn = shrinker.pages.pop()
             await pa.sim.delay(pa.costs.shrink_slab_object)
-            await pa.free_pages(cpu, pfn, pa.memmap.order[pfn])
-            freed += 1
+            order = mm.order[pfn]
+            if mm.owner[pfn] == OWNER_RECLAIMABLE:
+                lruvec.nr_slab_reclaimable -= 1 << order
+            await pa.free_pages(cpu, pfn, order)
+            freed += 1 << order
         ev["slabs_scanned"] += nr_to_scan
         total_scan -= nr_to_scan
         scanned += nr_to_scan
@@ -348,10 +322,9 @@ async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
     while True:
         nr_reclaimed = sc.nr_reclaimed
         await shrink_lruvec(pa, cpu, lruvec, sc)
-        sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec, sc)
+        sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec.nid, sc)
         await pa.sim.sync()  # the watermark reads below are shared state
-        threshold = pa.machine.extfrag_threshold
-        if not should_continue_reclaim(lruvec, sc.nr_reclaimed - nr_reclaimed, sc, threshold):
+        if not should_continue_reclaim(pa, lruvec, sc.nr_reclaimed - nr_reclaimed, sc):
             return
 
 
