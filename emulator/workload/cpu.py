@@ -132,13 +132,17 @@ class CpuProgram:
         or for ``handle`` (a refault): the handle, or -1 if the allocation failed. The block
         is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
         nobody holds); slab is accounted."""
-        pa = self.pa
-        if self.markers is not None:
-            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
-        pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
+        pfn = await self._alloc(order, gfp, owner)
         if pfn < 0:
             return -1
         return await self._map(pfn, handle)
+
+    async def _alloc(self, order: int, gfp: int, owner: int = -1) -> int:
+        """One call into the page allocator, marked (``mmemu_alloc_begin``) where it begins."""
+        pa = self.pa
+        if self.markers is not None:
+            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
+        return await pa.alloc_pages(self.cpu, order, gfp, owner)
 
     async def _map(self, pfn: int, handle: int = -1) -> int:
         """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
@@ -197,7 +201,9 @@ class CpuProgram:
             owner = OWNER_PINNED
         order = cls.order
         if cls.thp_fault:
-            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+            pfn, order = await do_huge_pmd_anonymous_page(
+                self.pa, self.cpu, cls.madv_hugepage, self._alloc
+            )
             handle = await self._map(pfn) if pfn >= 0 else -1
         else:
             handle = await self._fault_in(cls.order, cls.gfp, owner)
