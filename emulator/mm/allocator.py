@@ -35,6 +35,9 @@ from emulator.engine import Mutex, Sim, SpinLock
 from emulator.mm.costs import Costs
 from emulator.mm.drain import PcpDrain
 from emulator.mm.gfp import (
+    __GFP_THISNODE as _GFP_THISNODE,
+)
+from emulator.mm.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
 from emulator.mm.gfp import (
@@ -63,7 +66,7 @@ from emulator.mm.snapshot import (
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.vmscan import NodeReclaim, zone_reclaimable_pages
+from emulator.mm.vmscan import SlabShrinker, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -205,13 +208,10 @@ class PageAllocator(PcpDrain):
         #: wakeup_kswapd calls through the seam (the kswapd issue fills it in)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
-        #: the slow path's outcomes per order (mm/slowpath.py) and each node's reclaim state
-        #: over its lruvec (mm/vmscan.py)
+        #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
+        #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
-        self.reclaim: list[NodeReclaim] = [
-            NodeReclaim(self, self.lruvecs[n], [z for z in self.zones if z.node == n])
-            for n in range(self.nr_nodes)
-        ]
+        self.shrinkers = [SlabShrinker() for _ in range(self.nr_nodes)]
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -317,6 +317,9 @@ class PageAllocator(PcpDrain):
         mt = gfp_migratetype(gfp)
         hz = gfp_zone(gfp)
         zonelist = cpu.zonelists[hz]
+        if gfp & _GFP_THISNODE:
+            # node_zonelist -> gfp_zonelist: ZONELIST_NOFALLBACK, this node's zones only
+            zonelist = [z for z in zonelist if z.node == cpu.node]
         if not zonelist:
             raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
         preferred = zonelist[0]

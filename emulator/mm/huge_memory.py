@@ -73,7 +73,7 @@ def vma_thp_gfp_mask(defrag: str, madvised: bool) -> int:
 
 
 def defrag_show(defrag: str) -> str:
-    """mm/huge_memory.c: defrag_show — the sysfs text, the current mode in brackets."""
+    """Models mm/huge_memory.c: defrag_show — the sysfs text, the current mode in brackets."""
     return " ".join(f"[{m}]" if m == defrag else m for m in DEFRAG_MODES)
 
 
@@ -101,9 +101,10 @@ async def do_huge_pmd_anonymous_page(
     madvised: bool,
     begin: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """A THP fault: allocate with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else
-    ``thp_fault_fallback`` and one base page. Returns ``(pfn, order)`` (pfn -1 if even the
-    base page failed). ``begin(order, gfp)`` is called before each allocation."""
+    """Models mm/huge_memory.c: do_huge_pmd_anonymous_page, its allocation half: allocate
+    with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else ``thp_fault_fallback`` and
+    one base page. Returns ``(pfn, order)`` (pfn -1 if even the base page failed).
+    ``begin(order, gfp)`` is called before each allocation (the workload's latency markers)."""
     gfp = vma_thp_gfp_mask(pa.machine.transparent_hugepage_defrag, madvised)
     pfn = await alloc_hugepage_mpol(pa, cpu, gfp, begin)
     ev = pa.vm_events
