@@ -188,6 +188,8 @@ class PageAllocator(PcpDrain):
         )
         self.kswapd_wakeups = 0
         self.wakeup_kswapd_hook: Any = None
+        #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
+        self.kthreads: Any = None
 
     # -- set-up ------------------------------------------------------------------------------
 
