@@ -77,6 +77,36 @@ class Costs:
         "drain_pages_zone per remote CPU visited: pcp->lock line transfer, count check (estimate)",
     )
 
+    compact_scan_page: int = _cost(
+        5,
+        "compaction migrate scanner, per pfn: a sequential struct page read (PageBuddy/LRU "
+        "flags, order), mostly prefetched (estimate)",
+    )
+    compact_free_scan_page: int = _cost(
+        5, "compaction free scanner, per pfn sampled: a struct page read (estimate)"
+    )
+    compact_block_check: int = _cost(
+        20,
+        "compaction, per pageblock passed over without scanning (skip bit, migratetype, "
+        "pageblock_pfn_to_page): a few flag reads (estimate)",
+    )
+    compact_isolate_page: int = _cost(
+        60,
+        "isolate_migratepages_block / putback per folio: refcount get, folio_test_clear_lru, "
+        "lruvec_del_folio, NR_ISOLATED update (estimate)",
+    )
+    migrate_page: int = _cost(
+        2000,
+        "migrate_pages per 4 KiB page moved: try_to_migrate (unmap, TLB flush), folio_copy "
+        "(~250 ns like clear_page), remove_migration_ptes; order of magnitude of the per-page "
+        "cost in the 'migrate_pages(): batch TLB flushing' series (Huang Ying, v6.4) (estimate)",
+    )
+    migrate_fail: int = _cost(
+        500,
+        "one failed migration attempt (-EAGAIN: unexpected reference count) with its undo "
+        "(estimate)",
+    )
+
     def with_overrides(self, **overrides: int) -> Costs:
         """A copy with some charges changed; unknown names raise ValueError listing valid ones."""
         unknown = sorted(set(overrides) - {a.name for a in attrs.fields(Costs)})
