@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim, WaitQueue
+from emulator.mm.alloc_flags import ALLOC_WMARK_MIN
 from emulator.mm.gfp import GFP_KERNEL
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.snapshot import MIGRATE_UNMOVABLE, ZONE_NAMES
@@ -183,16 +184,16 @@ def compaction_ops(pa: PageAllocator) -> CompactionOps:
     from emulator.mm import compaction as C
 
     def suitable(zone: Zone, order: int, highest_zoneidx: int) -> bool:
-        return (
-            C.compaction_suit_allocation_order(zone, order, highest_zoneidx, C.ALLOC_WMARK_MIN)
-            == C.CompactResult.COMPACT_CONTINUE
+        ret = C.compaction_suit_allocation_order(
+            zone, order, highest_zoneidx, ALLOC_WMARK_MIN, pa.machine.extfrag_threshold
         )
+        return ret == C.CompactResult.COMPACT_CONTINUE
 
     async def compact_zone(cc: CompactControl) -> str:
-        return (await C.compact_zone(pa, cc, None)).name
+        return (await C.compact_zone(cc, None)).name
 
     def reset(node: Node) -> None:
-        C.reset_isolation_suitable(node)
+        C.reset_isolation_suitable(node.zones)
 
     events = pa.vm_events
     return CompactionOps(
@@ -399,6 +400,16 @@ class Kcompactd:
                     timeout = default_timeout << COMPACT_MAX_DEFER_SHIFT
             self.proactive_compact_trigger = False
 
+    def _cc_inputs(self) -> dict[str, Any]:
+        """What the model's compact_control carries besides the kernel's fields: the allocator,
+        the CPU whose pcp lists receive freed sources, proactiveness, the kswapd probe."""
+        return {
+            "pa": self.pa,
+            "cpu": self.cpu,
+            "proactiveness": self.machine.compaction_proactiveness,
+            "kswapd_probe": self.kswapd_is_running,
+        }
+
     async def kcompactd_do_work(self) -> None:
         """Models mm/compaction.c: kcompactd_do_work — compact the zones up to
         ``kcompactd_highest_zoneidx`` for ``kcompactd_max_order`` with one compact_control
@@ -411,6 +422,7 @@ class Kcompactd:
         events = self.pa.vm_events
         first = next(z for z in self.node.zones if z.populated)
         cc = CompactControl(
+            **self._cc_inputs(),
             zone=first,
             order=self.kcompactd_max_order,
             search_order=self.kcompactd_max_order,
@@ -461,6 +473,7 @@ class Kcompactd:
         events = self.pa.vm_events
         zones = [z for z in self.node.zones if z.populated]
         cc = CompactControl(
+            **self._cc_inputs(),
             zone=zones[0],
             order=-1,
             mode=MIGRATE_SYNC_LIGHT,

@@ -8,10 +8,10 @@ zone state); what is asserted is kcompactd's own behaviour."""
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
 import trio
 
 from emulator.engine import MemoryRecorder, Sim
@@ -19,10 +19,14 @@ from emulator.mm.allocator import PageAllocator
 from emulator.mm.gfp import GFP_KERNEL
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT
-from emulator.mm.kcompactd import COMPACT_MAX_DEFER_SHIFT, HPAGE_FRAG_CHECK_INTERVAL_NS
+from emulator.mm.kcompactd import (
+    COMPACT_MAX_DEFER_SHIFT,
+    HPAGE_FRAG_CHECK_INTERVAL_NS,
+    compaction_ops,
+)
 from emulator.mm.kswapd import Kthreads, start_kthreads
 from emulator.mm.machine import Machine
-from emulator.mm.memmap import OWNER_UNMOVABLE
+from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
 
 
 def _fakes():  # the suite runs with --import-mode=importlib: load the sibling by path
@@ -52,7 +56,11 @@ def build(
     compact_cost: int = 1 * MS,
     reclaim_cost: int = 1 * MS,
     seed: int = 0,
+    real: bool = False,
 ) -> tuple[Machine, Sim, PageAllocator, Kthreads, FakeCompaction, FakeReclaim]:
+    """256 MiB, one Normal zone, 2 CPUs; ``fragmented``: 3 of every 4 pages free in every
+    pageblock (random ones), the rest ``movable`` or unmovable; ``real``: kcompactd drives
+    the real mm/compaction.c (else the fake)."""
     rec = MemoryRecorder()
     m = Machine.simple(Normal=65536, recorder=rec)
     m.sysctl.set("vm.compaction_proactiveness", proactiveness)
@@ -60,10 +68,16 @@ def build(
     pa = PageAllocator(m, sim, cpus_per_node=2)
     if fragmented:
         # every 2 MiB block keeps 1/4 of its pages allocated, spread out: score 100
-        free_k_of_n(pa.zones[0], 3, 4, owner=1 if movable else OWNER_UNMOVABLE)
+        free_k_of_n(
+            pa.zones[0],
+            3,
+            4,
+            owner=OWNER_MOVABLE if movable else OWNER_UNMOVABLE,
+            rng=np.random.default_rng(seed),
+        )
     fc = FakeCompaction(pa, movable=movable, cost_ns=compact_cost)
     fr = FakeReclaim(pa, cost_ns=reclaim_cost)
-    kt = start_kthreads(pa, fc.ops(), fr.ops())
+    kt = start_kthreads(pa, compaction_ops(pa) if real else fc.ops(), fr.ops())
     return m, sim, pa, kt, fc, fr
 
 
@@ -160,7 +174,7 @@ async def test_wakeup_kcompactd_needs_a_suitable_node_and_order() -> None:
 
 
 async def test_proactive_pass_takes_score_from_above_high_to_low_mark() -> None:
-    _m, sim, pa, kt, fc, _fr = build(proactiveness=20, fragmented=True)
+    _m, sim, pa, kt, _fc, _fr = build(proactiveness=20, fragmented=True, real=True)
     kc = kt.kcompactd[0]
     assert node_score(pa) > 90 and kc.wmarks() == (80, 90)
     await sim.run(until=1200 * MS)
@@ -168,7 +182,18 @@ async def test_proactive_pass_takes_score_from_above_high_to_low_mark() -> None:
     assert len(passes) == 1  # at 500 ms; at 1 s the score is at or below the high mark
     p = passes[0]
     assert p.t_ns == 500 * MS
-    assert p.score_before > 90 and p.score_after <= 80 and p.pages_migrated > 0
+    # __compact_finished stops the zone as soon as its score is at or below the low mark
+    assert p.score_before > 90 and 70 < p.score_after <= 80 and p.pages_migrated > 0
+    assert pa.vm_events["compact_daemon_migrate_scanned"] > 0
+    assert pa.vm_events["compact_daemon_wake"] == 0  # counted for woken runs only
+    assert kc.wakeups == {"timer": 2}
+    pa.check()
+
+
+async def test_proactive_pass_arguments() -> None:
+    _m, sim, _pa, kt, fc, _fr = build(proactiveness=20, fragmented=True)
+    await sim.run(until=600 * MS)
+    assert len(kt.kcompactd[0].proactive_passes) == 1
     # compact_node(proactive): order -1, SYNC_LIGHT, whole zone, skip hints ignored
     c = fc.calls[0]
     assert (c.order, c.mode, c.whole_zone, c.proactive, c.ignore_skip_hint) == (
@@ -178,10 +203,6 @@ async def test_proactive_pass_takes_score_from_above_high_to_low_mark() -> None:
         True,
         True,
     )
-    assert kc.wakeups == {"timer": 2}
-    # the next wait is the default 500 ms (progress was made)
-    sleeps = [e["t"] for e in events(sim, "mm_compaction_kcompactd_sleep")]
-    assert sleeps[2] - sleeps[1] == 500 * MS or sleeps[1] > 500 * MS
 
 
 async def test_proactive_starts_only_strictly_above_the_high_mark() -> None:
@@ -219,18 +240,24 @@ async def test_proactive_compaction_skipped_while_kswapd_runs() -> None:
 
 
 async def test_no_progress_backs_off_to_32s() -> None:
-    _m, sim, _pa, kt, _fc, _fr = build(proactiveness=20, fragmented=True, movable=False)
+    # unmovable memory: the real compaction cannot move it, the score does not go down
+    _m, sim, pa, kt, _fc, _fr = build(proactiveness=20, fragmented=True, movable=False, real=True)
     kc = kt.kcompactd[0]
     await sim.run(until=70 * S)
-    starts = [p.t_ns for p in kc.proactive_passes]
+    passes = kc.proactive_passes
     backoff = HPAGE_FRAG_CHECK_INTERVAL_NS << COMPACT_MAX_DEFER_SHIFT
     assert backoff == 32 * S
-    assert len(starts) == 3
-    # each pass costs one fake compact_zone (1 ms): the next starts 32 s after it ended
-    assert starts[0] == 500 * MS
-    assert [b - a for a, b in itertools.pairwise(starts)] == [backoff + 1 * MS] * 2
-    assert all(p.score_after >= p.score_before for p in kc.proactive_passes)
+    assert [p.t_ns for p in passes][:1] == [500 * MS] and len(passes) == 3
+    assert all(p.score_after >= p.score_before and p.pages_migrated == 0 for p in passes)
+    # each wait after a pass is 32 s (the pass itself takes the rest)
+    sleeps = [e["t"] for e in events(sim, "mm_compaction_kcompactd_sleep")]
+    assert len(sleeps) == 4
+    for p, nxt in zip(passes, [q.t_ns for q in passes[1:]] + [None], strict=True):
+        after = min(t for t in sleeps if t > p.t_ns)  # the sleep that follows the pass
+        if nxt is not None:
+            assert nxt - after == backoff
     assert kc.wakeups == {"timer": 3}
+    pa.check()
 
 
 async def test_writing_proactiveness_triggers_a_pass() -> None:
@@ -256,7 +283,7 @@ async def test_writing_proactiveness_triggers_a_pass() -> None:
 
 def test_kcompactd_runs_are_deterministic() -> None:
     def once() -> list[str]:
-        _m, sim, _pa, _kt, _fc, _fr = build(proactiveness=20, fragmented=True, seed=3)
+        _m, sim, _pa, _kt, _fc, _fr = build(proactiveness=20, fragmented=True, seed=3, real=True)
         trio.run(sim.run, 3 * S)
         return list(sim.recorder.lines)
 
