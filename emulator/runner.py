@@ -26,6 +26,7 @@ from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.workload.cpu import CpuProgram
+from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
 
 __all__ = ["RunContext", "RunResult", "build_context", "run_scenario"]
 
@@ -43,6 +44,8 @@ class RunContext:
     samples: dict[str, list[Any]] = attrs.field(factory=dict)
     findings: dict[str, Any] = attrs.field(factory=dict)
     vm_events_at_start: dict[str, int] = attrs.field(factory=dict)
+    scenario_result: Any = None
+    """A scenario's verdict (any JSON), put in summary.json as ``scenario_result``."""
 
 
 @attrs.define
@@ -128,6 +131,8 @@ class RunResult:
             },
             "timeseries": self.ctx.samples,
         }
+        if self.ctx.scenario_result is not None:
+            out["scenario_result"] = self.ctx.scenario_result
         if self.ctx.findings:
             out["findings"] = self.ctx.findings
         if self.error:
@@ -247,6 +252,17 @@ def _lock_cycles(sim: Sim) -> dict[str, str]:
     return out
 
 
+def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tuple[Write, ...]:
+    """The scenario's run-time writes, checked before the run (a bad one is a ScenarioError)."""
+    items = scenario.writes(params) if callable(scenario.writes) else scenario.writes
+    try:
+        writes = parse_writes(items)
+        check_writes(ctx.machine, writes, len(ctx.allocator.cpus))
+    except ValueError as exc:
+        raise ScenarioError(f"scenario {scenario.name}: {exc}") from None
+    return writes
+
+
 def run_scenario(
     scenario: Scenario,
     params: Params,
@@ -293,6 +309,11 @@ def run_scenario(
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)
+        writes = _scenario_writes(scenario, params, ctx)
+        if writes:
+            log: list[dict[str, Any]] = []
+            ctx.findings["writes"] = log
+            sim.spawn("writes", writer_actor(ctx.allocator, writes, log))
         reason = "deadline"
         error = None
         t0 = time.perf_counter()

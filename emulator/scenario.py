@@ -21,7 +21,10 @@ command line) are converted to the type of the default.
 Optional hooks: ``setup(params, ctx)`` runs after boot and before the actors start (e.g. to build
 a fragmented initial state with :mod:`emulator.mm.initstate`), ``actors(params, ctx)`` returns
 extra actors as ``(name, async_fn)`` pairs (each called as ``await fn()``), and ``report(params,
-ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``.
+ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``; a scenario
+may also set ``ctx.scenario_result`` (any JSON: e.g. a pass/fail verdict), which summary.json
+carries as ``"scenario_result"``. ``writes`` lists sysctl and sysfs writes at virtual times
+(``[("2s", "vm.compact_memory", "1")]``), see :mod:`emulator.workload.writes`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +151,9 @@ class Scenario:
     actors: Callable[[Params, Any], list[tuple[str, Callable[[], Any]]]] | None = None
     report: Callable[[Params, Any], dict[str, Any]] | None = None
     path: str | None = None
+    writes: Sequence[Any] | Callable[[Params], Sequence[Any]] = ()
+    """Run-time writes ``(time, path, value[, cpu])`` (or a function of the params returning
+    them), done by one task at their virtual times: see :mod:`emulator.workload.writes`."""
 
     def param_help(self) -> dict[str, tuple[Any, str]]:
         """Every parameter this scenario accepts besides sysctls and costs, with defaults."""

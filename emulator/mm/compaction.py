@@ -1,22 +1,15 @@
-"""Memory compaction, the driver: Models mm/compaction.c of Linux 6.12 (and
-include/linux/compaction.h).
+"""Memory compaction, the driver: Models mm/compaction.c of Linux 6.12: compact_zone (the
+main loop), compact_finished / __compact_finished, compact_zone_order with its
+``capture_control``, try_to_compact_pages (direct compaction over the zonelist), compact_node /
+compact_nodes (manual compaction: ``vm.compact_memory`` and the per-node sysfs file).
 
-What is here: ``enum compact_result`` and ``enum compact_priority`` with the helpers the slow
-path uses (``compaction_made_progress``, ``compaction_failed``, ``compaction_withdrawn``);
-deferral (``defer_compaction``, ``compaction_deferred``, ``compaction_defer_reset``,
-``compaction_restarting``); suitability (``__compaction_suitable``, ``compaction_suitable`` with
-the fragmentation-index test, ``compaction_suit_allocation_order``,
-``compaction_zonelist_suitable``); ``compact_finished`` / ``__compact_finished``;
-``compact_zone`` (the main loop); ``compact_zone_order`` with its ``capture_control``;
-``try_to_compact_pages`` (direct compaction over the zonelist); ``compact_node`` /
-``compact_nodes`` (manual compaction: ``vm.compact_memory`` and the per-node sysfs file); the
-skip-bit reset (``__reset_isolation_suitable``, ``reset_isolation_suitable``); and the
-fragmentation score (``fragmentation_score_zone`` etc., re-exported by
-:mod:`emulator.mm.vmstat`), the seam for kcompactd's proactive compaction.
-
-The scanners live in :mod:`emulator.mm.isolate_migrate` (``isolate_migratepages`` and friends)
-and :mod:`emulator.mm.isolate_free` (``isolate_freepages``, ``compaction_alloc``); migration in
-:mod:`emulator.mm.migrate`; the control structs in :mod:`emulator.mm.compaction_control`.
+This module is the public API: it re-exports the types (:mod:`emulator.mm.compaction_control`:
+``CompactResult``, ``CompactPriority``, ``compaction_made_progress`` etc.), deferral
+(:mod:`emulator.mm.compaction_defer`), suitability and the fragmentation score
+(:mod:`emulator.mm.compaction_suitable`; the score is also re-exported by
+:mod:`emulator.mm.vmstat`, the seam for kcompactd's proactive compaction) and the skip-bit reset
+(:mod:`emulator.mm.compaction_skip`). The scanners live in :mod:`emulator.mm.isolate_migrate`
+and :mod:`emulator.mm.isolate_free`, migration in :mod:`emulator.mm.migrate`.
 
 Time and interleaving: every function here that touches a zone runs in the calling actor
 (a direct compactor's CPU, or the actor that wrote ``vm.compact_memory``). The scanners charge
@@ -26,44 +19,74 @@ other CPUs allocate, free and steal between units.
 
 Simplifications (see docs/model.md, "Compaction"): no cpusets or nodemasks (every zone of the
 zonelist is allowed); no fatal signals (never pending); ``need_resched()`` is never true (async
-direct compaction goes on to further zones); no CMA allocation or ``alloc_contig`` users;
-hugetlb pages are not on the buddy lists' neighbourhood as a distinct kind.
+direct compaction goes on to further zones); no CMA allocation or ``alloc_contig`` users; the
+per-CPU LRU batches (``lru_add_drain``) are not modelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from emulator.mm.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
 from emulator.mm.compaction_control import (
     COMPACT_CLUSTER_MAX,
+    COMPACT_MAX_DEFER_SHIFT,
+    DEF_COMPACT_PRIORITY,
+    INIT_COMPACT_PRIORITY,
     MIGRATE_ASYNC,
     MIGRATE_SYNC,
     MIGRATE_SYNC_LIGHT,
+    MIN_COMPACT_COSTLY_PRIORITY,
+    MIN_COMPACT_PRIORITY,
     CaptureControl,
     CompactControl,
+    CompactPriority,
+    CompactResult,
     capture_registry,
+    compact_gap,
+    compaction_failed,
+    compaction_made_progress,
+    compaction_withdrawn,
+    is_via_compact_memory,
     kswapd_is_running,
     reset_for_zone,
 )
-from emulator.mm.gfp import __GFP_FS, __GFP_IO, GFP_KERNEL, gfp_migratetype
+from emulator.mm.compaction_defer import (
+    compaction_defer_reset,
+    compaction_deferred,
+    compaction_restarting,
+    defer_compaction,
+)
+from emulator.mm.compaction_skip import (
+    reset_cached_positions,
+    reset_isolation_suitable,
+    reset_isolation_suitable_zone,
+)
+from emulator.mm.compaction_suitable import (
+    compaction_suit_allocation_order,
+    compaction_suitable,
+    compaction_zonelist_suitable,
+    fragmentation_score_node,
+    fragmentation_score_wmark,
+    fragmentation_score_zone,
+    fragmentation_score_zone_weighted,
+    should_proactive_compact_node,
+)
+from emulator.mm.gfp import __GFP_IO, GFP_KERNEL, gfp_migratetype
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
     MIGRATE_TYPES,
     NR_PAGE_ORDERS,
-    PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.vmstat import COMPACTION_HPAGE_ORDER, extfrag_for_order, fragmentation_index
-from emulator.mm.zone import WMARK_MIN
+from emulator.mm.vmstat import COMPACTION_HPAGE_ORDER
 
 if TYPE_CHECKING:
     from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.page_alloc import Zone
+
+R = CompactResult
 
 __all__ = [
     "COMPACTION_HPAGE_ORDER",
@@ -77,10 +100,12 @@ __all__ = [
     "CompactControl",
     "CompactPriority",
     "CompactResult",
+    "compact_finished",
     "compact_gap",
     "compact_node",
     "compact_nodes",
     "compact_zone",
+    "compact_zone_order",
     "compaction_defer_reset",
     "compaction_deferred",
     "compaction_failed",
@@ -95,237 +120,12 @@ __all__ = [
     "fragmentation_score_wmark",
     "fragmentation_score_zone",
     "fragmentation_score_zone_weighted",
+    "reset_cached_positions",
     "reset_isolation_suitable",
+    "reset_isolation_suitable_zone",
+    "should_proactive_compact_node",
     "try_to_compact_pages",
 ]
-
-#: Do not skip compaction more than 64 times (compaction.c:151)
-COMPACT_MAX_DEFER_SHIFT = 6
-
-
-class CompactResult(IntEnum):
-    """``enum compact_result`` (include/linux/compaction.h:21), in the kernel's order: the
-    maximum over zones is the result of ``try_to_compact_pages``."""
-
-    COMPACT_NOT_SUITABLE_ZONE = 0
-    COMPACT_SKIPPED = 1
-    COMPACT_DEFERRED = 2
-    COMPACT_NO_SUITABLE_PAGE = 3
-    COMPACT_CONTINUE = 4
-    COMPACT_COMPLETE = 5
-    COMPACT_PARTIAL_SKIPPED = 6
-    COMPACT_CONTENDED = 7
-    COMPACT_SUCCESS = 8
-
-    @property
-    def status(self) -> str:
-        """The trace string (``COMPACTION_STATUS`` in include/trace/events/mmflags.h)."""
-        return _STATUS[self]
-
-
-_STATUS = {
-    CompactResult.COMPACT_NOT_SUITABLE_ZONE: "not_suitable_zone",
-    CompactResult.COMPACT_SKIPPED: "skipped",
-    CompactResult.COMPACT_DEFERRED: "deferred",
-    CompactResult.COMPACT_NO_SUITABLE_PAGE: "no_suitable_page",
-    CompactResult.COMPACT_CONTINUE: "continue",
-    CompactResult.COMPACT_COMPLETE: "complete",
-    CompactResult.COMPACT_PARTIAL_SKIPPED: "partial_skipped",
-    CompactResult.COMPACT_CONTENDED: "contended",
-    CompactResult.COMPACT_SUCCESS: "success",
-}
-
-R = CompactResult
-
-
-class CompactPriority(IntEnum):
-    """``enum compact_priority`` (include/linux/compaction.h:9): lower means more effort."""
-
-    COMPACT_PRIO_SYNC_FULL = 0
-    COMPACT_PRIO_SYNC_LIGHT = 1
-    COMPACT_PRIO_ASYNC = 2
-
-
-MIN_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_FULL
-MIN_COMPACT_COSTLY_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
-DEF_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_SYNC_LIGHT
-INIT_COMPACT_PRIORITY = CompactPriority.COMPACT_PRIO_ASYNC
-
-
-def compact_gap(order: int) -> int:
-    """``compact_gap(order)`` (compaction.h:66): ``2UL << order`` free pages of headroom."""
-    return 2 << order
-
-
-def compaction_made_progress(result: CompactResult) -> bool:
-    """compaction.h: compaction_made_progress — only COMPACT_SUCCESS counts as progress."""
-    return result == R.COMPACT_SUCCESS
-
-
-def compaction_failed(result: CompactResult) -> bool:
-    """compaction.h: compaction_failed — the scanners met over the whole zone."""
-    return result == R.COMPACT_COMPLETE
-
-
-def compaction_withdrawn(result: CompactResult) -> bool:
-    """compaction.h: compaction_withdrawn — compaction bailed out for reasons that say nothing
-    about the zone: SKIPPED (no order-0 headroom), DEFERRED, CONTENDED, PARTIAL_SKIPPED."""
-    return result in (
-        R.COMPACT_SKIPPED,
-        R.COMPACT_DEFERRED,
-        R.COMPACT_CONTENDED,
-        R.COMPACT_PARTIAL_SKIPPED,
-    )
-
-
-def is_via_compact_memory(order: int) -> bool:
-    """compaction.c:51 — order -1 is manual (``compact_memory``) or proactive compaction."""
-    return order == -1
-
-
-# ------------------------------------------------------------------------------ deferral
-
-
-def _defer_event(zone: Zone, name: str, order: int) -> None:
-    rec = zone.rec
-    if rec.enabled:
-        rec.emit(
-            name,
-            nid=zone.node,
-            idx=zone.zone_idx,
-            order=order,
-            considered=zone.compact_considered,
-            defer_shift=zone.compact_defer_shift,
-            order_failed=zone.compact_order_failed,
-        )
-
-
-def defer_compaction(zone: Zone, order: int) -> None:
-    """Models mm/compaction.c: defer_compaction — restart the count, back off one more step
-    (``compact_defer_shift`` up to 6), remember the lowest failed order."""
-    zone.compact_considered = 0
-    zone.compact_defer_shift += 1
-    if order < zone.compact_order_failed:
-        zone.compact_order_failed = order
-    if zone.compact_defer_shift > COMPACT_MAX_DEFER_SHIFT:
-        zone.compact_defer_shift = COMPACT_MAX_DEFER_SHIFT
-    _defer_event(zone, "mm_compaction_defer_compaction", order)
-
-
-def compaction_deferred(zone: Zone, order: int) -> bool:
-    """Models mm/compaction.c: compaction_deferred — True if compaction should be skipped this
-    time. Every call at an order >= ``compact_order_failed`` counts one consideration."""
-    defer_limit = 1 << zone.compact_defer_shift
-    if order < zone.compact_order_failed:
-        return False
-    zone.compact_considered += 1
-    if zone.compact_considered >= defer_limit:
-        zone.compact_considered = defer_limit
-        return False
-    _defer_event(zone, "mm_compaction_deferred", order)
-    return True
-
-
-def compaction_defer_reset(zone: Zone, order: int, alloc_success: bool) -> None:
-    """Models mm/compaction.c: compaction_defer_reset — after a success (or an expected one,
-    ``alloc_success`` False) raise ``compact_order_failed`` past ``order``; a real allocation
-    also clears the back-off."""
-    if alloc_success:
-        zone.compact_considered = 0
-        zone.compact_defer_shift = 0
-    if order >= zone.compact_order_failed:
-        zone.compact_order_failed = order + 1
-    _defer_event(zone, "mm_compaction_defer_reset", order)
-
-
-def compaction_restarting(zone: Zone, order: int) -> bool:
-    """Models mm/compaction.c: compaction_restarting — deferred to the maximum and all 64
-    considerations used up: the next run clears the skip bits first."""
-    if order < zone.compact_order_failed:
-        return False
-    return (
-        zone.compact_defer_shift == COMPACT_MAX_DEFER_SHIFT
-        and zone.compact_considered >= 1 << zone.compact_defer_shift
-    )
-
-
-# ------------------------------------------------------------------------------ suitability
-
-
-def __compaction_suitable(zone: Zone, order: int, highest_zoneidx: int, wmark_target: int) -> bool:
-    """Models mm/compaction.c: __compaction_suitable — an order-0 check of ``wmark_target``
-    free pages against the (boosted) LOW mark for costly orders, else MIN, plus
-    ``compact_gap(order)``, with ALLOC_CMA."""
-    mark = zone.low_wmark_pages if order > PAGE_ALLOC_COSTLY_ORDER else zone.min_wmark_pages
-    mark += compact_gap(order)
-    return zone.zone_watermark_ok_free(0, mark, highest_zoneidx, ALLOC_CMA, wmark_target)
-
-
-compaction_suitable_free = __compaction_suitable
-
-
-def compaction_suitable(
-    zone: Zone, order: int, highest_zoneidx: int, extfrag_threshold: int = 500
-) -> bool:
-    """Models mm/compaction.c: compaction_suitable — the order-0 watermark plus gap on
-    NR_FREE_PAGES; then, for costly orders, a fragmentation index in
-    ``[0, extfrag_threshold]`` (``vm.extfrag_threshold``, the caller passes the machine's)
-    means the failure is lack of memory, not fragmentation: not
-    suitable (trace result COMPACT_NOT_SUITABLE_ZONE). Fires ``mm_compaction_suitable``."""
-    suitable = __compaction_suitable(zone, order, highest_zoneidx, zone.nr_free_pages)
-    if suitable:
-        result = R.COMPACT_CONTINUE
-        if order > PAGE_ALLOC_COSTLY_ORDER:
-            fragindex = fragmentation_index(zone, order)
-            if 0 <= fragindex <= extfrag_threshold:
-                suitable = False
-                result = R.COMPACT_NOT_SUITABLE_ZONE
-    else:
-        result = R.COMPACT_SKIPPED
-    rec = zone.rec
-    if rec.enabled:
-        rec.emit(
-            "mm_compaction_suitable",
-            nid=zone.node,
-            idx=zone.zone_idx,
-            order=order,
-            ret=result.status,
-        )
-    return suitable
-
-
-def compaction_suit_allocation_order(
-    zone: Zone, order: int, highest_zoneidx: int, alloc_flags: int, extfrag_threshold: int = 500
-) -> CompactResult:
-    """Models mm/compaction.c: compaction_suit_allocation_order — SUCCESS if the allocation
-    would already pass its watermark at ``order``, SKIPPED if the zone is not
-    :func:`compaction_suitable`, else CONTINUE."""
-    mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
-    if zone.zone_watermark_ok(order, mark, highest_zoneidx, alloc_flags):
-        return R.COMPACT_SUCCESS
-    if not compaction_suitable(zone, order, highest_zoneidx, extfrag_threshold):
-        return R.COMPACT_SKIPPED
-    return R.COMPACT_CONTINUE
-
-
-def compaction_zonelist_suitable(pa: PageAllocator, ac: Any, order: int, alloc_flags: int) -> bool:
-    """Models mm/compaction.c: compaction_zonelist_suitable — would some zone pass
-    ``__compaction_suitable`` if reclaim freed ``zone_reclaimable_pages / order`` more pages?
-    (``zone_reclaimable_pages`` is 0 until the LRU counts exist: then only free pages count.)"""
-    for zone in ac.zonelist:
-        if zone.zone_idx > ac.highest_zoneidx:
-            continue
-        available = _zone_reclaimable_pages(pa, zone) // order if order else 0
-        available += zone.nr_free_pages
-        if __compaction_suitable(zone, order, ac.highest_zoneidx, available):
-            return True
-    return False
-
-
-def _zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
-    fn = getattr(pa, "zone_reclaimable_pages", None)
-    return int(fn(zone)) if fn is not None else 0
-
 
 # ------------------------------------------------------------------------------ finished
 
@@ -334,13 +134,6 @@ def compact_scanners_met(cc: CompactControl) -> bool:
     """Models mm/compaction.c: compact_scanners_met — the free scanner reached the migrate
     scanner's pageblock."""
     return (cc.free_pfn >> PAGEBLOCK_ORDER) <= (cc.migrate_pfn >> PAGEBLOCK_ORDER)
-
-
-def reset_cached_positions(zone: Zone) -> None:
-    """Models mm/compaction.c: reset_cached_positions."""
-    zone.compact_cached_migrate_pfn[0] = zone.zone_start_pfn
-    zone.compact_cached_migrate_pfn[1] = zone.zone_start_pfn
-    zone.compact_cached_free_pfn = _pageblock_start(zone.zone_end_pfn - 1)
 
 
 def _pageblock_start(pfn: int) -> int:
@@ -449,7 +242,7 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
             return ret
 
     if compaction_restarting(zone, cc.order):
-        __reset_isolation_suitable(zone)
+        reset_isolation_suitable_zone(zone)
 
     cc.fast_start_pfn = 0
     if cc.whole_zone:
@@ -729,141 +522,3 @@ async def compact_nodes(pa: PageAllocator, cpu: Cpu | None = None) -> int:
         if ret:
             return ret
     return 0
-
-
-# ------------------------------------------------------------------------------ skip bits
-
-
-def __reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target: bool) -> bool:
-    """Models mm/compaction.c: __reset_isolation_pfn — clear the block's skip bit if a sample
-    of every 8th page finds an LRU page (source) or a free buddy (target)."""
-    from emulator.mm.isolate_migrate import page_lru_table, pageblock_skip_persistent
-
-    mm = zone.memmap
-    if not zone.spans(pfn) or pageblock_skip_persistent(mm, pfn):
-        return False
-    if check_source and check_target and not mm.pb_skip[pfn >> PAGEBLOCK_ORDER]:
-        return True
-    if not check_source and check_target and mm.pb_mt[pfn >> PAGEBLOCK_ORDER] != MIGRATE_MOVABLE:
-        return False
-    start = max(_pageblock_start(pfn), zone.zone_start_pfn)
-    end = min(_pageblock_start(pfn) + PAGEBLOCK_NR_PAGES, zone.zone_end_pfn)
-    from emulator.mm.memmap import PG_ALLOC, PG_BUDDY, PG_KIND_MASK, PG_TAIL
-
-    st = mm.state
-    lru = page_lru_table(zone)
-    od = mm.order
-    step = 1 << PAGE_ALLOC_COSTLY_ORDER
-    for p in range(start, end, step):
-        s = st[p]
-        if check_source and s & PG_KIND_MASK == PG_ALLOC:
-            head = p
-            if s & PG_TAIL:
-                head = mm.block_head(p)
-            if lru[mm.owner[head]] and od[head] < PAGEBLOCK_ORDER:
-                mm.pb_skip[pfn >> PAGEBLOCK_ORDER] = 0
-                return True
-        if check_target and s == PG_BUDDY:
-            mm.pb_skip[pfn >> PAGEBLOCK_ORDER] = 0
-            return True
-    return False
-
-
-def __reset_isolation_suitable(zone: Zone) -> None:
-    """Models mm/compaction.c: __reset_isolation_suitable — only when
-    ``compact_blockskip_flush`` is set (a direct compactor's scanners met): walk both ends of
-    the zone towards each other one pageblock at a time, clearing skip bits of blocks that
-    sample as a source (LRU page) or target (free page); the first such blocks become the
-    new ``compact_init_*`` and cached pfns."""
-    if not zone.compact_blockskip_flush:
-        return
-    zone.compact_blockskip_flush = False
-    migrate_pfn = zone.zone_start_pfn
-    free_pfn = zone.zone_end_pfn - 1
-    reset_migrate = free_pfn
-    reset_free = migrate_pfn
-    source_set = False
-    free_set = False
-    while migrate_pfn < free_pfn:
-        if __reset_isolation_pfn(zone, migrate_pfn, True, source_set) and (
-            migrate_pfn < reset_migrate
-        ):
-            source_set = True
-            reset_migrate = migrate_pfn
-            zone.compact_init_migrate_pfn = reset_migrate
-            zone.compact_cached_migrate_pfn[0] = reset_migrate
-            zone.compact_cached_migrate_pfn[1] = reset_migrate
-        if __reset_isolation_pfn(zone, free_pfn, free_set, True) and free_pfn > reset_free:
-            free_set = True
-            reset_free = free_pfn
-            zone.compact_init_free_pfn = reset_free
-            zone.compact_cached_free_pfn = reset_free
-        migrate_pfn += PAGEBLOCK_NR_PAGES
-        free_pfn -= PAGEBLOCK_NR_PAGES
-    if reset_migrate >= reset_free:
-        zone.compact_cached_migrate_pfn[0] = migrate_pfn
-        zone.compact_cached_migrate_pfn[1] = migrate_pfn
-        zone.compact_cached_free_pfn = free_pfn
-
-
-reset_isolation_suitable_zone = __reset_isolation_suitable
-
-
-def reset_isolation_suitable(zones: Sequence[Zone]) -> None:
-    """Models mm/compaction.c: reset_isolation_suitable(pgdat) — ``__reset_isolation_suitable``
-    for every populated zone of a node (``zones``); kswapd calls it on going to sleep."""
-    for zone in zones:
-        if zone.present_pages:
-            __reset_isolation_suitable(zone)
-
-
-# ------------------------------------------------------------------------------ scores
-
-
-def fragmentation_score_zone(zone: Any) -> int:
-    """Models mm/compaction.c: fragmentation_score_zone —
-    ``extfrag_for_order(zone, COMPACTION_HPAGE_ORDER)``, in [0, 100]."""
-    return extfrag_for_order(zone, COMPACTION_HPAGE_ORDER)
-
-
-def fragmentation_score_zone_weighted(zone: Any, node_present_pages: int) -> int:
-    """Models mm/compaction.c: fragmentation_score_zone_weighted —
-    ``zone->present_pages * score / (node_present_pages + 1)``.
-
-    It weights by *present* pages, not managed pages, so a small zone (DMA, often DMA32)
-    contributes almost nothing to its node's score. A zone whose present size is unknown (0
-    in a snapshot parsed from buddyinfo alone) weighs 0.
-    """
-    return (zone.present * fragmentation_score_zone(zone)) // (node_present_pages + 1)
-
-
-def fragmentation_score_node(node: Any) -> int:
-    """Models mm/compaction.c: fragmentation_score_node — the sum of the weighted scores of
-    the node's populated zones."""
-    node_present = sum(z.present for z in node.zones)
-    return sum(
-        fragmentation_score_zone_weighted(z, node_present) for z in node.zones if z.populated
-    )
-
-
-def fragmentation_score_wmark(low: bool, proactiveness: int = 20) -> int:
-    """Models mm/compaction.c: fragmentation_score_wmark (v6.12) —
-    ``wmark_low = max(100 - proactiveness, 5)``; the high mark is ``min(wmark_low + 10, 100)``.
-    Proactiveness 20 (the default) gives low 80, high 90."""
-    if not 0 <= proactiveness <= 100:
-        raise ValueError(f"compaction_proactiveness must be 0..100, got {proactiveness}")
-    wmark_low = max(100 - proactiveness, 5)
-    return wmark_low if low else min(wmark_low + 10, 100)
-
-
-def too_many_isolated_limit(gfp_mask: int, inactive: int, active: int) -> int:
-    """The threshold of ``too_many_isolated`` (compaction.c:792): ``(inactive + active) / 2``,
-    after shifting both right by 3 for ``__GFP_FS`` callers."""
-    if gfp_mask & __GFP_FS:
-        inactive >>= 3
-        active >>= 3
-    return (inactive + active) // 2
-
-
-#: the raw MIN watermark index used by __isolate_free_page
-_WMARK_MIN = WMARK_MIN
