@@ -5,7 +5,8 @@ On first use (or when pyproject.toml changes) it creates ``.venv`` beside this f
 mmemu into it in editable mode with its test and benchmark extras. Then:
 
 * ``python3 dev.py run [ARGS]``   runs ``mmemu run [ARGS]`` (the default scenario with no ARGS);
-* ``python3 dev.py test [ARGS]``  runs ruff and the whole test suite (``pytest``);
+* ``python3 dev.py test [ARGS]``  runs ruff, then mypy over ``emulator/`` (its settings are in
+  pyproject.toml), then the test suite (``pytest ARGS``);
 * ``python3 dev.py mmemu ARGS``   runs any ``mmemu`` subcommand;
 * ``python3 dev.py python ARGS``  runs the venv's python (benchmarks: ``python3 dev.py python
   benchmarks/engine_vs_simpy.py``).
@@ -40,8 +41,16 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("dev.py: installing mmemu and its dependencies into .venv", file=sys.stderr)
     subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", f"{ROOT}[test,bench]"],
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            f"{ROOT}[test,bench]",
+        ],
         check=True,
     )
     STAMP.write_text(_fingerprint())
@@ -68,6 +77,10 @@ def main(argv: list[str]) -> int:
         if lint != 0:
             print("dev.py: ruff check failed", file=sys.stderr)
             return lint
+        types = subprocess.call([str(BIN / "mypy")], cwd=ROOT)
+        if types != 0:
+            print("dev.py: mypy failed", file=sys.stderr)
+            return types
         # pytest exits 5 when it collected no test: that is a failure here, like any non-zero.
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
     print(f"dev.py: unknown command {cmd!r} (run, test, mmemu, python)", file=sys.stderr)

@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
     )
     if schedule is not None and not args.quiet:
-        exact = result.ctx.sim.strategy.exhausted and result.error is None
+        strategy = result.ctx.sim.strategy
+        exact = getattr(strategy, "exhausted", False) and result.error is None
         print(f"replay of {args.replay}: {'exact' if exact else 'DIVERGED'}", file=sys.stderr)
     if not args.quiet:
         print(format_summary(result))

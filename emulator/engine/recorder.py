@@ -15,7 +15,7 @@ and writes them in chunks (and on :meth:`Recorder.close`, which also runs on int
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -36,7 +36,7 @@ def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable
     return _stamp
 
 
-def render_json_line(_logger: Any, _method: str, event_dict: dict) -> str:
+def render_json_line(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
     """Render one event as a compact JSON object (no spaces, insertion order kept)."""
     return _dumps(event_dict)
 

@@ -392,7 +392,7 @@ class Sim:
         self._time = nxt.now
         nxt.state = RUNNING
         self.switches += 1
-        _reschedule(nxt.task)
+        _reschedule(nxt.task)  # type: ignore[arg-type]  # every actor has its task
 
     def _finish(self) -> None:
         if self._end is not None:
@@ -414,7 +414,7 @@ class Sim:
             self._end = ("deadlock", waiting) if waiting else ("done", None)
         if self._main_parked and not self._cancelled:
             self._main_parked = False
-            _reschedule(self._main)
+            _reschedule(self._main)  # type: ignore[arg-type]  # set while parked
 
     def _describe_wait(self, actor: Actor) -> str:
         what = actor.blocked_on

@@ -27,7 +27,8 @@ filled by the slow-path issue: until then a fast-path failure is recorded with i
 from __future__ import annotations
 
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
@@ -51,7 +52,7 @@ from emulator.mm.gfp import (
 )
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
-from emulator.mm.pcp import PerCpuPages, pageset_high_and_batch
+from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,
@@ -68,6 +69,10 @@ from emulator.mm.zone import (
 )
 
 if TYPE_CHECKING:
+    from emulator.engine.recorder import NullRecorder, Recorder
+    from emulator.mm.kswapd import Kthreads
+    from emulator.mm.machine import Machine
+    from emulator.mm.memmap import Memmap
     from emulator.mm.page_alloc import Zone
 
 __all__ = ["Cpu", "OrderStats", "PageAllocator"]
@@ -76,6 +81,7 @@ _BELOW_HIGH = 1 << ZONE_BELOW_HIGH
 _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
 _BOOSTED = 1 << ZONE_BOOSTED_WATERMARK
 _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
+PAGE_SHIFT = 12
 
 
 class OrderStats:
@@ -136,68 +142,67 @@ class PageAllocator(PcpDrain):
 
     def __init__(
         self,
-        machine: Any,
+        machine: Machine,
         sim: Sim,
         cpus_per_node: int,
         costs: Costs | None = None,
     ) -> None:
         if cpus_per_node < 1:
             raise ValueError(f"cpus_per_node must be >= 1, got {cpus_per_node}")
-        self.machine = machine
-        self.sim = sim
-        self.costs = costs or Costs()
-        self.rec = sim.recorder
-        self.memmap = machine.memmap
-        self.vm_events = machine.vm_events
+        self.machine: Machine = machine
+        self.sim: Sim = sim
+        self.costs: Costs = costs or Costs()
+        self.rec: Recorder | NullRecorder = sim.recorder
+        self.memmap: Memmap = machine.memmap
+        self.vm_events: defaultdict[str, int] = machine.vm_events
         self.zones: list[Zone] = machine.populated_zones()
         for i, z in enumerate(self.zones):
-            z.gidx = i
-            z.lock = SpinLock(sim, "&zone->lock")
-            z.rec = sim.recorder
-        self.nr_nodes = len(machine.nodes)
+            z.bind(sim, i)
+        self.nr_nodes: int = len(machine.nodes)
         self.cpus: list[Cpu] = []
         for node in range(self.nr_nodes):
             for _ in range(cpus_per_node):
                 self.cpus.append(Cpu(len(self.cpus), node))
-        self.pcpu_drain_mutex = Mutex(sim, "pcpu_drain_mutex")
+        self.pcpu_drain_mutex: Mutex = Mutex(sim, "pcpu_drain_mutex")
         for cpu in self.cpus:
             for z in self.zones:
-                pcp = PerCpuPages(z, cpu.id)
-                pcp.lock = SpinLock(sim, "&pcp->lock")
-                cpu.pcp.append(pcp)
+                cpu.pcp.append(PerCpuPages(z, cpu.id, SpinLock(sim, "&pcp->lock")))
             cpu.zonelists = [machine.zonelist(cpu.node, hz) for hz in range(ZONE_MOVABLE + 1)]
-        self._dma32_populated = [
+        self._dma32_populated: list[bool] = [
             any(z.node == n and z.zone_idx == ZONE_DMA32 for z in self.zones) or self.nr_nodes == 1
             for n in range(self.nr_nodes)
         ]
-        self._zone_starts = [z.zone_start_pfn for z in self.zones]
+        self._zone_starts: list[int] = [z.zone_start_pfn for z in self.zones]
         self._gfp_names: dict[int, str] = {}
         #: with a strategy that injects delays (random, pct), the allocator offers named
         #: preemption points at the kernel's unlocked windows; with fifo they cost nothing
-        self._explore = bool(sim.strategy.delays)
+        self._explore: bool = bool(sim.strategy.delays)
         #: prepare_alloc_pages' result per (node, gfp): the alloc_context, the fast path's
         #: alloc_flags and the default owner kind
         self._gfp_ctx: dict[tuple[int, int], tuple[AllocContext, int, int]] = {}
-        self._pgalloc_keys = [z.pgalloc_key for z in self.zones]
+        self._pgalloc_keys: list[str] = [z.pgalloc_key for z in self.zones]
         self.zone_pcp_update()
+        for cpu in self.cpus:  # cacheinfo_cpu_online -> setup_pcp_cacheinfo, after boot
+            self.setup_pcp_cacheinfo(cpu)
         # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
         # percpu_pagelist_high_fraction_sysctl_handler
         machine.wmark_observers.append(lambda _m: self.zone_pcp_update())
         machine.sysctl.on_change(
             "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
         )
-        self.kswapd_wakeups = 0
-        self.wakeup_kswapd_hook: Any = None
+        #: wakeup_kswapd calls through the seam (the kswapd issue fills it in)
+        self.kswapd_wakeups: int = 0
+        self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
         #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
-        self.kthreads: Any = None
+        self.kthreads: Kthreads | None = None
 
     # -- set-up ------------------------------------------------------------------------------
 
     def zone_pcp_update(self) -> None:
-        """page_alloc.c: zone_pcp_update — recompute every pcp's batch, high_min, high_max
+        """Models mm/page_alloc.c: zone_pcp_update. Recompute every pcp's batch, high_min, high_max
         (at boot and when min_free_kbytes, watermark_scale_factor or
         percpu_pagelist_high_fraction change)."""
-        fraction = getattr(self.machine, "percpu_pagelist_high_fraction", 0)
+        fraction = self.machine.percpu_pagelist_high_fraction
         for z in self.zones:
             node_cpus = sum(1 for c in self.cpus if c.node == z.node)
             high_min, high_max, batch = pageset_high_and_batch(
@@ -206,8 +211,20 @@ class PageAllocator(PcpDrain):
             for cpu in self.cpus:
                 cpu.pcp[z.gidx].set_high_and_batch(high_min, high_max, batch)
 
+    def setup_pcp_cacheinfo(self, cpu: Cpu) -> None:
+        """Models mm/page_alloc.c: setup_pcp_cacheinfo -> zone_pcp_update_cacheinfo for every
+        populated zone: PCPF_FREE_HIGH_BATCH is set when the CPU's LLC slice, in pages, exceeds
+        3 * batch (then a free_high drain also needs pcp->count >= batch). Run once per CPU
+        (the kernel runs it when the CPU's cache information is set up)."""
+        slice_pages = self.machine.per_cpu_data_slice_size >> PAGE_SHIFT
+        for pcp in cpu.pcp:
+            if slice_pages > 3 * pcp.batch:
+                pcp.flags |= PCPF_FREE_HIGH_BATCH
+            else:
+                pcp.flags &= ~PCPF_FREE_HIGH_BATCH
+
     def zone_of(self, pfn: int) -> Zone:
-        """page_zone(): the zone holding ``pfn``."""
+        """Models include/linux/mm.h: page_zone. The zone holding ``pfn``."""
         zones = self.zones
         starts = self._zone_starts
         i = len(starts) - 1
@@ -230,13 +247,14 @@ class PageAllocator(PcpDrain):
     # -- allocation --------------------------------------------------------------------------
 
     async def alloc_pages(self, cpu: Cpu, order: int, gfp: int, owner: int = -1) -> int:
-        """page_alloc.c: __alloc_pages_noprof — allocate ``1 << order`` pages; pfn or -1.
+        """Models mm/page_alloc.c: __alloc_pages_noprof. Allocate ``1 << order`` pages; pfn or -1.
 
         ``owner`` is the owner kind of the pages (memmap OWNER_*); by default it follows the
         migratetype. Fires ``mm_page_alloc`` (pfn -1 on failure).
         """
         sim = self.sim
         me = sim._current
+        assert me is not None, "alloc_pages outside an actor"
         start = me.now
         stats = cpu.stats[order]
         stats.attempts += 1
@@ -301,8 +319,8 @@ class PageAllocator(PcpDrain):
     async def get_page_from_freelist(
         self, cpu: Cpu, gfp: int, order: int, alloc_flags: int, ac: AllocContext, owner: int
     ) -> tuple[int, str]:
-        """page_alloc.c: get_page_from_freelist — walk the zonelist, check the HIGH mark first
-        (setting ZONE_BELOW_HIGH on failure), then the requested mark, then rmqueue.
+        """Models mm/page_alloc.c: get_page_from_freelist. Walk the zonelist, check the HIGH mark
+        first (setting ZONE_BELOW_HIGH on failure), then the requested mark, then rmqueue.
 
         Runs at the caller's synchronised instant up to the first lock it must wait for.
         Returns ``(pfn, failure reason)``.
@@ -391,14 +409,16 @@ class PageAllocator(PcpDrain):
         owner: int,
         charge: int,
     ) -> tuple[int, int]:
-        """page_alloc.c: rmqueue — pcp for pcp orders, else (or when the pcp trylock fails or
-        the refill finds nothing) rmqueue_buddy under zone->lock. Returns ``(pfn, charge)``:
+        """Models mm/page_alloc.c: rmqueue. Pcp for pcp orders, else (or when the pcp trylock fails
+        or the refill finds nothing) rmqueue_buddy under zone->lock. Returns ``(pfn, charge)``:
         charges not yet applied to the clock are carried in ``charge``.
 
-        Called at a synchronised instant. A pcp hit touches no other shared state, so the
-        boost flag read then stands; a path that took zone->lock let other actors run, so it
-        synchronises again before reading shared state again (a failure sends the caller on
-        to the next zone's counters; a boost makes us act on the flag).
+        The ZONE_BOOSTED_WATERMARK test comes after the page is taken, as in the kernel
+        (page_alloc.c:3085). Called at a synchronised instant: a path that took zone->lock let
+        other actors run, so it synchronises again before that test (and before a failure
+        sends the caller on to the next zone's counters). Simplified: on a pcp hit, which takes
+        no zone->lock, the flag is read at the synchronised entry instant rather than one pcp
+        hold (``pcp_lock + pcp_list_op``) later, saving a synchronisation per allocation.
         """
         boosted = zone.flags & _BOOSTED
         pfn = -1
@@ -412,13 +432,12 @@ class PageAllocator(PcpDrain):
             charge = 0
             pfn = await self.rmqueue_buddy(cpu, zone, order, alloc_flags, mt, owner)
             took_lock = True
-        if took_lock and (pfn < 0 or (alloc_flags & ALLOC_KSWAPD and zone.flags & _BOOSTED)):
-            # others ran while we waited for zone->lock: before reading shared state again
-            # (the caller's next zone, or a boost to act on) get back to our instant. A boost
-            # set by an earlier actor not yet processed can be missed, as the kernel's racy
-            # test_bit can miss it; the next allocation sees it.
+        if took_lock and (pfn < 0 or alloc_flags & ALLOC_KSWAPD):
+            # others ran while we held or waited for zone->lock: get back to our instant
+            # before reading shared state again (the caller's next zone, or the boost flag,
+            # which another CPU may have set or cleared meanwhile, or our own fallback set)
             await self.sim.sync()
-            boosted = zone.flags & _BOOSTED  # our own fallback may have boosted the zone
+            boosted = zone.flags & _BOOSTED
         if alloc_flags & ALLOC_KSWAPD and boosted:
             zone.flags &= ~_BOOSTED
             self.wakeup_kswapd(zone, 0, zone.zone_idx)
@@ -434,7 +453,7 @@ class PageAllocator(PcpDrain):
         owner: int,
         charge: int,
     ) -> tuple[int, int, bool]:
-        """page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist — trylock this CPU's pcp, take
+        """Models mm/page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist. Trylock this CPU's pcp, take
         the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock.
 
         ``pcp->lock`` is held for the pcp work only; ``charge`` (the caller's entry and
@@ -499,7 +518,7 @@ class PageAllocator(PcpDrain):
     async def _rmqueue_bulk(
         self, zone: Zone, pcp: PerCpuPages, order: int, count: int, mt: int, alloc_flags: int
     ) -> int:
-        """page_alloc.c: rmqueue_bulk — one zone->lock hold for the whole refill."""
+        """Models mm/page_alloc.c: rmqueue_bulk. One zone->lock hold for the whole refill."""
         async with self.zone_locked(zone, "rmqueue_bulk") as hold:
             n = pcp.refill(order, mt, count, alloc_flags)
             hold.charge += n * self.costs.bulk_per_block
@@ -508,13 +527,18 @@ class PageAllocator(PcpDrain):
     async def rmqueue_buddy(
         self, cpu: Cpu, zone: Zone, order: int, alloc_flags: int, mt: int, owner: int
     ) -> int:
-        """page_alloc.c: rmqueue_buddy — take zone->lock, allocate one block directly."""
+        """Models mm/page_alloc.c: rmqueue_buddy. Take zone->lock, allocate one block directly."""
         async with self.zone_locked(zone, "rmqueue_buddy"):
             pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
         return pfn
 
     async def _reserve_highatomic(self, zone: Zone, pfn: int, order: int) -> None:
-        """page_alloc.c: reserve_highatomic_pageblock takes zone->lock itself."""
+        """Models mm/page_alloc.c: reserve_highatomic_pageblock. The unlocked checks (a zone
+        too small for a reserve, or whose reserve is full: return without the lock), then
+        zone->lock and the rest (:meth:`Zone.reserve_highatomic_pageblock`, which re-checks
+        the limit under the lock). Called at a synchronised instant."""
+        if zone.highatomic_max_managed() == 0:
+            return
         async with self.zone_locked(zone, "reserve_highatomic_pageblock"):
             zone.reserve_highatomic_pageblock(pfn, order)
 
@@ -527,7 +551,7 @@ class PageAllocator(PcpDrain):
     # -- freeing -----------------------------------------------------------------------------
 
     async def free_pages(self, cpu: Cpu, pfn: int, order: int) -> None:
-        """page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
+        """Models mm/page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
 
         Raises ValueError for a pfn that is not the head of an allocated block of ``order``
         (a double free or a wrong order), naming the pfn and what it is.
@@ -593,7 +617,8 @@ class PageAllocator(PcpDrain):
         lock.release()
 
     async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
-        """page_alloc.c: free_one_page — free straight to the buddy lists under zone->lock."""
+        """Models mm/page_alloc.c: free_one_page. Free straight to the buddy lists under
+        zone->lock."""
         async with self.zone_locked(zone, "free_one_page"):
             zone.free_one_page(pfn, order)
 

@@ -13,12 +13,15 @@ allocator's ``sim``, ``costs``, ``rec``, ``cpus``, ``zones``, ``pcpu_drain_mutex
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages
 
 if TYPE_CHECKING:
+    from emulator.engine import Mutex, Sim
+    from emulator.engine.recorder import NullRecorder, Recorder
     from emulator.mm.allocator import Cpu
+    from emulator.mm.costs import Costs
     from emulator.mm.internal import ZoneLockHold
     from emulator.mm.page_alloc import Zone
 
@@ -28,12 +31,12 @@ __all__ = ["PcpDrain"]
 class PcpDrain:
     """The drain paths of the page allocator (a mixin; see the module docstring)."""
 
-    sim: Any
-    costs: Any
-    rec: Any
+    sim: Sim
+    costs: Costs
+    rec: Recorder | NullRecorder
     cpus: list[Cpu]
     zones: list[Zone]
-    pcpu_drain_mutex: Any
+    pcpu_drain_mutex: Mutex
     _explore: bool
 
     def zone_locked(self, zone: Zone, site: str) -> ZoneLockHold:  # provided by PageAllocator
@@ -47,8 +50,9 @@ class PcpDrain:
         pindex: int,
         site: str = "free_pcppages_bulk",
     ) -> int:
-        """page_alloc.c: free_pcppages_bulk — one zone->lock hold for the whole drain (caller
-        holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed."""
+        """Models mm/page_alloc.c: free_pcppages_bulk. One zone->lock hold for the whole drain
+        (caller holds ``pcp->lock``). Fires ``mm_page_pcpu_drain`` per block. Returns pages freed.
+        """
         async with self.zone_locked(zone, site) as hold:
             blocks = pcp.free_bulk(count, pindex)
             rec = self.rec
@@ -59,9 +63,9 @@ class PcpDrain:
         return sum(1 << o for _, o, _ in blocks)
 
     async def drain_pages_zone(self, target: Cpu, zone: Zone) -> int:
-        """page_alloc.c: drain_pages_zone — empty ``target``'s pcp for ``zone`` in chunks of
-        batch << CONFIG_PCP_BATCH_SCALE_MAX, each under pcp->lock (from any CPU, as in 6.12:
-        no IPI). Returns pages drained."""
+        """Models mm/page_alloc.c: drain_pages_zone. Empty ``target``'s pcp for ``zone`` in chunks
+        of batch << CONFIG_PCP_BATCH_SCALE_MAX, each under pcp->lock (from any CPU, as in 6.12: no
+        IPI). Returns pages drained."""
         pcp = target.pcp[zone.gidx]
         drained = 0
         while True:
@@ -77,8 +81,8 @@ class PcpDrain:
                 return drained
 
     async def drain_all_pages(self, cpu: Cpu, zone: Zone | None = None) -> int:
-        """page_alloc.c: __drain_all_pages(zone, false) — drain every CPU's pcp (for one zone or
-        all) from the calling CPU. Takes ``pcpu_drain_mutex`` with trylock: a global drain
+        """Models mm/page_alloc.c: __drain_all_pages(zone, false). Drain every CPU's pcp (for one
+        zone or all) from the calling CPU. Takes ``pcpu_drain_mutex`` with trylock: a global drain
         (``zone=None``) returns at once, draining nothing, while another drain runs; a zone drain
         waits for it. Returns pages drained."""
         mutex = self.pcpu_drain_mutex
@@ -99,7 +103,7 @@ class PcpDrain:
         return drained
 
     async def decay_pcp_high(self, cpu: Cpu) -> int:
-        """page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
+        """Models mm/page_alloc.c: decay_pcp_high for each of ``cpu``'s pcps, as vmstat's
         refresh_cpu_vm_stats runs it about once a second. Returns pages drained."""
         drained = 0
         for z in self.zones:

@@ -109,14 +109,16 @@ class FallbackMixin(ZoneBase):
         return True
 
     def change_pageblock_range(self, pfn: int, start_order: int, mt: int) -> None:
-        """Models change_pageblock_range: set every pageblock of a >= pageblock_order block."""
+        """Models mm/page_alloc.c: change_pageblock_range. Set every pageblock of a >=
+        pageblock_order block."""
         b = pfn >> _PBO
         pb_mt = self.memmap.pb_mt
         for i in range(1 << (start_order - _PBO)):
             pb_mt[b + i] = mt
 
     def prep_move_freepages_block(self, pfn: int) -> tuple[bool, int, int, int]:
-        """Models prep_move_freepages_block with counting. Returns (ok, start, free, movable).
+        """Models mm/page_alloc.c: prep_move_freepages_block (with counting). Returns (ok, start,
+        free, movable).
 
         ``free`` counts pages in PageBuddy blocks, ``movable`` pages that are PageLRU (owner
         movable or pinned; __PageMovable non-LRU pages are not modelled separately). Fails if the

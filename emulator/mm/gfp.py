@@ -170,12 +170,12 @@ GFP_ALIASES: dict[str, int] = {
 
 
 def gfp_migratetype(gfp: int) -> int:
-    """include/linux/gfp.h: gfp_migratetype — (gfp & (RECLAIMABLE|MOVABLE)) >> 3."""
+    """Models include/linux/gfp.h: gfp_migratetype. (gfp & (RECLAIMABLE|MOVABLE)) >> 3."""
     return (gfp & GFP_MOVABLE_MASK) >> GFP_MOVABLE_SHIFT
 
 
 def gfp_zone(gfp: int) -> int:
-    """include/linux/gfp.h: gfp_zone — the highest zone the request may use (GFP_ZONE_TABLE
+    """Models include/linux/gfp.h: gfp_zone. The highest zone the request may use (GFP_ZONE_TABLE
     for x86-64: CONFIG_ZONE_DMA and CONFIG_ZONE_DMA32, no HIGHMEM).
 
     __GFP_DMA -> DMA, __GFP_DMA32 -> DMA32, __GFP_HIGHMEM|__GFP_MOVABLE -> MOVABLE (whether or
@@ -192,19 +192,19 @@ def gfp_zone(gfp: int) -> int:
 
 
 def gfpflags_allow_blocking(gfp: int) -> bool:
-    """include/linux/gfp.h: gfpflags_allow_blocking — __GFP_DIRECT_RECLAIM is set."""
+    """Models include/linux/gfp.h: gfpflags_allow_blocking. __GFP_DIRECT_RECLAIM is set."""
     return bool(gfp & __GFP_DIRECT_RECLAIM)
 
 
 def gfp_to_alloc_flags_cma(gfp: int, alloc_flags: int) -> int:
-    """page_alloc.c: gfp_to_alloc_flags_cma — movable requests may use CMA pageblocks."""
+    """Models mm/page_alloc.c: gfp_to_alloc_flags_cma. Movable requests may use CMA pageblocks."""
     if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
         alloc_flags |= ALLOC_CMA
     return alloc_flags
 
 
 def gfp_to_alloc_flags(gfp: int, order: int) -> int:
-    """page_alloc.c: gfp_to_alloc_flags — the slow path's alloc_flags (MIN watermark).
+    """Models mm/page_alloc.c: gfp_to_alloc_flags. The slow path's alloc_flags (MIN watermark).
 
     __GFP_HIGH maps to ALLOC_MIN_RESERVE and __GFP_KSWAPD_RECLAIM to ALLOC_KSWAPD bit for bit;
     a request that cannot reclaim directly gets ALLOC_NON_BLOCK (and ALLOC_HIGHATOMIC for
@@ -223,7 +223,7 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
 
 
 def alloc_flags_nofragment(preferred_zone_idx: int, gfp: int, dma32_populated: bool) -> int:
-    """page_alloc.c: alloc_flags_nofragment — ALLOC_KSWAPD from the gfp, plus
+    """Models mm/page_alloc.c: alloc_flags_nofragment. ALLOC_KSWAPD from the gfp, plus
     ALLOC_NOFRAGMENT when the preferred zone is Normal and DMA32 is populated.
 
     (The kernel skips the DMA32 populated test on single-node machines; the caller passes
@@ -236,7 +236,7 @@ def alloc_flags_nofragment(preferred_zone_idx: int, gfp: int, dma32_populated: b
 
 
 def fast_path_alloc_flags(gfp: int, preferred_zone_idx: int, dma32_populated: bool) -> int:
-    """page_alloc.c: __alloc_pages_noprof — the first attempt's flags: ALLOC_WMARK_LOW,
+    """Models mm/page_alloc.c: __alloc_pages_noprof. The first attempt's flags: ALLOC_WMARK_LOW,
     ALLOC_CMA for movable requests (prepare_alloc_pages), and alloc_flags_nofragment."""
     flags = gfp_to_alloc_flags_cma(gfp, ALLOC_WMARK_LOW)
     return flags | alloc_flags_nofragment(preferred_zone_idx, gfp, dma32_populated)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.snapshot import (
     MIGRATE_HIGHATOMIC,
     MIGRATE_PCPTYPES,
@@ -48,17 +49,27 @@ class HighatomicMixin(ZoneBase):
         def change_pageblock_range(self, pfn: int, start_order: int, mt: int) -> None: ...
         def move_freepages_block(self, pfn: int, old_mt: int, new_mt: int) -> int: ...
 
-    def reserve_highatomic_pageblock(self, pfn: int, order: int) -> None:
-        """Models mm/page_alloc.c: reserve_highatomic_pageblock.
-
-        Called after a successful ALLOC_HIGHATOMIC allocation of ``order`` at ``pfn``. The kernel
-        takes zone->lock inside; here the caller holds it (the unlocked pre-check is the same).
-        """
+    def highatomic_max_managed(self) -> int:
+        """The unlocked checks of mm/page_alloc.c: reserve_highatomic_pageblock ("race-prone
+        but harmless"): 0 when the zone gets no reserve (1% of it is below a pageblock) or
+        its reserve is full, else ``max_managed`` (1% of the zone, pageblock-aligned up)."""
         managed = self.managed_pages
         if managed // 100 < PAGEBLOCK_NR_PAGES:
-            return
+            return 0
         max_managed = -(-(managed // 100) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES  # ALIGN
         if self.nr_reserved_highatomic >= max_managed:
+            return 0
+        return max_managed
+
+    def reserve_highatomic_pageblock(self, pfn: int, order: int) -> None:
+        """Models mm/page_alloc.c: reserve_highatomic_pageblock (the part under zone->lock).
+
+        Called after a successful ALLOC_HIGHATOMIC allocation of ``order`` at ``pfn``, with
+        zone->lock held by the caller, which has made the unlocked checks
+        (:meth:`highatomic_max_managed`) first; the limit is re-checked here, under the lock.
+        """
+        lockdep_assert_held(self.lock_or_none)
+        if not self.highatomic_max_managed():
             return
         mt = self.memmap.pb_mt[pfn >> _PBO]
         if not migratetype_is_mergeable(mt):
@@ -77,6 +88,7 @@ class HighatomicMixin(ZoneBase):
         The kernel walks the zonelist; the caller loops over zones and stops at the first
         non-zero result. Returns the kernel's ``ret`` (pages moved, or 1), 0 if nothing was done.
         """
+        lockdep_assert_held(self.lock_or_none)
         if not force and self.nr_reserved_highatomic <= PAGEBLOCK_NR_PAGES:
             return 0
         nxt = self.memmap.nxt

@@ -213,7 +213,7 @@ def check_zone(zone: Zone, pcp_pages: int | None = None) -> None:
         return
     lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
     state = np.frombuffer(mm.state, dtype=np.uint8)[lo:hi]
-    order = np.frombuffer(mm.order, dtype=np.uint8)[lo:hi]
+    orders = np.frombuffer(mm.order, dtype=np.uint8)[lo:hi]
     nb_heads = int(np.count_nonzero(state == PG_BUDDY))
     if nb_heads != len(heads):
         idx = np.flatnonzero(state == PG_BUDDY)
@@ -225,8 +225,8 @@ def check_zone(zone: Zone, pcp_pages: int | None = None) -> None:
         head_idx = np.flatnonzero(state == kind)
         covered = np.zeros(hi - lo, dtype=bool)
         ncovered = 0
-        for i in head_idx[order[head_idx] > 0].tolist():
-            n = 1 << int(order[i])
+        for i in head_idx[orders[head_idx] > 0].tolist():
+            n = 1 << int(orders[i])
             seg = state[i + 1 : i + n]
             bad = np.flatnonzero(seg != tail_val)
             if seg.size != n - 1 or bad.size:

@@ -122,8 +122,9 @@ class IsolationMixin(ZoneBase):
         self.move_freepages_block_isolate(start, migratetype)
 
     def isolate_free_block(self, pfn: int) -> int:
-        """Take a free buddy block off its list as isolated pages (the core of __isolate_free_page,
-        without its watermark check or pageblock retyping). Returns its order."""
+        """Models mm/page_alloc.c: __isolate_free_page (its core, without the watermark check or
+        the pageblock retyping): take a free buddy block off its list as isolated pages.
+        Returns its order."""
         mm = self.memmap
         if mm.state[pfn] != PG_BUDDY:
             raise ValueError(f"pfn {pfn:#x} is not the head of a free buddy block")

@@ -44,10 +44,10 @@ import attrs
 
 from emulator.engine import Sim, WaitQueue
 from emulator.mm.alloc_flags import ALLOC_WMARK_MIN
+from emulator.mm.compaction_suitable import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.gfp import GFP_KERNEL
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.snapshot import MIGRATE_UNMOVABLE, ZONE_NAMES
-from emulator.mm.vmstat import fragmentation_score_wmark, fragmentation_score_zone
 
 if TYPE_CHECKING:
     from emulator.mm.allocator import Cpu, PageAllocator

@@ -50,6 +50,10 @@ from emulator.mm.sysctl import DEFAULT_LOWMEM_RESERVE_RATIO, Sysctl
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL
 
 MiB_PAGES = 256  # 4 KiB pages per MiB
+#: A typical x86-64 server's LLC share per CPU: 2 MiB (a 32 MiB L3 shared by 16 hardware
+#: threads, as on an AMD EPYC 9004 CCD; a Xeon Sapphire Rapids has ~0.94 MiB per thread). Both
+#: exceed 3 * 63 pages (756 KiB), so zones of 1 GiB and more get PCPF_FREE_HIGH_BATCH.
+DEFAULT_PER_CPU_DATA_SLICE_SIZE = 2 << 20
 GiB_PAGES = 1 << 18
 DMA_END_PFN = 16 * MiB_PAGES  # MAX_DMA_PFN: 16 MiB
 DMA32_END_PFN = 4 * GiB_PAGES  # MAX_DMA32_PFN: 4 GiB
@@ -182,7 +186,8 @@ def bool_runs(mask: np.ndarray) -> np.ndarray:
 
 
 class Node:
-    """``pg_data_t``: a node and its zones (indexed by zone type, empty ones included)."""
+    """Models include/linux/mmzone.h: struct pglist_data (``pg_data_t``): a node and its zones
+    (indexed by zone type, empty ones included)."""
 
     def __init__(self, nid: int, zones: list[Zone]) -> None:
         self.nid = nid
@@ -207,8 +212,14 @@ class Machine:
         thp_enabled: bool = True,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
         boot: bool = True,
+        per_cpu_data_slice_size: int = DEFAULT_PER_CPU_DATA_SLICE_SIZE,
     ) -> None:
+        if per_cpu_data_slice_size < 0:
+            raise ValueError(f"per_cpu_data_slice_size {per_cpu_data_slice_size}: need bytes >= 0")
         self.thp_enabled = thp_enabled
+        #: drivers/base/cacheinfo.c: ``per_cpu_data_slice_size``, the last-level cache's size
+        #: over the CPUs sharing it (bytes); sets PCPF_FREE_HIGH_BATCH (zone_pcp_update_cacheinfo)
+        self.per_cpu_data_slice_size = per_cpu_data_slice_size
         self.recorder = recorder
         self.vm_events: defaultdict[str, int] = defaultdict(int)
         # sysctl-backed values (see emulator.mm.sysctl)
@@ -286,7 +297,8 @@ class Machine:
         return cls(simple_layout(**zone_kw), **kwargs)
 
     def memblock_free_all(self, managed: np.ndarray) -> None:
-        """Models memblock_free_all -> __free_pages_memory -> __free_pages_core(FPI_TO_TAIL).
+        """Models mm/memblock.c: memblock_free_all (-> __free_pages_memory ->
+        __free_pages_core(FPI_TO_TAIL)).
 
         Each run of managed pages is cut into maximal aligned blocks (order <= MAX_PAGE_ORDER);
         freeing them in ascending order with FPI_TO_TAIL and merging gives exactly these blocks,
@@ -344,19 +356,12 @@ class Machine:
                 return z
         raise KeyError(f"no zone {name!r}; zones are {[z.name for z in self.nodes[node].zones]}")
 
-    def zone_of(self, pfn: int) -> Zone:
-        """page_zone(): the zone spanning ``pfn``."""
-        for z in self.all_zones():
-            if z.zone_start_pfn <= pfn < z.zone_end_pfn:
-                return z
-        raise ValueError(f"pfn {pfn:#x} is in no zone")
-
     def zonelist(self, nid: int, highest_zoneidx: int) -> list[Zone]:
         """The node's fallback zonelist (ZONELIST_FALLBACK): its own populated zones from
         ``highest_zoneidx`` down, then the other nodes' in node order (a simplification of the
         distance-sorted order)."""
         order = [nid] + [n.nid for n in self.nodes if n.nid != nid]
-        out = []
+        out: list[Zone] = []
         for n in order:
             node = self.nodes[n]
             out.extend(z for z in reversed(node.zones[: highest_zoneidx + 1]) if z.populated)

@@ -179,12 +179,10 @@ class Memmap:
         return -1 if n == head else n
 
     def list_last(self, head: int) -> int:
-        """list_last_entry: the last entry, or -1 if the list is empty."""
+        """list_last_entry: the last entry, or -1 if the list is empty (kept for compaction:
+        fast_isolate_freepages walks a free list from its tail)."""
         p = self.prv[head]
         return -1 if p == head else p
-
-    def list_empty(self, head: int) -> bool:
-        return self.nxt[head] == head
 
     def list_entries(self, head: int) -> list[int]:
         """Every entry from first to last (O(length); for checks and snapshots)."""
@@ -215,11 +213,16 @@ class Memmap:
     def kind(self, pfn: int) -> int:
         return self.state[pfn] & PG_KIND_MASK
 
+    # pfn-walking helpers for compaction's scanners (a scanner can land inside a block)
+
     def is_tail(self, pfn: int) -> bool:
+        """Whether ``pfn`` is a page of a block other than its first (PageTail for compound
+        pages; here also the inner pages of free buddies)."""
         return bool(self.state[pfn] & PG_TAIL)
 
     def block_head(self, pfn: int) -> int:
-        """The head pfn of the block containing ``pfn`` (walks down aligned candidates)."""
+        """The head pfn of the block containing ``pfn`` (walks down aligned candidates):
+        compound_head() for an allocated page, the buddy head for a free one."""
         st = self.state
         if not st[pfn] & PG_TAIL:
             return pfn
@@ -233,18 +236,23 @@ class Memmap:
     # --- pageblock flags (get/set_pfnblock_flags_mask) ---
 
     def get_pageblock_migratetype(self, pfn: int) -> int:
+        """Models include/linux/mmzone.h: get_pageblock_migratetype."""
         return self.pb_mt[pfn >> PAGEBLOCK_ORDER]
 
     def set_pageblock_migratetype(self, pfn: int, mt: int) -> None:
+        """Models mm/page_alloc.c: set_pageblock_migratetype."""
         self.pb_mt[pfn >> PAGEBLOCK_ORDER] = mt
 
     def get_pageblock_skip(self, pfn: int) -> bool:
+        """Models include/linux/pageblock-flags.h: get_pageblock_skip (PB_migrate_skip)."""
         return bool(self.pb_skip[pfn >> PAGEBLOCK_ORDER])
 
     def set_pageblock_skip(self, pfn: int) -> None:
+        """Models include/linux/pageblock-flags.h: set_pageblock_skip."""
         self.pb_skip[pfn >> PAGEBLOCK_ORDER] = 1
 
     def clear_pageblock_skip(self, pfn: int) -> None:
+        """Models include/linux/pageblock-flags.h: clear_pageblock_skip."""
         self.pb_skip[pfn >> PAGEBLOCK_ORDER] = 0
 
     def nbytes(self) -> int:

@@ -60,6 +60,7 @@ from emulator.mm.alloc_flags import (
 )
 from emulator.mm.fallback import FALLBACKS, FallbackMixin, can_steal_fallback
 from emulator.mm.highatomic import HighatomicMixin, migratetype_is_mergeable
+from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.isolation import IsolationMixin
 from emulator.mm.memmap import (
     OWNER_FOR_MIGRATETYPE,
@@ -219,13 +220,14 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
         Used by frees that bypass the pcp lists; pcp drains call :meth:`free_to_buddy` directly
         (the kernel counts ``pgfree`` once, when the page is freed to the pcp list).
         """
+        lockdep_assert_held(self.lock_or_none)
         self.split_large_buddy(pfn, order, fpi_flags)
         self.vm_events["pgfree"] += 1 << order
 
     # ------------------------------------------------------------------ allocation
 
     def _del_and_expand(self, pfn: int, low: int, high: int, mt: int) -> None:
-        """Models page_del_and_expand() + expand() (page_alloc.c:1393).
+        """Models mm/page_alloc.c: page_del_and_expand (+ expand; page_alloc.c:1393).
 
         Removes the free block of order ``high`` at ``pfn`` from ``mt``'s list and splits it down
         to ``low``: each step puts the upper half at the head of the list one order lower (same
@@ -339,6 +341,7 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
         ``owner`` (default: the owner kind matching ``migratetype``) and counts ``pgalloc_<zone>``.
         Returns the pfn or -1. Simplified: no check_new_pages retry (no bad pages).
         """
+        lockdep_assert_held(self.lock_or_none)
         page = -1
         if alloc_flags & ALLOC_HIGHATOMIC:
             page = self.rmqueue_smallest(order, MIGRATE_HIGHATOMIC)
@@ -354,8 +357,6 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
         self.vm_events[self.pgalloc_key] += 1 << order
         return page
 
-    rmqueue = rmqueue_buddy
-
     def rmqueue_bulk(
         self, order: int, count: int, migratetype: int, alloc_flags: int = 0
     ) -> list[int]:
@@ -364,6 +365,7 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
         Takes up to ``count`` blocks of ``order`` with ``__rmqueue`` and marks them ``PG_PCP``;
         the caller adds them to its pcp list (list_add_tail, in this order).
         """
+        lockdep_assert_held(self.lock_or_none)
         out = []
         mark = self.memmap.mark_block
         for _ in range(count):
@@ -380,18 +382,6 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
     def pgalloc_key(self) -> str:
         """The /proc/vmstat event this zone's allocations count under (pgalloc_<zone>)."""
         return "pgalloc_" + self.name.lower()
-
-    def mark_allocated(self, pfn: int, order: int, owner: int) -> None:
-        """Mark a block allocated (e.g. a page leaving a pcp list for a user)."""
-        self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
-
-    def mark_pcp(self, pfn: int, order: int) -> None:
-        """Mark a block as sitting on a pcp list (e.g. a page freed to the pcp)."""
-        self.memmap.mark_block(pfn, order, PG_PCP)
-
-    def mark_isolated(self, pfn: int, order: int) -> None:
-        """Mark a block as isolated free pages (off the buddy lists, not allocated)."""
-        self.memmap.mark_block(pfn, order, PG_ISOLATED)
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.memmap import PG_PCP
 from emulator.mm.snapshot import (
     MIGRATE_MOVABLE,
@@ -29,6 +30,7 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from emulator.engine import SpinLock
     from emulator.mm.page_alloc import Zone
 
 # include/linux/mmzone.h:661-666 (with CONFIG_TRANSPARENT_HUGEPAGE)
@@ -49,12 +51,12 @@ BOOT_PAGESET_BATCH = 1
 
 
 def pcp_allowed_order(order: int) -> bool:
-    """page_alloc.c: pcp_allowed_order — orders 0..3 and, with THP, pageblock order (9)."""
+    """Models mm/page_alloc.c: pcp_allowed_order. Orders 0..3 and, with THP, pageblock order (9)."""
     return order <= PAGE_ALLOC_COSTLY_ORDER or order == HPAGE_PMD_ORDER
 
 
 def order_to_pindex(migratetype: int, order: int) -> int:
-    """page_alloc.c: order_to_pindex — 3*order+mt for orders 0..3; 12/13 for THP
+    """Models mm/page_alloc.c: order_to_pindex. 3*order+mt for orders 0..3; 12/13 for THP
     (non-movable / movable)."""
     if order > PAGE_ALLOC_COSTLY_ORDER:
         return NR_LOWORDER_PCP_LISTS + (migratetype == MIGRATE_MOVABLE)
@@ -62,7 +64,7 @@ def order_to_pindex(migratetype: int, order: int) -> int:
 
 
 def pindex_to_order(pindex: int) -> int:
-    """page_alloc.c: pindex_to_order."""
+    """Models mm/page_alloc.c: pindex_to_order."""
     if pindex >= NR_LOWORDER_PCP_LISTS:
         return HPAGE_PMD_ORDER
     return pindex // MIGRATE_PCPTYPES
@@ -73,7 +75,7 @@ def _rounddown_pow_of_two(n: int) -> int:
 
 
 def zone_batchsize(managed_pages: int) -> int:
-    """page_alloc.c: zone_batchsize — ~0.1% of the zone or 1 MiB, /4, then 2^n - 1.
+    """Models mm/page_alloc.c: zone_batchsize. ~0.1% of the zone or 1 MiB, /4, then 2^n - 1.
 
     A zone of at least 1 GiB gets 63; a 16 MiB DMA zone gets 1 (the caller takes max(1, ...)).
     """
@@ -93,8 +95,8 @@ def zone_highsize(
     cpu_online: int = 0,
     online_cpus: int = 1,
 ) -> int:
-    """page_alloc.c: zone_highsize — the low watermark (or managed/fraction) split across the
-    node's CPUs, at least 4*batch."""
+    """Models mm/page_alloc.c: zone_highsize. The low watermark (or managed/fraction) split across
+    the node's CPUs, at least 4*batch."""
     total = low_wmark if not high_fraction else managed_pages // high_fraction
     nr_split_cpus = node_cpus + cpu_online
     if not nr_split_cpus:
@@ -105,7 +107,7 @@ def zone_highsize(
 def pageset_high_and_batch(
     low_wmark: int, managed_pages: int, node_cpus: int, high_fraction: int
 ) -> tuple[int, int, int]:
-    """page_alloc.c: zone_set_pageset_high_and_batch — ``(high_min, high_max, batch)``.
+    """Models mm/page_alloc.c: zone_set_pageset_high_and_batch. ``(high_min, high_max, batch)``.
 
     With ``vm.percpu_pagelist_high_fraction`` 0 (default) high_min comes from the low watermark
     and high_max from managed/8, and auto-tuning is on; otherwise both are managed/fraction.
@@ -123,8 +125,9 @@ def pageset_high_and_batch(
 
 
 class PerCpuPages:
-    """``struct per_cpu_pages`` for one (CPU, zone) (mmzone.h:683), minus its spinlock, which
-    is the engine lock :attr:`lock` set by the allocator.
+    """Models include/linux/mmzone.h: struct per_cpu_pages, for one (CPU, zone) (mmzone.h:683);
+    its spinlock is the engine
+    lock ``lock`` (``&pcp->lock``) the allocator passes in.
 
     ``count`` counts base pages (``1 << order`` per entry). ``lists`` is the index of the first
     of :data:`NR_PCP_LISTS` list heads in the memmap's list store.
@@ -146,7 +149,8 @@ class PerCpuPages:
         "zone",
     )
 
-    def __init__(self, zone: Zone, cpu: int) -> None:
+    def __init__(self, zone: Zone, cpu: int, lock: SpinLock) -> None:
+        self.lock = lock
         self.zone = zone
         self.cpu = cpu
         self.lists = zone.memmap.new_lists(NR_PCP_LISTS)
@@ -161,12 +165,12 @@ class PerCpuPages:
         self.alloc_factor = 0
         self.expire = 0
         self.free_count = 0
-        self.lock = None  # the allocator sets an engine SpinLock ("&pcp->lock")
 
     def set_high_and_batch(self, high_min: int, high_max: int, batch: int) -> None:
-        """page_alloc.c: pageset_update — publish new limits. ``high`` itself is left alone, as
-        the kernel leaves it: nr_pcp_alloc / nr_pcp_high clamp it into [high_min, high_max] at
-        the next allocation or free (so an unused pcp shows ``high: 0`` in /proc/zoneinfo)."""
+        """Models mm/page_alloc.c: pageset_update. Publish new limits. ``high`` itself is left
+        alone, as the kernel leaves it: nr_pcp_alloc / nr_pcp_high clamp it into [high_min,
+        high_max] at the next allocation or free (so an unused pcp shows ``high: 0`` in
+        /proc/zoneinfo)."""
         self.high_min = high_min
         self.high_max = high_max
         self.batch = batch
@@ -174,7 +178,7 @@ class PerCpuPages:
     # -- tuning rules ------------------------------------------------------------------------
 
     def nr_pcp_alloc(self, order: int, zone_below_high: bool) -> int:
-        """page_alloc.c: nr_pcp_alloc — how many blocks a refill takes; grows ``high`` and
+        """Models mm/page_alloc.c: nr_pcp_alloc. How many blocks a refill takes; grows ``high`` and
         ``alloc_factor`` for runs of order-0 allocations."""
         base_batch = self.batch
         high_min = self.high_min
@@ -195,7 +199,7 @@ class PerCpuPages:
         return batch
 
     def nr_pcp_free(self, batch: int, high: int, free_high: bool) -> int:
-        """page_alloc.c: nr_pcp_free — how many pages a free-side drain releases."""
+        """Models mm/page_alloc.c: nr_pcp_free. How many pages a free-side drain releases."""
         if free_high:
             return min(self.count, batch << CONFIG_PCP_BATCH_SCALE_MAX)
         if high < batch:
@@ -205,7 +209,8 @@ class PerCpuPages:
     def nr_pcp_high(
         self, batch: int, free_high: bool, reclaim_active: bool, below_high: bool
     ) -> int:
-        """page_alloc.c: nr_pcp_high — the drain threshold for this free; auto-tunes ``high``."""
+        """Models mm/page_alloc.c: nr_pcp_high. The drain threshold for this free; auto-tunes
+        ``high``."""
         high_min = self.high_min
         high_max = self.high_max
         high = self.high = min(max(self.high, high_min), high_max)
@@ -231,7 +236,7 @@ class PerCpuPages:
         return high
 
     def decay_high(self) -> int:
-        """page_alloc.c: decay_pcp_high, the tuning half — lower ``high`` by 1/8 (not below
+        """Models mm/page_alloc.c: decay_pcp_high, the tuning half. Lower ``high`` by 1/8 (not below
         high_min, nor below count - batch<<5) and return how many pages to drain (>= 0)."""
         high_min = self.high_min
         if self.high > high_min:
@@ -243,8 +248,8 @@ class PerCpuPages:
         return max(self.count - self.high, 0)
 
     def commit_free_flags(self, order: int) -> bool:
-        """The flag and counter updates of free_unref_page_commit before the drain decision;
-        returns ``free_high``. (The page itself is added by :meth:`add_free`.)"""
+        """Models mm/page_alloc.c: free_unref_page_commit (the flag and counter updates before
+        the drain decision). Returns ``free_high``. (The page is added by :meth:`add_free`.)"""
         batch = self.batch
         free_high = False
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
@@ -263,7 +268,8 @@ class PerCpuPages:
     # -- list work ---------------------------------------------------------------------------
 
     def take(self, order: int, migratetype: int) -> int:
-        """The list part of __rmqueue_pcplist: pop the first (hottest) entry, or -1."""
+        """Models mm/page_alloc.c: __rmqueue_pcplist (the list part): pop the first (hottest)
+        entry, or -1."""
         head = self.lists + order_to_pindex(migratetype, order)
         mm = self.zone.memmap
         pfn = mm.nxt[head]
@@ -274,8 +280,8 @@ class PerCpuPages:
         return pfn
 
     def add_free(self, pfn: int, order: int, migratetype: int) -> int:
-        """The list part of free_unref_page_commit: mark PG_PCP, list_add at the head.
-        Returns the pindex used."""
+        """Models mm/page_alloc.c: free_unref_page_commit (the list part): mark PG_PCP,
+        list_add at the head. Returns the pindex used."""
         pindex = order_to_pindex(migratetype, order)
         mm = self.zone.memmap
         mm.mark_block(pfn, order, PG_PCP)
@@ -284,8 +290,11 @@ class PerCpuPages:
         return pindex
 
     def refill(self, order: int, migratetype: int, count: int, alloc_flags: int) -> int:
-        """The body of rmqueue_bulk (caller holds zone->lock): take up to ``count`` blocks with
-        __rmqueue and add them at the list tail. Returns the number of blocks added."""
+        """Models mm/page_alloc.c: rmqueue_bulk (the body; caller holds zone->lock): take up to
+        ``count`` blocks with __rmqueue and add them at the list tail. Returns the number of
+        blocks added."""
+        lockdep_assert_held(self.lock)
+        lockdep_assert_held(self.zone.lock_or_none)
         zone = self.zone
         pages = zone.rmqueue_bulk(order, count, migratetype, alloc_flags)
         head = self.lists + order_to_pindex(migratetype, order)
@@ -296,13 +305,15 @@ class PerCpuPages:
         return len(pages)
 
     def free_bulk(self, count: int, pindex: int) -> list[tuple[int, int, int]]:
-        """page_alloc.c: free_pcppages_bulk (caller holds pcp->lock and zone->lock).
+        """Models mm/page_alloc.c: free_pcppages_bulk (caller holds pcp->lock and zone->lock).
 
         Round-robin over non-empty lists starting at ``pindex``, taking from each list's tail
         (coldest) until it is empty or ``count`` pages went; each block goes to __free_one_page
         with its pageblock's migratetype read now. Returns ``(pfn, order, mt)`` per block, for
         the ``mm_page_pcpu_drain`` tracepoint.
         """
+        lockdep_assert_held(self.lock)
+        lockdep_assert_held(self.zone.lock_or_none)
         count = min(self.count, count)
         zone = self.zone
         mm = zone.memmap

@@ -324,8 +324,8 @@ def parse_zoneinfo(text: str, filename: str = "/proc/zoneinfo") -> MachineSnapsh
                 raise ProcParseError(filename, number, "'vm stats threshold' before any 'cpu:'")
             zone.pcp[-1]["stat_threshold"] = _int(filename, number, "vm stats threshold", line[19:])
         elif line.startswith("node_unreclaimable:"):
-            value = _int(filename, number, "node_unreclaimable", line[19:])
-            unreclaimable[zone.node] = unreclaimable.get(zone.node, False) or bool(value)
+            flag = _int(filename, number, "node_unreclaimable", line[19:])
+            unreclaimable[zone.node] = unreclaimable.get(zone.node, False) or bool(flag)
             section = "tail"
         elif line.startswith("start_pfn:"):
             zone.fields["start_pfn"] = _int(filename, number, "start_pfn", line[10:])

@@ -75,7 +75,7 @@ def _s32(value: int) -> int:
 
 @attrs.frozen
 class ContigPageInfo:
-    """``struct contig_page_info`` (mm/vmstat.c)."""
+    """Models mm/vmstat.c: struct contig_page_info."""
 
     free_pages: int
     free_blocks_total: int
@@ -90,7 +90,7 @@ def _nr_free(zone: HasNrFree | Sequence[int]) -> Sequence[int]:
 
 
 def fill_contig_page_info(zone: HasNrFree | Sequence[int], suitable_order: int) -> ContigPageInfo:
-    """``fill_contig_page_info(zone, suitable_order, info)`` (mm/vmstat.c:1070).
+    """Models mm/vmstat.c: fill_contig_page_info (line 1070).
 
     Counts free blocks, free base pages, and how many blocks of ``suitable_order`` the free
     blocks of that order or larger would make (``nr_free[o] << (o - suitable_order)``). Like the
@@ -107,7 +107,7 @@ def fill_contig_page_info(zone: HasNrFree | Sequence[int], suitable_order: int) 
 
 
 def __fragmentation_index(order: int, info: ContigPageInfo) -> int:
-    """``__fragmentation_index(order, info)`` (mm/vmstat.c:1109), in the kernel's arithmetic.
+    """Models mm/vmstat.c: __fragmentation_index (line 1109), in the kernel's arithmetic.
 
     * order > MAX_PAGE_ORDER: 0 (the kernel also WARNs once);
     * no free blocks at all: 0;
@@ -135,12 +135,12 @@ fragmentation_index_info = __fragmentation_index
 
 
 def fragmentation_index(zone: HasNrFree | Sequence[int], order: int) -> int:
-    """``fragmentation_index(zone, order)`` (mm/vmstat.c:1151), what compaction_suitable() uses."""
+    """Models mm/vmstat.c: fragmentation_index (line 1151), what compaction_suitable() uses."""
     return __fragmentation_index(order, fill_contig_page_info(zone, order))
 
 
 def unusable_free_index(order: int, info: ContigPageInfo) -> int:
-    """``unusable_free_index(order, info)`` (mm/vmstat.c:2210, debugfs only).
+    """Models mm/vmstat.c: unusable_free_index (line 2210, debugfs only).
 
     The share of free memory, in thousandths, that cannot serve an allocation of ``order``:
     1000 when nothing is free, else
@@ -153,12 +153,12 @@ def unusable_free_index(order: int, info: ContigPageInfo) -> int:
 
 
 def unusable_index(zone: HasNrFree | Sequence[int], order: int) -> int:
-    """``fill_contig_page_info`` + ``unusable_free_index``, as ``unusable_show_print`` does."""
+    """Models mm/vmstat.c: unusable_show_print (fill_contig_page_info + unusable_free_index)."""
     return unusable_free_index(order, fill_contig_page_info(zone, order))
 
 
 def extfrag_for_order(zone: HasNrFree | Sequence[int], order: int) -> int:
-    """``extfrag_for_order(zone, order)`` (mm/vmstat.c:1137): percentage (0-100) of free pages
+    """Models mm/vmstat.c: extfrag_for_order (line 1137): percentage (0-100) of free pages
     in blocks smaller than ``order``; 0 when nothing is free."""
     info = fill_contig_page_info(zone, order)
     if info.free_pages == 0:
@@ -190,7 +190,7 @@ def __getattr__(name: str) -> Any:
 
 
 def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int = 500) -> bool:
-    """The fragmentation-index half of ``compaction_suitable`` (mm/compaction.c:2409).
+    """Models mm/compaction.c: compaction_suitable (its fragmentation-index half, line 2409).
 
     For costly orders (> PAGE_ALLOC_COSTLY_ORDER) a zone is unsuitable when
     ``0 <= fragindex <= sysctl_extfrag_threshold``: the failure is judged to be a lack of memory,

@@ -64,7 +64,7 @@ MIN_FREE_KBYTES_CEIL = 262144
 
 
 def int_sqrt(x: int) -> int:
-    """int_sqrt(): floor of the square root."""
+    """Models lib/math/int_sqrt.c: int_sqrt. Floor of the square root."""
     return math.isqrt(x)
 
 
@@ -75,7 +75,8 @@ def mult_frac(x: int, numer: int, denom: int) -> int:
 
 
 def nr_free_zone_pages(zones: Iterable[Zone], offset: int) -> int:
-    """nr_free_zone_pages(): sum of managed - high_wmark_pages over zones with index <= offset."""
+    """Models mm/page_alloc.c: nr_free_zone_pages. Sum of managed - high_wmark_pages over
+    zones with index <= offset."""
     total = 0
     for z in zones:
         if z.zone_idx <= offset:
@@ -86,7 +87,8 @@ def nr_free_zone_pages(zones: Iterable[Zone], offset: int) -> int:
 
 
 def nr_free_buffer_pages(machine: Machine) -> int:
-    """nr_free_buffer_pages(): nr_free_zone_pages(gfp_zone(GFP_USER) = ZONE_NORMAL)."""
+    """Models mm/page_alloc.c: nr_free_buffer_pages. nr_free_zone_pages(gfp_zone(GFP_USER) =
+    ZONE_NORMAL)."""
     return nr_free_zone_pages(machine.all_zones(), ZONE_NORMAL)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.mm.memmap import PG_BUDDY, Memmap
@@ -32,6 +33,9 @@ from emulator.mm.snapshot import (
     ZONE_NAMES,
     ZoneSnapshot,
 )
+
+if TYPE_CHECKING:
+    from emulator.engine import Sim, SpinLock
 
 # enum zone_type (x86-64 without CONFIG_ZONE_DEVICE / HIGHMEM)
 ZONE_DMA = 0
@@ -54,7 +58,8 @@ ZONE_BELOW_HIGH = 2
 
 
 class ZoneBase:
-    """The data of one ``struct zone`` and its free-list primitives (caller holds zone->lock)."""
+    """Models include/linux/mmzone.h: struct zone. Its data and free-list primitives (the
+    caller holds zone->lock); ``lock`` is zone->lock once an allocator has bound the zone."""
 
     def __init__(
         self,
@@ -113,30 +118,53 @@ class ZoneBase:
         self.compact_defer_shift = 0
         self.compact_order_failed = 0
         self.compact_blockskip_flush = False
+        self.gidx = -1
+        """Index in the allocator's ``zones`` (and every CPU's ``pcp``); -1 until :meth:`bind`."""
+        self._lock: SpinLock | None = None
+
+    # --- the allocator's binding (zone->lock lives in the engine) ---
+
+    def bind(self, sim: Sim, gidx: int) -> None:
+        """Adopt this zone into an allocator running on ``sim``: its ``zone->lock`` (an engine
+        SpinLock), its index ``gidx`` and the sim's recorder."""
+        from emulator.engine import SpinLock
+
+        self.gidx = gidx
+        self._lock = SpinLock(sim, "&zone->lock")
+        self.rec = sim.recorder
+
+    @property
+    def lock(self) -> SpinLock:
+        """``zone->lock`` (exists once an allocator has bound the zone)."""
+        lock = self._lock
+        if lock is None:
+            raise RuntimeError(f"{self!r} has no zone->lock: no PageAllocator has bound it")
+        return lock
+
+    @property
+    def lock_or_none(self) -> SpinLock | None:
+        """``zone->lock``, or None for a bare zone (synchronous unit tests)."""
+        return self._lock
 
     # --- identity / span ---
 
     @property
     def populated(self) -> bool:
-        """populated_zone(): the zone has present pages."""
+        """Models include/linux/mmzone.h: populated_zone. The zone has present pages."""
         return self.present_pages > 0
 
     def spans(self, pfn: int) -> bool:
-        """zone_spans_pfn()."""
+        """Models include/linux/mmzone.h: zone_spans_pfn."""
         return self.zone_start_pfn <= pfn < self.zone_end_pfn
 
     def free_list(self, order: int, mt: int) -> int:
         """The list head index of ``free_area[order].free_list[mt]``."""
         return self.sbase + order * MIGRATE_TYPES + mt
 
-    def free_area_empty(self, order: int, mt: int) -> bool:
-        s = self.sbase + order * MIGRATE_TYPES + mt
-        return self.memmap.nxt[s] == s
-
     # --- watermarks (wmark_pages etc.) ---
 
     def wmark_pages(self, w: int) -> int:
-        """wmark_pages(): ``_watermark[w] + watermark_boost``."""
+        """Models include/linux/mmzone.h: wmark_pages. ``_watermark[w] + watermark_boost``."""
         return self._watermark[w] + self.watermark_boost
 
     @property
@@ -155,16 +183,11 @@ class ZoneBase:
     def promo_wmark_pages(self) -> int:
         return self._watermark[WMARK_PROMO] + self.watermark_boost
 
-    def test_and_clear_flag(self, bit: int) -> bool:
-        """test_and_clear_bit(bit, &zone->flags)."""
-        was = bool(self.flags & (1 << bit))
-        self.flags &= ~(1 << bit)
-        return was
-
     # --- free-list primitives (mm/page_alloc.c static helpers) ---
 
     def account_freepages(self, nr_pages: int, mt: int) -> None:
-        """account_freepages(): NR_FREE_PAGES except ISOLATE; CMA and highatomic sub-counters."""
+        """Models mm/page_alloc.c: account_freepages. NR_FREE_PAGES except ISOLATE; CMA and
+        highatomic sub-counters."""
         if mt == MIGRATE_ISOLATE:
             return
         self.nr_free_pages += nr_pages
@@ -174,7 +197,8 @@ class ZoneBase:
             self.nr_free_highatomic += nr_pages
 
     def add_to_free_list(self, pfn: int, order: int, mt: int, tail: bool) -> None:
-        """__add_to_free_list() + set_buddy_order(): list_add or list_add_tail, nr_free++."""
+        """Models mm/page_alloc.c: __add_to_free_list + set_buddy_order. list_add or
+        list_add_tail, nr_free++."""
         mm = self.memmap
         mm.state[pfn] = PG_BUDDY
         mm.order[pfn] = order
@@ -188,14 +212,16 @@ class ZoneBase:
         self.buddy_steps += 1
 
     def del_from_free_list(self, pfn: int, order: int, mt: int) -> None:
-        """__del_page_from_free_list(): list_del, nr_free-- (the caller fixes the page state)."""
+        """Models mm/page_alloc.c: __del_page_from_free_list. list_del, nr_free-- (the caller
+        fixes the page state)."""
         self.memmap.list_del(pfn)
         self.nr_free[order] -= 1
         self.nr_free_mt[order * MIGRATE_TYPES + mt] -= 1
         self.buddy_steps += 1
 
     def move_to_free_list(self, pfn: int, order: int, old_mt: int, new_mt: int) -> None:
-        """move_to_free_list(): list_move_tail to ``new_mt``'s list, move the accounting."""
+        """Models mm/page_alloc.c: move_to_free_list. list_move_tail to ``new_mt``'s list, move
+        the accounting."""
         mm = self.memmap
         mm.list_del(pfn)
         mm.list_add_tail(self.sbase + order * MIGRATE_TYPES + new_mt, pfn)

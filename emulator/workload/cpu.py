@@ -141,7 +141,9 @@ class CpuProgram:
         end = _NEVER
         if phase is not None and phase.duration is not None:
             end = me.now + phase.duration
-        next_arrival = me.now + self._interarrival(phase) if active else _NEVER
+        next_arrival = (
+            me.now + self._interarrival(phase) if phase is not None and active else _NEVER
+        )
         due = self.due
         while True:
             t = min(next_arrival, due[0][0] if due else _NEVER, self.next_tick, end)

@@ -217,7 +217,8 @@ class FreePattern:
         if kind == "oldest":
             cut = round(len(held) * self.p)
             return list(held[:cut]), list(held[cut:])
-        free, keep = [], []
+        free: list[tuple[int, int]] = []
+        keep: list[tuple[int, int]] = []
         chunk_pages = self.chunk_mib * 256
         for i, (pfn, order) in enumerate(held):
             if kind == "every_other":

@@ -18,12 +18,12 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from emulator.mm.compaction_suitable import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.internal import CompactControl
 from emulator.mm.kcompactd import CompactionOps, fragmentation_score_node
 from emulator.mm.kswapd import ReclaimOps, ScanControl
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
-from emulator.mm.vmstat import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.zone import ZONE_RECLAIM_ACTIVE
 
 PB = 1 << PAGEBLOCK_ORDER
@@ -107,12 +107,13 @@ class FakeCompaction:
             lo = b * PB
             used = np.flatnonzero(st[lo : lo + PB] == PG_ALLOC) + lo
             cc.total_migrate_scanned += PB
-            for pfn in used.tolist():
-                zone.free_one_page(pfn, 0)
-            for _ in range(len(used)):
-                if zone.rmqueue_buddy(0, MIGRATE_MOVABLE, 0, OWNER_MOVABLE) < 0:
-                    break
-                cc.total_free_scanned += 1
+            async with pa.zone_locked(zone, "fake_compact_zone"):
+                for pfn in used.tolist():
+                    zone.free_one_page(pfn, 0)
+                for _ in range(len(used)):
+                    if zone.rmqueue_buddy(0, MIGRATE_MOVABLE, 0, OWNER_MOVABLE) < 0:
+                        break
+                    cc.total_free_scanned += 1
             self.migrated += len(used)
             await sim.delay(self.cost_ns // 16)
             await sim.sync()
@@ -147,8 +148,9 @@ class FakeReclaim:
         lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
         cand = np.flatnonzero(st[lo:hi] == PG_ALLOC)[::-1] + lo
         cand = cand[(cand & 1) == 0][:want]
-        for pfn in cand.tolist():
-            zone.free_one_page(pfn, 0)
+        async with pa.zone_locked(zone, "fake_shrink_node"):
+            for pfn in cand.tolist():
+                zone.free_one_page(pfn, 0)
         sc.nr_scanned += 2 * len(cand)
         sc.nr_reclaimed += len(cand)
         pa.vm_events["pgscan_kswapd"] += 2 * len(cand)

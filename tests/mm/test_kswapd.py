@@ -66,10 +66,13 @@ def build(
     return sim, pa, kt, fc, fr, zone
 
 
-def take_until(zone: Zone, free_pages: int) -> None:
-    """Allocate order-0 pages from the buddy lists until the zone has ``free_pages`` free."""
-    while zone.nr_free_pages > free_pages:
-        assert zone.rmqueue_buddy(0, MIGRATE_MOVABLE) >= 0
+async def take_until(pa: PageAllocator, zone: Zone, free_pages: int) -> None:
+    """Allocate order-0 pages from the buddy lists (under zone->lock, in one hold) until the
+    zone has ``free_pages`` free."""
+    async with pa.zone_locked(zone, "take_until"):
+        while zone.nr_free_pages > free_pages:
+            assert zone.rmqueue_buddy(0, MIGRATE_MOVABLE) >= 0
+    await pa.sim.sync()
 
 
 def names(sim: Sim, *wanted: str) -> list[tuple[int, str, dict]]:
@@ -84,7 +87,7 @@ async def test_kswapd_reclaims_compact_gap_then_sleeps_and_wakes_kcompactd_at_al
         await sim.delay(200 * MS)
         await sim.sync()
         assert not ks.is_running()  # asleep since t=100 ms
-        take_until(zone, zone.low_wmark_pages - 1)
+        await take_until(pa, zone, zone.low_wmark_pages - 1)
         ks.wakeup_kswapd(zone, GFP_KERNEL, 3, zone.zone_idx)
 
     sim.spawn("cpu", cpu)
@@ -181,7 +184,7 @@ async def test_hopeless_node_kswapd_failures() -> None:
     async def cpu() -> None:
         await sim.delay(200 * MS)
         await sim.sync()
-        take_until(zone, zone.min_wmark_pages - 1)
+        await take_until(pa, zone, zone.min_wmark_pages - 1)
         ks.wakeup_kswapd(zone, GFP_KERNEL, 0, zone.zone_idx)
         await sim.delay(300 * MS)
         await sim.sync()
@@ -207,12 +210,12 @@ async def test_woken_during_the_short_sleep_counts_low_wmark_hit_quickly() -> No
     async def cpu() -> None:
         await sim.delay(200 * MS)
         await sim.sync()
-        take_until(zone, zone.low_wmark_pages - 1)
+        await take_until(pa, zone, zone.low_wmark_pages - 1)
         ks.wakeup_kswapd(zone, GFP_KERNEL, 0, zone.zone_idx)
         await sim.delay(50 * MS)  # kswapd is back in its short sleep by now
         await sim.sync()
         assert ks.kswapd_wait.active()
-        take_until(zone, zone.low_wmark_pages - 1)
+        await take_until(pa, zone, zone.low_wmark_pages - 1)
         ks.wakeup_kswapd(zone, GFP_KERNEL, 0, zone.zone_idx)
 
     sim.spawn("cpu", cpu)
@@ -224,13 +227,13 @@ async def test_woken_during_the_short_sleep_counts_low_wmark_hit_quickly() -> No
 
 def test_kswapd_runs_are_deterministic() -> None:
     def once() -> list[str]:
-        sim, _pa, kt, _fc, _fr, zone = build(seed=5)
+        sim, pa, kt, _fc, _fr, zone = build(seed=5)
         ks = kt.kswapd[0]
 
         async def cpu() -> None:
             await sim.delay(200 * MS)
             await sim.sync()
-            take_until(zone, zone.low_wmark_pages - 1)
+            await take_until(pa, zone, zone.low_wmark_pages - 1)
             ks.wakeup_kswapd(zone, GFP_KERNEL, 3, zone.zone_idx)
 
         sim.spawn("cpu", cpu)

@@ -7,17 +7,19 @@ of free_unref_page_commit for orders 1-3, and decay_pcp_high. First the arithmet
 
 from __future__ import annotations
 
-from emulator.engine import Sim
+import pytest
+
+from emulator.engine import Sim, SpinLock
 from emulator.mm.allocator import PageAllocator
 from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_PCP
-from emulator.mm.pcp import PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
+from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
 
 
 def bare_pcp(batch: int, high_min: int, high_max: int, high: int, count: int = 0) -> PerCpuPages:
     zone = Machine.simple(Normal=4096).zone("Normal")
-    pcp = PerCpuPages(zone, 0)
+    pcp = PerCpuPages(zone, 0, SpinLock(Sim(), "&pcp->lock"))
     pcp.set_high_and_batch(high_min, high_max, batch)
     pcp.high = high
     pcp.count = count
@@ -488,3 +490,50 @@ async def test_zone_below_high_stops_growth_and_shrinks_high() -> None:
         ("clear", 1251),
     ]
     assert pcp.high == 1000
+
+
+# -- PCPF_FREE_HIGH_BATCH (zone_pcp_update_cacheinfo) --------------------------------------
+
+
+def test_free_high_batch_flag_from_the_llc_slice() -> None:
+    # page_alloc.c: zone_pcp_update_cacheinfo sets PCPF_FREE_HIGH_BATCH when the CPU's share of
+    # the last-level cache, in pages, exceeds 3 * batch. A 1 GiB zone has batch 63 (189 pages)
+    m = Machine.simple(Normal=262144)
+    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=2)
+    assert all(c.pcp[0].batch == 63 for c in pa.cpus)
+    # the default: a 2 MiB slice (512 pages) per CPU, as on a typical x86 server
+    assert all(c.pcp[0].flags & PCPF_FREE_HIGH_BATCH for c in pa.cpus)
+    small = Machine.simple(Normal=262144, per_cpu_data_slice_size=189 * 4096)
+    pa = PageAllocator(small, Sim("fifo"), cpus_per_node=2)
+    assert not any(c.pcp[0].flags & PCPF_FREE_HIGH_BATCH for c in pa.cpus)
+    bigger = Machine.simple(Normal=262144, per_cpu_data_slice_size=190 * 4096)
+    pa = PageAllocator(bigger, Sim("fifo"), cpus_per_node=2)
+    assert all(c.pcp[0].flags & PCPF_FREE_HIGH_BATCH for c in pa.cpus)
+
+
+@pytest.mark.parametrize(("slice_bytes", "count_after"), [(2 << 20, 4), (64 << 10, 0)])
+async def test_free_high_batch_keeps_a_short_pcp(slice_bytes: int, count_after: int) -> None:
+    # free_high needs pcp->count >= batch when PCPF_FREE_HIGH_BATCH is set: after a remote
+    # drain left free_count high but the list short, consecutive order-1 frees do not drain
+    m = Machine.simple(Normal=262144, per_cpu_data_slice_size=slice_bytes)
+    sim = Sim("fifo", strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=1)
+    cpu = pa.cpus[0]
+    pcp = cpu.pcp[0]
+
+    async def actor() -> None:
+        blocks = [await pa.alloc_pages(cpu, 1, GFP_KERNEL) for _ in range(33)]
+        for pfn in blocks[:31]:
+            await pa.free_pages(cpu, pfn, 1)
+        assert pcp.free_count == 62
+        await pa.drain_all_pages(cpu)
+        assert pcp.count == 0 and pcp.free_count == 62
+        await pa.free_pages(cpu, blocks[31], 1)  # free_count 62 < 63: not free_high
+        assert pcp.count == 2 and pcp.free_count == 64
+        # free_count 64 >= 63 and the previous free was order 1: free_high unless the flag is
+        # set and count (4) < batch (63)
+        await pa.free_pages(cpu, blocks[32], 1)
+        assert pcp.count == count_after
+
+    sim.spawn("cpu0", actor)
+    await sim.run()
