@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from emulator.cli import UsageError
+from emulator.engine.recorder import compile_event_filter
 from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
 from emulator.runner import run_scenario
@@ -41,6 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="replay a schedule.json from an earlier run exactly (its scenario and params)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument(
+        "--events",
+        metavar="GLOB[,GLOB]",
+        help="record only these tracepoints, e.g. mm_compaction_*,mm_page_alloc",
+    )
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -104,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             scenario = load_scenario(find_scenario(args.scenario))
             params = scenario.resolve(overrides)
+        compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(f"--events: {exc}") from None
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             strategy=schedule.replay() if schedule is not None else None,
             strict=args.strict,
+            events_filter=args.events,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None

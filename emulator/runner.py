@@ -128,6 +128,8 @@ class RunResult:
                 "syncs": sim.syncs,
                 "decisions": len(sim.decisions),
                 "events": sim.recorder.count,
+                "events_dropped": sim.recorder.dropped,
+                "events_filter": sim.recorder.events_filter,
             },
             "timeseries": self.ctx.samples,
         }
@@ -272,11 +274,14 @@ def run_scenario(
     progress: Callable[[int, int], None] | None = None,
     strategy: Any = None,
     strict: bool = False,
+    events_filter: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
+    ``events_filter`` (tracepoint globs, ``"mm_compaction_*,mm_page_alloc"``) records only the
+    matching events; the summary counts the others as ``events_dropped``.
     Ctrl-C ends the run early with ``reason="interrupted"``: what was recorded is flushed and
     the results describe the state at that instant.
     """
@@ -284,9 +289,9 @@ def run_scenario(
     if record:
         if isinstance(events, Path):
             own_file = events.open("w", encoding="utf-8")
-            recorder: Any = Recorder(own_file)
+            recorder: Any = Recorder(own_file, events=events_filter)
         else:
-            recorder = Recorder(events)
+            recorder = Recorder(events, events=events_filter)
     else:
         recorder = NULL_RECORDER
     try:

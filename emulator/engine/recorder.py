@@ -1,28 +1,58 @@
 """The event recorder: tracepoint-style events stamped with virtual time, written as JSON lines.
 
 Every state change worth seeing is an event named like the kernel tracepoint that reports it
-(``mm_page_alloc``, ``mm_compaction_begin``, ...). Events go through a structlog pipeline whose
-processors are plain functions: :func:`stamp` adds the virtual time (``t``, integer ns) and the
-actor, then :func:`render_json_line` turns the event dict into one compact JSON line. Keys keep
-insertion order (``t``, ``actor``, ``event``, then the fields as given), so the same run gives a
-byte-identical file.
+(``mm_page_alloc``, ``mm_compaction_begin``, ...). A line is one compact JSON object whose keys
+keep insertion order: ``t`` (virtual ns), ``actor``, ``event``, then the fields as given, so the
+same run gives a byte-identical file.
+
+Two paths produce the same bytes:
+
+* **The public pipeline** is structlog: :func:`stamp` adds ``t`` and ``actor``, then any
+  ``extra_processors`` (filters raising ``structlog.DropEvent``, enrichers), then
+  :func:`render_json_line`. A recorder built with ``extra_processors`` runs it for every event.
+* **The hot path** (no extra processors, the default): :meth:`Recorder.emit` only stores a tuple
+  ``(t, n, actor, event, fields)`` and the line is rendered when it is written, by
+  :func:`render_event`, from a template cached per tracepoint and field names. Field values are
+  therefore read at write time: pass immutable values (ints, strings, tuples), as every
+  tracepoint does. ``tests/engine/test_engine_recorder.py`` checks the two paths agree byte for
+  byte.
+
+Filtering: ``events="mm_compaction_*,mm_page_alloc"`` (kernel tracepoint globs, as
+``trace-cmd record -e`` takes them) records only matching events; :attr:`Recorder.count` is the
+number recorded and :attr:`Recorder.dropped` the number the filter left out.
 
 Cost model: call sites guard with ``if rec.enabled:`` so a disabled recorder costs one attribute
-load; :class:`NullRecorder` is the disabled recorder. An enabled recorder buffers lines in memory
-and writes them in chunks (and on :meth:`Recorder.close`, which also runs on interruption).
+load; :class:`NullRecorder` is the disabled recorder. An enabled recorder buffers events in
+memory and writes them in chunks (and on :meth:`Recorder.close`, which also runs on
+interruption).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import IO, Any
 
 import structlog
 
-__all__ = ["MemoryRecorder", "NullRecorder", "Recorder", "render_json_line", "stamp"]
+__all__ = [
+    "MemoryRecorder",
+    "NullRecorder",
+    "Recorder",
+    "compile_event_filter",
+    "render_event",
+    "render_json_line",
+    "stamp",
+]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+#: the keys every line starts with; a field of the same name is merged (dict update) into them
+_STAMP_KEYS = frozenset(("t", "actor", "event"))
+#: a valid tracepoint glob: names, ``*``, ``?`` and character classes
+_GLOB_RE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
 
 
 def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable[..., dict]:
@@ -41,64 +71,145 @@ def render_json_line(_logger: Any, _method: str, event_dict: MutableMapping[str,
     return _dumps(event_dict)
 
 
-class _LineSink:
-    """The structlog "logger" at the end of the pipeline: collects rendered lines.
+# -- the hot path's renderer ------------------------------------------------------------------
 
-    With lookahead, actors emit events in processing order, which is not global time order:
-    an actor running ahead on its own clock emits before another actor's earlier event. The
-    sink keeps ``(t, n, line)`` and writes lines sorted by virtual time (stable: emission order
-    within an instant). It writes only lines older than ``frontier()`` — the engine's promise
-    that no event earlier than that can still come — and everything on :meth:`flush_all`.
+_templates: dict[tuple, str | None] = {}
+_strings: dict[str, str] = {}
+
+
+def _template(key: tuple) -> str | None:
+    """``%``-format template for an event name and its field names (None: use the dict path)."""
+    event, *names = key
+    if _STAMP_KEYS.intersection(names):
+        tpl = None
+    else:
+        head = '{"t":%d,"actor":%s,"event":' + _dumps(event).replace("%", "%%")
+        tail = "".join("," + _dumps(k).replace("%", "%%") + ":%s" for k in names)
+        tpl = head + tail + "}"
+    _templates[key] = tpl
+    return tpl
+
+
+def _value(v: Any) -> str:
+    cls = v.__class__
+    if cls is int:
+        return int.__repr__(v)
+    if cls is str:
+        s = _strings.get(v)
+        if s is None:
+            s = _dumps(v)
+            if len(_strings) < 4096 and len(v) < 64:
+                _strings[v] = s
+        return s
+    return _dumps(v)
+
+
+def render_event(t: int, actor: str | None, event: str, fields: dict[str, Any]) -> str:
+    """The line :func:`stamp` + :func:`render_json_line` would give, without the pipeline."""
+    key = (event, *fields)
+    tpl = _templates.get(key, 0)
+    if tpl == 0:
+        tpl = _template(key)
+    if tpl is None or t.__class__ is not int:
+        out = {"t": t, "actor": actor, "event": event}
+        out.update(fields)
+        return _dumps(out)
+    return tpl % (t, _value(actor), *map(_value, fields.values()))
+
+
+def compile_event_filter(spec: str | Iterable[str] | None) -> Callable[[str], bool] | None:
+    """A predicate for event names from tracepoint globs (``"mm_compaction_*,mm_page_alloc"``
+    or a list of globs); None for no filter. Raises ValueError naming a malformed glob."""
+    if spec is None:
+        return None
+    globs = spec.split(",") if isinstance(spec, str) else list(spec)
+    globs = [g.strip() for g in globs]
+    if not globs or any(not g for g in globs):
+        raise ValueError(
+            f"events {spec!r}: expected tracepoint globs separated by commas, "
+            "e.g. mm_compaction_*,mm_page_alloc"
+        )
+    for g in globs:
+        if not _GLOB_RE.match(g):
+            raise ValueError(
+                f"events glob {g!r}: only letters, digits, '_', '-' and the wildcards * ? [] "
+                "are allowed"
+            )
+    rx = re.compile("|".join(fnmatch.translate(g) for g in globs))
+    return lambda name: rx.match(name) is not None
+
+
+class _Sink:
+    """Pending events, written sorted by virtual time once no earlier event can come.
+
+    With lookahead, actors emit events in processing order, which is not global time order: an
+    actor running ahead on its own clock emits before another actor's earlier event. The sink
+    keeps ``(t, n, ...)`` entries (``n`` the emission number) and writes lines sorted by
+    ``(t, n)``. It writes only entries older than ``frontier()`` (the engine's promise that no
+    event earlier than that can still come) and everything on :meth:`flush_all`. An entry is
+    ``(t, n, line)`` (already rendered, the structlog path) or ``(t, n, actor, event, fields)``.
     """
 
-    __slots__ = ("_clock", "_flush_at", "_frontier", "_n", "_next_flush", "_out", "_pending")
+    __slots__ = ("_flush_at", "_frontier", "_next_flush", "_out", "pending")
 
-    def __init__(
-        self,
-        out: IO[str] | None,
-        clock: Callable[[], int],
-        frontier: Callable[[], int],
-        flush_at: int = 16384,
-    ) -> None:
+    def __init__(self, out: IO[str] | None, frontier: Callable[[], int], flush_at: int = 16384):
         self._out = out
-        self._clock = clock
         self._frontier = frontier
-        self._pending: list[tuple[int, int, str]] = []
+        self.pending: list[tuple] = []
         self._flush_at = flush_at
         self._next_flush = flush_at
-        self._n = 0
 
-    def msg(self, line: str) -> None:
-        self._n += 1
-        self._pending.append((self._clock(), self._n, line))
-        if self._out is not None and len(self._pending) >= self._next_flush:
-            self._flush(self._frontier())
-            # When the frontier lags (one actor far ahead), little can be written: wait for
-            # another `flush_at` lines before sorting again, so the cost stays amortised
-            # O(log n) per line instead of one full sort per emitted line.
-            self._next_flush = len(self._pending) + self._flush_at
+    def added(self) -> None:
+        """Called when ``pending`` reached the flush threshold."""
+        if self._out is None:
+            self._next_flush = 1 << 62
+            return
+        self._flush(self._frontier())
+        # When the frontier lags (one actor far ahead), little can be written: wait for another
+        # `flush_at` entries before sorting again, so the cost stays amortised O(log n) per
+        # entry instead of one full sort per emitted event.
+        self._next_flush = len(self.pending) + self._flush_at
 
     def _flush(self, before: int | None) -> None:
-        pending = self._pending
+        pending = self.pending
         pending.sort()
         if before is None:
             cut = len(pending)
         else:
-            cut = 0
-            while cut < len(pending) and pending[cut][0] < before:
-                cut += 1
+            lo, hi = 0, len(pending)
+            while lo < hi:  # first entry with t >= before
+                mid = (lo + hi) >> 1
+                if pending[mid][0] < before:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            cut = lo
         if self._out is not None and cut:
-            self._out.write("\n".join(p[2] for p in pending[:cut]))
+            self._out.write("\n".join(_render_all(pending[:cut])))
             self._out.write("\n")
             self._out.flush()
             del pending[:cut]
 
+    def discard_after(self, t: int) -> int:
+        """Drop pending entries later than ``t``; returns how many."""
+        pending = self.pending
+        keep = [e for e in pending if e[0] <= t]
+        n = len(pending) - len(keep)
+        pending[:] = keep
+        return n
+
     def flush_all(self) -> None:
         self._flush(None)
+        if self._out is None:
+            self._next_flush = self._flush_at
 
     def lines(self) -> list[str]:
-        self._pending.sort()
-        return [p[2] for p in self._pending]
+        self.pending.sort()
+        return _render_all(self.pending)
+
+
+def _render_all(entries: list[tuple]) -> list[str]:
+    return [e[2] if len(e) == 3 else render_event(e[0], e[2], e[3], e[4]) for e in entries]
 
 
 class Recorder:
@@ -108,7 +219,8 @@ class Recorder:
     None outside actors); the engine's :class:`~emulator.engine.sim.Sim` supplies both. With
     ``out=None`` the lines stay in memory (:attr:`lines`), which is what tests use.
     ``extra_processors`` run between stamping and rendering (e.g. filters that raise
-    ``structlog.DropEvent``).
+    ``structlog.DropEvent``); ``events`` keeps only events matching tracepoint globs
+    (see :func:`compile_event_filter`).
     """
 
     enabled = True
@@ -120,23 +232,35 @@ class Recorder:
         clock: Callable[[], int] = lambda: 0,
         actor: Callable[[], str | None] = lambda: None,
         extra_processors: Iterable[Callable[..., Any]] = (),
+        events: str | Iterable[str] | None = None,
     ) -> None:
         self.clock = clock
         self.actor = actor
         self.frontier: Callable[[], int] = lambda: 0
-        self._sink = _LineSink(out, lambda: self.clock(), lambda: self.frontier())
+        self._sink = _Sink(out, lambda: self.frontier())
+        self._pending = self._sink.pending
+        #: events recorded (kept by the filter and the processors)
         self.count = 0
-        self._log = structlog.wrap_logger(
-            self._sink,
-            processors=[
-                stamp(lambda: self.clock(), lambda: self.actor()),
-                *extra_processors,
-                render_json_line,
-            ],
-            wrapper_class=structlog.BoundLogger,
-            cache_logger_on_first_use=True,
-        )
-        self._msg = self._log.msg
+        #: events the ``events`` filter left out
+        self.dropped = 0
+        #: recorded events discarded because they lie after the run's stop instant
+        self.after_stop = 0
+        self._filter = compile_event_filter(events)
+        self.events_filter = None if events is None else events
+        self._wanted: dict[str, bool] = {}
+        extra = list(extra_processors)
+        self._log: Any = None
+        if extra:
+            self._log = structlog.wrap_logger(
+                self,
+                processors=[
+                    stamp(lambda: self.clock(), lambda: self.actor()),
+                    *extra,
+                    render_json_line,
+                ],
+                wrapper_class=structlog.BoundLogger,
+                cache_logger_on_first_use=True,
+            ).msg
 
     def bind_clock(
         self,
@@ -151,10 +275,33 @@ class Recorder:
         if frontier is not None:
             self.frontier = frontier
 
+    def wants(self, event: str) -> bool:
+        """Whether the ``events`` filter records ``event``."""
+        w = self._wanted.get(event)
+        if w is None:
+            w = self._wanted[event] = self._filter is None or self._filter(event)
+        return w
+
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event named like a kernel tracepoint, with its fields."""
-        self.count += 1
-        self._msg(event, **fields)
+        if self._filter is not None and not self.wants(event):
+            self.dropped += 1
+            return
+        if self._log is not None:
+            self._log(event, **fields)
+            return
+        self.count = n = self.count + 1
+        pending = self._pending
+        pending.append((self.clock(), n, self.actor(), event, fields))
+        if len(pending) >= self._sink._next_flush:
+            self._sink.added()
+
+    def msg(self, line: str) -> None:
+        """The end of the structlog pipeline (this recorder is its "logger")."""
+        self.count = n = self.count + 1
+        self._pending.append((self.clock(), n, line))
+        if len(self._pending) >= self._sink._next_flush:
+            self._sink.added()
 
     @property
     def lines(self) -> list[str]:
@@ -165,8 +312,16 @@ class Recorder:
         """The in-memory lines parsed back into dicts (for tests and checks)."""
         return [json.loads(line) for line in self.lines]
 
-    def close(self) -> None:
-        """Write out whatever is buffered. Safe to call more than once."""
+    def close(self, until: int | None = None) -> None:
+        """Write out whatever is buffered. Safe to call more than once.
+
+        With ``until``, events later than that virtual time (emitted by actors that had run
+        ahead of the instant the run stopped at) are discarded first (:attr:`after_stop`).
+        """
+        if until is not None:
+            n = self._sink.discard_after(until)
+            self.after_stop += n
+            self.count -= n
         self._sink.flush_all()
 
 
@@ -182,6 +337,9 @@ class NullRecorder:
 
     enabled = False
     count = 0
+    dropped = 0
+    after_stop = 0
+    events_filter = None
 
     def bind_clock(
         self,
@@ -191,10 +349,13 @@ class NullRecorder:
     ) -> None:
         pass
 
+    def wants(self, event: str) -> bool:
+        return False
+
     def emit(self, event: str, **fields: Any) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, until: int | None = None) -> None:
         pass
 
 

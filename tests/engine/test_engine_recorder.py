@@ -9,6 +9,8 @@ import json
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.engine import (
     NULL_RECORDER,
@@ -19,6 +21,7 @@ from emulator.engine import (
     SpinLock,
     WaitQueue,
 )
+from emulator.engine.recorder import compile_event_filter, render_event, render_json_line, stamp
 
 
 def _small_flushes(rec: Recorder, n: int = 5) -> None:
@@ -198,3 +201,82 @@ def test_extra_processors_can_drop_events_and_null_recorder_is_off():
     assert NULL_RECORDER.enabled is False and mem.enabled is True
     NULL_RECORDER.emit("anything", x=1)
     NULL_RECORDER.close()
+
+
+# -- the hot path renders exactly what the structlog pipeline renders ---------------------------
+
+_json_scalars = (
+    st.integers(min_value=-(1 << 70), max_value=1 << 70)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    t=st.integers(min_value=0, max_value=1 << 64),
+    actor=st.none() | st.text(max_size=8),
+    event=st.text(min_size=1, max_size=12),
+    fields=st.dictionaries(st.text(max_size=8), _json_values, max_size=5),
+)
+def test_hot_path_line_is_byte_identical_to_the_structlog_pipeline(t, actor, event, fields):
+    fields.pop("event", None)  # emit(event, **fields): "event" is the positional name
+    old = render_json_line(
+        None, "msg", stamp(lambda: t, lambda: actor)(None, "msg", {"event": event, **fields})
+    )
+    assert render_event(t, actor, event, fields) == old
+
+
+async def test_hot_path_and_structlog_pipeline_write_the_same_file():
+    def keep(_logger, _method, event_dict):
+        return event_dict
+
+    outs = []
+    for extra in ((), (keep,)):
+        buf = io.StringIO()
+        rec = Recorder(buf, extra_processors=extra)
+        _small_flushes(rec, 7)
+        await _run(rec, "random(9)")
+        outs.append(buf.getvalue())
+        assert rec.count == len(buf.getvalue().splitlines()) > 100
+    assert outs[0] == outs[1]
+
+
+async def test_event_filter_records_only_matching_tracepoints_and_counts_the_rest():
+    full = MemoryRecorder()
+    await _run(full, "random(2)")
+    rec = MemoryRecorder(events="mm_page_*,kcompactd_wake")
+    await _run(rec, "random(2)")
+    want = [
+        ln for ln in full.lines if json.loads(ln)["event"] in ("mm_page_alloc", "kcompactd_wake")
+    ]
+    assert rec.lines == want and rec.count == len(want) > 0
+    assert rec.count + rec.dropped == full.count
+    assert rec.wants("mm_page_alloc") and not rec.wants("mm_local_work")
+
+
+@pytest.mark.parametrize("spec", ["", "mm_page_alloc,", "mm page", "a;b", ["x", ""]])
+def test_event_filter_refuses_malformed_globs(spec):
+    with pytest.raises(ValueError, match="events"):
+        compile_event_filter(spec)
+
+
+def test_close_until_drops_events_after_the_stop_instant():
+    t = [0]
+    mem = MemoryRecorder(clock=lambda: t[0])
+    for t[0] in (5, 10, 11, 3):
+        mem.emit("e", at=t[0])
+    mem.close(until=10)
+    assert [json.loads(ln)["t"] for ln in mem.lines] == [3, 5, 10]
+    assert mem.count == 3 and mem.after_stop == 1

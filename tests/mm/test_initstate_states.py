@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emulator.mm.initstate import (
+    _Draws,
     every_other_chunk,
     free_k_of_n,
     fresh_boot,
@@ -232,3 +233,45 @@ def test_snapshot_that_cannot_fit_is_rejected():
     )
     with pytest.raises(ValueError, match="do not fit"):
         machine_from_snapshot([zs])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+def test_batched_draws_are_numpys_own_draws_and_leave_the_same_state(seed):
+    # the calls random_alloc_free makes, interleaved as it makes them, against numpy's calls
+    weights = np.asarray([0.8, 0.15, 0.05])
+    ref = np.random.default_rng(seed)
+    ref.integers(5)  # start with a buffered 32-bit half, as after an odd number of draws
+    rng = np.random.default_rng(seed)
+    rng.integers(5)
+    draws = _Draws(rng)
+    choose6 = draws.chooser(6, None)
+    choose3 = draws.chooser(3, weights)
+    got, want = [], []
+    for i in range(3000):
+        want.append(int(ref.choice(6)))
+        want.append(int(ref.choice(3, p=weights)))
+        got.append(choose6())
+        got.append(choose3())
+        if i % 7 == 0:
+            n = 1 + (i * 7919) % 100_003
+            want.append(int(ref.integers(n)))
+            got.append(draws.integers(n))
+    draws.finish()
+    assert got == want
+    assert rng.bit_generator.state == ref.bit_generator.state
+    assert rng.permutation(50).tolist() == ref.permutation(50).tolist()
+
+
+def test_random_alloc_free_batched_equals_per_call_draws(monkeypatch):
+    def run():
+        m = Machine.simple(Normal=16384, thp_enabled=False)
+        z = m.zone("Normal")
+        rng = np.random.default_rng(11)
+        held = random_alloc_free(
+            z, 0.3, rng, orders=(0, 0, 1, 3), migratetypes=(0, 1, 2), mt_weights=(5, 3, 2)
+        )
+        return held, z.snapshot(), rng.random()
+
+    batched = run()
+    monkeypatch.setattr(_Draws, "supports", staticmethod(lambda rng: False))
+    assert run() == batched

@@ -1,0 +1,112 @@
+"""Benchmark: the whole default scenario as ``mmemu run`` does it, split into its phases.
+
+Phases (wall seconds): ``setup_s`` building the used 4 GiB machine (the scenario's set-up),
+``run_s`` the virtual run (0.5 s of the default 8-CPU machine), ``results_s`` writing the
+results folder (summary.json, kernel files, schedule.json), ``total_s`` all of it including
+booting the machine and loading the scenario.
+
+    python3 dev.py python benchmarks/default_run.py [--json] [--repeat N] [--no-events]
+        [--driver fast|trio] [--set NAME=VALUE ...]
+
+Best of ``--repeat`` (default 3) by ``total_s``. ``--json`` prints one JSON object with
+``setup_s``, ``run_s``, ``results_s``, ``total_s`` (the best run) and every run. The events file
+goes to a temporary folder. This is a benchmark, run by hand; the numbers go into notes, never
+into unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from emulator.explore.replay import save_schedule
+from emulator.report.results import write_results
+from emulator.runner import run_scenario
+from emulator.scenario import find_scenario, load_scenario
+
+
+def run_once(overrides: dict[str, str], record: bool, driver: str | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    scenario = load_scenario(find_scenario("default"))
+    params = scenario.resolve(dict(overrides))
+    setup_s = [0.0]
+    inner = scenario.setup
+
+    def timed_setup(p: Any, ctx: Any) -> None:
+        s0 = time.perf_counter()
+        assert inner is not None
+        inner(p, ctx)
+        setup_s[0] = time.perf_counter() - s0
+
+    scenario = attrs.evolve(scenario, setup=timed_setup)
+    kwargs: dict[str, Any] = {}
+    if driver is not None and "driver" in inspect.signature(run_scenario).parameters:
+        kwargs["driver"] = driver
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        result = run_scenario(
+            scenario,
+            params,
+            events=out / "events.jsonl" if record else None,
+            record=record,
+            **kwargs,
+        )
+        r0 = time.perf_counter()
+        write_results(result, out)
+        save_schedule(
+            out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
+        )
+        results_s = time.perf_counter() - r0
+        total_s = time.perf_counter() - t0
+        events = result.ctx.sim.recorder.count
+    return {
+        "setup_s": round(setup_s[0], 3),
+        "run_s": round(result.wall_s, 3),
+        "results_s": round(results_s, 3),
+        "total_s": round(total_s, 3),
+        "virtual_ns": result.virtual_ns,
+        "events": events,
+        "reason": result.reason,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
+    ap.add_argument("--no-events", action="store_true", help="do not record events")
+    ap.add_argument("--driver", choices=["fast", "trio"], help="engine driver (default: fast)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
+    args = ap.parse_args(argv)
+    overrides = dict(s.split("=", 1) for s in args.sets)
+    runs = [run_once(overrides, not args.no_events, args.driver) for _ in range(args.repeat)]
+    best = min(runs, key=lambda r: r["total_s"])
+    out = {
+        "benchmark": "default_run",
+        "python": sys.version.split()[0],
+        "events": not args.no_events,
+        "driver": args.driver or "default",
+        **{k: best[k] for k in ("setup_s", "run_s", "results_s", "total_s")},
+        "runs": runs,
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(
+        f"default run (events {'on' if out['events'] else 'off'}, driver {out['driver']}), best "
+        f"of {args.repeat}: set-up {best['setup_s']:.2f} s, run {best['run_s']:.2f} s, "
+        f"results {best['results_s']:.2f} s, total {best['total_s']:.2f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
