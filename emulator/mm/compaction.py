@@ -227,6 +227,7 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
 
     zone = cc.zone
     pa = cc.pa
+    assert pa is not None
     start_pfn = zone.zone_start_pfn
     end_pfn = zone.zone_end_pfn
     sync = cc.mode != MIGRATE_ASYNC
@@ -372,6 +373,7 @@ async def lru_add_drain_cpu_zone(cc: CompactControl) -> None:
     compactor's CPU (the LRU batches are not modelled). Freed sources sitting on this CPU's
     pcp lists reach the buddy allocator, merge, and may be captured."""
     if cc.cpu is not None:
+        assert cc.pa is not None
         await cc.pa.drain_pages_zone(cc.cpu, cc.zone)
 
 

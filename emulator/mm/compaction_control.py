@@ -217,4 +217,4 @@ def capture_registry(zone: Zone) -> CaptureHook:
         return hook
     if hook is not None:
         raise RuntimeError(f"{zone!r}: capture hook already taken by {hook!r}")
-    return CaptureHook(zone, zone.lock.sim)  # type: ignore[attr-defined]
+    return CaptureHook(zone, zone.lock.sim)

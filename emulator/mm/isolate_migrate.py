@@ -143,7 +143,7 @@ def lru_lock(pa: PageAllocator, nid: int) -> SpinLock:
     """``lruvec->lru_lock`` of node ``nid`` (one lruvec per node: no memcg)."""
     lock = getattr(pa, "lru_locks", None)
     if lock is not None:
-        return lock[nid]  # type: ignore[no-any-return]
+        return lock[nid]
     return _node_state(pa)[1][nid]
 
 

@@ -111,7 +111,7 @@ class ZoneBase:
         self.page_group_by_mobility_disabled = False
         # struct zone's CONFIG_COMPACTION fields (mmzone.h:968-983), used by mm/compaction.py
         self.compact_cached_free_pfn = 0
-        self.compact_cached_migrate_pfn = [0, 0]
+        self.compact_cached_migrate_pfn: list[int] = [0, 0]
         self.compact_init_migrate_pfn = 0
         self.compact_init_free_pfn = 0
         self.compact_considered = 0
