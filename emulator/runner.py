@@ -22,6 +22,7 @@ from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
 from emulator.mm.machine import Machine
+from emulator.mm.slowpath import merged_stats as slowpath_summary
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.scenario import Params, Scenario, ScenarioError
@@ -121,6 +122,7 @@ class RunResult:
                 "per_cpu": {c.id: sum(p.count for p in c.pcp) for c in pa.cpus},
             },
             "kswapd_wakeups": pa.kswapd_wakeups,
+            "slowpath": slowpath_summary(pa),
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,

@@ -104,7 +104,7 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k.startswith("vm.")}
+        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
 
     @property
     def costs(self) -> Costs:
@@ -228,7 +228,10 @@ def _sysctl_text(value: str) -> Any:
     parts = value.replace(",", " ").split()
     if len(parts) > 1:
         return [int(p, 0) for p in parts]
-    return int(value, 0)
+    try:
+        return int(value, 0)
+    except ValueError:
+        return value.strip()  # a word setting (transparent_hugepage.defrag); Sysctl.set checks
 
 
 def _scenario_dirs() -> list[Path]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from emulator.mm.alloc_flags import ALLOC_KSWAPD, ALLOC_NOFRAGMENT
 from emulator.mm.memmap import (
+    OWNER_FILE,
     OWNER_MOVABLE,
     OWNER_PINNED,
     PG_ALLOC,
@@ -144,12 +145,12 @@ class FallbackMixin(ZoneBase):
             if s == PG_ALLOC:
                 nr = min(1 << od[p], end - p)
                 o = ow[p]
-                if o in (OWNER_MOVABLE, OWNER_PINNED):
+                if o in (OWNER_MOVABLE, OWNER_PINNED, OWNER_FILE):
                     movable += nr
                 p += nr
                 continue
             o = ow[p]
-            if s & PG_KIND_MASK == PG_ALLOC and o in (OWNER_MOVABLE, OWNER_PINNED):
+            if s & PG_KIND_MASK == PG_ALLOC and o in (OWNER_MOVABLE, OWNER_PINNED, OWNER_FILE):
                 movable += 1
             p += 1
         self.buddy_steps += 1

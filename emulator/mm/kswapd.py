@@ -44,10 +44,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim
+from emulator.mm.compaction import compact_gap
 from emulator.mm.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
 from emulator.mm.gfp import GFP_KERNEL, format_gfp
 from emulator.mm.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
+from emulator.mm.vmscan import (
+    DEF_PRIORITY,
+    MAX_RECLAIM_RETRIES,
+    SWAP_CLUSTER_MAX,
+    ScanControl,
+    shrink_node,
+)
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_RECLAIM_ACTIVE
 
 if TYPE_CHECKING:
@@ -68,40 +76,10 @@ __all__ = [
     "start_kthreads",
 ]
 
-#: DEF_PRIORITY (include/linux/mmzone.h): scan 1/2^priority of the LRU per pass
-DEF_PRIORITY = 12
-#: MAX_RECLAIM_RETRIES (mm/internal.h): kswapd gives a node up after this many failed runs
-MAX_RECLAIM_RETRIES = 16
-#: SWAP_CLUSTER_MAX (include/linux/swap.h)
-SWAP_CLUSTER_MAX = 32
 #: kswapd_try_to_sleep's schedule_timeout(HZ/10): 100 ms
 KSWAPD_SHORT_SLEEP_NS = 100_000_000
 
 _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
-
-
-def compact_gap(order: int) -> int:
-    """Models mm/internal.h: compact_gap — ``2UL << order`` free pages that compaction needs
-    (the isolated migration sources plus their targets)."""
-    return 2 << order
-
-
-@attrs.define(slots=True, eq=False)
-class ScanControl:
-    """Models mm/vmscan.c: struct scan_control — the fields kswapd sets and reads."""
-
-    gfp_mask: int = GFP_KERNEL
-    order: int = 0
-    priority: int = DEF_PRIORITY
-    reclaim_idx: int = MAX_NR_ZONES - 1
-    nr_to_reclaim: int = 0
-    nr_scanned: int = 0
-    nr_reclaimed: int = 0
-    may_writepage: bool = True
-    may_unmap: bool = True
-    may_swap: bool = True
-    kswapd: bool = False
-    """current_is_kswapd(): shrink_node counts pgscan_kswapd/pgsteal_kswapd, not *_direct."""
 
 
 @attrs.frozen
@@ -304,7 +282,14 @@ class Kswapd:
         sim = self.sim
         self.runs += 1
         self.pa.vm_events["pageoutrun"] += 1
-        sc = ScanControl(gfp_mask=GFP_KERNEL, order=order, may_unmap=True, kswapd=True)
+        sc = ScanControl(
+            nr_to_reclaim=0,
+            gfp_mask=GFP_KERNEL,
+            reclaim_idx=highest_zoneidx,
+            order=order,
+            may_unmap=True,
+            kswapd=True,
+        )
         await sim.sync()
         zones = self._managed(highest_zoneidx)
         zone_boosts = [(z, z.watermark_boost) for z in zones if z.watermark_boost]
@@ -424,19 +409,19 @@ def start_kthreads(
     for kc in kcompactds:
         sim.spawn(f"kcompactd{kc.nid}", kc.kcompactd, daemon=True)
     pa.kthreads = kt
-    pa.wakeup_kswapd_hook = lambda zone, order, hz, gfp=0: kt.wakeup_kswapd(zone, gfp, order, hz)
     pa.machine.sysctl.on_change("vm.compaction_proactiveness", kt.proactiveness_written)
     return kt
 
 
 def reclaim_ops(pa: PageAllocator) -> ReclaimOps:
-    """The real mm/vmscan.c shrink_node, bound to ``pa``."""
-    from emulator.mm import vmscan
+    """The real mm/vmscan.c shrink_node, bound to ``pa`` (kswapd frees to the pcp lists of
+    its node's first CPU, the CPU it is bound to)."""
 
-    async def shrink_node(node: Node, sc: ScanControl) -> None:
-        await vmscan.shrink_node(pa, node, sc)
+    async def shrink(node: Node, sc: ScanControl) -> None:
+        cpu = next(c for c in pa.cpus if c.node == node.nid)
+        await shrink_node(pa, cpu, pa.lruvecs[node.nid], sc)
 
-    return ReclaimOps(shrink_node=shrink_node)
+    return ReclaimOps(shrink_node=shrink)
 
 
 def kthreads_summary(pa: PageAllocator) -> dict[str, Any]:

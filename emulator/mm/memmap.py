@@ -67,7 +67,9 @@ OWNER_UNMOVABLE = 2
 OWNER_RECLAIMABLE = 3
 OWNER_PINNED = 4
 """On the LRU (counts as movable for pageblock stealing) but pinned: migration fails."""
-OWNER_NAMES = ("none", "movable", "unmovable", "reclaimable", "pinned")
+OWNER_FILE = 5
+"""Clean page cache: on the file LRU, movable, and reclaimable by mm/vmscan.py."""
+OWNER_NAMES = ("none", "movable", "unmovable", "reclaimable", "pinned", "file")
 #: The owner an allocation of a given migratetype gets by default.
 OWNER_FOR_MIGRATETYPE = (OWNER_UNMOVABLE, OWNER_MOVABLE, OWNER_RECLAIMABLE)
 

@@ -19,7 +19,9 @@ import random
 from typing import TYPE_CHECKING
 
 from emulator.engine import WaitQueue
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_NAMES, OWNER_PINNED
+from emulator.mm.migrate import register_rmap_holder
 from emulator.workload.spec import AllocClass, Phase, Workload
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ class CpuProgram:
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
         self.held: list[tuple[int, int]] = []
         self.due: list[tuple[int, int, int, int]] = []
+        #: pfns of the blocks in ``held`` and ``due``: compaction tells us when one moves
+        self.owned: set[int] = set()
+        register_rmap_holder(pa, self.rmap_move)
         self._seq = 0
         self.use_inbox = use_inbox
         self.inbox = WaitQueue(pa.sim, f"cpu{cpu.id}-work")
@@ -89,11 +94,29 @@ class CpuProgram:
         else:
             await self.sim.delay(t - now)
 
+    def rmap_move(self, old_pfn: int, new_pfn: int, order: int) -> None:
+        """Our reference to a migrated block follows it (the page tables' side of
+        remove_migration_ptes): a later free uses the new pfn."""
+        if old_pfn not in self.owned:
+            return
+        self.owned.discard(old_pfn)
+        self.owned.add(new_pfn)
+        for i, (pfn, o) in enumerate(self.held):
+            if pfn == old_pfn:
+                self.held[i] = (new_pfn, o)
+                return
+        for i, (at, seq, pfn, o) in enumerate(self.due):
+            if pfn == old_pfn:
+                self.due[i] = (at, seq, new_pfn, o)  # same key: the heap order holds
+                return
+
     def schedule_free(self, at: int, pfn: int, order: int) -> None:
+        self.owned.add(pfn)
         self._seq += 1
         heapq.heappush(self.due, (at, self._seq, pfn, order))
 
     async def _free(self, pfn: int, order: int) -> None:
+        self.owned.discard(pfn)
         await self.pa.free_pages(self.cpu, pfn, order)
         self.freed += 1
 
@@ -104,14 +127,19 @@ class CpuProgram:
             owner = OWNER_NAMES.index(cls.owner)
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
-        pfn = await self.pa.alloc_pages(self.cpu, cls.order, cls.gfp, owner)
+        order = cls.order
+        if cls.thp_fault:
+            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+        else:
+            pfn = await self.pa.alloc_pages(self.cpu, order, cls.gfp, owner)
         if pfn < 0:
             self.failed += 1
             return
         self.allocated += 1
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.held.append((pfn, cls.order))
+            self.held.append((pfn, order))
+            self.owned.add(pfn)
             return
         at = self.sim.current.now + life
         if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
@@ -119,10 +147,10 @@ class CpuProgram:
             if peer is self:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
-            peer.schedule_free(at, pfn, cls.order)
+            peer.schedule_free(at, pfn, order)
             await peer.inbox.wake_up()
         else:
-            self.schedule_free(at, pfn, cls.order)
+            self.schedule_free(at, pfn, order)
 
     # -- the actor ---------------------------------------------------------------------------
 

@@ -139,8 +139,10 @@ def _gfp(value: int | str) -> int:
 
 
 def _owner(value: str | None) -> str | None:
-    if value is not None and value not in OWNER_NAMES[1:]:
-        raise ValueError(f"owner {value!r}: valid are {', '.join(OWNER_NAMES[1:])}")
+    # "file" pages belong to the page cache (reclaim frees them), not to a CPU's workload
+    valid = [n for n in OWNER_NAMES[1:] if n != "file"]
+    if value is not None and value not in valid:
+        raise ValueError(f"owner {value!r}: valid are {', '.join(valid)}")
     return value
 
 
@@ -162,6 +164,10 @@ class AllocClass:
     ``owner`` overrides the owner kind the migratetype implies (``"pinned"`` for long-term pins
     compaction cannot move); ``pinned`` is the probability that an allocation is pinned;
     ``remote_free`` the probability that another CPU (chosen at random) frees it.
+    ``thp_fault``: the class is an anonymous THP fault (order 9; the gfp comes from
+    ``vma_thp_gfp_mask`` for the machine's ``transparent_hugepage.defrag`` and
+    ``madv_hugepage``, whether the region is MADV_HUGEPAGE); a failed fault falls back to one
+    base page (:func:`emulator.mm.huge_memory.do_huge_pmd_anonymous_page`).
     """
 
     order: int = attrs.field(validator=_order)
@@ -171,6 +177,12 @@ class AllocClass:
     pinned: float = attrs.field(default=0.0, validator=_probability)
     remote_free: float = attrs.field(default=0.0, validator=_probability)
     owner: str | None = attrs.field(default=None, converter=_owner)
+    thp_fault: bool = False
+    madv_hugepage: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.thp_fault and self.order != 9:
+            raise ValueError(f"a thp_fault class has order 9 (HPAGE_PMD_ORDER), got {self.order}")
 
 
 _PATTERNS = ("none", "all", "every_other", "k_of_n", "random", "oldest", "every_other_chunk")

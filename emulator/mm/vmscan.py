@@ -1,0 +1,433 @@
+"""Direct reclaim: free clean page cache and reclaimable slab for an allocating task.
+
+Models mm/vmscan.c (Linux 6.12.0), simplified and said so: try_to_free_pages (6478),
+do_try_to_free_pages (6245), shrink_zones (6122), compaction_ready (6054), shrink_node (5936),
+should_continue_reclaim (5805), shrink_lruvec (5669), shrink_list / shrink_inactive_list (1914),
+shrink_folio_list (for clean, unmapped file folios only), zone_reclaimable_pages (368), and
+mm/shrinker.c: do_shrink_slab (371) for one shrinker.
+
+How it runs: reclaim is the allocating actor's own work in virtual time. Scanning takes the
+node's ``lru_lock`` to isolate at most ``SWAP_CLUSTER_MAX`` (32) pages, charging a per-page
+isolation cost while holding it, drops it, reclaims the batch (a per-folio cost, then the
+folios are freed through the page allocator on this CPU, as ``free_unref_folios`` does), and
+retakes it to put back what it kept. Other CPUs allocate, free and compact in between.
+
+What is simplified:
+
+* The LRU is the seam :class:`Lruvec` (one per node): until the owner-kind/LRU work lands it
+  identifies clean page-cache folios by the memmap owner kind ``file``
+  (:data:`OWNER_FILE`) and scans them with a clock hand over the node's pfns (an LRU order
+  approximated by address order; no active/inactive aging, no referenced bits, no dirty or
+  writeback pages: every isolated file folio is clean, unmapped and reclaimed). Its holder is
+  the page cache; an evicted folio is told to it (:meth:`Lruvec.evicted`, counted).
+* No swap is configured, so ``get_scan_count`` is always SCAN_FILE: anonymous memory is never
+  scanned or reclaimed (``can_reclaim_anon_pages`` is false).
+* Slab: one shrinker per node (:class:`SlabShrinker`) over reclaimable slab pages registered
+  with it (a scenario's set-up); one object per page; ``do_shrink_slab``'s delta and deferred
+  work are the kernel's (``DEFAULT_SEEKS`` 2, ``SHRINK_BATCH`` 128).
+* No memcg (one root lruvec; the ``memcg_full_walk`` retry of do_try_to_free_pages is kept
+  because it is what the kernel does when nothing was reclaimed), no
+  ``throttle_direct_reclaim`` (no pfmemalloc throttling), no ``reclaim_throttle``, no MGLRU.
+
+kswapd (the next issue) reuses :func:`shrink_node` with ``ScanControl(kswapd=True)``, which
+counts ``pgscan_kswapd`` / ``pgsteal_kswapd`` instead of the ``_direct`` counters.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING
+
+import attrs
+import numpy as np
+
+from emulator.engine import SpinLock
+from emulator.mm.compaction import compact_gap, compaction_suitable
+from emulator.mm.memmap import OWNER_FILE, OWNER_UNMOVABLE, PG_ALLOC
+from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
+from emulator.mm.zone import ZONE_NAMES
+
+if TYPE_CHECKING:
+    from emulator.engine import Sim
+    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.internal import AllocContext
+    from emulator.mm.page_alloc import Zone
+
+__all__ = [
+    "DEF_PRIORITY",
+    "MAX_RECLAIM_RETRIES",
+    "SWAP_CLUSTER_MAX",
+    "Lruvec",
+    "ScanControl",
+    "SlabShrinker",
+    "compact_gap",
+    "compaction_ready",
+    "do_try_to_free_pages",
+    "should_continue_reclaim",
+    "shrink_node",
+    "try_to_free_pages",
+    "zone_reclaimable_pages",
+]
+
+SWAP_CLUSTER_MAX = 32
+"""include/linux/swap.h: the reclaim batch (pages isolated per lru_lock hold)."""
+DEF_PRIORITY = 12
+"""mm/vmscan.c: scan ``lru_size >> priority`` pages per pass, priority 12 down to 0."""
+MAX_RECLAIM_RETRIES = 16
+"""mm/internal.h: reclaim rounds without progress before the allocator gives up."""
+DEFAULT_SEEKS = 2
+"""include/linux/shrinker.h"""
+SHRINK_BATCH = 128
+"""mm/shrinker.c"""
+
+
+@attrs.define(slots=True, eq=False)
+class ScanControl:
+    """Models mm/vmscan.c: struct scan_control (the fields this model reads)."""
+
+    nr_to_reclaim: int
+    gfp_mask: int
+    reclaim_idx: int
+    order: int
+    priority: int = DEF_PRIORITY
+    may_writepage: bool = True
+    may_unmap: bool = True
+    may_swap: bool = True
+    kswapd: bool = False
+    """current_is_kswapd(): picks the pgscan/pgsteal counters and the proportional rule"""
+    nr_scanned: int = 0
+    nr_reclaimed: int = 0
+    compaction_ready: bool = False
+    memcg_full_walk: bool = False
+
+
+class SlabShrinker:
+    """One reclaimable-slab cache of a node with its shrinker (simplified: one object per page).
+
+    Pages are registered by whoever allocated them (a scenario's set-up) and are freed only by
+    the shrinker. ``nr_deferred`` is the shrinker's deferred scan count."""
+
+    __slots__ = ("freed", "nr_deferred", "pages")
+
+    def __init__(self) -> None:
+        self.pages = array("i")
+        self.nr_deferred = 0
+        self.freed = 0
+
+    def register(self, pfn: int) -> None:
+        self.pages.append(pfn)
+
+    def count_objects(self) -> int:
+        return len(self.pages)
+
+
+class Lruvec:
+    """The node's LRU as reclaim sees it (the seam for the owner-kind/LRU work).
+
+    ``lru_lock`` is ``lruvec->lru_lock``. File folios are the allocated blocks whose owner is
+    :data:`OWNER_FILE`; a folio isolated by reclaim is marked :data:`OWNER_UNMOVABLE` while it
+    is off the LRU (not PageLRU: compaction cannot take it), as the kernel clears PageLRU.
+    """
+
+    __slots__ = (
+        "cursor",
+        "evictions",
+        "lru_lock",
+        "nid",
+        "nr_isolated_file",
+        "shrinker",
+        "zones",
+    )
+
+    def __init__(self, sim: Sim, nid: int, zones: list[Zone]) -> None:
+        self.nid = nid
+        self.zones = sorted(zones, key=lambda z: z.zone_idx)
+        self.lru_lock = SpinLock(sim, "&lruvec->lru_lock")
+        self.cursor = 0
+        self.nr_isolated_file = 0
+        self.evictions = 0
+        self.shrinker = SlabShrinker()
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @staticmethod
+    def zone_file_pages(zone: Zone) -> int:
+        """NR_ZONE_INACTIVE_FILE + NR_ZONE_ACTIVE_FILE of ``zone`` (isolated folios excluded,
+        as the kernel's counters exclude them)."""
+        mm = zone.memmap
+        own = np.frombuffer(mm.owner, dtype=np.uint8)[zone.zone_start_pfn : zone.zone_end_pfn]
+        return int(np.count_nonzero(own == OWNER_FILE))
+
+    def lru_size(self, reclaim_idx: int) -> int:
+        """lruvec_lru_size of the file LRUs for zones 0..reclaim_idx."""
+        return sum(self.zone_file_pages(z) for z in self.zones if z.zone_idx <= reclaim_idx)
+
+    # -- isolate / putback (caller holds lru_lock) ------------------------------------------
+
+    def isolate_file_folios(self, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
+        """isolate_lru_folios for the file LRU: up to ``nr_to_scan`` pages of folios in zones
+        0..reclaim_idx from the clock hand on. Returns (folio heads, pages scanned)."""
+        eligible = [z for z in self.zones if z.zone_idx <= reclaim_idx and z.managed_pages]
+        if not eligible:
+            return [], 0
+        lo = eligible[0].zone_start_pfn
+        hi = eligible[-1].zone_end_pfn
+        mm = eligible[0].memmap
+        own = np.frombuffer(mm.owner, dtype=np.uint8)
+        state = np.frombuffer(mm.state, dtype=np.uint8)
+        start = self.cursor if lo <= self.cursor < hi else lo
+        taken: list[int] = []
+        scanned = 0
+        for a, b in ((start, hi), (lo, start)):
+            if scanned >= nr_to_scan or a >= b:
+                continue
+            idx = np.flatnonzero((own[a:b] == OWNER_FILE) & (state[a:b] == PG_ALLOC))
+            for off in idx[: nr_to_scan - scanned].tolist():
+                pfn = a + off
+                order = mm.order[pfn]
+                mm.set_owner(pfn, order, OWNER_UNMOVABLE)
+                taken.append(pfn)
+                scanned += 1 << order
+                self.cursor = pfn + (1 << order)
+                if scanned >= nr_to_scan:
+                    break
+        self.nr_isolated_file += scanned
+        return taken, scanned
+
+    def evicted(self, pfn: int, order: int) -> None:
+        """The holder (the page cache) is told its folio left the cache."""
+        self.evictions += 1
+
+
+def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
+    """Models vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
+    not reclaimable)."""
+    return Lruvec.zone_file_pages(zone)
+
+
+def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
+    """Models vmscan.c: compaction_ready — the allocation would already succeed at MIN, or
+    compaction is suitable and the zone is above HIGH + compact_gap(order)."""
+    if not sc.gfp_mask & _GFP_IO:
+        return False
+    if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
+        return True
+    if not compaction_suitable(zone, sc.order, sc.reclaim_idx, extfrag_threshold):
+        return False
+    watermark = zone.high_wmark_pages + compact_gap(sc.order)
+    return zone.zone_watermark_ok(0, watermark, sc.reclaim_idx, 0)
+
+
+def in_reclaim_compaction(sc: ScanControl) -> bool:
+    """Models vmscan.c: in_reclaim_compaction."""
+    return bool(
+        sc.gfp_mask & _GFP_IO
+        and sc.order
+        and (sc.order > PAGE_ALLOC_COSTLY_ORDER or sc.priority < DEF_PRIORITY - 2)
+    )
+
+
+def should_continue_reclaim(
+    lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
+) -> bool:
+    """Models vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
+    compaction could run (or the allocation would succeed), while the last pass reclaimed
+    something and the inactive lists hold more than compact_gap(order)."""
+    if not in_reclaim_compaction(sc):
+        return False
+    if not nr_reclaimed:
+        return False
+    for zone in lruvec.zones:
+        if zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
+            continue
+        if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
+            return False
+        if compaction_suitable(zone, sc.order, sc.reclaim_idx, extfrag_threshold):
+            return False
+    return lruvec.lru_size(len(ZONE_NAMES) - 1) > compact_gap(sc.order)
+
+
+async def shrink_inactive_list(
+    pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
+) -> int:
+    """Models vmscan.c: shrink_inactive_list + shrink_folio_list for clean file folios.
+
+    Isolate under lru_lock (``pgscan_*``), drop it, reclaim each folio (tell the page cache,
+    free the pages on this CPU), retake lru_lock for the putback and ``pgsteal_*``."""
+    sim = pa.sim
+    costs = pa.costs
+    ev = pa.vm_events
+    lock = lruvec.lru_lock
+    await lock.acquire("shrink_inactive_list:isolate")
+    taken, nr_scanned = lruvec.isolate_file_folios(nr_to_scan, sc.reclaim_idx)
+    item = "pgscan_kswapd" if sc.kswapd else "pgscan_direct"
+    ev[item] += nr_scanned
+    ev["pgscan_file"] += nr_scanned
+    await sim.delay(costs.lru_lock + costs.lru_isolate * max(nr_scanned, 1))
+    lock.release()
+    sc.nr_scanned += nr_scanned
+    if not taken:
+        return 0
+    mm = pa.memmap
+    nr_reclaimed = 0
+    for pfn in taken:
+        order = mm.order[pfn]
+        await sim.delay(costs.shrink_folio << order)
+        lruvec.evicted(pfn, order)
+        await pa.free_pages(cpu, pfn, order)
+        nr_reclaimed += 1 << order
+    await lock.acquire("shrink_inactive_list:putback")
+    lruvec.nr_isolated_file -= nr_scanned
+    item = "pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"
+    ev[item] += nr_reclaimed
+    ev["pgsteal_file"] += nr_reclaimed
+    await sim.delay(costs.lru_lock)
+    lock.release()
+    return nr_reclaimed
+
+
+async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+    """Models vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
+
+    Scan target ``lru_size >> priority`` of the file LRU, in SWAP_CLUSTER_MAX batches; direct
+    reclaim at DEF_PRIORITY scans its whole target (proportional reclaim), otherwise it stops
+    once ``nr_to_reclaim`` is met (with anon not scanned, the proportional nudge ends the
+    loop)."""
+    await pa.sim.sync()  # the LRU sizes are shared state
+    nr = lruvec.lru_size(sc.reclaim_idx) >> sc.priority
+    proportional = not sc.kswapd and sc.priority == DEF_PRIORITY
+    nr_reclaimed = 0
+    while nr:
+        nr_to_scan = min(nr, SWAP_CLUSTER_MAX)
+        nr -= nr_to_scan
+        nr_reclaimed += await shrink_inactive_list(pa, cpu, lruvec, nr_to_scan, sc)
+        if nr_reclaimed < sc.nr_to_reclaim or proportional:
+            continue
+        break  # nr_anon == 0: "if (!nr_file || !nr_anon) break"
+    sc.nr_reclaimed += nr_reclaimed
+
+
+async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> int:
+    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab for the node's slab shrinker.
+
+    Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)."""
+    shrinker = lruvec.shrinker
+    freeable = shrinker.count_objects()
+    if not freeable:
+        return 0
+    nr = shrinker.nr_deferred
+    shrinker.nr_deferred = 0
+    delta = ((freeable >> sc.priority) * 4) // DEFAULT_SEEKS
+    total_scan = min((nr >> sc.priority) + delta, 2 * freeable)
+    scanned = 0
+    freed = 0
+    ev = pa.vm_events
+    while total_scan >= SHRINK_BATCH or total_scan >= freeable:
+        nr_to_scan = min(SHRINK_BATCH, total_scan)
+        if not nr_to_scan or not shrinker.pages:
+            break
+        n = min(nr_to_scan, len(shrinker.pages))
+        for _ in range(n):
+            pfn = shrinker.pages.pop()
+            await pa.sim.delay(pa.costs.shrink_slab_object)
+            await pa.free_pages(cpu, pfn, pa.memmap.order[pfn])
+            freed += 1
+        ev["slabs_scanned"] += nr_to_scan
+        total_scan -= nr_to_scan
+        scanned += nr_to_scan
+    next_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
+    shrinker.nr_deferred += next_deferred
+    shrinker.freed += freed
+    return freed
+
+
+async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+    """Models vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
+    while should_continue_reclaim."""
+    while True:
+        nr_reclaimed = sc.nr_reclaimed
+        await shrink_lruvec(pa, cpu, lruvec, sc)
+        sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec, sc)
+        await pa.sim.sync()  # the watermark reads below are shared state
+        if sc.nr_reclaimed > nr_reclaimed and pa.kthreads is not None:
+            # progress makes the node reclaimable again: a hopeless kswapd revives
+            pa.kthreads.kswapd[lruvec.nid].kswapd_failures = 0
+        threshold = pa.machine.extfrag_threshold
+        if not should_continue_reclaim(lruvec, sc.nr_reclaimed - nr_reclaimed, sc, threshold):
+            return
+
+
+async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl) -> None:
+    """Models vmscan.c: shrink_zones — each node of the zonelist once; for costly orders a
+    zone where compaction_ready() holds sets ``sc.compaction_ready`` and is skipped."""
+    last_node = -1
+    await pa.sim.sync()
+    for zone in zonelist:
+        if zone.zone_idx > sc.reclaim_idx:
+            continue
+        if sc.order > PAGE_ALLOC_COSTLY_ORDER and compaction_ready(
+            zone, sc, pa.machine.extfrag_threshold
+        ):
+            sc.compaction_ready = True
+            continue
+        if zone.node == last_node:
+            continue
+        last_node = zone.node
+        await shrink_node(pa, cpu, pa.lruvecs[zone.node], sc)
+        await pa.sim.sync()
+
+
+async def do_try_to_free_pages(
+    pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl
+) -> int:
+    """Models vmscan.c: do_try_to_free_pages — count allocstall_<reclaim zone>, then
+    shrink_zones at priority 12 down to 0 until nr_to_reclaim is met or compaction is ready.
+    Nothing reclaimed and not compaction-ready: one more round with memcg_full_walk (counted
+    again, as the kernel counts it)."""
+    initial_priority = sc.priority
+    ev = pa.vm_events
+    while True:
+        ev["allocstall_" + ZONE_NAMES[sc.reclaim_idx].lower()] += 1
+        while True:
+            sc.nr_scanned = 0
+            await shrink_zones(pa, cpu, zonelist, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim or sc.compaction_ready:
+                break
+            if sc.priority < DEF_PRIORITY - 2:
+                sc.may_writepage = True
+            sc.priority -= 1
+            if sc.priority < 0:
+                break
+        if sc.nr_reclaimed:
+            return sc.nr_reclaimed
+        if sc.compaction_ready:
+            return 1
+        if not sc.memcg_full_walk:
+            sc.priority = initial_priority
+            sc.memcg_full_walk = True
+            continue
+        return 0
+
+
+async def try_to_free_pages(
+    pa: PageAllocator, cpu: Cpu, ac: AllocContext, order: int, gfp_mask: int
+) -> int:
+    """Models vmscan.c: try_to_free_pages — direct reclaim for ``order`` on the allocation's
+    zonelist; fires mm_vmscan_direct_reclaim_begin/end. Returns pages reclaimed (1 when it
+    stopped early for compaction)."""
+    sc = ScanControl(
+        nr_to_reclaim=SWAP_CLUSTER_MAX,
+        gfp_mask=gfp_mask,
+        reclaim_idx=ac.highest_zoneidx,
+        order=order,
+    )
+    rec = pa.rec
+    if rec.enabled:
+        rec.emit("mm_vmscan_direct_reclaim_begin", order=order, gfp_flags=pa.gfp_name(gfp_mask))
+    nr_reclaimed = await do_try_to_free_pages(pa, cpu, ac.zonelist, sc)
+    if rec.enabled:
+        rec.emit("mm_vmscan_direct_reclaim_end", nr_reclaimed=nr_reclaimed)
+    return nr_reclaimed
+
+
+_GFP_IO = 1 << 6  # __GFP_IO (gfp_compaction_allowed)
