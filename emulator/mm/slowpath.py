@@ -200,8 +200,10 @@ def gfp_pfmemalloc_allowed(gfp_mask: int) -> bool:
     return bool(gfp_pfmemalloc_flags(gfp_mask))
 
 
-def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
-    """page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist."""
+async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
+    """page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist (which
+    reads the nodes' kswapd state and watermarks: synchronised first)."""
+    await pa.sim.sync()
     last_node = -1
     for zone in ac.zonelist:
         if zone.zone_idx > ac.highest_zoneidx or not zone.managed_pages:
@@ -445,7 +447,7 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
     st.compact_priority = DEF_COMPACT_PRIORITY
     st.alloc_flags = gfp_to_alloc_flags(gfp_mask, order)
     if st.alloc_flags & ALLOC_KSWAPD:
-        wake_all_kswapds(pa, order, gfp_mask, ac)
+        await wake_all_kswapds(pa, order, gfp_mask, ac)
     pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
         st.via = "freelist"
@@ -470,7 +472,7 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
     while True:
         # -- retry:
         if st.alloc_flags & ALLOC_KSWAPD:
-            wake_all_kswapds(pa, order, gfp_mask, ac)
+            await wake_all_kswapds(pa, order, gfp_mask, ac)
         reserve_flags = gfp_pfmemalloc_flags(gfp_mask)
         if reserve_flags:
             st.alloc_flags = gfp_to_alloc_flags_cma(gfp_mask, reserve_flags) | (

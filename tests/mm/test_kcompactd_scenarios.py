@@ -49,3 +49,30 @@ def test_kcompactd_backoff_waits_32s_after_a_pass_without_progress() -> None:
     assert 32.0 <= f["intervals_s"][0] < 32.1
     assert f["pages_migrated"] == 0
     assert all(after >= before for before, after in f["scores"])
+
+
+def test_proactive_0_pays_direct_compaction_where_20_does_not() -> None:
+    # the "Done means" of the kthreads issue: the same huge-page demand
+    on = _run("proactive", duration="2600ms").ctx.findings
+    off = _run("proactive", duration="2600ms", **{"vm.compaction_proactiveness": "0"})
+    f0 = off.ctx.findings
+    assert on["proactive_passes"] >= 2 and f0["proactive_passes"] == 0
+    assert on["compact_stall"] == 0  # kcompactd kept free 2 MiB blocks ready
+    assert f0["compact_stall"] >= f0["huge_page_attempts"] // 2  # paid in the allocating task
+    assert on["huge_pages_obtained"] == f0["huge_pages_obtained"]
+    assert f0["latency_ns"]["p50"] > 100 * on["latency_ns"]["p50"]
+    assert off.summary()["kcompactd"][0]["wakeups"].get("timer", 0) == 0
+
+
+def test_thp_fault_storm_defer_wakes_the_daemons_instead_of_compacting() -> None:
+    small = {"memory": "512M", "cpus": "2", "faults": "16", "duration": "300ms"}
+    always = _run("thp_fault_storm", **small, **{"transparent_hugepage.defrag": "always"})
+    defer = _run("thp_fault_storm", **small, **{"transparent_hugepage.defrag": "defer"})
+    fa, fd = always.ctx.findings, defer.ctx.findings
+    assert fa["faults"] == fd["faults"] == 16
+    assert fa["compact_stall"] > 0 and fa["thp_fault_alloc"] > fd["thp_fault_alloc"]
+    # defer: no direct reclaim or compaction; kswapd reclaims and kcompactd is woken
+    assert fd["compact_stall"] == 0 and fd["pgsteal_direct"] == 0
+    assert fd["kswapd_runs"] >= 1 and fd["pgsteal_kswapd"] > 0
+    assert fd["compact_daemon_wake"] >= 1
+    assert fd["fault_latency_ns"]["p90"] < fa["fault_latency_ns"]["p50"]
