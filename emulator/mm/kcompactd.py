@@ -47,7 +47,7 @@ from emulator.mm.alloc_flags import ALLOC_WMARK_MIN
 from emulator.mm.compaction_suitable import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.gfp import GFP_KERNEL
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
-from emulator.mm.snapshot import MIGRATE_UNMOVABLE, ZONE_NAMES
+from emulator.mm.snapshot import MIGRATE_UNMOVABLE
 
 if TYPE_CHECKING:
     from emulator.mm.allocator import Cpu, PageAllocator
@@ -265,7 +265,6 @@ class Kcompactd:
         self.proactive_passes: list[ProactivePass] = []
         self.timeout_ns: int | None = HPAGE_FRAG_CHECK_INTERVAL_NS
         """The timeout of the current (or next) wait: None while proactiveness is 0."""
-        self._cause = ""  # who raised the pending request
         self._woken_by = ""  # who delivered the last wake-up
 
     # -- state queries -------------------------------------------------------------------------
@@ -315,11 +314,8 @@ class Kcompactd:
             return False
         if self.kcompactd_max_order < order:
             self.kcompactd_max_order = order
-            self._cause = cause
         if self.kcompactd_highest_zoneidx > highest_zoneidx:
             self.kcompactd_highest_zoneidx = highest_zoneidx
-        if not self._cause:
-            self._cause = cause
         if not self.kcompactd_wait.active():
             return False
         if not self.kcompactd_node_suitable():
@@ -330,7 +326,7 @@ class Kcompactd:
                 "mm_compaction_wakeup_kcompactd",
                 nid=self.nid,
                 order=order,
-                highest_zoneidx=ZONE_NAMES[highest_zoneidx],
+                highest_zoneidx=highest_zoneidx,
             )
         self._woken_by = cause
         self.kcompactd_wait.wake()
@@ -349,7 +345,7 @@ class Kcompactd:
                 "mm_compaction_wakeup_kcompactd",
                 nid=self.nid,
                 order=-1,
-                highest_zoneidx=ZONE_NAMES[self.nr_zones - 1],
+                highest_zoneidx=self.nr_zones - 1,
             )
         self._woken_by = "sysctl"
         self.kcompactd_wait.wake()
@@ -380,7 +376,6 @@ class Kcompactd:
                     self.wakeups[self._woken_by] += 1
                 else:
                     self.wakeups["deferred_request"] += 1
-                self._cause = ""
                 await self.kcompactd_do_work()
                 timeout = default_timeout
                 continue
@@ -438,7 +433,7 @@ class Kcompactd:
                 "mm_compaction_kcompactd_wake",
                 nid=self.nid,
                 order=cc.order,
-                highest_zoneidx=ZONE_NAMES[cc.highest_zoneidx],
+                highest_zoneidx=cc.highest_zoneidx,
             )
         events["compact_daemon_wake"] += 1
         for zone in self.node.zones[: cc.highest_zoneidx + 1]:
