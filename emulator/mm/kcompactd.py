@@ -122,13 +122,17 @@ class KthreadWait:
             self._pending = True  # between prepare_to_wait and schedule: schedule returns
         return True
 
+    def _take_pending(self) -> bool:
+        pending = self._pending
+        self._pending = False
+        return pending
+
     async def schedule_timeout(self, timeout_ns: int | None) -> bool:
         """schedule_timeout(timeout) (None: schedule()): True if woken before the timeout
-        (the kernel's non-zero ``remaining``), False when the time ran out."""
-        if self._pending:
-            self._pending = False
-            return True
-        return await self.wq.wait(timeout_ns)
+        (the kernel's non-zero ``remaining``), False when the time ran out. A wake-up that
+        came after prepare_to_wait but before the thread was on the queue (it was still
+        getting ordered in time) returns at once, as the task state set by the waker does."""
+        return await self.wq.wait(timeout_ns, until=self._take_pending)
 
     async def wait_event_timeout(self, cond: Callable[[], bool], timeout_ns: int | None) -> bool:
         """wait_event_freezable_timeout(wq, cond, timeout): True as soon as ``cond()`` holds
@@ -356,8 +360,9 @@ class Kcompactd:
         """Models mm/compaction.c: kcompactd — the thread loop (run as a daemon actor)."""
         sim = self.sim
         await sim.sync()
-        self.kcompactd_max_order = 0
-        self.kcompactd_highest_zoneidx = self.nr_zones - 1
+        # kcompactd() clears kcompactd_max_order / kcompactd_highest_zoneidx as it starts, at
+        # boot, before any request: the constructor did (a request made at t=0 before this
+        # actor's first step is kept, as it would be after boot)
         default_timeout = HPAGE_FRAG_CHECK_INTERVAL_NS
         timeout: int | None = default_timeout
         rec = sim.recorder

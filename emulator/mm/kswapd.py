@@ -198,8 +198,8 @@ class Kswapd:
         sim = self.sim
         await sim.sync()
         self._started = True
-        self.kswapd_order = 0
-        self.kswapd_highest_zoneidx = MAX_NR_ZONES
+        # kswapd() resets kswapd_order / kswapd_highest_zoneidx as it starts, at boot: the
+        # constructor did, so a wake-up recorded at t=0 before this step is kept
         highest_zoneidx = MAX_NR_ZONES - 1
         rec = sim.recorder
         while True:

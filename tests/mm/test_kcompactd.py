@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
 from emulator.mm.allocator import PageAllocator
@@ -288,3 +290,40 @@ def test_kcompactd_runs_are_deterministic() -> None:
         return list(sim.recorder.lines)
 
     assert once() == once()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests=st.lists(
+        st.tuples(st.integers(0, 60 * MS), st.integers(1, 10), st.integers(2, 3)),
+        min_size=1,
+        max_size=12,
+    ),
+    cost=st.integers(1 * MS, 40 * MS),
+)
+def test_no_wakeup_request_is_lost(requests: list[tuple[int, int, int]], cost: int) -> None:
+    """Whatever the timing against kcompactd's runs, every wakeup_kcompactd(order) is served by
+    a kcompactd_do_work at that order or higher, running or later (wakeup_kcompactd records the
+    request before its early returns, and the wait re-tests it); the request state ends cleared. (Zone
+    index 2 is the only populated zone; 3 is Movable, empty: it never lowers the index.)"""
+    _m, sim, _pa, kt, fc, _fr = build(proactiveness=0, compact_cost=cost)
+    kc = kt.kcompactd[0]
+    asked: list[tuple[int, int]] = []
+
+    async def waker() -> None:
+        for gap, order, hz in sorted(requests):
+            await sim.delay(gap)
+            await sim.sync()
+            kc.wakeup_kcompactd(order, hz, "test")
+            asked.append((sim.current.now, order))
+
+    sim.spawn("waker", waker)
+    trio.run(sim.run, 2 * S)
+    runs = [(e["t"], e["order"]) for e in events(sim, "mm_compaction_kcompactd_wake")]
+    for t, order in asked:
+        # served by a run at that order or higher that had not finished yet (a run in progress
+        # absorbs a request no larger than its own order: kcompactd_do_work's final reset)
+        assert any(rt + cost >= t and ro >= order for rt, ro in runs), (t, order, runs)
+    assert kc.kcompactd_max_order == 0
+    assert kc.kcompactd_highest_zoneidx == kc.nr_zones - 1
+    assert sum(kc.wakeups.values()) == len(runs) == len(fc.calls)
