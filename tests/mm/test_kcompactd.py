@@ -304,8 +304,9 @@ def test_kcompactd_runs_are_deterministic() -> None:
 def test_no_wakeup_request_is_lost(requests: list[tuple[int, int, int]], cost: int) -> None:
     """Whatever the timing against kcompactd's runs, every wakeup_kcompactd(order) is served by
     a kcompactd_do_work at that order or higher, running or later (wakeup_kcompactd records the
-    request before its early returns, and the wait re-tests it); the request state ends cleared. (Zone
-    index 2 is the only populated zone; 3 is Movable, empty: it never lowers the index.)"""
+    request before its early returns, and the wait re-tests it); the request state ends
+    cleared. (Zone index 2 is the only populated zone; 3 is Movable, empty: it never lowers
+    the index.)"""
     _m, sim, _pa, kt, fc, _fr = build(proactiveness=0, compact_cost=cost)
     kc = kt.kcompactd[0]
     asked: list[tuple[int, int]] = []
