@@ -107,9 +107,7 @@ def _value(v: Any) -> str:
 def render_event(t: int, actor: str | None, event: str, fields: dict[str, Any]) -> str:
     """The line :func:`stamp` + :func:`render_json_line` would give, without the pipeline."""
     key = (event, *fields)
-    tpl = _templates.get(key, 0)
-    if tpl == 0:
-        tpl = _template(key)
+    tpl = _templates[key] if key in _templates else _template(key)
     if tpl is None or t.__class__ is not int:
         out = {"t": t, "actor": actor, "event": event}
         out.update(fields)

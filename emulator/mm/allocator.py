@@ -35,6 +35,9 @@ from emulator.engine import Mutex, Sim, SpinLock
 from emulator.mm.costs import Costs
 from emulator.mm.drain import PcpDrain
 from emulator.mm.gfp import (
+    __GFP_THISNODE as _GFP_THISNODE,
+)
+from emulator.mm.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
 from emulator.mm.gfp import (
@@ -303,6 +306,9 @@ class PageAllocator(PcpDrain):
         mt = gfp_migratetype(gfp)
         hz = gfp_zone(gfp)
         zonelist = cpu.zonelists[hz]
+        if gfp & _GFP_THISNODE:
+            # node_zonelist -> gfp_zonelist: ZONELIST_NOFALLBACK, this node's zones only
+            zonelist = [z for z in zonelist if z.node == cpu.node]
         if not zonelist:
             raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
         preferred = zonelist[0]

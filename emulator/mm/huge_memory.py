@@ -72,7 +72,7 @@ def vma_thp_gfp_mask(defrag: str, madvised: bool) -> int:
 
 
 def defrag_show(defrag: str) -> str:
-    """mm/huge_memory.c: defrag_show — the sysfs text, the current mode in brackets."""
+    """Models mm/huge_memory.c: defrag_show — the sysfs text, the current mode in brackets."""
     return " ".join(f"[{m}]" if m == defrag else m for m in DEFRAG_MODES)
 
 
@@ -89,9 +89,9 @@ async def alloc_hugepage_mpol(pa: PageAllocator, cpu: Cpu, gfp: int) -> int:
 async def do_huge_pmd_anonymous_page(
     pa: PageAllocator, cpu: Cpu, madvised: bool
 ) -> tuple[int, int]:
-    """A THP fault: allocate with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else
-    ``thp_fault_fallback`` and one base page. Returns ``(pfn, order)`` (pfn -1 if even the
-    base page failed)."""
+    """Models mm/huge_memory.c: do_huge_pmd_anonymous_page, its allocation half: allocate
+    with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else ``thp_fault_fallback`` and
+    one base page. Returns ``(pfn, order)`` (pfn -1 if even the base page failed)."""
     gfp = vma_thp_gfp_mask(pa.machine.transparent_hugepage_defrag, madvised)
     pfn = await alloc_hugepage_mpol(pa, cpu, gfp)
     ev = pa.vm_events

@@ -205,10 +205,10 @@ class _Draws:
 
     def finish(self) -> None:
         """Put the generator where the per-call draws would have left it."""
-        bg = self.bg
+        bg: Any = self.bg  # a PCG64 (supports() checked): BitGenerator's stubs lack advance()
         bg.state = self.start
         bg.advance(self.used)
-        state = bg.state
+        state = dict(bg.state)
         state["has_uint32"] = self.has32
         state["uinteger"] = self.u32
         bg.state = state

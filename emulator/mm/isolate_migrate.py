@@ -1,5 +1,5 @@
 """Compaction's migration scanner: Models mm/compaction.c: isolate_migratepages,
-isolate_migratepages_block, fast_find_migrateblock (simplified, below), suitable_migration_source,
+isolate_migratepages_block, fast_find_migrateblock, suitable_migration_source,
 pageblock_skip_persistent, too_many_isolated, test_and_set_skip, update_cached_migrate, and
 mm/migrate.c: putback_movable_pages.
 
@@ -20,8 +20,7 @@ v5.11). Between units the actor synchronises: that is where the kernel drops the
 
 Simplified: no ``__PageMovable`` non-LRU pages (zsmalloc, balloon), no hugetlb pages, no
 writeback/dirty folios (so ISOLATE_ASYNC_MIGRATE rejects nothing), one lruvec per node (no
-memcg). ``fast_find_migrateblock`` searches the free lists as the kernel does but only for the
-first block (see its docstring).
+memcg).
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from emulator.mm.memmap import OWNER_MOVABLE, OWNER_PINNED, PG_ALLOC, Memmap
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
+    PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
@@ -84,6 +84,7 @@ _NEVER = {OWNER_PINNED}
 ISOLATED_THROTTLE_NS = 20_000_000
 
 _PB_MASK = PAGEBLOCK_NR_PAGES - 1
+_ULONG_MAX = (1 << 64) - 1
 _TABLES: dict[tuple[bool, bool], np.ndarray] = {}
 
 
@@ -213,25 +214,109 @@ def update_cached_migrate(cc: CompactControl, pfn: int) -> None:
         cached[1] = pfn
 
 
-def fast_find_migrateblock(cc: CompactControl) -> int:
-    """Models mm/compaction.c: fast_find_migrateblock (its early returns).
+def _update_fast_start_pfn(cc: CompactControl, pfn: int) -> None:
+    """compaction.c: update_fast_start_pfn — remember the lowest block fast search chose."""
+    if cc.fast_start_pfn == _ULONG_MAX:
+        return
+    if not cc.fast_start_pfn:
+        cc.fast_start_pfn = pfn
+    cc.fast_start_pfn = min(cc.fast_start_pfn, pfn)
 
-    Returns ``cc.migrate_pfn`` unchanged when the kernel does no search: ``ignore_skip_hint``,
-    ``finish_pageblock``, a continued scan (not at the zone start or a pageblock start),
-    ``order <= PAGE_ALLOC_COSTLY_ORDER``, or async direct compaction for a non-movable request.
-    Simplified: otherwise too, no free-list search is made (the linear scan starts at the
-    cached pfn): ``fast_search_fail`` is counted as if every search failed.
+
+def _reinit_migrate_pfn(cc: CompactControl) -> int:
+    """compaction.c: reinit_migrate_pfn — after a failed search, resume the linear scan at the
+    block a previous search chose (once)."""
+    if not cc.fast_start_pfn or cc.fast_start_pfn == _ULONG_MAX:
+        return cc.migrate_pfn
+    cc.migrate_pfn = cc.fast_start_pfn
+    cc.fast_start_pfn = _ULONG_MAX
+    return cc.migrate_pfn
+
+
+def _move_freelist_tail(mm: Memmap, head: int, freepage: int) -> None:
+    """compaction.c: move_freelist_tail — rotate so that ``freepage`` (and everything before
+    it) moves to the tail of the list."""
+    nxt = mm.nxt
+    prv = mm.prv
+    last = prv[head]
+    if last == freepage:
+        return
+    first = nxt[head]
+    after = nxt[freepage]
+    # the list becomes: after .. last, first .. freepage
+    nxt[head] = after
+    prv[after] = head
+    nxt[last] = first
+    prv[first] = last
+    nxt[freepage] = head
+    prv[head] = freepage
+
+
+async def fast_find_migrateblock(cc: CompactControl) -> int:
+    """Models mm/compaction.c: fast_find_migrateblock — pick a migration source near the start
+    of the zone from the free lists instead of scanning linearly.
+
+    No search (``cc.migrate_pfn`` returned) with ``ignore_skip_hint``, ``finish_pageblock``, a
+    continued scan (not at the zone start or a pageblock start), ``order <= 3``, or direct
+    compaction for a non-movable request. Otherwise walk the MOVABLE free lists of orders
+    ``cc.order - 1`` down to 3 under ``zone->lock`` (at most ``freelist_scan_limit`` entries)
+    for a free page below ``high_pfn`` (an eighth of the scanners' span ahead, half at the zone
+    start) whose block is not skip-marked; start there (rotating the entry to the list tail).
+    A failure counts ``fast_search_fail`` and resumes at an earlier search's block.
     """
     pfn = cc.migrate_pfn
+    zone = cc.zone
     if cc.ignore_skip_hint or cc.finish_pageblock:
         return pfn
-    if pfn != cc.zone.zone_start_pfn and pfn & _PB_MASK:
+    if pfn != zone.zone_start_pfn and pfn & _PB_MASK:
         return pfn
-    if cc.order <= 3:
+    if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
         return pfn
     if cc.direct_compaction and cc.migratetype != MIGRATE_MOVABLE:
         return pfn
-    cc.fast_search_fail += 1
+    pa = cc.pa
+    assert pa is not None
+    mm = zone.memmap
+    limit = (COMPACT_CLUSTER_MAX >> min(63, cc.fast_search_fail)) + 1
+    nr_scanned = 0
+    distance = (cc.free_pfn - cc.migrate_pfn) >> 1
+    if cc.migrate_pfn != zone.zone_start_pfn:
+        distance >>= 2
+    high_pfn = (cc.migrate_pfn + distance) & ~_PB_MASK
+    found = False
+    order = cc.order - 1
+    while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
+        if zone.nr_free[order]:
+            hold = await pa.zone_lock(zone, "fast_find_migrateblock")
+            head = zone.free_list(order, MIGRATE_MOVABLE)
+            freepage = mm.nxt[head]
+            scanned_here = 0
+            while freepage != head:
+                if nr_scanned >= limit:
+                    nr_scanned += 1
+                    _move_freelist_tail(mm, head, freepage)
+                    break
+                nr_scanned += 1
+                scanned_here += 1
+                if freepage < high_pfn:
+                    if mm.pb_skip[freepage >> PAGEBLOCK_ORDER]:
+                        freepage = mm.nxt[freepage]
+                        continue
+                    _move_freelist_tail(mm, head, freepage)
+                    _update_fast_start_pfn(cc, freepage)
+                    pfn = max(freepage & ~_PB_MASK, zone.zone_start_pfn)
+                    cc.fast_search_fail = 0
+                    found = True
+                    break
+                freepage = mm.nxt[freepage]
+            hold.charge += scanned_here * pa.costs.compact_free_scan_page
+            await hold.unlock()
+            await pa.sim.sync()
+        order -= 1
+    cc.total_migrate_scanned += nr_scanned
+    if not found:
+        cc.fast_search_fail += 1
+        pfn = _reinit_migrate_pfn(cc)
     return pfn
 
 
@@ -246,7 +331,7 @@ async def isolate_migratepages(cc: CompactControl) -> int:
     assert pa is not None
     mm = zone.memmap
     await pa.sim.sync()
-    low_pfn = fast_find_migrateblock(cc)
+    low_pfn = await fast_find_migrateblock(cc)
     block_start = max(low_pfn & ~_PB_MASK, zone.zone_start_pfn)
     fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
     block_end = (low_pfn & ~_PB_MASK) + PAGEBLOCK_NR_PAGES
@@ -388,6 +473,10 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                             cc.contended = True
                     if not acquired:
                         await lock.acquire("isolate_migratepages_block")
+                    # waiting for the lock let other isolators (reclaim, another compactor)
+                    # run; the kernel's folio_test_clear_lru is atomic: take only what is
+                    # still an isolatable allocated head now
+                    good = good[(st_all[good] == PG_ALLOC) & table[ow_all[good]].astype(bool)]
                     if not skip_updated and valid_page >= 0:
                         skip_updated = True
                         b = valid_page >> PAGEBLOCK_ORDER

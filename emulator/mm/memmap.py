@@ -69,7 +69,10 @@ OWNER_PINNED = 4
 """On the LRU (counts as movable for pageblock stealing) but pinned: migration fails."""
 OWNER_FILE = 5
 """Clean page cache: on the file LRU, movable, and reclaimable by mm/vmscan.py."""
-OWNER_NAMES = ("none", "movable", "unmovable", "reclaimable", "pinned", "file")
+OWNER_MLOCKED = 6
+"""mlocked anonymous memory: on the unevictable LRU; compaction may isolate it only with
+``vm.compact_unevictable_allowed=1`` (ISOLATE_UNEVICTABLE)."""
+OWNER_NAMES = ("none", "movable", "unmovable", "reclaimable", "pinned", "file", "mlocked")
 #: The owner an allocation of a given migratetype gets by default.
 OWNER_FOR_MIGRATETYPE = (OWNER_UNMOVABLE, OWNER_MOVABLE, OWNER_RECLAIMABLE)
 

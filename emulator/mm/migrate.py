@@ -149,7 +149,8 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
                 nr_succeeded += n
                 continue
             mm.mark_block(dst, order, PG_ALLOC, owner)
-            mm.mark_block(src, order, PG_ALLOC, owner)
+            # the source stays isolated (off the LRU) until its final put frees it: reclaim
+            # must not take it in the window before free_pages
             rmap_move(pa, src, dst, order)
             _mod_isolated(pa, nid, -n)
             await sim.delay(costs.migrate_page << order)

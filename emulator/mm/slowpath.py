@@ -38,6 +38,7 @@ like any request (the kernel would loop forever without an OOM killer). kswapd i
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -77,6 +78,7 @@ from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGEB
 from emulator.mm.vmscan import MAX_RECLAIM_RETRIES, try_to_free_pages, zone_reclaimable_pages
 
 if TYPE_CHECKING:
+    from emulator.engine import NullRecorder, Recorder
     from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
 
@@ -157,7 +159,8 @@ class SlowpathStats:
 
 @attrs.define(slots=True, eq=False)
 class SlowpathState:
-    """The locals of one __alloc_pages_slowpath call (its state between labels)."""
+    """The locals of one __alloc_pages_slowpath call (its state between labels): the kernel's
+    function keeps them on its stack."""
 
     gfp_mask: int
     order: int
@@ -181,13 +184,14 @@ class SlowpathState:
 
 
 def gfp_compaction_allowed(gfp_mask: int) -> bool:
-    """include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
+    """Models include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
     return bool(gfp_mask & __GFP_IO)
 
 
 def gfp_pfmemalloc_flags(gfp_mask: int) -> int:
-    """page_alloc.c: __gfp_pfmemalloc_flags — __GFP_MEMALLOC without __GFP_NOMEMALLOC gives
-    ALLOC_NO_WATERMARKS. (No PF_MEMALLOC tasks or OOM victims are modelled.)"""
+    """Models mm/page_alloc.c: __gfp_pfmemalloc_flags — __GFP_MEMALLOC without
+    __GFP_NOMEMALLOC gives ALLOC_NO_WATERMARKS. (No PF_MEMALLOC tasks or OOM victims are
+    modelled.)"""
     if gfp_mask & __GFP_NOMEMALLOC:
         return 0
     if gfp_mask & __GFP_MEMALLOC:
@@ -196,13 +200,13 @@ def gfp_pfmemalloc_flags(gfp_mask: int) -> int:
 
 
 def gfp_pfmemalloc_allowed(gfp_mask: int) -> bool:
-    """page_alloc.c: gfp_pfmemalloc_allowed."""
+    """Models mm/page_alloc.c: gfp_pfmemalloc_allowed."""
     return bool(gfp_pfmemalloc_flags(gfp_mask))
 
 
 async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
-    """page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist (which
-    reads the nodes' kswapd state and watermarks: synchronised first)."""
+    """Models mm/page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist
+    (which reads the nodes' kswapd state and watermarks: synchronised first)."""
     await pa.sim.sync()
     last_node = -1
     for zone in ac.zonelist:
@@ -214,7 +218,7 @@ async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: All
 
 
 async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, force: bool) -> bool:
-    """Models page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
+    """Models mm/page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
     free block) of the first zone that has one back to ``ac->migratetype``, under zone->lock.
     Without ``force`` a zone keeps its last pageblock of reserve. True if something moved."""
     await pa.sim.sync()  # nr_reserved_highatomic is read without the lock, as the kernel does
@@ -245,15 +249,15 @@ async def _freelist(
 
 
 def _prep_captured(pa: PageAllocator, pfn: int, st: SlowpathState) -> None:
-    """prep_new_page for a page compaction captured: it never went through rmqueue (no
-    pgalloc count, as in the kernel); it becomes the caller's allocated block."""
+    """Models mm/page_alloc.c: prep_new_page, for a page compaction captured: it never went
+    through rmqueue (no pgalloc count, as in the kernel); it becomes the caller's block."""
     pa.memmap.mark_block(pfn, st.order, PG_ALLOC, st.owner)
 
 
 async def alloc_pages_direct_compact(
     pa: PageAllocator, cpu: Cpu, st: SlowpathState, prio: int
 ) -> int:
-    """Models page_alloc.c: __alloc_pages_direct_compact.
+    """Models mm/page_alloc.c: __alloc_pages_direct_compact.
 
     Sets ``st.compact_result``. COMPACT_SKIPPED returns at once, counting nothing; any other
     result counts ``compact_stall`` (an all-DEFERRED result too). A captured page is prepped;
@@ -289,7 +293,7 @@ async def alloc_pages_direct_compact(
 
 
 async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
-    """Models page_alloc.c: __alloc_pages_direct_reclaim and __perform_reclaim.
+    """Models mm/page_alloc.c: __alloc_pages_direct_reclaim + __perform_reclaim.
 
     ``try_to_free_pages`` in the allocating actor's time; no progress returns at once. After
     progress, one freelist attempt; if it fails, ``unreserve_highatomic_pageblock(ac, false)``
@@ -309,7 +313,7 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
 
 
 async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
-    """Models page_alloc.c: should_reclaim_retry.
+    """Models mm/page_alloc.c: should_reclaim_retry.
 
     ``no_progress_loops`` resets on progress for order <= PAGE_ALLOC_COSTLY_ORDER and always
     grows for costly orders; past MAX_RECLAIM_RETRIES (16) stop; else retry if any zone would
@@ -328,10 +332,26 @@ async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
         for zone in ac.zonelist:
             if zone.zone_idx > ac.highest_zoneidx:
                 continue
-            available = zone_reclaimable_pages(pa, zone) + zone.nr_free_pages
-            if zone.zone_watermark_ok_free(
-                st.order, zone.min_wmark_pages, ac.highest_zoneidx, st.alloc_flags, available
-            ):
+            reclaimable = zone_reclaimable_pages(pa, zone)
+            available = reclaimable + zone.nr_free_pages
+            min_wmark = zone.min_wmark_pages
+            wmark = zone.zone_watermark_ok_free(
+                st.order, min_wmark, ac.highest_zoneidx, st.alloc_flags, available
+            )
+            rec = pa.rec
+            if rec.enabled:
+                rec.emit(
+                    "reclaim_retry_zone",
+                    node=zone.node,
+                    zone=zone.name,
+                    order=st.order,
+                    reclaimable=reclaimable,
+                    available=available,
+                    min_wmark=min_wmark,
+                    no_progress_loops=st.no_progress_loops,
+                    wmark_check=int(wmark),
+                )
+            if wmark:
                 ret = True
                 break
     if not ret:
@@ -339,49 +359,84 @@ async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
     return ret
 
 
-def should_compact_retry(st: SlowpathState) -> bool:
-    """Models page_alloc.c: should_compact_retry (pure: ``compaction_zonelist_suitable`` is
-    passed in via :func:`should_compact_retry_async` for COMPACT_SKIPPED).
+def compact_result_to_feedback(result: int) -> str:
+    """Models include/trace/events/mmflags.h: compact_result_to_feedback, as compact_retry prints
+    it: COMPLETE is "failed", SUCCESS "progress", anything else "withdrawn"."""
+    if result == CompactResult.COMPACT_COMPLETE:
+        return "failed"
+    if result == CompactResult.COMPACT_SUCCESS:
+        return "progress"
+    return "withdrawn"
 
-    Order 0 never retries. COMPACT_SUCCESS (the page was raced away) retries while
+
+def should_compact_retry(
+    st: SlowpathState,
+    zonelist_suitable: Callable[[], bool] | None = None,
+    rec: Recorder | NullRecorder | None = None,
+) -> bool:
+    """Models mm/page_alloc.c: should_compact_retry.
+
+    Order 0 never retries. COMPACT_SKIPPED (too few free order-0 pages) retries iff
+    ``zonelist_suitable()`` (compaction_zonelist_suitable: reclaim could make compaction
+    possible). COMPACT_SUCCESS (the page was raced away) retries while
     ``++compaction_retries <= MAX_COMPACT_RETRIES`` (16, a quarter for costly orders); any
     other result, or SUCCESS past the limit, raises the priority (lower number) down to
     MIN_COMPACT_PRIORITY (SYNC_FULL), or MIN_COMPACT_COSTLY_PRIORITY (SYNC_LIGHT) for costly
-    orders, resetting the retries; at the floor, stop.
+    orders, resetting the retries; at the floor, stop. Fires ``compact_retry``
+    (include/trace/events/oom.h) with the priority and retries it started from.
     """
     order = st.order
     if not order:
         return False
-    if st.compact_result == CompactResult.COMPACT_SUCCESS:
-        max_retries = MAX_COMPACT_RETRIES
-        if order > PAGE_ALLOC_COSTLY_ORDER:
-            max_retries //= 4
-        st.compaction_retries += 1
-        if st.compaction_retries <= max_retries:
-            return True
-    min_priority = (
-        MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER else MIN_COMPACT_PRIORITY
-    )
-    if st.compact_priority > min_priority:
-        st.compact_priority -= 1
-        st.compaction_retries = 0
-        return True
-    return False
+    max_retries = MAX_COMPACT_RETRIES
+    retries = st.compaction_retries
+    priority = st.compact_priority
+    ret = False
+    if st.compact_result == CompactResult.COMPACT_SKIPPED:
+        ret = bool(zonelist_suitable()) if zonelist_suitable is not None else False
+    else:
+        if st.compact_result == CompactResult.COMPACT_SUCCESS:
+            if order > PAGE_ALLOC_COSTLY_ORDER:
+                max_retries //= 4
+            st.compaction_retries += 1
+            ret = st.compaction_retries <= max_retries
+        if not ret:
+            min_priority = (
+                MIN_COMPACT_COSTLY_PRIORITY
+                if order > PAGE_ALLOC_COSTLY_ORDER
+                else MIN_COMPACT_PRIORITY
+            )
+            if st.compact_priority > min_priority:
+                st.compact_priority -= 1
+                st.compaction_retries = 0
+                ret = True
+    if rec is not None and rec.enabled:
+        rec.emit(
+            "compact_retry",
+            order=order,
+            priority=CompactPriority(priority).name,
+            compaction_result=compact_result_to_feedback(st.compact_result),
+            retries=retries,
+            max_retries=max_retries,
+            should_retry=int(ret),
+        )
+    return ret
 
 
 async def should_compact_retry_async(pa: PageAllocator, st: SlowpathState) -> bool:
-    """should_compact_retry with its COMPACT_SKIPPED branch: retry iff
-    ``compaction_zonelist_suitable`` (reclaim could make compaction possible)."""
-    if not st.order:
-        return False
-    if st.compact_result == CompactResult.COMPACT_SKIPPED:
+    """should_compact_retry in the allocating actor: the COMPACT_SKIPPED branch reads the
+    zones (compaction_zonelist_suitable) at a synchronised instant."""
+    if st.order and st.compact_result == CompactResult.COMPACT_SKIPPED:
         await pa.sim.sync()
+
+    def suitable() -> bool:
         return bool(compaction_zonelist_suitable(pa, st.ac, st.order, st.alloc_flags))
-    return should_compact_retry(st)
+
+    return should_compact_retry(st, suitable, pa.rec)
 
 
 async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
-    """Models page_alloc.c: __alloc_pages_may_oom up to out_of_memory().
+    """Models mm/page_alloc.c: __alloc_pages_may_oom up to out_of_memory().
 
     The last attempt at the HIGH watermark (``(gfp | __GFP_HARDWALL) & ~__GFP_DIRECT_RECLAIM``,
     ``ALLOC_WMARK_HIGH | ALLOC_CPUSET``); then the kernel skips the OOM killer for costly
@@ -407,7 +462,7 @@ async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) ->
 async def alloc_pages_slowpath(
     pa: PageAllocator, cpu: Cpu, gfp_mask: int, order: int, ac: AllocContext, owner: int
 ) -> tuple[int, str]:
-    """Models page_alloc.c: __alloc_pages_slowpath. Returns ``(pfn, failure reason)``."""
+    """Models mm/page_alloc.c: __alloc_pages_slowpath. Returns ``(pfn, failure reason)``."""
     stats = pa.slowpath_stats[order]
     stats.entered += 1
     st = SlowpathState(

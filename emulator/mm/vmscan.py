@@ -43,7 +43,7 @@ import numpy as np
 
 from emulator.engine import SpinLock
 from emulator.mm.compaction import compact_gap, compaction_suitable
-from emulator.mm.memmap import OWNER_FILE, OWNER_UNMOVABLE, PG_ALLOC
+from emulator.mm.memmap import OWNER_FILE, OWNER_UNMOVABLE, PG_ALLOC, PG_KIND_MASK
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.zone import ZONE_NAMES
 
@@ -159,14 +159,15 @@ class Lruvec:
         return int(np.count_nonzero(own == OWNER_FILE))
 
     def lru_size(self, reclaim_idx: int) -> int:
-        """lruvec_lru_size of the file LRUs for zones 0..reclaim_idx."""
+        """Models mm/vmscan.c: lruvec_lru_size, of the file LRUs for zones 0..reclaim_idx."""
         return sum(self.zone_file_pages(z) for z in self.zones if z.zone_idx <= reclaim_idx)
 
     # -- isolate / putback (caller holds lru_lock) ------------------------------------------
 
     def isolate_file_folios(self, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
-        """isolate_lru_folios for the file LRU: up to ``nr_to_scan`` pages of folios in zones
-        0..reclaim_idx from the clock hand on. Returns (folio heads, pages scanned)."""
+        """Models mm/vmscan.c: isolate_lru_folios, for the file LRU: up to ``nr_to_scan``
+        pages of folios in zones 0..reclaim_idx from the clock hand on. Returns (folio heads,
+        pages scanned)."""
         eligible = [z for z in self.zones if z.zone_idx <= reclaim_idx and z.managed_pages]
         if not eligible:
             return [], 0
@@ -200,13 +201,13 @@ class Lruvec:
 
 
 def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
-    """Models vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
+    """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
     not reclaimable)."""
     return Lruvec.zone_file_pages(zone)
 
 
 def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
-    """Models vmscan.c: compaction_ready — the allocation would already succeed at MIN, or
+    """Models mm/vmscan.c: compaction_ready — the allocation would already succeed at MIN, or
     compaction is suitable and the zone is above HIGH + compact_gap(order)."""
     if not sc.gfp_mask & _GFP_IO:
         return False
@@ -219,7 +220,7 @@ def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) 
 
 
 def in_reclaim_compaction(sc: ScanControl) -> bool:
-    """Models vmscan.c: in_reclaim_compaction."""
+    """Models mm/vmscan.c: in_reclaim_compaction."""
     return bool(
         sc.gfp_mask & _GFP_IO
         and sc.order
@@ -230,7 +231,7 @@ def in_reclaim_compaction(sc: ScanControl) -> bool:
 def should_continue_reclaim(
     lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
 ) -> bool:
-    """Models vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
+    """Models mm/vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
     compaction could run (or the allocation would succeed), while the last pass reclaimed
     something and the inactive lists hold more than compact_gap(order)."""
     if not in_reclaim_compaction(sc):
@@ -250,7 +251,7 @@ def should_continue_reclaim(
 async def shrink_inactive_list(
     pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
 ) -> int:
-    """Models vmscan.c: shrink_inactive_list + shrink_folio_list for clean file folios.
+    """Models mm/vmscan.c: shrink_inactive_list + shrink_folio_list, for clean file folios.
 
     Isolate under lru_lock (``pgscan_*``), drop it, reclaim each folio (tell the page cache,
     free the pages on this CPU), retake lru_lock for the putback and ``pgsteal_*``."""
@@ -271,6 +272,10 @@ async def shrink_inactive_list(
     mm = pa.memmap
     nr_reclaimed = 0
     for pfn in taken:
+        if mm.state[pfn] & PG_KIND_MASK != PG_ALLOC or mm.owner[pfn] != OWNER_UNMOVABLE:
+            # no longer the folio this reclaim isolated (freed from under us): the kernel's
+            # isolation reference would make ours the final put; here it is already free
+            continue
         order = mm.order[pfn]
         await sim.delay(costs.shrink_folio << order)
         lruvec.evicted(pfn, order)
@@ -287,7 +292,7 @@ async def shrink_inactive_list(
 
 
 async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
-    """Models vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
+    """Models mm/vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
 
     Scan target ``lru_size >> priority`` of the file LRU, in SWAP_CLUSTER_MAX batches; direct
     reclaim at DEF_PRIORITY scans its whole target (proportional reclaim), otherwise it stops
@@ -308,7 +313,7 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanCon
 
 
 async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> int:
-    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab for the node's slab shrinker.
+    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
 
     Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)."""
     shrinker = lruvec.shrinker
@@ -342,7 +347,7 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
 
 
 async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
-    """Models vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
+    """Models mm/vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
     while should_continue_reclaim."""
     while True:
         nr_reclaimed = sc.nr_reclaimed
@@ -358,7 +363,7 @@ async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
 
 
 async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl) -> None:
-    """Models vmscan.c: shrink_zones — each node of the zonelist once; for costly orders a
+    """Models mm/vmscan.c: shrink_zones — each node of the zonelist once; for costly orders a
     zone where compaction_ready() holds sets ``sc.compaction_ready`` and is skipped."""
     last_node = -1
     await pa.sim.sync()
@@ -380,7 +385,7 @@ async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: Sc
 async def do_try_to_free_pages(
     pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl
 ) -> int:
-    """Models vmscan.c: do_try_to_free_pages — count allocstall_<reclaim zone>, then
+    """Models mm/vmscan.c: do_try_to_free_pages — count allocstall_<reclaim zone>, then
     shrink_zones at priority 12 down to 0 until nr_to_reclaim is met or compaction is ready.
     Nothing reclaimed and not compaction-ready: one more round with memcg_full_walk (counted
     again, as the kernel counts it)."""
@@ -412,7 +417,7 @@ async def do_try_to_free_pages(
 async def try_to_free_pages(
     pa: PageAllocator, cpu: Cpu, ac: AllocContext, order: int, gfp_mask: int
 ) -> int:
-    """Models vmscan.c: try_to_free_pages — direct reclaim for ``order`` on the allocation's
+    """Models mm/vmscan.c: try_to_free_pages — direct reclaim for ``order`` on the allocation's
     zonelist; fires mm_vmscan_direct_reclaim_begin/end. Returns pages reclaimed (1 when it
     stopped early for compaction)."""
     sc = ScanControl(

@@ -301,6 +301,7 @@ _MODEL = frozenset(
         "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall",
         "compact_fail", "compact_success", "compact_daemon_wake",
         "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
+        "htlb_buddy_alloc_success", "htlb_buddy_alloc_fail",
         "thp_fault_alloc", "thp_fault_fallback", "thp_collapse_alloc",
         "thp_collapse_alloc_failed", "thp_split_page",
     }

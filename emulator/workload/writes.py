@@ -9,6 +9,9 @@ as ``echo value > path`` would. Paths::
         compact_nodes() — every node, order -1, MIGRATE_SYNC — in the writing task's time
     /sys/devices/system/node/nodeN/compact
         any value; compact_node(N) (compact_store); a node that does not exist has no file
+    vm.nr_hugepages  (or /proc/sys/vm/nr_hugepages)
+        a count >= 0; set_max_huge_pages: the hugetlb pool grows one 2 MiB page at a time
+        through the allocator (slow path, compaction) until an allocation fails, or shrinks
     vm.<any other tunable>  (or /proc/sys/vm/<name>)
         Sysctl.set: range-checked as proc_dointvec_minmax, then the kernel's handler
 
@@ -110,6 +113,10 @@ def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
         if _parse_int(path, w.value) != 1:
             raise WriteError(f"{path}: only 1 is accepted, got {w.value!r} (-EINVAL)")
         return
+    if path == "vm.nr_hugepages":
+        if _parse_int(path, w.value) < 0:
+            raise WriteError(f"{path}: {w.value!r} is negative: valid 0 and above (-EINVAL)")
+        return
     m = _NODE_COMPACT.match(path)
     if m:
         nid = int(m.group(1))
@@ -121,7 +128,7 @@ def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
         return
     spec = SPECS.get(path)
     if spec is None:
-        valid = ", ".join(["vm.compact_memory", *sorted(SPECS)])
+        valid = ", ".join(["vm.compact_memory", "vm.nr_hugepages", *sorted(SPECS)])
         raise WriteError(
             f"{path}: not a writable file here; valid: {valid}, "
             "/sys/devices/system/node/nodeN/compact"
@@ -162,6 +169,11 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
         rec.emit("sysctl_write", path=w.path, value=w.value, cpu=cpu.id)
     if w.path == "vm.compact_memory":
         await compact_nodes(pa, cpu)
+        return
+    if w.path == "vm.nr_hugepages":
+        from emulator.mm.hugetlb import set_max_huge_pages
+
+        await set_max_huge_pages(pa, cpu, _parse_int(w.path, w.value))
         return
     m = _NODE_COMPACT.match(w.path)
     if m:

@@ -52,8 +52,16 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
             held[pfn] = (order, m.memmap.owner[pfn])
     pinned_at = {p for p, (_, o) in held.items() if o == OWNER_PINNED}
 
+    # a page allocated by the churner may be migrated before its allocation call returns
+    # (the model puts it on the LRU at once): the reverse map then forwards the reference
+    forward: dict[int, int] = {}
+
     def moved(old: int, new: int, order: int) -> None:
-        assert new not in held and held[old][0] == order
+        assert new not in held
+        if old not in held:
+            forward[old] = new
+            return
+        assert held[old][0] == order
         held[new] = held.pop(old)
 
     register_rmap_holder(pa, moved)
@@ -83,18 +91,21 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
     register_rmap_holder(pa, follow)
 
     async def churner() -> None:
+        # allocates while compaction runs (a holder freeing a page that is being migrated is
+        # serialised in the kernel by the page-table lock and migration entries; the model
+        # has no such handle yet, so this CPU frees its pages only after compaction)
         cpu = pa.cpus[1]
         while not done:
-            if mine and r.random() < 0.5:
-                pfn = mine.pop(r.randrange(len(mine)))
-                order, _ = held.pop(pfn)
-                await pa.free_pages(cpu, pfn, order)
-            else:
-                pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
-                if pfn >= 0:
-                    held[pfn] = (0, OWNER_MOVABLE)
-                    mine.append(pfn)
+            pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
+            while pfn in forward:
+                pfn = forward.pop(pfn)
+            if pfn >= 0:
+                held[pfn] = (0, OWNER_MOVABLE)
+                mine.append(pfn)
             await sim.delay(20_000)
+        for pfn in list(mine):
+            order, _ = held.pop(pfn)
+            await pa.free_pages(cpu, pfn, order)
 
     async def main() -> None:
         sim.spawn("compactor", compactor)

@@ -1,6 +1,7 @@
 """The slow path's decisions against Linux 6.12.0 mm/page_alloc.c: __alloc_pages_slowpath,
 __alloc_pages_direct_compact's counters, the costly __GFP_NORETRY fail-fast,
-should_compact_retry, should_reclaim_retry and the OOM point.
+should_compact_retry, should_reclaim_retry and the OOM point; and THP faults (mm/huge_memory.c
+do_huge_pmd_anonymous_page, mm/mempolicy.c alloc_pages_mpol) through it.
 
 Compaction is replaced by a scripted ``try_to_compact_pages`` so each test fixes the results
 the slow path reacts to (the real compactor is tested with mm/compaction.py).
@@ -8,13 +9,14 @@ the slow path reacts to (the real compactor is tested with mm/compaction.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
-from emulator.engine import Sim
+from emulator.engine import MemoryRecorder, Sim
+from emulator.mm import gfp as G
 from emulator.mm import slowpath
 from emulator.mm.allocator import PageAllocator
 from emulator.mm.compaction import CompactPriority, CompactResult
@@ -25,6 +27,7 @@ from emulator.mm.gfp import (
     GFP_KERNEL,
     GFP_TRANSHUGE,
 )
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ISOLATED
@@ -56,7 +59,7 @@ class ScriptedCompaction:
     def __init__(
         self,
         results: list[tuple[CompactResult, int]],
-        on_call: Callable[[PageAllocator, int], int] | None = None,
+        on_call: Callable[[PageAllocator, int], Awaitable[int]] | None = None,
     ) -> None:
         self.results = results
         self.calls: list[tuple[int, int]] = []
@@ -69,7 +72,7 @@ class ScriptedCompaction:
         self.calls.append((gfp, int(prio)))
         result, pfn = self.results[min(n, len(self.results) - 1)]
         if self.on_call is not None:
-            pfn = self.on_call(pa, n)
+            pfn = await self.on_call(pa, n)
         return result, pfn
 
 
@@ -89,7 +92,7 @@ async def alloc(pa: PageAllocator, sim: Sim, order: int, gfp: int) -> int:
 def script(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedCompaction]:
     def make(
         results: list[tuple[CompactResult, int]],
-        on_call: Callable[[PageAllocator, int], int] | None = None,
+        on_call: Callable[[PageAllocator, int], Awaitable[int]] | None = None,
     ) -> ScriptedCompaction:
         s = ScriptedCompaction(results, on_call)
         monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
@@ -131,11 +134,10 @@ async def test_success_via_freelist_counts_success_and_resets_deferral(script: A
     z.compact_considered, z.compact_defer_shift, z.compact_order_failed = 3, 4, 5
     z.compact_blockskip_flush = True
 
-    def free_a_block(pa: PageAllocator, n: int) -> int:
+    async def free_a_block(pa: PageAllocator, n: int) -> int:
         # compaction "moved" pages: the order-8 block next to a free one is freed
-        assert z.lock.try_acquire_now("test")  # free_one_page needs zone->lock (lockdep)
-        z.free_one_page(256, 8)
-        z.lock.release()
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
         return -1
 
     script([(R.COMPACT_SUCCESS, -1)], free_a_block)
@@ -155,11 +157,10 @@ async def test_captured_page_is_prepped_without_a_freelist_attempt(script: Any) 
     m, pa, sim = fragmented()
     z = pa.zones[0]
 
-    def capture(pa: PageAllocator, n: int) -> int:
-        assert z.lock.try_acquire_now("test")  # the buddy calls need zone->lock (lockdep)
-        z.free_one_page(256, 8)
-        pfn = z.rmqueue_buddy(9, MIGRATE_MOVABLE)
-        z.lock.release()
+    async def capture(pa: PageAllocator, n: int) -> int:
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
+            pfn = z.rmqueue_buddy(9, MIGRATE_MOVABLE)
         pa.memmap.mark_block(pfn, 9, PG_ISOLATED)  # what capture leaves for the caller
         return pfn
 
@@ -276,6 +277,38 @@ def test_compact_retry_failure_escalates_priority(result: CompactResult) -> None
     assert not should_compact_retry(small)
 
 
+def test_compact_retry_skipped_asks_whether_reclaim_can_help() -> None:
+    st = state(9, R.COMPACT_SKIPPED, P.COMPACT_PRIO_ASYNC)
+    assert should_compact_retry(st, lambda: True)
+    assert not should_compact_retry(st, lambda: False)
+    # SKIPPED never escalates the priority ("Continue if reclaim can help")
+    assert st.compact_priority == P.COMPACT_PRIO_ASYNC and st.compaction_retries == 0
+
+
+def test_compact_retry_tracepoint_fields() -> None:
+    rec = MemoryRecorder()
+    st = state(9, R.COMPACT_SUCCESS)
+    for _ in range(5):
+        should_compact_retry(st, rec=rec)
+    evs = [e for e in rec.events() if e["event"] == "compact_retry"]
+    # include/trace/events/oom.h: the priority and retries it started from, max_retries as
+    # used (16 / 4 for costly SUCCESS), result as compact_result_to_feedback prints it
+    assert evs[0] == {
+        **{k: evs[0][k] for k in ("t", "actor", "event")},
+        "order": 9,
+        "priority": "COMPACT_PRIO_SYNC_LIGHT",
+        "compaction_result": "progress",
+        "retries": 0,
+        "max_retries": 4,
+        "should_retry": 1,
+    }
+    assert [e["should_retry"] for e in evs] == [1, 1, 1, 1, 0]
+    st = state(9, R.COMPACT_COMPLETE, P.COMPACT_PRIO_ASYNC)
+    should_compact_retry(st, rec=rec)
+    last = rec.events()[-1]
+    assert (last["compaction_result"], last["max_retries"]) == ("failed", 16)
+
+
 # -- should_reclaim_retry and the end ---------------------------------------------------------
 
 
@@ -381,3 +414,72 @@ async def test_costly_retry_mayfail_stops_without_oom(script: Any) -> None:
     st = pa.slowpath_stats[9]
     assert st.would_oom == 0 and st.failed == {"reclaim_exhausted": 1}
     assert m.vm_events["compact_stall"] == 2
+
+
+# -- THP faults (mm/huge_memory.c, mm/mempolicy.c) under defrag=madvise -------------
+
+
+async def fault(pa: PageAllocator, sim: Sim, madvised: bool) -> tuple[int, int]:
+    out: list[tuple[int, int]] = []
+
+    async def task() -> None:
+        out.append(await do_huge_pmd_anonymous_page(pa, pa.cpus[0], madvised))
+
+    sim.spawn("cpu0", task)
+    await sim.run()
+    pa.check()
+    return out[0]
+
+
+async def test_madvise_mode_unmadvised_fault_fails_fast_and_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m, pa, sim = fragmented()
+    s = ScriptedCompaction([(CompactResult.COMPACT_COMPLETE, -1)])
+    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
+    pfn, order = await fault(pa, sim, madvised=False)
+    assert pfn >= 0 and order == 0  # a base page
+    assert s.calls == []  # no direct reclaim bit: no compaction, no reclaim
+    ev = m.vm_events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (0, 1)
+    assert ev["compact_stall"] == 0 and ev["allocstall_movable"] == 0
+    # one order-9 request (no __GFP_DIRECT_RECLAIM: no second attempt), failed by reason
+    assert pa.slowpath_stats[9].failed == {"watermark_high_order": 1}
+
+
+async def test_madvise_mode_madvised_fault_compacts_local_node_first_then_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m, pa, sim = fragmented()
+    s = ScriptedCompaction([(CompactResult.COMPACT_COMPLETE, -1)])
+    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
+    pfn, order = await fault(pa, sim, madvised=True)
+    assert order == 0 and pfn >= 0
+    # alloc_pages_mpol: first GFP_TRANSHUGE | __GFP_THISNODE | __GFP_NORETRY (async
+    # compaction, then one reclaim + async compaction: COMPLETE is not SKIPPED/DEFERRED),
+    # then the plain mask (async compaction, reclaim, SYNC_LIGHT compaction, stop: costly
+    # without __GFP_RETRY_MAYFAIL)
+    first = G.GFP_TRANSHUGE | G.__GFP_THISNODE | G.__GFP_NORETRY
+    assert s.calls == [(first, 2), (first, 2), (G.GFP_TRANSHUGE, 2), (G.GFP_TRANSHUGE, 1)]
+    ev = m.vm_events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (0, 1)
+    assert ev["compact_stall"] == ev["compact_fail"] == 4
+    assert pa.slowpath_stats[9].failed == {"noretry": 1, "costly_order": 1}
+
+
+async def test_madvised_fault_succeeds_after_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    m, pa, sim = fragmented()
+    z = pa.zones[0]
+
+    async def free_a_block(pa: PageAllocator, n: int) -> int:
+        async with pa.zone_locked(z, "test"):
+            z.free_one_page(256, 8)
+        return -1
+
+    s = ScriptedCompaction([(CompactResult.COMPACT_SUCCESS, -1)], free_a_block)
+    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
+    pfn, order = await fault(pa, sim, madvised=True)
+    assert (pfn, order) == (0, 9)
+    ev = m.vm_events
+    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (1, 0)
+    assert (ev["compact_stall"], ev["compact_success"]) == (1, 1)

@@ -1,30 +1,22 @@
 """THP faults against Linux 6.12.0 mm/huge_memory.c (vma_thp_gfp_mask, defrag_show/store,
 THP_FAULT_ALLOC / THP_FAULT_FALLBACK) and mm/mempolicy.c (alloc_pages_mpol's hugepage rule):
-the gfp mask of every defrag mode, the setting, and both ways a fault goes under the default
-``madvise`` mode.
+the gfp mask of every defrag mode and the setting. (How a fault goes through the slow path
+is in test_slowpath_decisions.py, which has the scripted compactor.)
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from emulator.engine import Sim
 from emulator.mm import gfp as G
-from emulator.mm import slowpath
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactResult
 from emulator.mm.huge_memory import (
     DEFRAG_MODES,
     defrag_show,
-    do_huge_pmd_anonymous_page,
     vma_thp_gfp_mask,
 )
 from emulator.mm.machine import Machine
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.scenario import bundled_scenarios as bundled
-from tests.mm.test_slowpath_decisions import ScriptedCompaction, fragmented
 
 LIGHT = G.GFP_TRANSHUGE_LIGHT
 
@@ -75,72 +67,21 @@ def test_defrag_setting_through_scenario_params() -> None:
 
     ctx = build_context(sc, p)
     assert ctx.machine.transparent_hugepage_defrag == "always"
-    with pytest.raises(ScenarioError, match=r"transparent_hugepage.defrag='often' is invalid"):
+    with pytest.raises(ScenarioError, match=r"transparent_hugepage\.defrag='often' is invalid"):
         build_context(sc, sc.resolve({"transparent_hugepage.defrag": "often"}))
 
 
-async def fault(pa: PageAllocator, sim: Sim, madvised: bool) -> tuple[int, int]:
-    out: list[tuple[int, int]] = []
+def test_thisnode_zonelist_is_the_local_node_only() -> None:
+    """node_zonelist -> gfp_zonelist: __GFP_THISNODE takes ZONELIST_NOFALLBACK, so the THP
+    fault's first, local-node attempt never falls back to another node."""
+    from emulator.engine import Sim
+    from emulator.mm.allocator import PageAllocator
 
-    async def task() -> None:
-        out.append(await do_huge_pmd_anonymous_page(pa, pa.cpus[0], madvised))
-
-    sim.spawn("cpu0", task)
-    await sim.run()
-    pa.check()
-    return out[0]
-
-
-async def test_madvise_mode_unmadvised_fault_fails_fast_and_falls_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    m, pa, sim = fragmented()
-    s = ScriptedCompaction([(CompactResult.COMPACT_COMPLETE, -1)])
-    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
-    pfn, order = await fault(pa, sim, madvised=False)
-    assert pfn >= 0 and order == 0  # a base page
-    assert s.calls == []  # no direct reclaim bit: no compaction, no reclaim
-    ev = m.vm_events
-    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (0, 1)
-    assert ev["compact_stall"] == 0 and ev["allocstall_movable"] == 0
-    # one order-9 request (no __GFP_DIRECT_RECLAIM: no second attempt), failed by reason
-    assert pa.slowpath_stats[9].failed == {"watermark_high_order": 1}
-
-
-async def test_madvise_mode_madvised_fault_compacts_local_node_first_then_full(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    m, pa, sim = fragmented()
-    s = ScriptedCompaction([(CompactResult.COMPACT_COMPLETE, -1)])
-    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
-    pfn, order = await fault(pa, sim, madvised=True)
-    assert order == 0 and pfn >= 0
-    # alloc_pages_mpol: first GFP_TRANSHUGE | __GFP_THISNODE | __GFP_NORETRY (async
-    # compaction, then one reclaim + async compaction: COMPLETE is not SKIPPED/DEFERRED),
-    # then the plain mask (async compaction, reclaim, SYNC_LIGHT compaction, stop: costly
-    # without __GFP_RETRY_MAYFAIL)
-    first = G.GFP_TRANSHUGE | G.__GFP_THISNODE | G.__GFP_NORETRY
-    assert s.calls == [(first, 2), (first, 2), (G.GFP_TRANSHUGE, 2), (G.GFP_TRANSHUGE, 1)]
-    ev = m.vm_events
-    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (0, 1)
-    assert ev["compact_stall"] == ev["compact_fail"] == 4
-    assert pa.slowpath_stats[9].failed == {"noretry": 1, "costly_order": 1}
-
-
-async def test_madvised_fault_succeeds_after_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    m, pa, sim = fragmented()
-    z = pa.zones[0]
-
-    def free_a_block(pa: Any, n: int) -> int:
-        assert z.lock.try_acquire_now("test")  # free_one_page needs zone->lock (lockdep)
-        z.free_one_page(256, 8)
-        z.lock.release()
-        return -1
-
-    s = ScriptedCompaction([(CompactResult.COMPACT_SUCCESS, -1)], free_a_block)
-    monkeypatch.setattr(slowpath, "try_to_compact_pages", s)
-    pfn, order = await fault(pa, sim, madvised=True)
-    assert (pfn, order) == (0, 9)
-    ev = m.vm_events
-    assert (ev["thp_fault_alloc"], ev["thp_fault_fallback"]) == (1, 0)
-    assert (ev["compact_stall"], ev["compact_success"]) == (1, 1)
+    m = Machine.x86_64(8192, nodes=2)
+    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)
+    cpu1 = pa.cpus[1]
+    plain = pa.prepare_alloc_pages(cpu1, G.GFP_TRANSHUGE)[0]
+    local = pa.prepare_alloc_pages(cpu1, G.GFP_TRANSHUGE | G.__GFP_THISNODE)[0]
+    assert {z.node for z in plain.zonelist} == {0, 1}
+    assert {z.node for z in local.zonelist} == {1}
+    assert local.preferred_zoneref is plain.preferred_zoneref

@@ -7,14 +7,24 @@ at compact_gap(order) for costly orders, the lru_lock as a contended lock, and d
 from __future__ import annotations
 
 import numpy as np
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
 from emulator.mm.allocator import PageAllocator
 from emulator.mm.compaction import compact_gap, compaction_suitable
-from emulator.mm.gfp import GFP_KERNEL, GFP_TRANSHUGE
+from emulator.mm.gfp import (
+    __GFP_NORETRY,
+    GFP_ATOMIC,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_TRANSHUGE,
+)
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC
+from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.vmscan import (
     SWAP_CLUSTER_MAX,
     Lruvec,
@@ -23,23 +33,37 @@ from emulator.mm.vmscan import (
     try_to_free_pages,
 )
 
+PRESSURE_GFPS = (
+    GFP_KERNEL,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_ATOMIC,
+    GFP_TRANSHUGE,
+    GFP_TRANSHUGE | __GFP_NORETRY,
+)
+
 
 def owners(m: Machine) -> np.ndarray:
     return np.frombuffer(m.memmap.owner, dtype=np.uint8)
 
 
 def full_machine(
-    file_share: float, pages: int = 65536, record: bool = False, interleave: bool = False
+    file_share: float,
+    pages: int = 65536,
+    record: bool = False,
+    interleave: bool = False,
+    free_tail: int = 0,
 ):
     """Every page allocated at order 0; the first ``file_share`` of them clean page cache,
     the rest anonymous (``interleave``: every other page is page cache instead, so freeing
-    cache never makes a free block above order 0)."""
+    cache never makes a free block above order 0); ``free_tail`` pages at the top are free."""
     rec = MemoryRecorder() if record else None
     m = Machine.simple(Normal=pages)
     sim = Sim("fifo", strict=True, **({"recorder": rec} if rec else {}))
     pa = PageAllocator(m, sim, cpus_per_node=2)
     z = pa.zones[0]
     allocate_everything(z, OWNER_MOVABLE)
+    if free_tail:
+        free_pages_mask(z, np.arange(z.spanned_pages) >= z.spanned_pages - free_tail)
     if interleave:
         owners(m)[z.zone_start_pfn : z.zone_end_pfn : 2] = OWNER_FILE
     else:
@@ -217,3 +241,91 @@ async def test_reclaim_is_deterministic() -> None:
         return {**m.vm_events, "now": sim.now}
 
     assert await once() == await once()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    file_share=st.floats(0.1, 0.9),
+    ops=st.lists(
+        st.tuples(st.sampled_from((0, 0, 1, 2, 3, 9)), st.sampled_from(range(len(PRESSURE_GFPS)))),
+        min_size=4,
+        max_size=24,
+    ),
+)
+def test_reclaim_under_pressure_keeps_invariants(
+    seed: int, file_share: float, ops: list[tuple[int, int]]
+) -> None:
+    """Random allocations on a full machine (page cache + anon), two CPUs through the whole
+    slow path (reclaim, the real compactor, retries): the allocator's invariants hold after
+    every run, anonymous pages are never freed by reclaim, and every page cache page that left
+    was counted as stolen."""
+    rng = np.random.default_rng(seed)
+    m = Machine.simple(Normal=16384)
+    sim = Sim("random", seed=seed, strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=2)
+    z = pa.zones[0]
+    allocate_everything(z, OWNER_MOVABLE)
+    own = owners(m)
+    own[z.zone_start_pfn : z.zone_end_pfn][rng.random(z.spanned_pages) < file_share] = OWNER_FILE
+    anon = int(np.count_nonzero(own == OWNER_MOVABLE))
+    files = int(np.count_nonzero(own == OWNER_FILE))
+    got: dict[int, int] = {}
+
+    def follow(old: int, new: int, order: int) -> None:
+        if old in got:  # a block we hold moved: follow it (the rmap)
+            got[new] = got.pop(old)
+
+    register_rmap_holder(pa, follow)
+
+    def cpu_ops(i: int):
+        async def body() -> None:
+            for order, g in ops[i::2]:
+                pfn = await pa.alloc_pages(pa.cpus[i], order, PRESSURE_GFPS[g])
+                if pfn >= 0:
+                    got[pfn] = order
+
+        return body
+
+    sim.spawn("cpu0", cpu_ops(0))
+    sim.spawn("cpu1", cpu_ops(1))
+    trio.run(sim.run)
+    pa.check()
+    # anonymous memory is never reclaimed: pages only leave it by migration (same kind)
+    # or never; the new allocations are counted by their own owner kinds
+    new_movable = sum(1 << o for p, o in got.items() if own[p] == OWNER_MOVABLE)
+    assert int(np.count_nonzero(own == OWNER_MOVABLE)) == anon + new_movable
+    assert int(np.count_nonzero(own == OWNER_FILE)) == files - m.vm_events["pgsteal_direct"]
+
+
+async def test_reclaim_takes_virtual_time_and_other_cpus_run_meanwhile() -> None:
+    """Reclaim is the allocating actor's own work in virtual time: while CPU 0 reclaims, CPU 1
+    (on a zone above its watermarks) keeps allocating and freeing, and its events fall inside
+    CPU 0's reclaim window; the reclaim lasts at least its per-page cost."""
+    _m, pa, sim, rec = full_machine(0.5, record=True, free_tail=8192)
+    cpu0, cpu1 = pa.cpus
+    ac = pa.prepare_alloc_pages(cpu0, GFP_KERNEL)[0]
+
+    async def reclaimer() -> int:
+        return await try_to_free_pages(pa, cpu0, ac, 0, GFP_KERNEL)
+
+    async def busy() -> None:
+        for _ in range(200):
+            pfn = await pa.alloc_pages(cpu1, 0, GFP_KERNEL)
+            await sim.delay(100)
+            await pa.free_pages(cpu1, pfn, 0)
+
+    (n, _) = await run(sim, reclaimer, busy)
+    pa.check()
+    assert rec is not None
+    evs = rec.events()
+    begins = [e["t"] for e in evs if e["event"] == "mm_vmscan_direct_reclaim_begin"]
+    ends = [e["t"] for e in evs if e["event"] == "mm_vmscan_direct_reclaim_end"]
+    assert len(begins) == len(ends) == 1  # CPU 1 never needed reclaim
+    assert ends[0] - begins[0] >= n * pa.costs.shrink_folio
+    inside = [
+        e
+        for e in evs
+        if e["actor"] == "cpu1" and e["event"] == "mm_page_alloc" and begins[0] < e["t"] < ends[0]
+    ]
+    assert inside
