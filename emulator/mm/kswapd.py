@@ -320,6 +320,7 @@ class Kswapd:
                 if sc.priority < DEF_PRIORITY - 2:
                     sc.may_writepage = True
                 sc.nr_scanned = 0
+                await sim.delay(self.pa.costs.kswapd_pass)
                 if await self.kswapd_shrink_node(sc):
                     raise_priority = False
                 nr_reclaimed = sc.nr_reclaimed - nr_reclaimed
