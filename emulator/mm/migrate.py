@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from emulator.mm.compaction_control import MIGRATE_ASYNC
 from emulator.mm.isolate_free import compaction_alloc
-from emulator.mm.isolate_migrate import OWNER_ISOLATED, _mod_isolated
+from emulator.mm.isolate_migrate import OWNER_ISOLATED, _node_state
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
@@ -117,6 +117,9 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
     nr_failed_pages = 0
     thp_ok = thp_fail = 0
     pending = list(cc.migratepages)
+    holders = [h for h in (getattr(pa, "rmap_move", None),) if h is not None]
+    holders += _HOLDERS.get(pa, ())
+    isolated = _node_state(pa)[0]  # NR_ISOLATED_* per node, given back folio by folio
     await sim.sync()
     err = 0
     for _ in range(passes):
@@ -126,7 +129,7 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
             if st[src] != PG_ALLOC or not ow[src] & OWNER_ISOLATED:
                 # folio_ref_count(src) == 1: freed from under us (maybe reused since)
                 n = 1 << order if st[src] == PG_ALLOC else 1
-                _mod_isolated(pa, nid, -n)
+                isolated[nid] -= n
                 nr_succeeded += n
                 continue
             owner = ow[src] & ~OWNER_ISOLATED
@@ -145,14 +148,15 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
                 from emulator.mm.isolate_free import compaction_free
 
                 compaction_free(cc, dst, order)
-                _mod_isolated(pa, nid, -n)
+                isolated[nid] -= n
                 nr_succeeded += n
                 continue
             mm.mark_block(dst, order, PG_ALLOC, owner)
             # the source stays isolated (off the LRU) until its final put frees it: reclaim
             # must not take it in the window before free_pages
-            rmap_move(pa, src, dst, order)
-            _mod_isolated(pa, nid, -n)
+            for holder in holders:  # rmap_move: remove_migration_ptes
+                holder(src, dst, order)
+            isolated[nid] -= n
             await sim.delay(costs.migrate_page << order)
             # migrate_folio_done -> folio_put: the source goes back through the free path
             await pa.free_pages(cpu, src, order)
