@@ -241,3 +241,38 @@ def test_kswapd_runs_are_deterministic() -> None:
         return list(sim.recorder.lines)
 
     assert once() == once()
+
+
+async def test_kswapd_reclaims_page_cache_with_the_real_shrink_node() -> None:
+    """kswapd on mm/vmscan.c's shrink_node: a node below its low mark, full of clean page cache,
+    is reclaimed to its HIGH mark under the node's lru_lock (pgscan_kswapd, pgsteal_kswapd),
+    then kswapd sleeps; compaction is the real one."""
+    from emulator.mm.kcompactd import compaction_ops
+    from emulator.mm.kswapd import start_kthreads
+    from emulator.mm.memmap import OWNER_FILE
+
+    rec = MemoryRecorder()
+    m = Machine.simple(Normal=65536, recorder=rec)
+    m.sysctl.set("vm.compaction_proactiveness", 0)
+    sim = Sim("fifo", recorder=rec, strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=2)
+    zone = pa.zones[0]
+    allocate_everything(zone, OWNER_FILE)
+    rel = np.arange(zone.spanned_pages)
+    free_pages_mask(zone, (rel & 1).astype(bool) & (rel < 2 * (zone.min_wmark_pages + 8)))
+    assert zone.min_wmark_pages < zone.nr_free_pages < zone.low_wmark_pages
+    kt = start_kthreads(pa, compaction_ops(pa))
+    ks = kt.kswapd[0]
+    await sim.run(until=200 * MS)
+    ev = pa.vm_events
+    # at start the node is unbalanced: no short sleep, one run straight away
+    assert ev["kswapd_high_wmark_hit_quickly"] >= 1 and ks.runs >= 1
+    assert ev["pgsteal_kswapd"] == ks.pages_reclaimed > 0
+    assert ev["pgscan_kswapd"] >= ev["pgsteal_kswapd"]
+    assert ev["pgscan_direct"] == ev["pgsteal_direct"] == 0
+    assert ks.pgdat_balanced(0, zone.zone_idx)
+    assert ks.kswapd_wait.active() and ks.kswapd_failures == 0  # asleep again
+    lru = pa.lruvecs[0].lru_lock.stats
+    assert lru.acquisitions > 0
+    assert names(sim, "mm_vmscan_kswapd_sleep")
+    pa.check()
