@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emulator.cli import UsageError
 from emulator.engine.recorder import compile_event_filter
+from emulator.engine.sim import DRIVERS
 from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
 from emulator.runner import run_scenario
@@ -51,6 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--strict",
         action="store_true",
         help="fail if model code touches shared state without synchronising (debugging)",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=DRIVERS,
+        default=None,
+        help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
@@ -131,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             strategy=schedule.replay() if schedule is not None else None,
             strict=args.strict,
             events_filter=args.events,
+            driver=args.driver,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None

@@ -17,7 +17,7 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError, SpinLock
+from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -72,6 +72,7 @@ class RunResult:
         values = dict(m.vm_events)
         values["nr_free_pages"] = m.nr_free_pages
         values["nr_free_cma"] = sum(z.nr_free_cma for z in m.all_zones())
+        values.update(m.node_stat_totals())  # LRU, isolated, slab and mlock page counts
         return {n: int(values.get(n, 0)) for n in MODEL_VMSTAT_NAMES}
 
     def vmstat_delta(self) -> dict[str, int]:
@@ -90,6 +91,7 @@ class RunResult:
         pa = self.ctx.allocator
         classes: dict[str, list[LockStats]] = {}
         locks = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
+        locks += [lv.lru_lock for lv in pa.lruvecs]
         locks.append(pa.pcpu_drain_mutex)
         for lock in locks:
             classes.setdefault(lock.name, []).append(lock.stats)
@@ -128,6 +130,7 @@ class RunResult:
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
+                "driver": sim.driver,
                 "switches": sim.switches,
                 "syncs": sim.syncs,
                 "decisions": len(sim.decisions),
@@ -152,10 +155,12 @@ def build_context(
     recorder: Any = NULL_RECORDER,
     strategy: Any = None,
     strict: bool = False,
+    driver: str | None = None,
 ) -> RunContext:
     """Boot the machine, apply sysctls, create the allocator and the CPU programs.
 
-    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``.
+    ``strategy`` (e.g. a :class:`~emulator.engine.Replay`) overrides ``params["strategy"]``;
+    ``driver`` picks the engine driver (``"fast"``, the default, or the reference ``"trio"``).
     """
     sim = Sim(
         strategy if strategy is not None else params["strategy"],
@@ -163,6 +168,7 @@ def build_context(
         recorder=recorder,
         quantum_ns=params["quantum"],
         strict=strict,
+        driver=driver,
     )
     machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
     for name, value in params.sysctls.items():
@@ -239,25 +245,6 @@ def _sampler(
     return sampler, take
 
 
-def _lock_cycles(sim: Sim) -> dict[str, str]:
-    """Actors in a wait-for cycle on locks (each waits for a lock held by the next)."""
-    out: dict[str, str] = {}
-    for a in sim.actors:
-        seen = []
-        cur = a
-        while (
-            cur.state == "blocked"
-            and isinstance(cur.blocked_on, SpinLock)
-            and cur.blocked_on.holder is not None
-            and cur not in seen
-        ):
-            seen.append(cur)
-            cur = cur.blocked_on.holder
-        if cur is a and seen:
-            out[a.name] = sim._describe_wait(a)
-    return out
-
-
 def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tuple[Write, ...]:
     """The scenario's run-time writes, checked before the run (a bad one is a ScenarioError)."""
     items = scenario.writes(params) if callable(scenario.writes) else scenario.writes
@@ -279,6 +266,7 @@ def run_scenario(
     strategy: Any = None,
     strict: bool = False,
     events_filter: str | None = None,
+    driver: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -299,7 +287,7 @@ def run_scenario(
     else:
         recorder = NULL_RECORDER
     try:
-        ctx = build_context(scenario, params, recorder, strategy, strict)
+        ctx = build_context(scenario, params, recorder, strategy, strict, driver)
         sim = ctx.sim
         for prog in ctx.programs:
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
@@ -338,7 +326,7 @@ def run_scenario(
         wall = time.perf_counter() - t0
         # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
         # would otherwise pass as a plain deadline
-        stuck = _lock_cycles(sim)
+        stuck = sim.lock_cycles()
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
         if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:

@@ -38,8 +38,8 @@ import numpy as np
 from emulator.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from emulator.mm.hugetlb import HPAGE_ORDER, hugetlb_pool, set_max_huge_pages
 from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.lru import adopt_allocated, folio_add_lru, folio_put
 from emulator.mm.memmap import OWNER_FILE, OWNER_MLOCKED
-from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.snapshot import MIGRATE_TYPES, NR_PAGE_ORDERS
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -56,6 +56,7 @@ def setup(p, ctx):
         allocate_everything(z, OWNER_FILE)
         free_pages_mask(z, rng.random(z.spanned_pages) >= p["page_cache"])
         shuffle_free_lists(z, rng)
+    adopt_allocated(ctx.allocator)  # the page cache is on the file LRU, held by the cache
 
 
 def shuffle_free_lists(zone, rng):
@@ -82,16 +83,8 @@ def actors(p, ctx):
     pa = ctx.allocator
     sim = ctx.sim
     cpu = pa.cpus[0]
-    chunks: list[list[int]] = []
-    where: dict[int, tuple[int, int]] = {}  # pfn -> (chunk, index): the page tables
-
-    def rmap_move(old, new, order):
-        loc = where.pop(old, None)
-        if loc is not None:
-            chunks[loc[0]][loc[1]] = new
-            where[new] = loc
-
-    register_rmap_holder(pa, rmap_move)
+    rmap = pa.machine.rmap
+    chunks: list[list[int]] = []  # the mappings: holder handles, one per page
 
     async def selftest():
         await set_max_huge_pages(pa, cpu, 0)  # set_zero_hugepages
@@ -103,28 +96,25 @@ def actors(p, ctx):
         failed = False
         while fragmentable_mb > 0 and not failed:
             chunk: list[int] = []
-            c = len(chunks)
             chunks.append(chunk)
-            for i in range(pages_per_map):  # the write loop faults every page
+            for _ in range(pages_per_map):  # the write loop faults every page
                 pfn = await pa.alloc_pages(cpu, 0, gfp, OWNER_MLOCKED)
                 if pfn < 0:
                     failed = True  # MAP_FAILED (MAP_LOCKED populates at mmap time)
                     break
-                chunk.append(pfn)
-                where[pfn] = (c, i)
+                chunk.append(rmap.add(pfn, cpu.id))
+                await folio_add_lru(pa, cpu, pfn)  # mlocked: the unevictable LRU
             if failed:
-                for pfn in chunk:
-                    where.pop(pfn, None)
-                    await pa.free_pages(cpu, pfn, 0)
+                for h in chunk:
+                    await folio_put(pa, cpu, rmap.release(h))
                 chunks.pop()
                 break
             fragmentable_mb -= MAP_SIZE_MB
         mapped = len(chunks)
         # munmap every other entry of the LIFO list: the last mapped, then every second
         for c in range(mapped - 1, -1, -2):
-            for pfn in chunks[c]:
-                where.pop(pfn, None)
-                await pa.free_pages(cpu, pfn, 0)
+            for h in chunks[c]:  # munmap: unmap, then the last folio_put
+                await folio_put(pa, cpu, rmap.release(h))
             chunks[c] = []
         t_huge = sim.current.now
         # check_compaction

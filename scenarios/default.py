@@ -35,6 +35,7 @@ the fragmentation score.
 import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Scenario
@@ -88,7 +89,7 @@ def setup(p, ctx):
         for i in released.tolist():
             pfn, order = held[i]
             zone.free_one_page(pfn, order)
-        lruvec = ctx.allocator.lruvecs[zone.node]
+        reclaim = ctx.allocator.reclaim[zone.node]
         mm = ctx.machine.memmap
         cache = rng.random(len(held)) < p["page_cache"]
         for i in np.flatnonzero(keep).tolist():
@@ -96,7 +97,9 @@ def setup(p, ctx):
             if mm.owner[pfn] == OWNER_MOVABLE and cache[i]:
                 mm.set_owner(pfn, order, OWNER_FILE)  # clean page cache, on the file LRU
             elif mm.owner[pfn] == OWNER_RECLAIMABLE:
-                lruvec.shrinker.register(pfn)  # a slab cache with a shrinker
+                reclaim.shrinker.register(pfn)  # a slab cache with a shrinker
+    # the background's LRU memory is on the LRU lists, held by the machine's past
+    adopt_allocated(ctx.allocator)
 
 
 SCENARIO = Scenario(

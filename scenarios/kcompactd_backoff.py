@@ -27,6 +27,7 @@ import itertools
 import numpy as np
 
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -43,6 +44,7 @@ def setup(p, ctx):
     for zone in ctx.allocator.zones:
         if zone.name != "DMA":
             free_k_of_n(zone, 3, 4, owner=owner, rng=rng)
+    adopt_allocated(ctx.allocator)  # on the LRU lists, with holders (page cache, processes)
 
 
 def report(p, ctx):

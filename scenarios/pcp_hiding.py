@@ -58,7 +58,8 @@ def setup(p, ctx):
         odd = range(base + 1, base + 512, 2)
         if base < big.zone_start_pfn or any(state[pfn] != PG_ALLOC for pfn in odd):
             continue  # skip pageblocks with holes or reserved pages (e.g. the kernel image)
-        givers[given % len(givers)].held.extend((pfn, 0) for pfn in odd)
+        for pfn in odd:
+            givers[given % len(givers)].adopt(pfn, 0)
         given += 1
         if given == p["regions"]:
             break

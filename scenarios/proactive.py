@@ -29,6 +29,7 @@ range during the demand.
 import numpy as np
 
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_MOVABLE
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -50,6 +51,7 @@ def setup(p, ctx):
     for zone in ctx.allocator.zones:
         if zone.name != "DMA":
             free_k_of_n(zone, 3, 4, owner=OWNER_MOVABLE, rng=rng)
+    adopt_allocated(ctx.allocator)  # on the LRU lists, with holders (page cache, processes)
 
 
 def _pct(values, p):

@@ -35,6 +35,7 @@ import numpy as np
 
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.scenario import Scenario
@@ -58,6 +59,7 @@ def setup(p, ctx):
         owner = np.frombuffer(zone.memmap.owner, dtype=np.uint8)[lo:hi]
         owner[first_half & (owner == OWNER_MOVABLE)] = OWNER_FILE
         free_pages_mask(zone, ~first_half & (rng.random(hi - lo) < p["free"]))
+    adopt_allocated(ctx.allocator)  # on the LRU lists, with holders (page cache, processes)
 
 
 def actors(p, ctx):

@@ -15,6 +15,7 @@ from emulator.engine.errors import (
     PrimitiveMisuse,
     ReplayDivergence,
     SimError,
+    WatchdogError,
 )
 from emulator.engine.lockstat import render_lock_stat
 from emulator.engine.recorder import NULL_RECORDER, MemoryRecorder, NullRecorder, Recorder
@@ -45,6 +46,7 @@ __all__ = [
     "SpinLock",
     "Strategy",
     "WaitQueue",
+    "WatchdogError",
     "make_strategy",
     "render_lock_stat",
 ]

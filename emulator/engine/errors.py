@@ -8,6 +8,7 @@ __all__ = [
     "PrimitiveMisuse",
     "ReplayDivergence",
     "SimError",
+    "WatchdogError",
 ]
 
 
@@ -33,18 +34,42 @@ class ActorCrashed(SimError):
 
 
 class DeadlockError(SimError):
-    """No actor can run, none has a pending wake-up, and some are blocked.
+    """The run deadlocked: no actor can run and none has a pending wake-up, or every
+    non-daemon actor is blocked and some wait on locks that can never be released.
 
-    ``waiting`` maps each blocked actor's name to a description of what it waits on.
+    ``waiting`` maps each blocked non-daemon actor's name to a description of what it waits on;
+    ``cycle`` names the actors of a wait-for cycle on locks (each waits for a lock held by the
+    next), empty if there is none. The first line of the message says it all.
     """
 
-    def __init__(self, now: int, waiting: dict[str, str]) -> None:
-        lines = [f"deadlock at t={now} ns: no actor can run and none has a pending wake-up"]
+    def __init__(self, now: int, waiting: dict[str, str], cycle: list[str] | None = None) -> None:
+        cycle = list(cycle or [])
+        if cycle:
+            first = f"deadlock at t={now} ns: lock cycle {' -> '.join([*cycle, cycle[0]])}"
+        else:
+            first = f"deadlock at t={now} ns: no actor can run and none has a pending wake-up"
+        lines = [first]
         lines += [f"  {name} waits on {what}" for name, what in waiting.items()]
         super().__init__("\n".join(lines))
         self.now = now
         self.waiting = waiting
+        self.cycle = cycle
 
 
 class ReplayDivergence(SimError):
     """A replayed run asked for a decision that the recorded run did not make."""
+
+
+class WatchdogError(SimError):
+    """The virtual-time watchdog: an actor made ``steps`` engine steps in a row (delays of 0,
+    synchronisations) without its clock advancing, e.g. a loop on ``delay(0)`` or on a
+    trylock that never waits. Left alone it would hang the run in one instant."""
+
+    def __init__(self, actor: str, now: int, steps: int) -> None:
+        super().__init__(
+            f"watchdog: actor {actor!r} made no progress in virtual time: {steps} engine steps "
+            f"in a row at t={now} ns (a loop on delay(0) or sync() that never advances its clock?)"
+        )
+        self.actor = actor
+        self.now = now
+        self.steps = steps

@@ -246,6 +246,7 @@ class Recorder:
         self._filter = compile_event_filter(events)
         self.events_filter = None if events is None else events
         self._wanted: dict[str, bool] = {}
+        self._source: Any = None
         extra = list(extra_processors)
         self._log: Any = None
         if extra:
@@ -259,17 +260,25 @@ class Recorder:
                 wrapper_class=structlog.BoundLogger,
                 cache_logger_on_first_use=True,
             ).msg
+        if self._filter is None and self._log is None:
+            self.emit = self._emit_all  # type: ignore[method-assign]
 
     def bind_clock(
         self,
         clock: Callable[[], int],
         actor: Callable[[], str | None],
         frontier: Callable[[], int] | None = None,
+        source: Any = None,
     ) -> None:
         """Point the stamps at a source of virtual time and actor names; ``frontier`` returns a
-        time before which no more events can be emitted (lines older than it may be written)."""
+        time before which no more events can be emitted (lines older than it may be written).
+
+        ``source`` (the engine's :class:`~emulator.engine.sim.Sim`) lets the hot path read the
+        running actor (``source._current``: ``now`` and ``name``, or ``source._time`` outside
+        actors) directly instead of calling ``clock`` and ``actor``: the same stamps."""
         self.clock = clock
         self.actor = actor
+        self._source = source
         if frontier is not None:
             self.frontier = frontier
 
@@ -288,9 +297,22 @@ class Recorder:
         if self._log is not None:
             self._log(event, **fields)
             return
+        self._emit_all(event, **fields)
+
+    def _emit_all(self, event: str, **fields: Any) -> None:
+        # emit() without a filter or processors (installed as ``self.emit``): the hot path
         self.count = n = self.count + 1
+        src = self._source
+        if src is not None:
+            cur = src._current
+            if cur is not None:
+                entry = (cur.now, n, cur.name, event, fields)
+            else:
+                entry = (src._time, n, None, event, fields)
+        else:
+            entry = (self.clock(), n, self.actor(), event, fields)
         pending = self._pending
-        pending.append((self.clock(), n, self.actor(), event, fields))
+        pending.append(entry)
         if len(pending) >= self._sink._next_flush:
             self._sink.added()
 
@@ -344,6 +366,7 @@ class NullRecorder:
         clock: Callable[[], int],
         actor: Callable[[], str | None],
         frontier: Callable[[], int] | None = None,
+        source: Any = None,
     ) -> None:
         pass
 

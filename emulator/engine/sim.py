@@ -25,24 +25,47 @@ wake-up wins** (see :meth:`WaitQueue.wait`). Shared operations therefore happen 
 virtual-time order, and a run is a pure function of the program, its inputs and the strategy.
 
 The run ends when every actor has returned, when the next event lies beyond the deadline
-(``until``), or with :class:`DeadlockError` when actors are blocked and nothing is pending.
-An actor that raises ends the run with :class:`ActorCrashed` naming it and its virtual time.
+(``until``), or with :class:`DeadlockError` when actors are blocked and nothing is pending (or
+every non-daemon actor is blocked and some are in a lock cycle, whatever the daemons still
+have pending). An actor that raises ends the run with :class:`ActorCrashed` naming it and its
+virtual time; one that stops advancing its clock ends it with :class:`WatchdogError`.
+
+Drivers
+-------
+Two drivers run the same actors with the same heap, strategy and primitives, and give
+byte-identical results:
+
+* ``driver="fast"`` (the default): the actors are plain coroutines that the engine steps
+  itself (``coro.send``) inside the task that awaits :meth:`Sim.run`. Parking an actor is a
+  bare ``yield`` back to that loop, which then sends into the next actor. The loop checks in
+  with trio (``trio.lowlevel.checkpoint``) every :data:`CHECKIN_EVERY` steps, so cancellation,
+  timeouts around ``run()`` and Ctrl-C still reach the run.
+* ``driver="trio"`` (the reference): one trio task per actor, handed over with
+  ``trio.lowlevel.reschedule`` / ``wait_task_rescheduled``.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import attrs
 import trio
 
-from emulator.engine.errors import ActorCrashed, DeadlockError, PrimitiveMisuse, ReplayDivergence
+from emulator.engine.deadlock import describe_wait, lock_cycles, stuck_on_locks
+from emulator.engine.errors import (
+    ActorCrashed,
+    DeadlockError,
+    PrimitiveMisuse,
+    ReplayDivergence,
+    WatchdogError,
+)
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.engine.strategy import Decision, Fifo, Strategy, make_strategy
 
-__all__ = ["Actor", "RunResult", "Sim"]
+__all__ = ["CHECKIN_EVERY", "DRIVERS", "WATCHDOG_STEPS", "Actor", "RunResult", "Sim"]
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop
@@ -54,7 +77,34 @@ _checkpoint = trio.lowlevel.checkpoint
 #: how many fast-path synchronisations (no task switch) between check-ins with trio, so that
 #: cancellation and Ctrl-C are seen even when one actor runs ahead for a long time
 CHECKIN_EVERY = 4096
+#: the virtual-time watchdog: an actor that calls :meth:`Sim.delay` or :meth:`Sim.sync` this many
+#: times in a row without its clock advancing raises :class:`WatchdogError`
+WATCHDOG_STEPS = 1_000_000
+#: the engine drivers (see the module docstring), and the one a ``Sim`` uses by default
+DRIVERS = ("fast", "trio")
+DEFAULT_DRIVER = "fast"
 _NEVER = 1 << 126
+_CHECKIN = object()  # what an actor yields to the fast driver to let it check in with trio
+
+
+@types.coroutine
+def _fast_park() -> Generator[None, None, None]:
+    """Park the current actor under the fast driver: back to the loop in :meth:`Sim._run_fast`,
+    which has already been told (``sim._current``) whom to run next."""
+    yield None
+
+
+@types.coroutine
+def _fast_checkin() -> Generator[object, None, None]:
+    """Under the fast driver: let the loop check in with trio, then continue the same actor."""
+    yield _CHECKIN
+
+
+def _reraise(exc: BaseException) -> Generator[None, None, None]:
+    """Stands in for a crashed actor's coroutine while its crash waits for its instant."""
+    raise exc
+    yield  # pragma: no cover  (makes this a generator)
+
 
 # actor states
 READY, RUNNING, BLOCKED, DONE, CRASHED = "ready", "running", "blocked", "done", "crashed"
@@ -71,6 +121,8 @@ class Actor:
     __slots__ = (
         "blocked_on",
         "blocked_since",
+        "coro",
+        "crash",
         "daemon",
         "data",
         "id",
@@ -78,8 +130,11 @@ class Actor:
         "now",
         "sleep_ns",
         "spin_ns",
+        "stall_key",
+        "stall_n",
         "state",
         "task",
+        "timed",
         "woken",
     )
 
@@ -96,6 +151,14 @@ class Actor:
         self.woken = False
         self.spin_ns = 0
         self.sleep_ns = 0
+        #: blocked with a timer pending (a wait queue timeout): it has a wake-up coming
+        self.timed = False
+        #: the fast driver's coroutine, and the exception of a crash waiting for its instant
+        self.coro: Any = None
+        self.crash: BaseException | None = None
+        #: the watchdog: ``2 * clock`` at the last engine step and the steps made at it
+        self.stall_key = -1
+        self.stall_n = 0
 
     def __repr__(self) -> str:
         return f"<Actor {self.name} t={self.now} {self.state}>"
@@ -118,6 +181,13 @@ class Sim:
     Build it, add actors with :meth:`spawn`, then ``await sim.run(until=ns)`` inside trio.
     Actors block only on engine primitives: :meth:`delay`, :meth:`preempt`, :meth:`sync`,
     ``SpinLock.acquire``, ``WaitQueue.wait``, ``Completion.wait``.
+
+    ``driver`` is ``"fast"`` (the engine steps the actors' coroutines itself, the default) or
+    ``"trio"`` (one trio task per actor, the reference); both give the same results.
+    ``watchdog_steps`` bounds how many engine steps in a row an actor may make without its
+    clock advancing (0 disables the watchdog). With ``stop_on_lock_cycle`` the run stops with
+    :class:`DeadlockError` as soon as a wait-for cycle on locks forms, even while other actors
+    could go on running (by default only once no non-daemon actor can run).
     """
 
     def __init__(
@@ -127,11 +197,22 @@ class Sim:
         recorder: Recorder | NullRecorder = NULL_RECORDER,
         quantum_ns: int = 0,
         strict: bool = False,
+        driver: str | None = None,
+        watchdog_steps: int = WATCHDOG_STEPS,
+        stop_on_lock_cycle: bool = False,
     ) -> None:
+        if driver is None:
+            driver = DEFAULT_DRIVER
+        if driver not in DRIVERS:
+            raise PrimitiveMisuse(f"driver {driver!r}: expected one of {', '.join(DRIVERS)}")
+        if not isinstance(watchdog_steps, int) or watchdog_steps < 0:
+            raise PrimitiveMisuse(
+                f"watchdog_steps must be a non-negative int (0 = off), got {watchdog_steps!r}"
+            )
         self.strategy: Strategy = make_strategy(strategy, seed)
         self.seed = seed
         self.recorder = recorder
-        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier)
+        recorder.bind_clock(lambda: self.now, self._current_name, self._frontier, self)
         self.decisions: list[Decision] = []
         self.actors: list[Actor] = []
         self._heap: list[tuple[int, int, Any]] = []
@@ -139,6 +220,7 @@ class Sim:
         self._current: Actor | None = None
         self._time = 0  # virtual time of the last dispatch (what outsiders see as "now")
         self._until_key = _NEVER
+        self._until = _NEVER
         self._nursery: trio.Nursery | None = None
         self._main: trio.lowlevel.Task | None = None
         self._main_parked = False
@@ -147,6 +229,20 @@ class Sim:
         self._running = False
         self._checkin = CHECKIN_EVERY
         self._delays = self.strategy.delays
+        self._fifo = isinstance(self.strategy, Fifo)
+        #: non-daemon actors that are running, ready, or blocked with a timer pending: when it
+        #: drops to 0 with some of them blocked, the engine looks for a lock cycle
+        self._live = 0
+        self.driver = driver
+        self._fast = driver == "fast"
+        if self._fast:
+            self._park: Callable[[], Awaitable[Any]] = _fast_park
+            self._checkpoint: Callable[[], Awaitable[Any]] = _fast_checkin
+        else:
+            self._park = self._trio_park
+            self._checkpoint = _checkpoint
+        self.watchdog_steps = watchdog_steps or _NEVER
+        self.stop_on_lock_cycle = stop_on_lock_cycle
         # Set when trio cancels a parked engine task (the run is being cancelled from outside,
         # or an actor crashed): that task has already been rescheduled by trio, so the engine
         # must never reschedule it again (trio would fail an internal assertion).
@@ -191,6 +287,9 @@ class Sim:
         self._main_parked = False
         return trio.lowlevel.Abort.SUCCEEDED
 
+    def _trio_park(self) -> Awaitable[Any]:
+        return _wait_rescheduled(self._abort_fn)
+
     def _frontier(self) -> int:
         """A virtual time before which no more events can be emitted (for the recorder): the
         running actor's clock and every heap entry (ready actors, timers) are at or after it,
@@ -222,7 +321,9 @@ class Sim:
         """Add an actor that will run ``await fn(*args)`` from virtual time ``start``.
 
         Before :meth:`run` only; during a run use :meth:`start_actor`. A ``daemon`` actor
-        (kswapd, kcompactd) blocked forever does not count towards a deadlock.
+        (the sampler, kswapd, kcompactd) does not keep a deadlock hidden: the run stops with
+        :class:`DeadlockError` when every non-daemon actor is blocked and nothing can wake them
+        (see :meth:`_check_stuck`), whatever the daemons still have pending.
         """
         if self._running:
             raise PrimitiveMisuse(f"spawn({name!r}) during a run: use 'await sim.start_actor(...)'")
@@ -250,11 +351,24 @@ class Sim:
     ) -> Actor:
         """Start a new actor during the run, at the calling actor's virtual time."""
         me = self.current
-        assert self._nursery is not None
         actor = Actor(len(self.actors), name, me.now, daemon, data)
         self.actors.append(actor)
-        await self._nursery.start(self._actor_main, actor, fn, args)
+        if self._fast:
+            self._start_coro(actor, fn, args)
+        else:
+            assert self._nursery is not None
+            await self._nursery.start(self._actor_main, actor, fn, args)
+        if not daemon:
+            self._live += 1
         return actor
+
+    def _start_coro(self, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
+        """The fast driver's start of an actor: its coroutine, ready at its start time."""
+        coro = fn(*args)
+        if not isinstance(coro, Coroutine):
+            coro = _await(coro)
+        actor.coro = coro
+        self._push(actor)
 
     async def _actor_main(
         self,
@@ -263,6 +377,7 @@ class Sim:
         args: tuple,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """The trio driver's task of one actor."""
         actor.task = trio.lowlevel.current_task()
         self._push(actor)
         task_status.started()
@@ -286,15 +401,33 @@ class Sim:
                 # is bounded by how far that actor had run ahead.
                 self._push(actor)
                 await self._switch_from(actor)
-            actor.state = CRASHED
-            if isinstance(exc, KeyboardInterrupt):
+            err = self._crashed(actor, exc)
+            if err is exc:
                 raise
-            raise ActorCrashed(actor.name, actor.now, exc) from exc
+            raise err from exc
+        was_current = self._current is actor
+        self._returned(actor)
+        if was_current:
+            self._dispatch()
+
+    def _crashed(self, actor: Actor, exc: BaseException) -> BaseException:
+        """What the run raises for ``actor``'s crash (at its instant: the run stops there)."""
+        actor.state = CRASHED
+        if self._current is actor:
+            self._time = actor.now
+        if isinstance(exc, (KeyboardInterrupt, WatchdogError)):
+            return exc
+        return ActorCrashed(actor.name, actor.now, exc)
+
+    def _returned(self, actor: Actor) -> None:
         actor.state = DONE
         if self._current is actor:
             self._time = actor.now
             self._current = None
-            self._dispatch()
+        if not actor.daemon:
+            self._live -= 1
+            if self._live == 0:
+                self._check_stuck(actor.now)
 
     # -- the scheduler ----------------------------------------------------------------------
 
@@ -314,6 +447,10 @@ class Sim:
         if at > actor.now:
             actor.now = at
         actor.blocked_on = None
+        if actor.timed:
+            actor.timed = False
+        elif not actor.daemon:
+            self._live += 1
         self._push(actor)
 
     def _pop_next(self) -> Actor | None:
@@ -334,6 +471,7 @@ class Sim:
                 timer.active = False
                 actor = timer.actor
                 actor.now = key >> 1
+                actor.timed = False
                 timer.on_timeout()
                 return actor
             if heap and heap[0][0] == key:
@@ -343,6 +481,21 @@ class Sim:
 
     def _choose(self, first: tuple[int, int, Any], key: int) -> Actor:
         heap = self._heap
+        if self._fifo:
+            # FIFO picks the first arrival, which is the entry already popped: leave the other
+            # tied entries where they are and only count them for the decision record (equal
+            # keys at the top of a heap form a subtree under the root)
+            n = 1
+            stack = [0]
+            size = len(heap)
+            while stack:
+                i = stack.pop()
+                if i < size and heap[i][0] == key:
+                    n += 1
+                    stack.append(2 * i + 1)
+                    stack.append(2 * i + 2)
+            self.decisions.append((n, 0))
+            return first[2]
         tied = [first]
         while heap and heap[0][0] == key:
             tied.append(_heappop(heap))
@@ -357,6 +510,10 @@ class Sim:
     def _dispatch(self) -> None:
         """The current actor has parked or ended: run the next one, or end the run."""
         if self._cancelled:
+            return
+        if self._end is not None:
+            self._current = None
+            self._wake_main()
             return
         nxt = self._pop_next()
         if nxt is None:
@@ -374,6 +531,12 @@ class Sim:
                 f"actor {me.name!r}: an engine task was cancelled by a trio cancel scope inside "
                 "the run; actors must not wrap engine primitives in trio timeouts"
             )
+        if self._end is not None:
+            # the run was stopped at this step (a deadlock found by _check_stuck)
+            self._current = None
+            self._wake_main()
+            await self._park()
+            return
         nxt = self._pop_next()
         if nxt is me:
             me.state = RUNNING
@@ -384,15 +547,21 @@ class Sim:
             self._finish()
         else:
             self._hand_over(nxt)
-        await _wait_rescheduled(self._abort_fn)
+        await self._park()
 
     def _hand_over(self, nxt: Actor) -> None:
-        """Make ``nxt`` the running actor and wake its task (the caller then parks)."""
+        """Make ``nxt`` the running actor (trio driver: wake its task; the caller then parks)."""
         self._current = nxt
         self._time = nxt.now
         nxt.state = RUNNING
         self.switches += 1
-        _reschedule(nxt.task)  # type: ignore[arg-type]  # every actor has its task
+        if not self._fast:
+            _reschedule(nxt.task)  # type: ignore[arg-type]  # every trio actor has its task
+
+    def _wake_main(self) -> None:
+        if self._main_parked and not self._cancelled:
+            self._main_parked = False
+            _reschedule(self._main)  # type: ignore[arg-type]  # set while parked
 
     def _finish(self) -> None:
         if self._end is not None:
@@ -411,17 +580,48 @@ class Sim:
                 for a in self.actors
                 if a.state == BLOCKED and not a.daemon
             }
-            self._end = ("deadlock", waiting) if waiting else ("done", None)
-        if self._main_parked and not self._cancelled:
-            self._main_parked = False
-            _reschedule(self._main)  # type: ignore[arg-type]  # set while parked
+            self._end = ("deadlock", (waiting, self._first_cycle())) if waiting else ("done", None)
+        self._wake_main()
+
+    def _check_stuck(self, now: int) -> None:
+        """No non-daemon actor can run or has a timer: if some are blocked on locks that only
+        blocked actors can release (a lock cycle, or a lock left held by an actor that
+        returned), nothing can ever wake them, whatever the daemons do: stop the run now with
+        a deadlock. Actors blocked on wait queues or completions are left to the daemons, which
+        may wake them; the run then ends at its deadline, or here once nothing is pending."""
+        if self._end is not None:
+            return
+        if stuck_on_locks(self.actors):
+            self._stop_deadlocked(now)
+
+    def _stop_deadlocked(self, now: int) -> None:
+        """End the run at ``now`` with a deadlock (the current actor then parks for good)."""
+        waiting = {
+            a.name: self._describe_wait(a)
+            for a in self.actors
+            if a.state == BLOCKED and not a.daemon
+        }
+        self._time = now
+        self._end = ("deadlock", (waiting, self._first_cycle()))
+
+    def _first_cycle(self) -> list[str]:
+        cycles = lock_cycles(self.actors)
+        return [a.name for a in cycles[0]] if cycles else []
 
     def _describe_wait(self, actor: Actor) -> str:
-        what = actor.blocked_on
-        desc = what.describe_wait(actor) if hasattr(what, "describe_wait") else repr(what)
-        return f"{desc} since t={actor.blocked_since} ns"
+        return describe_wait(actor)
+
+    def lock_cycles(self) -> dict[str, str]:
+        """Actors in a wait-for cycle on locks (each waits for a lock held by the next), with
+        what each waits on: the engine's view of a lock deadlock, for reports."""
+        return {a.name: self._describe_wait(a) for cycle in lock_cycles(self.actors) for a in cycle}
 
     # -- primitives for actors --------------------------------------------------------------
+
+    def _stalled(self, me: Actor) -> None:
+        me.stall_n += 1
+        if me.stall_n >= self.watchdog_steps:
+            raise WatchdogError(me.name, me.now, me.stall_n)
 
     async def sync(self) -> None:
         """Wait until no other actor can act at an earlier virtual time.
@@ -436,16 +636,21 @@ class Sim:
             raise PrimitiveMisuse("sync() outside an actor")
         self.syncs += 1
         key = me.now << 1
+        if key == me.stall_key:
+            self._stalled(me)
+        else:
+            me.stall_key = key
+            me.stall_n = 0
         heap = self._heap
         if (not heap or key < heap[0][0] + self._qkey) and key <= self._until_key:
             self._checkin -= 1
             if self._checkin <= 0:
                 self._checkin = CHECKIN_EVERY
-                await _checkpoint()
+                await self._checkpoint()
             return
         self._seq += 1
         entry = (key, self._seq, me)
-        top = heap[0][0]
+        top = heap[0][0] if heap else _NEVER
         if top < key and not top & 1 and top <= self._until_key and not self._cancelled:
             # the common switch: a plain earlier actor runs next. One heappushpop instead of a
             # push and a pop; a tie among the others at its instant goes the general way.
@@ -453,7 +658,7 @@ class Sim:
             if heap[0][0] != top:
                 me.state = READY
                 self._hand_over(first[2])
-                await _wait_rescheduled(self._abort_fn)
+                await self._park()
                 return
             _heappush(heap, first)
         else:
@@ -483,6 +688,25 @@ class Sim:
                 f"or timer at t={self._heap[0][0] >> 1} ns has not acted yet"
             )
 
+    def sleep_through(self, at: int) -> bool:
+        """For a wait primitive that has just synchronised: if nothing (no actor, no live
+        timer) is pending at or before virtual time ``at``, nobody can act before then, so
+        a wait with its timeout at ``at`` would time out with nothing else happening. Then
+        advance the caller's clock to ``at`` and return True: the cheap "wait until ``at``
+        unless woken" of an idle CPU, without a timer, a block or a switch. Same outcome as
+        the full wait (the timer would have been the next entry of the heap)."""
+        heap = self._heap
+        while heap and heap[0][0] & 1 and not heap[0][2].active:
+            _heappop(heap)  # a timer whose waiter was woken: it orders nothing
+        key = (at << 1) | 1
+        if (heap and heap[0][0] <= key) or key > self._until_key:
+            return False
+        me = self._current
+        assert me is not None
+        me.now = at
+        self._time = at
+        return True
+
     async def delay(self, ns: int) -> None:
         """Spend ``ns`` of the current actor's time on its own work (no shared state touched).
 
@@ -492,19 +716,29 @@ class Sim:
         me = self._current
         if me is None:
             raise PrimitiveMisuse("delay() outside an actor")
-        if ns.__class__ is not int or ns < 0:  # type first: None/str must not TypeError
-            raise PrimitiveMisuse(
-                f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
-            )
-        me.now += ns
-        if (me.now << 1) > self._until_key:
+        if ns.__class__ is not int or ns <= 0:  # type first: None/str must not TypeError
+            if ns.__class__ is not int or ns < 0:
+                raise PrimitiveMisuse(
+                    f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: "
+                    "need a non-negative int of ns"
+                )
+            key = me.now << 1  # delay(0): no progress, for the watchdog
+            if key == me.stall_key:
+                self._stalled(me)
+            else:
+                me.stall_key = key
+                me.stall_n = 0
+            return
+        now = me.now + ns
+        me.now = now
+        if now > self._until:
             await self.sync()
             return
         # an actor doing only delays never syncs: check in with trio now and then anyway
         self._checkin -= 1
         if self._checkin <= 0:
             self._checkin = CHECKIN_EVERY
-            await _checkpoint()
+            await self._checkpoint()
 
     async def preempt(self, point: str) -> None:
         """A named preemption point: a place where the kernel has an unlocked window.
@@ -522,12 +756,20 @@ class Sim:
         await self.sync()
 
     async def block(self, on: Any) -> None:
-        """Park the current actor until a primitive calls :meth:`make_ready` (engine use)."""
+        """Park the current actor until a primitive calls :meth:`make_ready` (engine use).
+
+        Set ``actor.timed`` first when a timer will wake it (a wait with a timeout)."""
         me = self._current
         assert me is not None
         me.state = BLOCKED
         me.blocked_on = on
         me.blocked_since = me.now
+        if not me.timed and not me.daemon:
+            self._live -= 1
+            if self._live == 0:
+                self._check_stuck(me.now)
+        if self.stop_on_lock_cycle and self._end is None and _closes_cycle(me, on):
+            self._stop_deadlocked(me.now)
         await self._switch_from(me)
 
     # -- running ----------------------------------------------------------------------------
@@ -536,7 +778,9 @@ class Sim:
         """Run every spawned actor until all return or virtual time passes ``until`` (ns).
 
         Events at exactly ``until`` still happen. Raises :class:`ActorCrashed` if an actor
-        raised and :class:`DeadlockError` if the run deadlocked.
+        raised, :class:`WatchdogError` if one stopped advancing its clock, and
+        :class:`DeadlockError` if the run deadlocked. However the run stops, the recorder
+        keeps no event later than the instant it stopped at (``sim.now`` afterwards).
         """
         if self._running:
             raise PrimitiveMisuse("Sim.run() is already running")
@@ -558,32 +802,136 @@ class Sim:
             self._cancelled = False
             self._main_parked = False
         self._until_key = _NEVER if until is None else (until << 1) | 1
+        self._until = _NEVER if until is None else until
         self._running = True
         self._main = trio.lowlevel.current_task()
+        self._live = sum(1 for a, _, _ in self._pending if not a.daemon)
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                pending, self._pending = self._pending, []
-                for actor, fn, args in pending:
-                    await nursery.start(self._actor_main, actor, fn, args)
-                self._dispatch()
-                if self._end is None:
-                    self._main_parked = True
-                    await _wait_rescheduled(self._abort_main)
-                nursery.cancel_scope.cancel()
+            if self._fast:
+                await self._run_fast()
+            else:
+                await self._run_trio()
         except BaseExceptionGroup as group:
             exc = _single(group)
             # keep ActorCrashed.__cause__ (the actor's own exception); drop the group context
             raise exc from exc.__cause__
         finally:
+            if self._end is None:
+                # stopped by a crash, Ctrl-C or a cancellation: at the processing frontier
+                # (the crash's instant for a crash); nothing later is kept
+                self._time = self._frontier()
             self._running = False
             self._current = None
-            self.recorder.close()
+            self.recorder.close(until=self._time)
         assert self._end is not None
         reason, info = self._end
         if reason == "deadlock":
-            raise DeadlockError(self._time, info)
+            waiting, cycle = info
+            raise DeadlockError(self._time, waiting, cycle)
         return RunResult(reason, self._time, tuple(self.decisions), self.switches, self.syncs)
+
+    async def _run_trio(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            pending, self._pending = self._pending, []
+            for actor, fn, args in pending:
+                await nursery.start(self._actor_main, actor, fn, args)
+            self._dispatch()
+            if self._end is None:
+                self._main_parked = True
+                await _wait_rescheduled(self._abort_main)
+            nursery.cancel_scope.cancel()
+
+    async def _run_fast(self) -> None:
+        """The fast driver: step the current actor's coroutine until it parks (it has then set
+        ``_current`` to its successor) or returns, checking in with trio now and then."""
+        pending, self._pending = self._pending, []
+        for actor, fn, args in pending:
+            self._start_coro(actor, fn, args)
+        try:
+            self._dispatch()
+            left = CHECKIN_EVERY
+            while True:
+                cur = self._current
+                if cur is None:
+                    break
+                try:
+                    v = cur.coro.send(None)
+                except StopIteration:
+                    self._returned(cur)
+                    self._dispatch()
+                    continue
+                except BaseException as exc:
+                    self._fast_crash(cur, exc)
+                    continue
+                left -= 1
+                if v is not None:
+                    if v is not _CHECKIN:
+                        self._foreign_await(cur, v)
+                        continue
+                    left = 0
+                if left <= 0:
+                    left = CHECKIN_EVERY
+                    await _checkpoint()
+        finally:
+            for a in self.actors:
+                coro = a.coro
+                if coro is not None and a.state not in (DONE, CRASHED):
+                    a.coro = None
+                    try:
+                        coro.close()
+                    except KeyboardInterrupt:
+                        raise
+                    except BaseException:
+                        pass  # an actor's clean-up cannot act any more: the run is over
+
+    def _fast_crash(self, actor: Actor, exc: BaseException) -> None:
+        """An actor raised under the fast driver: order the crash at its instant (as the trio
+        driver does), then raise what :meth:`run` reports."""
+        if actor.crash is None and not isinstance(exc, ReplayDivergence):
+            actor.crash = exc
+            actor.coro = _reraise(exc)
+            self._push(actor)
+            self._current = None
+            nxt = self._pop_next()
+            if nxt is not None:
+                self._hand_over(nxt)
+                return
+        exc = actor.crash or exc
+        actor.coro = None
+        err = self._crashed(actor, exc)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    def _foreign_await(self, actor: Actor, value: Any) -> None:
+        """An actor awaited something that is not an engine primitive (e.g. ``trio.sleep``)."""
+        misuse = PrimitiveMisuse(
+            f"actor {actor.name!r} at t={actor.now} ns awaited {value!r}, which is not an engine "
+            "primitive: actors block only on sim.delay/sync/preempt, locks, wait queues and "
+            "completions"
+        )
+        try:
+            actor.coro.throw(misuse)
+        except BaseException as exc:
+            self._fast_crash(actor, exc)
+
+
+def _closes_cycle(me: Actor, lock: Any) -> bool:
+    """Whether ``me`` blocking on ``lock`` closes a wait-for cycle on locks (the holder chain
+    from ``lock`` leads back to ``me``)."""
+    holder = getattr(lock, "holder", None)
+    seen: list[Any] = []
+    while holder is not None and holder not in seen:
+        if holder is me:
+            return True
+        seen.append(holder)
+        holder = getattr(holder.blocked_on, "holder", None)
+    return False
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:
@@ -598,7 +946,7 @@ def _single(group: BaseExceptionGroup) -> BaseException:
             leaves.append(exc)
 
     walk(group)
-    for kind in (KeyboardInterrupt, ActorCrashed):
+    for kind in (KeyboardInterrupt, WatchdogError, ActorCrashed):
         for exc in leaves:
             if isinstance(exc, kind):
                 return exc

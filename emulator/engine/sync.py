@@ -328,10 +328,20 @@ class WaitQueue:
         await sim.sync()
         if until is not None and until():
             return True
-        w = _Wait(me, self)
-        self._waiters.append(w)
         if timeout_ns is not None:
+            if sim.sleep_through(me.now + timeout_ns):
+                # nobody can act before the timeout: it times out with nothing else happening
+                # (the cheap "wait until t unless woken" of an idle CPU)
+                me.sleep_ns += timeout_ns
+                me.woken = False
+                return False
+            w = _Wait(me, self)
+            self._waiters.append(w)
             sim.push_timer(me.now + timeout_ns, w)
+            me.timed = True
+        else:
+            w = _Wait(me, self)
+            self._waiters.append(w)
         await sim.block(self)
         return me.woken
 

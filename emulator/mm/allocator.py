@@ -66,7 +66,7 @@ from emulator.mm.snapshot import (
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.vmscan import Lruvec, zone_reclaimable_pages
+from emulator.mm.vmscan import NodeReclaim, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -76,6 +76,7 @@ from emulator.mm.zone import (
 if TYPE_CHECKING:
     from emulator.engine.recorder import NullRecorder, Recorder
     from emulator.mm.kswapd import Kthreads
+    from emulator.mm.lru import Lruvec
     from emulator.mm.machine import Machine
     from emulator.mm.memmap import Memmap
     from emulator.mm.page_alloc import Zone
@@ -124,11 +125,13 @@ class Cpu:
     """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
     ``machine.zones``), its zonelists and its allocation statistics."""
 
-    __slots__ = ("id", "node", "pcp", "stats", "zonelists")
+    __slots__ = ("id", "lru_add", "node", "pcp", "stats", "zonelists")
 
     def __init__(self, cpu_id: int, node: int) -> None:
         self.id = cpu_id
         self.node = node
+        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.lru)
+        self.lru_add: list[int] = []
         self.pcp: list[PerCpuPages] = []
         self.zonelists: list[list[Zone]] = []
         self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
@@ -163,6 +166,10 @@ class PageAllocator(PcpDrain):
         self.zones: list[Zone] = machine.populated_zones()
         for i, z in enumerate(self.zones):
             z.bind(sim, i)
+        #: every node's lruvec (indexed by node id), with its lru_lock bound to ``sim``
+        self.lruvecs: list[Lruvec] = [n.lruvec for n in machine.nodes]
+        for lv in self.lruvecs:
+            lv.bind(sim)
         self.nr_nodes: int = len(machine.nodes)
         self.cpus: list[Cpu] = []
         for node in range(self.nr_nodes):
@@ -200,11 +207,12 @@ class PageAllocator(PcpDrain):
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
         #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
         self.kthreads: Kthreads | None = None
-        #: the slow path's outcomes per order (mm/slowpath.py) and each node's LRU as
-        #: reclaim sees it (mm/vmscan.py)
+        #: the slow path's outcomes per order (mm/slowpath.py) and each node's reclaim state
+        #: over its lruvec (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
-        self.lruvecs = [
-            Lruvec(sim, n, [z for z in self.zones if z.node == n]) for n in range(self.nr_nodes)
+        self.reclaim: list[NodeReclaim] = [
+            NodeReclaim(self, self.lruvecs[n], [z for z in self.zones if z.node == n])
+            for n in range(self.nr_nodes)
         ]
 
     # -- set-up ------------------------------------------------------------------------------
@@ -670,9 +678,10 @@ class PageAllocator(PcpDrain):
         return out
 
     def check(self) -> None:
-        """Check every invariant of the machine and of the pcp layer (list links, entries,
-        counts, no stray PG_PCP pages), with the pcp pages accounted; raises
-        :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
-        from emulator.mm.invariants import check_machine, check_pcp_lists
+        """Check every invariant of the machine, of the pcp layer (list links, entries, counts,
+        no stray PG_PCP pages) with the pcp pages accounted, and of the LRU and the reverse map;
+        raises :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
+        from emulator.mm.invariants import check_lru, check_machine, check_pcp_lists
 
         check_machine(self.machine, check_pcp_lists(self))
+        check_lru(self)

@@ -19,8 +19,7 @@ other CPUs allocate, free and steal between units.
 
 Simplifications (see docs/model.md, "Compaction"): no cpusets or nodemasks (every zone of the
 zonelist is allowed); no fatal signals (never pending); ``need_resched()`` is never true (async
-direct compaction goes on to further zones); no CMA allocation or ``alloc_contig`` users; the
-per-CPU LRU batches (``lru_add_drain``) are not modelled.
+direct compaction goes on to further zones); no CMA allocation or ``alloc_contig`` users.
 """
 
 from __future__ import annotations
@@ -72,6 +71,7 @@ from emulator.mm.compaction_suitable import (
     should_proactive_compact_node,
 )
 from emulator.mm.gfp import __GFP_IO, GFP_KERNEL, gfp_migratetype
+from emulator.mm.lru import lru_add_drain, lru_add_drain_all
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
@@ -276,7 +276,8 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
             zone_end=end_pfn,
             sync=sync,
         )
-    # lru_add_drain(): the per-CPU LRU batches are not modelled (pages go to the LRU at once)
+    if cc.cpu is not None:
+        await lru_add_drain(pa, cc.cpu)  # this CPU's lru-add batch onto the LRU lists
 
     while True:
         ret = compact_finished(cc)
@@ -369,11 +370,12 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
 
 
 async def lru_add_drain_cpu_zone(cc: CompactControl) -> None:
-    """Models mm/swap.c: lru_add_drain_cpu_zone — ``drain_local_pages(zone)`` on the
-    compactor's CPU (the LRU batches are not modelled). Freed sources sitting on this CPU's
-    pcp lists reach the buddy allocator, merge, and may be captured."""
+    """Models mm/swap.c: lru_add_drain_cpu_zone — the compactor CPU's lru-add batch, then
+    ``drain_local_pages(zone)``: freed sources sitting on this CPU's pcp lists reach the buddy
+    allocator, merge, and may be captured."""
     if cc.cpu is not None:
         assert cc.pa is not None
+        await lru_add_drain(cc.pa, cc.cpu)
         await cc.pa.drain_pages_zone(cc.cpu, cc.zone)
 
 
@@ -517,8 +519,10 @@ async def compact_node(
 
 
 async def compact_nodes(pa: PageAllocator, cpu: Cpu | None = None) -> int:
-    """Models mm/compaction.c: compact_nodes — ``lru_add_drain_all()`` (nothing to drain: the
-    LRU batches are not modelled), then :func:`compact_node` for every online node."""
+    """Models mm/compaction.c: compact_nodes — ``lru_add_drain_all()`` (every CPU's lru-add
+    batch onto the LRU lists, done by the calling CPU), then :func:`compact_node` for every
+    online node."""
+    await lru_add_drain_all(pa, cpu if cpu is not None else pa.cpus[0])
     for nid in range(pa.nr_nodes):
         ret = await compact_node(pa, nid, False, cpu)
         if ret:

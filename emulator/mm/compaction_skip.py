@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from emulator.mm.memmap import PG_ALLOC, PG_BUDDY, PG_KIND_MASK, PG_TAIL
+from emulator.mm.memmap import PF_LRU, PG_ALLOC, PG_BUDDY, PG_KIND_MASK, PG_TAIL
 from emulator.mm.snapshot import (
     MIGRATE_MOVABLE,
     PAGE_ALLOC_COSTLY_ORDER,
@@ -50,7 +50,7 @@ def reset_cached_positions(zone: Zone) -> None:
 def _reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target: bool) -> bool:
     """Models mm/compaction.c: __reset_isolation_pfn — clear the block's skip bit if a sample
     of every 8th page finds an LRU page (source) or a free buddy (target)."""
-    from emulator.mm.isolate_migrate import page_lru_table, pageblock_skip_persistent
+    from emulator.mm.isolate_migrate import pageblock_skip_persistent
 
     mm = zone.memmap
     if not zone.spans(pfn) or pageblock_skip_persistent(mm, pfn):
@@ -62,7 +62,7 @@ def _reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target:
     start = max(_pageblock_start(pfn), zone.zone_start_pfn)
     end = min(_pageblock_start(pfn) + PAGEBLOCK_NR_PAGES, zone.zone_end_pfn)
     st = mm.state
-    lru = page_lru_table(zone)
+    fl = mm.pflags
     od = mm.order
     step = 1 << PAGE_ALLOC_COSTLY_ORDER
     for p in range(start, end, step):
@@ -71,7 +71,7 @@ def _reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target:
             head = p
             if s & PG_TAIL:
                 head = mm.block_head(p)
-            if lru[mm.owner[head]] and od[head] < PAGEBLOCK_ORDER:
+            if fl[head] & PF_LRU and od[head] < PAGEBLOCK_ORDER:
                 mm.pb_skip[pfn >> PAGEBLOCK_ORDER] = 0
                 return True
         if check_target and s == PG_BUDDY:

@@ -76,10 +76,15 @@ class Costs:
         150,
         "drain_pages_zone per remote CPU visited: pcp->lock line transfer, count check (estimate)",
     )
-
     lru_lock: int = _cost(
-        25, "spin_lock_irq + unlock on lruvec->lru_lock when uncontended (estimate, as zone_lock)"
+        25, "spin_lock_irqsave + unlock on lruvec->lru_lock when uncontended (estimate)"
     )
+    lru_op: int = _cost(
+        20,
+        "one folio added to or deleted from an LRU list under lru_lock (lruvec_add_folio / "
+        "lruvec_del_folio: list op, counter update, flag bits) (estimate)",
+    )
+
     lru_isolate: int = _cost(
         40,
         "isolate_lru_folios per page under lru_lock: folio_test_clear_lru, list_move, "

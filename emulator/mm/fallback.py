@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING
 
 from emulator.mm.alloc_flags import ALLOC_KSWAPD, ALLOC_NOFRAGMENT
 from emulator.mm.memmap import (
-    OWNER_FILE,
-    OWNER_MOVABLE,
-    OWNER_PINNED,
+    OWNER_ON_LRU,
     PG_ALLOC,
     PG_BUDDY,
     PG_KIND_MASK,
@@ -121,9 +119,10 @@ class FallbackMixin(ZoneBase):
         """Models mm/page_alloc.c: prep_move_freepages_block (with counting). Returns (ok, start,
         free, movable).
 
-        ``free`` counts pages in PageBuddy blocks, ``movable`` pages that are PageLRU (owner
-        movable or pinned; __PageMovable non-LRU pages are not modelled separately). Fails if the
-        pageblock straddles the zone's span.
+        ``free`` counts pages in PageBuddy blocks, ``movable`` pages that are PageLRU (an LRU
+        owner kind: anon, pinned, file, mlocked; a folio still in a CPU's lru-add batch counts
+        too; __PageMovable non-LRU pages are not modelled). Fails if the pageblock straddles the
+        zone's span.
         """
         start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
         end = start + PAGEBLOCK_NR_PAGES
@@ -133,6 +132,7 @@ class FallbackMixin(ZoneBase):
         st = mm.state
         od = mm.order
         ow = mm.owner
+        on_lru = OWNER_ON_LRU
         free = movable = 0
         p = start
         while p < end:
@@ -144,13 +144,11 @@ class FallbackMixin(ZoneBase):
                 continue
             if s == PG_ALLOC:
                 nr = min(1 << od[p], end - p)
-                o = ow[p]
-                if o in (OWNER_MOVABLE, OWNER_PINNED, OWNER_FILE):
+                if on_lru[ow[p]]:
                     movable += nr
                 p += nr
                 continue
-            o = ow[p]
-            if s & PG_KIND_MASK == PG_ALLOC and o in (OWNER_MOVABLE, OWNER_PINNED, OWNER_FILE):
+            if s & PG_KIND_MASK == PG_ALLOC and on_lru[ow[p]]:
                 movable += 1
             p += 1
         self.buddy_steps += 1

@@ -34,6 +34,18 @@ page allocator) and returns the pages it found on the lists, which is what ``che
 * ``pcp-count``: ``pcp->count`` equals the pages on its lists, and ``count``, ``free_count``
   and ``alloc_factor`` are in range;
 * ``pcp-stray``: every ``PG_PCP`` head in the zone is on some pcp list.
+
+:func:`check_lru` proves the LRU side (every node's ``lruvec``, the CPUs' lru-add batches and
+the reverse map):
+
+* ``lru-links`` / ``lru-entry``: every LRU list is well formed and holds allocated heads of its
+  node with ``PF_LRU`` and no batch or isolation flag, on the list ``folio_lru_list`` names;
+* ``lru-single-list``: no folio is on two lists, and every ``PF_LRU`` head is on one;
+* ``lru-count``: ``nr_inactive_anon`` ... and ``nr_zone_*`` equal the pages on the lists;
+* ``lru-batch``: the ``PF_LRU_BATCH`` heads are exactly the folios in the CPUs' batches;
+* ``lru-isolated``: ``nr_isolated_anon/file`` equal the pages of ``PF_ISOLATED`` folios;
+* ``lru-mlock``: ``nr_mlock`` equals the pages of unevictable mlocked folios per zone;
+* ``rmap``: ``Memmap.handle`` and ``Rmap.handle_pfn`` agree both ways.
 """
 
 from __future__ import annotations
@@ -63,6 +75,7 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from emulator.mm.allocator import PageAllocator
     from emulator.mm.machine import Machine
     from emulator.mm.page_alloc import Zone
 
@@ -339,6 +352,116 @@ def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
                 f"({len(heads)} PG_PCP heads, {len(on_lists)} blocks on the pcp lists)",
             )
     return pages
+
+
+def check_lru(allocator: PageAllocator) -> None:
+    """Check every LRU invariant of ``allocator`` (see the module docstring)."""
+    from emulator.mm.lru import NR_LRU_LISTS, folio_lru_list
+    from emulator.mm.memmap import (
+        OWNER_FILE,
+        OWNER_MLOCKED,
+        PF_ISOLATED,
+        PF_LRU,
+        PF_LRU_BATCH,
+        PF_UNEVICTABLE,
+    )
+
+    mm = allocator.memmap
+    st, od, nxt, prv, fl = mm.state, mm.order, mm.nxt, mm.prv, mm.pflags
+    limit = mm.end_pfn
+    seen: set[int] = set()
+    for lv in allocator.lruvecs:
+        zone_pages = [[0] * NR_LRU_LISTS for _ in lv.nr_zone_pages]
+        for lst in range(NR_LRU_LISTS):
+            head = lv.lists + lst
+            where = f"node {lv.nid} LRU list {lst}"
+            p, pages = head, 0
+            while True:
+                q = nxt[p]
+                if prv[q] != p:
+                    raise InvariantViolation("lru-links", None, -1, f"{where} is broken")
+                if q == head:
+                    break
+                p = q
+                if p >= limit or len(seen) > limit:
+                    raise InvariantViolation("lru-links", None, -1, f"{where} loops or strays")
+                zone = allocator.zone_of(p)
+                bad = (
+                    st[p] != PG_ALLOC
+                    or fl[p] & (PF_LRU | PF_LRU_BATCH | PF_ISOLATED) != PF_LRU
+                    or folio_lru_list(mm, p) != lst
+                    or zone.node != lv.nid
+                )
+                if bad:
+                    raise InvariantViolation(
+                        "lru-entry",
+                        zone,
+                        p,
+                        f"on {where}: a {_kind(st[p])} page, flags {fl[p]:#x}, owner "
+                        f"{mm.owner[p]}, belongs on list {folio_lru_list(mm, p)}",
+                    )
+                if p in seen:
+                    raise InvariantViolation("lru-single-list", zone, p, f"twice, on {where}")
+                seen.add(p)
+                pages += 1 << od[p]
+                zone_pages[zone.zone_idx][lst] += 1 << od[p]
+            if pages != lv.nr_pages[lst]:
+                raise InvariantViolation(
+                    "lru-count", None, -1, f"{where}: counter {lv.nr_pages[lst]}, lists {pages}"
+                )
+        if zone_pages != lv.nr_zone_pages:
+            raise InvariantViolation(
+                "lru-count", None, -1, f"node {lv.nid}: nr_zone_* {lv.nr_zone_pages} != lists"
+            )
+    flags = np.frombuffer(fl, dtype=np.uint8)
+    state = np.frombuffer(st, dtype=np.uint8)
+    orders = np.frombuffer(od, dtype=np.uint8).astype(np.int64)
+    owner = np.frombuffer(mm.owner, dtype=np.uint8)
+    if int(np.count_nonzero(flags & PF_LRU)) != len(seen):
+        stray = next(int(p) for p in np.flatnonzero(flags & PF_LRU) if int(p) not in seen)
+        raise InvariantViolation("lru-single-list", None, stray, "PF_LRU head on no LRU list")
+    batched = sorted(p for c in allocator.cpus for p in c.lru_add)
+    if np.flatnonzero(flags & PF_LRU_BATCH).tolist() != batched:
+        raise InvariantViolation("lru-batch", None, -1, "PF_LRU_BATCH heads != batch contents")
+    starts = np.array([z.zone_start_pfn for z in allocator.zones], dtype=np.int64)
+    for lv in allocator.lruvecs:
+        iso = np.flatnonzero(flags & PF_ISOLATED)
+        iso = iso[[allocator.zone_of(int(p)).node == lv.nid for p in iso]]
+        file = owner[iso] == OWNER_FILE
+        got = (int((1 << orders[iso[~file]]).sum()), int((1 << orders[iso[file]]).sum()))
+        if got != (lv.nr_isolated_anon, lv.nr_isolated_file):
+            raise InvariantViolation(
+                "lru-isolated",
+                None,
+                -1,
+                f"node {lv.nid}: nr_isolated_anon/file {lv.nr_isolated_anon}/"
+                f"{lv.nr_isolated_file}, isolated folios hold {got[0]}/{got[1]} pages",
+            )
+    mlocked = np.flatnonzero(
+        (flags & PF_UNEVICTABLE).astype(bool) & (owner == OWNER_MLOCKED) & (state == PG_ALLOC)
+    )
+    gidx = np.searchsorted(starts, mlocked, side="right") - 1
+    for i, z in enumerate(allocator.zones):
+        n = int((1 << orders[mlocked[gidx == i]]).sum())
+        if n != allocator.lruvecs[z.node].nr_mlock[z.zone_idx]:
+            raise InvariantViolation(
+                "lru-mlock",
+                z,
+                -1,
+                f"nr_mlock {allocator.lruvecs[z.node].nr_mlock[z.zone_idx]}"
+                f" but mlocked folios hold {n} pages",
+            )
+    rmap = allocator.machine.rmap
+    handle = np.frombuffer(mm.handle, dtype=np.int32)
+    held = np.flatnonzero(handle >= 0)
+    hpfn = np.frombuffer(rmap.handle_pfn, dtype=np.int32)
+    if held.size and (hpfn[handle[held]] != held).any():
+        p = int(held[np.flatnonzero(hpfn[handle[held]] != held)[0]])
+        raise InvariantViolation("rmap", None, p, f"handle {handle[p]} holds {hpfn[handle[p]]}")
+    live = np.flatnonzero(hpfn >= 0)
+    if live.size and (handle[hpfn[live]] != live).any():
+        h = int(live[np.flatnonzero(handle[hpfn[live]] != live)[0]])
+        raise InvariantViolation("rmap", None, int(hpfn[h]), f"handle {h} not on its page")
 
 
 def _kind(state: int) -> str:

@@ -3,13 +3,14 @@ isolate_migratepages_block, fast_find_migrateblock, suitable_migration_source,
 pageblock_skip_persistent, too_many_isolated, test_and_set_skip, update_cached_migrate, and
 mm/migrate.c: putback_movable_pages.
 
-Who may be isolated is a property of the page's owner kind (``memmap.owner``), read through two
-256-entry tables: :func:`page_lru_table` (``PageLRU``) and :func:`isolatable_table` (passes
-every check of ``isolate_migratepages_block`` after PageLRU: pinned anonymous pages fail the
-``refcount - 1 > mapcount`` test, unevictable (mlocked) pages need ``ISOLATE_UNEVICTABLE`` i.e.
-``vm.compact_unevictable_allowed``, file pages need ``__GFP_FS``). An isolated page keeps its
-owner kind with :data:`OWNER_ISOLATED` or-ed in (``folio_test_clear_lru`` cleared its LRU
-flag): it stays allocated, another scanner skips it, its holder may still free it.
+Who may be isolated: a folio on an LRU list (``PF_LRU`` in ``memmap.pflags``: not in a CPU's
+lru-add batch, not isolated already) that passes every later check of
+``isolate_migratepages_block``: long-term pinned anonymous folios fail the ``refcount - 1 >
+mapcount`` test, unevictable (mlocked, ``PF_UNEVICTABLE``) ones need ``ISOLATE_UNEVICTABLE``
+i.e. ``vm.compact_unevictable_allowed``, file folios need ``__GFP_FS`` (the owner-kind table
+:func:`isolatable_table`). Isolation is :func:`emulator.mm.lru.folio_isolate_lru_locked` under
+the node's ``lru_lock`` (off the list, ``PF_ISOLATED``, ``nr_isolated_anon/file``); the folio
+stays allocated and its holder may still let go of it (then the putback frees it).
 
 Time: the scan proceeds in units of ``COMPACT_CLUSTER_MAX`` (32) pfns, the kernel's lock-drop
 granularity. A unit's pages are classified with one numpy pass; its isolations happen at the
@@ -25,16 +26,32 @@ memcg).
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emulator.engine import SpinLock
-from emulator.mm import memmap as _memmap
 from emulator.mm.compaction_control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
 from emulator.mm.gfp import __GFP_FS
-from emulator.mm.memmap import OWNER_MOVABLE, OWNER_PINNED, PG_ALLOC, Memmap
+from emulator.mm.lru import (
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    folio_isolate_lru_locked,
+    lruvec_add_folio,
+    putback_lru_page,
+)
+from emulator.mm.memmap import (
+    OWNER_FILE,
+    OWNER_ON_LRU,
+    OWNER_PINNED,
+    PF_ISOLATED,
+    PF_LRU,
+    PF_UNEVICTABLE,
+    PG_ALLOC,
+    Memmap,
+)
+from emulator.mm.rmap import NO_HANDLE
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
@@ -44,22 +61,21 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import PageAllocator
+    from emulator.engine import SpinLock
+    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import CompactControl
-    from emulator.mm.page_alloc import Zone
 
 __all__ = [
     "ISOLATE_ABORT",
     "ISOLATE_NONE",
     "ISOLATE_SUCCESS",
-    "OWNER_ISOLATED",
     "isolatable_table",
     "isolate_migratepages",
     "isolate_migratepages_block",
     "lru_lock",
     "node_isolated",
-    "page_lru_table",
     "pageblock_skip_persistent",
+    "putback_folios",
     "putback_movable_pages",
     "too_many_isolated",
 ]
@@ -69,16 +85,8 @@ ISOLATE_ABORT = 0
 ISOLATE_NONE = 1
 ISOLATE_SUCCESS = 2
 
-#: or-ed into ``memmap.owner`` of an isolated page (off the LRU, on a migratepages list)
-OWNER_ISOLATED = 0x80
-#: the owner kinds on an LRU list (PageLRU) and which of them pass isolation's checks
-_LRU_OWNERS = {OWNER_MOVABLE, OWNER_PINNED}
-for _name in ("OWNER_ANON", "OWNER_FILE", "OWNER_MLOCKED"):
-    if hasattr(_memmap, _name):
-        _LRU_OWNERS.add(getattr(_memmap, _name))
-_UNEVICTABLE = {getattr(_memmap, "OWNER_MLOCKED", -1)}
-_FILE = {getattr(_memmap, "OWNER_FILE", -1)}
-_NEVER = {OWNER_PINNED}
+_FILE = OWNER_FILE
+_NEVER = OWNER_PINNED
 
 #: reclaim_throttle(pgdat, VMSCAN_THROTTLE_ISOLATED) timeout: HZ/50 (vmscan.c:568)
 ISOLATED_THROTTLE_NS = 20_000_000
@@ -88,27 +96,18 @@ _ULONG_MAX = (1 << 64) - 1
 _TABLES: dict[tuple[bool, bool], np.ndarray] = {}
 
 
-def page_lru_table(zone: Zone | None = None) -> np.ndarray:
-    """256 entries: 1 where the owner kind is on an LRU list (``PageLRU``)."""
-    t = np.zeros(256, dtype=np.uint8)
-    for o in _LRU_OWNERS:
-        t[o] = 1
-    return t
-
-
 def isolatable_table(unevictable_allowed: bool, gfp_fs: bool) -> np.ndarray:
-    """256 entries: 1 where ``isolate_migratepages_block`` isolates a page of that owner kind
-    (an already isolated page, ``| OWNER_ISOLATED``, is not on the LRU: 0)."""
+    """256 entries over the owner kind: 1 where ``isolate_migratepages_block`` isolates an LRU
+    folio of that kind (pinned never; file only with ``__GFP_FS``). The unevictable test is on
+    ``PF_UNEVICTABLE`` (in :func:`isolate_migratepages_block`)."""
     key = (unevictable_allowed, gfp_fs)
     t = _TABLES.get(key)
     if t is None:
         t = np.zeros(256, dtype=np.uint8)
-        for o in _LRU_OWNERS:
-            if o in _NEVER:
-                continue  # pinned: refcount - 1 > mapcount
-            if o in _UNEVICTABLE and not unevictable_allowed:
-                continue  # !(mode & ISOLATE_UNEVICTABLE)
-            if o in _FILE and not gfp_fs:
+        for o in range(len(OWNER_ON_LRU)):
+            if not OWNER_ON_LRU[o] or o == _NEVER:
+                continue  # not an LRU kind; pinned: refcount - 1 > mapcount
+            if o == _FILE and not gfp_fs:
                 continue  # file folios need __GFP_FS
             t[o] = 1
         _TABLES[key] = t
@@ -122,53 +121,21 @@ def pageblock_skip_persistent(mm: Memmap, pfn: int) -> bool:
     return mm.state[start] & 7 == PG_ALLOC and mm.order[mm.block_head(start)] >= PAGEBLOCK_ORDER
 
 
-# -- per-node LRU state kept here until the LRU model provides it ------------------------------
-
-_NODE_STATE: weakref.WeakKeyDictionary[PageAllocator, tuple[list[int], list[SpinLock]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _node_state(pa: PageAllocator) -> tuple[list[int], list[SpinLock]]:
-    st = _NODE_STATE.get(pa)
-    if st is None:
-        st = (
-            [0] * pa.nr_nodes,
-            [SpinLock(pa.sim, "&lruvec->lru_lock") for _ in range(pa.nr_nodes)],
-        )
-        _NODE_STATE[pa] = st
-    return st
-
-
 def lru_lock(pa: PageAllocator, nid: int) -> SpinLock:
     """``lruvec->lru_lock`` of node ``nid`` (one lruvec per node: no memcg)."""
-    lock = getattr(pa, "lru_locks", None)
-    if lock is not None:
-        return lock[nid]
-    return _node_state(pa)[1][nid]
+    return pa.lruvecs[nid].lru_lock
 
 
 def node_isolated(pa: PageAllocator, nid: int) -> int:
     """``NR_ISOLATED_ANON + NR_ISOLATED_FILE`` of node ``nid``."""
-    return _node_state(pa)[0][nid]
+    lv = pa.lruvecs[nid]
+    return lv.nr_isolated_anon + lv.nr_isolated_file
 
 
-def _mod_isolated(pa: PageAllocator, nid: int, delta: int) -> None:
-    _node_state(pa)[0][nid] += delta
-
-
-def _node_lru_pages(pa: PageAllocator, zone: Zone) -> int:
-    """``inactive + active`` (anon + file) of the zone's node: the pages on its LRU lists."""
-    lru = page_lru_table(zone)
-    mm = pa.memmap
-    total = 0
-    for z in pa.zones:
-        if z.node != zone.node:
-            continue
-        own = np.frombuffer(mm.owner, dtype=np.uint8)[z.zone_start_pfn : z.zone_end_pfn]
-        st = np.frombuffer(mm.state, dtype=np.uint8)[z.zone_start_pfn : z.zone_end_pfn]
-        total += int(np.count_nonzero(lru[own] & ((st & 7) == PG_ALLOC)))
-    return total
+def _node_lru_pages(pa: PageAllocator, nid: int) -> int:
+    """``inactive + active`` (anon + file) of node ``nid``: the evictable LRU pages."""
+    n = pa.lruvecs[nid].nr_pages
+    return n[LRU_INACTIVE_ANON] + n[LRU_ACTIVE_ANON] + n[LRU_INACTIVE_FILE] + n[LRU_ACTIVE_FILE]
 
 
 def too_many_isolated(cc: CompactControl) -> bool:
@@ -179,7 +146,7 @@ def too_many_isolated(cc: CompactControl) -> bool:
     isolated = node_isolated(pa, cc.zone.node)
     if not isolated:
         return False
-    lru = _node_lru_pages(pa, cc.zone)
+    lru = _node_lru_pages(pa, cc.zone.node)
     if cc.gfp_mask & __GFP_FS:
         lru >>= 3
     return isolated > lru // 2
@@ -408,9 +375,10 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     st_all = np.frombuffer(mm.state, dtype=np.uint8)
     od_all = np.frombuffer(mm.order, dtype=np.uint8)
     ow_all = np.frombuffer(mm.owner, dtype=np.uint8)
-    table = isolatable_table(
-        bool(pa.machine.compact_unevictable_allowed), bool(cc.gfp_mask & __GFP_FS)
-    )
+    fl_all = np.frombuffer(mm.pflags, dtype=np.uint8)
+    unevictable_ok = bool(pa.machine.compact_unevictable_allowed)
+    table = isolatable_table(unevictable_ok, bool(cc.gfp_mask & __GFP_FS))
+    lruvec = pa.lruvecs[nid]
     skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
     sub = 1 << cc.order if cc.order > 0 else 1
     next_skip_pfn = ((low_pfn // sub) + 1) * sub if skip_on_failure else 0
@@ -450,7 +418,10 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                 hp = heads + pfn
                 orders = od_all[hp]
                 owners = ow_all[hp]
-                ok = table[owners].astype(bool)
+                flags = fl_all[hp]
+                ok = table[owners].astype(bool) & ((flags & PF_LRU) != 0)
+                if not unevictable_ok:
+                    ok &= (flags & PF_UNEVICTABLE) == 0
                 if cc.order >= 0:
                     big = orders >= min(cc.order, PAGEBLOCK_ORDER)
                 else:
@@ -473,10 +444,6 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                             cc.contended = True
                     if not acquired:
                         await lock.acquire("isolate_migratepages_block")
-                    # waiting for the lock let other isolators (reclaim, another compactor)
-                    # run; the kernel's folio_test_clear_lru is atomic: take only what is
-                    # still an isolatable allocated head now
-                    good = good[(st_all[good] == PG_ALLOC) & table[ow_all[good]].astype(bool)]
                     if not skip_updated and valid_page >= 0:
                         skip_updated = True
                         b = valid_page >> PAGEBLOCK_ORDER
@@ -497,13 +464,13 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     take = take[:remaining]
                     hit_limit = True
                 if take.size:
-                    pages = _isolate(mm, take, ow_all, od_all)
-                    cc.migratepages.extend(take.tolist())
-                    block_iso.extend(take.tolist())
+                    taken = [p for p in take.tolist() if folio_isolate_lru_locked(pa, lruvec, p)]
+                    pages = sum(1 << mm.order[p] for p in taken)
+                    cc.migratepages.extend(taken)
+                    block_iso.extend(taken)
                     cc.nr_migratepages += pages
                     nr_isolated += pages
                     unit_iso_pages += pages
-                    _mod_isolated(pa, nid, pages)
                 if hit_limit:
                     last = int(take[-1])
                     pfn = last + (1 << int(od_all[last]))
@@ -512,11 +479,21 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     break
                 if first_fail >= 0:
                     # isolate_fail with skip_on_failure: put back, go to the next sub-block
+                    unit_scanned += first_fail - seg_start + 1
                     if nr_isolated:
+                        if lock.holder is sim.current:
+                            # the lock is dropped before putback_movable_pages
+                            await sim.delay(
+                                unit_scanned * costs.compact_scan_page
+                                + unit_iso_pages * costs.compact_isolate_page
+                            )
+                            lock.release()
+                            nr_scanned += unit_scanned
+                            unit_scanned = unit_iso_pages = 0
+                            first_lock_at = -1
                         await _putback(pa, cc, block_iso, nid)
                         block_iso = []
                         nr_isolated = 0
-                    unit_scanned += first_fail - seg_start + 1
                     pfn = next_skip_pfn
                     next_skip_pfn += sub
                     seg_start = pfn
@@ -562,46 +539,51 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     return 0
 
 
-def _isolate(mm: Memmap, heads: np.ndarray, ow_all: np.ndarray, od_all: np.ndarray) -> int:
-    """folio_test_clear_lru + lruvec_del_folio for each head: mark the block isolated.
-    Returns the pages isolated."""
-    orders = od_all[heads]
-    if not orders.any():
-        ow_all[heads] |= OWNER_ISOLATED
-        return int(heads.size)
-    pages = 0
-    for h, o in zip(heads.tolist(), orders.tolist(), strict=True):
-        n = 1 << o
-        ow_all[h : h + n] |= OWNER_ISOLATED
-        pages += n
-    return pages
-
-
-def _unisolate(mm: Memmap, pfns: list[int]) -> int:
-    """folio_putback_lru for each isolated block still held: clear the isolated mark.
-    Returns the pages given back (blocks freed meanwhile by their holder count too)."""
-    ow = mm.owner
-    st = mm.state
-    od = mm.order
-    pages = 0
-    for h in pfns:
-        n = 1 << od[h] if st[h] == PG_ALLOC else 1
-        if st[h] == PG_ALLOC and ow[h] & OWNER_ISOLATED:
-            for p in range(h, h + n):
-                ow[p] &= ~OWNER_ISOLATED
-        pages += n
-    return pages
+async def putback_folios(pa: PageAllocator, cpu: Cpu | None, pfns: list[int]) -> None:
+    """Models mm/migrate.c: putback_movable_pages over ``pfns`` (isolated folios):
+    ``NR_ISOLATED_*`` back, each folio back on its LRU list, in one ``lru_lock`` hold per node
+    (the kernel's ``folio_putback_lru`` goes through the per-CPU lru-add batch, flushed in
+    batches of 31: modelled as one batch); a folio its holder let go of meanwhile (no handle)
+    was held by us alone and is freed (:func:`emulator.mm.lru.putback_lru_page`)."""
+    if not pfns:
+        return
+    mm = pa.memmap
+    costs = pa.costs
+    cpu = cpu if cpu is not None else pa.cpus[0]
+    by_node: dict[int, list[int]] = {}
+    for pfn in pfns:
+        if mm.handle[pfn] == NO_HANDLE:
+            await putback_lru_page(pa, cpu, pfn)  # the last reference: freed
+        else:
+            by_node.setdefault(pa.zone_of(pfn).node, []).append(pfn)
+    for nid, group in by_node.items():
+        lruvec = pa.lruvecs[nid]
+        lock = lruvec.lru_lock
+        await lock.acquire("putback_movable_pages")
+        orphans = []
+        for pfn in group:
+            if mm.handle[pfn] == NO_HANDLE:
+                orphans.append(pfn)  # let go while we waited for the lock: ours to free
+                continue
+            nr = 1 << mm.order[pfn]
+            if mm.owner[pfn] == OWNER_FILE:
+                lruvec.nr_isolated_file -= nr
+            else:
+                lruvec.nr_isolated_anon -= nr
+            mm.pflags[pfn] &= ~PF_ISOLATED
+            lruvec_add_folio(pa, lruvec, pfn)
+        await pa.sim.delay(costs.lru_lock + len(group) * costs.lru_op)
+        lock.release()
+        for pfn in orphans:
+            await putback_lru_page(pa, cpu, pfn)
 
 
 async def _putback(pa: PageAllocator, cc: CompactControl, pfns: list[int], nid: int) -> None:
     """Put back ``pfns`` (a tail of ``cc.migratepages``) and take them off the list."""
     keep = set(pfns)
-    before = len(cc.migratepages)
     cc.migratepages = [p for p in cc.migratepages if p not in keep]
-    pages = _unisolate(cc.zone.memmap, pfns)
-    cc.nr_migratepages -= pages
-    _mod_isolated(pa, nid, -pages)
-    await pa.sim.delay((before - len(cc.migratepages)) * pa.costs.compact_isolate_page)
+    cc.nr_migratepages -= sum(1 << cc.zone.memmap.order[p] for p in pfns)
+    await putback_folios(pa, cc.cpu, pfns)
 
 
 async def putback_movable_pages(cc: CompactControl) -> None:
@@ -612,8 +594,5 @@ async def putback_movable_pages(cc: CompactControl) -> None:
     await pa.sim.sync()
     pfns = cc.migratepages
     cc.migratepages = []
-    if pfns:
-        pages = _unisolate(cc.zone.memmap, pfns)
-        _mod_isolated(pa, cc.zone.node, -pages)
-        await pa.sim.delay(len(pfns) * pa.costs.compact_isolate_page)
+    await putback_folios(pa, cc.cpu, pfns)
     cc.nr_migratepages = 0

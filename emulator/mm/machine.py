@@ -29,6 +29,7 @@ import numpy as np
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.mm import watermark
+from emulator.mm.lru import Lruvec
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
@@ -39,6 +40,7 @@ from emulator.mm.memmap import (
     Memmap,
 )
 from emulator.mm.page_alloc import Zone
+from emulator.mm.rmap import Rmap
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -47,6 +49,7 @@ from emulator.mm.snapshot import (
     NodeSnapshot,
 )
 from emulator.mm.sysctl import DEFAULT_LOWMEM_RESERVE_RATIO, Sysctl
+from emulator.mm.vmstat import NODE_STAT_NAMES, NUMA_STAT_NAMES, ZONE_STAT_NAMES
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL
 
 MiB_PAGES = 256  # 4 KiB pages per MiB
@@ -187,11 +190,12 @@ def bool_runs(mask: np.ndarray) -> np.ndarray:
 
 class Node:
     """Models include/linux/mmzone.h: struct pglist_data (``pg_data_t``): a node and its zones
-    (indexed by zone type, empty ones included)."""
+    (indexed by zone type, empty ones included), and its ``lruvec``."""
 
-    def __init__(self, nid: int, zones: list[Zone]) -> None:
+    def __init__(self, nid: int, zones: list[Zone], lruvec: Lruvec) -> None:
         self.nid = nid
         self.zones = zones
+        self.lruvec = lruvec
 
     @property
     def populated_zones(self) -> list[Zone]:
@@ -269,7 +273,9 @@ class Machine:
                     z.present_pages = int(np.count_nonzero(state[start:end]))
                     z.managed_pages = int(np.count_nonzero(managed[start:end]))
                 zones.append(z)
-            self.nodes.append(Node(ns.nid, zones))
+            self.nodes.append(Node(ns.nid, zones, Lruvec(self.memmap, ns.nid)))
+        #: the reverse map: holder handles of allocated blocks
+        self.rmap = Rmap(self.memmap)
         self.sysctl = Sysctl(self)
         if boot:
             self.memblock_free_all(managed)
@@ -378,16 +384,48 @@ class Machine:
     def nr_free_pages(self) -> int:
         return sum(z.nr_free_pages for z in self.all_zones())
 
+    def node_stat_totals(self) -> dict[str, int]:
+        """The node and zone stat items the model keeps, summed over nodes, under their
+        /proc/vmstat names (the LRU sizes, isolated and slab pages, nr_mlock)."""
+        out: dict[str, int] = {}
+        for n in self.nodes:
+            for name, v in n.lruvec.node_stats().items():
+                out[name] = out.get(name, 0) + v
+            for z in n.zones:
+                for name, v in n.lruvec.zone_stats(z.zone_idx).items():
+                    out[name] = out.get(name, 0) + v
+        return out
+
+    def _zone_stats(self, z: Zone) -> tuple[tuple[str, int], ...]:
+        """zoneinfo's zone stat lines after nr_free_pages (every zone_stat_item, then the NUMA
+        items), the unmodelled ones 0."""
+        known = self.nodes[z.node].lruvec.zone_stats(z.zone_idx)
+        known["nr_free_cma"] = z.nr_free_cma
+        return tuple((name, known.get(name, 0)) for name in ZONE_STAT_NAMES[1:]) + tuple(
+            (name, 0) for name in NUMA_STAT_NAMES
+        )
+
     def snapshot(self, populated_only: bool = True) -> MachineSnapshot:
-        """Freeze every node's (populated) zones into a MachineSnapshot."""
-        return MachineSnapshot(
-            nodes=tuple(
+        """Freeze every node's (populated) zones into a MachineSnapshot, with the zone and
+        node stat lines /proc/zoneinfo prints (the model's counters, the others 0)."""
+        nodes = []
+        for n in self.nodes:
+            known = n.lruvec.node_stats()
+            nodes.append(
                 NodeSnapshot(
                     node=n.nid,
-                    zones=tuple(z.snapshot() for z in n.zones if z.populated or not populated_only),
+                    zones=tuple(
+                        attrs.evolve(z.snapshot(), zone_stats=self._zone_stats(z))
+                        if z.populated
+                        else z.snapshot()
+                        for z in n.zones
+                        if z.populated or not populated_only
+                    ),
+                    node_stats=tuple((name, known.get(name, 0)) for name in NODE_STAT_NAMES),
                 )
-                for n in self.nodes
-            ),
+            )
+        return MachineSnapshot(
+            nodes=tuple(nodes),
             compaction_proactiveness=self.compaction_proactiveness,
             extfrag_threshold=self.extfrag_threshold,
         )

@@ -12,10 +12,19 @@ holds one small integer per page:
   PageBuddy"; the extra marking lets the invariant checker prove no page is in two states.
 * ``order`` (bytearray): for a head page, the order of its block (``page_private`` of a buddy,
   ``compound_order`` of an allocated block, the pcp list order of a page on a pcp list).
-* ``owner`` (bytearray): what kind of user holds an allocated page (:data:`OWNER_MOVABLE` = on the
-  LRU and migratable, :data:`OWNER_UNMOVABLE`, :data:`OWNER_RECLAIMABLE` = slab-like,
-  :data:`OWNER_PINNED` = on the LRU but pinned, so migration fails). Set on every page of the
-  block (``PageLRU`` reads the head's flag for tail pages). 0 for free pages.
+* ``owner`` (bytearray): what kind of user holds an allocated page, the distinctions the kernel
+  makes for compaction and reclaim: :data:`OWNER_ANON` (anonymous memory: LRU, movable, not
+  reclaimable without swap), :data:`OWNER_FILE` (clean page cache: LRU, movable, reclaimable),
+  :data:`OWNER_MLOCKED` (mlocked: the unevictable LRU; isolatable only with
+  ``vm.compact_unevictable_allowed=1``), :data:`OWNER_PINNED` (long-term pinned anonymous memory:
+  on the LRU, but migration fails), :data:`OWNER_RECLAIMABLE` (reclaimable slab: freed only by
+  its shrinker, not movable), :data:`OWNER_UNMOVABLE` (other kernel memory). Set on every page
+  of the block. 0 for free pages.
+* ``pflags`` (bytearray): page flags of a head page, for the LRU: :data:`PF_LRU` (PageLRU: on
+  an LRU list), :data:`PF_ACTIVE`, :data:`PF_UNEVICTABLE`, :data:`PF_LRU_BATCH` (in a CPU's
+  lru-add batch, not yet on a list), :data:`PF_ISOLATED` (isolated from the LRU).
+* ``handle`` (``array('i')``): the reverse map: the holder handle of an allocated block's head
+  (-1: no holder), see :mod:`emulator.mm.rmap`.
 * ``nxt`` / ``prv`` (``array('i')``): intrusive doubly-linked lists (``page->buddy_list`` and
   ``page->pcp_list``: a page is on at most one list). Indices above ``end_pfn`` are list heads
   (sentinels); :meth:`Memmap.new_list` hands them out. ``list_add`` puts an entry at the head,
@@ -24,7 +33,7 @@ holds one small integer per page:
 Per pageblock (``pfn >> PAGEBLOCK_ORDER``): ``pb_mt`` (the 3 migratetype bits of
 ``zone->pageblock_flags``) and ``pb_skip`` (``PB_migrate_skip``, the compaction skip hint).
 
-Memory: 11 bytes per page (1+1+1+4+4) plus 2 bytes per pageblock.
+Memory: 16 bytes per page (1+1+1+1+4+4+4) plus 2 bytes per pageblock.
 """
 
 from __future__ import annotations
@@ -61,20 +70,48 @@ KIND_NAMES = {
 
 # --- owners of allocated pages ---
 OWNER_NONE = 0
-OWNER_MOVABLE = 1
-"""Movable and on the LRU (PageLRU): migratable by compaction."""
+OWNER_ANON = 1
+"""Anonymous memory: on the anon LRU, movable; reclaimable only with swap (not modelled)."""
+OWNER_MOVABLE = OWNER_ANON
+"""The old name of :data:`OWNER_ANON` (a movable allocation defaults to anonymous memory)."""
 OWNER_UNMOVABLE = 2
+"""Unmovable kernel memory (page tables, kernel stacks, unreclaimable slab): not on any list."""
 OWNER_RECLAIMABLE = 3
+"""Reclaimable slab (NR_SLAB_RECLAIMABLE_B): freed only by its shrinker, not movable."""
 OWNER_PINNED = 4
-"""On the LRU (counts as movable for pageblock stealing) but pinned: migration fails."""
+"""Long-term pinned anonymous memory (FOLL_LONGTERM): on the anon LRU, but migration fails."""
 OWNER_FILE = 5
-"""Clean page cache: on the file LRU, movable, and reclaimable by mm/vmscan.py."""
+"""Clean page cache: on the file LRU, movable, and reclaimable (evicted, then refaulted)."""
 OWNER_MLOCKED = 6
-"""mlocked anonymous memory: on the unevictable LRU; compaction may isolate it only with
-``vm.compact_unevictable_allowed=1`` (ISOLATE_UNEVICTABLE)."""
-OWNER_NAMES = ("none", "movable", "unmovable", "reclaimable", "pinned", "file", "mlocked")
+"""mlocked memory: on the unevictable LRU; compaction isolates it only with
+``vm.compact_unevictable_allowed=1``; never reclaimed."""
+OWNER_NAMES = ("none", "anon", "unmovable", "slab_reclaimable", "pinned", "file", "mlocked")
+#: Names accepted for an owner kind (scenario files): the kernel-style names, and the old ones.
+OWNER_ALIASES = {
+    **{name: i for i, name in enumerate(OWNER_NAMES) if i},
+    "movable": OWNER_ANON,
+    "reclaimable": OWNER_RECLAIMABLE,
+}
 #: The owner an allocation of a given migratetype gets by default.
-OWNER_FOR_MIGRATETYPE = (OWNER_UNMOVABLE, OWNER_MOVABLE, OWNER_RECLAIMABLE)
+OWNER_FOR_MIGRATETYPE = (OWNER_UNMOVABLE, OWNER_ANON, OWNER_RECLAIMABLE)
+#: Owner kinds whose folios live on an LRU list (PageLRU once added): anon, pinned, file, mlocked
+OWNER_ON_LRU = bytes(
+    1 if k in (OWNER_ANON, OWNER_PINNED, OWNER_FILE, OWNER_MLOCKED) else 0
+    for k in range(len(OWNER_NAMES))
+)
+
+# --- page flags of a head page (pflags) ---
+PF_LRU = 0x1
+"""PG_lru: on an LRU list."""
+PF_ACTIVE = 0x2
+"""PG_active: on an active list."""
+PF_UNEVICTABLE = 0x4
+"""PG_unevictable: on (or bound for) the unevictable list."""
+PF_LRU_BATCH = 0x8
+"""In a CPU's lru-add batch (cpu_fbatches.lru_add): held for the LRU, not yet PageLRU."""
+PF_ISOLATED = 0x10
+"""Isolated from the LRU by compaction or reclaim (counted in nr_isolated_*). The kernel has no
+such flag (the isolater's list says it); the model keeps one so the counters can be checked."""
 
 MAX_SENTINELS = 1 << 16
 """List heads available beyond end_pfn (zones x orders x migratetypes, plus pcp lists)."""
@@ -104,12 +141,14 @@ class Memmap:
     __slots__ = (
         "_next_sentinel",
         "end_pfn",
+        "handle",
         "nr_pageblocks",
         "nxt",
         "order",
         "owner",
         "pb_mt",
         "pb_skip",
+        "pflags",
         "prv",
         "state",
     )
@@ -121,6 +160,8 @@ class Memmap:
         self.state = bytearray(end_pfn)
         self.order = bytearray(end_pfn)
         self.owner = bytearray(end_pfn)
+        self.pflags = bytearray(end_pfn)
+        self.handle = array("i", [-1]) * end_pfn
         n = end_pfn + MAX_SENTINELS
         self.nxt = array("i", [0]) * n
         self.prv = array("i", [0]) * n
@@ -266,6 +307,8 @@ class Memmap:
             len(self.state)
             + len(self.order)
             + len(self.owner)
+            + len(self.pflags)
+            + self.handle.itemsize * len(self.handle)
             + self.nxt.itemsize * len(self.nxt)
             + self.prv.itemsize * len(self.prv)
             + len(self.pb_mt)

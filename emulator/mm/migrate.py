@@ -38,9 +38,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from emulator.mm.compaction_control import MIGRATE_ASYNC
-from emulator.mm.isolate_free import compaction_alloc
-from emulator.mm.isolate_migrate import OWNER_ISOLATED, _node_state
+from emulator.mm.isolate_free import compaction_alloc, compaction_free
+from emulator.mm.isolate_migrate import putback_folios
+from emulator.mm.lru import putback_lru_page
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
+from emulator.mm.rmap import NO_HANDLE
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
@@ -71,18 +73,16 @@ _HOLDERS: weakref.WeakKeyDictionary[PageAllocator, list[RmapHolder]] = weakref.W
 
 
 def register_rmap_holder(pa: PageAllocator, holder: RmapHolder) -> None:
-    """Register ``holder(old_pfn, new_pfn, order)``, told whenever a block moves (for holders
-    that keep pfns: workloads, tests). The allocator's own reverse map, where it has one
-    (``pa.rmap_move``), is told first."""
+    """Register ``holder(old_pfn, new_pfn, order)``, told whenever a block moves, after the
+    machine's reverse map (``machine.rmap``, whose handles are the usual way to hold a page):
+    for observers that keep pfns (tests)."""
     _HOLDERS.setdefault(pa, []).append(holder)
 
 
 def rmap_move(pa: PageAllocator, old_pfn: int, new_pfn: int, order: int) -> None:
     """Models remove_migration_ptes: every reference to the block at ``old_pfn`` now points at
-    ``new_pfn``."""
-    fn = getattr(pa, "rmap_move", None)
-    if fn is not None:
-        fn(old_pfn, new_pfn, order)
+    ``new_pfn`` (the machine's reverse map, then every registered holder)."""
+    pa.machine.rmap.rmap_move(old_pfn, new_pfn, order)
     for holder in _HOLDERS.get(pa, ()):
         holder(old_pfn, new_pfn, order)
 
@@ -102,12 +102,10 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
     costs = pa.costs
     zone = cc.zone
     mm = zone.memmap
-    st = mm.state
     od = mm.order
     ow = mm.owner
     cpu = cc.cpu if cc.cpu is not None else pa.cpus[0]
     ev = pa.vm_events
-    nid = zone.node
     passes = (
         NR_MAX_MIGRATE_PAGES_RETRY
         if cc.mode == MIGRATE_ASYNC
@@ -117,24 +115,22 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
     nr_failed_pages = 0
     thp_ok = thp_fail = 0
     pending = list(cc.migratepages)
-    holders = [h for h in (getattr(pa, "rmap_move", None),) if h is not None]
-    holders += _HOLDERS.get(pa, ())
-    isolated = _node_state(pa)[0]  # NR_ISOLATED_* per node, given back folio by folio
+    holders = _HOLDERS.get(pa, ())
+    rmap = pa.machine.rmap
+    moved: list[int] = []  # new folios, isolated until put on the LRU (folio_add_lru)
     await sim.sync()
     err = 0
     for _ in range(passes):
         retry: list[int] = []
         for i, src in enumerate(pending):
             order = od[src]
-            if st[src] != PG_ALLOC or not ow[src] & OWNER_ISOLATED:
-                # folio_ref_count(src) == 1: freed from under us (maybe reused since)
-                n = 1 << order if st[src] == PG_ALLOC else 1
-                isolated[nid] -= n
+            n = 1 << order
+            if mm.handle[src] == NO_HANDLE:
+                # folio_ref_count(src) == 1: its holder let go; migrate_folio_done frees it
+                await putback_lru_page(pa, cpu, src)
                 nr_succeeded += n
                 continue
-            owner = ow[src] & ~OWNER_ISOLATED
-            n = 1 << order
-            if owner == OWNER_PINNED:
+            if ow[src] == OWNER_PINNED:
                 retry.append(src)  # -EAGAIN: the reference count is not the expected one
                 await sim.delay(costs.migrate_fail)
                 continue
@@ -143,20 +139,16 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
                 err = ENOMEM
                 retry.extend(pending[i:])
                 break
-            # compaction_alloc may have scanned and let others run: look again
-            if st[src] != PG_ALLOC or not ow[src] & OWNER_ISOLATED or od[src] != order:
-                from emulator.mm.isolate_free import compaction_free
-
+            if mm.handle[src] == NO_HANDLE:  # let go while we scanned for a target
                 compaction_free(cc, dst, order)
-                isolated[nid] -= n
+                await putback_lru_page(pa, cpu, src)
                 nr_succeeded += n
                 continue
-            mm.mark_block(dst, order, PG_ALLOC, owner)
-            # the source stays isolated (off the LRU) until its final put frees it: reclaim
-            # must not take it in the window before free_pages
-            for holder in holders:  # rmap_move: remove_migration_ptes
+            mm.mark_block(dst, order, PG_ALLOC)
+            rmap.rmap_move(src, dst, order)  # remove_migration_ptes: the holder follows
+            for holder in holders:
                 holder(src, dst, order)
-            isolated[nid] -= n
+            moved.append(dst)
             await sim.delay(costs.migrate_page << order)
             # migrate_folio_done -> folio_put: the source goes back through the free path
             await pa.free_pages(cpu, src, order)
@@ -167,6 +159,8 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
         if err or not pending:
             break
         await sim.sync()
+    # the new folios join the LRU (folio_add_lru), NR_ISOLATED_* settled
+    await putback_folios(pa, cpu, moved)
     cc.migratepages = pending
     failed = 0
     if err != ENOMEM:

@@ -14,12 +14,11 @@ retakes it to put back what it kept. Other CPUs allocate, free and compact in be
 
 What is simplified:
 
-* The LRU is the seam :class:`Lruvec` (one per node): until the owner-kind/LRU work lands it
-  identifies clean page-cache folios by the memmap owner kind ``file``
-  (:data:`OWNER_FILE`) and scans them with a clock hand over the node's pfns (an LRU order
-  approximated by address order; no active/inactive aging, no referenced bits, no dirty or
-  writeback pages: every isolated file folio is clean, unmapped and reclaimed). Its holder is
-  the page cache; an evicted folio is told to it (:meth:`Lruvec.evicted`, counted).
+* The LRU is the node's :class:`~emulator.mm.lru.Lruvec` (lists, counters, ``lru_lock``);
+  :class:`NodeReclaim` adds reclaim's own state. Reclaim takes clean page-cache folios from
+  the tail of the inactive file list (no active/inactive aging, no referenced bits, no dirty
+  or writeback pages: every isolated file folio is clean, unmapped and reclaimed); its holder
+  is told (:func:`emulator.mm.lru.evict`) and refaults it later.
 * No swap is configured, so ``get_scan_count`` is always SCAN_FILE: anonymous memory is never
   scanned or reclaimed (``can_reclaim_anon_pages`` is false).
 * Slab: one shrinker per node (:class:`SlabShrinker`) over reclaimable slab pages registered
@@ -39,25 +38,29 @@ from array import array
 from typing import TYPE_CHECKING
 
 import attrs
-import numpy as np
 
-from emulator.engine import SpinLock
 from emulator.mm.compaction import compact_gap, compaction_suitable
-from emulator.mm.memmap import OWNER_FILE, OWNER_UNMOVABLE, PG_ALLOC, PG_KIND_MASK
+from emulator.mm.lru import (
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_FILE,
+    evict,
+    folio_isolate_lru_locked,
+)
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.zone import ZONE_NAMES
 
 if TYPE_CHECKING:
-    from emulator.engine import Sim
+    from emulator.engine import SpinLock
     from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
+    from emulator.mm.lru import Lruvec as LruLruvec
     from emulator.mm.page_alloc import Zone
 
 __all__ = [
     "DEF_PRIORITY",
     "MAX_RECLAIM_RETRIES",
     "SWAP_CLUSTER_MAX",
-    "Lruvec",
+    "NodeReclaim",
     "ScanControl",
     "SlabShrinker",
     "compact_gap",
@@ -121,89 +124,74 @@ class SlabShrinker:
         return len(self.pages)
 
 
-class Lruvec:
-    """The node's LRU as reclaim sees it (the seam for the owner-kind/LRU work).
+class NodeReclaim:
+    """A node's LRU as reclaim sees it: the node's :class:`~emulator.mm.lru.Lruvec` (lists,
+    counters, ``lru_lock``) plus reclaim's own state (the slab shrinker, evictions told to the
+    page cache) and the node's zones."""
 
-    ``lru_lock`` is ``lruvec->lru_lock``. File folios are the allocated blocks whose owner is
-    :data:`OWNER_FILE`; a folio isolated by reclaim is marked :data:`OWNER_UNMOVABLE` while it
-    is off the LRU (not PageLRU: compaction cannot take it), as the kernel clears PageLRU.
-    """
+    __slots__ = ("evictions", "lru", "nid", "pa", "shrinker", "zones")
 
-    __slots__ = (
-        "cursor",
-        "evictions",
-        "lru_lock",
-        "nid",
-        "nr_isolated_file",
-        "shrinker",
-        "zones",
-    )
-
-    def __init__(self, sim: Sim, nid: int, zones: list[Zone]) -> None:
-        self.nid = nid
+    def __init__(self, pa: PageAllocator, lru: LruLruvec, zones: list[Zone]) -> None:
+        self.pa = pa
+        self.lru = lru
+        self.nid = lru.nid
         self.zones = sorted(zones, key=lambda z: z.zone_idx)
-        self.lru_lock = SpinLock(sim, "&lruvec->lru_lock")
-        self.cursor = 0
-        self.nr_isolated_file = 0
         self.evictions = 0
         self.shrinker = SlabShrinker()
 
+    @property
+    def lru_lock(self) -> SpinLock:
+        """``lruvec->lru_lock``."""
+        return self.lru.lru_lock
+
+    @property
+    def nr_isolated_file(self) -> int:
+        return self.lru.nr_isolated_file
+
     # -- counters ----------------------------------------------------------------------------
 
-    @staticmethod
-    def zone_file_pages(zone: Zone) -> int:
+    def zone_file_pages(self, zone: Zone) -> int:
         """NR_ZONE_INACTIVE_FILE + NR_ZONE_ACTIVE_FILE of ``zone`` (isolated folios excluded,
         as the kernel's counters exclude them)."""
-        mm = zone.memmap
-        own = np.frombuffer(mm.owner, dtype=np.uint8)[zone.zone_start_pfn : zone.zone_end_pfn]
-        return int(np.count_nonzero(own == OWNER_FILE))
+        per = self.lru.nr_zone_pages[zone.zone_idx]
+        return per[LRU_INACTIVE_FILE] + per[LRU_ACTIVE_FILE]
 
     def lru_size(self, reclaim_idx: int) -> int:
         """Models mm/vmscan.c: lruvec_lru_size, of the file LRUs for zones 0..reclaim_idx."""
         return sum(self.zone_file_pages(z) for z in self.zones if z.zone_idx <= reclaim_idx)
 
-    # -- isolate / putback (caller holds lru_lock) ------------------------------------------
+    # -- isolate (caller holds lru_lock) ----------------------------------------------------
 
     def isolate_file_folios(self, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
-        """Models mm/vmscan.c: isolate_lru_folios, for the file LRU: up to ``nr_to_scan``
-        pages of folios in zones 0..reclaim_idx from the clock hand on. Returns (folio heads,
-        pages scanned)."""
-        eligible = [z for z in self.zones if z.zone_idx <= reclaim_idx and z.managed_pages]
-        if not eligible:
-            return [], 0
-        lo = eligible[0].zone_start_pfn
-        hi = eligible[-1].zone_end_pfn
-        mm = eligible[0].memmap
-        own = np.frombuffer(mm.owner, dtype=np.uint8)
-        state = np.frombuffer(mm.state, dtype=np.uint8)
-        start = self.cursor if lo <= self.cursor < hi else lo
+        """isolate_lru_folios for the inactive file LRU: from the tail (oldest), up to
+        ``nr_to_scan`` pages of folios in zones 0..reclaim_idx (others are passed over).
+        Returns (folio heads, pages scanned)."""
+        pa = self.pa
+        mm = pa.memmap
+        prv = mm.prv
+        head = self.lru.list_head(LRU_INACTIVE_FILE)
         taken: list[int] = []
         scanned = 0
-        for a, b in ((start, hi), (lo, start)):
-            if scanned >= nr_to_scan or a >= b:
-                continue
-            idx = np.flatnonzero((own[a:b] == OWNER_FILE) & (state[a:b] == PG_ALLOC))
-            for off in idx[: nr_to_scan - scanned].tolist():
-                pfn = a + off
+        pfn = prv[head]
+        while pfn != head and scanned < nr_to_scan:
+            prev = prv[pfn]
+            if pa.zone_of(pfn).zone_idx <= reclaim_idx:
                 order = mm.order[pfn]
-                mm.set_owner(pfn, order, OWNER_UNMOVABLE)
-                taken.append(pfn)
-                scanned += 1 << order
-                self.cursor = pfn + (1 << order)
-                if scanned >= nr_to_scan:
-                    break
-        self.nr_isolated_file += scanned
+                if folio_isolate_lru_locked(pa, self.lru, pfn):
+                    taken.append(pfn)
+                    scanned += 1 << order
+            pfn = prev
         return taken, scanned
 
     def evicted(self, pfn: int, order: int) -> None:
-        """The holder (the page cache) is told its folio left the cache."""
+        """The holder (the page cache) was told its folio left the cache."""
         self.evictions += 1
 
 
 def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
     """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
     not reclaimable)."""
-    return Lruvec.zone_file_pages(zone)
+    return pa.reclaim[zone.node].zone_file_pages(zone)
 
 
 def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
@@ -229,7 +217,7 @@ def in_reclaim_compaction(sc: ScanControl) -> bool:
 
 
 def should_continue_reclaim(
-    lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
+    lruvec: NodeReclaim, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
 ) -> bool:
     """Models mm/vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
     compaction could run (or the allocation would succeed), while the last pass reclaimed
@@ -249,7 +237,7 @@ def should_continue_reclaim(
 
 
 async def shrink_inactive_list(
-    pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
+    pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, nr_to_scan: int, sc: ScanControl
 ) -> int:
     """Models mm/vmscan.c: shrink_inactive_list + shrink_folio_list, for clean file folios.
 
@@ -272,17 +260,13 @@ async def shrink_inactive_list(
     mm = pa.memmap
     nr_reclaimed = 0
     for pfn in taken:
-        if mm.state[pfn] & PG_KIND_MASK != PG_ALLOC or mm.owner[pfn] != OWNER_UNMOVABLE:
-            # no longer the folio this reclaim isolated (freed from under us): the kernel's
-            # isolation reference would make ours the final put; here it is already free
-            continue
         order = mm.order[pfn]
         await sim.delay(costs.shrink_folio << order)
+        evict(pa, pfn)  # the holder is told; nr_isolated_file drops
         lruvec.evicted(pfn, order)
         await pa.free_pages(cpu, pfn, order)
         nr_reclaimed += 1 << order
     await lock.acquire("shrink_inactive_list:putback")
-    lruvec.nr_isolated_file -= nr_scanned
     item = "pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"
     ev[item] += nr_reclaimed
     ev["pgsteal_file"] += nr_reclaimed
@@ -291,8 +275,8 @@ async def shrink_inactive_list(
     return nr_reclaimed
 
 
-async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
-    """Models mm/vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
+async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> None:
+    """Models vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
 
     Scan target ``lru_size >> priority`` of the file LRU, in SWAP_CLUSTER_MAX batches; direct
     reclaim at DEF_PRIORITY scans its whole target (proportional reclaim), otherwise it stops
@@ -312,8 +296,8 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanCon
     sc.nr_reclaimed += nr_reclaimed
 
 
-async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> int:
-    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
+async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> int:
+    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab for the node's slab shrinker.
 
     Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)."""
     shrinker = lruvec.shrinker
@@ -346,8 +330,8 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
     return freed
 
 
-async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
-    """Models mm/vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
+async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> None:
+    """Models vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
     while should_continue_reclaim."""
     while True:
         nr_reclaimed = sc.nr_reclaimed
@@ -378,7 +362,7 @@ async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: Sc
         if zone.node == last_node:
             continue
         last_node = zone.node
-        await shrink_node(pa, cpu, pa.lruvecs[zone.node], sc)
+        await shrink_node(pa, cpu, pa.reclaim[zone.node], sc)
         await pa.sim.sync()
 
 

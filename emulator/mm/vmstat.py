@@ -293,6 +293,13 @@ VMSTAT_DEPRECATED = (("nr_unstable", 0),)
 
 _MODEL = frozenset(
     {"nr_free_pages", "nr_free_cma", "nr_isolated_anon", "nr_isolated_file"}
+    | {
+        "nr_zone_inactive_anon", "nr_zone_active_anon", "nr_zone_inactive_file",
+        "nr_zone_active_file", "nr_zone_unevictable", "nr_mlock", "nr_inactive_anon",
+        "nr_active_anon", "nr_inactive_file", "nr_active_file", "nr_unevictable",
+        "nr_slab_reclaimable", "workingset_refault_file", "unevictable_pgs_culled",
+        "unevictable_pgs_mlocked", "unevictable_pgs_cleared",
+    }
     | set(_zones("pgalloc")) | set(_zones("allocstall"))
     | {
         "pgfree", "pgsteal_kswapd", "pgsteal_direct", "pgscan_kswapd", "pgscan_direct",

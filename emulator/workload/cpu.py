@@ -10,6 +10,14 @@ instead, so that a block handed over by a peer is freed at exactly its due time.
 
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
+
+Holders: the program never keeps a raw pfn. Each allocation is mapped for a *handle*
+(:class:`~emulator.mm.rmap.Rmap`), which compaction's migration moves to the new pfn and
+reclaim's eviction marks evicted; the program frees whatever pfn its handle holds then. An LRU
+kind (anon, pinned, file, mlocked) joins the LRU through the CPU's lru-add batch
+(``folio_add_lru``); a free is the holder's last ``folio_put``. An evicted page with
+``refault`` is read back in (allocated again under the same handle, ``workingset_refault_file``)
+at the CPU's next allocation.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from typing import TYPE_CHECKING
 
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.memmap import OWNER_NAMES, OWNER_PINNED
-from emulator.mm.migrate import register_rmap_holder
+from emulator.mm.lru import charge_folio, folio_add_lru, folio_put
+from emulator.mm.memmap import OWNER_ON_LRU, OWNER_PINNED
+from emulator.mm.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
 if TYPE_CHECKING:
@@ -51,11 +60,13 @@ class CpuProgram:
         self.cpu = cpu
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
+        self.rmap = pa.machine.rmap
+        #: handles held until a phase's free pattern, as (handle, order)
         self.held: list[tuple[int, int]] = []
+        #: frees coming due: (time, seq, handle, order)
         self.due: list[tuple[int, int, int, int]] = []
-        #: pfns of the blocks in ``held`` and ``due``: compaction tells us when one moves
-        self.owned: set[int] = set()
-        register_rmap_holder(pa, self.rmap_move)
+        #: the allocation class of every handle this CPU holds (for refaults)
+        self.classes: dict[int, AllocClass] = {}
         self._seq = 0
         self.use_inbox = use_inbox
         self.inbox = WaitQueue(pa.sim, f"cpu{cpu.id}-work")
@@ -66,6 +77,7 @@ class CpuProgram:
         self.allocated = 0
         self.failed = 0
         self.freed = 0
+        self.refaults = 0
         self._managed = sum(z.managed_pages for z in pa.zones)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -94,52 +106,92 @@ class CpuProgram:
         else:
             await self.sim.delay(t - now)
 
-    def rmap_move(self, old_pfn: int, new_pfn: int, order: int) -> None:
-        """Our reference to a migrated block follows it (the page tables' side of
-        remove_migration_ptes): a later free uses the new pfn."""
-        if old_pfn not in self.owned:
-            return
-        self.owned.discard(old_pfn)
-        self.owned.add(new_pfn)
-        for i, (pfn, o) in enumerate(self.held):
-            if pfn == old_pfn:
-                self.held[i] = (new_pfn, o)
-                return
-        for i, (at, seq, pfn, o) in enumerate(self.due):
-            if pfn == old_pfn:
-                self.due[i] = (at, seq, new_pfn, o)  # same key: the heap order holds
-                return
+    def adopt(self, pfn: int, order: int) -> int:
+        """Hold an allocated block of a scenario's set-up state (the machine's past) until a
+        phase's free pattern frees it: map it for a new handle and add it to ``held``. It is
+        not put on an LRU list (:func:`emulator.mm.lru.adopt_allocated` does that)."""
+        handle = self.rmap.add(pfn, self.cpu.id)
+        self.held.append((handle, order))
+        return handle
 
-    def schedule_free(self, at: int, pfn: int, order: int) -> None:
-        self.owned.add(pfn)
+    def schedule_free(self, at: int, handle: int, order: int) -> None:
         self._seq += 1
-        heapq.heappush(self.due, (at, self._seq, pfn, order))
+        heapq.heappush(self.due, (at, self._seq, handle, order))
 
-    async def _free(self, pfn: int, order: int) -> None:
-        self.owned.discard(pfn)
-        await self.pa.free_pages(self.cpu, pfn, order)
+    async def _fault_in(self, order: int, gfp: int, owner: int, handle: int = -1) -> int:
+        """Allocate and map a block (the fault, or the page cache insertion) for a new handle,
+        or for ``handle`` (a refault): the handle, or -1 if the allocation failed. The block
+        is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
+        nobody holds); slab is accounted."""
+        pa = self.pa
+        pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
+        if pfn < 0:
+            return -1
+        return await self._map(pfn, handle)
+
+    async def _map(self, pfn: int, handle: int = -1) -> int:
+        """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
+        on this CPU's lru-add batch or account slab. Returns the handle."""
+        pa = self.pa
+        if handle < 0:
+            handle = self.rmap.add(pfn, self.cpu.id)
+        else:
+            self.rmap.remap(handle, pfn)
+        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
+            await folio_add_lru(pa, self.cpu, pfn)
+        else:
+            charge_folio(pa, pfn)
+        return handle
+
+    async def _free(self, handle: int, order: int) -> None:
+        """The holder lets go of ``handle``: unmap, then the last folio_put of whatever pfn it
+        holds now (nothing to free if reclaim evicted it)."""
+        self.classes.pop(handle, None)
+        pfn = self.rmap.release(handle)
+        if pfn >= 0:
+            await folio_put(self.pa, self.cpu, pfn)
         self.freed += 1
+
+    async def _refault(self) -> None:
+        """Read evicted pages back in: each evicted handle this CPU still holds whose class
+        says ``refault`` gets a new block (same handle); counts ``workingset_refault_file``."""
+        rmap = self.rmap
+        retry = []
+        for h in rmap.take_evicted(self.cpu.id):
+            cls = self.classes.get(h)
+            if cls is None or rmap.pfn(h) != EVICTED or rmap.handle_holder[h] != self.cpu.id:
+                continue  # freed (and maybe reused) since, or handed to a peer
+            if not cls.refault:
+                continue
+            if await self._fault_in(cls.order, cls.gfp, cls.owner_kind, h) < 0:
+                retry.append(h)
+                continue
+            self.refaults += 1
+            self.pa.vm_events["workingset_refault_file"] += 1 << cls.order
+        if retry:
+            rmap.evicted[self.cpu.id][:0] = retry
 
     async def _allocate(self, cls: AllocClass) -> None:
         rng = self.rng
-        owner = -1
-        if cls.owner is not None:
-            owner = OWNER_NAMES.index(cls.owner)
+        if self.rmap.evicted.get(self.cpu.id):
+            await self._refault()
+        owner = cls.owner_kind
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
         order = cls.order
         if cls.thp_fault:
             pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+            handle = await self._map(pfn) if pfn >= 0 else -1
         else:
-            pfn = await self.pa.alloc_pages(self.cpu, order, cls.gfp, owner)
-        if pfn < 0:
+            handle = await self._fault_in(cls.order, cls.gfp, owner)
+        if handle < 0:
             self.failed += 1
             return
         self.allocated += 1
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.held.append((pfn, order))
-            self.owned.add(pfn)
+            self.classes[handle] = cls
+            self.held.append((handle, order))
             return
         at = self.sim.current.now + life
         if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
@@ -147,10 +199,13 @@ class CpuProgram:
             if peer is self:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
-            peer.schedule_free(at, pfn, order)
+            self.rmap.handle_holder[handle] = peer.cpu.id
+            peer.classes[handle] = cls
+            peer.schedule_free(at, handle, order)
             await peer.inbox.wake_up()
         else:
-            self.schedule_free(at, pfn, order)
+            self.classes[handle] = cls
+            self.schedule_free(at, handle, order)
 
     # -- the actor ---------------------------------------------------------------------------
 
@@ -185,8 +240,8 @@ class CpuProgram:
                 self.next_tick += self.stat_interval
                 await self.pa.decay_pcp_high(self.cpu)
             elif due and due[0][0] <= now:
-                _, _, pfn, order = heapq.heappop(due)
-                await self._free(pfn, order)
+                _, _, handle, order = heapq.heappop(due)
+                await self._free(handle, order)
             elif now >= next_arrival:
                 assert phase is not None
                 await self._allocate(self._choose(phase.mix))
@@ -196,6 +251,9 @@ class CpuProgram:
                 if phase.stop_below_free and self.free_fraction() < phase.stop_below_free:
                     break
         if phase is not None and active and phase.free_at_end.kind != "none":
-            to_free, self.held = phase.free_at_end.select(self.held, self.rng)
-            for pfn, order in to_free:
-                await self._free(pfn, order)
+            rmap = self.rmap
+            by_pfn = [(rmap.pfn(h), order, h) for h, order in self.held]
+            to_free, keep = phase.free_at_end.select(by_pfn, self.rng)
+            self.held = [(h, order) for _pfn, order, h in keep]
+            for _pfn, order, h in to_free:
+                await self._free(h, order)

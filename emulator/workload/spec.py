@@ -16,11 +16,12 @@ import math
 import random
 import re
 from collections.abc import Sequence
+from typing import TypeVar
 
 import attrs
 
 from emulator.mm.gfp import parse_gfp
-from emulator.mm.memmap import OWNER_NAMES
+from emulator.mm.memmap import OWNER_ALIASES
 
 __all__ = [
     "AllocClass",
@@ -139,10 +140,8 @@ def _gfp(value: int | str) -> int:
 
 
 def _owner(value: str | None) -> str | None:
-    # "file" pages belong to the page cache (reclaim frees them), not to a CPU's workload
-    valid = [n for n in OWNER_NAMES[1:] if n != "file"]
-    if value is not None and value not in valid:
-        raise ValueError(f"owner {value!r}: valid are {', '.join(valid)}")
+    if value is not None and value not in OWNER_ALIASES:
+        raise ValueError(f"owner {value!r}: valid are {', '.join(OWNER_ALIASES)}")
     return value
 
 
@@ -161,9 +160,14 @@ class AllocClass:
     """One kind of allocation in a mix.
 
     ``gfp`` in the kernel's spelling (``"GFP_KERNEL"``, ``"GFP_TRANSHUGE_LIGHT"``) or an int;
-    ``owner`` overrides the owner kind the migratetype implies (``"pinned"`` for long-term pins
-    compaction cannot move); ``pinned`` is the probability that an allocation is pinned;
-    ``remote_free`` the probability that another CPU (chosen at random) frees it.
+    ``owner`` is the kind of memory (see :mod:`emulator.mm.memmap`): ``"anon"``, ``"file"``
+    (clean page cache), ``"mlocked"``, ``"pinned"`` (long-term pins compaction cannot move),
+    ``"slab_reclaimable"``, ``"unmovable"`` (``"movable"`` and ``"reclaimable"`` are the old
+    names of anon and slab_reclaimable); by default it follows the migratetype: movable ->
+    anon, reclaimable -> slab_reclaimable, unmovable -> unmovable. ``pinned`` is the
+    probability that an allocation is pinned; ``remote_free`` the probability that another CPU
+    (chosen at random) frees it; ``refault``: when reclaim evicts one of these pages, the CPU
+    reads it back in (allocates it again, same handle) at its next allocation.
     ``thp_fault``: the class is an anonymous THP fault (order 9; the gfp comes from
     ``vma_thp_gfp_mask`` for the machine's ``transparent_hugepage.defrag`` and
     ``madv_hugepage``, whether the region is MADV_HUGEPAGE); a failed fault falls back to one
@@ -177,6 +181,7 @@ class AllocClass:
     pinned: float = attrs.field(default=0.0, validator=_probability)
     remote_free: float = attrs.field(default=0.0, validator=_probability)
     owner: str | None = attrs.field(default=None, converter=_owner)
+    refault: bool = True
     thp_fault: bool = False
     madv_hugepage: bool = False
 
@@ -184,6 +189,13 @@ class AllocClass:
         if self.thp_fault and self.order != 9:
             raise ValueError(f"a thp_fault class has order 9 (HPAGE_PMD_ORDER), got {self.order}")
 
+    @property
+    def owner_kind(self) -> int:
+        """The memmap OWNER_* value of ``owner``, or -1 (follow the migratetype)."""
+        return -1 if self.owner is None else OWNER_ALIASES[self.owner]
+
+
+_Held = TypeVar("_Held", bound=tuple[int, ...])
 
 _PATTERNS = ("none", "all", "every_other", "k_of_n", "random", "oldest", "every_other_chunk")
 
@@ -217,10 +229,9 @@ class FreePattern:
         if self.chunk_mib < 1:
             raise ValueError("free pattern every_other_chunk: chunk_mib must be >= 1")
 
-    def select(
-        self, held: Sequence[tuple[int, int]], rng: random.Random
-    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Split ``held`` (pfn, order) blocks into (to free, to keep), keeping their order."""
+    def select(self, held: Sequence[_Held], rng: random.Random) -> tuple[list[_Held], list[_Held]]:
+        """Split ``held`` blocks, tuples starting ``(pfn, order, ...)``, into (to free, to
+        keep), keeping their order. (A CPU program passes the pfns its handles hold now.)"""
         kind = self.kind
         if kind == "none":
             return [], list(held)
@@ -229,10 +240,11 @@ class FreePattern:
         if kind == "oldest":
             cut = round(len(held) * self.p)
             return list(held[:cut]), list(held[cut:])
-        free: list[tuple[int, int]] = []
-        keep: list[tuple[int, int]] = []
+        free: list[_Held] = []
+        keep: list[_Held] = []
         chunk_pages = self.chunk_mib * 256
-        for i, (pfn, order) in enumerate(held):
+        for i, item in enumerate(held):
+            pfn, order = item[0], item[1]
             if kind == "every_other":
                 go = i % 2 == 0
             elif kind == "k_of_n":
@@ -241,7 +253,7 @@ class FreePattern:
                 go = rng.random() < self.p
             else:  # every_other_chunk
                 go = (pfn // chunk_pages) % 2 == 0
-            (free if go else keep).append((pfn, order))
+            (free if go else keep).append(item)
         return free, keep
 
 

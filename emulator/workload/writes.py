@@ -159,6 +159,7 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
     (manual compaction takes as long as it takes). Raises :class:`WriteError` for a value the
     kernel refuses, before changing anything."""
     from emulator.mm.compaction import compact_node, compact_nodes
+    from emulator.mm.lru import lru_add_drain_all
 
     w = Write(0, _normalise(path), str(value).strip(), cpu.id)
     check_write(pa.machine, w)
@@ -177,6 +178,7 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
         return
     m = _NODE_COMPACT.match(w.path)
     if m:
+        await lru_add_drain_all(pa, cpu)  # compact_store: flush pending LRU updates
         await compact_node(pa, int(m.group(1)), False, cpu)
         return
     try:

@@ -197,9 +197,9 @@ async def test_abba_deadlock_report_names_actors_and_locks():
         "A": "spinlock L2 (held by B) since t=10 ns",
         "B": "spinlock L1 (held by A) since t=10 ns",
     }
-    assert err.now == 10
+    assert err.now == 10 and err.cycle == ["A", "B"]
     assert str(err).splitlines() == [
-        "deadlock at t=10 ns: no actor can run and none has a pending wake-up",
+        "deadlock at t=10 ns: lock cycle A -> B -> A",
         "  A waits on spinlock L2 (held by B) since t=10 ns",
         "  B waits on spinlock L1 (held by A) since t=10 ns",
     ]

@@ -20,6 +20,7 @@ from emulator.mm.compaction import (
 from emulator.mm.compaction_control import CaptureHook
 from emulator.mm.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ISOLATED
 
@@ -32,6 +33,7 @@ def setup(strategy: str = "fifo", seed: int = 0):  # type: ignore[no-untyped-def
     pa = PageAllocator(m, sim, cpus_per_node=2)
     for z in pa.zones:
         free_k_of_n(z, 1, 2)  # every other page free: no free block above order 0
+    adopt_allocated(pa)  # the allocated pages are anonymous memory on the LRU, with holders
     z = m.zone("Normal")
     return m, sim, pa, z
 

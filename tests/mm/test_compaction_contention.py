@@ -19,6 +19,7 @@ from emulator.mm.allocator import PageAllocator
 from emulator.mm.compaction import CompactPriority, CompactResult, try_to_compact_pages
 from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import allocate_everything, free_k_of_n, free_pages_mask
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
@@ -36,6 +37,7 @@ def setup():  # type: ignore[no-untyped-def]
     # the last page of every pageblock is pinned: no block can ever be emptied (no SUCCESS)
     for last in range(z.zone_start_pfn + PAGEBLOCK_NR_PAGES - 1, z.zone_end_pfn, 512):
         m.memmap.set_owner(last, 0, OWNER_PINNED)
+    adopt_allocated(pa)
     return m, sim, pa, z
 
 

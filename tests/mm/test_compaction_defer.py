@@ -22,6 +22,7 @@ from emulator.mm.compaction import (
 )
 from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
@@ -74,6 +75,7 @@ def pinned_fragmented(mem_pages: int = 65536):  # type: ignore[no-untyped-def]
     reset_cached_positions(z)  # zeroed struct zone in a zone at pfn 0: see test_..._capture
     for b in range(z.zone_start_pfn, z.zone_end_pfn, PAGEBLOCK_NR_PAGES):
         m.memmap.set_owner(b + 1, 0, OWNER_PINNED)
+    adopt_allocated(pa)
     return m, sim, pa, z
 
 

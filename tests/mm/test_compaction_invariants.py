@@ -1,10 +1,10 @@
 """Property tests: on random machines (size, fragmentation by random allocation and churn with
 mixed orders and migratetypes, a random share of pinned pages), with a CPU allocating and
 freeing at the same time, direct compaction at random orders and priorities and manual
-compaction leave every allocator invariant intact (pa.check()), lose and duplicate no page
-(every holder's block is still allocated where the reverse map says, with its owner kind),
-never move a pinned page, and are deterministic: the same seed gives the same memory map,
-counters and event log.
+compaction leave every allocator invariant intact (pa.check(): buddy, pcp, LRU lists and the
+reverse map), lose and duplicate no page (every holder's handle leads to an allocated block of
+its order and owner kind), never move a pinned page, and are deterministic: the same seed gives
+the same memory map, counters and event log.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from emulator.mm.allocator import PageAllocator
 from emulator.mm.compaction import CompactPriority, compact_nodes, try_to_compact_pages
 from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
 from emulator.mm.initstate import random_alloc_free
+from emulator.mm.lru import adopt_allocated, folio_add_lru, folio_put
 from emulator.mm.machine import Machine
-from emulator.mm.memmap import OWNER_MOVABLE, OWNER_PINNED, PG_ALLOC
-from emulator.mm.migrate import register_rmap_holder
+from emulator.mm.memmap import OWNER_ANON, OWNER_ON_LRU, OWNER_PINNED, PF_LRU_BATCH, PG_ALLOC
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 
@@ -34,10 +34,11 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
     m = Machine.simple(DMA32=4096, Normal=1024 * blocks, recorder=rec)
     sim = Sim("random", seed=seed, strict=True, recorder=rec)
     pa = PageAllocator(m, sim, cpus_per_node=2)
+    mm = m.memmap
+    rmap = m.rmap
     rng = np.random.default_rng(seed)
-    held: dict[int, tuple[int, int]] = {}  # pfn -> (order, owner)
     for z in pa.zones:
-        blocks_held = random_alloc_free(
+        for pfn, order in random_alloc_free(
             z,
             free_ratio,
             rng,
@@ -45,26 +46,15 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
             migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
             mt_weights=(8, 1, 1),
             churn=0.5,
-        )
-        for pfn, order in blocks_held:
-            if m.memmap.owner[pfn] == OWNER_MOVABLE and rng.random() < pinned:
-                m.memmap.set_owner(pfn, order, OWNER_PINNED)
-            held[pfn] = (order, m.memmap.owner[pfn])
-    pinned_at = {p for p, (_, o) in held.items() if o == OWNER_PINNED}
-
-    # a page allocated by the churner may be migrated before its allocation call returns
-    # (the model puts it on the LRU at once): the reverse map then forwards the reference
-    forward: dict[int, int] = {}
-
-    def moved(old: int, new: int, order: int) -> None:
-        assert new not in held
-        if old not in held:
-            forward[old] = new
-            return
-        assert held[old][0] == order
-        held[new] = held.pop(old)
-
-    register_rmap_holder(pa, moved)
+        ):
+            if mm.owner[pfn] == OWNER_ANON and rng.random() < pinned:
+                mm.set_owner(pfn, order, OWNER_PINNED)
+    adopt_allocated(pa)
+    held: dict[int, tuple[int, int, int]] = {}  # handle -> (pfn at start, order, owner)
+    for z in pa.zones:
+        for pfn in range(z.zone_start_pfn, z.zone_end_pfn):
+            if mm.state[pfn] == PG_ALLOC and OWNER_ON_LRU[mm.owner[pfn]]:
+                held[int(mm.handle[pfn])] = (pfn, mm.order[pfn], mm.owner[pfn])
     r = random.Random(seed)
     done = False
 
@@ -82,30 +72,25 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
                 await try_to_compact_pages(pa, cpu, gfp, order, alloc_flags, ac, prio)
         done = True
 
-    mine: list[int] = []  # the churning CPU's own pages, followed through migrations
-
-    def follow(old: int, new: int, order: int) -> None:
-        if old in mine:
-            mine[mine.index(old)] = new
-
-    register_rmap_holder(pa, follow)
+    mine: list[int] = []  # the churning CPU's handles
 
     async def churner() -> None:
-        # allocates while compaction runs (a holder freeing a page that is being migrated is
-        # serialised in the kernel by the page-table lock and migration entries; the model
-        # has no such handle yet, so this CPU frees its pages only after compaction)
+        # faults pages in and unmaps them while compaction runs: a page it lets go of while
+        # isolated is freed by the isolater (putback), as in the kernel
         cpu = pa.cpus[1]
         while not done:
-            pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
-            while pfn in forward:
-                pfn = forward.pop(pfn)
-            if pfn >= 0:
-                held[pfn] = (0, OWNER_MOVABLE)
-                mine.append(pfn)
+            if mine and r.random() < 0.4:
+                h = mine.pop(r.randrange(len(mine)))
+                held.pop(h)
+                await folio_put(pa, cpu, rmap.release(h))
+            else:
+                pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
+                if pfn >= 0:
+                    h = rmap.add(pfn, cpu.id)
+                    held[h] = (pfn, 0, OWNER_ANON)
+                    mine.append(h)
+                    await folio_add_lru(pa, cpu, pfn)
             await sim.delay(20_000)
-        for pfn in list(mine):
-            order, _ = held.pop(pfn)
-            await pa.free_pages(cpu, pfn, order)
 
     async def main() -> None:
         sim.spawn("compactor", compactor)
@@ -114,19 +99,22 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
 
     trio.run(main)
     pa.check()
-    mm = m.memmap
-    for pfn, (order, owner) in held.items():
+    for h, (was, order, owner) in held.items():
+        pfn = rmap.pfn(h)
         assert mm.state[pfn] == PG_ALLOC and mm.order[pfn] == order, pfn
         assert mm.owner[pfn] == owner, pfn
-    allocated_heads = sum(
-        1
+        if owner == OWNER_PINNED:
+            assert pfn == was  # never moved
+    heads = [
+        p
         for z in pa.zones
         for p in range(z.zone_start_pfn, z.zone_end_pfn)
-        if mm.state[p] == PG_ALLOC
-    )
-    assert allocated_heads == len(held)
-    for p in pinned_at:
-        assert p in held and held[p][1] == OWNER_PINNED  # never moved
+        if mm.state[p] == PG_ALLOC and OWNER_ON_LRU[mm.owner[p]]
+    ]
+    assert sum(1 for p in heads if mm.handle[p] >= 0) == len(held)
+    # a page without a holder is one let go while in the churner's lru-add batch: the batch
+    # holds the last reference until it is flushed
+    assert all(mm.pflags[p] & PF_LRU_BATCH for p in heads if mm.handle[p] < 0)
     digest = hashlib.sha256(
         bytes(mm.state) + bytes(mm.owner) + json.dumps(rec.events(), sort_keys=True).encode()
     ).hexdigest()

@@ -14,10 +14,10 @@ from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import CompactControl
 from emulator.mm.isolate_migrate import (
     ISOLATED_THROTTLE_NS,
-    _mod_isolated,
     node_isolated,
     too_many_isolated,
 )
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 
 
@@ -27,6 +27,7 @@ def setup():  # type: ignore[no-untyped-def]
     pa = PageAllocator(m, sim, cpus_per_node=2)
     for z in pa.zones:
         free_k_of_n(z, 1, 2)
+    adopt_allocated(pa)
     lru = sum(z.managed_pages for z in pa.zones) // 2  # the allocated (LRU) half
     return m, sim, pa, lru
 
@@ -36,7 +37,7 @@ async def run(prio: CompactPriority) -> tuple[CompactResult, int]:
     cpu = pa.cpus[0]
     ac, alloc_flags, _ = pa.prepare_alloc_pages(cpu, GFP_TRANSHUGE)
     # other compactors hold more than (inactive + active) / 16 pages isolated
-    _mod_isolated(pa, 0, lru // 16 + 1)
+    pa.lruvecs[0].nr_isolated_anon += lru // 16 + 1
     cc = CompactControl(zone=m.zone("Normal"), gfp_mask=GFP_TRANSHUGE, pa=pa)
     assert too_many_isolated(cc)
     out: list[tuple[CompactResult, int]] = []
@@ -50,7 +51,7 @@ async def run(prio: CompactPriority) -> tuple[CompactResult, int]:
         # the other compactors put their pages back 50 ms later
         await sim.delay(50_000_000)
         await sim.sync()
-        _mod_isolated(pa, 0, -(lru // 16 + 1))
+        pa.lruvecs[0].nr_isolated_anon -= lru // 16 + 1
 
     sim.spawn("compactor", compactor)
     sim.spawn("others", others)

@@ -23,6 +23,7 @@ from emulator.mm.compaction import (
 )
 from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED, OWNER_UNMOVABLE, PG_ALLOC, PG_BUDDY
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
@@ -47,6 +48,7 @@ def setup(pinned_per_block: bool = False):  # type: ignore[no-untyped-def]
     if pinned_per_block:
         for last in range(u + 2 * PAGEBLOCK_NR_PAGES - 1, z.zone_end_pfn, PAGEBLOCK_NR_PAGES):
             mm.set_owner(last, 0, OWNER_PINNED)
+    adopt_allocated(pa)
     pa.check()
     return m, sim, pa, z, rec, u >> PAGEBLOCK_ORDER
 

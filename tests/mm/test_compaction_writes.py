@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.initstate import free_k_of_n
+from emulator.mm.lru import adopt_allocated
 from emulator.scenario import Scenario, ScenarioError
 from emulator.testing import make_kernel
 from emulator.workload.spec import AllocClass, Phase, Workload
@@ -27,6 +28,7 @@ def fragmented(nodes: int = 1):  # type: ignore[no-untyped-def]
     k = make_kernel("256M" if nodes == 1 else "4608M", cpus=2 * nodes, nodes=nodes, record=True)
     for z in k.allocator.zones:
         free_k_of_n(z, 1, 2)
+    adopt_allocated(k.allocator)
     return k
 
 

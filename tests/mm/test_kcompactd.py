@@ -27,6 +27,7 @@ from emulator.mm.kcompactd import (
     compaction_ops,
 )
 from emulator.mm.kswapd import Kthreads, start_kthreads
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
 
@@ -77,6 +78,7 @@ def build(
             owner=OWNER_MOVABLE if movable else OWNER_UNMOVABLE,
             rng=np.random.default_rng(seed),
         )
+        adopt_allocated(pa)  # the allocated quarter is on the LRU, with holders
     fc = FakeCompaction(pa, movable=movable, cost_ns=compact_cost)
     fr = FakeReclaim(pa, cost_ns=reclaim_cost)
     kt = start_kthreads(pa, compaction_ops(pa) if real else fc.ops(), fr.ops())

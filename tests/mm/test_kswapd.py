@@ -249,6 +249,7 @@ async def test_kswapd_reclaims_page_cache_with_the_real_shrink_node() -> None:
     then kswapd sleeps; compaction is the real one."""
     from emulator.mm.kcompactd import compaction_ops
     from emulator.mm.kswapd import start_kthreads
+    from emulator.mm.lru import adopt_allocated
     from emulator.mm.memmap import OWNER_FILE
 
     rec = MemoryRecorder()
@@ -261,6 +262,7 @@ async def test_kswapd_reclaims_page_cache_with_the_real_shrink_node() -> None:
     rel = np.arange(zone.spanned_pages)
     free_pages_mask(zone, (rel & 1).astype(bool) & (rel < 2 * (zone.min_wmark_pages + 8)))
     assert zone.min_wmark_pages < zone.nr_free_pages < zone.low_wmark_pages
+    adopt_allocated(pa)  # the page cache is on the file LRU, held by the cache
     kt = start_kthreads(pa, compaction_ops(pa))
     ks = kt.kswapd[0]
     await sim.run(until=200 * MS)

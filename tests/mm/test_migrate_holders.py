@@ -1,8 +1,9 @@
 """Migration against mm/migrate.c (6.12) as compaction uses it: a migrated page keeps its
-holder (the reverse map moves the holder's reference to the new pfn, so the holder later frees
-the page where it now is), keeps its owner kind, and the old page is freed; a long-term pinned
-page is never isolated and never moved; a page pinned after isolation fails with -EAGAIN on
-every pass and ends as a permanent failure (pgmigrate_fail) left for putback.
+holder (the reverse map moves the holder's handle to the new pfn, so the holder later frees
+the page where it now is), keeps its owner kind and goes back on the LRU, and the old page is
+freed; a long-term pinned page is never isolated and never moved; a page pinned after
+isolation fails with -EAGAIN on every pass and ends as a permanent failure (pgmigrate_fail)
+left for putback.
 """
 
 from __future__ import annotations
@@ -13,56 +14,60 @@ from emulator.mm.compaction import compact_nodes
 from emulator.mm.compaction_control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import CompactControl
-from emulator.mm.isolate_migrate import OWNER_ISOLATED, putback_movable_pages
+from emulator.mm.isolate_migrate import putback_movable_pages
+from emulator.mm.lru import adopt_allocated, folio_isolate_lru, folio_put
 from emulator.mm.machine import Machine
-from emulator.mm.memmap import OWNER_MOVABLE, OWNER_PINNED, PG_ALLOC
-from emulator.mm.migrate import NR_MAX_MIGRATE_PAGES_RETRY, migrate_pages, register_rmap_holder
+from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PF_ISOLATED, PF_LRU, PG_ALLOC
+from emulator.mm.migrate import NR_MAX_MIGRATE_PAGES_RETRY, migrate_pages
 
 
-def setup():  # type: ignore[no-untyped-def]
+def setup(pin_every: int = 0):  # type: ignore[no-untyped-def]
     m = Machine.simple(DMA32=4096, Normal=16384)
     sim = Sim("fifo", strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=2)
+    mm = m.memmap
+    n = 0
     for z in pa.zones:
         free_k_of_n(z, 1, 2)
+        if pin_every:
+            for pfn in range(z.zone_start_pfn, z.zone_end_pfn):
+                if mm.state[pfn] == PG_ALLOC:
+                    if n % pin_every == 0:
+                        mm.set_owner(pfn, 0, OWNER_PINNED)
+                    n += 1
+    adopt_allocated(pa)  # every allocated page: on the LRU, with a holder handle
     return m, sim, pa
 
 
 async def test_migrated_pages_keep_their_holder_and_pinned_pages_stay() -> None:
-    m, sim, pa = setup()
+    m, sim, pa = setup(pin_every=7)
     mm = m.memmap
-    # the holders: one reference per allocated page; every 7th is long-term pinned
-    held: dict[int, tuple[int, int]] = {}
-    for z in pa.zones:
-        for pfn in range(z.zone_start_pfn, z.zone_end_pfn):
-            if mm.state[pfn] == PG_ALLOC:
-                if len(held) % 7 == 0:
-                    mm.set_owner(pfn, 0, OWNER_PINNED)
-                held[pfn] = (len(held), mm.owner[pfn])
-    pinned = {p for p, (_, o) in held.items() if o == OWNER_PINNED}
+    rmap = m.rmap
+    handles = {
+        int(mm.handle[p]): (p, mm.owner[p])
+        for z in pa.zones
+        for p in range(z.zone_start_pfn, z.zone_end_pfn)
+        if mm.state[p] == PG_ALLOC
+    }
+    assert all(h >= 0 for h in handles)
 
-    def moved(old: int, new: int, order: int) -> None:
-        assert order == 0 and new not in held
-        held[new] = held.pop(old)
-
-    register_rmap_holder(pa, moved)
-    originally = dict(held)
-
-    # compaction, then (inside the same task) the checks, then the holders free
     async def script() -> None:
         await compact_nodes(pa, pa.cpus[0])
         assert pa.vm_events["pgmigrate_success"] > 0
-        assert len(held) == len(originally)
-        ids_now = sorted(i for i, _ in held.values())
-        assert ids_now == list(range(len(originally)))
-        for pfn, (_, owner) in held.items():
+        moved = 0
+        for h, (was, owner) in handles.items():
+            pfn = rmap.pfn(h)
             assert mm.state[pfn] == PG_ALLOC and mm.order[pfn] == 0
-            assert mm.owner[pfn] == owner  # same owner kind, no isolation mark left
-        assert {p for p, (_, o) in held.items() if o == OWNER_PINNED} == pinned
-        assert sum(1 for p in originally if p not in held) > 0  # some really moved
+            assert mm.owner[pfn] == owner  # the same kind of memory
+            assert mm.pflags[pfn] & PF_LRU and not mm.pflags[pfn] & PF_ISOLATED
+            if owner == OWNER_PINNED:
+                assert pfn == was  # never moved
+            moved += pfn != was
+        assert moved > 0
         pa.check()
-        for pfn in sorted(held):
-            await pa.free_pages(pa.cpus[1], pfn, 0)
+        # each holder lets go through the handle it has: the page where it is now is freed
+        for h in handles:
+            await folio_put(pa, pa.cpus[1], rmap.release(h))
 
     sim.spawn("script", script)
     await sim.run()
@@ -76,12 +81,12 @@ async def test_pinned_after_isolation_fails_permanently() -> None:
     mm = m.memmap
     z = m.zone("Normal")
     src = next(p for p in range(z.zone_start_pfn, z.zone_end_pfn) if mm.state[p] == PG_ALLOC)
-    out: dict[str, object] = {}
+    out: dict[str, int] = {}
 
     async def script() -> None:
         for mode in (MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT):
-            # isolated (off the LRU) and then long-term pinned by someone (GUP)
-            mm.owner[src] = OWNER_PINNED | OWNER_ISOLATED
+            assert await folio_isolate_lru(pa, src)
+            mm.set_owner(src, 0, OWNER_PINNED)  # then long-term pinned by someone (GUP)
             cc = CompactControl(zone=z, order=-1, mode=mode, pa=pa, cpu=pa.cpus[0])
             cc.migratepages = [src]
             cc.nr_migratepages = 1
@@ -91,9 +96,9 @@ async def test_pinned_after_isolation_fails_permanently() -> None:
             assert (err, nr_succeeded) == (1, 0)  # one folio not migrated
             assert cc.migratepages == [src]  # left for putback
             await putback_movable_pages(cc)
-            assert cc.migratepages == [] and mm.owner[src] == OWNER_PINNED
-            assert mm.state[src] == PG_ALLOC
-        mm.set_owner(src, 0, OWNER_MOVABLE)
+            assert cc.migratepages == []
+            assert mm.pflags[src] & PF_LRU and mm.state[src] == PG_ALLOC
+            mm.set_owner(src, 0, OWNER_ANON)
 
     sim.spawn("script", script)
     await sim.run()

@@ -22,12 +22,12 @@ from emulator.mm.gfp import (
     GFP_TRANSHUGE,
 )
 from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC
 from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.vmscan import (
     SWAP_CLUSTER_MAX,
-    Lruvec,
     ScanControl,
     compaction_ready,
     try_to_free_pages,
@@ -51,6 +51,7 @@ def full_machine(
     pages: int = 65536,
     record: bool = False,
     interleave: bool = False,
+    slab: int = 0,
     free_tail: int = 0,
 ):
     """Every page allocated at order 0; the first ``file_share`` of them clean page cache,
@@ -69,6 +70,9 @@ def full_machine(
     else:
         n_file = int(z.spanned_pages * file_share)
         owners(m)[z.zone_start_pfn : z.zone_start_pfn + n_file] = OWNER_FILE
+    # the first ``slab`` pages are reclaimable slab (not on any LRU)
+    owners(m)[z.zone_start_pfn : z.zone_start_pfn + slab] = OWNER_RECLAIMABLE
+    adopt_allocated(pa)  # on the LRU lists, with holders (the page cache, the processes)
     return m, pa, sim, rec
 
 
@@ -120,7 +124,7 @@ async def test_reclaim_frees_clean_file_pages_not_anon() -> None:
     assert ev["pgscan_direct"] == stolen > 0
     assert int(np.count_nonzero(owners(m) == OWNER_MOVABLE)) == anon_before
     assert int(np.count_nonzero(owners(m) == OWNER_FILE)) == file_before - stolen
-    assert pa.lruvecs[0].evictions == stolen
+    assert pa.reclaim[0].evictions == stolen
     assert z.nr_free_pages + pa.pcp_pages() + 1 > z.min_wmark_pages
     assert rec is not None
     rounds = [e for e in rec.events() if e["event"] == "mm_vmscan_direct_reclaim_end"]
@@ -139,12 +143,12 @@ async def test_no_swap_anon_only_reclaims_nothing() -> None:
 
 
 async def test_slab_shrinker_frees_registered_reclaimable_pages() -> None:
-    m, pa, sim, _ = full_machine(0.0)
+    m, pa, sim, _ = full_machine(0.0, slab=8192)
     z = pa.zones[0]
     slab = np.arange(z.zone_start_pfn, z.zone_start_pfn + 8192)
-    owners(m)[slab] = OWNER_RECLAIMABLE
+    pa.lruvecs[0].nr_slab_reclaimable += 8192  # NR_SLAB_RECLAIMABLE_B, as charged at allocation
     for pfn in slab.tolist():
-        pa.lruvecs[0].shrinker.register(pfn)
+        pa.reclaim[0].shrinker.register(pfn)
     ac = pa.prepare_alloc_pages(pa.cpus[0], GFP_KERNEL)[0]
     (n,) = await run(sim, lambda: try_to_free_pages(pa, pa.cpus[0], ac, 0, GFP_KERNEL))
     pa.check()
@@ -154,7 +158,7 @@ async def test_slab_shrinker_frees_registered_reclaimable_pages() -> None:
     assert n >= SWAP_CLUSTER_MAX
     assert m.vm_events["slabs_scanned"] == n
     assert m.vm_events["pgsteal_direct"] == 0  # slab pages are not LRU steals
-    assert pa.lruvecs[0].shrinker.count_objects() == 8192 - n
+    assert pa.reclaim[0].shrinker.count_objects() == 8192 - n
 
 
 def test_compaction_ready_decisions() -> None:
@@ -223,10 +227,12 @@ async def test_direct_reclaim_events_and_lru_lock() -> None:
 
 def test_zone_file_pages_counts_file_pages_only() -> None:
     m = Machine.simple(Normal=4096)
+    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)
     z = m.zone("Normal")
     allocate_everything(z, OWNER_MOVABLE)
     owners(m)[z.zone_start_pfn : z.zone_start_pfn + 100] = OWNER_FILE
-    assert Lruvec.zone_file_pages(z) == 100
+    adopt_allocated(pa)
+    assert pa.reclaim[0].zone_file_pages(z) == 100
     assert m.memmap.state[z.zone_start_pfn] == PG_ALLOC
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from emulator.cli import main
+from emulator.report.results import KERNEL_FILES
 
 SMALL = ["--set", "memory=512M", "--set", "duration=3ms", "--set", "cpus=4", "--quiet", "--strict"]
 
@@ -50,3 +51,79 @@ def test_bad_events_filter_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--events" in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+DRIVER_RUNS = [
+    ("default", "fifo", SMALL),
+    ("default", "random", SMALL),
+    ("default", "pct", SMALL),
+    ("default", "fifo", [*SMALL, "--quantum", "1000"]),
+    ("zone_lock_storm", "fifo", [*SMALL[:2], *SMALL[4:]]),
+    ("pcp_hiding", "random", ["--quiet", "--strict"]),
+]
+
+
+@pytest.mark.parametrize(("scenario", "strategy", "opts"), DRIVER_RUNS)
+def test_fast_and_trio_drivers_write_byte_identical_results(
+    tmp_path: Path, scenario: str, strategy: str, opts: list[str]
+) -> None:
+    outs = []
+    for driver in ("fast", "trio"):
+        out = tmp_path / driver
+        args = ["run", scenario, "--out", str(out), "--seed", "3", "--strategy", strategy]
+        assert main([*args, *opts, "--driver", driver]) == 0
+        outs.append(out)
+    fast, trio = outs
+    assert len((fast / "events.jsonl").read_bytes()) > 1000
+    for name in ("events.jsonl", "schedule.json", *KERNEL_FILES):
+        assert (fast / name).read_bytes() == (trio / name).read_bytes(), name
+    sf = json.loads((fast / "summary.json").read_text())
+    st = json.loads((trio / "summary.json").read_text())
+    assert (sf["engine"]["driver"], st["engine"]["driver"]) == ("fast", "trio")
+    for key in ("virtual_ns", "vmstat", "allocations", "lock_stat", "timeseries"):
+        assert sf[key] == st[key], key
+    assert sf["engine"]["decisions"] == st["engine"]["decisions"]
+
+
+def test_a_run_recorded_under_one_driver_replays_exactly_under_the_other(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a", "--strategy", "pct", "--driver", "trio")
+    b = tmp_path / "b"
+    replay = ["run", "--replay", str(a / "schedule.json"), "--out", str(b), "--quiet"]
+    assert main([*replay, "--driver", "fast"]) == 0
+    assert (a / "events.jsonl").read_bytes() == (b / "events.jsonl").read_bytes()
+
+
+STOPPER = """
+from emulator.scenario import Scenario
+from emulator.workload import AllocClass, Phase, Workload
+
+def build(p):
+    return Workload([Phase("s", [AllocClass(0, "GFP_KERNEL", lifetime="exp(20us)")],
+                           rate=200000.0)])
+
+def actors(p, ctx):
+    async def ctrl_c():
+        await ctx.sim.delay(STOP_NS)
+        await ctx.sim.sync()
+        raise KeyboardInterrupt  # Ctrl-C, as it reaches an actor
+
+    return [("stopper", ctrl_c)]
+
+SCENARIO = Scenario("stopper", "stops itself", build, actors=actors,
+                    defaults={"memory": "256M", "cpus": 4, "duration": "10ms"})
+"""
+
+
+@pytest.mark.parametrize("driver", ["fast", "trio"])
+def test_an_interrupted_run_records_nothing_after_its_virtual_ns(
+    tmp_path: Path, driver: str
+) -> None:
+    f = tmp_path / "stopper.py"
+    f.write_text(STOPPER.replace("STOP_NS", "1_234_567"))
+    out = tmp_path / "out"
+    assert main(["run", str(f), "--out", str(out), "--quiet", "--driver", driver]) == 130
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reason"] == "interrupted" and summary["virtual_ns"] == 1_234_567
+    times = [json.loads(ln)["t"] for ln in (out / "events.jsonl").read_text().splitlines()]
+    assert len(times) > 100 and max(times) <= summary["virtual_ns"]
+    assert summary["engine"]["events"] == len(times)

@@ -1,0 +1,354 @@
+"""Who holds a page: owner kinds, the per-node LRU lists and the reverse map (mm/lru.py,
+mm/rmap.py, the workload's handles), checked against the kernel's rules and counters.
+
+The interfaces compaction and reclaim use are driven here by hand, as they will drive them:
+isolate under lru_lock, migrate (rmap_move), put back, evict.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from emulator.engine import Sim
+from emulator.mm.allocator import PageAllocator
+from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.initstate import every_other_chunk
+from emulator.mm.invariants import InvariantViolation
+from emulator.mm.lru import (
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
+    PAGEVEC_SIZE,
+    adopt_allocated,
+    evict,
+    folio_isolate_lru,
+    folio_isolate_lru_locked,
+    lru_add_drain,
+    putback_lru_page,
+)
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import (
+    OWNER_ANON,
+    OWNER_FILE,
+    OWNER_MLOCKED,
+    OWNER_PINNED,
+    OWNER_RECLAIMABLE,
+    OWNER_UNMOVABLE,
+    PF_ISOLATED,
+    PF_LRU,
+    PF_LRU_BATCH,
+    PF_UNEVICTABLE,
+    PG_ALLOC,
+)
+from emulator.mm.procfs import render_zoneinfo
+from emulator.mm.rmap import EVICTED, NO_HANDLE
+from emulator.workload import AllocClass, Phase, Workload
+from emulator.workload.cpu import CpuProgram
+
+ANON = AllocClass(0, "GFP_HIGHUSER_MOVABLE")
+FILE = AllocClass(0, "GFP_HIGHUSER_MOVABLE", owner="file")
+MLOCK = AllocClass(0, "GFP_HIGHUSER_MOVABLE", owner="mlocked")
+SLAB = AllocClass(0, "GFP_KERNEL_ACCOUNT | __GFP_RECLAIMABLE", owner="slab_reclaimable")
+
+
+def setup(cpus: int = 1, pages: int = 16384) -> tuple[Machine, Sim, PageAllocator, list]:
+    m = Machine.simple(Normal=pages)
+    sim = Sim("fifo", strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=cpus)
+    wl = Workload([Phase("p", [ANON])])
+    progs = [CpuProgram(pa, c, wl, seed=7, use_inbox=False) for c in pa.cpus]
+    return m, sim, pa, progs
+
+
+async def run(sim: Sim, fn) -> None:  # type: ignore[no-untyped-def]
+    sim.spawn("cpu0", fn)
+    await sim.run()
+
+
+def test_owner_kinds_and_their_defaults() -> None:
+    assert ANON.owner_kind == -1  # follows the migratetype: movable -> anon
+    assert AllocClass(0, "GFP_KERNEL", owner="movable").owner_kind == OWNER_ANON
+    assert AllocClass(0, "GFP_KERNEL", owner="reclaimable").owner_kind == OWNER_RECLAIMABLE
+    assert FILE.owner_kind == OWNER_FILE and MLOCK.owner_kind == OWNER_MLOCKED
+    with pytest.raises(ValueError, match="valid are"):
+        AllocClass(0, "GFP_KERNEL", owner="swap")
+    # vm.compact_unevictable_allowed: the kernel's default (CONFIG_COMPACT_UNEVICTABLE_DEFAULT)
+    assert Machine.simple(Normal=4096).sysctl.get("vm.compact_unevictable_allowed") == 1
+
+
+async def test_lru_add_batches_31_folios_then_moves_them_under_lru_lock() -> None:
+    _m, sim, pa, (prog,) = setup()
+    lv = pa.lruvecs[0]
+
+    async def body() -> None:
+        for _ in range(PAGEVEC_SIZE - 1):
+            await prog._allocate(ANON)
+        # folio_add_lru: 30 folios wait in the CPU's batch, not PageLRU, lru_lock untouched
+        assert len(pa.cpus[0].lru_add) == PAGEVEC_SIZE - 1 and lv.nr_pages[0] == 0
+        assert lv.lru_lock.stats.acquisitions == 0
+        pa.check()
+        await prog._allocate(ANON)  # the 31st fills the batch: one lru_lock hold moves all
+        assert pa.cpus[0].lru_add == [] and lv.lru_lock.stats.acquisitions == 1
+        assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE
+        # a large folio is added at once (folio_test_large)
+        await prog._allocate(AllocClass(9, "GFP_TRANSHUGE_LIGHT"))
+        assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE + 512
+        assert lv.lru_lock.stats.acquisitions == 2
+        pa.check()
+
+    await run(sim, body)
+    # the list is newest first: the THP head, then the 31 order-0 pages in reverse order
+    pfns = [pa.machine.rmap.pfn(h) for h, _ in prog.held]
+    assert lv.folios(LRU_INACTIVE_ANON) == pfns[::-1]
+
+
+async def test_counters_for_every_owner_kind_in_vmstat_and_zoneinfo() -> None:
+    m, sim, pa, (prog,) = setup()
+    lv = pa.lruvecs[0]
+    pinned = AllocClass(0, "GFP_HIGHUSER_MOVABLE", pinned=1.0)
+    kernel = AllocClass(0, "GFP_KERNEL")
+
+    async def body() -> None:
+        for cls, n in ((ANON, 5), (FILE, 7), (MLOCK, 3), (SLAB, 4), (pinned, 2), (kernel, 6)):
+            for _ in range(n):
+                await prog._allocate(cls)
+        await lru_add_drain(pa, pa.cpus[0])
+        pa.check()
+
+    await run(sim, body)
+    assert lv.node_stats() == {
+        "nr_inactive_anon": 7,  # anon and long-term pinned anon
+        "nr_active_anon": 0,
+        "nr_inactive_file": 7,
+        "nr_active_file": 0,
+        "nr_unevictable": 3,
+        "nr_slab_reclaimable": 4,
+        "nr_isolated_anon": 0,
+        "nr_isolated_file": 0,
+    }
+    assert lv.zone_stats(pa.zones[0].zone_idx)["nr_mlock"] == 3
+    assert pa.vm_events["unevictable_pgs_culled"] == 3
+    kinds = sorted(m.memmap.owner[pa.machine.rmap.pfn(h)] for h, _ in prog.held)
+    assert kinds.count(OWNER_PINNED) == 2 and kinds.count(OWNER_UNMOVABLE) == 6
+    for h, _ in prog.held:
+        pfn = pa.machine.rmap.pfn(h)
+        on = m.memmap.pflags[pfn]
+        assert bool(on & PF_LRU) == (
+            m.memmap.owner[pfn] not in (OWNER_RECLAIMABLE, OWNER_UNMOVABLE)
+        )
+        assert bool(on & PF_UNEVICTABLE) == (m.memmap.owner[pfn] == OWNER_MLOCKED)
+    totals = m.node_stat_totals()
+    assert totals["nr_zone_inactive_file"] == totals["nr_inactive_file"] == 7
+    text = render_zoneinfo(m.snapshot())
+    assert "\n  per-node stats\n      nr_inactive_anon 7\n      nr_active_anon 0\n" in text
+    assert "\n      nr_zone_inactive_file 7\n" in text and "\n      nr_mlock     3\n" in text
+
+    # freeing gives everything back
+    async def free_all() -> None:
+        for h, order in list(prog.held):
+            await prog._free(h, order)
+        pa.check()
+
+    sim.spawn("cpu0-free", free_all, start=sim.now)
+    await sim.run()
+    assert lv.nr_pages == [0] * 5 and lv.nr_slab_reclaimable == 0
+    assert lv.zone_stats(pa.zones[0].zone_idx)["nr_mlock"] == 0
+    assert pa.vm_events["unevictable_pgs_cleared"] == 3
+    assert m.nr_free_pages + pa.pcp_pages() == pa.zones[0].managed_pages
+
+
+async def test_migrated_page_keeps_its_holder_and_the_holder_frees_the_new_pfn() -> None:
+    # what compaction does with one page: isolate it from the LRU under lru_lock, allocate
+    # the target, move the holder's reference (remove_migration_ptes), free the source, put
+    # the target back. The workload later frees its handle: the *new* pfn is freed.
+    m, sim, pa, (prog,) = setup()
+    mm = m.memmap
+    rmap = m.rmap
+    lv = pa.lruvecs[0]
+    cpu = pa.cpus[0]
+    seen: dict[str, int] = {}
+
+    async def body() -> None:
+        for _ in range(PAGEVEC_SIZE):
+            await prog._allocate(ANON)
+        h, order = prog.held[3]
+        old = rmap.pfn(h)
+        assert await folio_isolate_lru(pa, old)
+        assert mm.pflags[old] & PF_ISOLATED and lv.nr_isolated_anon == 1
+        assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE - 1
+        assert not await folio_isolate_lru(pa, old)  # already isolated: folio_test_clear_lru
+        pa.check()
+        new = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
+        rmap.rmap_move(old, new, 0)
+        assert rmap.pfn(h) == new and rmap.holder(new) == h and rmap.holder(old) == NO_HANDLE
+        assert mm.owner[new] == OWNER_ANON and mm.pflags[new] & PF_ISOLATED
+        await pa.free_pages(cpu, old, 0)
+        await putback_lru_page(pa, cpu, new)
+        assert lv.nr_isolated_anon == 0 and mm.pflags[new] & PF_LRU
+        assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE
+        pa.check()
+        await prog._free(h, order)  # the holder frees what it holds now
+        seen.update(old=old, new=new)
+        pa.check()
+
+    await run(sim, body)
+    assert mm.state[seen["new"]] != PG_ALLOC and mm.state[seen["old"]] != PG_ALLOC
+    assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE - 1
+
+
+async def test_holder_that_frees_an_isolated_page_leaves_it_to_the_isolater() -> None:
+    # folio_put of the holder's reference while compaction holds the folio isolated: the
+    # page is not freed; putback drops the last reference and frees it
+    m, sim, pa, (prog,) = setup()
+    mm = m.memmap
+    lv = pa.lruvecs[0]
+
+    async def body() -> None:
+        for _ in range(PAGEVEC_SIZE):
+            await prog._allocate(FILE)
+        h, order = prog.held[0]
+        pfn = m.rmap.pfn(h)
+        lock = lv.lru_lock
+        await lock.acquire("isolate_migratepages_block")
+        assert folio_isolate_lru_locked(pa, lv, pfn)
+        lock.release()
+        await prog._free(h, order)
+        assert mm.state[pfn] == PG_ALLOC and lv.nr_isolated_file == 1
+        pa.check()
+        await putback_lru_page(pa, pa.cpus[0], pfn)
+        assert mm.state[pfn] != PG_ALLOC and lv.nr_isolated_file == 0
+        pa.check()
+
+    await run(sim, body)
+
+
+async def test_free_while_in_the_lru_add_batch_frees_at_the_flush() -> None:
+    m, sim, pa, (prog,) = setup()
+    mm = m.memmap
+
+    async def body() -> None:
+        await prog._allocate(ANON)
+        h, order = prog.held.pop()
+        pfn = m.rmap.pfn(h)
+        await prog._free(h, order)
+        assert mm.state[pfn] == PG_ALLOC and mm.pflags[pfn] & PF_LRU_BATCH  # the batch's ref
+        pa.check()
+        await lru_add_drain(pa, pa.cpus[0])
+        assert mm.state[pfn] != PG_ALLOC and pa.lruvecs[0].nr_pages == [0] * 5
+        pa.check()
+
+    await run(sim, body)
+
+
+async def test_evicted_file_page_tells_its_holder_which_refaults_it() -> None:
+    m, sim, pa, (prog,) = setup()
+    mm = m.memmap
+    rmap = m.rmap
+    lv = pa.lruvecs[0]
+    cpu = pa.cpus[0]
+
+    async def body() -> None:
+        for _ in range(PAGEVEC_SIZE):
+            await prog._allocate(FILE)
+        h, _ = prog.held[5]
+        pfn = rmap.pfn(h)
+        assert await folio_isolate_lru(pa, pfn)
+        assert evict(pa, pfn) == h
+        await pa.free_pages(cpu, pfn, 0)  # reclaim frees it
+        assert rmap.pfn(h) == EVICTED and rmap.evicted[cpu.id] == [h]
+        assert lv.nr_isolated_file == 0 and lv.nr_pages[LRU_INACTIVE_FILE] == PAGEVEC_SIZE - 1
+        pa.check()
+        # the page-cache workload reads it back at its next allocation: same handle, new pfn
+        await prog._allocate(FILE)
+        new = rmap.pfn(h)
+        assert new >= 0 and mm.owner[new] == OWNER_FILE and rmap.holder(new) == h
+        assert pa.vm_events["workingset_refault_file"] == 1 and prog.refaults == 1
+        await lru_add_drain(pa, cpu)
+        pa.check()
+
+    await run(sim, body)
+    with pytest.raises(ValueError, match="isolated page-cache folio"):
+        evict(pa, rmap.pfn(prog.held[0][0]))  # not isolated: reclaim must isolate first
+
+
+async def test_evicted_page_freed_by_its_holder_needs_no_free() -> None:
+    m, sim, pa, (prog,) = setup()
+    rmap = m.rmap
+
+    async def body() -> None:
+        for _ in range(PAGEVEC_SIZE):
+            await prog._allocate(FILE)
+        h, order = prog.held[0]
+        pfn = rmap.pfn(h)
+        assert await folio_isolate_lru(pa, pfn)
+        evict(pa, pfn)
+        await pa.free_pages(pa.cpus[0], pfn, 0)
+        await prog._free(h, order)  # the holder lets go of an evicted page: nothing to free
+        assert rmap.take_evicted(pa.cpus[0].id) == [h]
+        pa.check()
+
+    await run(sim, body)
+
+
+def test_invariant_checker_catches_a_wrong_lru_count() -> None:
+    m = Machine.simple(Normal=8192)
+    every_other_chunk(m.zone("Normal"), 1)
+    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)
+    n = adopt_allocated(pa)
+    assert n == 4096 and pa.lruvecs[0].nr_pages[LRU_INACTIVE_ANON] == 4096
+    pa.check()
+    pa.lruvecs[0].nr_pages[LRU_INACTIVE_ANON] += 1
+    with pytest.raises(InvariantViolation, match="lru-count"):
+        pa.check()
+    pa.lruvecs[0].nr_pages[LRU_INACTIVE_ANON] -= 1
+    m.memmap.pflags[next(iter(pa.lruvecs[0].folios(0)))] |= PF_ISOLATED
+    with pytest.raises(InvariantViolation, match="lru-entry"):
+        pa.check()
+
+
+async def test_mlocked_folios_go_on_the_unevictable_list() -> None:
+    _m, sim, pa, (prog,) = setup()
+    lv = pa.lruvecs[0]
+
+    async def body() -> None:
+        await prog._allocate(AllocClass(9, "GFP_TRANSHUGE_LIGHT", owner="mlocked"))
+        pa.check()
+
+    await run(sim, body)
+    assert lv.nr_pages[LRU_UNEVICTABLE] == 512 and lv.nr_mlock[pa.zones[0].zone_idx] == 512
+    assert pa.vm_events["unevictable_pgs_mlocked"] == 512
+
+
+async def _random_run(seed: int) -> tuple:
+    _m, sim, pa, progs = setup(cpus=2, pages=32768)
+    classes = [ANON, FILE, MLOCK, SLAB, AllocClass(2, "GFP_HIGHUSER_MOVABLE", owner="file")]
+    rng = random.Random(seed)
+
+    async def cpu_body(prog: CpuProgram) -> None:
+        for _ in range(300):
+            await prog._allocate(rng.choice(classes))
+            if prog.held and rng.random() < 0.4:
+                h, order = prog.held.pop(rng.randrange(len(prog.held)))
+                await prog._free(h, order)
+        pa.check()
+
+    for prog in progs:
+        sim.spawn(f"cpu{prog.cpu.id}", cpu_body, prog)
+    await sim.run()
+    pa.check()
+    lv = pa.lruvecs[0]
+    return (
+        tuple(lv.nr_pages),
+        lv.nr_slab_reclaimable,
+        tuple(tuple(lv.folios(i)) for i in range(5)),
+        tuple(pa.machine.rmap.pfn(h) for p in progs for h, _ in p.held),
+    )
+
+
+async def test_lru_state_is_deterministic_and_consistent_per_seed() -> None:
+    a = await _random_run(3)
+    b = await _random_run(3)
+    assert a == b
+    assert a[0][LRU_INACTIVE_FILE] > 0 and a[0][LRU_UNEVICTABLE] > 0
