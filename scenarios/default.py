@@ -35,8 +35,8 @@ the fragmentation score.
 import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
-from emulator.mm.lru import adopt_allocated
-from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE
+from emulator.mm.lru import adopt_allocated, charge_folio
+from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -71,6 +71,7 @@ def build(p):
 
 def setup(p, ctx):
     rng = np.random.default_rng(p.seed)
+    pa = ctx.allocator
     for zone in ctx.allocator.zones:
         if zone.name == "DMA":
             continue
@@ -89,17 +90,18 @@ def setup(p, ctx):
         for i in released.tolist():
             pfn, order = held[i]
             zone.free_one_page(pfn, order)
-        reclaim = ctx.allocator.reclaim[zone.node]
+        shrinker = pa.shrinkers[zone.node]
         mm = ctx.machine.memmap
         cache = rng.random(len(held)) < p["page_cache"]
         for i in np.flatnonzero(keep).tolist():
             pfn, order = held[i]
-            if mm.owner[pfn] == OWNER_MOVABLE and cache[i]:
-                mm.set_owner(pfn, order, OWNER_FILE)  # clean page cache, on the file LRU
+            if mm.owner[pfn] == OWNER_ANON and cache[i]:
+                mm.set_owner(pfn, order, OWNER_FILE)  # clean page cache
             elif mm.owner[pfn] == OWNER_RECLAIMABLE:
-                reclaim.shrinker.register(pfn)  # a slab cache with a shrinker
-    # the background's LRU memory is on the LRU lists, held by the machine's past
-    adopt_allocated(ctx.allocator)
+                shrinker.register(pfn)  # a slab cache with a shrinker
+                charge_folio(pa, pfn)  # nr_slab_reclaimable
+    # the past's anonymous memory and page cache: mapped (holder handles), on the LRU lists
+    adopt_allocated(pa)
 
 
 SCENARIO = Scenario(

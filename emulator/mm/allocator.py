@@ -66,7 +66,7 @@ from emulator.mm.snapshot import (
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.vmscan import NodeReclaim, zone_reclaimable_pages
+from emulator.mm.vmscan import SlabShrinker, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -207,13 +207,10 @@ class PageAllocator(PcpDrain):
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
         #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
         self.kthreads: Kthreads | None = None
-        #: the slow path's outcomes per order (mm/slowpath.py) and each node's reclaim state
-        #: over its lruvec (mm/vmscan.py)
+        #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
+        #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
-        self.reclaim: list[NodeReclaim] = [
-            NodeReclaim(self, self.lruvecs[n], [z for z in self.zones if z.node == n])
-            for n in range(self.nr_nodes)
-        ]
+        self.shrinkers = [SlabShrinker() for _ in range(self.nr_nodes)]
 
     # -- set-up ------------------------------------------------------------------------------
 

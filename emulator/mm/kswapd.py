@@ -420,7 +420,7 @@ def reclaim_ops(pa: PageAllocator) -> ReclaimOps:
 
     async def shrink(node: Node, sc: ScanControl) -> None:
         cpu = next(c for c in pa.cpus if c.node == node.nid)
-        await shrink_node(pa, cpu, pa.reclaim[node.nid], sc)
+        await shrink_node(pa, cpu, pa.lruvecs[node.nid], sc)
 
     return ReclaimOps(shrink_node=shrink)
 

@@ -3,27 +3,29 @@
 Models mm/vmscan.c (Linux 6.12.0), simplified and said so: try_to_free_pages (6478),
 do_try_to_free_pages (6245), shrink_zones (6122), compaction_ready (6054), shrink_node (5936),
 should_continue_reclaim (5805), shrink_lruvec (5669), shrink_list / shrink_inactive_list (1914),
-shrink_folio_list (for clean, unmapped file folios only), zone_reclaimable_pages (368), and
-mm/shrinker.c: do_shrink_slab (371) for one shrinker.
+isolate_lru_folios, shrink_folio_list (for clean, unmapped file folios only),
+zone_reclaimable_pages (368), lruvec_lru_size; and mm/shrinker.c: do_shrink_slab (371) for one
+shrinker per node.
 
 How it runs: reclaim is the allocating actor's own work in virtual time. Scanning takes the
-node's ``lru_lock`` to isolate at most ``SWAP_CLUSTER_MAX`` (32) pages, charging a per-page
-isolation cost while holding it, drops it, reclaims the batch (a per-folio cost, then the
-folios are freed through the page allocator on this CPU, as ``free_unref_folios`` does), and
-retakes it to put back what it kept. Other CPUs allocate, free and compact in between.
+node's ``lru_lock`` (:class:`emulator.mm.lru.Lruvec`) to isolate at most ``SWAP_CLUSTER_MAX``
+(32) pages from the tail of the inactive file list, charging ``lru_op`` per folio while
+holding it, drops it, reclaims the batch (``shrink_folio`` per page: the holder is told,
+:func:`emulator.mm.lru.evict`, then the folio is freed through the page allocator on this
+CPU, as ``free_unref_folios`` does), and retakes it for the putback's accounting. Other CPUs
+allocate, free, compact and isolate in between.
 
 What is simplified:
 
-* The LRU is the node's :class:`~emulator.mm.lru.Lruvec` (lists, counters, ``lru_lock``);
-  :class:`NodeReclaim` adds reclaim's own state. Reclaim takes clean page-cache folios from
-  the tail of the inactive file list (no active/inactive aging, no referenced bits, no dirty
-  or writeback pages: every isolated file folio is clean, unmapped and reclaimed); its holder
-  is told (:func:`emulator.mm.lru.evict`) and refaults it later.
 * No swap is configured, so ``get_scan_count`` is always SCAN_FILE: anonymous memory is never
   scanned or reclaimed (``can_reclaim_anon_pages`` is false).
-* Slab: one shrinker per node (:class:`SlabShrinker`) over reclaimable slab pages registered
-  with it (a scenario's set-up); one object per page; ``do_shrink_slab``'s delta and deferred
-  work are the kernel's (``DEFAULT_SEEKS`` 2, ``SHRINK_BATCH`` 128).
+* No page references, dirty or writeback pages: every isolated file folio is clean and
+  unmapped and is reclaimed; nothing activates folios, so the active lists are empty and
+  only the inactive file list is scanned (no ``shrink_active_list``).
+* Slab: one shrinker per node (:class:`SlabShrinker`, ``PageAllocator.shrinkers``) over the
+  reclaimable slab pages registered with it (a scenario's set-up); one object per page;
+  ``do_shrink_slab``'s delta and deferred work are the kernel's (``DEFAULT_SEEKS`` 2,
+  ``SHRINK_BATCH`` 128).
 * No memcg (one root lruvec; the ``memcg_full_walk`` retry of do_try_to_free_pages is kept
   because it is what the kernel does when nothing was reclaimed), no
   ``throttle_direct_reclaim`` (no pfmemalloc throttling), no ``reclaim_throttle``, no MGLRU.
@@ -40,32 +42,34 @@ from typing import TYPE_CHECKING
 import attrs
 
 from emulator.mm.compaction import compact_gap, compaction_suitable
+from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.lru import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_FILE,
     evict,
     folio_isolate_lru_locked,
 )
+from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
-from emulator.mm.zone import ZONE_NAMES
+from emulator.mm.zone import MAX_NR_ZONES, ZONE_NAMES
 
 if TYPE_CHECKING:
-    from emulator.engine import SpinLock
     from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
-    from emulator.mm.lru import Lruvec as LruLruvec
+    from emulator.mm.lru import Lruvec
     from emulator.mm.page_alloc import Zone
 
 __all__ = [
     "DEF_PRIORITY",
     "MAX_RECLAIM_RETRIES",
     "SWAP_CLUSTER_MAX",
-    "NodeReclaim",
     "ScanControl",
     "SlabShrinker",
     "compact_gap",
     "compaction_ready",
     "do_try_to_free_pages",
+    "isolate_lru_folios",
+    "lruvec_lru_size",
     "should_continue_reclaim",
     "shrink_node",
     "try_to_free_pages",
@@ -82,6 +86,8 @@ DEFAULT_SEEKS = 2
 """include/linux/shrinker.h"""
 SHRINK_BATCH = 128
 """mm/shrinker.c"""
+#: the vm event ``pgskip_<zone>`` by zone index
+_PGSKIP = tuple(f"pgskip_{ZONE_NAMES[z].lower()}" for z in range(MAX_NR_ZONES))
 
 
 @attrs.define(slots=True, eq=False)
@@ -105,10 +111,11 @@ class ScanControl:
 
 
 class SlabShrinker:
-    """One reclaimable-slab cache of a node with its shrinker (simplified: one object per page).
+    """One node's reclaimable-slab cache with its shrinker (simplified: one object per page).
 
-    Pages are registered by whoever allocated them (a scenario's set-up) and are freed only by
-    the shrinker. ``nr_deferred`` is the shrinker's deferred scan count."""
+    Pages are registered by whoever allocated them (a scenario's set-up: the machine's past)
+    and are freed only by the shrinker; ``nr_deferred`` is the shrinker's deferred scan
+    count. Freed pages leave the node's ``nr_slab_reclaimable``."""
 
     __slots__ = ("freed", "nr_deferred", "pages")
 
@@ -124,74 +131,47 @@ class SlabShrinker:
         return len(self.pages)
 
 
-class NodeReclaim:
-    """A node's LRU as reclaim sees it: the node's :class:`~emulator.mm.lru.Lruvec` (lists,
-    counters, ``lru_lock``) plus reclaim's own state (the slab shrinker, evictions told to the
-    page cache) and the node's zones."""
+def lruvec_lru_size(lruvec: Lruvec, lru: int, zone_idx: int) -> int:
+    """Models mm/vmscan.c: lruvec_lru_size — pages on list ``lru`` in zones 0..zone_idx."""
+    return sum(lruvec.nr_zone_pages[z][lru] for z in range(zone_idx + 1))
 
-    __slots__ = ("evictions", "lru", "nid", "pa", "shrinker", "zones")
 
-    def __init__(self, pa: PageAllocator, lru: LruLruvec, zones: list[Zone]) -> None:
-        self.pa = pa
-        self.lru = lru
-        self.nid = lru.nid
-        self.zones = sorted(zones, key=lambda z: z.zone_idx)
-        self.evictions = 0
-        self.shrinker = SlabShrinker()
-
-    @property
-    def lru_lock(self) -> SpinLock:
-        """``lruvec->lru_lock``."""
-        return self.lru.lru_lock
-
-    @property
-    def nr_isolated_file(self) -> int:
-        return self.lru.nr_isolated_file
-
-    # -- counters ----------------------------------------------------------------------------
-
-    def zone_file_pages(self, zone: Zone) -> int:
-        """NR_ZONE_INACTIVE_FILE + NR_ZONE_ACTIVE_FILE of ``zone`` (isolated folios excluded,
-        as the kernel's counters exclude them)."""
-        per = self.lru.nr_zone_pages[zone.zone_idx]
-        return per[LRU_INACTIVE_FILE] + per[LRU_ACTIVE_FILE]
-
-    def lru_size(self, reclaim_idx: int) -> int:
-        """Models mm/vmscan.c: lruvec_lru_size, of the file LRUs for zones 0..reclaim_idx."""
-        return sum(self.zone_file_pages(z) for z in self.zones if z.zone_idx <= reclaim_idx)
-
-    # -- isolate (caller holds lru_lock) ----------------------------------------------------
-
-    def isolate_file_folios(self, nr_to_scan: int, reclaim_idx: int) -> tuple[list[int], int]:
-        """isolate_lru_folios for the inactive file LRU: from the tail (oldest), up to
-        ``nr_to_scan`` pages of folios in zones 0..reclaim_idx (others are passed over).
-        Returns (folio heads, pages scanned)."""
-        pa = self.pa
-        mm = pa.memmap
-        prv = mm.prv
-        head = self.lru.list_head(LRU_INACTIVE_FILE)
-        taken: list[int] = []
-        scanned = 0
-        pfn = prv[head]
-        while pfn != head and scanned < nr_to_scan:
-            prev = prv[pfn]
-            if pa.zone_of(pfn).zone_idx <= reclaim_idx:
-                order = mm.order[pfn]
-                if folio_isolate_lru_locked(pa, self.lru, pfn):
-                    taken.append(pfn)
-                    scanned += 1 << order
-            pfn = prev
-        return taken, scanned
-
-    def evicted(self, pfn: int, order: int) -> None:
-        """The holder (the page cache) was told its folio left the cache."""
-        self.evictions += 1
+def isolate_lru_folios(
+    pa: PageAllocator, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl, lru: int
+) -> tuple[list[int], int]:
+    """Models mm/vmscan.c: isolate_lru_folios — from the tail (oldest) of list ``lru``, take
+    folios until ``nr_to_scan`` eligible pages were scanned; folios of zones above
+    ``sc.reclaim_idx`` are skipped (``pgskip_<zone>``) and stay where they are. Returns (the
+    isolated folio heads, pages scanned including the skipped, as ``*nr_scanned``). Caller
+    holds ``lru_lock``."""
+    lockdep_assert_held(lruvec.lru_lock_or_none)
+    mm = pa.memmap
+    prv = mm.prv
+    head = lruvec.lists + lru
+    taken: list[int] = []
+    scan = 0
+    total_scan = 0
+    p = prv[head]
+    while p != head and scan < nr_to_scan:
+        older = prv[p]
+        nr = 1 << mm.order[p]
+        total_scan += nr
+        zone = pa.zone_of(p)
+        if zone.zone_idx > sc.reclaim_idx:
+            pa.vm_events[_PGSKIP[zone.zone_idx]] += nr
+        else:
+            scan += nr
+            if folio_isolate_lru_locked(pa, lruvec, p):
+                taken.append(p)
+        p = older
+    return taken, total_scan
 
 
 def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
-    """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon is
-    not reclaimable)."""
-    return pa.reclaim[zone.node].zone_file_pages(zone)
+    """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon
+    is not reclaimable). Isolated folios are not counted, as in the kernel."""
+    nz = pa.lruvecs[zone.node].nr_zone_pages[zone.zone_idx]
+    return nz[LRU_INACTIVE_FILE] + nz[LRU_ACTIVE_FILE]
 
 
 def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
@@ -217,42 +197,43 @@ def in_reclaim_compaction(sc: ScanControl) -> bool:
 
 
 def should_continue_reclaim(
-    lruvec: NodeReclaim, nr_reclaimed: int, sc: ScanControl, extfrag_threshold: int = 500
+    pa: PageAllocator, lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl
 ) -> bool:
     """Models mm/vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
     compaction could run (or the allocation would succeed), while the last pass reclaimed
-    something and the inactive lists hold more than compact_gap(order)."""
+    something and the node's inactive file list holds more than compact_gap(order)."""
     if not in_reclaim_compaction(sc):
         return False
     if not nr_reclaimed:
         return False
-    for zone in lruvec.zones:
-        if zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
+    threshold = pa.machine.extfrag_threshold
+    for zone in pa.zones:
+        if zone.node != lruvec.nid or zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
             continue
         if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
             return False
-        if compaction_suitable(zone, sc.order, sc.reclaim_idx, extfrag_threshold):
+        if compaction_suitable(zone, sc.order, sc.reclaim_idx, threshold):
             return False
-    return lruvec.lru_size(len(ZONE_NAMES) - 1) > compact_gap(sc.order)
+    return lruvec.nr_pages[LRU_INACTIVE_FILE] > compact_gap(sc.order)
 
 
 async def shrink_inactive_list(
-    pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, nr_to_scan: int, sc: ScanControl
+    pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
 ) -> int:
     """Models mm/vmscan.c: shrink_inactive_list + shrink_folio_list, for clean file folios.
 
-    Isolate under lru_lock (``pgscan_*``), drop it, reclaim each folio (tell the page cache,
-    free the pages on this CPU), retake lru_lock for the putback and ``pgsteal_*``."""
+    Isolate under lru_lock (``pgscan_*``, ``pgscan_file``), drop it, reclaim each folio (the
+    holder is told, then the pages are freed on this CPU), retake lru_lock for the putback's
+    accounting (``pgsteal_*``, ``pgsteal_file``). Returns pages reclaimed."""
     sim = pa.sim
     costs = pa.costs
     ev = pa.vm_events
     lock = lruvec.lru_lock
     await lock.acquire("shrink_inactive_list:isolate")
-    taken, nr_scanned = lruvec.isolate_file_folios(nr_to_scan, sc.reclaim_idx)
-    item = "pgscan_kswapd" if sc.kswapd else "pgscan_direct"
-    ev[item] += nr_scanned
+    taken, nr_scanned = isolate_lru_folios(pa, lruvec, nr_to_scan, sc, LRU_INACTIVE_FILE)
+    ev["pgscan_kswapd" if sc.kswapd else "pgscan_direct"] += nr_scanned
     ev["pgscan_file"] += nr_scanned
-    await sim.delay(costs.lru_lock + costs.lru_isolate * max(nr_scanned, 1))
+    await sim.delay(costs.lru_lock + costs.lru_op * max(len(taken), 1))
     lock.release()
     sc.nr_scanned += nr_scanned
     if not taken:
@@ -262,28 +243,26 @@ async def shrink_inactive_list(
     for pfn in taken:
         order = mm.order[pfn]
         await sim.delay(costs.shrink_folio << order)
-        evict(pa, pfn)  # the holder is told; nr_isolated_file drops
-        lruvec.evicted(pfn, order)
+        evict(pa, pfn)
         await pa.free_pages(cpu, pfn, order)
         nr_reclaimed += 1 << order
     await lock.acquire("shrink_inactive_list:putback")
-    item = "pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"
-    ev[item] += nr_reclaimed
+    ev["pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"] += nr_reclaimed
     ev["pgsteal_file"] += nr_reclaimed
     await sim.delay(costs.lru_lock)
     lock.release()
     return nr_reclaimed
 
 
-async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> None:
-    """Models vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
+async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+    """Models mm/vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
 
-    Scan target ``lru_size >> priority`` of the file LRU, in SWAP_CLUSTER_MAX batches; direct
-    reclaim at DEF_PRIORITY scans its whole target (proportional reclaim), otherwise it stops
-    once ``nr_to_reclaim`` is met (with anon not scanned, the proportional nudge ends the
-    loop)."""
+    Scan target ``lruvec_lru_size(inactive file, reclaim_idx) >> priority``, in
+    SWAP_CLUSTER_MAX batches; direct reclaim at DEF_PRIORITY scans its whole target
+    (proportional reclaim), otherwise it stops once ``nr_to_reclaim`` is met (with anon not
+    scanned, the proportional nudge ends the loop)."""
     await pa.sim.sync()  # the LRU sizes are shared state
-    nr = lruvec.lru_size(sc.reclaim_idx) >> sc.priority
+    nr = lruvec_lru_size(lruvec, LRU_INACTIVE_FILE, sc.reclaim_idx) >> sc.priority
     proportional = not sc.kswapd and sc.priority == DEF_PRIORITY
     nr_reclaimed = 0
     while nr:
@@ -296,11 +275,14 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: Sc
     sc.nr_reclaimed += nr_reclaimed
 
 
-async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> int:
-    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab for the node's slab shrinker.
+async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) -> int:
+    """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
 
-    Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)."""
-    shrinker = lruvec.shrinker
+    ``delta = (freeable >> priority) * 4 / DEFAULT_SEEKS`` plus the deferred work, capped at
+    2 * freeable, scanned in SHRINK_BATCH batches (``slabs_scanned``). Freed pages count as
+    reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state) and leave
+    ``nr_slab_reclaimable``."""
+    shrinker = pa.shrinkers[nid]
     freeable = shrinker.count_objects()
     if not freeable:
         return 0
@@ -311,16 +293,20 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: Scan
     scanned = 0
     freed = 0
     ev = pa.vm_events
+    mm = pa.memmap
+    lruvec = pa.lruvecs[nid]
     while total_scan >= SHRINK_BATCH or total_scan >= freeable:
         nr_to_scan = min(SHRINK_BATCH, total_scan)
         if not nr_to_scan or not shrinker.pages:
             break
-        n = min(nr_to_scan, len(shrinker.pages))
-        for _ in range(n):
+        for _ in range(min(nr_to_scan, len(shrinker.pages))):
             pfn = shrinker.pages.pop()
             await pa.sim.delay(pa.costs.shrink_slab_object)
-            await pa.free_pages(cpu, pfn, pa.memmap.order[pfn])
-            freed += 1
+            order = mm.order[pfn]
+            if mm.owner[pfn] == OWNER_RECLAIMABLE:
+                lruvec.nr_slab_reclaimable -= 1 << order
+            await pa.free_pages(cpu, pfn, order)
+            freed += 1 << order
         ev["slabs_scanned"] += nr_to_scan
         total_scan -= nr_to_scan
         scanned += nr_to_scan
@@ -330,19 +316,18 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: Scan
     return freed
 
 
-async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: NodeReclaim, sc: ScanControl) -> None:
-    """Models vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
+async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+    """Models mm/vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
     while should_continue_reclaim."""
     while True:
         nr_reclaimed = sc.nr_reclaimed
         await shrink_lruvec(pa, cpu, lruvec, sc)
-        sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec, sc)
+        sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec.nid, sc)
         await pa.sim.sync()  # the watermark reads below are shared state
         if sc.nr_reclaimed > nr_reclaimed and pa.kthreads is not None:
             # progress makes the node reclaimable again: a hopeless kswapd revives
             pa.kthreads.kswapd[lruvec.nid].kswapd_failures = 0
-        threshold = pa.machine.extfrag_threshold
-        if not should_continue_reclaim(lruvec, sc.nr_reclaimed - nr_reclaimed, sc, threshold):
+        if not should_continue_reclaim(pa, lruvec, sc.nr_reclaimed - nr_reclaimed, sc):
             return
 
 
@@ -362,7 +347,7 @@ async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: Sc
         if zone.node == last_node:
             continue
         last_node = zone.node
-        await shrink_node(pa, cpu, pa.reclaim[zone.node], sc)
+        await shrink_node(pa, cpu, pa.lruvecs[zone.node], sc)
         await pa.sim.sync()
 
 

@@ -22,15 +22,15 @@ from emulator.mm.gfp import (
     GFP_TRANSHUGE,
 )
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.lru import LRU_INACTIVE_ANON, adopt_allocated, charge_folio
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC
-from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.vmscan import (
     SWAP_CLUSTER_MAX,
     ScanControl,
     compaction_ready,
     try_to_free_pages,
+    zone_reclaimable_pages,
 )
 
 PRESSURE_GFPS = (
@@ -51,12 +51,13 @@ def full_machine(
     pages: int = 65536,
     record: bool = False,
     interleave: bool = False,
-    slab: int = 0,
     free_tail: int = 0,
+    slab: int = 0,
 ):
     """Every page allocated at order 0; the first ``file_share`` of them clean page cache,
     the rest anonymous (``interleave``: every other page is page cache instead, so freeing
-    cache never makes a free block above order 0); ``free_tail`` pages at the top are free."""
+    cache never makes a free block above order 0); ``free_tail`` pages at the top are free; the
+    first ``slab`` pages are reclaimable slab instead (not on the LRU)."""
     rec = MemoryRecorder() if record else None
     m = Machine.simple(Normal=pages)
     sim = Sim("fifo", strict=True, **({"recorder": rec} if rec else {}))
@@ -70,9 +71,8 @@ def full_machine(
     else:
         n_file = int(z.spanned_pages * file_share)
         owners(m)[z.zone_start_pfn : z.zone_start_pfn + n_file] = OWNER_FILE
-    # the first ``slab`` pages are reclaimable slab (not on any LRU)
     owners(m)[z.zone_start_pfn : z.zone_start_pfn + slab] = OWNER_RECLAIMABLE
-    adopt_allocated(pa)  # on the LRU lists, with holders (the page cache, the processes)
+    adopt_allocated(pa)  # mapped by a holder (-1), on the LRU lists, oldest pfn at the tail
     return m, pa, sim, rec
 
 
@@ -124,7 +124,8 @@ async def test_reclaim_frees_clean_file_pages_not_anon() -> None:
     assert ev["pgscan_direct"] == stolen > 0
     assert int(np.count_nonzero(owners(m) == OWNER_MOVABLE)) == anon_before
     assert int(np.count_nonzero(owners(m) == OWNER_FILE)) == file_before - stolen
-    assert pa.reclaim[0].evictions == stolen
+    # the holder was told of every eviction (the reverse map's notices)
+    assert len(m.rmap.evicted[-1]) == stolen
     assert z.nr_free_pages + pa.pcp_pages() + 1 > z.min_wmark_pages
     assert rec is not None
     rounds = [e for e in rec.events() if e["event"] == "mm_vmscan_direct_reclaim_end"]
@@ -146,9 +147,9 @@ async def test_slab_shrinker_frees_registered_reclaimable_pages() -> None:
     m, pa, sim, _ = full_machine(0.0, slab=8192)
     z = pa.zones[0]
     slab = np.arange(z.zone_start_pfn, z.zone_start_pfn + 8192)
-    pa.lruvecs[0].nr_slab_reclaimable += 8192  # NR_SLAB_RECLAIMABLE_B, as charged at allocation
     for pfn in slab.tolist():
-        pa.reclaim[0].shrinker.register(pfn)
+        pa.shrinkers[0].register(pfn)
+        charge_folio(pa, pfn)
     ac = pa.prepare_alloc_pages(pa.cpus[0], GFP_KERNEL)[0]
     (n,) = await run(sim, lambda: try_to_free_pages(pa, pa.cpus[0], ac, 0, GFP_KERNEL))
     pa.check()
@@ -158,7 +159,8 @@ async def test_slab_shrinker_frees_registered_reclaimable_pages() -> None:
     assert n >= SWAP_CLUSTER_MAX
     assert m.vm_events["slabs_scanned"] == n
     assert m.vm_events["pgsteal_direct"] == 0  # slab pages are not LRU steals
-    assert pa.reclaim[0].shrinker.count_objects() == 8192 - n
+    assert pa.shrinkers[0].count_objects() == 8192 - n
+    assert pa.lruvecs[0].nr_slab_reclaimable == 8192 - n
 
 
 def test_compaction_ready_decisions() -> None:
@@ -225,14 +227,17 @@ async def test_direct_reclaim_events_and_lru_lock() -> None:
     assert stats.contentions > 0
 
 
-def test_zone_file_pages_counts_file_pages_only() -> None:
+def test_zone_reclaimable_pages_counts_the_file_lru_only() -> None:
     m = Machine.simple(Normal=4096)
-    pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)
-    z = m.zone("Normal")
+    sim = Sim("fifo", strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=1)
+    z = pa.zones[0]
     allocate_everything(z, OWNER_MOVABLE)
     owners(m)[z.zone_start_pfn : z.zone_start_pfn + 100] = OWNER_FILE
     adopt_allocated(pa)
-    assert pa.reclaim[0].zone_file_pages(z) == 100
+    # file LRU pages only: anonymous memory is not reclaimable without swap
+    assert zone_reclaimable_pages(pa, z) == 100
+    assert pa.lruvecs[0].nr_pages[LRU_INACTIVE_ANON] == z.managed_pages - 100
     assert m.memmap.state[z.zone_start_pfn] == PG_ALLOC
 
 
@@ -274,15 +279,10 @@ def test_reclaim_under_pressure_keeps_invariants(
     allocate_everything(z, OWNER_MOVABLE)
     own = owners(m)
     own[z.zone_start_pfn : z.zone_end_pfn][rng.random(z.spanned_pages) < file_share] = OWNER_FILE
+    adopt_allocated(pa)
     anon = int(np.count_nonzero(own == OWNER_MOVABLE))
     files = int(np.count_nonzero(own == OWNER_FILE))
-    got: dict[int, int] = {}
-
-    def follow(old: int, new: int, order: int) -> None:
-        if old in got:  # a block we hold moved: follow it (the rmap)
-            got[new] = got.pop(old)
-
-    register_rmap_holder(pa, follow)
+    got: dict[int, int] = {}  # unmapped and off the LRU: compaction does not move them
 
     def cpu_ops(i: int):
         async def body() -> None:
