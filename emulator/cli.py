@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("emulator.cli_run", "run a scenario and write kernel-format results"),
     "list": ("emulator.cli_list", "list the bundled scenarios"),
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
+    "trace": ("emulator.cli_trace", "a run's events as ftrace text (trace-cmd report style)"),
+    "compactsnoop": ("emulator.cli_compactsnoop", "one line per compaction, like bcc's"),
+    "plot": ("emulator.cli_plot", "PNG plots of a run, or a metric against a parameter"),
+    "diff": ("emulator.cli_diff", "two runs (or a run and a saved /proc) side by side"),
 }
 
 

@@ -17,6 +17,7 @@ from emulator.engine.recorder import compile_event_filter
 from emulator.engine.sim import DRIVERS
 from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
 from emulator.report.results import format_summary, write_results
+from emulator.report.views import write_views
 from emulator.runner import run_scenario
 from emulator.scenario import ScenarioError, find_scenario, load_scenario
 
@@ -43,6 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="replay a schedule.json from an earlier run exactly (its scenario and params)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
+    parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument("--plots", action="store_true", help="also write PNG plots (plots/)")
     parser.add_argument(
         "--events",
         metavar="GLOB[,GLOB]",
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             strategy=schedule.replay() if schedule is not None else None,
             strict=args.strict,
+            trace=not (args.no_trace or args.no_events),
             events_filter=args.events,
             driver=args.driver,
         )
@@ -146,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
     write_results(result, out)
+    write_views(out, trace=not (args.no_trace or args.no_events), plots=args.plots)
     save_schedule(
         out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
     )

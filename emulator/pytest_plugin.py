@@ -5,10 +5,16 @@
   actor per CPU and checks every invariant afterwards.
 * ``mm_seed`` — the seed for this test: ``--mm-seed N`` on the command line, else 0. Loop a
   suite over seeds with ``for s in $(seq 50); do pytest --mm-seed $s; done``.
+
+Trio mode: an ``async def`` test that uses one of these fixtures is marked ``@pytest.mark.trio``
+by the plugin, so it runs under pytest-trio without ``trio_mode = true`` in the project's
+configuration (a project outside this repository needs nothing but ``pip install mmemu[test]``).
+Tests that already carry a ``trio``, ``anyio`` or ``asyncio`` marker are left alone.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -16,9 +22,36 @@ import pytest
 
 from emulator.testing import EmulatedKernel, make_kernel
 
+FIXTURES = frozenset({"mm_kernel", "mm_seed"})
+_OTHER_ASYNC_MARKERS = ("trio", "anyio", "asyncio")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--mm-seed", type=int, default=0, help="seed for mmemu's mm_seed fixture")
+
+
+def _wants_trio(item: pytest.Item) -> bool:
+    fn = getattr(item, "obj", None)
+    if fn is None or not inspect.iscoroutinefunction(fn):
+        return False
+    if not FIXTURES & set(getattr(item, "fixturenames", ())):
+        return False
+    return all(item.get_closest_marker(m) is None for m in _OTHER_ASYNC_MARKERS)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the async tests that use mmemu's fixtures for pytest-trio."""
+    marked = [item for item in items if _wants_trio(item)]
+    if not marked:
+        return
+    if not config.pluginmanager.hasplugin("trio"):
+        raise pytest.UsageError(
+            f"{marked[0].nodeid} is an async test using mmemu's fixtures, which needs "
+            "pytest-trio: pip install 'mmemu[test]' (or pytest-trio)"
+        )
+    for item in marked:
+        item.add_marker(pytest.mark.trio)
 
 
 @pytest.fixture

@@ -179,13 +179,18 @@ def build_context(
     pa = PageAllocator(machine, sim, params.cpus // params.nodes, params.costs)
     try:
         workload = scenario.build(params)
+        workload.check(params.cpus)
     except (ValueError, TypeError) as exc:
         raise ScenarioError(f"scenario {scenario.name}: bad workload: {exc}") from None
-    use_inbox = any(c.remote_free > 0 for ph in workload.phases for c in ph.mix)
+    use_inbox = any(c.remote_free > 0 for ph in workload.all_phases for c in ph.mix)
     programs = [CpuProgram(pa, cpu, workload, params.seed, use_inbox) for cpu in pa.cpus]
     for prog in programs:
         prog.peers = programs
-    return RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    ctx = RunContext(params, machine, sim, pa, programs, random.Random(f"{params.seed}/scenario"))
+    warnings = workload.warnings(params.cpus)
+    if warnings:
+        ctx.findings["workload_warnings"] = warnings
+    return ctx
 
 
 def _sampler(
@@ -265,10 +270,15 @@ def run_scenario(
     progress: Callable[[int, int], None] | None = None,
     strategy: Any = None,
     strict: bool = False,
+    trace: bool = False,
     events_filter: str | None = None,
     driver: str | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
+
+    ``trace`` (with ``record``) also records what a timeline needs: the lock events of
+    include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
+    mmemu-specific allocation, free and slow-path markers (``mmemu_*``).
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -304,6 +314,13 @@ def run_scenario(
             for z in zones:
                 z.rec = recorder
         ctx.vm_events_at_start = dict(ctx.machine.vm_events)
+        if trace and recorder.enabled:
+            from emulator.report.perfetto import enable_lock_events
+
+            enable_lock_events(ctx.allocator, recorder)
+            ctx.allocator.markers = recorder
+            for prog in ctx.programs:
+                prog.markers = recorder
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)
@@ -329,6 +346,10 @@ def run_scenario(
         stuck = sim.lock_cycles()
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
+        # a phase that never ended leaves later phases unrun: say so, never a silent half-run
+        unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
+        if unfinished:
+            ctx.findings["phases_not_run"] = unfinished
         if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
         if scenario.report is not None and error is None:

@@ -39,7 +39,8 @@ def build(p):
                 free_at_end=FreePattern("all"),
                 cpus=tuple(range(1, p.cpus)),
             )
-        ]
+        ],
+        idle_cpus=(0,),  # CPU 0 runs the probe actor below instead
     )
 
 

@@ -364,7 +364,10 @@ class Sim:
 
     def _start_coro(self, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
         """The fast driver's start of an actor: its coroutine, ready at its start time."""
-        coro = fn(*args)
+        try:
+            coro = fn(*args)
+        except Exception as exc:  # raised before its first await: crash at its first step
+            coro = _raise(exc)
         if not isinstance(coro, Coroutine):
             coro = _await(coro)
         actor.coro = coro
@@ -932,6 +935,10 @@ def _closes_cycle(me: Actor, lock: Any) -> bool:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.engine.errors import PrimitiveMisuse
 
@@ -130,6 +130,16 @@ class SpinLock:
 
     #: lock_stat's "-W" vs plain naming: spinlocks print a single line per class
     kind = "spinlock"
+    #: include/trace/events/lock.h contention_begin flags (LCB_F_SPIN; a mutex: LCB_F_MUTEX)
+    lcb_flags = 1
+
+    #: Optional event hook, off by default (None: one attribute test per operation). Set to a
+    #: recorder to emit include/trace/events/lock.h events for this lock: ``contention_begin``
+    #: (lock_addr, flags) and ``contention_end`` (lock_addr, ret) around a wait, and lockdep's
+    #: ``lock_acquired`` / ``lock_release`` (name, lock_addr) when taken and dropped.
+    #: ``lock_addr`` is :attr:`addr` (a stable label standing for the kernel's pointer).
+    rec: Any = None
+    addr = ""
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
@@ -141,6 +151,12 @@ class SpinLock:
         self._last: Actor | None = None
         self._waiters: deque[tuple[Actor, int, str]] = deque()
         self.stats = LockStats(name)
+        self.addr = name
+
+    def traced(self, rec: Any, addr: str) -> None:
+        """Turn on the lock.h event hook (see :attr:`rec`) with ``addr`` as the lock's label."""
+        self.rec = rec
+        self.addr = addr
 
     @property
     def waiters(self) -> int:
@@ -152,6 +168,8 @@ class SpinLock:
         return self.holder is not None or (me is not None and self.free_at > me.now)
 
     def _take(self, me: Actor, site: str) -> None:
+        if self.rec is not None and me is self.sim._current:
+            self.rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         self.holder = me
         self.holder_site = site
         self.acquired_at = me.now
@@ -171,8 +189,13 @@ class SpinLock:
             wait = self.free_at - me.now
             if wait > 0:
                 self.stats._wait(wait, site, self.holder_site)
+                rec = self.rec
+                if rec is not None:
+                    rec.emit("contention_begin", lock_addr=self.addr, flags=self.lcb_flags)
                 me.now = self.free_at
                 me.spin_ns += wait
+                if rec is not None:
+                    rec.emit("contention_end", lock_addr=self.addr, ret=0)
             self._take(me, site)
             return
         if holder is me:
@@ -183,7 +206,13 @@ class SpinLock:
         since = me.now
         self._waiters.append((me, since, site))
         holder_site = self.holder_site
+        rec = self.rec
+        if rec is not None:
+            rec.emit("contention_begin", lock_addr=self.addr, flags=self.lcb_flags)
         await sim.block(self)
+        if rec is not None:
+            rec.emit("contention_end", lock_addr=self.addr, ret=0)
+            rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         wait = me.now - since
         self.stats._wait(wait, site, holder_site)
         me.spin_ns += wait
@@ -230,6 +259,8 @@ class SpinLock:
             )
         t = me.now
         self.stats._hold(t - self.acquired_at)
+        if self.rec is not None:
+            self.rec.emit("lock_release", name=self.name, lock_addr=self.addr)
         if self._waiters:
             waiter, _since, site = self._waiters.popleft()
             sim.make_ready(waiter, t)
@@ -256,6 +287,7 @@ class Mutex(SpinLock):
     ``pcpu_drain_mutex``. Simplifies: no optimistic spinning, strict FIFO hand-off."""
 
     kind = "mutex"
+    lcb_flags = 32  # LCB_F_MUTEX
 
     async def acquire(self, site: str = "") -> None:
         me = self.sim.current

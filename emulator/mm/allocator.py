@@ -148,6 +148,10 @@ class PageAllocator(PcpDrain):
     included, as ``zone->per_cpu_pageset`` is per CPU).
     """
 
+    #: a recorder for the timeline's mmemu-specific slow-path markers (``mmemu_slowpath_begin``
+    #: / ``_end``); None (the default) records none. The runner sets it when writing a trace.
+    markers: Any = None
+
     def __init__(
         self,
         machine: Machine,
@@ -291,7 +295,12 @@ class PageAllocator(PcpDrain):
             owner = default_owner
         pfn, reason = await self.get_page_from_freelist(cpu, gfp, order, alloc_flags, ac, owner)
         if pfn < 0:
+            markers = self.markers
+            if markers is not None:  # mmemu-specific: the kernel has no tracepoint here
+                markers.emit("mmemu_slowpath_begin", order=order)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
+            if markers is not None:
+                markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
@@ -586,16 +595,37 @@ class PageAllocator(PcpDrain):
         (a double free or a wrong order), naming the pfn and what it is.
         """
         sim = self.sim
-        mm = self.memmap
-        if not 0 <= pfn < mm.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-        costs = self.costs
-        # free_pages_prepare runs before any shared state is touched
-        await sim.delay(costs.free_prepare)
+        # free_pages_prepare runs before any shared state is touched (as free_pages_prepare
+        # below, inlined: this is the hot path)
+        await sim.delay(self.costs.free_prepare)
         if self._explore:
             await sim.preempt("free_pages")
         else:
             await sim.sync()
+        await self.free_prepared(cpu, pfn, order)
+
+    async def free_pages_prepare(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """Models mm/page_alloc.c: free_pages_prepare (its time), then synchronise: the free
+        touches shared state from here on. ``free_prepared`` follows at that instant."""
+        sim = self.sim
+        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
+        # free_pages_prepare runs before any shared state is touched
+        await sim.delay(self.costs.free_prepare)
+        if self._explore:
+            await sim.preempt("free_pages")
+        else:
+            await sim.sync()
+
+    async def free_prepared(self, cpu: Cpu, pfn: int, order: int) -> None:
+        """The rest of __free_pages after free_pages_prepare: free_unref_page (the pcp
+        trylock, free_unref_page_commit, a drain at ``high``) or free_one_page. Called at a
+        synchronised instant (:meth:`free_pages_prepare`)."""
+        sim = self.sim
+        mm = self.memmap
+        costs = self.costs
         if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
             raise ValueError(
                 f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "

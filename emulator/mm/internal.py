@@ -64,7 +64,7 @@ MIGRATE_SYNC = 2
 MIGRATE_MODE_NAMES = ("MIGRATE_ASYNC", "MIGRATE_SYNC_LIGHT", "MIGRATE_SYNC")
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class AllocContext:
     """Models mm/internal.h: struct alloc_context.
 
@@ -74,7 +74,8 @@ class AllocContext:
     :class:`Zone` itself, the kernel's ``ac->preferred_zoneref->zone``), ``migratetype``,
     ``highest_zoneidx`` and ``spread_dirty_pages``. Frozen: the allocator caches one per
     (node, gfp); the slow path's changes (``ac->nodemask = NULL``, a new preferred zoneref) make
-    a new one with :func:`attrs.evolve`, as the kernel changes its on-stack copy.
+    a new one with :func:`attrs.evolve`, as the kernel changes its on-stack copy. Compared and
+    hashed by identity (``zonelist`` is the CPU's shared list: do not mutate it).
     """
 
     zonelist: list[Zone]

@@ -4,7 +4,8 @@ Models ``struct lruvec`` (include/linux/mmzone.h; one per node, no memcg) and it
 ``lru_lock``, the per-CPU lru-add batch of mm/swap.c (``folio_add_lru`` ->
 ``folio_batch_add_and_move`` -> ``folio_batch_move_lru`` -> ``lru_add``, ``lru_add_drain``),
 ``lruvec_add_folio`` / ``lruvec_del_folio`` (include/linux/mm_inline.h), the release of a
-folio by its holder (``__page_cache_release`` then the free), and the isolation interface
+folio by its holder (:func:`release_handle`: the unmap, ``__page_cache_release``, the free),
+and the isolation interface
 compaction and reclaim use (``folio_isolate_lru``, ``putback_lru_page`` /
 ``folio_putback_lru``).
 
@@ -75,12 +76,12 @@ __all__ = [
     "folio_isolate_lru",
     "folio_isolate_lru_locked",
     "folio_lru_list",
-    "folio_put",
     "lru_add_drain",
     "lru_add_drain_all",
     "lruvec_add_folio",
     "lruvec_del_folio",
     "putback_lru_page",
+    "release_handle",
 ]
 
 # enum lru_list
@@ -106,8 +107,8 @@ class Lruvec:
     """
 
     __slots__ = (
-        "_lock",
         "lists",
+        "lru_lock_or_none",
         "memmap",
         "nid",
         "nr_isolated_anon",
@@ -129,25 +130,22 @@ class Lruvec:
         self.nr_slab_reclaimable = 0
         #: NR_MLOCK per zone (a zone stat: ``nr_mlock``)
         self.nr_mlock = [0] * MAX_NR_ZONES
-        self._lock: SpinLock | None = None
+        #: ``lruvec->lru_lock``, or None until :meth:`bind`
+        self.lru_lock_or_none: SpinLock | None = None
 
     def bind(self, sim: Sim) -> None:
         """Give the node its ``lruvec->lru_lock`` on ``sim``."""
         from emulator.engine import SpinLock
 
-        self._lock = SpinLock(sim, "&lruvec->lru_lock")
+        self.lru_lock_or_none = SpinLock(sim, "&lruvec->lru_lock")
 
     @property
     def lru_lock(self) -> SpinLock:
         """``lruvec->lru_lock`` (exists once an allocator has bound the node)."""
-        lock = self._lock
+        lock = self.lru_lock_or_none
         if lock is None:
             raise RuntimeError(f"node {self.nid}: no lru_lock: no PageAllocator has bound it")
         return lock
-
-    @property
-    def lru_lock_or_none(self) -> SpinLock | None:
-        return self._lock
 
     def list_head(self, lru: int) -> int:
         """The list head index of ``lruvec->lists[lru]``."""
@@ -190,10 +188,16 @@ def lruvec_add_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     head of the folio's list, the counters up. Caller holds ``lru_lock``."""
     lockdep_assert_held(lruvec.lru_lock_or_none)
     mm = pa.memmap
-    lru = folio_lru_list(mm, pfn)
+    fl = mm.pflags[pfn]
+    if fl & PF_UNEVICTABLE:
+        lru = LRU_UNEVICTABLE
+    else:
+        lru = LRU_INACTIVE_FILE if mm.owner[pfn] == OWNER_FILE else LRU_INACTIVE_ANON
+        if fl & PF_ACTIVE:
+            lru += 1
     nr = 1 << mm.order[pfn]
     mm.list_add(lruvec.lists + lru, pfn)
-    mm.pflags[pfn] = (mm.pflags[pfn] | PF_LRU) & ~PF_LRU_BATCH
+    mm.pflags[pfn] = (fl | PF_LRU) & ~PF_LRU_BATCH
     lruvec.nr_pages[lru] += nr
     lruvec.nr_zone_pages[pa.zone_of(pfn).zone_idx][lru] += nr
 
@@ -203,10 +207,16 @@ def lruvec_del_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     counters down. Caller holds ``lru_lock``."""
     lockdep_assert_held(lruvec.lru_lock_or_none)
     mm = pa.memmap
-    lru = folio_lru_list(mm, pfn)
+    fl = mm.pflags[pfn]
+    if fl & PF_UNEVICTABLE:
+        lru = LRU_UNEVICTABLE
+    else:
+        lru = LRU_INACTIVE_FILE if mm.owner[pfn] == OWNER_FILE else LRU_INACTIVE_ANON
+        if fl & PF_ACTIVE:
+            lru += 1
     nr = 1 << mm.order[pfn]
     mm.list_del(pfn)
-    mm.pflags[pfn] &= ~PF_LRU
+    mm.pflags[pfn] = fl & ~PF_LRU
     lruvec.nr_pages[lru] -= nr
     lruvec.nr_zone_pages[pa.zone_of(pfn).zone_idx][lru] -= nr
 
@@ -289,48 +299,71 @@ async def lru_add_drain_all(pa: PageAllocator, cpu: Cpu) -> None:
         await lru_add_drain(pa, target)
 
 
-async def folio_put(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
-    """Models the holder's last ``folio_put`` (munmap, truncation): __folio_put ->
-    __page_cache_release (off the LRU under ``lru_lock``; ``nr_mlock`` and
-    ``unevictable_pgs_cleared`` for mlocked folios), then the free (free_unref_page).
+async def release_handle(pa: PageAllocator, cpu: Cpu, handle: int) -> int:
+    """Models the holder letting go of its page (munmap or truncation: the unmap, then the last
+    ``folio_put`` -> __folio_put -> __page_cache_release + free_unref_page).
 
-    The holder must have let go of its handle (``Rmap.release``) first. A folio that is
-    isolated, or in a CPU's lru-add batch, is left to the isolater or the batch, which hold
-    the last reference. Reclaimable slab is uncharged from ``nr_slab_reclaimable``.
+    free_pages_prepare's time is charged first, then everything happens at one synchronised
+    instant, as compaction and reclaim act at theirs: the handle is resolved to the pfn it holds
+    *now* (after any migration) and released; an evicted page needs no free. A folio that is
+    isolated, or in a CPU's lru-add batch, is left to the isolater or the batch, which hold the
+    last reference. An LRU folio comes off its list under ``lru_lock`` (trylock at this
+    instant, else a wait), ``nr_mlock``/``unevictable_pgs_cleared`` and
+    ``nr_slab_reclaimable`` are settled, and the page is freed. Returns the pfn freed or left
+    to its last holder, or :data:`~emulator.mm.rmap.EVICTED`.
+
+    Simplified: free_pages_prepare is charged before __page_cache_release (the kernel runs it
+    after), so the LRU work starts ``free_prepare`` ns late.
     """
+    rmap = pa.machine.rmap
+    pfn = rmap.handle_pfn[handle]
+    if pfn < 0:  # evicted: nothing to free (only its holder can change that)
+        return rmap.release(handle)
+    await pa.free_pages_prepare(cpu, pfn, pa.memmap.order[pfn])
+    pfn = rmap.release(handle)  # at our instant: the pfn it holds now (after any migration)
+    if pfn < 0:
+        return pfn
     mm = pa.memmap
     fl = mm.pflags[pfn]
     if fl & (PF_LRU_BATCH | PF_ISOLATED):
-        return  # the batch (lru_add_drain) or the isolater (putback_lru_page) frees it
+        return pfn  # the batch (lru_add_drain) or the isolater (putback_lru_page) frees it
     if fl & PF_LRU:
+        sim = pa.sim
         lruvec = pa.lruvecs[pa.zone_of(pfn).node]
-        lock = await _lru_locked(pa, lruvec, "__page_cache_release")
-        if not mm.pflags[pfn] & PF_LRU:
-            # isolated (and maybe freed by the isolater already) while we waited for the
-            # lock: the isolater's reference was the last, it frees the folio at putback
-            await pa.sim.delay(pa.costs.lru_lock)
-            lock.release()
-            return
+        lock = lruvec.lru_lock
+        if not lock.try_acquire_now("__page_cache_release"):
+            await lock.acquire("__page_cache_release")
+            if not mm.pflags[pfn] & PF_LRU:  # isolated while we waited: theirs to free
+                lock.release()
+                return pfn
         lruvec_del_folio(pa, lruvec, pfn)
-        await pa.sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
+        await sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
         lock.release()
-    await _free_folio(pa, cpu, pfn)
+        if not sim.is_synchronised():
+            await sim.sync()
+    await _free_folio(pa, cpu, pfn, prepared=True)
+    return pfn
 
 
-async def _free_folio(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
-    """The end of a folio nobody holds: mlock and slab accounting, then the page allocator."""
+async def _free_folio(pa: PageAllocator, cpu: Cpu, pfn: int, prepared: bool = False) -> None:
+    """The end of a folio nobody holds: mlock and slab accounting, then the page allocator
+    (``prepared``: free_pages_prepare is done and the caller is at a synchronised instant)."""
     mm = pa.memmap
     order = mm.order[pfn]
-    nr = 1 << order
     owner = mm.owner[pfn]
-    zone = pa.zone_of(pfn)
-    if mm.pflags[pfn] & PF_UNEVICTABLE and owner == OWNER_MLOCKED:
-        pa.lruvecs[zone.node].nr_mlock[zone.zone_idx] -= nr
-        pa.vm_events["unevictable_pgs_cleared"] += nr
-    elif owner == OWNER_RECLAIMABLE:
-        pa.lruvecs[zone.node].nr_slab_reclaimable -= nr
+    if owner in _ACCOUNTED:
+        nr = 1 << order
+        zone = pa.zone_of(pfn)
+        if owner == OWNER_RECLAIMABLE:
+            pa.lruvecs[zone.node].nr_slab_reclaimable -= nr
+        elif mm.pflags[pfn] & PF_UNEVICTABLE:
+            pa.lruvecs[zone.node].nr_mlock[zone.zone_idx] -= nr
+            pa.vm_events["unevictable_pgs_cleared"] += nr
     mm.pflags[pfn] = 0
-    await pa.free_pages(cpu, pfn, order)
+    if prepared:
+        await pa.free_prepared(cpu, pfn, order)
+    else:
+        await pa.free_pages(cpu, pfn, order)
 
 
 def charge_folio(pa: PageAllocator, pfn: int) -> None:
@@ -394,6 +427,8 @@ async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     mm = pa.memmap
     if not mm.pflags[pfn] & PF_ISOLATED:
         raise ValueError(f"putback_lru_page: pfn {pfn:#x} is not an isolated folio")
+    sim = pa.sim
+    await sim.sync()  # the counters and the holder are shared: act at our instant
     lruvec = pa.lruvecs[pa.zone_of(pfn).node]
     nr = 1 << mm.order[pfn]
     if _is_file(mm, pfn):
@@ -404,9 +439,11 @@ async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     if mm.handle[pfn] == NO_HANDLE:
         await _free_folio(pa, cpu, pfn)
         return
-    lock = await _lru_locked(pa, lruvec, "folio_putback_lru")
+    lock = lruvec.lru_lock
+    if not lock.try_acquire_now("folio_putback_lru"):
+        await lock.acquire("folio_putback_lru")
     lruvec_add_folio(pa, lruvec, pfn)
-    await pa.sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
+    await sim.delay(pa.costs.lru_lock + pa.costs.lru_op)
     lock.release()
 
 
@@ -481,6 +518,8 @@ def adopt_allocated(pa: PageAllocator, holder: int = -1) -> int:
     return int(heads.size)
 
 
+#: Owner kinds with a counter to settle when freed (nr_mlock, nr_slab_reclaimable)
+_ACCOUNTED = frozenset({OWNER_MLOCKED, OWNER_RECLAIMABLE})
 #: Owner kinds a reclaim model may evict: clean page cache (anon needs swap, not modelled)
 EVICTABLE_OWNERS = frozenset({OWNER_FILE})
 #: Owner kinds whose folios go on the anon lists

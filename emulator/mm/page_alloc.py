@@ -376,13 +376,6 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
             out.append(page)
         return out
 
-    # ------------------------------------------------------------------ marking helpers
-
-    @property
-    def pgalloc_key(self) -> str:
-        """The /proc/vmstat event this zone's allocations count under (pgalloc_<zone>)."""
-        return "pgalloc_" + self.name.lower()
-
 
 __all__ = [
     "ALLOC_CMA",

@@ -120,7 +120,10 @@ class ZoneBase:
         self.compact_blockskip_flush = False
         self.gidx = -1
         """Index in the allocator's ``zones`` (and every CPU's ``pcp``); -1 until :meth:`bind`."""
-        self._lock: SpinLock | None = None
+        self.lock_or_none: SpinLock | None = None
+        """``zone->lock``, or None for a bare zone (synchronous unit tests)."""
+        self.pgalloc_key = "pgalloc_" + self.name.lower()
+        """The /proc/vmstat event this zone's allocations count under (pgalloc_<zone>)."""
 
     # --- the allocator's binding (zone->lock lives in the engine) ---
 
@@ -130,21 +133,16 @@ class ZoneBase:
         from emulator.engine import SpinLock
 
         self.gidx = gidx
-        self._lock = SpinLock(sim, "&zone->lock")
+        self.lock_or_none = SpinLock(sim, "&zone->lock")
         self.rec = sim.recorder
 
     @property
     def lock(self) -> SpinLock:
         """``zone->lock`` (exists once an allocator has bound the zone)."""
-        lock = self._lock
+        lock = self.lock_or_none
         if lock is None:
             raise RuntimeError(f"{self!r} has no zone->lock: no PageAllocator has bound it")
         return lock
-
-    @property
-    def lock_or_none(self) -> SpinLock | None:
-        """``zone->lock``, or None for a bare zone (synchronous unit tests)."""
-        return self._lock
 
     # --- identity / span ---
 

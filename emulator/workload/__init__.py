@@ -1,4 +1,5 @@
-"""What CPUs do: allocation mixes, rates, lifetimes, phases, free patterns, and the CPU actor."""
+"""What CPUs do: allocation mixes, rates, lifetimes, phases, concurrent streams, free patterns,
+and the CPU actor."""
 
 from emulator.workload.cpu import STAT_INTERVAL_NS, CpuProgram
 from emulator.workload.spec import (
@@ -7,6 +8,7 @@ from emulator.workload.spec import (
     FreePattern,
     Lifetime,
     Phase,
+    Stream,
     Workload,
     parse_duration,
     parse_lifetime,
@@ -21,6 +23,7 @@ __all__ = [
     "FreePattern",
     "Lifetime",
     "Phase",
+    "Stream",
     "Workload",
     "parse_duration",
     "parse_lifetime",

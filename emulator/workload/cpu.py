@@ -8,6 +8,11 @@ Between operations a CPU advances its own clock (lookahead). When some allocatio
 on another CPU (``remote_free``), every CPU waits for its next operation on a wait queue
 instead, so that a block handed over by a peer is freed at exactly its due time.
 
+Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram.markers`):
+``mmemu_alloc_begin`` (order, gfp_flags) before each allocation (its end is the kernel's
+``mm_page_alloc``) and ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each
+free, so a timeline can draw them as slices; the kernel has no tracepoint at these points.
+
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
 
@@ -24,12 +29,12 @@ from __future__ import annotations
 
 import heapq
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.lru import charge_folio, folio_add_lru, folio_put
-from emulator.mm.memmap import OWNER_ON_LRU, OWNER_PINNED
+from emulator.mm.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
 from emulator.mm.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -57,6 +62,8 @@ class CpuProgram:
     ) -> None:
         self.pa = pa
         self.sim = pa.sim
+        #: a recorder for the timeline markers (see the module docstring); None: none
+        self.markers: Any = None
         self.cpu = cpu
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
@@ -65,7 +72,7 @@ class CpuProgram:
         self.held: list[tuple[int, int]] = []
         #: frees coming due: (time, seq, handle, order)
         self.due: list[tuple[int, int, int, int]] = []
-        #: the allocation class of every handle this CPU holds (for refaults)
+        #: the allocation class of every page-cache handle this CPU holds that may refault
         self.classes: dict[int, AllocClass] = {}
         self._seq = 0
         self.use_inbox = use_inbox
@@ -74,6 +81,8 @@ class CpuProgram:
         self.stat_interval = stat_interval
         self.next_tick = stat_interval
         self.phase = ""
+        self.phase_index = 0
+        self.phases_total = 0
         self.allocated = 0
         self.failed = 0
         self.freed = 0
@@ -124,6 +133,8 @@ class CpuProgram:
         is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
         nobody holds); slab is accounted."""
         pa = self.pa
+        if self.markers is not None:
+            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
         pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
         if pfn < 0:
             return -1
@@ -145,11 +156,19 @@ class CpuProgram:
 
     async def _free(self, handle: int, order: int) -> None:
         """The holder lets go of ``handle``: unmap, then the last folio_put of whatever pfn it
-        holds now (nothing to free if reclaim evicted it)."""
-        self.classes.pop(handle, None)
-        pfn = self.rmap.release(handle)
-        if pfn >= 0:
-            await folio_put(self.pa, self.cpu, pfn)
+        holds then (nothing to free if reclaim evicted it)."""
+        if self.classes:
+            self.classes.pop(handle, None)
+        markers = self.markers
+        if markers is None:
+            await release_handle(self.pa, self.cpu, handle)
+        elif self.pa.machine.rmap.handle_pfn[handle] < 0:
+            await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
+        else:
+            markers.emit("mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle],
+                         order=order)
+            pfn = await release_handle(self.pa, self.cpu, handle)
+            markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
 
     async def _refault(self) -> None:
@@ -160,9 +179,7 @@ class CpuProgram:
         for h in rmap.take_evicted(self.cpu.id):
             cls = self.classes.get(h)
             if cls is None or rmap.pfn(h) != EVICTED or rmap.handle_holder[h] != self.cpu.id:
-                continue  # freed (and maybe reused) since, or handed to a peer
-            if not cls.refault:
-                continue
+                continue  # freed (and maybe reused) since, handed to a peer, or no refault
             if await self._fault_in(cls.order, cls.gfp, cls.owner_kind, h) < 0:
                 retry.append(h)
                 continue
@@ -188,9 +205,11 @@ class CpuProgram:
             self.failed += 1
             return
         self.allocated += 1
+        refaults = cls.refault and self.pa.memmap.owner[self.rmap.pfn(handle)] == OWNER_FILE
         life = cls.lifetime.sample(rng)
         if life < 0:
-            self.classes[handle] = cls
+            if refaults:
+                self.classes[handle] = cls
             self.held.append((handle, order))
             return
         at = self.sim.current.now + life
@@ -200,22 +219,39 @@ class CpuProgram:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
             self.rmap.handle_holder[handle] = peer.cpu.id
-            peer.classes[handle] = cls
+            if refaults:
+                peer.classes[handle] = cls
             peer.schedule_free(at, handle, order)
             await peer.inbox.wake_up()
         else:
-            self.classes[handle] = cls
+            if refaults:
+                self.classes[handle] = cls
             self.schedule_free(at, handle, order)
 
     # -- the actor ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The actor body: every phase in order, then keep freeing what comes due."""
-        for phase in self.workload.phases:
+        """The actor body: this CPU's phases in order (its stream's, with streams), then keep
+        freeing what comes due."""
+        phases = self.workload.phases_for(self.cpu.id)
+        self.phases_total = len(phases)
+        for i, phase in enumerate(phases):
             self.phase = phase.name
+            self.phase_index = i
             await self.run_phase(phase)
         self.phase = "done"
+        self.phase_index = len(phases)
         await self.run_phase(None)
+
+    def unfinished(self) -> str | None:
+        """At the deadline: which phases never ran because an earlier one did not end."""
+        left = self.workload.phases_for(self.cpu.id)[self.phase_index + 1 :]
+        if self.phase == "done" or not left:
+            return None
+        return (
+            f"still in phase {self.phase!r} ({self.phase_index + 1} of {self.phases_total}) "
+            f"at the end; never ran: {', '.join(repr(p.name) for p in left)}"
+        )
 
     async def run_phase(self, phase: Phase | None) -> None:
         sim = self.sim

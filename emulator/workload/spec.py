@@ -1,6 +1,8 @@
 """What CPUs do: allocation classes, lifetimes, phases and free patterns (plain data).
 
-A :class:`Workload` is a list of :class:`Phase` objects that every CPU actor runs in order.
+A :class:`Workload` is a list of :class:`Phase` objects that every CPU actor runs in order, or
+a list of :class:`Stream` objects, each a sequence of phases on its own CPUs, that run
+concurrently.
 Each phase has an arrival process (Poisson or fixed rate per CPU), a mix of
 :class:`AllocClass` entries chosen by weight, and optionally a :class:`FreePattern` applied to
 the blocks the CPU still holds when the phase ends (how fragmentation is built on purpose).
@@ -15,7 +17,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import TypeVar
 
 import attrs
@@ -28,6 +31,7 @@ __all__ = [
     "FreePattern",
     "Lifetime",
     "Phase",
+    "Stream",
     "Workload",
     "parse_duration",
     "parse_lifetime",
@@ -287,12 +291,124 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: stop_below_free must be in [0, 1)")
 
 
-@attrs.frozen
-class Workload:
-    """The phases every CPU runs, in order (a phase with ``cpus`` set runs only on those)."""
+def _cpu_tuple(value: int | Iterable[int]) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,)
+    return tuple(int(c) for c in value)
 
+
+@attrs.frozen
+class Stream:
+    """A sequence of phases on its own CPUs, running concurrently with the other streams.
+
+    ``Stream("web", (0, 1, 2, 3), [fill, churn])``: CPUs 0-3 run ``fill`` then ``churn``
+    while the CPUs of other streams run theirs at the same time.
+    """
+
+    name: str
+    cpus: tuple[int, ...] = attrs.field(converter=_cpu_tuple)
     phases: tuple[Phase, ...] = attrs.field(converter=tuple)
 
     def __attrs_post_init__(self) -> None:
+        if not self.cpus:
+            raise ValueError(f"stream {self.name!r}: no CPUs")
+        if len(set(self.cpus)) != len(self.cpus):
+            raise ValueError(f"stream {self.name!r}: a CPU is listed twice in {self.cpus}")
         if not self.phases:
-            raise ValueError("a workload needs at least one phase")
+            raise ValueError(f"stream {self.name!r}: no phases")
+        for ph in self.phases:
+            if ph.cpus is not None and not set(ph.cpus) <= set(self.cpus):
+                raise ValueError(
+                    f"stream {self.name!r}: phase {ph.name!r} names CPUs "
+                    f"{sorted(set(ph.cpus) - set(self.cpus))} outside the stream's {self.cpus}"
+                )
+
+
+def _never_ends(phase: Phase) -> bool:
+    return phase.duration is None and phase.stop_below_free == 0.0
+
+
+@attrs.frozen
+class Workload:
+    """What the CPUs run: ``phases`` in order on every CPU (a phase with ``cpus`` set runs
+    only on those; the others wait for its ``duration``), or ``streams`` that run concurrently,
+    each on its own CPUs with its own phases in order. ``idle_cpus`` names CPUs left without
+    work on purpose (they still free what others hand them and run vmstat work).
+
+    :meth:`check` rejects what would silently run half a workload: a phase that can never end
+    (no ``duration``, no ``stop_below_free``) with phases after it, streams that share a CPU or
+    name a CPU the machine lacks. :meth:`warnings` lists CPUs that get no work.
+    """
+
+    phases: tuple[Phase, ...] = attrs.field(converter=tuple, default=())
+    streams: tuple[Stream, ...] = attrs.field(converter=tuple, default=())
+    idle_cpus: tuple[int, ...] = attrs.field(converter=_cpu_tuple, default=())
+
+    def __attrs_post_init__(self) -> None:
+        if not self.phases and not self.streams:
+            raise ValueError("a workload needs at least one phase (or stream)")
+        if self.phases and self.streams:
+            raise ValueError("a workload has either phases (every CPU) or streams, not both")
+        seen: dict[int, str] = {}
+        for st in self.streams:
+            for c in st.cpus:
+                if c in seen:
+                    raise ValueError(
+                        f"CPU {c} is in two streams ({seen[c]!r} and {st.name!r}): a CPU runs "
+                        "one stream"
+                    )
+                seen[c] = st.name
+        for where, phases in self._sequences():
+            for ph, nxt in pairwise(phases):
+                if _never_ends(ph):
+                    raise ValueError(
+                        f"phase {ph.name!r} never ends (no duration, no stop_below_free) but "
+                        f"phase {nxt.name!r} follows it{where}: give {ph.name!r} a "
+                        "duration, or run them at the same time as Streams on their own CPUs"
+                    )
+
+    def _sequences(self) -> list[tuple[str, tuple[Phase, ...]]]:
+        if self.streams:
+            return [(f" in stream {st.name!r}", st.phases) for st in self.streams]
+        return [("", self.phases)]
+
+    @property
+    def all_phases(self) -> tuple[Phase, ...]:
+        """Every phase of every stream."""
+        return tuple(ph for _where, phases in self._sequences() for ph in phases)
+
+    def phases_for(self, cpu: int) -> tuple[Phase, ...]:
+        """The phases CPU ``cpu`` runs in order (empty: the CPU has no stream)."""
+        if not self.streams:
+            return self.phases
+        for st in self.streams:
+            if cpu in st.cpus:
+                return st.phases
+        return ()
+
+    def check(self, nr_cpus: int) -> None:
+        """Raise ValueError for CPUs the machine does not have (``nr_cpus`` CPUs)."""
+        named = [c for st in self.streams for c in st.cpus] + list(self.idle_cpus)
+        named += [c for ph in self.all_phases for c in (ph.cpus or ())]
+        bad = sorted({c for c in named if not 0 <= c < nr_cpus})
+        if bad:
+            raise ValueError(
+                f"CPU {', '.join(map(str, bad))} named by the workload, but the machine has "
+                f"CPUs 0..{nr_cpus - 1} (set cpus=N)"
+            )
+
+    def warnings(self, nr_cpus: int) -> list[str]:
+        """CPUs that get no allocation work (not in ``idle_cpus``), as sentences."""
+        idle = []
+        for c in range(nr_cpus):
+            if c in self.idle_cpus:
+                continue
+            phases = self.phases_for(c)
+            if not any(ph.cpus is None or c in ph.cpus for ph in phases):
+                idle.append(c)
+        if not idle:
+            return []
+        return [
+            f"CPU {', '.join(map(str, idle))} has no work (in no stream or phase); list it in "
+            "Workload(idle_cpus=...) if that is meant"
+        ]

@@ -332,3 +332,15 @@ async def test_a_lock_cycle_among_some_actors_while_others_run(stop):
         await sim.run(until=1_000)
     assert info.value.now == 10 and sim.now == 10 and info.value.cycle == ["A", "B"]
     assert set(info.value.waiting) == {"A", "B"}
+
+
+async def test_an_actor_function_that_fails_when_called_crashes_like_any_actor():
+    sim = Sim()
+
+    def not_async(x: int) -> None:
+        raise ValueError(f"bad {x}")
+
+    sim.spawn("cpu3", not_async, 7)
+    with pytest.raises(ActorCrashed) as info:
+        await sim.run()
+    assert info.value.actor == "cpu3" and isinstance(info.value.exc, ValueError)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 
 import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.engine import Sim
 from emulator.mm.allocator import PageAllocator
@@ -352,3 +355,75 @@ async def test_lru_state_is_deterministic_and_consistent_per_seed() -> None:
     b = await _random_run(3)
     assert a == b
     assert a[0][LRU_INACTIVE_FILE] > 0 and a[0][LRU_UNEVICTABLE] > 0
+
+
+# -- hypothesis: any interleaving of the holders' and the isolaters' operations ---------------
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["alloc", "free", "isolate", "putback", "migrate", "evict", "drain"]),
+        st.integers(0, 1 << 16),
+    ),
+    min_size=40,
+    max_size=160,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(OPS)
+def test_lru_and_rmap_invariants_hold_for_any_sequence(ops: list[tuple[str, int]]) -> None:
+    """Holders allocate and free, an isolater isolates, migrates (rmap_move), evicts and puts
+    back, in any order: after every step the LRU lists, their counters, nr_isolated_*, the
+    batches and the reverse map agree (check_lru), and every page is accounted."""
+    m, sim, pa, (prog,) = setup()
+    rmap = m.rmap
+    mm = m.memmap
+    cpu = pa.cpus[0]
+    classes = [ANON, FILE, MLOCK, SLAB, AllocClass(2, "GFP_HIGHUSER_MOVABLE", owner="file")]
+    isolated: list[int] = []
+
+    async def body() -> None:
+        for op, x in ops:
+            if op == "alloc":
+                await prog._allocate(classes[x % len(classes)])
+            elif op == "free" and prog.held:
+                h, order = prog.held.pop(x % len(prog.held))
+                await prog._free(h, order)
+            elif op == "isolate" and prog.held:
+                pfn = rmap.pfn(prog.held[x % len(prog.held)][0])
+                if pfn >= 0 and await folio_isolate_lru(pa, pfn):
+                    isolated.append(pfn)
+            elif op == "putback" and isolated:
+                await putback_lru_page(pa, cpu, isolated.pop(x % len(isolated)))
+            elif op == "migrate" and isolated:
+                old = isolated.pop(x % len(isolated))
+                order = mm.order[old]
+                new = await pa.alloc_pages(cpu, order, GFP_HIGHUSER_MOVABLE)
+                if new < 0:
+                    isolated.append(old)
+                    continue
+                rmap.rmap_move(old, new, order)
+                await pa.free_pages(cpu, old, order)
+                isolated.append(new)
+            elif op == "evict" and isolated:
+                pfn = isolated[x % len(isolated)]
+                if mm.owner[pfn] == OWNER_FILE:
+                    isolated.remove(pfn)
+                    evict(pa, pfn)
+                    await pa.free_pages(cpu, pfn, mm.order[pfn])
+            elif op == "drain":
+                await lru_add_drain(pa, cpu)
+            pa.check()
+        for pfn in isolated:
+            await putback_lru_page(pa, cpu, pfn)
+        for h, order in prog.held:
+            await prog._free(h, order)
+        await lru_add_drain(pa, cpu)
+        pa.check()
+
+    sim.spawn("cpu0", body)
+    trio.run(sim.run)
+    zone = pa.zones[0]
+    assert pa.lruvecs[0].nr_pages == [0] * 5 and pa.lruvecs[0].nr_isolated_anon == 0
+    assert zone.nr_free_pages + pa.pcp_pages() == zone.managed_pages
+    assert rmap.nr_handles() == 0

@@ -1,0 +1,45 @@
+"""``mmemu trace RUN_DIR [-t] [-e EVENT ...]``: the event log as ``trace-cmd report`` text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emulator.cli_views import run_dir
+from emulator.report.ftrace import write_ftrace
+from emulator.report.perfetto import read_events
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a results folder of mmemu run")
+    parser.add_argument(
+        "-t", action="store_true", dest="ns", help="nanosecond timestamps (trace-cmd report -t)"
+    )
+    parser.add_argument(
+        "-e",
+        "--event",
+        action="append",
+        default=[],
+        metavar="EVENT",
+        help="only this event (repeatable), e.g. -e mm_page_alloc",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
+    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+    cpus = int(summary.get("params", {}).get("cpus", 1))
+    try:
+        write_ftrace(
+            read_events(d / "events.jsonl"),
+            sys.stdout,
+            cpus,
+            ns=args.ns,
+            only=set(args.event) or None,
+        )
+    except BrokenPipeError:  # `mmemu trace RUN | head`
+        sys.stderr.close()
+    return 0

@@ -1,0 +1,161 @@
+"""One line per compaction of a run, like bcc's ``compactsnoop`` (tools/compactsnoop.py).
+
+bcc's tool times ``compact_zone`` from the ``mm_compaction_begin`` to the ``mm_compaction_end``
+tracepoint of the same task and prints::
+
+    COMM           PID    NODE ZONE         ORDER MODE    LAT(ms)           STATUS
+
+and with ``-e`` also ``FRAGIDX MIN LOW HIGH FREE`` between MODE and LAT(ms). This module
+reads the same two events from ``events.jsonl``. The order is the one of the task's last
+``mm_compaction_try_to_compact_pages`` (direct compaction) or ``mm_compaction_kcompactd_wake``
+(kcompactd; -1 for proactive compaction, as ``cc->order`` is then). The zone is the one whose
+``start_pfn`` (from the run's zoneinfo) equals the event's ``zone_start``. MIN, LOW and HIGH are
+the zone's watermarks from that zoneinfo (the end of the run: they only move with boosts).
+FRAGIDX and FREE come from the event when it carries ``fragindex`` / ``free`` fields; otherwise
+FRAGIDX is mm/vmstat.c: fragmentation_index for the order over the sampler's free lists nearest
+before the compaction (all zones together) and FREE is the sampled nr_free_pages — an
+approximation bcc does not need, said here so nobody mistakes it for the instant's value.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import attrs
+
+from emulator.mm.procfs_parse import parse_zoneinfo
+from emulator.mm.vmstat import fragmentation_index
+from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
+
+__all__ = ["Compaction", "compactions", "format_compactsnoop", "header"]
+
+#: bcc's zone_idx_to_str (x86-64)
+BCC_ZONES = {"DMA": "ZONE_DMA", "DMA32": "ZONE_DMA32", "Normal": "ZONE_NORMAL"}
+
+
+@attrs.frozen
+class Compaction:
+    """One compact_zone run, as compactsnoop reports it (times in virtual ns)."""
+
+    t: int
+    comm: str
+    pid: int
+    node: int
+    zone: str
+    order: int
+    sync: bool
+    lat_ns: int
+    status: str
+    fragindex: int | None = None
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+    free: int | None = None
+
+
+@attrs.define
+class _Zones:
+    by_start: dict[int, tuple[int, str, int, int, int]]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> _Zones:
+        path = run_dir / "zoneinfo"
+        out: dict[int, tuple[int, str, int, int, int]] = {}
+        if path.exists():
+            snap = parse_zoneinfo(path.read_text(encoding="utf-8"), str(path))
+            for node in snap.nodes:
+                for z in node.zones:
+                    out[z.start_pfn] = (z.node, z.name, z.wmark_min, z.wmark_low, z.wmark_high)
+        return cls(out)
+
+    def find(self, zone_start: int) -> tuple[int, str, int, int, int]:
+        got = self.by_start.get(zone_start)
+        if got is None:
+            return (0, "?", 0, 0, 0)
+        return got
+
+
+def _status(v: object) -> str:
+    return COMPACTION_STATUS.get(v, str(v)) if isinstance(v, int) else str(v)
+
+
+def compactions(
+    events: Iterable[dict], run_dir: Path, summary: dict | None = None
+) -> Iterator[Compaction]:
+    """Pair each task's mm_compaction_begin with its mm_compaction_end."""
+    zones = _Zones.load(run_dir)
+    series = (summary or {}).get("timeseries", {})
+    sample_t = series.get("t_ns", [])
+    tasks = _Tasks()
+    order_of: dict[str, int] = {}
+    begun: dict[str, dict] = {}
+    for e in events:
+        name = e["event"]
+        actor = e.get("actor") or ""
+        if name == "mm_compaction_try_to_compact_pages" or name == "mm_compaction_kcompactd_wake":
+            order_of[actor] = int(e.get("order", -1))
+        elif name == "mm_compaction_begin":
+            begun[actor] = e
+        elif name == "mm_compaction_end" and actor in begun:
+            b = begun.pop(actor)
+            comm, pid, _cpu = tasks(actor)
+            node, zname, wmin, wlow, whigh = zones.find(int(b.get("zone_start", -1)))
+            order = order_of.get(actor, -1)
+            frag = b.get("fragindex")
+            free = b.get("free")
+            i = bisect.bisect_right(sample_t, b["t"]) - 1
+            if i >= 0:
+                if frag is None and order >= 0 and series.get("free_pages_per_order"):
+                    pages = series["free_pages_per_order"][i]
+                    frag = fragmentation_index([p >> o for o, p in enumerate(pages)], order)
+                if free is None and series.get("nr_free_pages"):
+                    free = series["nr_free_pages"][i]
+            yield Compaction(
+                t=b["t"],
+                comm=comm,
+                pid=pid,
+                node=node,
+                zone=BCC_ZONES.get(zname, zname),
+                order=order,
+                sync=b.get("sync") in (True, 1, "sync"),
+                lat_ns=e["t"] - b["t"],
+                status=_status(e.get("status")),
+                fragindex=frag,
+                wmark_min=wmin,
+                wmark_low=wlow,
+                wmark_high=whigh,
+                free=free,
+            )
+
+
+def header(extended: bool = False, timestamp: bool = False) -> str:
+    """bcc compactsnoop's header line."""
+    out = f"{'TIME(s)':<14s} " if timestamp else ""
+    out += f"{'COMM':<14s} {'PID':<6s} {'NODE':<4s} {'ZONE':<12s} {'ORDER':<5s} {'MODE':<7s} "
+    if extended:
+        out += f"{'FRAGIDX':<8s} {'MIN':<8s} {'LOW':<8s} {'HIGH':<8s} {'FREE':<8s} "
+    return out + f"{'LAT(ms)':>9s} {'STATUS':>16s}"
+
+
+def format_compactsnoop(c: Compaction, extended: bool = False, timestamp: bool = False) -> str:
+    """One line in bcc compactsnoop's layout."""
+    out = f"{c.t / 1e9:<14.9f} " if timestamp else ""
+    out += (
+        f"{c.comm[:14]:<14s} {c.pid!s:<6s} {c.node!s:<4s} {c.zone:<12s} {c.order!s:<5s} "
+        f"{'SYNC' if c.sync else 'ASYNC':<7s} "
+    )
+    if extended:
+        frag = (c.fragindex or 0) / 1000
+        free = "-" if c.free is None else str(c.free)
+        out += (
+            f"{frag:<8.3f} {c.wmark_min!s:<8s} {c.wmark_low!s:<8s} {c.wmark_high!s:<8s} {free:<8s} "
+        )
+    return out + f"{c.lat_ns / 1e6:9.3f} {c.status:>16s}"
+
+
+def load_summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -1,0 +1,396 @@
+"""PNG plots of a run (headless matplotlib, the Agg backend): ``mmemu plot`` and ``run --plots``.
+
+Per run (``RUN_DIR/plots/``):
+
+* ``fragmentation.png`` — the node fragmentation score (mm/compaction.c:
+  fragmentation_score_node) over virtual time against kcompactd's proactive low and high marks
+  (fragmentation_score_wmark for the run's vm.compaction_proactiveness);
+* ``free_blocks_heatmap.png`` — free blocks per order (all zones) over time, log colour scale;
+* ``alloc_latency_cdf.png`` — allocation latency CDF per order, from ``mmemu_alloc_begin`` to
+  ``mm_page_alloc`` of the same CPU (failed allocations included; the markers are recorded
+  when the run writes a trace);
+* ``zone_lock_wait.png`` — time spent waiting for each ``zone->lock`` per sampling interval
+  (``contention_begin`` .. ``contention_end``, recorded when the run writes a trace);
+* ``compaction_outcomes.png`` — ``mm_compaction_end`` statuses per interval, and allocation
+  failures per order beside them.
+
+For sweeps, :func:`plot_sweep` draws one summary.json metric against one parameter over many
+results folders (``mmemu plot --sweep DIR... --x PARAM --y METRIC``).
+
+Each function returns the figure's path; the data it drew are put in the PNG's metadata
+(``mmemu:series``) so tests and scripts can check what a plot holds without reading pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from emulator.report.ftrace import COMPACTION_STATUS
+from emulator.report.perfetto import (
+    fragmentation_marks,
+    proactiveness_of,
+    read_events,
+)
+
+__all__ = ["PLOTS", "metric_of", "plot_sweep", "write_plots"]
+
+PLOTS = (
+    "fragmentation.png",
+    "free_blocks_heatmap.png",
+    "alloc_latency_cdf.png",
+    "zone_lock_wait.png",
+    "compaction_outcomes.png",
+)
+_DPI = 100
+#: compaction statuses, best first, with a colour each (green success .. red failure)
+_STATUS_COLOURS = {
+    "success": "tab:green",
+    "partial_skipped": "tab:olive",
+    "complete": "tab:red",
+    "no_suitable_page": "tab:orange",
+    "contended": "tab:purple",
+    "skipped": "tab:gray",
+    "deferred": "tab:brown",
+    "not_suitable_zone": "tab:pink",
+}
+_STATUS_ORDER = {s: i for i, s in enumerate(_STATUS_COLOURS)}
+
+
+def _save(fig: Figure, path: Path, series: dict[str, Any]) -> Path:
+    fig.tight_layout()
+    axes = [
+        {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "lines": len(ax.get_lines())}
+        for ax in fig.axes
+        if ax.get_label() != "<colorbar>"
+    ]
+    meta = {"mmemu:series": json.dumps(series), "mmemu:axes": json.dumps(axes)}
+    fig.savefig(path, dpi=_DPI, metadata=meta)
+    plt.close(fig)
+    return path
+
+
+def _ms(t_ns: Sequence[int] | np.ndarray) -> np.ndarray:
+    return np.asarray(t_ns, dtype=float) / 1e6
+
+
+def _title(summary: dict, what: str) -> str:
+    return f"{what} — {summary.get('scenario', '?')} seed {summary.get('seed', '?')}"
+
+
+def plot_fragmentation(summary: dict, path: Path) -> Path:
+    ts = summary.get("timeseries", {})
+    t = _ms(ts.get("t_ns", []))
+    scores = np.asarray(ts.get("fragmentation_score", []), dtype=float)
+    low, high = fragmentation_marks(proactiveness_of(summary))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    series: dict[str, Any] = {}
+    if scores.size:
+        for node in range(scores.shape[1]):
+            ax.plot(t, scores[:, node], label=f"node {node} score", linewidth=1.6)
+            series[f"node{node}"] = len(t)
+    ax.axhline(low, color="tab:green", linestyle="--", label=f"proactive low mark ({low})")
+    ax.axhline(high, color="tab:red", linestyle="--", label=f"proactive high mark ({high})")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("virtual time (ms)")
+    ax.set_ylabel("fragmentation score (0-100)")
+    ax.set_title(_title(summary, "Node fragmentation score"))
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    series.update({"low": low, "high": high})
+    return _save(fig, path, series)
+
+
+def plot_free_heatmap(summary: dict, path: Path) -> Path:
+    ts = summary.get("timeseries", {})
+    t = _ms(ts.get("t_ns", []))
+    pages = np.asarray(ts.get("free_pages_per_order", []), dtype=float)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    if pages.size:
+        blocks = pages / (2.0 ** np.arange(pages.shape[1]))
+        data = np.where(blocks > 0, blocks, np.nan).T
+        vmax = max(np.nanmax(data) if np.isfinite(data).any() else 1.0, 1.0)
+        extent = (t[0], t[-1] if len(t) > 1 else t[0] + 1, -0.5, pages.shape[1] - 0.5)
+        im = ax.imshow(
+            data,
+            aspect="auto",
+            origin="lower",
+            extent=extent,
+            norm=LogNorm(vmin=1, vmax=vmax),
+            cmap="viridis",
+            interpolation="nearest",
+        )
+        fig.colorbar(im, ax=ax, label="free blocks (log scale; blank = none)")
+        ax.set_yticks(range(pages.shape[1]))
+    ax.set_xlabel("virtual time (ms)")
+    ax.set_ylabel("order")
+    ax.set_title(_title(summary, "Free blocks per order (all zones)"))
+    return _save(fig, path, {"orders": int(pages.shape[1]) if pages.size else 0, "samples": len(t)})
+
+
+def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    series = {}
+    styles = ("-", "--", "-.", ":")
+    for i, order in enumerate(sorted(lat)):
+        v = np.sort(np.asarray(lat[order], dtype=float))
+        if not v.size:
+            continue
+        y = np.arange(1, v.size + 1) / v.size
+        # lower orders drawn wider and first, so equal curves stay visible under later ones
+        ax.step(
+            np.maximum(v, 1.0),
+            y,
+            where="post",
+            linestyle=styles[i % len(styles)],
+            linewidth=max(3.0 - 0.5 * i, 1.0),
+            label=f"order {order} (n={v.size}, p50 {np.percentile(v, 50):.0f} ns, "
+            f"p99 {np.percentile(v, 99):.0f} ns)",
+        )
+        series[f"order{order}"] = int(v.size)
+    if not series:
+        # no per-allocation markers (a run with --no-trace or --events): the summary's
+        # percentiles are the three points of the CDF that are known
+        allocs = summary.get("allocations") or {}
+        for o, a in sorted(allocs.items(), key=lambda kv: int(kv[0])):
+            pct = a.get("latency_ns") or {}
+            pts = [(pct[k], q) for k, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)) if k in pct]
+            if pts:
+                ax.plot(
+                    [max(x, 1) for x, _ in pts],
+                    [q for _, q in pts],
+                    marker="o",
+                    label=f"order {o} (p50, p99, max of {a.get('attempts', 0)})",
+                )
+                series[f"order{o}"] = int(a.get("attempts", 0))
+        ax.text(
+            0.02,
+            0.97,
+            "percentiles from summary.json: the run recorded no "
+            "mmemu_alloc_begin markers (--no-trace or --events)",
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("allocation latency (virtual ns, log scale)")
+    ax.set_ylabel("fraction of allocations ≤ x")
+    ax.set_title(_title(summary, "Allocation latency CDF per order"))
+    if series:
+        ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path, series)
+
+
+def _bins(summary: dict) -> np.ndarray:
+    """Interval edges over the run: the sampling interval, or finer (at least 50 intervals)."""
+    end = int(summary.get("virtual_ns") or 1)
+    sample = int((summary.get("params") or {}).get("sample") or end)
+    step = max(min(sample, end // 50), 1)
+    edges = np.arange(0, end + step, step)
+    return edges if edges[-1] >= end else np.append(edges, end)
+
+
+def plot_zone_lock_wait(summary: dict, waits: dict[str, list[tuple[int, int]]], path: Path):
+    edges = _bins(summary)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    series = {}
+    width_ms = (edges[1] - edges[0]) / 1e6 if len(edges) > 1 else 1.0
+    for addr in sorted(waits):
+        starts = np.asarray([s for s, _ in waits[addr]], dtype=float)
+        durs = np.asarray([e - s for s, e in waits[addr]], dtype=float)
+        per_bin, _ = np.histogram(starts, bins=edges, weights=durs)
+        ax.stairs(per_bin / 1e3, _ms(edges), label=f"{addr} ({len(starts)} waits)")
+        series[addr] = len(starts)
+    if not waits:
+        ax.text(
+            0.5,
+            0.5,
+            "no zone->lock contention recorded",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+        )
+    ax.set_xlabel("virtual time (ms)")
+    ax.set_ylabel(f"wait per {width_ms:g} ms interval (µs, summed over CPUs)")
+    ax.set_title(_title(summary, "zone->lock waiting"))
+    if waits:
+        ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, series)
+
+
+def plot_compaction(
+    summary: dict,
+    outcomes: dict[str, list[int]],
+    failures: dict[int, list[int]],
+    path: Path,
+) -> Path:
+    edges = _bins(summary)
+    x_edges = _ms(edges)
+    x = x_edges[:-1]
+    width = (edges[1] - edges[0]) / 1e6 if len(edges) > 1 else 1.0
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    bottom = np.zeros(len(x))
+    series: dict[str, int] = {}
+    for status in sorted(outcomes, key=lambda st: (_STATUS_ORDER.get(st, 99), st)):
+        counts, _ = np.histogram(outcomes[status], bins=edges)
+        ax1.bar(
+            x,
+            counts,
+            width=width,
+            bottom=bottom,
+            align="edge",
+            label=status,
+            color=_STATUS_COLOURS.get(status),
+        )
+        bottom += counts
+        series[f"status:{status}"] = len(outcomes[status])
+    if not outcomes:
+        ax1.text(
+            0.5,
+            0.5,
+            "no compaction in this run (no mm_compaction_end events)",
+            transform=ax1.transAxes,
+            ha="center",
+            va="center",
+        )
+    else:
+        ax1.legend(loc="best", fontsize=8)
+    ax1.set_ylabel("compactions (mm_compaction_end)")
+    ax1.set_title(_title(summary, "Compaction outcomes and allocation failures"))
+    for order in sorted(failures):
+        counts, _ = np.histogram(failures[order], bins=edges)
+        ax2.stairs(counts, x_edges, label=f"order {order}")
+        series[f"fail:order{order}"] = len(failures[order])
+    if failures:
+        ax2.legend(loc="best", fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no failed allocation", transform=ax2.transAxes, ha="center")
+    ax2.set_ylabel("failed allocations")
+    ax2.set_xlabel(f"virtual time (ms), {width:g} ms intervals")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    return _save(fig, path, series)
+
+
+def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
+    """One pass over the events for everything the per-run plots need."""
+    begun: dict[str, int] = {}
+    lat: dict[int, list[int]] = defaultdict(list)
+    waits: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    waiting: dict[tuple[str, str], int] = {}
+    outcomes: dict[str, list[int]] = defaultdict(list)
+    failures: dict[int, list[int]] = defaultdict(list)
+    for e in events:
+        name = e["event"]
+        if name == "mmemu_alloc_begin":
+            begun[e["actor"]] = e["t"]
+        elif name == "mm_page_alloc":
+            t0 = begun.pop(e["actor"], None)
+            if t0 is not None:
+                lat[int(e["order"])].append(e["t"] - t0)
+            if e.get("pfn", 0) < 0:
+                failures[int(e["order"])].append(e["t"])
+        elif name == "contention_begin" and e["lock_addr"].startswith("zone->lock"):
+            waiting[(e["lock_addr"], e["actor"])] = e["t"]
+        elif name == "contention_end":
+            t0 = waiting.pop((e["lock_addr"], e["actor"]), None)
+            if t0 is not None:
+                waits[e["lock_addr"]].append((t0, e["t"]))
+        elif name == "mm_compaction_end":
+            s = e.get("status")
+            outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(
+                e["t"]
+            )
+    return lat, waits, outcomes, failures
+
+
+def write_plots(run_dir: Path, out: Path | None = None) -> list[Path]:
+    """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/)."""
+    run_dir = Path(run_dir)
+    out = out or run_dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    events_path = run_dir / "events.jsonl"
+    empty: dict = {}
+    if events_path.exists():
+        lat, waits, outcomes, failures = _scan(read_events(events_path))
+    else:
+        lat, waits, outcomes, failures = empty, empty, empty, empty
+    return [
+        plot_fragmentation(summary, out / PLOTS[0]),
+        plot_free_heatmap(summary, out / PLOTS[1]),
+        plot_latency_cdf(summary, lat, out / PLOTS[2]),
+        plot_zone_lock_wait(summary, waits, out / PLOTS[3]),
+        plot_compaction(summary, outcomes, failures, out / PLOTS[4]),
+    ]
+
+
+def metric_of(summary: dict, path: str) -> float:
+    """A number from summary.json by dotted path (``vmstat_delta.compact_stall``,
+    ``allocations.9.failures``, ``lock_stat.&zone->lock.contentions``); a missing counter in
+    ``vmstat``/``vmstat_delta`` is 0. Raises KeyError naming the path."""
+    cur: Any = summary
+    parts = path.split(".")
+    i = 0
+    while i < len(parts):
+        if not isinstance(cur, dict):
+            raise KeyError(path)
+        # keys may contain dots (vm.* params): take the longest key that matches
+        for j in range(len(parts), i, -1):
+            key = ".".join(parts[i:j])
+            if key in cur:
+                cur = cur[key]
+                i = j
+                break
+        else:
+            if parts[0] in ("vmstat", "vmstat_delta") and i == 1:
+                return 0.0
+            raise KeyError(path)
+    if isinstance(cur, bool) or not isinstance(cur, int | float):
+        raise KeyError(path)
+    return float(cur)
+
+
+def plot_sweep(
+    run_dirs: Sequence[Path], x: str, y: str, path: Path
+) -> tuple[Path, list[tuple[float, float]]]:
+    """``y`` (a summary.json metric) against ``x`` (a run parameter) over ``run_dirs``; runs
+    with the same ``x`` (different seeds) are drawn as points and their mean as the line."""
+    points: list[tuple[float, float]] = []
+    for d in run_dirs:
+        summary = json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))
+        params = dict(summary.get("params") or {})
+        params.setdefault("seed", summary.get("seed"))
+        if x not in params:
+            raise KeyError(f"parameter {x!r} not in {d}/summary.json (have: {', '.join(params)})")
+        points.append((float(params[x]), metric_of(summary, y)))
+    points.sort()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    xs = np.asarray([p[0] for p in points])
+    ys = np.asarray([p[1] for p in points])
+    ax.scatter(xs, ys, alpha=0.6, label="runs")
+    ux = np.unique(xs)
+    means = [float(ys[xs == v].mean()) for v in ux]
+    ax.plot(ux, means, marker="o", label="mean per value")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{y} against {x} ({len(points)} runs)")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, {"points": len(points), "x": x, "y": y}), points
