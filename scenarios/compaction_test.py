@@ -38,7 +38,7 @@ import numpy as np
 from emulator.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from emulator.mm.hugetlb import HPAGE_ORDER, hugetlb_pool, set_max_huge_pages
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import adopt_allocated, folio_add_lru, folio_put
+from emulator.mm.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.memmap import OWNER_FILE, OWNER_MLOCKED
 from emulator.mm.snapshot import MIGRATE_TYPES, NR_PAGE_ORDERS
 from emulator.scenario import Scenario
@@ -106,7 +106,7 @@ def actors(p, ctx):
                 await folio_add_lru(pa, cpu, pfn)  # mlocked: the unevictable LRU
             if failed:
                 for h in chunk:
-                    await folio_put(pa, cpu, rmap.release(h))
+                    await release_handle(pa, cpu, h)
                 chunks.pop()
                 break
             fragmentable_mb -= MAP_SIZE_MB
@@ -114,7 +114,7 @@ def actors(p, ctx):
         # munmap every other entry of the LIFO list: the last mapped, then every second
         for c in range(mapped - 1, -1, -2):
             for h in chunks[c]:  # munmap: unmap, then the last folio_put
-                await folio_put(pa, cpu, rmap.release(h))
+                await release_handle(pa, cpu, h)
             chunks[c] = []
         t_huge = sim.current.now
         # check_compaction

@@ -140,6 +140,11 @@ class CpuProgram:
             return -1
         return await self._map(pfn, handle)
 
+    def _begin_marker(self, order: int, gfp: int) -> None:
+        """``mmemu_alloc_begin`` before an allocation made on our behalf (a THP fault's)."""
+        if self.markers is not None:
+            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.pa.gfp_name(gfp))
+
     async def _map(self, pfn: int, handle: int = -1) -> int:
         """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
         on this CPU's lru-add batch or account slab. Returns the handle."""
@@ -165,8 +170,9 @@ class CpuProgram:
         elif self.pa.machine.rmap.handle_pfn[handle] < 0:
             await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
         else:
-            markers.emit("mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle],
-                         order=order)
+            markers.emit(
+                "mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle], order=order
+            )
             pfn = await release_handle(self.pa, self.cpu, handle)
             markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
@@ -197,7 +203,9 @@ class CpuProgram:
             owner = OWNER_PINNED
         order = cls.order
         if cls.thp_fault:
-            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+            pfn, order = await do_huge_pmd_anonymous_page(
+                self.pa, self.cpu, cls.madv_hugepage, self._begin_marker
+            )
             handle = await self._map(pfn) if pfn >= 0 else -1
         else:
             handle = await self._fault_in(cls.order, cls.gfp, owner)

@@ -23,7 +23,7 @@ from emulator.mm.allocator import PageAllocator
 from emulator.mm.compaction import CompactPriority, compact_nodes, try_to_compact_pages
 from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
 from emulator.mm.initstate import random_alloc_free
-from emulator.mm.lru import adopt_allocated, folio_add_lru, folio_put
+from emulator.mm.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_ON_LRU, OWNER_PINNED, PF_LRU_BATCH, PG_ALLOC
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
@@ -82,7 +82,7 @@ def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> d
             if mine and r.random() < 0.4:
                 h = mine.pop(r.randrange(len(mine)))
                 held.pop(h)
-                await folio_put(pa, cpu, rmap.release(h))
+                await release_handle(pa, cpu, h)
             else:
                 pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
                 if pfn >= 0:

@@ -15,7 +15,7 @@ from emulator.mm.compaction_control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import CompactControl
 from emulator.mm.isolate_migrate import putback_movable_pages
-from emulator.mm.lru import adopt_allocated, folio_isolate_lru, folio_put
+from emulator.mm.lru import adopt_allocated, folio_isolate_lru, release_handle
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PF_ISOLATED, PF_LRU, PG_ALLOC
 from emulator.mm.migrate import NR_MAX_MIGRATE_PAGES_RETRY, migrate_pages
@@ -67,7 +67,7 @@ async def test_migrated_pages_keep_their_holder_and_pinned_pages_stay() -> None:
         pa.check()
         # each holder lets go through the handle it has: the page where it is now is freed
         for h in handles:
-            await folio_put(pa, pa.cpus[1], rmap.release(h))
+            await release_handle(pa, pa.cpus[1], h)
 
     sim.spawn("script", script)
     await sim.run()
