@@ -148,8 +148,9 @@ class PageAllocator(PcpDrain):
     included, as ``zone->per_cpu_pageset`` is per CPU).
     """
 
-    #: a recorder for the timeline's mmemu-specific slow-path markers (``mmemu_slowpath_begin``
-    #: / ``_end``); None (the default) records none. The runner sets it when writing a trace.
+    #: a recorder for the timeline's mmemu-specific markers (``mmemu_alloc_begin`` at the entry
+    #: of every allocation, whose end is ``mm_page_alloc``; ``mmemu_slowpath_begin`` / ``_end``
+    #: around the slow path); None (the default) records none. The runner sets it for a trace.
     markers: Any = None
 
     def __init__(
@@ -280,6 +281,9 @@ class PageAllocator(PcpDrain):
         me = sim._current
         assert me is not None, "alloc_pages outside an actor"
         start = me.now
+        markers = self.markers
+        if markers is not None:  # mmemu-specific: the kernel has no tracepoint here
+            markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.gfp_name(gfp))
         stats = cpu.stats[order]
         stats.attempts += 1
         if self._explore:
@@ -295,8 +299,7 @@ class PageAllocator(PcpDrain):
             owner = default_owner
         pfn, reason = await self.get_page_from_freelist(cpu, gfp, order, alloc_flags, ac, owner)
         if pfn < 0:
-            markers = self.markers
-            if markers is not None:  # mmemu-specific: the kernel has no tracepoint here
+            if markers is not None:
                 markers.emit("mmemu_slowpath_begin", order=order)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
             if markers is not None:

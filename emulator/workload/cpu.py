@@ -9,9 +9,9 @@ on another CPU (``remote_free``), every CPU waits for its next operation on a wa
 instead, so that a block handed over by a peer is freed at exactly its due time.
 
 Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram.markers`):
-``mmemu_alloc_begin`` (order, gfp_flags) before each allocation (its end is the kernel's
-``mm_page_alloc``) and ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each
-free, so a timeline can draw them as slices; the kernel has no tracepoint at these points.
+``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each free of a held block, so a
+timeline can draw it as a slice; the kernel has no tracepoint there. (Allocations are marked
+by the allocator itself: :attr:`PageAllocator.markers`.)
 
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
@@ -133,8 +133,6 @@ class CpuProgram:
         is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
         nobody holds); slab is accounted."""
         pa = self.pa
-        if self.markers is not None:
-            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
         pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
         if pfn < 0:
             return -1
