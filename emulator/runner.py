@@ -21,6 +21,7 @@ from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
+from emulator.mm.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.machine import Machine
 from emulator.mm.slowpath import merged_stats as slowpath_summary
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
@@ -125,6 +126,7 @@ class RunResult:
             },
             "kswapd_wakeups": pa.kswapd_wakeups,
             "slowpath": slowpath_summary(pa),
+            **kthreads_summary(pa),
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
@@ -301,6 +303,7 @@ def run_scenario(
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
         sampler, take_sample = _sampler(ctx, progress)
         sim.spawn("sampler", sampler, daemon=True)
+        start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
         if scenario.setup is not None:
             # the set-up stands for the machine's past: not recorded, and the vmstat deltas
             # in the summary count from its end

@@ -75,6 +75,7 @@ from emulator.mm.zone import (
 
 if TYPE_CHECKING:
     from emulator.engine.recorder import NullRecorder, Recorder
+    from emulator.mm.kswapd import Kthreads
     from emulator.mm.lru import Lruvec
     from emulator.mm.machine import Machine
     from emulator.mm.memmap import Memmap
@@ -206,9 +207,11 @@ class PageAllocator(PcpDrain):
         machine.sysctl.on_change(
             "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
         )
-        #: wakeup_kswapd calls through the seam (the kswapd issue fills it in)
+        #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
+        #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
+        self.kthreads: Kthreads | None = None
         #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
         #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
@@ -574,9 +577,15 @@ class PageAllocator(PcpDrain):
         async with self.zone_locked(zone, "reserve_highatomic_pageblock"):
             zone.reserve_highatomic_pageblock(pfn, order)
 
-    def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
-        """The seam for vmscan.c: wakeup_kswapd (the kswapd issue fills it in)."""
+    def wakeup_kswapd(
+        self, zone: Zone, order: int, highest_zoneidx: int, gfp_flags: int = 0
+    ) -> None:
+        """The wakeup_kswapd call sites (rmqueue after a boost, wake_all_kswapds): counted, then
+        the node's kswapd (:meth:`emulator.mm.kswapd.Kswapd.wakeup_kswapd`) once the kthreads
+        run, and the test hook if one is set."""
         self.kswapd_wakeups += 1
+        if self.kthreads is not None:
+            self.kthreads.wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx)
         if self.wakeup_kswapd_hook is not None:
             self.wakeup_kswapd_hook(zone, order, highest_zoneidx)
 

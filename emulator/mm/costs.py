@@ -102,6 +102,11 @@ class Costs:
         "a reclaimable slab page freed by its shrinker (dentry/inode cache objects of one page "
         "disposed: list walks, RCU-deferred frees; estimate)",
     )
+    kswapd_pass: int = _cost(
+        2000,
+        "one balance_pgdat priority pass besides the LRU scan: pgdat_balanced, kswapd_age_node, "
+        "shrink_node's memcg walk and shrinker calls (estimate; bounds a pass that finds nothing)",
+    )
     compact_scan_page: int = _cost(
         5,
         "compaction migrate scanner, per pfn: a sequential struct page read (PageBuddy/LRU "

@@ -204,15 +204,16 @@ def gfp_pfmemalloc_allowed(gfp_mask: int) -> bool:
     return bool(gfp_pfmemalloc_flags(gfp_mask))
 
 
-def wake_all_kswapds(pa: PageAllocator, order: int, ac: AllocContext) -> None:
+async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
     """Models mm/page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist
-    (the seam)."""
+    (which reads the nodes' kswapd state and watermarks: synchronised first)."""
+    await pa.sim.sync()
     last_node = -1
     for zone in ac.zonelist:
         if zone.zone_idx > ac.highest_zoneidx or not zone.managed_pages:
             continue
         if zone.node != last_node:
-            pa.wakeup_kswapd(zone, order, ac.highest_zoneidx)
+            pa.wakeup_kswapd(zone, order, ac.highest_zoneidx, gfp_mask)
             last_node = zone.node
 
 
@@ -501,7 +502,7 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
     st.compact_priority = DEF_COMPACT_PRIORITY
     st.alloc_flags = gfp_to_alloc_flags(gfp_mask, order)
     if st.alloc_flags & ALLOC_KSWAPD:
-        wake_all_kswapds(pa, order, ac)
+        await wake_all_kswapds(pa, order, gfp_mask, ac)
     pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
         st.via = "freelist"
@@ -526,7 +527,7 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
     while True:
         # -- retry:
         if st.alloc_flags & ALLOC_KSWAPD:
-            wake_all_kswapds(pa, order, ac)
+            await wake_all_kswapds(pa, order, gfp_mask, ac)
         reserve_flags = gfp_pfmemalloc_flags(gfp_mask)
         if reserve_flags:
             st.alloc_flags = gfp_to_alloc_flags_cma(gfp_mask, reserve_flags) | (

@@ -324,6 +324,9 @@ async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
         await shrink_lruvec(pa, cpu, lruvec, sc)
         sc.nr_reclaimed += await shrink_slab(pa, cpu, lruvec.nid, sc)
         await pa.sim.sync()  # the watermark reads below are shared state
+        if sc.nr_reclaimed > nr_reclaimed and pa.kthreads is not None:
+            # progress makes the node reclaimable again: a hopeless kswapd revives
+            pa.kthreads.kswapd[lruvec.nid].kswapd_failures = 0
         if not should_continue_reclaim(pa, lruvec, sc.nr_reclaimed - nr_reclaimed, sc):
             return
 
