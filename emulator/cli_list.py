@@ -52,7 +52,8 @@ def _params(name: str) -> None:
         default = "computed at boot" if spec.default is None else str(spec.default)
         if isinstance(spec.default, list | tuple):
             default = " ".join(str(v) for v in spec.default)
-        table.add_row(spec.name, default, f"{spec.lo}..{spec.hi}", spec.doc)
+        valid = ", ".join(spec.choices) if spec.choices else f"{spec.lo}..{spec.hi}"
+        table.add_row(spec.name, default, valid, spec.doc)
     for cname, value in Costs().as_dict().items():
         table.add_row(
             f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]

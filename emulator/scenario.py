@@ -21,7 +21,10 @@ command line) are converted to the type of the default.
 Optional hooks: ``setup(params, ctx)`` runs after boot and before the actors start (e.g. to build
 a fragmented initial state with :mod:`emulator.mm.initstate`), ``actors(params, ctx)`` returns
 extra actors as ``(name, async_fn)`` pairs (each called as ``await fn()``), and ``report(params,
-ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``.
+ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``; a scenario
+may also set ``ctx.scenario_result`` (any JSON: e.g. a pass/fail verdict), which summary.json
+carries as ``"scenario_result"``. ``writes`` lists sysctl and sysfs writes at virtual times
+(``[("2s", "vm.compact_memory", "1")]``), see :mod:`emulator.workload.writes`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import math
 import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +296,7 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k.startswith("vm.")}
+        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
 
     @property
     def costs(self) -> Costs:
@@ -325,6 +328,9 @@ class Scenario:
     actors: Callable[[Params, Any], list[tuple[str, Callable[[], Any]]]] | None = None
     report: Callable[[Params, Any], dict[str, Any]] | None = None
     path: str | None = None
+    writes: Sequence[Any] | Callable[[Params], Sequence[Any]] = ()
+    """Run-time writes ``(time, path, value[, cpu])`` (or a function of the params returning
+    them), done by one task at their virtual times: see :mod:`emulator.workload.writes`."""
     #: ``machine(params, recorder) -> Machine`` replaces the booted x86_64 layout of
     #: ``memory`` MiB (e.g. a real machine's state, see :func:`from_proc`)
     machine: Callable[[Params, Any], Any] | None = None
@@ -458,6 +464,11 @@ def check_sysctl(name: str, value: Any) -> Any:
     """Type and range-check a sysctl value as ``proc_dointvec_minmax`` would (the machine's
     :meth:`~emulator.mm.sysctl.Sysctl.set` checks again when it is written)."""
     spec = SYSCTL_SPECS[name]
+    if spec.choices:  # a sysfs word setting (transparent_hugepage.defrag)
+        word = value.strip() if isinstance(value, str) else value
+        if word not in spec.choices:
+            raise ValueError(f"{name}={_short(word)!r} is invalid: valid {', '.join(spec.choices)}")
+        return word
     if isinstance(value, str):
         if len(value) > 200:
             raise ValueError("value too long")
@@ -489,7 +500,10 @@ def _sysctl_text(value: str) -> Any:
     parts = value.replace(",", " ").split()
     if len(parts) > 1:
         return [int(p, 0) for p in parts]
-    return int(value, 0)
+    try:
+        return int(value, 0)
+    except ValueError:
+        return value.strip()  # a word setting (transparent_hugepage.defrag); Sysctl.set checks
 
 
 def from_proc(scenario: Scenario, proc_dir: str | Path) -> Scenario:

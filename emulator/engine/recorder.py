@@ -232,6 +232,7 @@ def _render_all(entries: list[tuple]) -> list[str]:
         return [e[2] for e in entries]
     typed = _typed
     value = _value
+    strings = _strings  # JSON forms of short strings (actor names, gfp names, lock names)
     out: list[str] = []
     append = out.append
     for t, _n, actor, event, fields in entries:
@@ -245,8 +246,11 @@ def _render_all(entries: list[tuple]) -> list[str]:
         if other:
             vals = list(vals)  # type: ignore[assignment]
             for i in other:
-                vals[i] = value(vals[i])  # type: ignore[index]
-        append(tpl % (t, value(actor), *vals))
+                v = vals[i]
+                js = strings.get(v) if v.__class__ is str else None
+                vals[i] = js if js is not None else value(v)  # type: ignore[index]
+        a = strings.get(actor) if actor is not None else None
+        append(tpl % (t, a if a is not None else value(actor), *vals))
     return out
 
 

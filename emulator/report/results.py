@@ -136,6 +136,30 @@ def summary_renderables(result: RunResult) -> list[Any]:
             reasons,
         )
     out.append(allocs)
+    slow = s.get("slowpath", {})
+    if slow:
+        sp_table = Table(title="slow path", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in (
+            "order",
+            "entered",
+            "freelist",
+            "after reclaim",
+            "after compaction",
+            "captured",
+            "would OOM",
+        ):
+            sp_table.add_column(col, justify="right")
+        for order, sp in slow.items():
+            sp_table.add_row(
+                str(order),
+                f"{sp['entered']:,}",
+                f"{sp['succeeded_freelist']:,}",
+                f"{sp['succeeded_after_reclaim']:,}",
+                f"{sp['succeeded_after_compaction']:,}",
+                f"{sp['captured']:,}",
+                f"{sp['would_oom']:,}",
+            )
+        out.append(sp_table)
     locks = Table(title="lock_stat", title_justify="left", box=box.SIMPLE_HEAD)
     for col in (
         "class name",
