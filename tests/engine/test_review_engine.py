@@ -8,6 +8,7 @@ the rest of the suite stayed green (see the review report). Run under both drive
 from __future__ import annotations
 
 import pytest
+import trio
 
 from emulator.engine import DeadlockError, Sim, SpinLock, WaitQueue
 
@@ -130,3 +131,26 @@ async def test_watchdog_counts_steps_at_one_instant_not_steps_ever():
     result = await sim.run(until=1_000)  # the sampler (a daemon) polls on to the deadline
     assert result.reason == "deadline"
     assert (p.state, p.now) == ("done", 200)
+
+
+async def test_a_cancelled_run_stops_within_one_checkin_of_an_actor_doing_only_delays():
+    # An actor that only spends its own time (delays, no shared state) never switches; the
+    # engine still checks in with trio every CHECKIN_EVERY steps, so a cancellation (Ctrl-C, a
+    # timeout around run()) reaches the run within that many steps, whatever the driver.
+    # Counted in engine steps, not wall time: the scope is cancelled before the run starts.
+    from emulator.engine.sim import CHECKIN_EVERY
+
+    sim = Sim()
+    steps = [0]
+
+    async def busy() -> None:
+        for _ in range(50 * CHECKIN_EVERY):
+            await sim.delay(1)
+            steps[0] += 1
+
+    sim.spawn("cpu0", busy)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sim.run()
+    assert scope.cancelled_caught
+    assert steps[0] <= 2 * CHECKIN_EVERY  # (0 under the trio driver: cancelled at start)
