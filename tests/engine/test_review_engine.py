@@ -154,3 +154,24 @@ async def test_a_cancelled_run_stops_within_one_checkin_of_an_actor_doing_only_d
         await sim.run()
     assert scope.cancelled_caught
     assert steps[0] <= 2 * CHECKIN_EVERY  # (0 under the trio driver: cancelled at start)
+
+
+async def test_two_timeouts_at_one_instant_fire_in_the_order_they_were_armed():
+    # A arms its wait (timeout at t = 10) first, B second, both at t = 0. The idle-wait
+    # shortcut (sleep_through) must give B the full wait's outcome: B's timer is behind A's
+    # at the same instant, so A acts at t = 10 before B does.
+    sim = Sim()
+    wa, wb = WaitQueue(sim, "a_wait"), WaitQueue(sim, "b_wait")
+    order: list[tuple[str, int]] = []
+
+    async def waiter(name: str, wq: WaitQueue) -> None:
+        assert not await wq.wait(timeout_ns=10)
+        await sim.sync()
+        order.append((name, sim.now))
+        await sim.sync()
+        order.append((name, sim.now))
+
+    sim.spawn("A", waiter, "A", wa)
+    sim.spawn("B", waiter, "B", wb)
+    await sim.run()
+    assert order == [("A", 10), ("A", 10), ("B", 10), ("B", 10)]
