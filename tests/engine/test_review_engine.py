@@ -175,3 +175,21 @@ async def test_two_timeouts_at_one_instant_fire_in_the_order_they_were_armed():
     sim.spawn("B", waiter, "B", wb)
     await sim.run()
     assert order == [("A", 10), ("A", 10), ("B", 10), ("B", 10)]
+
+
+async def test_an_actor_tied_with_another_at_its_instant_is_synchronised():
+    # After sync(), actors tied at the same instant are all "synchronised": the strategy
+    # picked an order among them, none of them is earlier. Strict mode must not object.
+    sim = Sim(strict=True)
+    seen: list[tuple[str, bool]] = []
+
+    async def cpu(name: str) -> None:
+        await sim.delay(5)
+        await sim.sync()
+        seen.append((name, sim.is_synchronised()))
+        sim.assert_synchronised("zone->lock")
+
+    sim.spawn("cpu0", cpu, "cpu0")
+    sim.spawn("cpu1", cpu, "cpu1")
+    await sim.run()
+    assert seen == [("cpu0", True), ("cpu1", True)]
