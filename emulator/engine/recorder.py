@@ -206,8 +206,52 @@ class _Sink:
         return _render_all(self.pending)
 
 
+_typed: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+
+
+def _typed_template(key: tuple, n: int) -> tuple[str, tuple[int, ...]] | None:
+    """For ``(event, *names, *types)``: a template with ``%d`` where the value is an int and
+    the positions of the other values (JSON-encoded first), or None for the dict path."""
+    event, names, types = key[0], key[1 : 1 + n], key[1 + n :]
+    if _STAMP_KEYS.intersection(names):
+        out = None
+    else:
+        parts = ['{"t":%d,"actor":%s,"event":' + _dumps(event).replace("%", "%%")]
+        for k, ty in zip(names, types, strict=True):
+            parts.append("," + _dumps(k).replace("%", "%%") + (":%d" if ty is int else ":%s"))
+        parts.append("}")
+        out = "".join(parts), tuple(i for i, ty in enumerate(types) if ty is not int)
+    _typed[key] = out
+    return out
+
+
 def _render_all(entries: list[tuple]) -> list[str]:
-    return [e[2] if len(e) == 3 else render_event(e[0], e[2], e[3], e[4]) for e in entries]
+    """Render pending entries: :func:`render_event` for each, with templates keyed also by the
+    values' types so that ints are formatted by ``%d`` without a call per value."""
+    if entries and len(entries[0]) == 3:  # the structlog path: already rendered
+        return [e[2] for e in entries]
+    typed = _typed
+    value = _value
+    strings = _strings  # JSON forms of short strings (actor names, gfp names, lock names)
+    out: list[str] = []
+    append = out.append
+    for t, _n, actor, event, fields in entries:
+        vals = (*fields.values(),)
+        key = (event, *fields, *map(type, vals))
+        entry = typed[key] if key in typed else _typed_template(key, len(vals))
+        if entry is None or t.__class__ is not int:
+            append(render_event(t, actor, event, fields))
+            continue
+        tpl, other = entry
+        if other:
+            vals = list(vals)  # type: ignore[assignment]
+            for i in other:
+                v = vals[i]
+                js = strings.get(v) if v.__class__ is str else None
+                vals[i] = js if js is not None else value(v)  # type: ignore[index]
+        a = strings.get(actor) if actor is not None else None
+        append(tpl % (t, a if a is not None else value(actor), *vals))
+    return out
 
 
 class Recorder:

@@ -11,15 +11,16 @@ Tracks (the format's processes and threads):
   ``compact_zone`` (``mm_compaction_begin/end``), ``direct_reclaim``
   (``mm_vmscan_direct_reclaim_begin/end``). Instants mark failures (``mm_page_alloc`` with
   pfn -1), ``mm_compaction_deferred`` and ``mm_page_alloc_extfrag`` fallbacks.
-* **kernel threads** — one thread per other actor (kswapd, kcompactd): ``kswapd`` slices from
-  ``mm_vmscan_kswapd_wake`` to ``mm_vmscan_kswapd_sleep``, ``kcompactd`` slices from
-  ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the same
-  compaction/reclaim slices as on CPUs.
+* **kernel threads** — one thread per other actor (kswapd, kcompactd, a scenario's own):
+  ``kswapd`` slices from ``mm_vmscan_kswapd_wake`` to ``mm_vmscan_kswapd_sleep``, ``kcompactd``
+  slices from ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the
+  same compaction/reclaim slices as on CPUs.
 * **locks** — (``zone->lock``, ``pcp->lock``, each node's ``lru_lock``, ``pcpu_drain_mutex``)
   per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
   ``lock_acquired`` to ``lock_release`` (a lock is held by one actor at a time, so they never
   overlap); waits (``contention_begin`` .. ``contention_end`` of include/trace/events/lock.h)
-  overlap each other, so they are async (``b``/``e``) slices, one id per wait.
+  overlap each other, so each waiter has its own track per lock (``LOCK wait cpuN``), where
+  its waits, one at a time, never overlap.
 * **counters** — free pages per order and pages on pcp lists (from the sampler's time series),
   the node fragmentation score with kcompactd's proactive low and high marks
   (mm/compaction.c: fragmentation_score_wmark), waiters per ``zone->lock``, and pages isolated
@@ -28,7 +29,8 @@ Tracks (the format's processes and threads):
   back the migrated and failed pages and the free pages they moved to; ``mm_compaction_end``
   — putback and release_free_list — returns the rest).
 * **flows** — an arrow from each direct compaction (``mm_compaction_end`` inside an allocation)
-  to the end of that allocation, named ``compaction→alloc satisfied`` or ``... lost``.
+  to the end of that allocation, named ``compaction→alloc satisfied`` or ``... lost`` (both
+  ends carry the name: Perfetto pairs v1 flow events by id, category and name).
 
 Events the run did not record simply leave their tracks empty. The file is written as a
 stream (one trace event per line), so a long run does not need the whole trace in memory.
@@ -37,6 +39,7 @@ stream (one trace event per line), so a long run does not need the whole trace i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -115,12 +118,26 @@ def enable_lock_events(allocator: Any, rec: Any) -> int:
     return len(locks)
 
 
+#: the recorder's rendering of a lockdep hold event (the most frequent lines of a traced run):
+#: parsed without the JSON decoder; anything else (or any surprise) goes through json.loads
+_LOCK_LINE = re.compile(
+    r'^\{"t":(\d+),"actor":"([^"\\]*)","event":"(lock_acquired|lock_release)",'
+    r'"name":"([^"\\]*)","lock_addr":"([^"\\]*)"\}$'
+)
+
+
 def read_events(path: Path) -> Iterator[dict]:
     """The events of an events.jsonl file, in file (time) order."""
+    loads = json.loads
+    match = _LOCK_LINE.match
     with path.open(encoding="utf-8") as f:
         for line in f:
-            if line.strip():
-                yield json.loads(line)
+            m = match(line.rstrip("\n"))
+            if m is not None:
+                t, actor, event, name, addr = m.groups()
+                yield {"t": int(t), "actor": actor, "event": event, "name": name, "lock_addr": addr}
+            elif line.strip():
+                yield loads(line)
 
 
 def _us(t_ns: int) -> float:
@@ -136,9 +153,13 @@ class _Writer:
         self.count = 0
 
     def __call__(self, ev: dict) -> None:
+        self.raw(_dumps(ev))
+
+    def raw(self, line: str) -> None:
+        """One event already rendered as JSON (the hot paths format their own)."""
         self.out.write("\n" if self.first else ",\n")
         self.first = False
-        self.out.write(_dumps(ev))
+        self.out.write(line)
         self.count += 1
 
 
@@ -148,12 +169,28 @@ class _Tracks:
     def __init__(self, emit: _Writer) -> None:
         self.emit = emit
         self.ids: dict[tuple[int, str], int] = {}
+        self.per_pid: dict[int, int] = {}
+        self.lock_base: dict[str, int] = {}
+        self.lock_used: dict[str, int] = {}
 
-    def tid(self, pid: int, name: str, sort: int | None = None) -> int:
+    def lock(self, addr: str, sub: str = "") -> int:
+        """A track of lock ``addr``: its holds (no ``sub``), or e.g. ``wait cpu3``. A lock's
+        tracks get neighbouring ids (1000 * k + n), so they sort together."""
+        name = f"{addr} {sub}" if sub else addr
+        tid = self.ids.get((PID_LOCKS, name))
+        if tid is not None:
+            return tid
+        base = self.lock_base.setdefault(addr, 1000 * (len(self.lock_base) + 1))
+        n = self.lock_used.get(addr, 0)
+        self.lock_used[addr] = n + 1
+        return self.tid(PID_LOCKS, name, fixed=base + n)
+
+    def tid(self, pid: int, name: str, sort: int | None = None, fixed: int = 0) -> int:
         key = (pid, name)
         tid = self.ids.get(key)
         if tid is None:
-            tid = self.ids[key] = len([k for k in self.ids if k[0] == pid]) + 1
+            self.per_pid[pid] = self.per_pid.get(pid, 0) + 1
+            tid = self.ids[key] = fixed or self.per_pid[pid]
             self.emit(
                 {"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": name}}
             )
@@ -184,16 +221,47 @@ def _args(ev: dict) -> dict:
     return {k: v for k, v in ev.items() if k not in ("t", "actor", "event")}
 
 
+def _wait_slice(
+    emit: _Writer, tracks: _Tracks, addr: str, waiter: str, t0: float, t1: float
+) -> None:
+    """One wait for a lock, on the track of that lock's waits by that actor (an actor waits
+    for one lock at a time, so its waits never overlap there)."""
+    tid = tracks.lock(addr, f"wait {waiter}")
+    emit(
+        {
+            "ph": "X",
+            "pid": PID_LOCKS,
+            "tid": tid,
+            "ts": t0,
+            "dur": t1 - t0,
+            "name": f"{waiter} waits",
+            "cat": "lock_wait",
+            "args": {"lock": addr, "waiter": waiter},
+        }
+    )
+
+
+def _flow(emit: _Writer, key: tuple[int, int], fid: int, name: str, t0: float, t1: float) -> None:
+    """A v1 flow arrow on one thread: ``s`` at ``t0``, ``f`` binding the slice open at ``t1``."""
+    for ph, t in (("s", t0), ("f", t1)):
+        ev = {"ph": ph, "pid": key[0], "tid": key[1], "ts": t, "name": name, "cat": "flow"}
+        ev["id"] = fid
+        if ph == "f":
+            ev["bp"] = "e"
+        emit(ev)
+
+
 def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
     """Every per-event track; returns counts for the caller's otherData."""
     tracks = _Tracks(emit)
     stacks: dict[tuple[int, int], list[tuple[str, float]]] = {}
     holds: dict[str, tuple[float, str, dict]] = {}
     hold_lanes: dict[str, list[float]] = {}
-    waits: dict[tuple[str, str], int] = {}
+    hold_json: dict[tuple[object, str], str] = {}
+    waits: dict[tuple[str, str], float] = {}
     zone_waiters: dict[str, int] = {}
     isolated: dict[str, tuple[int, int]] = {}
-    pending_flows: dict[tuple[int, int], tuple[int, float]] = {}
+    pending_flows: dict[tuple[int, int], list[tuple[int, float]]] = {}
     counts = {"slices": 0, "flows": 0, "instants": 0, "lock_holds": 0, "lock_waits": 0}
     next_id = 1
     last_t = 0.0
@@ -204,10 +272,10 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
             return False
         while stack:
             n, _ = stack.pop()
-            ev = {"ph": "E", "pid": key[0], "tid": key[1], "ts": ts}
             if n == name and args:
-                ev["args"] = args
-            emit(ev)
+                emit({"ph": "E", "pid": key[0], "tid": key[1], "ts": ts, "args": args})
+                return True
+            emit.raw(f'{{"ph":"E","pid":{key[0]},"tid":{key[1]},"ts":{ts!r}}}')
             if n == name:
                 return True
         return True
@@ -240,38 +308,21 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
             key = tracks.actor(actor)
             base = _ENDS[name]
             if name == "mm_page_alloc" and key in pending_flows:
-                fid, _t_from = pending_flows.pop(key)
                 ok = ev.get("pfn", -1) >= 0
                 fname = f"compaction→alloc {'satisfied' if ok else 'lost'}"
-                emit(
-                    {
-                        "ph": "f",
-                        "bp": "e",
-                        "pid": key[0],
-                        "tid": key[1],
-                        "ts": ts,
-                        "name": fname,
-                        "cat": "flow",
-                        "id": fid,
-                    }
-                )
-                counts["flows"] += 1
+                for fid, t_from in pending_flows.pop(key):
+                    _flow(emit, key, fid, fname, t_from, ts)
+                    counts["flows"] += 1
             if name == "mm_compaction_end":
-                in_alloc = any(n == "alloc" for n, _ in stacks.get(key, []))
-                if in_alloc and key not in pending_flows:
-                    pending_flows[key] = (next_id, ts)
-                    # the flow starts inside the compact_zone slice, which ends at ts
-                    emit(
-                        {
-                            "ph": "s",
-                            "pid": key[0],
-                            "tid": key[1],
-                            "ts": ts,
-                            "name": "compaction→alloc",
-                            "cat": "flow",
-                            "id": next_id,
-                        }
-                    )
+                stack = stacks.get(key, [])
+                if any(n == "alloc" for n, _ in stack):
+                    # Perfetto pairs s and f by (id, cat, name), and the name tells the
+                    # outcome, known only when the allocation ends: both are written then. The
+                    # start sits half a ns before this end (the virtual clock ticks in whole
+                    # ns), so it binds to the compact_zone slice still open there.
+                    began = stack[-1][1] if stack and stack[-1][0] == "compact_zone" else ts
+                    t_from = max(began, ts - 0.0005)
+                    pending_flows.setdefault(key, []).append((next_id, t_from))
                     next_id += 1
             close(key, base, ts, _args(ev))
             if name == "mm_page_alloc" and ev.get("pfn", 0) < 0:
@@ -316,37 +367,22 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                     lanes.append(ts)
                 else:
                     lanes[lane] = ts
-                tname = addr if lane == 0 else f"{addr} ({lane})"
-                tid = tracks.tid(PID_LOCKS, tname)
-                emit(
-                    {
-                        "ph": "X",
-                        "pid": PID_LOCKS,
-                        "tid": tid,
-                        "ts": t0,
-                        "dur": ts - t0,
-                        "name": f"held by {holder}",
-                        "cat": "lock_hold",
-                        "args": {"lock": ev.get("name"), "holder": holder},
-                    }
+                tid = tracks.lock(addr, f"({lane})" if lane else "")
+                hold_args = hold_json.get((ev.get("name"), holder))
+                if hold_args is None:
+                    hold_args = hold_json[(ev.get("name"), holder)] = (
+                        f'"name":{_dumps(f"held by {holder}")},"cat":"lock_hold",'
+                        f'"args":{_dumps({"lock": ev.get("name"), "holder": holder})}'
+                    )
+                emit.raw(
+                    f'{{"ph":"X","pid":{PID_LOCKS},"tid":{tid},"ts":{t0!r},'
+                    f'"dur":{ts - t0!r},{hold_args}}}'
                 )
                 counts["lock_holds"] += 1
         elif name == "contention_begin":
             addr = ev["lock_addr"]
-            waits[(addr, actor)] = next_id
-            tracks.tid(PID_LOCKS, addr)
-            emit(
-                {
-                    "ph": "b",
-                    "pid": PID_LOCKS,
-                    "ts": ts,
-                    "name": f"wait {addr}",
-                    "cat": "lock_wait",
-                    "id": next_id,
-                    "args": {"waiter": actor},
-                }
-            )
-            next_id += 1
+            waits[(addr, actor)] = ts
+            tracks.lock(addr)
             if addr.startswith("zone->lock"):
                 zone_waiters[addr] = zone_waiters.get(addr, 0) + 1
                 emit(
@@ -360,18 +396,9 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                 )
         elif name == "contention_end":
             addr = ev["lock_addr"]
-            wid = waits.pop((addr, actor), None)
-            if wid is not None:
-                emit(
-                    {
-                        "ph": "e",
-                        "pid": PID_LOCKS,
-                        "ts": ts,
-                        "name": f"wait {addr}",
-                        "cat": "lock_wait",
-                        "id": wid,
-                    }
-                )
+            t0 = waits.pop((addr, actor), -1.0)
+            if t0 >= 0:
+                _wait_slice(emit, tracks, addr, actor, t0, ts)
                 counts["lock_waits"] += 1
                 if addr.startswith("zone->lock"):
                     zone_waiters[addr] -= 1
@@ -412,7 +439,7 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
             )
     # close whatever is still open at the end of the trace (a run cut at its deadline)
     for addr, (t0, holder, ev) in sorted(holds.items()):
-        tid = tracks.tid(PID_LOCKS, addr)
+        tid = tracks.lock(addr)
         emit(
             {
                 "ph": "X",
@@ -425,30 +452,11 @@ def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
                 "args": {"lock": ev.get("name")},
             }
         )
-    for (addr, _actor), wid in sorted(waits.items()):
-        emit(
-            {
-                "ph": "e",
-                "pid": PID_LOCKS,
-                "ts": last_t,
-                "name": f"wait {addr}",
-                "cat": "lock_wait",
-                "id": wid,
-            }
-        )
-    for key, (fid, _t) in sorted(pending_flows.items()):
-        emit(
-            {
-                "ph": "f",
-                "bp": "e",
-                "pid": key[0],
-                "tid": key[1],
-                "ts": last_t,
-                "name": "compaction→alloc unfinished",
-                "cat": "flow",
-                "id": fid,
-            }
-        )
+    for (addr, waiter), t0 in sorted(waits.items()):
+        _wait_slice(emit, tracks, addr, waiter, t0, last_t)
+    for key, pending in sorted(pending_flows.items()):
+        for fid, t_from in pending:
+            _flow(emit, key, fid, "compaction→alloc unfinished", t_from, last_t)
     for key in sorted(stacks):
         while stacks[key]:
             stacks[key].pop()

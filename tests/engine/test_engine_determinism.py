@@ -11,6 +11,7 @@ import pytest
 from emulator.engine import (
     PCT,
     ActorCrashed,
+    Fifo,
     MemoryRecorder,
     RandomStrategy,
     Replay,
@@ -166,3 +167,17 @@ async def test_pct_priorities_and_change_points():
     assert flips > 0
     # depth - 1 distinct change points, even when steps is small
     assert all(len(PCT(s, depth=5, steps=10)._change_points) == 4 for s in range(200))
+
+
+class _SlowFifo(Fifo):
+    """FIFO's answers through the general tie path (not recognised as Fifo by the engine)."""
+
+
+async def test_fifo_tie_fast_path_matches_the_general_tie_path(monkeypatch):
+    fast_log, fast_decisions, _ = await program("fifo")
+    from emulator.engine import sim as sim_module
+
+    monkeypatch.setattr(sim_module, "Fifo", _SlowFifo)  # isinstance(Fifo()) -> general path
+    slow_log, slow_decisions, _ = await program(Fifo())
+    assert fast_decisions == slow_decisions and any(n > 2 for n, _ in fast_decisions)
+    assert fast_log == slow_log

@@ -21,7 +21,13 @@ from emulator.engine import (
     SpinLock,
     WaitQueue,
 )
-from emulator.engine.recorder import compile_event_filter, render_event, render_json_line, stamp
+from emulator.engine.recorder import (
+    _render_all,
+    compile_event_filter,
+    render_event,
+    render_json_line,
+    stamp,
+)
 
 
 def _small_flushes(rec: Recorder, n: int = 5) -> None:
@@ -236,6 +242,7 @@ def test_hot_path_line_is_byte_identical_to_the_structlog_pipeline(t, actor, eve
         None, "msg", stamp(lambda: t, lambda: actor)(None, "msg", {"event": event, **fields})
     )
     assert render_event(t, actor, event, fields) == old
+    assert _render_all([(t, 1, actor, event, fields)]) == [old]  # the batch renderer
 
 
 async def test_hot_path_and_structlog_pipeline_write_the_same_file():

@@ -39,7 +39,7 @@ def check_trace(doc: dict) -> dict[str, int]:
     last_ts: dict[tuple, float] = {}
     x_slices: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     asyncs: dict[tuple, float] = {}
-    flows: dict[int, dict[str, float]] = defaultdict(dict)
+    flows: dict[tuple, dict[str, float]] = defaultdict(dict)
     counts: dict[str, int] = defaultdict(int)
     for ev in doc["traceEvents"]:
         ph = ev["ph"]
@@ -71,8 +71,9 @@ def check_trace(doc: dict) -> dict[str, int]:
             t0 = asyncs.pop((ev["cat"], ev["id"]))
             assert ev["ts"] >= t0
         elif ph in "sf":
-            assert ph not in flows[ev["id"]], f"flow id {ev['id']} has two {ph}"
-            flows[ev["id"]][ph] = ev["ts"]
+            key = (ev["id"], ev["cat"], ev["name"])  # how Perfetto pairs v1 flow events
+            assert ph not in flows[key], f"flow {key} has two {ph}"
+            flows[key][ph] = ev["ts"]
     assert all(not s for s in stacks.values()), "unbalanced B/E"
     assert not asyncs, "async slices left open"
     for track, spans in x_slices.items():
@@ -233,20 +234,33 @@ def test_slow_path_compaction_flows_and_kernel_threads(tmp_path: Path) -> None:
         for e in evs
         if e["ph"] == "M" and e["name"] == "thread_name"
     }
+    names_by_tid = {tid: n for n, (pid, tid) in names.items() if pid == PID_LOCKS}
     cpu1 = names["cpu1"]
     nested = [e["name"] for e in evs if e["ph"] == "B" and (e["pid"], e["tid"]) == cpu1]
     assert nested == ["alloc order=9", "slowpath order=9", "compact_zone"]
     assert names["kswapd0"][0] == names["kcompactd0"][0] == 2  # the kernel threads process
     kslices = [e["name"] for e in evs if e["ph"] == "B" and e["pid"] == 2]
     assert kslices == ["kswapd", "kcompactd"]
-    assert [e["ts"] for e in evs if e["ph"] == "s"] == [0.6, 0.99]
+    starts = [e for e in evs if e["ph"] == "s"]
+    assert [e["ts"] for e in starts] == [pytest.approx(0.5995), pytest.approx(0.9895)]
+    ends = {e["id"]: e["name"] for e in evs if e["ph"] == "f"}
+    assert all(ends[e["id"]] == e["name"] for e in starts)  # Perfetto pairs by name too
     assert [e["name"] for e in evs if e["ph"] == "f"] == [
         "compaction→alloc satisfied",
         "compaction→alloc lost",
     ]
-    waits = [e for e in evs if e["ph"] in "be"]
-    assert [(e["ph"], e["ts"]) for e in waits] == [("b", 0.1), ("b", 0.15), ("e", 0.2), ("e", 0.26)]
-    holds = [(e["ts"], e["dur"], e["name"]) for e in evs if e["ph"] == "X"]
+    waits = [
+        (e["ts"], e["dur"], e["name"], names_by_tid[e["tid"]])
+        for e in evs
+        if e["ph"] == "X" and e["cat"] == "lock_wait"
+    ]
+    assert waits == [
+        (0.1, pytest.approx(0.1), "cpu1 waits", "zone->lock:0:Normal wait cpu1"),
+        (0.15, pytest.approx(0.11), "cpu0 waits", "zone->lock:0:Normal wait cpu0"),
+    ]
+    holds = [
+        (e["ts"], e["dur"], e["name"]) for e in evs if e["ph"] == "X" and e["cat"] == "lock_hold"
+    ]
     assert holds == [
         (0.2, pytest.approx(0.06), "held by cpu1"),
         (0.26, pytest.approx(0.04), "held by cpu0"),
@@ -266,3 +280,29 @@ def test_slow_path_compaction_flows_and_kernel_threads(tmp_path: Path) -> None:
     ]
     fail = [e for e in evs if e["ph"] == "i" and e["cat"] == "failure"]
     assert len(fail) == 1 and fail[0]["tid"] == names["cpu2"][1]
+
+
+def test_traced_runs_are_byte_identical(tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = [
+            "run",
+            "default",
+            "--set",
+            "memory=512M",
+            "--set",
+            "duration=3ms",
+            "--strategy",
+            "random",
+            "--seed",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+        assert main(args) == 0
+        outs.append(out)
+    for f in ("events.jsonl", "trace.json"):
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
+    assert b'"lock_acquired"' in (outs[0] / "events.jsonl").read_bytes()
