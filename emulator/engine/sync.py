@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine.errors import PrimitiveMisuse
@@ -366,8 +367,15 @@ class WaitQueue:
     def __len__(self) -> int:
         return sum(1 for w in self._waiters if w.active)
 
-    async def wait(self, timeout_ns: int | None = None) -> bool:
-        """Sleep until woken (returns True) or until ``timeout_ns`` passes (returns False)."""
+    async def wait(
+        self, timeout_ns: int | None = None, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """Sleep until woken (returns True) or until ``timeout_ns`` passes (returns False).
+
+        ``until`` is tested once the caller is ordered in time, just before it would sleep
+        (the condition check after ``prepare_to_wait`` in ``wait_event``): if true, ``wait``
+        returns True at once. A waker that ran while the caller was synchronising, and found
+        nobody on the queue, is thus not missed if it left a mark ``until`` reads."""
         sim = self.sim
         me = sim._current
         if me is None:
@@ -380,6 +388,8 @@ class WaitQueue:
         aw = sim._sync_step()  # sim.sync(), one coroutine frame less
         if aw is not None:
             await aw
+        if until is not None and until():
+            return True
         if timeout_ns is not None:
             at = me.now + timeout_ns
             if sim.sleep_through(at):
