@@ -65,7 +65,7 @@ from emulator.engine.errors import (
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.engine.strategy import Decision, Fifo, Strategy, make_strategy
 
-__all__ = ["CHECKIN_EVERY", "CHECKIN_NS", "DRIVERS", "WATCHDOG_STEPS", "Actor", "RunResult", "Sim"]
+__all__ = ["CHECKIN_EVERY", "DRIVERS", "WATCHDOG_STEPS", "Actor", "RunResult", "Sim"]
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop
@@ -77,10 +77,6 @@ _checkpoint = trio.lowlevel.checkpoint
 #: how many fast-path synchronisations (no task switch) between check-ins with trio, so that
 #: cancellation and Ctrl-C are seen even when one actor runs ahead for a long time
 CHECKIN_EVERY = 4096
-#: plain delays check in when they carry an actor past a virtual-time horizon this far beyond
-#: the last check-in made there (cheaper than counting each delay): an actor doing only
-#: ``delay(1)`` checks in every million steps, typical model delays every few hundred
-CHECKIN_NS = 1_000_000
 #: the virtual-time watchdog: an actor that calls :meth:`Sim.delay` or :meth:`Sim.sync` this many
 #: times in a row without its clock advancing raises :class:`WatchdogError`
 WATCHDOG_STEPS = 1_000_000
@@ -225,8 +221,6 @@ class Sim:
         self._time = 0  # virtual time of the last dispatch (what outsiders see as "now")
         self._until_key = _NEVER
         self._until = _NEVER
-        #: delay's one test: min(until, the check-in horizon)
-        self._dlimit = CHECKIN_NS
         self._nursery: trio.Nursery | None = None
         self._main: trio.lowlevel.Task | None = None
         self._main_parked = False
@@ -750,12 +744,13 @@ class Sim:
         if ns.__class__ is int and ns > 0 and me is not None:  # the hot path first
             now = me.now + ns
             me.now = now
-            if now <= self._dlimit:
-                return
             if now <= self._until:
-                # past the check-in horizon: an actor doing only delays never syncs, so check
-                # in with trio now and then anyway (CHECKIN_NS)
-                self._dlimit = min(self._until, now + CHECKIN_NS)
+                # an actor doing only delays never syncs: check in with trio now and then
+                c = self._checkin - 1
+                self._checkin = c
+                if c > 0:
+                    return
+                self._checkin = CHECKIN_EVERY
                 await self._checkpoint()
                 return
             aw = self._sync_step()  # crossing the deadline: synchronise so the run can stop
@@ -844,7 +839,6 @@ class Sim:
             self._main_parked = False
         self._until_key = _NEVER if until is None else (until << 1) | 1
         self._until = _NEVER if until is None else until
-        self._dlimit = min(self._until, self._time + CHECKIN_NS)
         self._running = True
         self._main = trio.lowlevel.current_task()
         self._live = sum(1 for a, _, _ in self._pending if not a.daemon)
