@@ -16,7 +16,7 @@ MADV_HUGEPAGE regions and others alike. A failed THP fault falls back to one bas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from emulator.mm.gfp import (
@@ -77,41 +77,38 @@ def defrag_show(defrag: str) -> str:
     return " ".join(f"[{m}]" if m == defrag else m for m in DEFRAG_MODES)
 
 
-async def alloc_hugepage_mpol(
-    pa: PageAllocator, cpu: Cpu, gfp: int, begin: Callable[[int, int], None] | None = None
-) -> int:
+#: ``alloc(order, gfp) -> pfn``: how a fault calls the page allocator (a workload wraps
+#: ``PageAllocator.alloc_pages`` to mark where each allocation begins)
+AllocFn = Callable[[int, int], Awaitable[int]]
+
+
+async def alloc_hugepage_mpol(alloc: AllocFn, gfp: int) -> int:
     """Models mm/mempolicy.c: alloc_pages_mpol for a PMD-order fault under the default local
     policy: the local node only with __GFP_NORETRY first ("don't reclaim unnecessarily, just
-    compact"), then, only if ``gfp`` may direct-reclaim, the full request. ``begin(order,
-    gfp)`` is called before each allocation (the workload's latency markers)."""
-    first = gfp | __GFP_THISNODE | __GFP_NORETRY
-    if begin is not None:
-        begin(HPAGE_PMD_ORDER, first)
-    pfn = await pa.alloc_pages(cpu, HPAGE_PMD_ORDER, first)
+    compact"), then, only if ``gfp`` may direct-reclaim, the full request."""
+    pfn = await alloc(HPAGE_PMD_ORDER, gfp | __GFP_THISNODE | __GFP_NORETRY)
     if pfn >= 0 or not gfp & __GFP_DIRECT_RECLAIM:
         return pfn
-    if begin is not None:
-        begin(HPAGE_PMD_ORDER, gfp)
-    return await pa.alloc_pages(cpu, HPAGE_PMD_ORDER, gfp)
+    return await alloc(HPAGE_PMD_ORDER, gfp)
 
 
 async def do_huge_pmd_anonymous_page(
-    pa: PageAllocator,
-    cpu: Cpu,
-    madvised: bool,
-    begin: Callable[[int, int], None] | None = None,
+    pa: PageAllocator, cpu: Cpu, madvised: bool, alloc: AllocFn | None = None
 ) -> tuple[int, int]:
     """Models mm/huge_memory.c: do_huge_pmd_anonymous_page, its allocation half: allocate
     with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else ``thp_fault_fallback`` and
     one base page. Returns ``(pfn, order)`` (pfn -1 if even the base page failed).
-    ``begin(order, gfp)`` is called before each allocation (the workload's latency markers)."""
+    ``alloc(order, gfp)`` calls the allocator (default: ``pa.alloc_pages`` on ``cpu``)."""
+    if alloc is None:
+
+        async def alloc(order: int, gfp: int) -> int:
+            return await pa.alloc_pages(cpu, order, gfp)
+
     gfp = vma_thp_gfp_mask(pa.machine.transparent_hugepage_defrag, madvised)
-    pfn = await alloc_hugepage_mpol(pa, cpu, gfp, begin)
+    pfn = await alloc_hugepage_mpol(alloc, gfp)
     ev = pa.vm_events
     if pfn >= 0:
         ev["thp_fault_alloc"] += 1
         return pfn, HPAGE_PMD_ORDER
     ev["thp_fault_fallback"] += 1
-    if begin is not None:
-        begin(0, GFP_HIGHUSER_MOVABLE | __GFP_ZERO)
-    return await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE | __GFP_ZERO), 0
+    return await alloc(0, GFP_HIGHUSER_MOVABLE | __GFP_ZERO), 0

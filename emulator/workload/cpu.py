@@ -9,9 +9,9 @@ on another CPU (``remote_free``), every CPU waits for its next operation on a wa
 instead, so that a block handed over by a peer is freed at exactly its due time.
 
 Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram.markers`):
-``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each free of a held block, so a
-timeline can draw it as a slice; the kernel has no tracepoint there. (Allocations are marked
-by the allocator itself: :attr:`PageAllocator.markers`.)
+``mmemu_alloc_begin`` (order, gfp_flags) before each allocation (its end is the kernel's
+``mm_page_alloc``) and ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each
+free, so a timeline can draw them as slices; the kernel has no tracepoint at these points.
 
 Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
@@ -132,16 +132,17 @@ class CpuProgram:
         or for ``handle`` (a refault): the handle, or -1 if the allocation failed. The block
         is mapped before an LRU kind joins this CPU's lru-add batch (whose flush frees folios
         nobody holds); slab is accounted."""
-        pa = self.pa
-        pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
+        pfn = await self._alloc(order, gfp, owner)
         if pfn < 0:
             return -1
         return await self._map(pfn, handle)
 
-    def _begin_marker(self, order: int, gfp: int) -> None:
-        """``mmemu_alloc_begin`` before an allocation made on our behalf (a THP fault's)."""
+    async def _alloc(self, order: int, gfp: int, owner: int = -1) -> int:
+        """One call into the page allocator, marked (``mmemu_alloc_begin``) where it begins."""
+        pa = self.pa
         if self.markers is not None:
-            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.pa.gfp_name(gfp))
+            self.markers.emit("mmemu_alloc_begin", order=order, gfp_flags=pa.gfp_name(gfp))
+        return await pa.alloc_pages(self.cpu, order, gfp, owner)
 
     async def _map(self, pfn: int, handle: int = -1) -> int:
         """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
@@ -168,9 +169,8 @@ class CpuProgram:
         elif self.pa.machine.rmap.handle_pfn[handle] < 0:
             await release_handle(self.pa, self.cpu, handle)  # evicted: no free to show
         else:
-            markers.emit(
-                "mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle], order=order
-            )
+            markers.emit("mmemu_free_begin", pfn=self.pa.machine.rmap.handle_pfn[handle],
+                         order=order)
             pfn = await release_handle(self.pa, self.cpu, handle)
             markers.emit("mmemu_free_end", pfn=pfn, order=order)
         self.freed += 1
@@ -202,7 +202,7 @@ class CpuProgram:
         order = cls.order
         if cls.thp_fault:
             pfn, order = await do_huge_pmd_anonymous_page(
-                self.pa, self.cpu, cls.madv_hugepage, self._begin_marker
+                self.pa, self.cpu, cls.madv_hugepage, self._alloc
             )
             handle = await self._map(pfn) if pfn >= 0 else -1
         else:
