@@ -63,7 +63,9 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         if rng.random() < 0.3 and spec.name != "vm.lowmem_reserve_ratio":
             hi = min(spec.hi, 3000 if spec.hi > 3000 else spec.hi)
             lo = spec.lo
-            if spec.name == "vm.percpu_pagelist_high_fraction":
+            if getattr(spec, "choices", ()):
+                params[spec.name] = rng.choice(spec.choices)
+            elif spec.name == "vm.percpu_pagelist_high_fraction":
                 params[spec.name] = str(rng.choice([0, 8, 16, 100, 1000]))
             elif spec.name == "vm.min_free_kbytes":
                 params[spec.name] = str(rng.randint(128, 65536))
