@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from emulator.engine.sim import Actor
 
-__all__ = ["describe_wait", "lock_cycles", "stuck_on_locks"]
+__all__ = ["closes_cycle", "describe_wait", "lock_cycles", "stuck_on_locks"]
 
 _BLOCKED = "blocked"
 _ENDED = ("done", "crashed")
@@ -73,3 +73,16 @@ def stuck_on_locks(actors: Iterable[Actor]) -> list[Actor]:
             seen.append(cur)
             cur = holder
     return stuck
+
+
+def closes_cycle(me: Actor, lock: Any) -> bool:
+    """Whether ``me`` blocking on ``lock`` closes a wait-for cycle on locks (the holder chain
+    from ``lock`` leads back to ``me``)."""
+    holder = getattr(lock, "holder", None)
+    seen: list[Any] = []
+    while holder is not None and holder not in seen:
+        if holder is me:
+            return True
+        seen.append(holder)
+        holder = getattr(holder.blocked_on, "holder", None)
+    return False

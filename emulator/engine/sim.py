@@ -42,24 +42,36 @@ byte-identical results:
   timeouts around ``run()`` and Ctrl-C still reach the run.
 * ``driver="trio"`` (the reference): one trio task per actor, handed over with
   ``trio.lowlevel.reschedule`` / ``wait_task_rescheduled``.
+
+The drivers' run loops live in :mod:`emulator.engine._drivers`; :class:`Actor` and its states in
+:mod:`emulator.engine.actor` (both re-exported here).
 """
 
 from __future__ import annotations
 
 import heapq
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 
-from emulator.engine.deadlock import describe_wait, lock_cycles, stuck_on_locks
+from emulator.engine._drivers import (
+    CHECKIN_EVERY,
+    actor_main,
+    fast_checkin,
+    fast_park,
+    run_fast,
+    run_trio,
+    single_exception,
+    start_coro,
+)
+from emulator.engine.actor import BLOCKED, CRASHED, DONE, READY, RUNNING, Actor
+from emulator.engine.deadlock import closes_cycle, describe_wait, lock_cycles, stuck_on_locks
 from emulator.engine.errors import (
     ActorCrashed,
     DeadlockError,
     PrimitiveMisuse,
-    ReplayDivergence,
     WatchdogError,
 )
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
@@ -74,9 +86,6 @@ _reschedule = trio.lowlevel.reschedule
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _checkpoint = trio.lowlevel.checkpoint
 
-#: how many fast-path synchronisations (no task switch) between check-ins with trio, so that
-#: cancellation and Ctrl-C are seen even when one actor runs ahead for a long time
-CHECKIN_EVERY = 4096
 #: the virtual-time watchdog: an actor that calls :meth:`Sim.delay` or :meth:`Sim.sync` this many
 #: times in a row without its clock advancing raises :class:`WatchdogError`
 WATCHDOG_STEPS = 1_000_000
@@ -84,84 +93,6 @@ WATCHDOG_STEPS = 1_000_000
 DRIVERS = ("fast", "trio")
 DEFAULT_DRIVER = "fast"
 _NEVER = 1 << 126
-_CHECKIN = object()  # what an actor yields to the fast driver to let it check in with trio
-
-
-@types.coroutine
-def _fast_park() -> Generator[None, None, None]:
-    """Park the current actor under the fast driver: back to the loop in :meth:`Sim._run_fast`,
-    which has already been told (``sim._current``) whom to run next."""
-    yield None
-
-
-@types.coroutine
-def _fast_checkin() -> Generator[object, None, None]:
-    """Under the fast driver: let the loop check in with trio, then continue the same actor."""
-    yield _CHECKIN
-
-
-def _reraise(exc: BaseException) -> Generator[None, None, None]:
-    """Stands in for a crashed actor's coroutine while its crash waits for its instant."""
-    raise exc
-    yield  # pragma: no cover  (makes this a generator)
-
-
-# actor states
-READY, RUNNING, BLOCKED, DONE, CRASHED = "ready", "running", "blocked", "done", "crashed"
-
-
-class Actor:
-    """One simulated thread of control (a CPU, kswapd, kcompactd, ...).
-
-    ``now`` is its own virtual clock. ``spin_ns`` is time it spent spinning on locks (its CPU
-    busy), ``sleep_ns`` time it slept on wait queues (its CPU idle). ``data`` is free for the
-    model (e.g. the CPU number).
-    """
-
-    __slots__ = (
-        "blocked_on",
-        "blocked_since",
-        "coro",
-        "crash",
-        "daemon",
-        "data",
-        "id",
-        "name",
-        "now",
-        "sleep_ns",
-        "spin_ns",
-        "stall_key",
-        "stall_n",
-        "state",
-        "task",
-        "timed",
-        "woken",
-    )
-
-    def __init__(self, id: int, name: str, now: int, daemon: bool, data: Any) -> None:
-        self.id = id
-        self.name = name
-        self.now = now
-        self.daemon = daemon
-        self.data = data
-        self.state = READY
-        self.task: trio.lowlevel.Task | None = None
-        self.blocked_on: Any = None
-        self.blocked_since = 0
-        self.woken = False
-        self.spin_ns = 0
-        self.sleep_ns = 0
-        #: blocked with a timer pending (a wait queue timeout): it has a wake-up coming
-        self.timed = False
-        #: the fast driver's coroutine, and the exception of a crash waiting for its instant
-        self.coro: Any = None
-        self.crash: BaseException | None = None
-        #: the watchdog: ``2 * clock`` at the last engine step and the steps made at it
-        self.stall_key = -1
-        self.stall_n = 0
-
-    def __repr__(self) -> str:
-        return f"<Actor {self.name} t={self.now} {self.state}>"
 
 
 @attrs.frozen
@@ -236,8 +167,8 @@ class Sim:
         self.driver = driver
         self._fast = driver == "fast"
         if self._fast:
-            self._park: Callable[[], Awaitable[Any]] = _fast_park
-            self._checkpoint: Callable[[], Awaitable[Any]] = _fast_checkin
+            self._park: Callable[[], Awaitable[Any]] = fast_park
+            self._checkpoint: Callable[[], Awaitable[Any]] = fast_checkin
         else:
             self._park = self._trio_park
             self._checkpoint = _checkpoint
@@ -354,64 +285,13 @@ class Sim:
         actor = Actor(len(self.actors), name, me.now, daemon, data)
         self.actors.append(actor)
         if self._fast:
-            self._start_coro(actor, fn, args)
+            start_coro(self, actor, fn, args)
         else:
             assert self._nursery is not None
-            await self._nursery.start(self._actor_main, actor, fn, args)
+            await self._nursery.start(actor_main, self, actor, fn, args)
         if not daemon:
             self._live += 1
         return actor
-
-    def _start_coro(self, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
-        """The fast driver's start of an actor: its coroutine, ready at its start time."""
-        try:
-            coro = fn(*args)
-        except Exception as exc:  # raised before its first await: crash at its first step
-            coro = _raise(exc)
-        if not isinstance(coro, Coroutine):
-            coro = _await(coro)
-        actor.coro = coro
-        self._push(actor)
-
-    async def _actor_main(
-        self,
-        actor: Actor,
-        fn: Callable[..., Awaitable[Any]],
-        args: tuple,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """The trio driver's task of one actor."""
-        actor.task = trio.lowlevel.current_task()
-        self._push(actor)
-        task_status.started()
-        await _wait_rescheduled(self._abort_fn)
-        actor.state = RUNNING
-        try:
-            await fn(*args)
-        except trio.Cancelled:
-            raise
-        except BaseException as exc:
-            if (
-                self._current is actor
-                and not self._cancelled
-                and not isinstance(exc, ReplayDivergence)
-            ):
-                # A crash is an event like any other: with lookahead the actor may be far ahead
-                # of the others, so let every actor that is earlier in virtual time run first.
-                # The run then stops at the crash's instant, not at the processing frontier.
-                # (Cancelled out of this: another actor crashed earlier, and that crash wins.)
-                # A KeyboardInterrupt that hits an actor is ordered the same way: the catch-up
-                # is bounded by how far that actor had run ahead.
-                self._push(actor)
-                await self._switch_from(actor)
-            err = self._crashed(actor, exc)
-            if err is exc:
-                raise
-            raise err from exc
-        was_current = self._current is actor
-        self._returned(actor)
-        if was_current:
-            self._dispatch()
 
     def _crashed(self, actor: Actor, exc: BaseException) -> BaseException:
         """What the run raises for ``actor``'s crash (at its instant: the run stops there)."""
@@ -804,7 +684,7 @@ class Sim:
             self._live -= 1
             if self._live == 0:
                 self._check_stuck(me.now)
-        if self.stop_on_lock_cycle and self._end is None and _closes_cycle(me, on):
+        if self.stop_on_lock_cycle and self._end is None and closes_cycle(me, on):
             self._stop_deadlocked(me.now)
         return self._switch(me)
 
@@ -844,11 +724,11 @@ class Sim:
         self._live = sum(1 for a, _, _ in self._pending if not a.daemon)
         try:
             if self._fast:
-                await self._run_fast()
+                await run_fast(self)
             else:
-                await self._run_trio()
+                await run_trio(self)
         except BaseExceptionGroup as group:
-            exc = _single(group)
+            exc = single_exception(group)
             # keep ActorCrashed.__cause__ (the actor's own exception); drop the group context
             raise exc from exc.__cause__
         finally:
@@ -865,132 +745,6 @@ class Sim:
             waiting, cycle = info
             raise DeadlockError(self._time, waiting, cycle)
         return RunResult(reason, self._time, tuple(self.decisions), self.switches, self.syncs)
-
-    async def _run_trio(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            pending, self._pending = self._pending, []
-            for actor, fn, args in pending:
-                await nursery.start(self._actor_main, actor, fn, args)
-            self._dispatch()
-            if self._end is None:
-                self._main_parked = True
-                await _wait_rescheduled(self._abort_main)
-            nursery.cancel_scope.cancel()
-
-    async def _run_fast(self) -> None:
-        """The fast driver: step the current actor's coroutine until it parks (it has then set
-        ``_current`` to its successor) or returns, checking in with trio now and then."""
-        pending, self._pending = self._pending, []
-        for actor, fn, args in pending:
-            self._start_coro(actor, fn, args)
-        try:
-            self._dispatch()
-            left = CHECKIN_EVERY
-            while True:
-                cur = self._current
-                if cur is None:
-                    break
-                try:
-                    v = cur.coro.send(None)
-                except StopIteration:
-                    self._returned(cur)
-                    self._dispatch()
-                    continue
-                except BaseException as exc:
-                    self._fast_crash(cur, exc)
-                    continue
-                left -= 1
-                if v is not None:
-                    if v is not _CHECKIN:
-                        self._foreign_await(cur, v)
-                        continue
-                    left = 0
-                if left <= 0:
-                    left = CHECKIN_EVERY
-                    await _checkpoint()
-        finally:
-            for a in self.actors:
-                coro = a.coro
-                if coro is not None and a.state not in (DONE, CRASHED):
-                    a.coro = None
-                    try:
-                        coro.close()
-                    except KeyboardInterrupt:
-                        raise
-                    except BaseException:
-                        pass  # an actor's clean-up cannot act any more: the run is over
-
-    def _fast_crash(self, actor: Actor, exc: BaseException) -> None:
-        """An actor raised under the fast driver: order the crash at its instant (as the trio
-        driver does), then raise what :meth:`run` reports."""
-        if actor.crash is None and not isinstance(exc, ReplayDivergence):
-            actor.crash = exc
-            actor.coro = _reraise(exc)
-            self._push(actor)
-            self._current = None
-            nxt = self._pop_next()
-            if nxt is not None:
-                self._hand_over(nxt)
-                return
-        exc = actor.crash or exc
-        actor.coro = None
-        err = self._crashed(actor, exc)
-        if err is exc:
-            raise exc
-        raise err from exc
-
-    def _foreign_await(self, actor: Actor, value: Any) -> None:
-        """An actor awaited something that is not an engine primitive (e.g. ``trio.sleep``)."""
-        misuse = PrimitiveMisuse(
-            f"actor {actor.name!r} at t={actor.now} ns awaited {value!r}, which is not an engine "
-            "primitive: actors block only on sim.delay/sync/preempt, locks, wait queues and "
-            "completions"
-        )
-        try:
-            actor.coro.throw(misuse)
-        except BaseException as exc:
-            self._fast_crash(actor, exc)
-
-
-def _closes_cycle(me: Actor, lock: Any) -> bool:
-    """Whether ``me`` blocking on ``lock`` closes a wait-for cycle on locks (the holder chain
-    from ``lock`` leads back to ``me``)."""
-    holder = getattr(lock, "holder", None)
-    seen: list[Any] = []
-    while holder is not None and holder not in seen:
-        if holder is me:
-            return True
-        seen.append(holder)
-        holder = getattr(holder.blocked_on, "holder", None)
-    return False
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-async def _raise(exc: BaseException) -> None:
-    raise exc
-
-
-def _single(group: BaseExceptionGroup) -> BaseException:
-    """The one exception worth reporting from a nursery's group (an actor crash first)."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for e in exc.exceptions:
-                walk(e)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for kind in (KeyboardInterrupt, WatchdogError, ActorCrashed):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else group
 
 
 def is_fifo(strategy: Strategy) -> bool:
