@@ -5,7 +5,9 @@ rmqueue_pcplist/__rmqueue_pcplist, rmqueue_buddy (locking half), prep_new_page, 
 free_unref_page_commit, free_one_page/__free_pages_ok (locking half), free_pcppages_bulk
 (locking half), drain_pages_zone, __drain_all_pages and decay_pcp_high's drain. The buddy core
 under the lock is :class:`~emulator.mm.page_alloc.Zone`; the pcp arithmetic is
-:mod:`emulator.mm.pcp`.
+:mod:`emulator.mm.pcp`. The free side lives in :mod:`emulator.mm.page_free` and the drains in
+:mod:`emulator.mm.drain` (mixins of :class:`PageAllocator`); the per-order outcome counters in
+:mod:`emulator.mm.alloc_stats`.
 
 Time and ordering (what is "own" and what is "shared")
 ------------------------------------------------------
@@ -26,14 +28,13 @@ filled by the slow-path issue: until then a fast-path failure is recorded with i
 
 from __future__ import annotations
 
-from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
+from emulator.mm.alloc_stats import OrderStats, order_summary
 from emulator.mm.costs import Costs
-from emulator.mm.drain import PcpDrain
 from emulator.mm.gfp import (
     __GFP_THISNODE as _GFP_THISNODE,
 )
@@ -55,12 +56,10 @@ from emulator.mm.gfp import (
 )
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
+from emulator.mm.page_free import PageFree
 from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
 from emulator.mm.slowpath import SlowpathStats, alloc_pages_slowpath
 from emulator.mm.snapshot import (
-    MAX_PAGE_ORDER,
-    MIGRATE_ISOLATE,
-    MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
     NR_PAGE_ORDERS,
     PAGE_ALLOC_COSTLY_ORDER,
@@ -90,37 +89,6 @@ _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
 PAGE_SHIFT = 12
 
 
-class OrderStats:
-    """Allocation outcomes of one order: attempts, pcp hits, failures by reason, latencies."""
-
-    __slots__ = ("attempts", "failure_reasons", "failures", "latencies", "pcp_hits", "refills")
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.pcp_hits = 0
-        self.refills = 0
-        self.failures = 0
-        self.failure_reasons: Counter[str] = Counter()
-        self.latencies = array("q")
-
-    def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-
-        def pct(p: int) -> int:
-            if not lat:
-                return 0
-            return lat[min(len(lat) - 1, (len(lat) * p + 99) // 100 - 1)]
-
-        return {
-            "attempts": self.attempts,
-            "pcp_hits": self.pcp_hits,
-            "pcp_refills": self.refills,
-            "failures": self.failures,
-            "failure_reasons": dict(sorted(self.failure_reasons.items())),
-            "latency_ns": {"p50": pct(50), "p99": pct(99), "max": lat[-1] if lat else 0},
-        }
-
-
 class Cpu:
     """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
     ``machine.zones``), its zonelists and its allocation statistics."""
@@ -140,7 +108,7 @@ class Cpu:
         return f"<Cpu {self.id} node {self.node}>"
 
 
-class PageAllocator(PcpDrain):
+class PageAllocator(PageFree):
     """The allocator of one machine, shared by all CPU actors of one :class:`Sim`.
 
     ``machine`` is a :class:`~emulator.mm.machine.Machine`. ``cpus_per_node`` CPUs are created
@@ -589,101 +557,6 @@ class PageAllocator(PcpDrain):
         if self.wakeup_kswapd_hook is not None:
             self.wakeup_kswapd_hook(zone, order, highest_zoneidx)
 
-    # -- freeing -----------------------------------------------------------------------------
-
-    async def free_pages(self, cpu: Cpu, pfn: int, order: int) -> None:
-        """Models mm/page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
-
-        Raises ValueError for a pfn that is not the head of an allocated block of ``order``
-        (a double free or a wrong order), naming the pfn and what it is.
-        """
-        sim = self.sim
-        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
-            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-        # free_pages_prepare runs before any shared state is touched (as free_pages_prepare
-        # below, inlined: this is the hot path)
-        await sim.delay(self.costs.free_prepare)
-        if self._explore:
-            await sim.preempt("free_pages")
-        else:
-            await sim.sync()
-        await self.free_prepared(cpu, pfn, order)
-
-    async def free_pages_prepare(self, cpu: Cpu, pfn: int, order: int) -> None:
-        """Models mm/page_alloc.c: free_pages_prepare (its time), then synchronise: the free
-        touches shared state from here on. ``free_prepared`` follows at that instant."""
-        sim = self.sim
-        if not 0 <= pfn < self.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
-            raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-        # free_pages_prepare runs before any shared state is touched
-        await sim.delay(self.costs.free_prepare)
-        if self._explore:
-            await sim.preempt("free_pages")
-        else:
-            await sim.sync()
-
-    async def free_prepared(self, cpu: Cpu, pfn: int, order: int) -> None:
-        """The rest of __free_pages after free_pages_prepare: free_unref_page (the pcp
-        trylock, free_unref_page_commit, a drain at ``high``) or free_one_page. Called at a
-        synchronised instant (:meth:`free_pages_prepare`)."""
-        sim = self.sim
-        mm = self.memmap
-        costs = self.costs
-        if mm.state[pfn] != PG_ALLOC or mm.order[pfn] != order:
-            raise ValueError(
-                f"cpu {cpu.id}: free of pfn {pfn:#x} order {order}, but it is not the head of an "
-                f"allocated order-{order} block (state {mm.state[pfn]}, order {mm.order[pfn]})"
-            )
-        zone = self.zone_of(pfn)
-        rec = self.rec
-        if rec.enabled:
-            rec.emit("mm_page_free", pfn=pfn, order=order)
-        if not (order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER):
-            await self.free_one_page(zone, pfn, order)
-            return
-        mt = mm.pb_mt[pfn >> PAGEBLOCK_ORDER]
-        if mt >= MIGRATE_PCPTYPES:
-            if mt == MIGRATE_ISOLATE:
-                await self.free_one_page(zone, pfn, order)
-                return
-            mt = MIGRATE_MOVABLE
-        pcp = cpu.pcp[zone.gidx]
-        lock = pcp.lock
-        if not lock.try_acquire_now("free_unref_page"):
-            await self.free_one_page(zone, pfn, order)
-            return
-        charge = costs.pcp_lock + costs.pcp_list_op
-        # free_unref_page_commit
-        pcp.alloc_factor >>= 1
-        self.vm_events["pgfree"] += 1 << order
-        pindex = pcp.add_free(pfn, order, mt)
-        free_high = pcp.commit_free_flags(order)
-        batch = pcp.batch
-        flags = zone.flags
-        high = pcp.nr_pcp_high(
-            batch, free_high, bool(flags & _RECLAIM_ACTIVE), bool(flags & _BELOW_HIGH)
-        )
-        if pcp.count >= high:
-            count = pcp.nr_pcp_free(batch, high, free_high)
-            await sim.delay(charge)
-            charge = 0
-            await self.free_pcppages_bulk(zone, pcp, count, pindex)
-            if zone.flags & _BELOW_HIGH:
-                await sim.sync()  # the drain let others run: read zone state at our instant
-            if zone.flags & _BELOW_HIGH and zone.zone_watermark_ok(
-                0, zone.high_wmark_pages, ZONE_MOVABLE, 0
-            ):
-                zone.flags &= ~_BELOW_HIGH
-        if charge:
-            await sim.delay(charge)
-        lock.release()
-
-    async def free_one_page(self, zone: Zone, pfn: int, order: int) -> None:
-        """Models mm/page_alloc.c: free_one_page. Free straight to the buddy lists under
-        zone->lock."""
-        async with self.zone_locked(zone, "free_one_page"):
-            zone.free_one_page(pfn, order)
-
     # -- views -------------------------------------------------------------------------------
 
     def pcp_pages(self) -> int:
@@ -692,20 +565,7 @@ class PageAllocator(PcpDrain):
 
     def order_summary(self) -> dict[int, dict[str, Any]]:
         """Allocation outcomes per order, all CPUs merged (orders with attempts only)."""
-        out = {}
-        for order in range(NR_PAGE_ORDERS):
-            merged = OrderStats()
-            for c in self.cpus:
-                s = c.stats[order]
-                merged.attempts += s.attempts
-                merged.pcp_hits += s.pcp_hits
-                merged.refills += s.refills
-                merged.failures += s.failures
-                merged.failure_reasons.update(s.failure_reasons)
-                merged.latencies.extend(s.latencies)
-            if merged.attempts:
-                out[order] = merged.summary()
-        return out
+        return order_summary(self.cpus)
 
     def check(self) -> None:
         """Check every invariant of the machine, of the pcp layer (list links, entries, counts,
