@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
     parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument(
+        "--trace-locks",
+        choices=("zone", "contended", "all"),
+        default="zone",
+        help="lock holds in trace.json: zone (zone->lock, lru_lock; default), contended, all",
+    )
     parser.add_argument("--plots", action="store_true", help="also write PNG plots (plots/)")
     parser.add_argument(
         "--events",
@@ -143,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             trace=not (args.no_trace or args.no_events),
             events_filter=args.events,
             driver=args.driver,
+            trace_locks=args.trace_locks,
         )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
@@ -150,7 +157,12 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.done()
     write_results(result, out)
-    write_views(out, trace=not (args.no_trace or args.no_events), plots=args.plots)
+    write_views(
+        out,
+        trace=not (args.no_trace or args.no_events),
+        plots=args.plots,
+        capture=result.ctx.trace,
+    )
     save_schedule(
         out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
     )

@@ -43,6 +43,8 @@ class RunContext:
     samples: dict[str, list[Any]] = attrs.field(factory=dict)
     findings: dict[str, Any] = attrs.field(factory=dict)
     vm_events_at_start: dict[str, int] = attrs.field(factory=dict)
+    #: the trace being written as the run goes (emulator.report.trace_capture), if any
+    trace: Any = None
 
 
 @attrs.define
@@ -253,12 +255,16 @@ def run_scenario(
     trace: bool = False,
     events_filter: str | None = None,
     driver: str | None = None,
+    trace_locks: str = "zone",
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
     ``trace`` (with ``record``) also records what a timeline needs: the lock events of
     include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
-    mmemu-specific allocation, free and slow-path markers (``mmemu_*``).
+    mmemu-specific allocation, free and slow-path markers (``mmemu_*``). With ``events`` a
+    path, they go to a :class:`~emulator.report.trace_capture.TraceCapture` writing
+    ``trace.json`` beside it as the run goes (``ctx.trace``; ``trace_locks`` its lock policy),
+    not to events.jsonl unless ``events_filter`` selects them.
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -296,10 +302,17 @@ def run_scenario(
         if trace and recorder.enabled:
             from emulator.report.perfetto import enable_lock_events
 
-            enable_lock_events(ctx.allocator, recorder)
-            ctx.allocator.markers = recorder
+            markers: Any = recorder
+            if isinstance(events, Path):
+                from emulator.report.trace_capture import TraceCapture
+
+                markers = ctx.trace = TraceCapture(
+                    recorder, events.parent / "trace.json", trace_locks
+                )
+            enable_lock_events(ctx.allocator, markers)
+            ctx.allocator.markers = markers
             for prog in ctx.programs:
-                prog.markers = recorder
+                prog.markers = markers
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)
