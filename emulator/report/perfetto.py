@@ -149,21 +149,32 @@ def read_events(path: Path) -> Iterator[dict]:
 
 
 class _Writer:
-    """Writes the traceEvents array one event per line."""
+    """Writes the traceEvents array one event per line, buffered (:meth:`flush` writes)."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self.sep = "\n"
         self.count = 0
+        #: rendered events not yet written (hot paths append to it directly)
+        self.buf: list[str] = []
 
     def __call__(self, ev: dict) -> None:
         self.raw(_dumps(ev))
 
     def raw(self, line: str) -> None:
         """One event already rendered as JSON (the hot paths format their own)."""
-        self.out.write(self.sep + line)
-        self.sep = ",\n"
-        self.count += 1
+        buf = self.buf
+        buf.append(line)
+        if len(buf) >= 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        buf = self.buf
+        if buf:
+            self.out.write(self.sep + ",\n".join(buf))
+            self.sep = ",\n"
+            self.count += len(buf)
+            buf.clear()
 
 
 class _Tracks:
@@ -274,7 +285,8 @@ class TraceConverter:
     Volume: a slice with nothing nested is one ``X`` event at its end (a slice with children
     is ``B`` .. ``E``); an allocation or free with nothing nested (a pcp hit or a quick buddy
     allocation, the bulk of a run) carries no args (its ``mm_page_alloc`` or ``mm_page_free``
-    line in events.jsonl, at the same time, has them; a failure keeps them); lock holds carry no args (the track names the lock, the slice the holder).
+    line in events.jsonl, at the same time, has them; a failure keeps them); lock holds carry
+    no args (the track names the lock, the slice the holder).
     """
 
     def __init__(self, emit: _Writer, locks: str = "zone") -> None:
@@ -419,23 +431,109 @@ class TraceConverter:
 
     # -- the event loop ------------------------------------------------------------------------
 
+    def feed_batch(self, batch: list[tuple]) -> None:
+        """Feed ``(t, n, actor, event, fields)`` entries in order: :meth:`feed` for each, with
+        the most frequent cases (leaf allocations and frees, lock holds) inlined."""
+        stacks = self.stacks
+        ids = self.tracks.ids
+        actor_key = self.tracks.actor
+        names = self._names
+        holds = self.holds
+        waits = self.waits
+        alloc_t0 = self._alloc_t0
+        latency = self.alloc_latency
+        pending_flows = self.pending_flows
+        buf = self.emit.buf
+        append = buf.append
+        feed = self.feed
+        close = self._close
+        slices = 0
+        t = self.last_t
+        for t, _n, actor, name, fields in batch:
+            if name == "mmemu_free_begin" or name == "mmemu_alloc_begin":
+                if actor is None:
+                    actor = "kernel"
+                key = ids.get((0, actor)) or actor_key(actor)
+                stack = stacks.get(key)
+                if stack is None:
+                    stack = stacks[key] = []  # type: ignore[index]
+                elif stack and not stack[-1][2]:
+                    self._write_begin(key, stack[-1])  # type: ignore[arg-type]
+                if name[6] == "a":
+                    alloc_t0[actor] = t
+                    stack.append(["alloc", t, False, fields])
+                else:
+                    stack.append(["free", t, False, fields])
+                slices += 1
+            elif name == "mmemu_free_end" or name == "mm_page_alloc":
+                if actor is None:
+                    actor = "kernel"
+                key = ids.get((0, actor)) or actor_key(actor)
+                stack = stacks.get(key)
+                base = "free" if name[0] == "m" and name[2] == "e" else "alloc"
+                if (
+                    stack
+                    and stack[-1][0] == base
+                    and not stack[-1][2]
+                    and (base == "free" or (fields["pfn"] >= 0 and key not in pending_flows))
+                ):
+                    _b, t0, _begun, bfields = stack.pop()
+                    if base == "alloc":
+                        a0 = alloc_t0.pop(actor, None)
+                        if a0 is not None:
+                            lat = latency.get(fields["order"])
+                            if lat is None:
+                                lat = latency[fields["order"]] = []
+                            lat.append(t - a0)
+                    order = bfields.get("order")
+                    nm = names.get((base, order))
+                    if nm is None:
+                        nm = self._name(base, bfields)
+                    append(
+                        f'{{"ph":"X","pid":{key[0]},"tid":{key[1]},"ts":{t0 / 1000!r},'  # type: ignore[index]
+                        f'"dur":{(t - t0) / 1000!r},"name":{nm}}}'
+                    )
+                elif base == "free":
+                    close(key, "free", t, fields)  # type: ignore[arg-type]
+                else:
+                    self._end(t, actor, name, fields)
+            elif name == "lock_acquired":
+                addr = fields["lock_addr"]
+                waited = any(a == addr for a, _ in waits) if waits else False
+                holds[addr] = [t, actor or "kernel", fields.get("name"), waited]
+            elif name == "lock_release":
+                self._release(t, actor, fields)
+            else:
+                feed(t, actor, name, fields)
+        self.last_t = t
+        self.counts["slices"] += slices
+        self.emit.flush()
+
+    def _acquired(self, t: int, actor: str | None, fields: dict) -> None:
+        self.last_t = t
+        addr = fields["lock_addr"]
+        waits = self.waits
+        waited = any(a == addr for a, _ in waits) if waits else False
+        self.holds[addr] = [t, actor or "kernel", fields.get("name"), waited]
+
+    def _release(self, t: int, actor: str | None, fields: dict) -> None:
+        self.last_t = t
+        addr = fields["lock_addr"]
+        got = self.holds.pop(addr, None)
+        if got is not None:
+            if self._draws_all(addr) or (got[3] and self.locks == "contended"):
+                self._hold_slice(addr, got[0], t, got[1])
+            else:
+                self.counts["lock_holds_omitted"] += 1
+
     def feed(self, t: int, actor: str | None, name: str, fields: dict) -> None:
         """One event (``fields`` without ``t``, ``actor``, ``event``); events come in time order."""
         self.last_t = t
         actor = actor or "kernel"
         if name == "lock_acquired":
-            addr = fields["lock_addr"]
-            waits = self.waits
-            waited = any(a == addr for a, _ in waits) if waits else False
-            self.holds[addr] = [t, actor, fields.get("name"), waited]
+            self._acquired(t, actor, fields)
         elif name == "lock_release":
-            addr = fields["lock_addr"]
-            got = self.holds.pop(addr, None)
-            if got is not None:
-                if self._draws_all(addr) or (got[3] and self.locks == "contended"):
-                    self._hold_slice(addr, got[0], t, got[1])
-                else:
-                    self.counts["lock_holds_omitted"] += 1
+            self._release(t, actor, fields)
         elif name in _PAIRS:
             key = self.tracks.actor(actor)
             base = _PAIRS[name][1]
@@ -683,6 +781,7 @@ def write_header(f: IO[str]) -> _Writer:
 def write_footer(f: IO[str], emit: _Writer, summary: dict, counts: dict) -> None:
     """End a trace file: the sampler's counters and ``otherData``."""
     _counters(summary, emit)
+    emit.flush()
     other = {
         "scenario": summary.get("scenario"),
         "seed": summary.get("seed"),
@@ -708,13 +807,17 @@ def write_trace(run_dir: Path, out: Path | None = None, locks: str = "zone") -> 
         counts: dict[str, int] = {}
         if events_path.exists():
             conv = TraceConverter(emit, locks)
-            feed = conv.feed
             wanted = TRACE_EVENTS
+            batch: list[tuple] = []
             for ev in read_events(events_path):
                 name = ev.pop("event")
                 if name in wanted:
                     t = ev.pop("t")
-                    feed(t, ev.pop("actor", None), name, ev)
+                    batch.append((t, 0, ev.pop("actor", None), name, ev))
+                    if len(batch) >= 65536:
+                        conv.feed_batch(batch)
+                        batch.clear()
+            conv.feed_batch(batch)
             counts = conv.finish()
         write_footer(f, emit, summary, counts)
     tmp.replace(out)

@@ -6,10 +6,11 @@ A timeline needs events the kernel's tracepoints do not give: lock.h's ``content
 ``mmemu_slowpath_begin/end``, ``mmemu_free_begin/end``). :class:`TraceCapture` takes them
 instead of the recorder: they stay out of ``events.jsonl`` (which is the tracepoint log the
 user asked for, byte-identical with and without the trace) unless ``--events`` selects them,
-and are kept as compact tuples ``(t, n, k, actor, event, fields)``. The recorder's tap
+and are kept as compact tuples ``(t, n + j / 2**21, actor, event, fields)``. The recorder's tap
 (:meth:`~emulator.engine.recorder.Recorder.set_tap`) hands over every batch it writes; the
 capture merges the batch with its own tuples older than the same frontier, in emission order
-(``n`` is the recorder's count when the tuple was made, ``k`` the capture's own), and streams
+(``n`` is the recorder's count when the tuple was made, ``j`` counts the capture's own since
+then), and streams
 them through :class:`~emulator.report.perfetto.TraceConverter` into ``trace.json.tmp``.
 :meth:`TraceCapture.finish` adds the sampler's counters and renames it to ``trace.json``.
 
@@ -20,7 +21,6 @@ contention study needs); see :data:`~emulator.report.perfetto.LOCK_POLICIES`.
 
 from __future__ import annotations
 
-import heapq
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +52,8 @@ TRACE_ONLY = frozenset(
     )
 )
 _HOLD_EVENTS = ("lock_acquired", "lock_release")
+#: the fraction between two of the recorder's emission numbers, per captured event
+_STEP = 2.0**-21
 
 
 class _WaitsOnly:
@@ -90,8 +92,9 @@ class TraceCapture:
         self._f: IO[str] | None = self._tmp.open("w", encoding="utf-8")
         self._emit = write_header(self._f)
         self.conv = TraceConverter(self._emit, locks)
-        self._feed = self.conv.feed
         self.recorded = 0
+        self._n = -1
+        self._j = 0
         rec.set_tap(self)
 
     # -- the recording side (called by the model) ------------------------------------------
@@ -111,8 +114,15 @@ class TraceCapture:
                 t, actor = src._time, None
         else:
             t, actor = rec.clock(), rec.actor()
-        self.k = k = self.k + 1
-        self.pending.append((t, rec.count, k, actor, event, fields))
+        # after the recorder's event n, before its n + 1: n + j / 2**21 for the capture's j-th
+        # event since then (exact in a float; never equal to the recorder's ints), so plain
+        # tuple sorts keep emission order and never compare further than the second item
+        n = rec.count
+        if n != self._n:
+            self._n = n
+            self._j = 0
+        self._j = j = self._j + 1
+        self.pending.append((t, n + j * _STEP, actor, event, fields))
 
     def hook_for(self, label: str) -> Any:
         """The lock hook for the lock labelled ``label`` under this capture's policy."""
@@ -133,11 +143,8 @@ class TraceCapture:
         own.sort()
         if before is None:
             stop = self.stop
-            if stop is None:
-                mine, rest = own, []
-            else:
-                mine = [e for e in own if e[0] <= stop]
-                rest = []
+            mine = own if stop is None else [e for e in own if e[0] <= stop]
+            rest: list[tuple] = []
         else:
             lo, hi = 0, len(own)
             while lo < hi:
@@ -149,21 +156,20 @@ class TraceCapture:
             mine, rest = own[:lo], own[lo:]
         self.pending = rest
         wanted = TRACE_EVENTS
-        theirs: list[tuple] = []
-        for e in entries:
-            if len(e) == 3:  # the structlog path: a rendered line
+        if entries and len(entries[0]) == 3:  # the structlog path: rendered lines
+            batch = []
+            for e in entries:
                 d = json.loads(e[2])
                 name = d.pop("event")
                 if name in wanted:
-                    t = d.pop("t")
-                    theirs.append((t, e[1], 0, d.pop("actor", None), name, d))
-            elif e[3] in wanted:
-                theirs.append((e[0], e[1], 0, e[2], e[3], e[4]))
-        if not mine and not theirs:
+                    batch.append((d.pop("t"), e[1], d.pop("actor", None), name, d))
+        else:
+            batch = [e for e in entries if e[3] in wanted]
+        if not mine and not batch:
             return
-        feed = self._feed
-        for t, _n, _k, actor, name, fields in heapq.merge(theirs, mine):
-            feed(t, actor, name, fields)
+        batch += mine
+        batch.sort()  # two sorted runs: a linear merge
+        self.conv.feed_batch(batch)
         self.recorded += len(mine)
 
     # -- the end -------------------------------------------------------------------------------
