@@ -102,7 +102,7 @@ def proactiveness_of(summary: dict) -> int:
 def enable_lock_events(allocator: Any, rec: Any) -> int:
     """Turn on the lock.h event hook of every lock the allocator has; returns how many.
     ``rec`` is a recorder, or a :class:`~emulator.report.trace_capture.TraceCapture` (which
-    gives each lock the hook its lock policy wants: :meth:`hook_for`).
+    says per lock whether its policy wants the holds reported: :meth:`holds_for`).
 
     Labels stand for the kernel's lock addresses: ``zone->lock:N:Zone``,
     ``pcp->lock:cpuC:N:Zone``, ``lru_lock:N`` (each node's lruvec) and ``pcpu_drain_mutex``.
@@ -120,9 +120,9 @@ def enable_lock_events(allocator: Any, rec: Any) -> int:
     mutex = getattr(allocator, "pcpu_drain_mutex", None)
     if mutex is not None:
         locks.append((mutex, "pcpu_drain_mutex"))
-    hook_for = getattr(rec, "hook_for", None)
+    holds_for = getattr(rec, "holds_for", None)
     for lock, label in locks:
-        lock.traced(rec if hook_for is None else hook_for(label), label)
+        lock.traced(rec, label, holds=True if holds_for is None else holds_for(label))
     return len(locks)
 
 

@@ -14,9 +14,9 @@ then), and streams
 them through :class:`~emulator.report.perfetto.TraceConverter` into ``trace.json.tmp``.
 :meth:`TraceCapture.finish` adds the sampler's counters and renames it to ``trace.json``.
 
-Volume: with the default lock policy ``zone`` a CPU's own ``pcp->lock`` records only its
-waits (``LOCK_WAITS_ONLY``: its holds, thousands of a few hundred ns each, carry nothing a
-contention study needs); see :data:`~emulator.report.perfetto.LOCK_POLICIES`.
+Volume: with the default lock policy ``zone`` a CPU's own ``pcp->lock`` reports only its
+waits (``SpinLock.traced(..., holds=False)``): its holds, thousands of a few hundred ns each,
+carry nothing a contention study needs; see :data:`~emulator.report.perfetto.LOCK_POLICIES`.
 """
 
 from __future__ import annotations
@@ -54,19 +54,6 @@ TRACE_ONLY = frozenset(
 _HOLD_EVENTS = ("lock_acquired", "lock_release")
 #: the fraction between two of the recorder's emission numbers, per captured event
 _STEP = 2.0**-21
-
-
-class _WaitsOnly:
-    """The lock hook of a lock whose holds the policy does not draw: only its waits."""
-
-    __slots__ = ("emit_wait",)
-
-    def __init__(self, capture: TraceCapture) -> None:
-        self.emit_wait = capture.emit
-
-    def emit(self, event: str, **fields: Any) -> None:
-        if event[0] == "c":  # contention_begin / contention_end
-            self.emit_wait(event, **fields)
 
 
 class TraceCapture:
@@ -124,13 +111,12 @@ class TraceCapture:
         self._j = j = self._j + 1
         self.pending.append((t, n + j * _STEP, actor, event, fields))
 
-    def hook_for(self, label: str) -> Any:
-        """The lock hook for the lock labelled ``label`` under this capture's policy."""
+    def holds_for(self, label: str) -> bool:
+        """Whether the lock labelled ``label`` reports its holds under this capture's policy
+        (else only its waits: the lock hook then costs nothing per uncontended hold)."""
         if self.locks == "contended" or holds_drawn(label, self.locks):
-            return self
-        if any(e in self.to_recorder for e in _HOLD_EVENTS):
-            return self
-        return _WaitsOnly(self)
+            return True
+        return any(e in self.to_recorder for e in _HOLD_EVENTS)
 
     # -- the recorder's tap ------------------------------------------------------------------
 
