@@ -21,11 +21,14 @@ from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
+from emulator.mm.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.machine import Machine
+from emulator.mm.slowpath import merged_stats as slowpath_summary
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.workload.cpu import CpuProgram
+from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
 
 __all__ = ["RunContext", "RunResult", "build_context", "run_scenario"]
 
@@ -43,6 +46,8 @@ class RunContext:
     samples: dict[str, list[Any]] = attrs.field(factory=dict)
     findings: dict[str, Any] = attrs.field(factory=dict)
     vm_events_at_start: dict[str, int] = attrs.field(factory=dict)
+    scenario_result: Any = None
+    """A scenario's verdict (any JSON), put in summary.json as ``scenario_result``."""
     #: the trace being written as the run goes (emulator.report.trace_capture), if any
     trace: Any = None
 
@@ -122,6 +127,8 @@ class RunResult:
                 "per_cpu": {c.id: sum(p.count for p in c.pcp) for c in pa.cpus},
             },
             "kswapd_wakeups": pa.kswapd_wakeups,
+            "slowpath": slowpath_summary(pa),
+            **kthreads_summary(pa),
             "engine": {
                 "strategy": sim.strategy.describe(),
                 "quantum_ns": sim.quantum_ns,
@@ -135,6 +142,8 @@ class RunResult:
             },
             "timeseries": self.ctx.samples,
         }
+        if self.ctx.scenario_result is not None:
+            out["scenario_result"] = self.ctx.scenario_result
         if self.ctx.findings:
             out["findings"] = self.ctx.findings
         if self.error:
@@ -243,6 +252,17 @@ def _sampler(
     return sampler, take
 
 
+def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tuple[Write, ...]:
+    """The scenario's run-time writes, checked before the run (a bad one is a ScenarioError)."""
+    items = scenario.writes(params) if callable(scenario.writes) else scenario.writes
+    try:
+        writes = parse_writes(items)
+        check_writes(ctx.machine, writes, len(ctx.allocator.cpus))
+    except ValueError as exc:
+        raise ScenarioError(f"scenario {scenario.name}: {exc}") from None
+    return writes
+
+
 def run_scenario(
     scenario: Scenario,
     params: Params,
@@ -289,6 +309,7 @@ def run_scenario(
             sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
         sampler, take_sample = _sampler(ctx, progress)
         sim.spawn("sampler", sampler, daemon=True)
+        start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
         if scenario.setup is not None:
             # the set-up stands for the machine's past: not recorded, and the vmstat deltas
             # in the summary count from its end
@@ -316,6 +337,11 @@ def run_scenario(
         if scenario.actors is not None:
             for name, fn in scenario.actors(params, ctx):
                 sim.spawn(name, fn)
+        writes = _scenario_writes(scenario, params, ctx)
+        if writes:
+            log: list[dict[str, Any]] = []
+            ctx.findings["writes"] = log
+            sim.spawn("writes", writer_actor(ctx.allocator, writes, log))
         reason = "deadline"
         error = None
         t0 = time.perf_counter()

@@ -21,7 +21,10 @@ command line) are converted to the type of the default.
 Optional hooks: ``setup(params, ctx)`` runs after boot and before the actors start (e.g. to build
 a fragmented initial state with :mod:`emulator.mm.initstate`), ``actors(params, ctx)`` returns
 extra actors as ``(name, async_fn)`` pairs (each called as ``await fn()``), and ``report(params,
-ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``.
+ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``; a scenario
+may also set ``ctx.scenario_result`` (any JSON: e.g. a pass/fail verdict), which summary.json
+carries as ``"scenario_result"``. ``writes`` lists sysctl and sysfs writes at virtual times
+(``[("2s", "vm.compact_memory", "1")]``), see :mod:`emulator.workload.writes`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +104,7 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k.startswith("vm.")}
+        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
 
     @property
     def costs(self) -> Costs:
@@ -148,6 +151,9 @@ class Scenario:
     actors: Callable[[Params, Any], list[tuple[str, Callable[[], Any]]]] | None = None
     report: Callable[[Params, Any], dict[str, Any]] | None = None
     path: str | None = None
+    writes: Sequence[Any] | Callable[[Params], Sequence[Any]] = ()
+    """Run-time writes ``(time, path, value[, cpu])`` (or a function of the params returning
+    them), done by one task at their virtual times: see :mod:`emulator.workload.writes`."""
 
     def param_help(self) -> dict[str, tuple[Any, str]]:
         """Every parameter this scenario accepts besides sysctls and costs, with defaults."""
@@ -222,7 +228,10 @@ def _sysctl_text(value: str) -> Any:
     parts = value.replace(",", " ").split()
     if len(parts) > 1:
         return [int(p, 0) for p in parts]
-    return int(value, 0)
+    try:
+        return int(value, 0)
+    except ValueError:
+        return value.strip()  # a word setting (transparent_hugepage.defrag); Sysctl.set checks
 
 
 def _scenario_dirs() -> list[Path]:

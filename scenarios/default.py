@@ -12,17 +12,31 @@ allocations per second:
 * slab growth: order 0 and 1 GFP_KERNEL, and order 3 (SLUB's high-order slabs), shorter lived;
 * network receive: order 0 GFP_ATOMIC, 100 us, a third freed on another CPU (the skb is
   consumed elsewhere, as with RPS);
-* transparent huge pages: order 9 GFP_TRANSHUGE_LIGHT, living ~200 ms;
+* transparent huge page faults, living ~200 ms, half of them (``thp_madvise``) in
+  MADV_HUGEPAGE regions: under the kernel's default ``transparent_hugepage/defrag=madvise``
+  (``--set transparent_hugepage.defrag=...`` to change it) those may reclaim and compact
+  directly (GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM: the slow path's async compaction,
+  then one reclaim + compaction round), the others get GFP_TRANSHUGE_LIGHT and fail fast; a
+  failed fault falls back to a base page (``thp_fault_fallback``);
 * long-term pins (e.g. RDMA or vfio): order 0, never freed, pinned.
 
+The background's movable blocks that survive the release are split between anonymous memory
+and clean page cache (``page_cache``, the share that is cache): direct reclaim frees cache,
+never anonymous memory (no swap). Its reclaimable blocks belong to a slab cache whose
+shrinker reclaim may call.
+
 What to look at: pcp hit rates per order (order 0 hits, order 3 refills), zone->lock contention
-from refills and drains, order-9 failures once the background has split the large blocks (the
-slow path is not modelled yet, so these fail with their reason), and the fragmentation score.
+from refills and drains, the THP faults both ways (``thp_fault_alloc``/``thp_fault_fallback``,
+``compact_stall``/``compact_success``/``compact_fail``, ``pgmigrate_success``, ``slowpath`` in
+summary.json), direct reclaim (``allocstall_*``, ``pgscan_direct``, ``pgsteal_direct``) and
+the fragmentation score.
 """
 
 import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
+from emulator.mm.lru import adopt_allocated, charge_folio
+from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
@@ -35,7 +49,21 @@ def build(p):
         AllocClass(1, "GFP_KERNEL", weight=5, lifetime="exp(5ms)"),
         AllocClass(3, "GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY", weight=4, lifetime="exp(2ms)"),
         AllocClass(0, "GFP_ATOMIC", weight=14, lifetime="exp(100us)", remote_free=0.33),
-        AllocClass(9, "GFP_TRANSHUGE_LIGHT", weight=p["thp_weight"], lifetime="exp(200ms)"),
+        AllocClass(
+            9,
+            "GFP_TRANSHUGE_LIGHT",
+            weight=p["thp_weight"] * p["thp_madvise"],
+            lifetime="exp(200ms)",
+            thp_fault=True,
+            madv_hugepage=True,
+        ),
+        AllocClass(
+            9,
+            "GFP_TRANSHUGE_LIGHT",
+            weight=p["thp_weight"] * (1 - p["thp_madvise"]),
+            lifetime="exp(200ms)",
+            thp_fault=True,
+        ),
         AllocClass(0, "GFP_KERNEL", weight=0.5, pinned=1.0),
     ]
     return Workload([Phase("steady", mix, rate=p["rate"])])
@@ -43,6 +71,7 @@ def build(p):
 
 def setup(p, ctx):
     rng = np.random.default_rng(p.seed)
+    pa = ctx.allocator
     for zone in ctx.allocator.zones:
         if zone.name == "DMA":
             continue
@@ -55,9 +84,24 @@ def setup(p, ctx):
             mt_weights=(0.8, 0.15, 0.05),
             churn=0.0,
         )
-        for i in rng.permutation(len(held))[: int(p["released"] * len(held))].tolist():
+        released = rng.permutation(len(held))[: int(p["released"] * len(held))]
+        keep = np.ones(len(held), dtype=bool)
+        keep[released] = False
+        for i in released.tolist():
             pfn, order = held[i]
             zone.free_one_page(pfn, order)
+        shrinker = pa.shrinkers[zone.node]
+        mm = ctx.machine.memmap
+        cache = rng.random(len(held)) < p["page_cache"]
+        for i in np.flatnonzero(keep).tolist():
+            pfn, order = held[i]
+            if mm.owner[pfn] == OWNER_ANON and cache[i]:
+                mm.set_owner(pfn, order, OWNER_FILE)  # clean page cache
+            elif mm.owner[pfn] == OWNER_RECLAIMABLE:
+                shrinker.register(pfn)  # a slab cache with a shrinker
+                charge_folio(pa, pfn)  # nr_slab_reclaimable
+    # the past's anonymous memory and page cache: mapped (holder handles), on the LRU lists
+    adopt_allocated(pa)
 
 
 SCENARIO = Scenario(
@@ -67,7 +111,9 @@ SCENARIO = Scenario(
     defaults={"memory": "4G", "cpus": 8, "duration": "500ms"},
     params={
         "rate": (40_000.0, "allocations per second per CPU"),
-        "thp_weight": (0.3, "weight of order-9 THP allocations in the mix"),
+        "thp_weight": (0.3, "weight of order-9 THP faults in the mix"),
+        "thp_madvise": (0.5, "share of THP faults in MADV_HUGEPAGE regions"),
+        "page_cache": (0.5, "share of the surviving background movable blocks that is clean cache"),
         "released": (0.35, "share of the background's blocks freed again before the run"),
     },
     setup=setup,

@@ -7,18 +7,20 @@ the still-allocated odd pages are handed to CPUs 1..N-1, which free them at the 
 order-0 frees go to each CPU's pcp list, and pages on a pcp list are not PageBuddy, so they do
 not merge with their free buddies and stay invisible to the watermark check.
 
-At ``probe_at``, a task on CPU 0 asks for an order-``order`` block with GFP_KERNEL: the order-0
-part of the watermark check passes, the high-order part finds no block (reason
-``watermark_high_order``) and the allocation fails, although ``regions`` whole pageblocks of
-free pages exist. It then calls ``drain_all_pages(NULL)`` — the direct reclaim path does this
-after a failed attempt — which returns every CPU's pcp pages to the buddy lists from CPU 0
-under each pcp->lock (6.12: no IPI); they merge into order-9/10 blocks and the retry succeeds.
+At ``probe_at``, a task on CPU 0 asks for an order-``order`` block with GFP_NOWAIT (a caller that
+cannot sleep, so the slow path can only retry the freelist at the MIN mark: no reclaim, no
+compaction, and no drain): the order-0 part of the watermark check passes, the high-order part
+finds no block (reason ``watermark_high_order``) and the allocation fails, although ``regions``
+whole pageblocks of free pages exist. It then calls ``drain_all_pages(NULL)`` — the direct
+reclaim path does this after a failed attempt — which returns every CPU's pcp pages to the
+buddy lists from CPU 0 under each pcp->lock (6.12: no IPI); they merge into order-9/10 blocks
+and the retry succeeds.
 
 summary.json ``findings`` records both attempts, the pages drained, and the free pages and
 pcp pages at each point.
 """
 
-from emulator.mm.gfp import GFP_KERNEL
+from emulator.mm.gfp import GFP_NOWAIT
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import PG_ALLOC
 from emulator.scenario import Scenario
@@ -80,12 +82,12 @@ def actors(p, ctx):
         await sim.delay(p["probe_at"])
         await sim.sync()  # read shared state only once every earlier actor step has happened
         findings["before"] = state()
-        pfn = await pa.alloc_pages(cpu0, p["order"], GFP_KERNEL)
+        pfn = await pa.alloc_pages(cpu0, p["order"], GFP_NOWAIT)
         reasons = pa.order_summary().get(p["order"], {}).get("failure_reasons", {})
         findings["first_attempt"] = {"pfn": pfn, "failure_reasons": reasons}
         drained = await pa.drain_all_pages(cpu0)
         findings["drain_all_pages"] = {"pages_drained": drained, **state()}
-        pfn = await pa.alloc_pages(cpu0, p["order"], GFP_KERNEL)
+        pfn = await pa.alloc_pages(cpu0, p["order"], GFP_NOWAIT)
         findings["after_drain_attempt"] = {"pfn": pfn}
         findings["hidden_then_found"] = findings["first_attempt"]["pfn"] < 0 <= pfn
 

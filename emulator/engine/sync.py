@@ -15,6 +15,7 @@ while saving one task switch per critical section.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine.errors import PrimitiveMisuse
@@ -343,8 +344,15 @@ class WaitQueue:
     def __len__(self) -> int:
         return sum(1 for w in self._waiters if w.active)
 
-    async def wait(self, timeout_ns: int | None = None) -> bool:
-        """Sleep until woken (returns True) or until ``timeout_ns`` passes (returns False)."""
+    async def wait(
+        self, timeout_ns: int | None = None, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """Sleep until woken (returns True) or until ``timeout_ns`` passes (returns False).
+
+        ``until`` is tested once the caller is ordered in time, just before it would sleep
+        (the condition check after ``prepare_to_wait`` in ``wait_event``): if true, ``wait``
+        returns True at once. A waker that ran while the caller was synchronising, and found
+        nobody on the queue, is thus not missed if it left a mark ``until`` reads."""
         sim = self.sim
         me = sim._current
         if me is None:
@@ -355,6 +363,8 @@ class WaitQueue:
                 " need None or a non-negative int of ns"
             )
         await sim.sync()
+        if until is not None and until():
+            return True
         if timeout_ns is not None:
             if sim.sleep_through(me.now + timeout_ns):
                 # nobody can act before the timeout: it times out with nothing else happening

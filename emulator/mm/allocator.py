@@ -35,6 +35,9 @@ from emulator.engine import Mutex, Sim, SpinLock
 from emulator.mm.costs import Costs
 from emulator.mm.drain import PcpDrain
 from emulator.mm.gfp import (
+    __GFP_THISNODE as _GFP_THISNODE,
+)
+from emulator.mm.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
 from emulator.mm.gfp import (
@@ -53,6 +56,7 @@ from emulator.mm.gfp import (
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
 from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
+from emulator.mm.slowpath import SlowpathStats, alloc_pages_slowpath
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,
@@ -62,6 +66,7 @@ from emulator.mm.snapshot import (
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
+from emulator.mm.vmscan import SlabShrinker, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -70,6 +75,7 @@ from emulator.mm.zone import (
 
 if TYPE_CHECKING:
     from emulator.engine.recorder import NullRecorder, Recorder
+    from emulator.mm.kswapd import Kthreads
     from emulator.mm.lru import Lruvec
     from emulator.mm.machine import Machine
     from emulator.mm.memmap import Memmap
@@ -201,9 +207,15 @@ class PageAllocator(PcpDrain):
         machine.sysctl.on_change(
             "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
         )
-        #: wakeup_kswapd calls through the seam (the kswapd issue fills it in)
+        #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
+        #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
+        self.kthreads: Kthreads | None = None
+        #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
+        #: (mm/vmscan.py)
+        self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
+        self.shrinkers = [SlabShrinker() for _ in range(self.nr_nodes)]
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -246,6 +258,10 @@ class PageAllocator(PcpDrain):
                     return z
             raise ValueError(f"pfn {pfn:#x} is in no zone")
         return z
+
+    def zone_reclaimable_pages(self, zone: Zone) -> int:
+        """vmscan.c: zone_reclaimable_pages (:mod:`emulator.mm.vmscan`)."""
+        return zone_reclaimable_pages(self, zone)
 
     def gfp_name(self, gfp: int) -> str:
         name = self._gfp_names.get(gfp)
@@ -307,6 +323,9 @@ class PageAllocator(PcpDrain):
         mt = gfp_migratetype(gfp)
         hz = gfp_zone(gfp)
         zonelist = cpu.zonelists[hz]
+        if gfp & _GFP_THISNODE:
+            # node_zonelist -> gfp_zonelist: ZONELIST_NOFALLBACK, this node's zones only
+            zonelist = [z for z in zonelist if z.node == cpu.node]
         if not zonelist:
             raise ValueError(f"cpu {cpu.id}: no populated zone at or below index {hz}")
         preferred = zonelist[0]
@@ -328,9 +347,9 @@ class PageAllocator(PcpDrain):
     async def alloc_pages_slowpath(
         self, cpu: Cpu, gfp: int, order: int, ac: AllocContext, owner: int, reason: str
     ) -> tuple[int, str]:
-        """The seam for page_alloc.c: __alloc_pages_slowpath (wake kswapd, direct compaction,
-        reclaim, retries). Not modelled yet: the fast path's failure stands, with its reason."""
-        return -1, reason
+        """page_alloc.c: __alloc_pages_slowpath (:mod:`emulator.mm.slowpath`): wake kswapd,
+        direct compaction, direct reclaim, retries; ``(pfn, failure reason)``."""
+        return await alloc_pages_slowpath(self, cpu, gfp, order, ac, owner)
 
     async def get_page_from_freelist(
         self, cpu: Cpu, gfp: int, order: int, alloc_flags: int, ac: AllocContext, owner: int
@@ -558,9 +577,15 @@ class PageAllocator(PcpDrain):
         async with self.zone_locked(zone, "reserve_highatomic_pageblock"):
             zone.reserve_highatomic_pageblock(pfn, order)
 
-    def wakeup_kswapd(self, zone: Zone, order: int, highest_zoneidx: int) -> None:
-        """The seam for vmscan.c: wakeup_kswapd (the kswapd issue fills it in)."""
+    def wakeup_kswapd(
+        self, zone: Zone, order: int, highest_zoneidx: int, gfp_flags: int = 0
+    ) -> None:
+        """The wakeup_kswapd call sites (rmqueue after a boost, wake_all_kswapds): counted, then
+        the node's kswapd (:meth:`emulator.mm.kswapd.Kswapd.wakeup_kswapd`) once the kthreads
+        run, and the test hook if one is set."""
         self.kswapd_wakeups += 1
+        if self.kthreads is not None:
+            self.kthreads.wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx)
         if self.wakeup_kswapd_hook is not None:
             self.wakeup_kswapd_hook(zone, order, highest_zoneidx)
 

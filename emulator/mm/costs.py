@@ -85,6 +85,58 @@ class Costs:
         "lruvec_del_folio: list op, counter update, flag bits) (estimate)",
     )
 
+    lru_isolate: int = _cost(
+        40,
+        "isolate_lru_folios per page under lru_lock: folio_test_clear_lru, list_move, "
+        "struct page miss (estimate)",
+    )
+    shrink_folio: int = _cost(
+        1000,
+        "shrink_folio_list per clean unmapped page-cache page: trylock, folio_referenced, "
+        "__remove_mapping under the i_pages lock, shadow entry; direct reclaim of clean cache "
+        "runs at roughly 1 GB/s per core, ~1 us per 4 KiB (estimate from linux-mm reclaim "
+        "throughput reports)",
+    )
+    shrink_slab_object: int = _cost(
+        2000,
+        "a reclaimable slab page freed by its shrinker (dentry/inode cache objects of one page "
+        "disposed: list walks, RCU-deferred frees; estimate)",
+    )
+    kswapd_pass: int = _cost(
+        2000,
+        "one balance_pgdat priority pass besides the LRU scan: pgdat_balanced, kswapd_age_node, "
+        "shrink_node's memcg walk and shrinker calls (estimate; bounds a pass that finds nothing)",
+    )
+    compact_scan_page: int = _cost(
+        5,
+        "compaction migrate scanner, per pfn: a sequential struct page read (PageBuddy/LRU "
+        "flags, order), mostly prefetched (estimate)",
+    )
+    compact_free_scan_page: int = _cost(
+        5, "compaction free scanner, per pfn sampled: a struct page read (estimate)"
+    )
+    compact_block_check: int = _cost(
+        20,
+        "compaction, per pageblock passed over without scanning (skip bit, migratetype, "
+        "pageblock_pfn_to_page): a few flag reads (estimate)",
+    )
+    compact_isolate_page: int = _cost(
+        60,
+        "isolate_migratepages_block / putback per folio: refcount get, folio_test_clear_lru, "
+        "lruvec_del_folio, NR_ISOLATED update (estimate)",
+    )
+    migrate_page: int = _cost(
+        2000,
+        "migrate_pages per 4 KiB page moved: try_to_migrate (unmap, TLB flush), folio_copy "
+        "(~250 ns like clear_page), remove_migration_ptes; order of magnitude of the per-page "
+        "cost in the 'migrate_pages(): batch TLB flushing' series (Huang Ying, v6.4) (estimate)",
+    )
+    migrate_fail: int = _cost(
+        500,
+        "one failed migration attempt (-EAGAIN: unexpected reference count) with its undo "
+        "(estimate)",
+    )
+
     def with_overrides(self, **overrides: int) -> Costs:
         """A copy with some charges changed; unknown names raise ValueError listing valid ones."""
         unknown = sorted(set(overrides) - {a.name for a in attrs.fields(Costs)})

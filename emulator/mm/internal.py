@@ -39,7 +39,10 @@ from emulator.engine.errors import PrimitiveMisuse
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from emulator.engine import SpinLock
+    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.page_alloc import Zone
 
 __all__ = [
@@ -127,6 +130,13 @@ class CompactControl:
     contended: bool = False
     finish_pageblock: bool = False
     alloc_contig: bool = False
+    # model (compaction's own): the allocator, the CPU whose task runs the compaction (its pcp
+    # lists receive freed sources; None for a task with no CPU of its own), and proactive
+    # compaction's inputs (kcompactd fills them in: proactiveness, a kswapd_is_running probe)
+    pa: PageAllocator | None = None
+    cpu: Cpu | None = None
+    proactiveness: int = 20
+    kswapd_probe: Callable[[], bool] | None = None
 
 
 @attrs.define(slots=True, eq=False)

@@ -236,6 +236,9 @@ class Machine:
         self.compaction_proactiveness = 20
         self.percpu_pagelist_high_fraction = 0
         self.compact_unevictable_allowed = 1
+        #: /sys/kernel/mm/transparent_hugepage/defrag (mm/huge_memory.py; sysctl name
+        #: ``transparent_hugepage.defrag``)
+        self.transparent_hugepage_defrag = "madvise"
         self.wmark_observers: list[Callable[[Machine], None]] = []
         """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)

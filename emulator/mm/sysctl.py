@@ -49,6 +49,8 @@ class SysctlSpec:
     lo: int
     hi: int
     doc: str
+    #: for a sysfs word setting (transparent_hugepage/defrag): the words it accepts
+    choices: tuple[str, ...] = ()
 
 
 SPECS: dict[str, SysctlSpec] = {
@@ -118,6 +120,15 @@ SPECS: dict[str, SysctlSpec] = {
             1,
             "whether compaction may migrate unevictable (mlocked) pages",
         ),
+        SysctlSpec(
+            "transparent_hugepage.defrag",
+            "transparent_hugepage_defrag",
+            "madvise",
+            0,
+            0,
+            "/sys/kernel/mm/transparent_hugepage/defrag: how THP faults reclaim and compact",
+            choices=("always", "defer", "defer+madvise", "madvise", "never"),
+        ),
     )
 }
 
@@ -134,8 +145,9 @@ class Sysctl:
         return sorted(SPECS)
 
     def _spec(self, name: str) -> SysctlSpec:
-        key = name if name.startswith("vm.") else "vm." + name
-        key = key.replace("/", ".")
+        key = name.replace("/", ".")
+        if not key.startswith(("vm.", "transparent_hugepage.")):
+            key = "vm." + key
         spec = SPECS.get(key)
         if spec is None:
             raise KeyError(f"unknown sysctl {name!r}; valid names: {', '.join(self.names())}")
@@ -171,6 +183,13 @@ class Sysctl:
                 )
             m.lowmem_reserve_ratio = [v if v >= 1 else 0 for v in vals]
             watermark.setup_per_zone_lowmem_reserve(m)
+        elif spec.choices:
+            word = str(value).strip()
+            if word not in spec.choices:
+                raise ValueError(
+                    f"{spec.name}={value!r} is invalid: valid {', '.join(spec.choices)}"
+                )
+            setattr(m, spec.attr, word)
         else:
             v = _int(spec, value)
             if not spec.lo <= v <= spec.hi:

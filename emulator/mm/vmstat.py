@@ -16,7 +16,7 @@ in the kernel's order, and the subset the model keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -32,12 +32,7 @@ __all__ = [
     "fragindex_allows_compaction",
     "fragmentation_index",
     "fragmentation_index_info",
-    "fragmentation_score_node",
-    "fragmentation_score_wmark",
-    "fragmentation_score_zone",
-    "fragmentation_score_zone_weighted",
     "new_counters",
-    "should_proactive_compact_node",
     "unusable_free_index",
     "unusable_index",
 ]
@@ -172,57 +167,26 @@ def extfrag_for_order(zone: HasNrFree | Sequence[int], order: int) -> int:
     return ((unusable * 100) & _U64) // info.free_pages
 
 
-def fragmentation_score_zone(zone: HasNrFree | Sequence[int]) -> int:
-    """Models mm/compaction.c: fragmentation_score_zone (line 2200):
-    ``extfrag_for_order(zone, COMPACTION_HPAGE_ORDER)``, in [0, 100]."""
-    return extfrag_for_order(zone, COMPACTION_HPAGE_ORDER)
+#: moved to mm/compaction (where the kernel has them); re-exported here, resolved lazily
+_FROM_COMPACTION = frozenset(
+    {
+        "fragmentation_score_node",
+        "fragmentation_score_wmark",
+        "fragmentation_score_zone",
+        "fragmentation_score_zone_weighted",
+        "should_proactive_compact_node",
+    }
+)
 
 
-def fragmentation_score_zone_weighted(zone: ScoredZone, node_present_pages: int) -> int:
-    """Models mm/compaction.c: fragmentation_score_zone_weighted (line 2217):
-    ``zone->present_pages * score / (node_present_pages + 1)``.
+def __getattr__(name: str) -> Any:
+    """The fragmentation score lives in :mod:`emulator.mm.compaction_suitable` (mm/compaction.c);
+    the old names keep working from here (PEP 562: imported on first use, no cycle)."""
+    if name in _FROM_COMPACTION:
+        from emulator.mm import compaction_suitable
 
-    It weights by *present* pages, not managed pages, so a small zone (DMA, often DMA32)
-    contributes almost nothing to its node's score. ``node_present_pages`` is
-    ``pgdat->node_present_pages`` (:attr:`NodeSnapshot.present_pages`). A zone whose present
-    size is unknown (0 in a snapshot parsed from buddyinfo alone) weighs 0.
-    """
-    return (zone.present * fragmentation_score_zone(zone)) // (node_present_pages + 1)
-
-
-def fragmentation_score_node(node: ScoredNode) -> int:
-    """Models mm/compaction.c: fragmentation_score_node (line 2232): the sum of the weighted scores
-    of the node's populated zones."""
-    node_present = sum(z.present for z in node.zones)
-    return sum(
-        fragmentation_score_zone_weighted(z, node_present) for z in node.zones if z.populated
-    )
-
-
-def fragmentation_score_wmark(low: bool, proactiveness: int = 20) -> int:
-    """Models mm/compaction.c: fragmentation_score_wmark (line 2247, v6.12).
-
-    ``wmark_low = max(100 - proactiveness, 5)``; the high mark is ``min(wmark_low + 10, 100)``.
-    Proactiveness 20 (the default) gives low 80, high 90. (v6.18 changed the high mark.)
-    """
-    if not 0 <= proactiveness <= 100:
-        raise ValueError(f"compaction_proactiveness must be 0..100, got {proactiveness}")
-    wmark_low = max(100 - proactiveness, 5)
-    return wmark_low if low else min(wmark_low + 10, 100)
-
-
-def should_proactive_compact_node(
-    node: ScoredNode, proactiveness: int = 20, kswapd_running: bool = False
-) -> bool:
-    """Models mm/compaction.c: should_proactive_compact_node (line 2260).
-
-    True when proactiveness is non-zero, kswapd is not running on the node
-    (``kswapd_is_running``, passed in here since a snapshot cannot know it), and the node's
-    score is strictly above the high mark. kcompactd evaluates this every 500 ms of idleness.
-    """
-    if not proactiveness or kswapd_running:
-        return False
-    return fragmentation_score_node(node) > fragmentation_score_wmark(False, proactiveness)
+        return getattr(compaction_suitable, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int = 500) -> bool:
@@ -344,6 +308,7 @@ _MODEL = frozenset(
         "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall",
         "compact_fail", "compact_success", "compact_daemon_wake",
         "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
+        "htlb_buddy_alloc_success", "htlb_buddy_alloc_fail",
         "thp_fault_alloc", "thp_fault_fallback", "thp_collapse_alloc",
         "thp_collapse_alloc_failed", "thp_split_page",
     }

@@ -109,6 +109,15 @@ class ZoneBase:
         """
         self.watermark_boost_factor = 15000
         self.page_group_by_mobility_disabled = False
+        # struct zone's CONFIG_COMPACTION fields (mmzone.h:968-983), used by mm/compaction.py
+        self.compact_cached_free_pfn = 0
+        self.compact_cached_migrate_pfn: list[int] = [0, 0]
+        self.compact_init_migrate_pfn = 0
+        self.compact_init_free_pfn = 0
+        self.compact_considered = 0
+        self.compact_defer_shift = 0
+        self.compact_order_failed = 0
+        self.compact_blockskip_flush = False
         self.gidx = -1
         """Index in the allocator's ``zones`` (and every CPU's ``pcp``); -1 until :meth:`bind`."""
         self.lock_or_none: SpinLock | None = None

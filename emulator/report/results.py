@@ -106,6 +106,13 @@ def format_summary(result: RunResult) -> str:
         )
         for why, n in a["failure_reasons"].items():
             lines.append(f"             failed: {why} x{n}")
+    for order, sp in s.get("slowpath", {}).items():
+        lines.append(
+            f"  slow path order {int(order)}: entered {sp['entered']:,}, succeeded at the freelist "
+            f"{sp['succeeded_freelist']:,}, after reclaim {sp['succeeded_after_reclaim']:,}, "
+            f"after compaction {sp['succeeded_after_compaction']:,} "
+            f"(captured {sp['captured']:,}), would OOM {sp['would_oom']:,}"
+        )
     zl = s["lock_stat"].get("&zone->lock")
     if zl:
         lines += [

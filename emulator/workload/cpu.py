@@ -32,6 +32,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.lru import charge_folio, folio_add_lru, release_handle
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
 from emulator.mm.rmap import EVICTED
@@ -135,6 +136,12 @@ class CpuProgram:
         pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
         if pfn < 0:
             return -1
+        return await self._map(pfn, handle)
+
+    async def _map(self, pfn: int, handle: int = -1) -> int:
+        """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
+        on this CPU's lru-add batch or account slab. Returns the handle."""
+        pa = self.pa
         if handle < 0:
             handle = self.rmap.add(pfn, self.cpu.id)
         else:
@@ -187,7 +194,12 @@ class CpuProgram:
         owner = cls.owner_kind
         if cls.pinned and rng.random() < cls.pinned:
             owner = OWNER_PINNED
-        handle = await self._fault_in(cls.order, cls.gfp, owner)
+        order = cls.order
+        if cls.thp_fault:
+            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
+            handle = await self._map(pfn) if pfn >= 0 else -1
+        else:
+            handle = await self._fault_in(cls.order, cls.gfp, owner)
         if handle < 0:
             self.failed += 1
             return
@@ -197,7 +209,7 @@ class CpuProgram:
         if life < 0:
             if refaults:
                 self.classes[handle] = cls
-            self.held.append((handle, cls.order))
+            self.held.append((handle, order))
             return
         at = self.sim.current.now + life
         if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
@@ -208,12 +220,12 @@ class CpuProgram:
             self.rmap.handle_holder[handle] = peer.cpu.id
             if refaults:
                 peer.classes[handle] = cls
-            peer.schedule_free(at, handle, cls.order)
+            peer.schedule_free(at, handle, order)
             await peer.inbox.wake_up()
         else:
             if refaults:
                 self.classes[handle] = cls
-            self.schedule_free(at, handle, cls.order)
+            self.schedule_free(at, handle, order)
 
     # -- the actor ---------------------------------------------------------------------------
 

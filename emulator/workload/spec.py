@@ -172,6 +172,10 @@ class AllocClass:
     probability that an allocation is pinned; ``remote_free`` the probability that another CPU
     (chosen at random) frees it; ``refault``: when reclaim evicts one of these pages, the CPU
     reads it back in (allocates it again, same handle) at its next allocation.
+    ``thp_fault``: the class is an anonymous THP fault (order 9; the gfp comes from
+    ``vma_thp_gfp_mask`` for the machine's ``transparent_hugepage.defrag`` and
+    ``madv_hugepage``, whether the region is MADV_HUGEPAGE); a failed fault falls back to one
+    base page (:func:`emulator.mm.huge_memory.do_huge_pmd_anonymous_page`).
     """
 
     order: int = attrs.field(validator=_order)
@@ -182,6 +186,12 @@ class AllocClass:
     remote_free: float = attrs.field(default=0.0, validator=_probability)
     owner: str | None = attrs.field(default=None, converter=_owner)
     refault: bool = True
+    thp_fault: bool = False
+    madv_hugepage: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.thp_fault and self.order != 9:
+            raise ValueError(f"a thp_fault class has order 9 (HPAGE_PMD_ORDER), got {self.order}")
 
     @property
     def owner_kind(self) -> int:

@@ -22,6 +22,7 @@ from emulator.mm.allocator import PageAllocator
 from emulator.mm.invariants import InvariantViolation, check_machine, check_pcp_lists
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ALLOC, PG_PCP, PG_TAIL
+from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.pcp import NR_PCP_LISTS
 
 GFPS = (
@@ -127,6 +128,14 @@ def random_run(seed: int, cpus: int, ops: int, strategy: str, check_every_ns: in
         for c in pa.cpus
     }
     done = [0]
+
+    def moved(old: int, new: int, order: int) -> None:
+        # compaction migrated a block the test holds: follow it (the rmap)
+        if old in live:
+            live[new] = live.pop(old)
+            pool[pool.index(old)] = new
+
+    register_rmap_holder(pa, moved)
 
     async def cpu_actor(cpu) -> None:
         for r, order, gfp, pick, think in plans[cpu.id]:

@@ -122,6 +122,7 @@ def test_sysctl_defaults_and_names():
     m = Machine.simple(Normal=8192, thp_enabled=False)
     d = m.sysctl.as_dict()
     assert d == {
+        "transparent_hugepage.defrag": "madvise",  # /sys/kernel/mm/transparent_hugepage
         "vm.compact_unevictable_allowed": 1,
         "vm.compaction_proactiveness": 20,
         "vm.extfrag_threshold": 500,
@@ -151,6 +152,12 @@ def test_sysctl_defaults_and_names():
         ("vm.percpu_pagelist_high_fraction", 5, r"valid 0 or 8\.\.2147483647"),
         ("vm.watermark_boost_factor", "lots", r"takes an integer"),
         ("vm.lowmem_reserve_ratio", "1 2", r"takes 4 integers"),
+        (
+            "transparent_hugepage.defrag",
+            "sometimes",
+            r"transparent_hugepage.defrag='sometimes' is invalid: valid always, defer, "
+            r"defer\+madvise, madvise, never",
+        ),
     ],
 )
 def test_sysctl_range_errors_name_the_sysctl_and_range(name, value, message):

@@ -1,0 +1,216 @@
+"""Run-time writes to sysctls and sysfs files at chosen virtual times.
+
+A scenario (``Scenario(writes=...)``) or a test lists writes as ``(time, path, value)``
+triples; one actor, the task doing the writes, performs them in time order, each at its time,
+as ``echo value > path`` would. Paths::
+
+    vm.compact_memory  (or /proc/sys/vm/compact_memory)
+        only "1" is accepted (sysctl_compaction_handler: anything else is -EINVAL); runs
+        compact_nodes() — every node, order -1, MIGRATE_SYNC — in the writing task's time
+    /sys/devices/system/node/nodeN/compact
+        any value; compact_node(N) (compact_store); a node that does not exist has no file
+    vm.nr_hugepages  (or /proc/sys/vm/nr_hugepages)
+        a count >= 0; set_max_huge_pages: the hugetlb pool grows one 2 MiB page at a time
+        through the allocator (slow path, compaction) until an allocation fails, or shrinks
+    vm.<any other tunable>  (or /proc/sys/vm/<name>)
+        Sysctl.set: range-checked as proc_dointvec_minmax, then the kernel's handler
+
+The task belongs to a CPU (``cpu``, default 0): pages that compaction frees land on that CPU's
+pcp lists. A bad write gets the kernel's answer: a :class:`WriteError` naming the path, the
+value and what is valid, with nothing changed. :func:`check_writes` makes the same checks before
+a run starts (so a scenario with a bad write stops with one line and exit 2), and the writer
+actor records each write's outcome.
+
+Usage from a test::
+
+    writes = parse_writes([("2ms", "vm.compact_memory", "1")])
+    check_writes(machine, writes)
+    sim.spawn("writer", writer_actor(pa, writes, findings))
+
+or directly, inside an actor: ``await write_file(pa, pa.cpus[0], "vm.compact_memory", "1")``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from emulator.workload.spec import parse_duration
+
+if TYPE_CHECKING:
+    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.machine import Machine
+
+__all__ = [
+    "Write",
+    "WriteError",
+    "check_write",
+    "check_writes",
+    "parse_writes",
+    "write_file",
+    "writer_actor",
+]
+
+_NODE_COMPACT = re.compile(r"^/sys/devices/system/node/node(\d+)/compact$")
+_PROC_SYS_VM = "/proc/sys/vm/"
+
+
+class WriteError(ValueError):
+    """A write the kernel refuses (-EINVAL, -ENOENT): nothing was changed."""
+
+
+@attrs.frozen
+class Write:
+    """One write: at virtual time ``at_ns``, ``value`` into ``path``, by a task on ``cpu``."""
+
+    at_ns: int
+    path: str
+    value: str
+    cpu: int = 0
+
+
+def _normalise(path: str) -> str:
+    path = path.strip()
+    if path.startswith(_PROC_SYS_VM):
+        return "vm." + path[len(_PROC_SYS_VM) :].replace("/", ".")
+    return path
+
+
+def parse_writes(items: Iterable[Any]) -> tuple[Write, ...]:
+    """``(time, path, value)`` or ``(time, path, value, cpu)`` items -> :class:`Write` tuples
+    sorted by time (stable). ``time`` is int ns or a duration like ``"2s"``."""
+    out = []
+    for item in items:
+        if isinstance(item, Write):
+            out.append(item)
+            continue
+        if not isinstance(item, tuple | list) or len(item) not in (3, 4):
+            raise WriteError(f"write {item!r}: expected (time, path, value[, cpu])")
+        t = parse_duration(item[0])
+        cpu = int(item[3]) if len(item) == 4 else 0
+        out.append(Write(t, _normalise(str(item[1])), str(item[2]).strip(), cpu))
+    return tuple(sorted(out, key=lambda w: w.at_ns))
+
+
+def _parse_int(path: str, value: str) -> int:
+    try:
+        return int(value, 0) if value.lower().startswith(("0x", "-0x")) else int(value)
+    except ValueError:
+        raise WriteError(f"{path}: {value!r} is not an integer (-EINVAL)") from None
+
+
+def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
+    """Raise :class:`WriteError` if the kernel would refuse ``w`` (changes nothing)."""
+    from emulator.mm.sysctl import MIN_PERCPU_PAGELIST_HIGH_FRACTION, SPECS
+
+    if nr_cpus is not None and not 0 <= w.cpu < nr_cpus:
+        raise WriteError(f"write to {w.path}: cpu {w.cpu} out of range: valid 0..{nr_cpus - 1}")
+    path = w.path
+    if path == "vm.compact_memory":
+        if _parse_int(path, w.value) != 1:
+            raise WriteError(f"{path}: only 1 is accepted, got {w.value!r} (-EINVAL)")
+        return
+    if path == "vm.nr_hugepages":
+        if _parse_int(path, w.value) < 0:
+            raise WriteError(f"{path}: {w.value!r} is negative: valid 0 and above (-EINVAL)")
+        return
+    m = _NODE_COMPACT.match(path)
+    if m:
+        nid = int(m.group(1))
+        if nid >= len(machine.nodes):
+            raise WriteError(
+                f"{path}: no such file: node {nid} does not exist "
+                f"(valid nodes 0..{len(machine.nodes) - 1})"
+            )
+        return
+    spec = SPECS.get(path)
+    if spec is None:
+        valid = ", ".join(["vm.compact_memory", "vm.nr_hugepages", *sorted(SPECS)])
+        raise WriteError(
+            f"{path}: not a writable file here; valid: {valid}, "
+            "/sys/devices/system/node/nodeN/compact"
+        )
+    if spec.name == "vm.lowmem_reserve_ratio":
+        for part in w.value.split():
+            _parse_int(path, part)
+        return
+    v = _parse_int(path, w.value)
+    if not spec.lo <= v <= spec.hi:
+        raise WriteError(f"{path}={v} is out of range: valid {spec.lo}..{spec.hi} (-EINVAL)")
+    if spec.name == "vm.percpu_pagelist_high_fraction" and 0 < v < (
+        MIN_PERCPU_PAGELIST_HIGH_FRACTION
+    ):
+        raise WriteError(
+            f"{path}={v} is invalid: valid 0 or {MIN_PERCPU_PAGELIST_HIGH_FRACTION} and above"
+        )
+
+
+def check_writes(machine: Machine, writes: Sequence[Write], nr_cpus: int | None = None) -> None:
+    """:func:`check_write` for every write."""
+    for w in writes:
+        check_write(machine, w, nr_cpus)
+
+
+async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None:
+    """``echo value > path`` by a task on ``cpu``, run in the calling actor at its current time
+    (manual compaction takes as long as it takes). Raises :class:`WriteError` for a value the
+    kernel refuses, before changing anything."""
+    from emulator.mm.compaction import compact_node, compact_nodes
+    from emulator.mm.lru import lru_add_drain_all
+
+    w = Write(0, _normalise(path), str(value).strip(), cpu.id)
+    check_write(pa.machine, w)
+    sim = pa.sim
+    await sim.sync()
+    rec = pa.rec
+    if rec.enabled:
+        rec.emit("sysctl_write", path=w.path, value=w.value, cpu=cpu.id)
+    if w.path == "vm.compact_memory":
+        await compact_nodes(pa, cpu)
+        return
+    if w.path == "vm.nr_hugepages":
+        from emulator.mm.hugetlb import set_max_huge_pages
+
+        await set_max_huge_pages(pa, cpu, _parse_int(w.path, w.value))
+        return
+    m = _NODE_COMPACT.match(w.path)
+    if m:
+        await lru_add_drain_all(pa, cpu)  # compact_store: flush pending LRU updates
+        await compact_node(pa, int(m.group(1)), False, cpu)
+        return
+    try:
+        pa.machine.sysctl.set(w.path, w.value)
+    except (KeyError, ValueError) as exc:  # the same checks, should they ever differ
+        raise WriteError(str(exc).strip("'\"")) from None
+
+
+def writer_actor(
+    pa: PageAllocator, writes: Sequence[Write], log: list[dict[str, Any]] | None = None
+) -> Callable[[], Awaitable[None]]:
+    """An actor body performing ``writes`` in order, each at its time (a write still running
+    when the next is due delays it, as one task's writes would). Each outcome is appended to
+    ``log``: ``{"t_ns", "path", "value", "cpu", "done_ns", "error"?}``."""
+
+    async def run() -> None:
+        me = pa.sim.current
+        for w in writes:
+            if w.at_ns > me.now:
+                await pa.sim.delay(w.at_ns - me.now)
+            entry: dict[str, Any] = {
+                "t_ns": me.now,
+                "path": w.path,
+                "value": w.value,
+                "cpu": w.cpu,
+            }
+            try:
+                await write_file(pa, pa.cpus[w.cpu], w.path, w.value)
+            except WriteError as exc:
+                entry["error"] = str(exc)
+            entry["done_ns"] = me.now
+            if log is not None:
+                log.append(entry)
+
+    return run
