@@ -186,6 +186,8 @@ class _Tracks:
         self.per_pid: dict[int, int] = {}
         self.lock_base: dict[str, int] = {}
         self.lock_used: dict[str, int] = {}
+        #: actor name -> (pid, tid)
+        self.keys: dict[str, tuple[int, int]] = {}
 
     def lock(self, addr: str, sub: str = "") -> int:
         """A track of lock ``addr``: its holds (no ``sub``), or e.g. ``wait cpu3``. A lock's
@@ -220,20 +222,15 @@ class _Tracks:
         return tid
 
     def actor(self, name: str) -> tuple[int, int]:
-        key = self.ids.get((0, name))
-        if key is not None:
-            return key  # type: ignore[return-value]
-        if name.startswith("cpu") and name[3:].isdigit():
-            key = PID_CPUS, self.tid(PID_CPUS, name, int(name[3:]))
-        else:
-            key = PID_KTHREADS, self.tid(PID_KTHREADS, name)
-        self.ids[(0, name)] = key  # type: ignore[assignment]
+        """(pid, tid) of an actor's track: CPUs under "CPUs", the others under "kernel threads"."""
+        key = self.keys.get(name)
+        if key is None:
+            if name.startswith("cpu") and name[3:].isdigit():
+                key = PID_CPUS, self.tid(PID_CPUS, name, int(name[3:]))
+            else:
+                key = PID_KTHREADS, self.tid(PID_KTHREADS, name)
+            self.keys[name] = key
         return key
-
-    def _actor(self, name: str) -> tuple[int, int]:
-        if name.startswith("cpu") and name[3:].isdigit():
-            return PID_CPUS, self.tid(PID_CPUS, name, int(name[3:]))
-        return PID_KTHREADS, self.tid(PID_KTHREADS, name)
 
 
 def _slice_name(fields: dict, base: str) -> str:
@@ -435,7 +432,7 @@ class TraceConverter:
         """Feed ``(t, n, actor, event, fields)`` entries in order: :meth:`feed` for each, with
         the most frequent cases (leaf allocations and frees, lock holds) inlined."""
         stacks = self.stacks
-        ids = self.tracks.ids
+        keys = self.tracks.keys
         actor_key = self.tracks.actor
         names = self._names
         holds = self.holds
@@ -453,12 +450,12 @@ class TraceConverter:
             if name == "mmemu_free_begin" or name == "mmemu_alloc_begin":
                 if actor is None:
                     actor = "kernel"
-                key = ids.get((0, actor)) or actor_key(actor)
+                key = keys.get(actor) or actor_key(actor)
                 stack = stacks.get(key)
                 if stack is None:
-                    stack = stacks[key] = []  # type: ignore[index]
+                    stack = stacks[key] = []
                 elif stack and not stack[-1][2]:
-                    self._write_begin(key, stack[-1])  # type: ignore[arg-type]
+                    self._write_begin(key, stack[-1])
                 if name[6] == "a":
                     alloc_t0[actor] = t
                     stack.append(["alloc", t, False, fields])
@@ -468,7 +465,7 @@ class TraceConverter:
             elif name == "mmemu_free_end" or name == "mm_page_alloc":
                 if actor is None:
                     actor = "kernel"
-                key = ids.get((0, actor)) or actor_key(actor)
+                key = keys.get(actor) or actor_key(actor)
                 stack = stacks.get(key)
                 base = "free" if name[0] == "m" and name[2] == "e" else "alloc"
                 if (
@@ -490,11 +487,11 @@ class TraceConverter:
                     if nm is None:
                         nm = self._name(base, bfields)
                     append(
-                        f'{{"ph":"X","pid":{key[0]},"tid":{key[1]},"ts":{t0 / 1000!r},'  # type: ignore[index]
+                        f'{{"ph":"X","pid":{key[0]},"tid":{key[1]},"ts":{t0 / 1000!r},'
                         f'"dur":{(t - t0) / 1000!r},"name":{nm}}}'
                     )
                 elif base == "free":
-                    close(key, "free", t, fields)  # type: ignore[arg-type]
+                    close(key, "free", t, fields)
                 else:
                     self._end(t, actor, name, fields)
             elif name == "lock_acquired":
