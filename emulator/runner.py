@@ -7,6 +7,7 @@ outside the model: the model sees virtual time only.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable
@@ -345,6 +346,10 @@ def run_scenario(
         reason = "deadline"
         error = None
         t0 = time.perf_counter()
+        # the machine built so far lives for the whole run: keep the cyclic GC from scanning it
+        # again and again while the run (and its event tuples) allocate (unfrozen after)
+        gc.collect()
+        gc.freeze()
         try:
             result = trio.run(sim.run, params.duration_ns)
             reason = result.reason
@@ -353,6 +358,8 @@ def run_scenario(
         except SimError as exc:
             # an actor crashed or the run deadlocked: keep what was recorded and the state
             reason, error = "error", str(exc)
+        finally:
+            gc.unfreeze()
         wall = time.perf_counter() - t0
         # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
         # would otherwise pass as a plain deadline

@@ -1,6 +1,8 @@
 """A run as a Chrome JSON trace (``trace.json``), for ui.perfetto.dev or chrome://tracing.
 
-Built after the run from ``events.jsonl`` and ``summary.json``; the model knows nothing of it.
+Built while the run runs, from the recorder's tuples and the trace-only events
+(:mod:`emulator.report.trace_capture`), or afterwards from an ``events.jsonl`` by
+:func:`write_trace`; both feed the same :class:`TraceConverter`. The model knows nothing of it.
 Time is virtual: the kernel's ns become the format's µs with a fractional part.
 
 Tracks (the format's processes and threads):
@@ -16,7 +18,8 @@ Tracks (the format's processes and threads):
   slices from ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the
   same compaction/reclaim slices as on CPUs.
 * **locks** — (``zone->lock``, ``pcp->lock``, each node's ``lru_lock``, ``pcpu_drain_mutex``)
-  per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
+  per lock instance a ``hold`` thread of complete (``X``) slices (which holds: the lock policy,
+  :data:`LOCK_POLICIES`), from lockdep's
   ``lock_acquired`` to ``lock_release`` (a lock is held by one actor at a time, so they never
   overlap); waits (``contention_begin`` .. ``contention_end`` of include/trace/events/lock.h)
   overlap each other, so each waiter has its own track per lock (``LOCK wait cpuN``), where
