@@ -3,14 +3,22 @@
 Subcommands are small modules that each provide ``configure(parser)`` and ``run(args) -> int``;
 this file only wires them together, and turns :class:`UsageError` (bad input) into one clear
 line on stderr and exit status 2.
+
+Exit statuses: 0 success; 1 the run found a problem (an actor crashed, a deadlock, a watchdog
+report, a replay that diverged) or mmemu failed internally; 2 bad input (one line, nothing
+written); 128 + N a run stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP) after
+writing its results.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["UsageError", "main"]
 
@@ -30,12 +38,25 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2, no traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``mmemu run: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        if len(message) > 300:
+            message = message[:300] + "..."
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmemu",
         description="Actor-based emulator of the Linux page allocator and memory compaction.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from emulator import __version__
+
+    parser.add_argument("--version", action="version", version=f"mmemu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         importlib.import_module(module).configure(p)
@@ -45,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2), printed
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -57,3 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mmemu {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"mmemu {args.command}: error: out of memory (try less memory=)", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"mmemu {args.command}: error: input nested too deeply", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # a bug in mmemu: one line, and the traceback only when asked for
+        if os.environ.get("MMEMU_DEBUG"):
+            traceback.print_exc()
+        text = " ".join(str(exc).split())[:300]
+        print(
+            f"mmemu {args.command}: internal error: {type(exc).__name__}: {text} "
+            "(MMEMU_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,27 +1,70 @@
-"""``mmemu list``: the bundled scenarios, one line each; ``--params NAME``: one's parameters."""
+"""``mmemu list``: the bundled scenarios, one line each; ``--params NAME``: one's parameters,
+every sysctl and every cost, each with its default and valid range."""
 
 from __future__ import annotations
 
 import argparse
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
 from emulator.cli import UsageError
-from emulator.scenario import ScenarioError, bundled_scenarios, find_scenario, load_scenario
+from emulator.mm.costs import COST_NOTES, Costs
+from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.scenario import (
+    COST_PARAM,
+    ScenarioError,
+    bundled_scenarios,
+    find_scenario,
+    format_duration,
+    load_scenario,
+)
 
 __all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", metavar="SCENARIO", help="list one scenario's parameters")
+    parser.add_argument(
+        "--params",
+        metavar="SCENARIO",
+        help="list one scenario's parameters, the sysctls and the costs with their ranges",
+    )
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
+
+
+def _params(name: str) -> None:
+    scenario = load_scenario(find_scenario(name))
+    console = _console()
+    console.print(f"{scenario.name}: {scenario.summary}")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("parameter", "default", "valid", "meaning"):
+        table.add_column(col)
+    for pname, p in scenario.param_specs().items():
+        table.add_row(pname, str(p.default), p.describe_range(), p.help)
+    for spec in SYSCTL_SPECS.values():
+        default = "computed at boot" if spec.default is None else str(spec.default)
+        if isinstance(spec.default, list | tuple):
+            default = " ".join(str(v) for v in spec.default)
+        valid = ", ".join(spec.choices) if spec.choices else f"{spec.lo}..{spec.hi}"
+        table.add_row(spec.name, default, valid, spec.doc)
+    for cname, value in Costs().as_dict().items():
+        table.add_row(
+            f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]
+        )
+    console.print(table)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.params:
-            scenario = load_scenario(find_scenario(args.params))
-            print(f"{scenario.name}: {scenario.summary}")
-            for name, (default, help_) in scenario.param_help().items():
-                print(f"  {name:<16s} {default!s:<10s} {help_}")
-            print("  vm.<sysctl>=N    any sysctl by kernel name; cost.<name>=NS any cost")
+            _params(args.params)
             return 0
         for name, path in bundled_scenarios().items():
             scenario = load_scenario(path)

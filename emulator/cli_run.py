@@ -1,43 +1,74 @@
 """``mmemu run [SCENARIO] [--seed N] [--set NAME=VALUE ...] [--out DIR] [--strategy S]``.
 
-Runs a scenario file (or a bundled scenario by name; ``default`` when none is given), shows a
-progress bar on a terminal and a short summary at the end, and writes the results folder,
-including ``schedule.json``: ``mmemu run --replay DIR/schedule.json`` reproduces the run exactly.
+Runs a scenario file (or a bundled scenario by name; ``default`` when none is given), shows the
+set-up and then the run's progress on a terminal and a short summary at the end, and writes the
+results folder, including ``schedule.json``: ``mmemu run --replay DIR/schedule.json`` reproduces
+the run exactly.
+
+Every input is checked before anything is written: a bad one is one line on stderr and exit 2.
+SIGINT, SIGTERM and SIGHUP stop the run cleanly: the results so far are written (with
+``reason`` saying what stopped it) and the exit status is 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from emulator.cli import UsageError
+from emulator.cli_progress import Progress
 from emulator.engine.recorder import compile_event_filter
 from emulator.engine.sim import DRIVERS
-from emulator.explore.replay import ScheduleError, load_schedule, save_schedule
-from emulator.report.results import format_summary, write_results
+from emulator.explore.replay import (
+    ScheduleError,
+    check_schedule,
+    compare_replay,
+    file_sha256,
+    load_schedule,
+    save_schedule,
+)
+from emulator.report.results import print_summary, write_results
 from emulator.report.views import write_views
-from emulator.runner import run_scenario
-from emulator.scenario import ScenarioError, find_scenario, load_scenario
+from emulator.runner import ScenarioHookError, Stopped, StopSignals, run_scenario
+from emulator.scenario import (
+    Scenario,
+    ScenarioError,
+    find_scenario,
+    from_proc,
+    load_scenario,
+)
 
 __all__ = ["configure", "run"]
+
+#: files a run writes besides the kernel files (checked up front: none may be a directory)
+RUN_FILES = ("events.jsonl", "summary.json", "schedule.json", "trace.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", nargs="?", help="scenario file or bundled name (default)")
-    parser.add_argument("--seed", type=int, help="seed (overrides the scenario's)")
+    parser.add_argument("--seed", help="seed (overrides the scenario's), 0..2^32-1")
     parser.add_argument(
         "--set",
         dest="sets",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a parameter: memory=8G, cpus=16, duration=2s, vm.<sysctl>=N, cost.<name>=NS",
+        help="set a parameter: memory=8G, cpus=16, duration=2s, vm.<sysctl>=N, cost.<name>=50ns",
     )
-    parser.add_argument("--out", help="results folder (default: results/<scenario>-seed<N>)")
+    parser.add_argument(
+        "--out", help="results folder (default: results/<scenario>-seed<N>[-NAME=VALUE...])"
+    )
     parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
-    parser.add_argument("--quantum", type=int, help="sync quantum in ns (0 = exact)")
+    parser.add_argument("--quantum", help="sync quantum, a duration (0 = exact; e.g. 1us)")
+    parser.add_argument(
+        "--from-proc",
+        metavar="DIR",
+        help="start from a real machine's state: DIR holds buddyinfo, pagetypeinfo, zoneinfo",
+    )
     parser.add_argument(
         "--replay",
         metavar="SCHEDULE",
@@ -68,15 +99,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, str | int]:
-    out: dict[str, str | int] = {}
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for item in args.sets:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
+            raise UsageError(f"--set {item[:60]!r}: expected NAME=VALUE")
         out[name.strip()] = value.strip()
     if args.seed is not None:
         out["seed"] = args.seed
@@ -87,75 +118,118 @@ def _overrides(args: argparse.Namespace) -> dict[str, str | int]:
     return out
 
 
-class _Progress:
-    """A one-line progress bar on stderr (terminal only); wall-clock is for display only."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-        self.start = time.monotonic()
-
-    def __call__(self, now_ns: int, duration_ns: int) -> None:
-        t = time.monotonic()
-        if t - self.last < 0.1:
-            return
-        self.last = t
-        frac = min(1.0, now_ns / duration_ns) if duration_ns else 1.0
-        bar = "#" * int(frac * 30)
-        sys.stderr.write(
-            f"\r[{bar:<30s}] {frac * 100:5.1f}%  {now_ns / 1e9:.3f} s virtual  "
-            f"{t - self.start:.1f} s wall"
-        )
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\r" + " " * 80 + "\r")
-        sys.stderr.flush()
+def _default_out(scenario: Scenario, seed: int, sets: list[str]) -> Path:
+    """``results/<scenario>-seed<N>`` plus every ``--set NAME=VALUE`` (so runs that differ in
+    a parameter do not overwrite each other)."""
+    name = f"{scenario.name}-seed{seed}"
+    for item in sets:
+        k, _, v = item.partition("=")
+        name += "-" + f"{k.strip()}={v.strip()}".replace("/", "_").replace(" ", "_")
+    return Path("results") / name[:200]
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_out(out: Path, from_proc: bool) -> None:
+    """Refuse an output folder the results cannot be written to (before writing anything)."""
+    from emulator.report.results import KERNEL_FILES
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
+    if out.is_dir():
+        for name in (*RUN_FILES, *KERNEL_FILES):
+            p = out / name
+            if p.exists() and not p.is_file():
+                raise UsageError(f"--out {str(out)!r}: {name} exists and is not a regular file")
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
+    """Scenario, params and the schedule to replay (or None); every refusal is a UsageError."""
     schedule = None
     try:
         overrides = _overrides(args)
         if args.replay:
             schedule = load_schedule(args.replay)
-            if overrides:
+            if overrides or args.from_proc:
                 raise UsageError("--replay takes the scenario's parameters from the schedule")
             where = args.scenario or schedule.scenario_path or schedule.scenario
-            scenario = load_scenario(find_scenario(where))
-            params = scenario.resolve({k: v for k, v in schedule.params.items()})
+            path = find_scenario(where)
+            check_schedule(schedule, str(path))
+            scenario = load_scenario(path)
+            params = scenario.resolve(dict(schedule.params))
         else:
             scenario = load_scenario(find_scenario(args.scenario))
+            if args.from_proc:
+                scenario = from_proc(scenario, args.from_proc)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
-        raise UsageError(f"--events: {exc}") from None
-    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-seed{params.seed}"
+        raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
+    return scenario, params, schedule
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario, params, schedule = _prepare(args)
+    out = Path(args.out) if args.out else _default_out(scenario, params.seed, args.sets)
+    _check_out(out, bool(args.from_proc))
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {str(out)!r}: {exc.strerror}") from None
-    progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
+    stop = StopSignals()
+    stop.install()
     try:
-        result = run_scenario(
-            scenario,
-            params,
-            events=None if args.no_events else out / "events.jsonl",
-            record=not args.no_events,
-            progress=progress,
-            strategy=schedule.replay() if schedule is not None else None,
-            strict=args.strict,
-            trace=not (args.no_trace or args.no_events),
-            events_filter=args.events,
-            driver=args.driver,
-            trace_locks=args.trace_locks,
-        )
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
+        return _run(args, scenario, params, schedule, out, created, stop)
     finally:
-        if progress is not None:
-            progress.done()
+        stop.restore()
+
+
+def _run(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    params: Any,
+    schedule: Any,
+    out: Path,
+    created: bool,
+    stop: StopSignals,
+) -> int:
+    progress = Progress(enabled=sys.stderr.isatty() and not args.quiet)
+    events = None if args.no_events else out / "events.jsonl"
+    try:
+        with progress:
+            result = run_scenario(
+                scenario,
+                params,
+                events=events,
+                record=not args.no_events,
+                progress=progress.advance,
+                strategy=schedule.replay() if schedule is not None else None,
+                strict=args.strict,
+                stop=stop,
+                stage=progress.stage,
+                trace=not (args.no_trace or args.no_events),
+                events_filter=args.events,
+                driver=args.driver,
+                trace_locks=args.trace_locks,
+            )
+    except ScenarioHookError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UsageError(str(exc)) from None
+    except ScenarioError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UsageError(str(exc)) from None
+    except Stopped as exc:
+        # stopped before the machine existed: the reason is all there is to write
+        doc = {"scenario": scenario.name, "params": params.as_json(), "reason": exc.reason}
+        doc["stage"] = "boot"
+        (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"mmemu run: {exc.reason} during boot; results in {out}/", file=sys.stderr)
+        return stop.exit_status or 130
+    # from here on, further signals are only counted: the results are always written
+    stop.raise_now = False
     write_results(result, out)
     write_views(
         out,
@@ -164,19 +238,46 @@ def run(args: argparse.Namespace) -> int:
         capture=result.ctx.trace,
     )
     save_schedule(
-        out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
+        out / "schedule.json",
+        result.ctx.sim,
+        scenario.name,
+        scenario.path,
+        params.as_json(),
+        events=events,
     )
-    if schedule is not None and not args.quiet:
-        strategy = result.ctx.sim.strategy
-        exact = getattr(strategy, "exhausted", False) and result.error is None
-        print(f"replay of {args.replay}: {'exact' if exact else 'DIVERGED'}", file=sys.stderr)
+    status = 0
+    problem = None
+    if schedule is not None:
+        problem = compare_replay(schedule, list(result.ctx.sim.decisions))
+        if result.error is not None and "ReplayDivergence" in result.error:
+            why = result.error.split("ReplayDivergence: ", 1)[-1].removeprefix("replay: ")
+            problem = f"decision {len(result.ctx.sim.decisions)}: {' '.join(why.split())}"
+            result.error = None
+        if (
+            problem is None
+            and schedule.events_sha256
+            and events is not None
+            and file_sha256(events) != schedule.events_sha256
+        ):
+            problem = "events.jsonl differs from the recorded run's (events_sha256)"
+        if not args.quiet:
+            verdict = "exact" if problem is None else "DIVERGED"
+            print(f"replay of {args.replay}: {verdict}", file=sys.stderr)
     if not args.quiet:
-        print(format_summary(result))
+        print_summary(result)
         print(f"\nresults in {out}/")
     if result.error is not None:
-        first = result.error.splitlines()[0]
-        print(f"mmemu run: error: {first}", file=sys.stderr)
-        for line in result.error.splitlines()[1:]:
-            print(f"  {line.strip()}", file=sys.stderr)
-        return 1
-    return 130 if result.reason == "interrupted" else 0
+        first = " ".join(result.error.split())
+        # "deadlock at t=...", "watchdog: actor ...": say the reason once
+        first = first.removeprefix(f"{result.reason}:").removeprefix(result.reason).strip()
+        print(f"mmemu run: {result.reason}: {first}", file=sys.stderr)
+        status = 1
+    elif problem is not None:
+        print(f"mmemu run: replay diverged at {problem}", file=sys.stderr)
+        status = 1
+    elif result.report_error is not None:
+        print(f"mmemu run: error: {result.report_error}", file=sys.stderr)
+        status = 2
+    if stop.reason is not None or result.reason == "interrupted":
+        return stop.exit_status or 130
+    return status

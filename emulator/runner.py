@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,15 @@ from typing import IO, Any
 import attrs
 import trio
 
-from emulator.engine import NULL_RECORDER, Recorder, Sim, SimError
+from emulator.engine import (
+    NULL_RECORDER,
+    ActorCrashed,
+    DeadlockError,
+    Recorder,
+    Sim,
+    SimError,
+)
+from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.mm.allocator import PageAllocator
@@ -31,7 +41,128 @@ from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.workload.cpu import CpuProgram
 from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
 
-__all__ = ["RunContext", "RunResult", "build_context", "run_scenario"]
+__all__ = [
+    "RunContext",
+    "RunResult",
+    "ScenarioHookError",
+    "StopSignals",
+    "Stopped",
+    "build_context",
+    "run_scenario",
+]
+
+#: the signals that stop a run cleanly, and the ``reason`` each gives in summary.json
+STOP_SIGNALS: dict[int, str] = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "terminated",
+    signal.SIGHUP: "hangup",
+}
+
+
+class ScenarioHookError(Exception):
+    """A scenario's ``build``, ``setup`` or ``actors`` hook raised: one line naming the hook."""
+
+
+class Stopped(Exception):
+    """A stop signal arrived before the machine was booted: nothing but the reason to write."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@attrs.define
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP as clean stops for ``mmemu run``.
+
+    Before the run (boot, scenario set-up: plain Python) the first signal raises
+    KeyboardInterrupt where it lands. During the run a trio task receives the signals and
+    cancels the run, so the engine stops between actor steps. After the first signal, further
+    ones (a second Ctrl-C while the results are written) are only counted: every stop writes
+    its results. :attr:`reason` names the first signal (``interrupted``, ``terminated``,
+    ``hangup``) and :attr:`exit_status` is the shell's 128 + signal number.
+    """
+
+    signum: int | None = None
+    extra: int = 0
+    raise_now: bool = True
+    _saved: dict[int, Any] = attrs.field(factory=dict)
+
+    @property
+    def reason(self) -> str | None:
+        return STOP_SIGNALS[self.signum] if self.signum is not None else None
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum) if self.signum is not None else 0
+
+    def install(self) -> bool:
+        """Take over the stop signals (main thread only); False where that is impossible."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for sig in STOP_SIGNALS:
+            self._saved[sig] = signal.signal(sig, self._handler)
+        return True
+
+    def restore(self) -> None:
+        """Give the signals back; after a stop, later ones are ignored instead (the process is
+        about to exit with the first one's status, its results written)."""
+        for sig, old in self._saved.items():
+            signal.signal(sig, old if self.signum is None else signal.SIG_IGN)
+        self._saved.clear()
+
+    def note(self, signum: int) -> bool:
+        """Record a signal; True if it is the first."""
+        if self.signum is None:
+            self.signum = signum
+            return True
+        self.extra += 1
+        return False
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        if self.note(signum) and self.raise_now:
+            raise KeyboardInterrupt
+
+    async def run_sim(self, sim: Sim, until: int) -> Any:
+        """``sim.run(until)`` under trio, cancelled cleanly by the first stop signal."""
+        result = None
+        self.raise_now = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+                    if self.signum is not None:
+                        nursery.cancel_scope.cancel()
+                    async for sig in signals:
+                        self.note(sig)
+                        nursery.cancel_scope.cancel()
+
+            async def main() -> None:
+                nonlocal result
+                result = await sim.run(until)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            nursery.start_soon(main)
+        return result
+
+    async def run_sim_unwrapped(self, sim: Sim, until: int) -> Any:
+        """:meth:`run_sim`, raising the engine's own error rather than trio's group of one."""
+        try:
+            return await self.run_sim(sim, until)
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            for kind in (KeyboardInterrupt, SimError):
+                for exc in leaves:
+                    if isinstance(exc, kind):
+                        raise exc from exc.__cause__
+            raise
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
 
 
 @attrs.define
@@ -59,11 +190,15 @@ class RunResult:
 
     scenario: str
     params: Params
-    reason: str  # done, deadline, interrupted
+    reason: str  # done, deadline, interrupted, terminated, hangup, deadlock, watchdog, error
     virtual_ns: int
     wall_s: float
     ctx: RunContext
     error: str | None = None
+    #: wall-clock seconds of boot and scenario set-up (``wall_s`` is the run alone)
+    setup_s: float = 0.0
+    #: the scenario's ``report`` hook raised: one line (the results are still written)
+    report_error: str | None = None
 
     @property
     def snapshot(self) -> MachineSnapshot:
@@ -117,6 +252,7 @@ class RunResult:
             "params": self.params.as_json(),
             "reason": self.reason,
             "virtual_ns": self.virtual_ns,
+            "setup_s": round(self.setup_s, 3),
             "wall_s": round(self.wall_s, 3),
             "vmstat": self.vmstat(),
             "vmstat_delta": self.vmstat_delta(),
@@ -149,6 +285,8 @@ class RunResult:
             out["findings"] = self.ctx.findings
         if self.error:
             out["error"] = self.error
+        if self.report_error:
+            out["report_error"] = self.report_error
         return out
 
 
@@ -173,7 +311,10 @@ def build_context(
         strict=strict,
         driver=driver,
     )
-    machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
+    if scenario.machine is not None:
+        machine = scenario.machine(params, recorder)
+    else:
+        machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
     for name, value in params.sysctls.items():
         try:
             machine.sysctl.set(name, value)
@@ -182,6 +323,11 @@ def build_context(
     pa = PageAllocator(machine, sim, params.cpus // params.nodes, params.costs)
     try:
         workload = scenario.build(params)
+    except Exception as exc:
+        raise ScenarioHookError(
+            f"scenario {scenario.name}: build() failed: {_one_line(exc)}"
+        ) from exc
+    try:
         workload.check(params.cpus)
     except (ValueError, TypeError) as exc:
         raise ScenarioError(f"scenario {scenario.name}: bad workload: {exc}") from None
@@ -247,6 +393,7 @@ def _sampler(
             await sim.delay(interval)
             await sim.sync()
             take()
+            _no_lock_cycle(sim)
             if progress is not None:
                 progress(sim.now, duration)
 
@@ -264,6 +411,39 @@ def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tup
     return writes
 
 
+def _no_lock_cycle(sim: Sim) -> None:
+    """Raise :class:`DeadlockError` if actors wait for each other's locks in a cycle.
+
+    The engine reports a deadlock once every non-daemon actor is blocked; a lock cycle among
+    some actors while CPUs still tick (their periodic pcp decay) can never resolve either, so
+    the sampler stops the run at its next sample, naming the cycle and when it formed.
+    """
+    cycles = lock_cycles(sim.actors)
+    if cycles:
+        since = max(a.blocked_since for a in cycles[0])
+        raise DeadlockError(since, sim.lock_cycles(), [a.name for a in cycles[0]])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _sim_error(exc: SimError) -> tuple[str, str]:
+    """(reason, one-line message) for an engine error that ended a run."""
+    if isinstance(exc, ActorCrashed) and isinstance(exc.exc, DeadlockError):
+        exc = exc.exc  # found by the sampler (a lock cycle while other actors still run)
+    msg = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    msg = msg.replace(":;", ":")
+    if isinstance(exc, DeadlockError):
+        return "deadlock", msg
+    if "watchdog" in type(exc).__name__.lower():
+        return "watchdog", msg
+    return "error", msg
+
+
 def run_scenario(
     scenario: Scenario,
     params: Params,
@@ -273,6 +453,8 @@ def run_scenario(
     progress: Callable[[int, int], None] | None = None,
     strategy: Any = None,
     strict: bool = False,
+    stop: StopSignals | None = None,
+    stage: Callable[[str], None] | None = None,
     trace: bool = False,
     events_filter: str | None = None,
     driver: str | None = None,
@@ -291,8 +473,14 @@ def run_scenario(
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
     ``events_filter`` (tracepoint globs, ``"mm_compaction_*,mm_page_alloc"``) records only the
     matching events; the summary counts the others as ``events_dropped``.
-    Ctrl-C ends the run early with ``reason="interrupted"``: what was recorded is flushed and
-    the results describe the state at that instant.
+    Ctrl-C (and, with ``stop``, SIGTERM and SIGHUP) ends the run early with ``reason``
+    ``interrupted`` (``terminated``, ``hangup``): what was recorded is flushed and the results
+    describe the state at that instant. A deadlock or watchdog report from the engine ends it
+    with ``reason`` ``deadlock`` or ``watchdog`` and ``error`` saying why, an actor crash with
+    ``error``. ``stage(name)`` is called as boot, set-up and the run begin (for a progress
+    display). Raises :class:`ScenarioHookError` if the scenario's ``build``, ``setup`` or
+    ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the machine was
+    booted.
     """
     own_file = None
     if record:
@@ -303,79 +491,136 @@ def run_scenario(
             recorder = Recorder(events, events=events_filter)
     else:
         recorder = NULL_RECORDER
+    stage = stage or (lambda _name: None)
+    t_setup = time.perf_counter()
     try:
-        ctx = build_context(scenario, params, recorder, strategy, strict, driver)
+        try:
+            stage("boot")
+            ctx = build_context(scenario, params, recorder, strategy, strict, driver)
+        except KeyboardInterrupt:
+            raise Stopped(stop.reason if stop and stop.reason else "interrupted") from None
         sim = ctx.sim
-        for prog in ctx.programs:
-            sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
-        sampler, take_sample = _sampler(ctx, progress)
-        sim.spawn("sampler", sampler, daemon=True)
-        start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
-        if scenario.setup is not None:
-            # the set-up stands for the machine's past: not recorded, and the vmstat deltas
-            # in the summary count from its end
-            zones = list(ctx.machine.all_zones())
-            for z in zones:
-                z.rec = NULL_RECORDER
-            scenario.setup(params, ctx)
-            for z in zones:
-                z.rec = recorder
-        ctx.vm_events_at_start = dict(ctx.machine.vm_events)
-        if trace and recorder.enabled:
-            from emulator.report.perfetto import enable_lock_events
-
-            markers: Any = recorder
-            if isinstance(events, Path):
-                from emulator.report.trace_capture import TraceCapture
-
-                markers = ctx.trace = TraceCapture(
-                    recorder, events.parent / "trace.json", trace_locks
-                )
-            enable_lock_events(ctx.allocator, markers)
-            ctx.allocator.markers = markers
-            for prog in ctx.programs:
-                prog.markers = markers
-        if scenario.actors is not None:
-            for name, fn in scenario.actors(params, ctx):
-                sim.spawn(name, fn)
-        writes = _scenario_writes(scenario, params, ctx)
-        if writes:
-            log: list[dict[str, Any]] = []
-            ctx.findings["writes"] = log
-            sim.spawn("writes", writer_actor(ctx.allocator, writes, log))
         reason = "deadline"
         error = None
-        t0 = time.perf_counter()
-        # the machine built so far lives for the whole run: keep the cyclic GC from scanning it
-        # again and again while the run (and its event tuples) allocate (unfrozen after)
-        gc.collect()
-        gc.freeze()
         try:
-            result = trio.run(sim.run, params.duration_ns)
-            reason = result.reason
+            for prog in ctx.programs:
+                sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
+            sampler, take_sample = _sampler(ctx, progress)
+            sim.spawn("sampler", sampler, daemon=True)
+            start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
+            if scenario.setup is not None:
+                stage("set-up")
+                # the set-up stands for the machine's past: not recorded, and the vmstat deltas
+                # in the summary count from its end
+                zones = list(ctx.machine.all_zones())
+                for z in zones:
+                    z.rec = NULL_RECORDER
+                _hook(scenario, "setup", scenario.setup, params, ctx)
+                for z in zones:
+                    z.rec = recorder
+            ctx.vm_events_at_start = dict(ctx.machine.vm_events)
+            if trace and recorder.enabled:
+                from emulator.report.perfetto import enable_lock_events
+
+                markers: Any = recorder
+                if isinstance(events, Path):
+                    from emulator.report.trace_capture import TraceCapture
+
+                    markers = ctx.trace = TraceCapture(
+                        recorder, events.parent / "trace.json", trace_locks
+                    )
+                enable_lock_events(ctx.allocator, markers)
+                ctx.allocator.markers = markers
+                for prog in ctx.programs:
+                    prog.markers = markers
+            if scenario.actors is not None:
+                for name, fn in _hook(scenario, "actors", _actor_list, scenario, params, ctx):
+                    sim.spawn(name, fn)
+            writes = _scenario_writes(scenario, params, ctx)
+            if writes:
+                log: list[dict[str, Any]] = []
+                ctx.findings["writes"] = log
+                sim.spawn("writes", writer_actor(ctx.allocator, writes, log))
         except KeyboardInterrupt:
-            reason = "interrupted"
-        except SimError as exc:
-            # an actor crashed or the run deadlocked: keep what was recorded and the state
-            reason, error = "error", str(exc)
-        finally:
-            gc.unfreeze()
+            reason = stop.reason if stop and stop.reason else "interrupted"
+        setup_s = time.perf_counter() - t_setup
+        t0 = time.perf_counter()
+        if reason == "deadline":
+            stage("run")
+            # the machine built so far lives for the whole run: keep the cyclic GC from
+            # scanning it again and again while the run allocates (unfrozen after)
+            gc.collect()
+            gc.freeze()
+            try:
+                if stop is not None:
+                    result = trio.run(stop.run_sim_unwrapped, sim, params.duration_ns)
+                else:
+                    result = trio.run(sim.run, params.duration_ns)
+                if result is None or (stop is not None and stop.reason):
+                    reason = (stop.reason if stop else None) or "interrupted"
+                else:
+                    reason = result.reason
+            except KeyboardInterrupt:
+                reason = stop.reason if stop and stop.reason else "interrupted"
+            except SimError as exc:
+                # an actor crashed, the run deadlocked or an actor made no progress: keep what
+                # was recorded and the state
+                reason, error = _sim_error(exc)
+            finally:
+                gc.unfreeze()
+        if stop is not None:
+            stop.raise_now = False
         wall = time.perf_counter() - t0
         # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
         # would otherwise pass as a plain deadline
         stuck = sim.lock_cycles()
         if stuck:
             ctx.findings["lock_deadlock_at_end"] = stuck
+            if error is None and reason in ("deadline", "done"):
+                # formed after the last sample: still a deadlock, never a success
+                try:
+                    _no_lock_cycle(sim)
+                except DeadlockError as exc:
+                    reason, error = _sim_error(exc)
         # a phase that never ended leaves later phases unrun: say so, never a silent half-run
         unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
         if unfinished:
             ctx.findings["phases_not_run"] = unfinished
-        if ctx.samples["t_ns"] and ctx.samples["t_ns"][-1] != sim.now:
+        if not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
+        report_error = None
         if scenario.report is not None and error is None:
-            ctx.findings.update(scenario.report(params, ctx))
-        return RunResult(scenario.name, params, reason, sim.now, wall, ctx, error)
+            try:
+                ctx.findings.update(scenario.report(params, ctx))
+            except Exception as exc:
+                report_error = f"scenario {scenario.name}: report() failed: {_one_line(exc)}"
+        return RunResult(
+            scenario.name, params, reason, sim.now, wall, ctx, error, setup_s, report_error
+        )
     finally:
         recorder.close()
         if own_file is not None:
             own_file.close()
+
+
+def _actor_list(scenario: Scenario, params: Params, ctx: RunContext) -> list[tuple[str, Any]]:
+    assert scenario.actors is not None
+    out = []
+    for item in scenario.actors(params, ctx):
+        name, fn = item
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"expected (name, async function) pairs, got {item!r:.80}")
+        out.append((name, fn))
+    return out
+
+
+def _hook(scenario: Scenario, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a scenario hook; anything it raises becomes one line naming the hook."""
+    try:
+        return fn(*args)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise ScenarioHookError(
+            f"scenario {scenario.name}: {name}() failed: {_one_line(exc)}"
+        ) from exc

@@ -30,6 +30,8 @@ carries as ``"scenario_result"``. ``writes`` lists sysctl and sysfs writes at vi
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -40,29 +42,219 @@ import attrs
 
 from emulator.engine import SimError, make_strategy
 from emulator.mm.costs import Costs
+from emulator.mm.sysctl import MIN_PERCPU_PAGELIST_HIGH_FRACTION
 from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
-from emulator.workload.spec import Workload, parse_duration, parse_size_mib
+from emulator.mm.zone import MAX_NR_ZONES
+from emulator.workload.spec import Workload
 
 __all__ = [
+    "COST_PARAM",
+    "MAX_MEMORY_MIB",
     "STANDARD_PARAMS",
+    "Param",
     "Params",
     "Scenario",
     "ScenarioError",
     "bundled_scenarios",
     "find_scenario",
+    "format_duration",
+    "format_size",
+    "from_proc",
     "load_scenario",
 ]
 
-#: name -> (default, help)
-STANDARD_PARAMS: dict[str, tuple[Any, str]] = {
-    "memory": ("4G", "memory size (e.g. 4G, 512M, 64G)"),
-    "cpus": (4, "CPUs in total, spread evenly over the nodes"),
-    "nodes": (1, "NUMA nodes"),
-    "duration": ("1s", "virtual time to run (e.g. 2s, 500ms)"),
-    "seed": (1, "seed of every random stream and of random/pct strategies"),
-    "strategy": ("fifo", "scheduling strategy: fifo, random, pct (seeded with seed)"),
-    "quantum": (0, "sync quantum in ns (0 = exact global order)"),
-    "sample": ("10ms", "time-series sampling interval (virtual)"),
+#: largest machine the model boots in reasonable time and memory (about 4 MB of state per GiB)
+MAX_MEMORY_MIB = 256 * 1024
+#: most samples one run may take (``duration / sample``): each one is kept in summary.json
+MAX_SAMPLES = 100_000
+
+_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_MIB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+_NUMBER = r"([0-9]{1,15}(?:\.[0-9]{0,9})?)"
+_DURATION_TEXT = re.compile(rf"^\s*{_NUMBER}\s*(ns|us|µs|ms|s)?\s*$", re.I)
+_SIZE_TEXT = re.compile(rf"^\s*{_NUMBER}\s*([kmgt])?(?:i?b)?\s*$", re.I)
+
+
+def format_duration(ns: float) -> str:
+    """``1500000`` -> ``1.5ms``: the largest unit that keeps the number >= 1."""
+    for unit in ("s", "ms", "us"):
+        if ns >= _NS[unit]:
+            return f"{ns / _NS[unit]:g}{unit}"
+    return f"{ns:g}ns"
+
+
+def format_size(mib: float) -> str:
+    """``4096`` -> ``4G``."""
+    for unit, scale in (("T", 1 << 20), ("G", 1 << 10)):
+        if mib >= scale:
+            return f"{mib / scale:g}{unit}"
+    return f"{mib:g}M"
+
+
+def parse_duration_text(value: Any) -> int:
+    """A duration with its unit (``2s``, ``500ms``, ``1.5us``, ``40ns``) -> int ns.
+
+    An int (from Python, or a schedule file) is taken as ns; text must carry a unit (a bare
+    ``0`` is allowed: zero is zero in any unit).
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 2s, 500ms, 250us or 40ns")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("expected a finite duration")
+        return round(value)
+    m = _DURATION_TEXT.match(str(value))
+    if not m:
+        raise ValueError("expected a duration such as 2s, 500ms, 250us or 40ns")
+    number, unit = m.group(1), m.group(2)
+    if unit is None:
+        if float(number) == 0:
+            return 0
+        raise ValueError(
+            f"a duration needs a unit: ns, us, ms or s (e.g. {number}ms); a bare number is refused"
+        )
+    return round(float(number) * _NS[unit if unit == "µs" else unit.lower()])
+
+
+def parse_size_text(value: Any) -> int:
+    """A size with its unit (``4G``, ``512M``, ``64GiB``, ``1T``) -> int MiB.
+
+    An int (from Python, or a schedule file) is taken as MiB; text must carry a unit.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 4G, 512M or 64GiB")
+    if isinstance(value, int):
+        return value
+    m = _SIZE_TEXT.match(str(value))
+    if not m:
+        raise ValueError("expected a size such as 4G, 512M or 64GiB")
+    number, unit = m.group(1), m.group(2)
+    if unit is None:
+        raise ValueError(
+            f"a size needs a unit: K, M, G or T (e.g. {number}M or {number}G); "
+            "a bare number is refused"
+        )
+    return round(float(number) * _MIB[unit.lower()])
+
+
+@attrs.frozen
+class Param:
+    """A parameter a scenario declares: default, help, and the range it accepts.
+
+    ``unit`` is ``"duration"`` (text needs ns/us/ms/s; the value is int ns), ``"size"`` (text
+    needs K/M/G/T; the value is int MiB) or None (typed like the default: bool, int, float or
+    str). ``min``/``max`` bound numbers (inclusive, in ns or MiB for units); ``choices`` lists
+    the valid strings. Numbers must be finite. Out-of-range values are refused before the run,
+    with the range in the message.
+    """
+
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    unit: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe_range(self) -> str:
+        """The accepted range as text (``0..10``, ``1us..1h``, ``>= 0``, or the choices)."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        fmt: Callable[[Any], str] = _number
+        if self.unit == "duration":
+            fmt = format_duration
+        elif self.unit == "size":
+            fmt = format_size
+        if self.min is not None and self.max is not None:
+            return f"{fmt(self.min)}..{fmt(self.max)}"
+        if self.min is not None:
+            return f">= {fmt(self.min)}"
+        if self.max is not None:
+            return f"<= {fmt(self.max)}"
+        return "any finite number" if isinstance(self.default, int | float) else "any text"
+
+    def convert(self, value: Any) -> Any:
+        """Type and range-check one value; ValueError names what is expected."""
+        if self.unit == "duration":
+            v: Any = parse_duration_text(value)
+        elif self.unit == "size":
+            v = parse_size_text(value)
+        elif isinstance(value, str):
+            v = _convert_text(self.default, value)
+        else:
+            v = value
+        if isinstance(self.default, bool):
+            if not isinstance(v, bool):
+                raise ValueError("expected true or false")
+            return v
+        if isinstance(self.default, int | float) or self.unit:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"expected a number in {self.describe_range()}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"must be a finite number in {self.describe_range()}")
+            if isinstance(self.default, int) and not self.unit and isinstance(v, float):
+                if not v.is_integer():
+                    raise ValueError(f"expected an integer in {self.describe_range()}")
+                v = int(v)
+            if isinstance(self.default, float) and isinstance(v, int):
+                v = float(v)
+        elif not isinstance(v, str):
+            raise ValueError("expected text")
+        if self.choices is not None and v not in self.choices:
+            raise ValueError(f"expected {self.describe_range()}")
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+            raise ValueError(f"out of range: valid {self.describe_range()}")
+        return v
+
+
+def _number(v: float) -> str:
+    """``1.0`` -> ``1``, ``1e7`` -> ``10000000``, ``0.35`` -> ``0.35``."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _convert_text(default: Any, value: str) -> Any:
+    """Convert text from ``--set`` to the type of ``default``."""
+    if isinstance(default, bool):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if isinstance(default, int):
+        try:
+            if len(value) > 40:
+                raise ValueError
+            return int(value.strip(), 0)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if isinstance(default, float):
+        try:
+            if len(value) > 40:
+                raise ValueError
+            return float(value)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return value
+
+
+#: the parameters every scenario accepts, with their ranges
+STANDARD_PARAMS: dict[str, Param] = {
+    "memory": Param("4G", "memory size (e.g. 4G, 512M, 64G)", 64, MAX_MEMORY_MIB, "size"),
+    "cpus": Param(4, "CPUs in total, spread evenly over the nodes", 1, 256),
+    "nodes": Param(1, "NUMA nodes", 1, 8),
+    "duration": Param(
+        "1s", "virtual time to run (e.g. 2s, 500ms)", 1_000, 3600 * 10**9, "duration"
+    ),
+    "seed": Param(1, "seed of every random stream and of random/pct strategies", 0, 2**32 - 1),
+    "strategy": Param("fifo", "scheduling strategy: fifo, random, pct (seeded with seed)"),
+    "quantum": Param(0, "sync quantum (0 = exact global order; e.g. 1us)", 0, 10**9, "duration"),
+    "sample": Param(
+        "10ms", "time-series sampling interval (virtual)", 1_000, 3600 * 10**9, "duration"
+    ),
 }
 
 
@@ -116,26 +308,11 @@ class Params:
         return {k: self.values[k] for k in sorted(self.values)}
 
 
-def _convert(name: str, default: Any, value: Any) -> Any:
-    """Convert ``value`` (often text from ``--set``) to the type of ``default``."""
-    if name == "memory":
-        return parse_size_mib(value)
-    if name in ("duration", "sample"):
-        return parse_duration(value)
-    if not isinstance(value, str):
-        return value
-    if isinstance(default, bool):
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
-    if isinstance(default, int):
-        return int(value, 0)
-    if isinstance(default, float):
-        return float(value)
-    return value
+def _as_param(spec: Any) -> Param:
+    if isinstance(spec, Param):
+        return spec
+    default, help_ = spec
+    return Param(default, help_)
 
 
 @attrs.frozen
@@ -146,7 +323,7 @@ class Scenario:
     summary: str
     build: Callable[[Params], Workload]
     defaults: Mapping[str, Any] = attrs.field(factory=dict)
-    params: Mapping[str, tuple[Any, str]] = attrs.field(factory=dict)
+    params: Mapping[str, Param | tuple[Any, str]] = attrs.field(factory=dict)
     setup: Callable[[Params, Any], None] | None = None
     actors: Callable[[Params, Any], list[tuple[str, Callable[[], Any]]]] | None = None
     report: Callable[[Params, Any], dict[str, Any]] | None = None
@@ -154,23 +331,33 @@ class Scenario:
     writes: Sequence[Any] | Callable[[Params], Sequence[Any]] = ()
     """Run-time writes ``(time, path, value[, cpu])`` (or a function of the params returning
     them), done by one task at their virtual times: see :mod:`emulator.workload.writes`."""
+    #: ``machine(params, recorder) -> Machine`` replaces the booted x86_64 layout of
+    #: ``memory`` MiB (e.g. a real machine's state, see :func:`from_proc`)
+    machine: Callable[[Params, Any], Any] | None = None
+
+    def param_specs(self) -> dict[str, Param]:
+        """Every parameter this scenario accepts besides sysctls and costs, with its range."""
+        out = {
+            k: attrs.evolve(p, default=self.defaults.get(k, p.default))
+            for k, p in STANDARD_PARAMS.items()
+        }
+        out.update({k: _as_param(v) for k, v in self.params.items()})
+        return out
 
     def param_help(self) -> dict[str, tuple[Any, str]]:
         """Every parameter this scenario accepts besides sysctls and costs, with defaults."""
-        out = {k: (self.defaults.get(k, d), h) for k, (d, h) in STANDARD_PARAMS.items()}
-        out.update(self.params)
-        return out
+        return {k: (p.default, p.help) for k, p in self.param_specs().items()}
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> Params:
         """Defaults, then the scenario's defaults, then ``overrides``; checked and typed.
 
-        Raises :class:`ScenarioError` naming the bad parameter (and the valid ones when the name
-        is unknown).
+        Every value is checked against its declared range here, before anything runs, and the
+        workload is built once to check the scenario accepts the values. Raises
+        :class:`ScenarioError` naming the bad parameter and its valid range (and the valid
+        names when the name is unknown).
         """
-        known = self.param_help()
-        values: dict[str, Any] = {}
-        for name, (default, _help) in known.items():
-            values[name] = default
+        known = self.param_specs()
+        values: dict[str, Any] = {name: p.default for name, p in known.items()}
         for spec in SYSCTL_SPECS.values():
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
@@ -185,9 +372,9 @@ class Scenario:
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
                 + ", ".join(sorted(SYSCTL_SPECS))
-                + "), cost.<name>"
+                + "), cost.<name> (mmemu list --params)"
             )
-            raise ScenarioError(f"unknown parameter {name!r}; valid: {valid}")
+            raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
         typed: dict[str, Any] = {}
         cost_names = set(Costs().as_dict())
         for name, value in values.items():
@@ -195,33 +382,118 @@ class Scenario:
                 if name.startswith("cost."):
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
-                    typed[name] = _convert(name, 0, value)
+                    typed[name] = COST_PARAM.convert(value)
                 elif name in SYSCTL_SPECS:
-                    typed[name] = value if not isinstance(value, str) else _sysctl_text(value)
+                    typed[name] = check_sysctl(name, value)
                 else:
-                    typed[name] = _convert(name, known[name][0], value)
+                    typed[name] = known[name].convert(value)
             except ValueError as exc:
-                raise ScenarioError(f"parameter {name}={value!r}: {exc}") from None
-        if typed["cpus"] < 1 or typed["nodes"] < 1:
-            raise ScenarioError("parameters cpus and nodes must be >= 1")
-        if typed["cpus"] % typed["nodes"]:
-            raise ScenarioError(
-                f"cpus={typed['cpus']} does not divide evenly over nodes={typed['nodes']}"
-            )
-        try:
-            make_strategy(typed["strategy"], typed["seed"])
-        except SimError as exc:
-            raise ScenarioError(f"parameter strategy={typed['strategy']!r}: {exc}") from None
-        if typed["quantum"] < 0:
-            raise ScenarioError("parameter quantum must be >= 0 ns")
-        if typed["sample"] < 1:
-            raise ScenarioError("parameter sample must be > 0")
+                raise ScenarioError(f"parameter {_short(name)}={_short(value)!r}: {exc}") from None
+        _check_together(typed)
         params = Params(typed)
         try:
             params.costs  # noqa: B018 - validates every cost override
         except ValueError as exc:
             raise ScenarioError(str(exc)) from None
+        try:
+            workload = self.build(params)
+        except Exception as exc:
+            raise ScenarioError(
+                f"scenario {self.name}: build() refused the parameters: {_one_line(exc)}"
+            ) from None
+        check = getattr(workload, "check", None)
+        if check is not None:
+            try:
+                check(params.cpus)
+            except (ValueError, TypeError) as exc:
+                raise ScenarioError(f"scenario {self.name}: bad workload: {exc}") from None
         return params
+
+
+#: the range of every ``cost.NAME`` (a duration charged to virtual time)
+COST_PARAM = Param(0, "a modelled cost", 0, 10**9, "duration")
+
+
+def _short(value: Any, limit: int = 60) -> Any:
+    """A value cut for an error message (a fuzzed 10 000-character value stays one short line)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        return text[:limit] + "..."
+    return value
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_together(typed: dict[str, Any]) -> None:
+    """Checks that involve more than one parameter."""
+    cpus, nodes, mem = typed["cpus"], typed["nodes"], typed["memory"]
+    if cpus % nodes:
+        raise ScenarioError(f"cpus={cpus} does not divide evenly over nodes={nodes}")
+    if nodes > 1:
+        need = 4096 + 64 * nodes
+        if mem < need:
+            raise ScenarioError(
+                f"memory={format_size(mem)} with nodes={nodes}: more than one node needs memory "
+                f"above 4G (at least {format_size(need)}: 4G for node 0's DMA zones and 64M "
+                "per node)"
+            )
+    try:
+        make_strategy(typed["strategy"], typed["seed"])
+    except SimError as exc:
+        raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {exc}") from None
+    except Exception as exc:
+        raise ScenarioError(
+            f"parameter strategy={_short(typed['strategy'])!r}: {_one_line(exc)}; valid are "
+            "fifo, random(seed), pct(seed, depth)"
+        ) from None
+    duration, sample = typed["duration"], typed["sample"]
+    if duration // sample > MAX_SAMPLES:
+        raise ScenarioError(
+            f"parameter sample={format_duration(sample)}: at most {MAX_SAMPLES} samples per run "
+            f"(for duration={format_duration(duration)}, sample >= "
+            f"{format_duration(-(-duration // MAX_SAMPLES))})"
+        )
+
+
+def check_sysctl(name: str, value: Any) -> Any:
+    """Type and range-check a sysctl value as ``proc_dointvec_minmax`` would (the machine's
+    :meth:`~emulator.mm.sysctl.Sysctl.set` checks again when it is written)."""
+    spec = SYSCTL_SPECS[name]
+    if spec.choices:  # a sysfs word setting (transparent_hugepage.defrag)
+        word = value.strip() if isinstance(value, str) else value
+        if word not in spec.choices:
+            raise ValueError(f"{name}={_short(word)!r} is invalid: valid {', '.join(spec.choices)}")
+        return word
+    if isinstance(value, str):
+        if len(value) > 200:
+            raise ValueError("value too long")
+        try:
+            value = _sysctl_text(value)
+        except ValueError:
+            raise ValueError("expected an integer (or, for lists, integers)") from None
+    if name == "vm.lowmem_reserve_ratio":
+        vals = value if isinstance(value, list | tuple) else [value]
+        if len(vals) != MAX_NR_ZONES or not all(_plain_int(v) for v in vals):
+            raise ValueError(f"takes {MAX_NR_ZONES} integers, one per zone type")
+        if not all(spec.lo <= v <= spec.hi for v in vals):
+            raise ValueError(f"out of range: valid {spec.lo}..{spec.hi} each")
+        return list(vals)
+    if not _plain_int(value):
+        raise ValueError(f"expected an integer in {spec.lo}..{spec.hi}")
+    if not spec.lo <= value <= spec.hi:
+        raise ValueError(f"out of range: valid {spec.lo}..{spec.hi}")
+    if name == "vm.percpu_pagelist_high_fraction" and 0 < value < MIN_PERCPU_PAGELIST_HIGH_FRACTION:
+        raise ValueError(f"out of range: valid 0 or {MIN_PERCPU_PAGELIST_HIGH_FRACTION}..{spec.hi}")
+    return value
+
+
+def _plain_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _sysctl_text(value: str) -> Any:
@@ -232,6 +504,60 @@ def _sysctl_text(value: str) -> Any:
         return int(value, 0)
     except ValueError:
         return value.strip()  # a word setting (transparent_hugepage.defrag); Sysctl.set checks
+
+
+def from_proc(scenario: Scenario, proc_dir: str | Path) -> Scenario:
+    """``scenario`` started from a real machine's state instead of a freshly booted one.
+
+    ``proc_dir`` holds ``buddyinfo`` and, optionally, ``pagetypeinfo`` and ``zoneinfo`` (as
+    ``mmemu inspect`` reads them, e.g. copied from ``/proc``). The machine is built with
+    :func:`emulator.mm.initstate.machine_from_snapshot`: the same free blocks per order (and
+    migratetype, and zone spans and watermarks where the files give them). ``memory`` and
+    ``nodes`` come from the files; the scenario's ``setup`` (its own made-up past) is skipped.
+    Raises :class:`ScenarioError` (one line) on unreadable or inconsistent files.
+    """
+    from emulator.cli import UsageError
+    from emulator.mm.initstate import machine_from_snapshot
+    from emulator.report.inspect import load
+
+    try:
+        snap = load(str(proc_dir)).machine
+    except UsageError as exc:
+        raise ScenarioError(f"--from-proc: {exc}") from None
+    pages = sum(
+        max(z.spanned, z.managed, sum(n << o for o, n in enumerate(z.nr_free))) for z in snap.zones
+    )
+    if pages * 4 >> 10 > MAX_MEMORY_MIB:
+        raise ScenarioError(
+            f"--from-proc {proc_dir}: {format_size(pages * 4 >> 10)} of memory is beyond the "
+            f"model's {format_size(MAX_MEMORY_MIB)}"
+        )
+    try:
+        probe = machine_from_snapshot(snap)
+    except (ValueError, MemoryError) as exc:
+        raise ScenarioError(f"--from-proc {proc_dir}: cannot build that machine: {exc}") from None
+    nodes = len(probe.nodes)
+    mib = max(64, probe.memmap.end_pfn * 4096 >> 20)
+    del probe
+
+    def machine(_params: Params, recorder: Any) -> Any:
+        m = machine_from_snapshot(snap)
+        m.recorder = recorder
+        for z in m.all_zones():
+            z.rec = recorder
+        return m
+
+    defaults = {**scenario.defaults, "nodes": nodes, "memory": mib}
+    cpus = defaults.get("cpus", STANDARD_PARAMS["cpus"].default)
+    if isinstance(cpus, int) and cpus % nodes:
+        defaults["cpus"] = nodes * max(1, cpus // nodes)
+    return attrs.evolve(
+        scenario,
+        name=f"{scenario.name}-from-proc",
+        defaults=defaults,
+        machine=machine,
+        setup=None,
+    )
 
 
 def _scenario_dirs() -> list[Path]:

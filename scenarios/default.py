@@ -38,7 +38,7 @@ from emulator.mm.initstate import random_alloc_free
 from emulator.mm.lru import adopt_allocated, charge_folio
 from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -110,11 +110,15 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "4G", "cpus": 8, "duration": "500ms"},
     params={
-        "rate": (40_000.0, "allocations per second per CPU"),
-        "thp_weight": (0.3, "weight of order-9 THP faults in the mix"),
-        "thp_madvise": (0.5, "share of THP faults in MADV_HUGEPAGE regions"),
-        "page_cache": (0.5, "share of the surviving background movable blocks that is clean cache"),
-        "released": (0.35, "share of the background's blocks freed again before the run"),
+        "rate": Param(40_000.0, "allocations per second per CPU", 1.0, 10_000_000.0),
+        "thp_weight": Param(0.3, "weight of order-9 THP faults in the mix", 0.0, 1000.0),
+        "thp_madvise": Param(0.5, "share of THP faults in MADV_HUGEPAGE regions", 0.0, 1.0),
+        "page_cache": Param(
+            0.5, "share of the surviving background movable blocks that is clean cache", 0.0, 1.0
+        ),
+        "released": Param(
+            0.35, "share of the background's blocks freed again before the run", 0.0, 1.0
+        ),
     },
     setup=setup,
 )

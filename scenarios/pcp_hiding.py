@@ -23,11 +23,13 @@ pcp pages at each point.
 from emulator.mm.gfp import GFP_NOWAIT
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import PG_ALLOC
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, FreePattern, Phase, Workload
 
 
 def build(p):
+    if p.cpus < 2:
+        raise ValueError("pcp_hiding needs cpus >= 2 (CPU 0 probes, the others hide pages)")
     # CPUs 1.. free the pages the set-up handed them, at once, to their pcp lists
     noop = AllocClass(0, "GFP_KERNEL")
     return Workload(
@@ -100,9 +102,9 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "1G", "cpus": 4, "duration": "5ms"},
     params={
-        "regions": (6, "pageblocks whose odd pages are freed to pcp lists"),
-        "order": (9, "order of the probing allocation"),
-        "probe_at": (1_000_000, "ns into the run when CPU 0 probes"),
+        "regions": Param(6, "pageblocks whose odd pages are freed to pcp lists", 1, 1 << 20),
+        "order": Param(9, "order of the probing allocation (MAX_PAGE_ORDER is 10)", 0, 10),
+        "probe_at": Param("1ms", "when CPU 0 probes, into the run", 0, 3600 * 10**9, "duration"),
     },
     setup=setup,
     actors=actors,

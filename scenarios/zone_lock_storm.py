@@ -18,7 +18,7 @@ docs/scenarios.md has the measured table. The ``findings`` in summary.json give 
 contention ratio, mean wait and the share of allocations that refilled.
 """
 
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -50,8 +50,10 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "4G", "cpus": 8, "duration": "10ms"},
     params={
-        "rate": (2_000_000.0, "allocations per second per CPU"),
-        "hold": (2_000_000, "ns each page is held before it is freed"),
+        "rate": Param(2_000_000.0, "allocations per second per CPU", 1.0, 100_000_000.0),
+        "hold": Param(
+            "2ms", "how long each page is held before it is freed", 1, 3600 * 10**9, "duration"
+        ),
     },
     report=report,
 )

@@ -5,22 +5,43 @@ how long an actor was held back at a preemption point) is in ``sim.decisions``. 
 keeps them with the scenario and parameters, so ``mmemu run --replay FILE`` reproduces the run
 byte for byte, even one found by ``random`` or ``pct`` exploration.
 
-Format (JSON): ``{"format": "mmemu-schedule/1", "scenario": ..., "scenario_path": ...,
-"params": {...}, "strategy": {...}, "delays": bool, "decisions": [[n, value], ...]}`` where
-``n >= 2`` is a choice among ``n`` actors (``value`` the index) and ``n == 0`` a delay in ns.
+Format (JSON): ``{"format": "mmemu-schedule/1", "mmemu_version": ..., "scenario": ...,
+"scenario_path": ..., "scenario_sha256": ..., "params": {...}, "params_sha256": ...,
+"strategy": {...}, "delays": bool, "decisions": [[n, value], ...], "decisions_sha256": ...,
+"events_sha256": ...}`` where ``n >= 2`` is a choice among ``n`` actors (``value`` the index)
+and ``n == 0`` a delay in ns.
+
+A replay is exact only with the same mmemu, the same scenario file and the same parameters:
+:func:`check_schedule` refuses a schedule recorded with another version, a scenario file that
+changed, or edited parameters or decisions (their digests no longer match), and
+:func:`compare_replay` names the first decision where a replay went another way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from emulator import __version__
 from emulator.engine import Replay, Sim
 
-__all__ = ["FORMAT", "Schedule", "ScheduleError", "load_schedule", "save_schedule"]
+__all__ = [
+    "FORMAT",
+    "Schedule",
+    "ScheduleError",
+    "check_schedule",
+    "compare_replay",
+    "file_sha256",
+    "load_schedule",
+    "save_schedule",
+]
+
+#: the largest schedule file read (a run's decisions; 100 MB is tens of millions of them)
+MAX_SCHEDULE_BYTES = 100 * 1024 * 1024
 
 FORMAT = "mmemu-schedule/1"
 
@@ -37,22 +58,57 @@ class Schedule:
     strategy: dict[str, Any]
     delays: bool
     decisions: tuple[tuple[int, int], ...]
+    mmemu_version: str | None = None
+    scenario_sha256: str | None = None
+    params_sha256: str | None = None
+    decisions_sha256: str | None = None
+    events_sha256: str | None = None
+    path: str = ""
 
     def replay(self) -> Replay:
         return Replay(self.decisions, delays=self.delays)
 
 
+def _digest_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    """The sha256 of a file's bytes, or None if there is no such regular file."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def save_schedule(
-    path: Path, sim: Sim, scenario: str, scenario_path: str | None, params: dict[str, Any]
+    path: Path,
+    sim: Sim,
+    scenario: str,
+    scenario_path: str | None,
+    params: dict[str, Any],
+    events: Path | None = None,
 ) -> None:
+    decisions = [list(d) for d in sim.decisions]
     doc = {
         "format": FORMAT,
+        "mmemu_version": __version__,
         "scenario": scenario,
         "scenario_path": scenario_path,
+        "scenario_sha256": file_sha256(scenario_path),
         "params": params,
+        "params_sha256": _digest_json(params),
         "strategy": sim.strategy.describe(),
         "delays": bool(sim.strategy.delays),
-        "decisions": [list(d) for d in sim.decisions],
+        "decisions": decisions,
+        "decisions_sha256": _digest_json(decisions),
+        "events_sha256": file_sha256(events),
     }
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
 
@@ -60,24 +116,117 @@ def save_schedule(
 def load_schedule(path: str | Path) -> Schedule:
     p = Path(path)
     try:
-        doc = json.loads(p.read_text())
+        if not p.is_file():
+            what = "does not exist" if not p.exists() else "is not a regular file"
+            raise ScheduleError(f"{p}: {what}")
+        if p.stat().st_size > MAX_SCHEDULE_BYTES:
+            raise ScheduleError(f"{p}: larger than {MAX_SCHEDULE_BYTES >> 20} MB: not a schedule")
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ScheduleError(f"{p}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError(f"{p}: not JSON: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"{p}:{exc.lineno}: not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ScheduleError(f"{p}: not a schedule file (nested too deeply)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ScheduleError(f"{p}: not a schedule file (format must be {FORMAT!r})")
     try:
-        decisions = tuple((int(n), int(v)) for n, v in doc["decisions"])
+        raw = doc["decisions"]
+        if not isinstance(raw, list):
+            raise TypeError("decisions must be a list")
+        decisions = tuple(_decision(d) for d in raw)
         if any(n == 1 or n < 0 or v < 0 or (n >= 2 and v >= n) for n, v in decisions):
             raise ValueError("a decision is out of range")
+        params = doc["params"]
+        if not isinstance(params, dict):
+            raise TypeError("params must be an object")
+        strategy = doc["strategy"]
+        if not isinstance(strategy, dict):
+            raise TypeError("strategy must be an object")
+        opt = {k: doc.get(k) for k in _OPTIONAL}
+        for k, v in opt.items():
+            if v is not None and not isinstance(v, str):
+                raise TypeError(f"{k} must be a string")
+        sp = doc.get("scenario_path")
         return Schedule(
             scenario=str(doc["scenario"]),
-            scenario_path=doc.get("scenario_path"),
-            params=dict(doc["params"]),
-            strategy=dict(doc["strategy"]),
+            scenario_path=sp if isinstance(sp, str) else None,
+            params=dict(params),
+            strategy=dict(strategy),
             delays=bool(doc["delays"]),
             decisions=decisions,
+            path=str(p),
+            **opt,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ScheduleError(f"{p}: malformed schedule: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        text = str(exc)
+        raise ScheduleError(f"{p}: malformed schedule: {text[:200]}") from None
+
+
+_OPTIONAL = (
+    "mmemu_version",
+    "scenario_sha256",
+    "params_sha256",
+    "decisions_sha256",
+    "events_sha256",
+)
+
+
+def _decision(d: Any) -> tuple[int, int]:
+    if (
+        not isinstance(d, list)
+        or len(d) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in d)
+    ):
+        raise TypeError("each decision must be [n, value] with two integers")
+    return d[0], d[1]
+
+
+def check_schedule(schedule: Schedule, scenario_path: str | None) -> None:
+    """Refuse a schedule that cannot replay exactly: another mmemu version, a changed scenario
+    file, or edited parameters or decisions. Raises :class:`ScheduleError` (one line)."""
+    p = schedule.path
+    if schedule.mmemu_version is None:
+        raise ScheduleError(f"{p}: records no mmemu_version (written by an older mmemu)")
+    if schedule.mmemu_version != __version__:
+        raise ScheduleError(
+            f"{p}: recorded with mmemu {schedule.mmemu_version}, this is mmemu {__version__}; "
+            "a replay is exact only with the same version"
+        )
+    if schedule.params_sha256 != _digest_json(schedule.params):
+        raise ScheduleError(f"{p}: its params were edited (params_sha256 does not match)")
+    if schedule.decisions_sha256 != _digest_json([list(d) for d in schedule.decisions]):
+        raise ScheduleError(
+            f"{p}: its decisions were edited (decisions_sha256 does not match); "
+            "a schedule replays only as recorded"
+        )
+    now = file_sha256(scenario_path)
+    if schedule.scenario_sha256 is not None and now != schedule.scenario_sha256:
+        raise ScheduleError(
+            f"{p}: the scenario file {scenario_path} changed since the schedule was recorded "
+            "(scenario_sha256 does not match)"
+        )
+
+
+def compare_replay(schedule: Schedule, made: list[tuple[int, int]]) -> str | None:
+    """None if a replay made exactly the recorded decisions, else one line naming the first
+    decision that differs."""
+    rec = schedule.decisions
+    for i, (a, b) in enumerate(zip(rec, made, strict=False)):
+        if tuple(a) != tuple(b):
+            return f"decision {i}: recorded {_show(a)}, replay made {_show(b)}"
+    if len(made) < len(rec):
+        return (
+            f"decision {len(made)}: recorded {_show(rec[len(made)])}, but the replay ended after "
+            f"{len(made)} of {len(rec)} decisions"
+        )
+    if len(made) > len(rec):
+        return f"decision {len(rec)}: the recording has only {len(rec)} decisions"
+    return None
+
+
+def _show(d: tuple[int, int]) -> str:
+    n, v = d
+    return f"a delay of {v} ns" if n == 0 else f"choice {v} of {n}"

@@ -68,6 +68,8 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 
 
 _NUM = re.compile(r"\d+")
+#: the most digits a count may have (the kernel's counters are at most 64-bit)
+MAX_DIGITS = 19
 
 
 def _counts(
@@ -77,7 +79,11 @@ def _counts(
     for field in fields:
         raw = field[1:] if cap and field.startswith(">") else field
         if not _NUM.fullmatch(raw):
-            raise ProcParseError(filename, number, f"{what}: {field!r} is not a count")
+            raise ProcParseError(filename, number, f"{what}: {field[:40]!r} is not a count")
+        if len(raw) > MAX_DIGITS:
+            raise ProcParseError(
+                filename, number, f"{what}: a count of {len(raw)} digits is beyond 2^63"
+            )
         values.append(int(raw))
     if len(values) != NR_PAGE_ORDERS:
         raise ProcParseError(
@@ -109,7 +115,7 @@ class _Nodes:
         )
 
 
-_BUDDY = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)\s+(.*)")
+_BUDDY = re.compile(r"Node\s+(\d{1,4}),\s+zone\s+(\S+)\s+(.*)")
 
 
 def parse_buddyinfo(text: str, filename: str = "/proc/buddyinfo") -> MachineSnapshot:
@@ -130,8 +136,8 @@ def parse_buddyinfo(text: str, filename: str = "/proc/buddyinfo") -> MachineSnap
     return nodes.machine()
 
 
-_PT_FREE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+),\s+type\s+(\S+)\s+(.*)")
-_PT_BLOCKS = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)\s+(.*)")
+_PT_FREE = re.compile(r"Node\s+(\d{1,4}),\s+zone\s+(\S+),\s+type\s+(\S+)\s+(.*)")
+_PT_BLOCKS = re.compile(r"Node\s+(\d{1,4}),\s+zone\s+(\S+)\s+(.*)")
 
 
 @attrs.define
@@ -198,9 +204,9 @@ def parse_pagetypeinfo(text: str, filename: str = "/proc/pagetypeinfo") -> Machi
                 )
             fields = m.group(3).split()
             for field in fields:
-                if not _NUM.fullmatch(field):
+                if not _NUM.fullmatch(field) or len(field) > MAX_DIGITS:
                     raise ProcParseError(
-                        filename, number, f"{key[1]} pageblocks: {field!r} is not a count"
+                        filename, number, f"{key[1]} pageblocks: {field[:40]!r} is not a count"
                     )
             if len(fields) != len(columns):
                 raise ProcParseError(
@@ -238,7 +244,7 @@ def parse_pagetypeinfo(text: str, filename: str = "/proc/pagetypeinfo") -> Machi
     return nodes.machine()
 
 
-_ZONE_HEADER = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)")
+_ZONE_HEADER = re.compile(r"Node\s+(\d{1,4}),\s+zone\s+(\S+)")
 _WMARK_KEYS = {
     "boost": "boost",
     "min": "wmark_min",
@@ -268,7 +274,11 @@ class _ZiZone:
 def _int(filename: str, number: int, key: str, value: str) -> int:
     value = value.strip()
     if not _INT.fullmatch(value):
-        raise ProcParseError(filename, number, f"{key}: {value!r} is not a number")
+        raise ProcParseError(filename, number, f"{key}: {value[:40]!r} is not a number")
+    if len(value.lstrip("-")) > MAX_DIGITS:
+        raise ProcParseError(
+            filename, number, f"{key}: a number of {len(value)} digits is beyond 2^63"
+        )
     return int(value)
 
 
@@ -414,8 +424,8 @@ def parse_sysctl_int(text: str, filename: str, lo: int, hi: int) -> int:
     if len(lines) != 1:
         raise ProcParseError(filename, 1, f"expected one integer, got {len(lines)} lines")
     value = lines[0].strip()
-    if not _INT.fullmatch(value):
-        raise ProcParseError(filename, 1, f"expected an integer, got {value!r}")
+    if not _INT.fullmatch(value) or len(value) > MAX_DIGITS:
+        raise ProcParseError(filename, 1, f"expected an integer, got {value[:40]!r}")
     number = int(value)
     if not lo <= number <= hi:
         raise ProcParseError(filename, 1, f"{number} is outside {lo}..{hi}")

@@ -102,10 +102,25 @@ class Inputs:
     files: dict[str, FileStatus]
 
 
+#: the largest /proc file read (a 1024-CPU machine's zoneinfo is a few MB)
+MAX_PROC_BYTES = 16 * 1024 * 1024
+
+
 def _read(path: str, required: bool) -> tuple[str | None, FileStatus]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(), FileStatus(path, "read")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise _NotRegular(path)
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROC_BYTES + 1)
+        if len(data) > MAX_PROC_BYTES:
+            raise UsageError(
+                f"{path}: larger than {MAX_PROC_BYTES >> 20} MB: not a /proc file mmemu reads"
+            )
+        return data.decode("utf-8", errors="replace"), FileStatus(path, "read")
+    except _NotRegular:
+        if required:
+            raise UsageError(f"{path}: not a regular file") from None
+        return None, FileStatus(path, "unreadable", "not a regular file")
     except FileNotFoundError:
         if required:
             raise UsageError(f"{path}: no such file") from None
@@ -118,6 +133,10 @@ def _read(path: str, required: bool) -> tuple[str | None, FileStatus]:
         if required:
             raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
         return None, FileStatus(path, "unreadable", str(exc.strerror or exc))
+
+
+class _NotRegular(Exception):
+    pass
 
 
 def _parse(fn: Callable[..., Any], *args: Any) -> Any:

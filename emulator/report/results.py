@@ -8,11 +8,16 @@ byte-compatible with the kernel's, so it can be diffed against a real machine's.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from emulator.engine.lockstat import render_lock_stat, snprint_time
 from emulator.mm.procfs import (
@@ -28,7 +33,7 @@ from emulator.mm.snapshot import MachineSnapshot, NodeSnapshot
 if TYPE_CHECKING:
     from emulator.runner import RunResult
 
-__all__ = ["KERNEL_FILES", "format_summary", "write_results"]
+__all__ = ["KERNEL_FILES", "format_summary", "print_summary", "write_results"]
 
 KERNEL_FILES = (
     "buddyinfo",
@@ -89,50 +94,123 @@ def write_results(result: RunResult, out: Path) -> list[Path]:
     return written
 
 
-def format_summary(result: RunResult) -> str:
-    """The short summary printed after a run."""
+def _flat(prefix: str, value: Any) -> list[tuple[str, str]]:
+    """``findings`` as ``key.sub value`` rows (as ``sysctl -a`` prints nested names)."""
+    if isinstance(value, dict):
+        rows: list[tuple[str, str]] = []
+        for k, v in value.items():
+            rows += _flat(f"{prefix}.{k}" if prefix else str(k), v)
+        return rows
+    if isinstance(value, list | tuple):
+        return [(prefix, " ".join(str(v) for v in value))]
+    if isinstance(value, float):
+        return [(prefix, f"{value:g}")]
+    return [(prefix, str(value))]
+
+
+def summary_renderables(result: RunResult) -> list[Any]:
+    """The end-of-run summary as rich renderables (header, tables, kernel-style lines)."""
     s = result.summary()
-    lines = [
-        f"scenario {result.scenario}  seed {result.params.seed}  "
-        f"{result.virtual_ns / 1e9:.3f} s virtual in {result.wall_s:.2f} s wall  ({result.reason})",
-        "",
-        "allocations       attempts   pcp hits   failures      p50 ns      p99 ns      max ns",
+    out: list[Any] = [
+        Text(
+            f"scenario {result.scenario}  seed {result.params.seed}  "
+            f"{result.virtual_ns / 1e9:.3f} s virtual in {result.wall_s:.2f} s wall "
+            f"(set-up {result.setup_s:.2f} s)  reason: {result.reason}"
+        )
     ]
+    allocs = Table(title="allocations", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("order", "attempts", "pcp hits", "failures", "p50 ns", "p99 ns", "max ns"):
+        allocs.add_column(col, justify="right")
+    allocs.add_column("failed because")
     for order, a in s["allocations"].items():
         lat = a["latency_ns"]
-        lines.append(
-            f"  order {int(order):2d}   {a['attempts']:11,d} {a['pcp_hits']:10,d} "
-            f"{a['failures']:10,d} {lat['p50']:11,d} {lat['p99']:11,d} {lat['max']:11,d}"
+        reasons = ", ".join(f"{why} x{n}" for why, n in a["failure_reasons"].items())
+        allocs.add_row(
+            order,
+            f"{a['attempts']:,}",
+            f"{a['pcp_hits']:,}",
+            f"{a['failures']:,}",
+            f"{lat['p50']:,}",
+            f"{lat['p99']:,}",
+            f"{lat['max']:,}",
+            reasons,
         )
-        for why, n in a["failure_reasons"].items():
-            lines.append(f"             failed: {why} x{n}")
-    for order, sp in s.get("slowpath", {}).items():
-        lines.append(
-            f"  slow path order {int(order)}: entered {sp['entered']:,}, succeeded at the freelist "
-            f"{sp['succeeded_freelist']:,}, after reclaim {sp['succeeded_after_reclaim']:,}, "
-            f"after compaction {sp['succeeded_after_compaction']:,} "
-            f"(captured {sp['captured']:,}), would OOM {sp['would_oom']:,}"
+    out.append(allocs)
+    slow = s.get("slowpath", {})
+    if slow:
+        sp_table = Table(title="slow path", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in (
+            "order",
+            "entered",
+            "freelist",
+            "after reclaim",
+            "after compaction",
+            "captured",
+            "would OOM",
+        ):
+            sp_table.add_column(col, justify="right")
+        for order, sp in slow.items():
+            sp_table.add_row(
+                str(order),
+                f"{sp['entered']:,}",
+                f"{sp['succeeded_freelist']:,}",
+                f"{sp['succeeded_after_reclaim']:,}",
+                f"{sp['succeeded_after_compaction']:,}",
+                f"{sp['captured']:,}",
+                f"{sp['would_oom']:,}",
+            )
+        out.append(sp_table)
+    locks = Table(title="lock_stat", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in (
+        "class name",
+        "contentions",
+        "acquisitions",
+        "waittime-avg",
+        "waittime-max",
+        "holdtime-avg",
+    ):
+        locks.add_column(col, justify="left" if col == "class name" else "right")
+    for name, st in s["lock_stat"].items():
+        if not st["acquisitions"]:
+            continue
+        locks.add_row(
+            name,
+            f"{st['contentions']:,}",
+            f"{st['acquisitions']:,}",
+            snprint_time(st["waittime-avg"]),
+            snprint_time(st["waittime-max"]),
+            snprint_time(st["holdtime-avg"]),
         )
-    zl = s["lock_stat"].get("&zone->lock")
-    if zl:
-        lines += [
-            "",
-            f"zone->lock: {zl['acquisitions']:,} acquisitions, {zl['contentions']:,} contended "
-            f"({100 * zl['contentions'] / max(zl['acquisitions'], 1):.1f}%), "
-            f"wait avg {snprint_time(zl['waittime-avg'])} us "
-            f"max {snprint_time(zl['waittime-max'])} us, "
-            f"hold avg {snprint_time(zl['holdtime-avg'])} us",
-        ]
+    out.append(locks)
+    lines: list[str] = []
     ts = s["timeseries"]
-    if ts.get("fragmentation_score"):
-        first, last = ts["fragmentation_score"][0], ts["fragmentation_score"][-1]
-        lines.append(f"fragmentation score (per node): {first} -> {last}")
-    lines.append(
-        f"nr_free_pages {s['vmstat']['nr_free_pages']:,}, pages on pcp lists {s['pcp']['pages']:,}"
-    )
-    delta = s["vmstat_delta"]
-    if delta:
-        lines.append("vmstat deltas: " + "  ".join(f"{k} +{v:,}" for k, v in delta.items()))
+    scores = ts.get("fragmentation_score") or []
+    if scores:
+        for node, (first, last) in enumerate(zip(scores[0], scores[-1], strict=False)):
+            lines.append(f"Node {node}, fragmentation score {first} -> {last}")
+    lines.append(f"nr_free_pages {s['vmstat']['nr_free_pages']}")
+    lines.append(f"pcp pages {s['pcp']['pages']}")
+    for k, v in s["vmstat_delta"].items():
+        lines.append(f"{k} +{v}")
     for key, value in s.get("findings", {}).items():
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines)
+        for name, text in _flat(key, value):
+            lines.append(f"{name} = {text}")
+    out.append(Text("\n".join(lines)))
+    return out
+
+
+def print_summary(result: RunResult, console: Console | None = None) -> None:
+    """Print the end-of-run summary (rich tables on a terminal, plain text otherwise)."""
+    if console is None:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=132)
+    for item in summary_renderables(result):
+        console.print(item)
+
+
+def format_summary(result: RunResult) -> str:
+    """The end-of-run summary as plain text."""
+    buf = io.StringIO()
+    print_summary(result, Console(file=buf, width=120, no_color=True, highlight=False))
+    return buf.getvalue()

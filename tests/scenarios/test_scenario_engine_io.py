@@ -57,7 +57,7 @@ DRIVER_RUNS = [
     ("default", "fifo", SMALL),
     ("default", "random", SMALL),
     ("default", "pct", SMALL),
-    ("default", "fifo", [*SMALL, "--quantum", "1000"]),
+    ("default", "fifo", [*SMALL, "--quantum", "1000ns"]),
     ("zone_lock_storm", "fifo", [*SMALL[:2], *SMALL[4:]]),
     ("pcp_hiding", "random", ["--quiet", "--strict"]),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,12 +39,26 @@ def test_truncated_schedule_diverges_with_a_clear_error(
     a = tmp_path / "a"
     assert main(["run", "default", "--out", str(a), "--strategy", "random", *SMALL]) == 0
     sched = json.loads((a / "schedule.json").read_text())
-    sched["decisions"] = sched["decisions"][: len(sched["decisions"]) // 2]
+    half = len(sched["decisions"]) // 2
+    sched["decisions"] = sched["decisions"][:half]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(sched))
     capsys.readouterr()
-    assert main(["run", "--replay", str(bad), "--out", str(tmp_path / "b"), "--quiet"]) == 1
-    assert "replay" in capsys.readouterr().err
+    # an edited schedule is refused up front: its digest no longer matches
+    assert main(["run", "--replay", str(bad), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "decisions were edited" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+    # with the digest made to match (as if the model had changed under the schedule), the
+    # replay runs, diverges, exits 1 and names the first decision it could not follow
+    sched["decisions_sha256"] = hashlib.sha256(
+        json.dumps(sched["decisions"], sort_keys=True).encode()
+    ).hexdigest()
+    bad.write_text(json.dumps(sched))
+    assert main(["run", "--replay", str(bad), "--out", str(tmp_path / "c"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"replay diverged at decision {half}" in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_plain_contention_at_the_deadline_is_not_reported_as_deadlock() -> None:
     small = {
         "memory": "1G",
         "duration": "3ms",
-        "hold": "1000000",
+        "hold": "1ms",
         "cpus": "8",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
@@ -123,7 +123,7 @@ def test_zone_lock_storm_contention_rises_with_cpus() -> None:
     small = {
         "memory": "1G",
         "duration": "3ms",
-        "hold": "1000000",
+        "hold": "1ms",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
     one = run_scenario(sc, sc.resolve({**small, "cpus": "1"}), record=False, strict=True)
@@ -230,7 +230,7 @@ def test_scenario_param_types_and_errors() -> None:
         sc.resolve({"memroy": "2G"})
 
 
-def test_cpus_stuck_on_a_lock_at_the_deadline_are_reported(tmp_path: Path) -> None:
+def test_cpus_stuck_on_a_lock_at_the_deadline_are_a_deadlock(tmp_path: Path) -> None:
     f = tmp_path / "stuck.py"
     f.write_text(
         textwrap.dedent(
@@ -265,7 +265,9 @@ def test_cpus_stuck_on_a_lock_at_the_deadline_are_reported(tmp_path: Path) -> No
     )
     sc = load_scenario(f)
     res = run_scenario(sc, sc.resolve({}), record=False, strict=True)
-    assert res.reason == "deadline"
+    # the cycle formed after the last sample: found at the end, still a deadlock
+    assert res.reason == "deadlock" and res.error is not None
+    assert "lock cycle abba-1 -> abba-2 -> abba-1" in res.error
     stuck = res.summary()["findings"]["lock_deadlock_at_end"]
     assert set(stuck) == {"abba-1", "abba-2"}
     assert "B (held by abba-2)" in stuck["abba-1"] and "A (held by abba-1)" in stuck["abba-2"]
