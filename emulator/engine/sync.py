@@ -143,6 +143,8 @@ class SpinLock:
     #: ``lock_addr`` is :attr:`addr` (a stable label standing for the kernel's pointer).
     rec: Any = None
     addr = ""
+    #: with the hook on, whether it also reports holds (lock_acquired / lock_release)
+    rec_holds = True
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
@@ -156,10 +158,12 @@ class SpinLock:
         self.stats = LockStats(name)
         self.addr = name
 
-    def traced(self, rec: Any, addr: str) -> None:
-        """Turn on the lock.h event hook (see :attr:`rec`) with ``addr`` as the lock's label."""
+    def traced(self, rec: Any, addr: str, holds: bool = True) -> None:
+        """Turn on the lock.h event hook (see :attr:`rec`) with ``addr`` as the lock's label;
+        ``holds=False`` reports only waits (contention_begin / contention_end)."""
         self.rec = rec
         self.addr = addr
+        self.rec_holds = holds
 
     @property
     def waiters(self) -> int:
@@ -171,7 +175,7 @@ class SpinLock:
         return self.holder is not None or (me is not None and self.free_at > me.now)
 
     def _take(self, me: Actor, site: str) -> None:
-        if self.rec is not None and me is self.sim._current:
+        if self.rec is not None and self.rec_holds and me is self.sim._current:
             self.rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         self.holder = me
         self.holder_site = site
@@ -230,7 +234,8 @@ class SpinLock:
             await aw
         if rec is not None:
             rec.emit("contention_end", lock_addr=self.addr, ret=0)
-            rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
+            if self.rec_holds:
+                rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         wait = me.now - since
         self.stats._wait(wait, site, holder_site)
         me.spin_ns += wait
@@ -287,7 +292,7 @@ class SpinLock:
             st.hold_max = ns
         st.acquisitions += 1
         st.hold_total += ns
-        if self.rec is not None:
+        if self.rec is not None and self.rec_holds:
             self.rec.emit("lock_release", name=self.name, lock_addr=self.addr)
         if self._waiters:
             waiter, _since, site = self._waiters.popleft()
