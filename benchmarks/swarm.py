@@ -163,6 +163,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--limit", type=float, default=180.0, help="wall seconds before a hang")
+    ap.add_argument(
+        "--show-specs", action="store_true", help="print each failing run's spec (for --one)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -201,6 +204,8 @@ def main() -> int:
             f" {out.get('why', '')}",
             flush=True,
         )
+        if out["status"] not in ("ok", "refused") and args.show_specs:
+            print("     spec: " + json.dumps(spec), flush=True)
     keys = ["runs", "ok", "violation", "crash", "hang", "deadlock", "refused", "nondeterministic"]
     print("totals: " + "  ".join(f"{k}={totals.get(k, 0)}" for k in keys))
     return 0
