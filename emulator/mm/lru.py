@@ -263,8 +263,7 @@ async def folio_add_lru(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
 
 
 async def lru_add_drain(pa: PageAllocator, cpu: Cpu) -> None:
-    """Models mm/swap.c: lru_add_drain -> lru_add_drain_cpu -> folio_batch_move_lru of
-    ``cpu``'s lru-add batch.
+    """Models mm/swap.c: lru_add_drain (folio_batch_move_lru of ``cpu``'s lru-add batch).
 
     One ``lru_lock`` hold per run of folios of the same node (folio_lruvec_relock_irqsave);
     each folio costs ``lru_op``. As in the kernel, the folios stay in the batch (PG_lru clear,
