@@ -7,7 +7,9 @@ acquisitions, contentions and mean wait must agree (the script checks within 5%)
 
     python3 dev.py python benchmarks/engine_vs_simpy.py [--json] [--only engine] [--repeat N]
 
-Prints steps per wall second for each side, the ratio engine/SimPy, and the recorder-on rate.
+Prints steps per wall second for each side, the ratio engine/SimPy, and the recorder-on rate;
+also steps per CPU second (``time.process_time``, best of the runs) and their ratio
+(``ratio_cpu``), steadier than wall time on a shared machine.
 This is a benchmark, run by hand; the numbers go into notes, never into unit tests.
 """
 
@@ -70,14 +72,18 @@ def run_engine(seed: int, record: bool) -> dict[str, Any]:
     async def main() -> None:
         await sim.run(until=DURATION_NS)
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     trio.run(main)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     s = lock.stats
     return {
         "steps": steps[0],
         "wall_s": wall,
         "steps_per_s": steps[0] / wall,
+        "cpu_s": cpu,
+        "steps_per_cpu_s": steps[0] / cpu,
         "acquisitions": s.acquisitions,
         "contentions": s.contentions,
         "mean_wait_ns": s.wait_total / s.acquisitions if s.acquisitions else 0.0,
@@ -114,13 +120,17 @@ def run_simpy(seed: int) -> dict[str, Any]:
 
     for rng in _rngs(seed):
         env.process(actor(rng))
+    c0 = time.process_time()
     t0 = time.perf_counter()
     env.run(until=DURATION_NS)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     return {
         "steps": st["steps"],
         "wall_s": wall,
         "steps_per_s": st["steps"] / wall,
+        "cpu_s": cpu,
+        "steps_per_cpu_s": st["steps"] / cpu,
         "acquisitions": st["acq"],
         "contentions": st["con"],
         "mean_wait_ns": st["wait"] / st["acq"] if st["acq"] else 0.0,
@@ -128,8 +138,12 @@ def run_simpy(seed: int) -> dict[str, Any]:
 
 
 def _best(fn: Any, repeat: int, *args: Any) -> dict[str, Any]:
+    """The best of ``repeat`` runs by wall rate, with the best CPU rate of them all beside it
+    (on a shared machine the CPU rate is the steadier of the two)."""
     runs = [fn(*args) for _ in range(repeat)]
-    return max(runs, key=lambda r: r["steps_per_s"])
+    best = dict(max(runs, key=lambda r: r["steps_per_s"]))
+    best["best_steps_per_cpu_s"] = max(r["steps_per_cpu_s"] for r in runs)
+    return best
 
 
 def _agree(a: float, b: float) -> bool:
@@ -157,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         out["simpy"] = sp
     if "engine" in out and "simpy" in out:
         out["ratio"] = round(out["engine_steps_per_s"] / out["simpy_steps_per_s"], 3)
+        out["ratio_cpu"] = round(
+            out["engine"]["best_steps_per_cpu_s"] / out["simpy"]["best_steps_per_cpu_s"], 3
+        )
         e, s = out["engine"], out["simpy"]
         out["lock_stats_agree"] = all(
             _agree(e[k], s[k]) for k in ("acquisitions", "contentions", "mean_wait_ns")
@@ -169,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
             r = out[side]
             print(
                 f"{side:>20s}: {r['steps_per_s']:>10,.0f} steps/s  ({r['steps']:,} steps in "
-                f"{r['wall_s']:.2f} s)  lock: acq={r['acquisitions']:,} con={r['contentions']:,} "
+                f"{r['wall_s']:.2f} s; best {r['best_steps_per_cpu_s']:,.0f} per CPU s)\n"
+                f"{'':>22s}lock: acq={r['acquisitions']:,} con={r['contentions']:,} "
                 f"mean wait={r['mean_wait_ns']:.1f} ns"
             )
     if "ratio" in out:
-        print(f"{'ratio engine/simpy':>20s}: {out['ratio']:.2f}   (target >= 1.0)")
+        print(f"{'ratio engine/simpy':>20s}: {out['ratio']:.2f} wall, {out['ratio_cpu']:.2f} CPU")
         print(f"{'lock stats agree':>20s}: {out['lock_stats_agree']} (within 5%)")
     return 0
 

@@ -76,6 +76,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
     parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument(
+        "--trace-locks",
+        choices=("zone", "contended", "all"),
+        default="zone",
+        help="lock holds in trace.json: zone (zone->lock, lru_lock; default), contended, all",
+    )
     parser.add_argument("--plots", action="store_true", help="also write PNG plots (plots/)")
     parser.add_argument(
         "--events",
@@ -205,6 +211,7 @@ def _run(
                 trace=not (args.no_trace or args.no_events),
                 events_filter=args.events,
                 driver=args.driver,
+                trace_locks=args.trace_locks,
             )
     except ScenarioHookError as exc:
         if created:
@@ -224,7 +231,12 @@ def _run(
     # from here on, further signals are only counted: the results are always written
     stop.raise_now = False
     write_results(result, out)
-    write_views(out, trace=not (args.no_trace or args.no_events), plots=args.plots)
+    write_views(
+        out,
+        trace=not (args.no_trace or args.no_events),
+        plots=args.plots,
+        capture=result.ctx.trace,
+    )
     save_schedule(
         out / "schedule.json",
         result.ctx.sim,

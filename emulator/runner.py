@@ -7,6 +7,7 @@ outside the model: the model sees virtual time only.
 
 from __future__ import annotations
 
+import gc
 import random
 import signal
 import threading
@@ -179,6 +180,8 @@ class RunContext:
     vm_events_at_start: dict[str, int] = attrs.field(factory=dict)
     scenario_result: Any = None
     """A scenario's verdict (any JSON), put in summary.json as ``scenario_result``."""
+    #: the trace being written as the run goes (emulator.report.trace_capture), if any
+    trace: Any = None
 
 
 @attrs.define
@@ -455,12 +458,16 @@ def run_scenario(
     trace: bool = False,
     events_filter: str | None = None,
     driver: str | None = None,
+    trace_locks: str = "zone",
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
     ``trace`` (with ``record``) also records what a timeline needs: the lock events of
     include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
-    mmemu-specific allocation, free and slow-path markers (``mmemu_*``).
+    mmemu-specific allocation, free and slow-path markers (``mmemu_*``). With ``events`` a
+    path, they go to a :class:`~emulator.report.trace_capture.TraceCapture` writing
+    ``trace.json`` beside it as the run goes (``ctx.trace``; ``trace_locks`` its lock policy),
+    not to events.jsonl unless ``events_filter`` selects them.
 
     ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
     ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
@@ -515,10 +522,17 @@ def run_scenario(
             if trace and recorder.enabled:
                 from emulator.report.perfetto import enable_lock_events
 
-                enable_lock_events(ctx.allocator, recorder)
-                ctx.allocator.markers = recorder
+                markers: Any = recorder
+                if isinstance(events, Path):
+                    from emulator.report.trace_capture import TraceCapture
+
+                    markers = ctx.trace = TraceCapture(
+                        recorder, events.parent / "trace.json", trace_locks
+                    )
+                enable_lock_events(ctx.allocator, markers)
+                ctx.allocator.markers = markers
                 for prog in ctx.programs:
-                    prog.markers = recorder
+                    prog.markers = markers
             if scenario.actors is not None:
                 for name, fn in _hook(scenario, "actors", _actor_list, scenario, params, ctx):
                     sim.spawn(name, fn)
@@ -533,6 +547,10 @@ def run_scenario(
         t0 = time.perf_counter()
         if reason == "deadline":
             stage("run")
+            # the machine built so far lives for the whole run: keep the cyclic GC from
+            # scanning it again and again while the run allocates (unfrozen after)
+            gc.collect()
+            gc.freeze()
             try:
                 if stop is not None:
                     result = trio.run(stop.run_sim_unwrapped, sim, params.duration_ns)
@@ -548,6 +566,8 @@ def run_scenario(
                 # an actor crashed, the run deadlocked or an actor made no progress: keep what
                 # was recorded and the state
                 reason, error = _sim_error(exc)
+            finally:
+                gc.unfreeze()
         if stop is not None:
             stop.raise_now = False
         wall = time.perf_counter() - t0

@@ -148,7 +148,7 @@ class _Sink:
     ``(t, n, line)`` (already rendered, the structlog path) or ``(t, n, actor, event, fields)``.
     """
 
-    __slots__ = ("_flush_at", "_frontier", "_next_flush", "_out", "pending")
+    __slots__ = ("_flush_at", "_frontier", "_next_flush", "_out", "pending", "tap")
 
     def __init__(self, out: IO[str] | None, frontier: Callable[[], int], flush_at: int = 16384):
         self._out = out
@@ -156,6 +156,10 @@ class _Sink:
         self.pending: list[tuple] = []
         self._flush_at = flush_at
         self._next_flush = flush_at
+        #: an observer of what is written: ``tap.flushed(entries, before)`` sees the sorted
+        #: entries about to be written (``before``: the frontier, None at the end) and
+        #: ``tap.discard_after(t)`` the run's stop instant (see :meth:`Recorder.set_tap`)
+        self.tap: Any = None
 
     def added(self) -> None:
         """Called when ``pending`` reached the flush threshold."""
@@ -182,6 +186,8 @@ class _Sink:
                 else:
                     hi = mid
             cut = lo
+        if self.tap is not None and self._out is not None:
+            self.tap.flushed(pending[:cut], before)
         if self._out is not None and cut:
             self._out.write("\n".join(_render_all(pending[:cut])))
             self._out.write("\n")
@@ -194,6 +200,8 @@ class _Sink:
         keep = [e for e in pending if e[0] <= t]
         n = len(pending) - len(keep)
         pending[:] = keep
+        if self.tap is not None:
+            self.tap.discard_after(t)
         return n
 
     def flush_all(self) -> None:
@@ -325,6 +333,12 @@ class Recorder:
         self._source = source
         if frontier is not None:
             self.frontier = frontier
+
+    def set_tap(self, tap: Any) -> None:
+        """Let ``tap`` see the entries as they are written (the trace writer's stream): its
+        ``flushed(entries, before)`` gets each written batch of ``(t, n, actor, event,
+        fields)`` tuples in order, and ``discard_after(t)`` the stop instant of the run."""
+        self._sink.tap = tap
 
     def wants(self, event: str) -> bool:
         """Whether the ``events`` filter records ``event``."""

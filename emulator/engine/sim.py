@@ -526,31 +526,41 @@ class Sim:
 
     async def _switch_from(self, me: Actor) -> None:
         """``me`` is in the heap (ready) or blocked: let the next actor run, maybe ``me``."""
+        aw = self._switch(me)
+        if aw is not None:
+            await aw
+
+    def _switch(self, me: Actor) -> Awaitable[Any] | None:
+        """The body of :meth:`_switch_from` as a plain call: None when ``me`` goes on at once,
+        else what ``me`` must await (its park). Primitives await it themselves, which saves a
+        coroutine frame on every park and resume."""
         if self._cancelled:
-            # trio is cancelling the run and has already woken the parked tasks: take our
-            # Cancelled at a checkpoint instead of handing over to one of them
-            await _checkpoint()
-            raise RuntimeError(
-                f"actor {me.name!r}: an engine task was cancelled by a trio cancel scope inside "
-                "the run; actors must not wrap engine primitives in trio timeouts"
-            )
+            return self._cancelled_switch(me)
         if self._end is not None:
             # the run was stopped at this step (a deadlock found by _check_stuck)
             self._current = None
             self._wake_main()
-            await self._park()
-            return
+            return self._park()
         nxt = self._pop_next()
         if nxt is me:
             me.state = RUNNING
             self._time = me.now
-            return
+            return None
         if nxt is None:
             self._current = None
             self._finish()
         else:
             self._hand_over(nxt)
-        await self._park()
+        return self._park()
+
+    async def _cancelled_switch(self, me: Actor) -> None:
+        # trio is cancelling the run and has already woken the parked tasks: take our
+        # Cancelled at a checkpoint instead of handing over to one of them
+        await _checkpoint()
+        raise RuntimeError(
+            f"actor {me.name!r}: an engine task was cancelled by a trio cancel scope inside "
+            "the run; actors must not wrap engine primitives in trio timeouts"
+        )
 
     def _hand_over(self, nxt: Actor) -> None:
         """Make ``nxt`` the running actor (trio driver: wake its task; the caller then parks)."""
@@ -634,6 +644,14 @@ class Sim:
         may also go on while it is less than ``Q`` ns ahead of the earliest other actor: shared
         operations are then ordered only to within ``Q``, still deterministically.
         """
+        aw = self._sync_step()
+        if aw is not None:
+            await aw
+
+    def _sync_step(self) -> Awaitable[Any] | None:
+        """:meth:`sync` as a plain call (engine primitives): None when the current actor may go
+        on at once, else the awaitable it must await before going on (its park, or a check-in
+        with trio). Saves a coroutine frame per synchronisation, and one level on every resume."""
         me = self._current
         if me is None:
             raise PrimitiveMisuse("sync() outside an actor")
@@ -645,29 +663,35 @@ class Sim:
             me.stall_key = key
             me.stall_n = 0
         heap = self._heap
-        if (not heap or key < heap[0][0] + self._qkey) and key <= self._until_key:
+        top = heap[0][0] if heap else _NEVER
+        if key < top + self._qkey and key <= self._until_key:
             self._checkin -= 1
             if self._checkin <= 0:
                 self._checkin = CHECKIN_EVERY
-                await self._checkpoint()
-            return
+                return self._checkpoint()
+            return None
         self._seq += 1
         entry = (key, self._seq, me)
-        top = heap[0][0] if heap else _NEVER
         if top < key and not top & 1 and top <= self._until_key and not self._cancelled:
             # the common switch: a plain earlier actor runs next. One heappushpop instead of a
             # push and a pop; a tie among the others at its instant goes the general way.
             first = _heappushpop(heap, entry)
             if heap[0][0] != top:
                 me.state = READY
-                self._hand_over(first[2])
-                await self._park()
-                return
+                # _hand_over, inline
+                nxt = first[2]
+                self._current = nxt
+                self._time = nxt.now
+                nxt.state = RUNNING
+                self.switches += 1
+                if not self._fast:
+                    _reschedule(nxt.task)
+                return self._park()
             _heappush(heap, first)
         else:
             _heappush(heap, entry)
         me.state = READY
-        await self._switch_from(me)
+        return self._switch(me)
 
     def is_synchronised(self) -> bool:
         """Whether no other actor or timer is pending at an earlier virtual time (to within
@@ -717,31 +741,34 @@ class Sim:
         synchronises so the run can stop.
         """
         me = self._current
+        if ns.__class__ is int and ns > 0 and me is not None:  # the hot path first
+            now = me.now + ns
+            me.now = now
+            if now <= self._until:
+                # an actor doing only delays never syncs: check in with trio now and then
+                c = self._checkin - 1
+                self._checkin = c
+                if c > 0:
+                    return
+                self._checkin = CHECKIN_EVERY
+                await self._checkpoint()
+                return
+            aw = self._sync_step()  # crossing the deadline: synchronise so the run can stop
+            if aw is not None:
+                await aw
+            return
         if me is None:
             raise PrimitiveMisuse("delay() outside an actor")
-        if ns.__class__ is not int or ns <= 0:  # type first: None/str must not TypeError
-            if ns.__class__ is not int or ns < 0:
-                raise PrimitiveMisuse(
-                    f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: "
-                    "need a non-negative int of ns"
-                )
-            key = me.now << 1  # delay(0): no progress, for the watchdog
-            if key == me.stall_key:
-                self._stalled(me)
-            else:
-                me.stall_key = key
-                me.stall_n = 0
-            return
-        now = me.now + ns
-        me.now = now
-        if now > self._until:
-            await self.sync()
-            return
-        # an actor doing only delays never syncs: check in with trio now and then anyway
-        self._checkin -= 1
-        if self._checkin <= 0:
-            self._checkin = CHECKIN_EVERY
-            await self._checkpoint()
+        if ns.__class__ is not int or ns < 0:  # type first: None/str must not TypeError
+            raise PrimitiveMisuse(
+                f"actor {me.name!r}: delay({ns!r}) at t={me.now} ns: need a non-negative int of ns"
+            )
+        key = me.now << 1  # delay(0): no progress, for the watchdog
+        if key == me.stall_key:
+            self._stalled(me)
+        else:
+            me.stall_key = key
+            me.stall_n = 0
 
     async def preempt(self, point: str) -> None:
         """A named preemption point: a place where the kernel has an unlocked window.
@@ -762,6 +789,12 @@ class Sim:
         """Park the current actor until a primitive calls :meth:`make_ready` (engine use).
 
         Set ``actor.timed`` first when a timer will wake it (a wait with a timeout)."""
+        aw = self._block_step(on)
+        if aw is not None:
+            await aw
+
+    def _block_step(self, on: Any) -> Awaitable[Any] | None:
+        """:meth:`block` as a plain call (engine primitives): what the caller must await."""
         me = self._current
         assert me is not None
         me.state = BLOCKED
@@ -773,7 +806,7 @@ class Sim:
                 self._check_stuck(me.now)
         if self.stop_on_lock_cycle and self._end is None and _closes_cycle(me, on):
             self._stop_deadlocked(me.now)
-        await self._switch_from(me)
+        return self._switch(me)
 
     # -- running ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ while saving one task switch per critical section.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from emulator.engine.sim import Actor, Sim
 
 __all__ = ["Completion", "LockStats", "Mutex", "SpinLock", "WaitQueue"]
+
+_heappush = heapq.heappush
 
 
 class LockStats:
@@ -140,6 +143,8 @@ class SpinLock:
     #: ``lock_addr`` is :attr:`addr` (a stable label standing for the kernel's pointer).
     rec: Any = None
     addr = ""
+    #: with the hook on, whether it also reports holds (lock_acquired / lock_release)
+    rec_holds = True
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
@@ -153,10 +158,12 @@ class SpinLock:
         self.stats = LockStats(name)
         self.addr = name
 
-    def traced(self, rec: Any, addr: str) -> None:
-        """Turn on the lock.h event hook (see :attr:`rec`) with ``addr`` as the lock's label."""
+    def traced(self, rec: Any, addr: str, holds: bool = True) -> None:
+        """Turn on the lock.h event hook (see :attr:`rec`) with ``addr`` as the lock's label;
+        ``holds=False`` reports only waits (contention_begin / contention_end)."""
         self.rec = rec
         self.addr = addr
+        self.rec_holds = holds
 
     @property
     def waiters(self) -> int:
@@ -168,7 +175,7 @@ class SpinLock:
         return self.holder is not None or (me is not None and self.free_at > me.now)
 
     def _take(self, me: Actor, site: str) -> None:
-        if self.rec is not None and me is self.sim._current:
+        if self.rec is not None and self.rec_holds and me is self.sim._current:
             self.rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         self.holder = me
         self.holder_site = site
@@ -183,20 +190,33 @@ class SpinLock:
         me = sim._current
         if me is None:
             raise PrimitiveMisuse(f"{self.name}: acquire() outside an actor")
-        await sim.sync()
+        aw = sim._sync_step()  # sim.sync(), one coroutine frame less
+        if aw is not None:
+            await aw
         holder = self.holder
         if holder is None:
             wait = self.free_at - me.now
+            rec = self.rec
             if wait > 0:
                 self.stats._wait(wait, site, self.holder_site)
-                rec = self.rec
                 if rec is not None:
                     rec.emit("contention_begin", lock_addr=self.addr, flags=self.lcb_flags)
                 me.now = self.free_at
                 me.spin_ns += wait
                 if rec is not None:
                     rec.emit("contention_end", lock_addr=self.addr, ret=0)
-            self._take(me, site)
+            if rec is not None:
+                self._take(me, site)
+                return
+            # _take without the event hook, inline
+            self.holder = me
+            self.holder_site = site
+            self.acquired_at = me.now
+            last = self._last
+            if last is not me:
+                if last is not None:
+                    self.stats.acq_bounces += 1
+                self._last = me
             return
         if holder is me:
             raise PrimitiveMisuse(
@@ -209,10 +229,13 @@ class SpinLock:
         rec = self.rec
         if rec is not None:
             rec.emit("contention_begin", lock_addr=self.addr, flags=self.lcb_flags)
-        await sim.block(self)
+        aw = sim._block_step(self)  # sim.block(self), one coroutine frame less
+        if aw is not None:
+            await aw
         if rec is not None:
             rec.emit("contention_end", lock_addr=self.addr, ret=0)
-            rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
+            if self.rec_holds:
+                rec.emit("lock_acquired", name=self.name, lock_addr=self.addr)
         wait = me.now - since
         self.stats._wait(wait, site, holder_site)
         me.spin_ns += wait
@@ -221,7 +244,9 @@ class SpinLock:
         """spin_trylock: take the lock if it is free at the caller's virtual time."""
         if self.sim._current is None:
             raise PrimitiveMisuse(f"{self.name}: try_acquire() outside an actor")
-        await self.sim.sync()
+        aw = self.sim._sync_step()
+        if aw is not None:
+            await aw
         return self.try_acquire_now(site)
 
     def try_acquire_now(self, site: str = "") -> bool:
@@ -258,8 +283,16 @@ class SpinLock:
                 f"actor {who!r} releases {self.name} at t={t} ns but it is held by {held}"
             )
         t = me.now
-        self.stats._hold(t - self.acquired_at)
-        if self.rec is not None:
+        # stats._hold, inline
+        st = self.stats
+        ns = t - self.acquired_at
+        if ns < st.hold_min or st.acquisitions == 0:
+            st.hold_min = ns
+        if ns > st.hold_max:
+            st.hold_max = ns
+        st.acquisitions += 1
+        st.hold_total += ns
+        if self.rec is not None and self.rec_holds:
             self.rec.emit("lock_release", name=self.name, lock_addr=self.addr)
         if self._waiters:
             waiter, _since, site = self._waiters.popleft()
@@ -357,11 +390,14 @@ class WaitQueue:
                 f"actor {me.name!r}: {self.name}.wait(timeout_ns={timeout_ns!r}) at t={me.now} ns:"
                 " need None or a non-negative int of ns"
             )
-        await sim.sync()
+        aw = sim._sync_step()  # sim.sync(), one coroutine frame less
+        if aw is not None:
+            await aw
         if until is not None and until():
             return True
         if timeout_ns is not None:
-            if sim.sleep_through(me.now + timeout_ns):
+            at = me.now + timeout_ns
+            if sim.sleep_through(at):
                 # nobody can act before the timeout: it times out with nothing else happening
                 # (the cheap "wait until t unless woken" of an idle CPU)
                 me.sleep_ns += timeout_ns
@@ -369,12 +405,15 @@ class WaitQueue:
                 return False
             w = _Wait(me, self)
             self._waiters.append(w)
-            sim.push_timer(me.now + timeout_ns, w)
+            sim._seq += 1  # sim.push_timer(at, w), inline
+            _heappush(sim._heap, ((at << 1) | 1, sim._seq, w))
             me.timed = True
         else:
             w = _Wait(me, self)
             self._waiters.append(w)
-        await sim.block(self)
+        aw = sim._block_step(self)  # sim.block(self), one coroutine frame less
+        if aw is not None:
+            await aw
         return me.woken
 
     async def wake_up(self, n: int = 1) -> int:

@@ -270,22 +270,42 @@ class PerCpuPages:
     def take(self, order: int, migratetype: int) -> int:
         """Models mm/page_alloc.c: __rmqueue_pcplist (the list part): pop the first (hottest)
         entry, or -1."""
-        head = self.lists + order_to_pindex(migratetype, order)
+        if order > PAGE_ALLOC_COSTLY_ORDER:  # order_to_pindex, inline (the hot path)
+            head = self.lists + NR_LOWORDER_PCP_LISTS + (migratetype == MIGRATE_MOVABLE)
+        else:
+            head = self.lists + MIGRATE_PCPTYPES * order + migratetype
         mm = self.zone.memmap
-        pfn = mm.nxt[head]
+        nxt = mm.nxt
+        pfn = nxt[head]
         if pfn == head:
             return -1
-        mm.list_del(pfn)
+        # list_del, inline
+        prv = mm.prv
+        n = nxt[pfn]
+        p = prv[pfn]
+        nxt[p] = n
+        prv[n] = p
         self.count -= 1 << order
         return pfn
 
     def add_free(self, pfn: int, order: int, migratetype: int) -> int:
         """Models mm/page_alloc.c: free_unref_page_commit (the list part): mark PG_PCP,
         list_add at the head. Returns the pindex used."""
-        pindex = order_to_pindex(migratetype, order)
+        if order > PAGE_ALLOC_COSTLY_ORDER:  # order_to_pindex, inline (the hot path)
+            pindex = NR_LOWORDER_PCP_LISTS + (migratetype == MIGRATE_MOVABLE)
+        else:
+            pindex = MIGRATE_PCPTYPES * order + migratetype
         mm = self.zone.memmap
         mm.mark_block(pfn, order, PG_PCP)
-        mm.list_add(self.lists + pindex, pfn)
+        # list_add at the head, inline
+        head = self.lists + pindex
+        nxt = mm.nxt
+        prv = mm.prv
+        n = nxt[head]
+        nxt[pfn] = n
+        prv[pfn] = head
+        prv[n] = pfn
+        nxt[head] = pfn
         self.count += 1 << order
         return pindex
 

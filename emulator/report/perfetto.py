@@ -1,6 +1,8 @@
 """A run as a Chrome JSON trace (``trace.json``), for ui.perfetto.dev or chrome://tracing.
 
-Built after the run from ``events.jsonl`` and ``summary.json``; the model knows nothing of it.
+Built while the run runs, from the recorder's tuples and the trace-only events
+(:mod:`emulator.report.trace_capture`), or afterwards from an ``events.jsonl`` by
+:func:`write_trace`; both feed the same :class:`TraceConverter`. The model knows nothing of it.
 Time is virtual: the kernel's ns become the format's µs with a fractional part.
 
 Tracks (the format's processes and threads):
@@ -16,7 +18,8 @@ Tracks (the format's processes and threads):
   slices from ``mm_compaction_kcompactd_wake`` to ``mm_compaction_kcompactd_sleep``, and the
   same compaction/reclaim slices as on CPUs.
 * **locks** — (``zone->lock``, ``pcp->lock``, each node's ``lru_lock``, ``pcpu_drain_mutex``)
-  per lock instance a ``hold`` thread of complete (``X``) slices, from lockdep's
+  per lock instance a ``hold`` thread of complete (``X``) slices (which holds: the lock policy,
+  :data:`LOCK_POLICIES`), from lockdep's
   ``lock_acquired`` to ``lock_release`` (a lock is held by one actor at a time, so they never
   overlap); waits (``contention_begin`` .. ``contention_end`` of include/trace/events/lock.h)
   overlap each other, so each waiter has its own track per lock (``LOCK wait cpuN``), where
@@ -40,15 +43,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "LOCK_POLICIES",
+    "TRACE_EVENTS",
+    "TraceConverter",
     "enable_lock_events",
     "fragmentation_marks",
     "proactiveness_of",
     "read_events",
+    "write_footer",
+    "write_header",
     "write_trace",
 ]
 
@@ -96,6 +104,8 @@ def proactiveness_of(summary: dict) -> int:
 
 def enable_lock_events(allocator: Any, rec: Any) -> int:
     """Turn on the lock.h event hook of every lock the allocator has; returns how many.
+    ``rec`` is a recorder, or a :class:`~emulator.report.trace_capture.TraceCapture` (which
+    says per lock whether its policy wants the holds reported: :meth:`holds_for`).
 
     Labels stand for the kernel's lock addresses: ``zone->lock:N:Zone``,
     ``pcp->lock:cpuC:N:Zone``, ``lru_lock:N`` (each node's lruvec) and ``pcpu_drain_mutex``.
@@ -113,8 +123,9 @@ def enable_lock_events(allocator: Any, rec: Any) -> int:
     mutex = getattr(allocator, "pcpu_drain_mutex", None)
     if mutex is not None:
         locks.append((mutex, "pcpu_drain_mutex"))
+    holds_for = getattr(rec, "holds_for", None)
     for lock, label in locks:
-        lock.traced(rec, label)
+        lock.traced(rec, label, holds=True if holds_for is None else holds_for(label))
     return len(locks)
 
 
@@ -140,27 +151,33 @@ def read_events(path: Path) -> Iterator[dict]:
                 yield loads(line)
 
 
-def _us(t_ns: int) -> float:
-    return t_ns / 1000
-
-
 class _Writer:
-    """Writes the traceEvents array one event per line."""
+    """Writes the traceEvents array one event per line, buffered (:meth:`flush` writes)."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
-        self.first = True
+        self.sep = "\n"
         self.count = 0
+        #: rendered events not yet written (hot paths append to it directly)
+        self.buf: list[str] = []
 
     def __call__(self, ev: dict) -> None:
         self.raw(_dumps(ev))
 
     def raw(self, line: str) -> None:
         """One event already rendered as JSON (the hot paths format their own)."""
-        self.out.write("\n" if self.first else ",\n")
-        self.first = False
-        self.out.write(line)
-        self.count += 1
+        buf = self.buf
+        buf.append(line)
+        if len(buf) >= 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        buf = self.buf
+        if buf:
+            self.out.write(self.sep + ",\n".join(buf))
+            self.sep = ",\n"
+            self.count += len(buf)
+            buf.clear()
 
 
 class _Tracks:
@@ -172,6 +189,8 @@ class _Tracks:
         self.per_pid: dict[int, int] = {}
         self.lock_base: dict[str, int] = {}
         self.lock_used: dict[str, int] = {}
+        #: actor name -> (pid, tid)
+        self.keys: dict[str, tuple[int, int]] = {}
 
     def lock(self, addr: str, sub: str = "") -> int:
         """A track of lock ``addr``: its holds (no ``sub``), or e.g. ``wait cpu3``. A lock's
@@ -206,38 +225,468 @@ class _Tracks:
         return tid
 
     def actor(self, name: str) -> tuple[int, int]:
-        if name.startswith("cpu") and name[3:].isdigit():
-            return PID_CPUS, self.tid(PID_CPUS, name, int(name[3:]))
-        return PID_KTHREADS, self.tid(PID_KTHREADS, name)
+        """(pid, tid) of an actor's track: CPUs under "CPUs", the others under "kernel threads"."""
+        key = self.keys.get(name)
+        if key is None:
+            if name.startswith("cpu") and name[3:].isdigit():
+                key = PID_CPUS, self.tid(PID_CPUS, name, int(name[3:]))
+            else:
+                key = PID_KTHREADS, self.tid(PID_KTHREADS, name)
+            self.keys[name] = key
+        return key
 
 
-def _slice_name(ev: dict, base: str) -> str:
-    if "order" in ev and base in ("alloc", "free", "slowpath"):
-        return f"{base} order={ev['order']}"
+def _slice_name(fields: dict, base: str) -> str:
+    if base in ("alloc", "free", "slowpath") and "order" in fields:
+        return f"{base} order={fields['order']}"
     return base
 
 
-def _args(ev: dict) -> dict:
-    return {k: v for k, v in ev.items() if k not in ("t", "actor", "event")}
+#: lock track policies (``--trace-locks``): which holds are drawn (waits always are)
+LOCK_POLICIES = ("zone", "contended", "all")
+#: the locks whose every hold the default ``zone`` policy draws (pcp->lock is a CPU's own)
+_ZONE_POLICY_HOLDS = ("zone->lock", "lru_lock", "pcpu_drain_mutex")
+#: every event the trace uses: the converter ignores the rest of the log
+TRACE_EVENTS = frozenset(
+    (
+        *_PAIRS,
+        *_ENDS,
+        *_INSTANTS,
+        *_ISOLATION,
+        "lock_acquired",
+        "lock_release",
+        "contention_begin",
+        "contention_end",
+    )
+)
 
 
-def _wait_slice(
-    emit: _Writer, tracks: _Tracks, addr: str, waiter: str, t0: float, t1: float
-) -> None:
-    """One wait for a lock, on the track of that lock's waits by that actor (an actor waits
-    for one lock at a time, so its waits never overlap there)."""
-    tid = tracks.lock(addr, f"wait {waiter}")
-    emit(
-        {
-            "ph": "X",
-            "pid": PID_LOCKS,
-            "tid": tid,
-            "ts": t0,
-            "dur": t1 - t0,
-            "name": f"{waiter} waits",
-            "cat": "lock_wait",
-            "args": {"lock": addr, "waiter": waiter},
+def holds_drawn(addr: str, policy: str) -> bool:
+    """Whether the ``policy`` draws every hold of the lock labelled ``addr``."""
+    return policy == "all" or (policy == "zone" and addr.startswith(_ZONE_POLICY_HOLDS))
+
+
+def _us(t_ns: int) -> str:
+    """Virtual ns as the format's µs (the shortest repr of the float)."""
+    return repr(t_ns / 1000)
+
+
+class TraceConverter:
+    """Turns events (in time order) into trace events as they come: :meth:`feed` per event,
+    :meth:`finish` at the end (closes what is still open). Used by :func:`write_trace` (from
+    an events.jsonl file) and by :class:`~emulator.report.trace_capture.TraceCapture` (during
+    the run, from the recorder's tuples).
+
+    ``locks`` (one of :data:`LOCK_POLICIES`) chooses the lock holds drawn: ``all`` every hold
+    of every lock; ``contended`` only the holds some other actor waited behind, of every lock;
+    ``zone`` (the default) every hold of ``zone->lock``, ``lru_lock`` and ``pcpu_drain_mutex``
+    and none of a CPU's own ``pcp->lock``. Every wait is drawn whatever the policy.
+
+    Volume: a slice with nothing nested is one ``X`` event at its end (a slice with children
+    is ``B`` .. ``E``); an allocation or free with nothing nested (a pcp hit or a quick buddy
+    allocation, the bulk of a run) carries no args (its ``mm_page_alloc`` or ``mm_page_free``
+    line in events.jsonl, at the same time, has them; a failure keeps them); lock holds carry
+    no args (the track names the lock, the slice the holder).
+    """
+
+    def __init__(self, emit: _Writer, locks: str = "zone") -> None:
+        if locks not in LOCK_POLICIES:
+            raise ValueError(f"lock policy {locks!r}: expected one of {', '.join(LOCK_POLICIES)}")
+        self.emit = emit
+        self.locks = locks
+        self.tracks = _Tracks(emit)
+        self.stacks: dict[tuple[int, int], list[list]] = {}
+        #: open holds: lock -> [t0 (ns), holder, lockdep name, contended]
+        self.holds: dict[str, list] = {}
+        self.hold_lanes: dict[str, list[int]] = {}
+        self.hold_json: dict[str, str] = {}
+        self.all_holds: dict[str, bool] = {}
+        self.waits: dict[tuple[str, str], int] = {}
+        self.zone_waiters: dict[str, int] = {}
+        self.isolated: dict[str, tuple[int, int]] = {}
+        self.pending_flows: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        self.counts = {
+            "slices": 0,
+            "flows": 0,
+            "instants": 0,
+            "lock_holds": 0,
+            "lock_waits": 0,
+            "lock_holds_omitted": 0,
         }
+        self.next_id = 1
+        self.last_t = 0
+        #: allocation latency per order and zone->lock waits (ns), for the plots
+        self.alloc_latency: dict[int, list[int]] = {}
+        self.zone_lock_waits: dict[str, list[tuple[int, int]]] = {}
+        self._alloc_t0: dict[str, int] = {}
+        self._names: dict[tuple[str, object], str] = {}
+
+    # -- slices on actor tracks --------------------------------------------------------------
+
+    def _name(self, base: str, fields: dict) -> str:
+        """The slice's name as JSON (cached per base and order)."""
+        order = fields.get("order") if base in ("alloc", "free", "slowpath") else None
+        js = self._names.get((base, order))
+        if js is None:
+            js = self._names[(base, order)] = _dumps(
+                base if order is None else f"{base} order={order}"
+            )
+        return js
+
+    def _open(self, key: tuple[int, int], base: str, t: int, fields: dict) -> None:
+        """Push a slice; it is written when it gets a child (``B``) or ends (``X``)."""
+        stack = self.stacks.get(key)
+        if stack is None:
+            stack = self.stacks[key] = []
+        elif stack and not stack[-1][2]:
+            self._write_begin(key, stack[-1])
+        stack.append([base, t, False, fields])
+        self.counts["slices"] += 1
+
+    def _materialize(self, key: tuple[int, int]) -> None:
+        """Write the ``B`` of every slice still pending on ``key`` (before an instant there,
+        so that the track's timestamps stay in order)."""
+        for entry in self.stacks.get(key, ()):
+            if not entry[2]:
+                self._write_begin(key, entry)
+
+    def _write_begin(self, key: tuple[int, int], entry: list) -> None:
+        base, t, _, fields = entry
+        entry[2] = True
+        self.emit.raw(
+            f'{{"ph":"B","pid":{key[0]},"tid":{key[1]},"ts":{_us(t)},'
+            f'"name":{self._name(base, fields)},"cat":"mm","args":{_dumps(fields)}}}'
+        )
+
+    def _close(self, key: tuple[int, int], name: str, t: int, args: dict | None = None) -> bool:
+        stack = self.stacks.get(key)
+        if not stack:
+            return False
+        if stack[-1][0] != name and all(e[0] != name for e in stack):
+            return False
+        raw = self.emit.raw
+        while stack:
+            n, t0, begun, fields = stack.pop()
+            last = n == name
+            if not begun:
+                # a leaf: one complete event instead of B and E
+                head = (
+                    f'{{"ph":"X","pid":{key[0]},"tid":{key[1]},"ts":{_us(t0)},'
+                    f'"dur":{_us(t - t0)},"name":{self._name(n, fields)}'
+                )
+                if n in ("alloc", "free") and not (last and args and args.get("pfn", 0) < 0):
+                    raw(head + "}")
+                else:
+                    merged = fields if not (last and args) else {**fields, **args}
+                    raw(head + f',"cat":"mm","args":{_dumps(merged)}}}')
+            elif last and args:
+                raw(
+                    f'{{"ph":"E","pid":{key[0]},"tid":{key[1]},"ts":{_us(t)},'
+                    f'"args":{_dumps(args)}}}'
+                )
+            else:
+                raw(f'{{"ph":"E","pid":{key[0]},"tid":{key[1]},"ts":{_us(t)}}}')
+            if last:
+                return True
+        return True
+
+    # -- locks -------------------------------------------------------------------------------
+
+    def _draws_all(self, addr: str) -> bool:
+        d = self.all_holds.get(addr)
+        if d is None:
+            d = self.all_holds[addr] = holds_drawn(addr, self.locks)
+        return d
+
+    def _hold_slice(self, addr: str, t0: int, t1: int, holder: str) -> None:
+        lanes = self.hold_lanes.get(addr)
+        if lanes is None:
+            lanes = self.hold_lanes[addr] = []
+        if lanes and lanes[0] <= t0:
+            lane = 0
+            lanes[0] = t1
+        else:
+            lane = next((i for i, end in enumerate(lanes) if end <= t0), len(lanes))
+            if lane == len(lanes):
+                lanes.append(t1)
+            else:
+                lanes[lane] = t1
+        tid = self.tracks.lock(addr, f"({lane})" if lane else "")
+        tail = self.hold_json.get(holder)
+        if tail is None:
+            tail = self.hold_json[holder] = (
+                f'"name":{_dumps(f"held by {holder}")},"cat":"lock_hold"}}'
+            )
+        self.emit.raw(
+            f'{{"ph":"X","pid":{PID_LOCKS},"tid":{tid},"ts":{_us(t0)},"dur":{_us(t1 - t0)},' + tail
+        )
+        self.counts["lock_holds"] += 1
+
+    def _waiters_counter(self, addr: str, t: int, delta: int) -> None:
+        n = self.zone_waiters[addr] = self.zone_waiters.get(addr, 0) + delta
+        self.emit.raw(
+            f'{{"ph":"C","pid":{PID_COUNTERS},"ts":{_us(t)},"name":{_dumps(f"waiters {addr}")},'
+            f'"args":{{"waiters":{n}}}}}'
+        )
+
+    # -- the event loop ------------------------------------------------------------------------
+
+    def feed_batch(self, batch: list[tuple]) -> None:
+        """Feed ``(t, n, actor, event, fields)`` entries in order: :meth:`feed` for each, with
+        the most frequent cases (leaf allocations and frees, lock holds) inlined."""
+        stacks = self.stacks
+        keys = self.tracks.keys
+        actor_key = self.tracks.actor
+        names = self._names
+        holds = self.holds
+        waits = self.waits
+        alloc_t0 = self._alloc_t0
+        latency = self.alloc_latency
+        pending_flows = self.pending_flows
+        buf = self.emit.buf
+        append = buf.append
+        feed = self.feed
+        close = self._close
+        slices = 0
+        t = self.last_t
+        for t, _n, actor, name, fields in batch:
+            if name == "mmemu_free_begin" or name == "mmemu_alloc_begin":
+                if actor is None:
+                    actor = "kernel"
+                key = keys.get(actor) or actor_key(actor)
+                stack = stacks.get(key)
+                if stack is None:
+                    stack = stacks[key] = []
+                elif stack and not stack[-1][2]:
+                    self._write_begin(key, stack[-1])
+                if name[6] == "a":
+                    alloc_t0[actor] = t
+                    stack.append(["alloc", t, False, fields])
+                else:
+                    stack.append(["free", t, False, fields])
+                slices += 1
+            elif name == "mmemu_free_end" or name == "mm_page_alloc":
+                if actor is None:
+                    actor = "kernel"
+                key = keys.get(actor) or actor_key(actor)
+                stack = stacks.get(key)
+                base = "free" if name[0] == "m" and name[2] == "e" else "alloc"
+                if (
+                    stack
+                    and stack[-1][0] == base
+                    and not stack[-1][2]
+                    and (base == "free" or (fields["pfn"] >= 0 and key not in pending_flows))
+                ):
+                    _b, t0, _begun, bfields = stack.pop()
+                    if base == "alloc":
+                        a0 = alloc_t0.pop(actor, None)
+                        if a0 is not None:
+                            lat = latency.get(fields["order"])
+                            if lat is None:
+                                lat = latency[fields["order"]] = []
+                            lat.append(t - a0)
+                    order = bfields.get("order")
+                    nm = names.get((base, order))
+                    if nm is None:
+                        nm = self._name(base, bfields)
+                    append(
+                        f'{{"ph":"X","pid":{key[0]},"tid":{key[1]},"ts":{t0 / 1000!r},'
+                        f'"dur":{(t - t0) / 1000!r},"name":{nm}}}'
+                    )
+                elif base == "free":
+                    close(key, "free", t, fields)
+                else:
+                    self._end(t, actor, name, fields)
+            elif name == "lock_acquired":
+                addr = fields["lock_addr"]
+                waited = any(a == addr for a, _ in waits) if waits else False
+                holds[addr] = [t, actor or "kernel", fields.get("name"), waited]
+            elif name == "lock_release":
+                self._release(t, actor, fields)
+            else:
+                feed(t, actor, name, fields)
+        self.last_t = t
+        self.counts["slices"] += slices
+        self.emit.flush()
+
+    def _acquired(self, t: int, actor: str | None, fields: dict) -> None:
+        self.last_t = t
+        addr = fields["lock_addr"]
+        waits = self.waits
+        waited = any(a == addr for a, _ in waits) if waits else False
+        self.holds[addr] = [t, actor or "kernel", fields.get("name"), waited]
+
+    def _release(self, t: int, actor: str | None, fields: dict) -> None:
+        self.last_t = t
+        addr = fields["lock_addr"]
+        got = self.holds.pop(addr, None)
+        if got is not None:
+            if self._draws_all(addr) or (got[3] and self.locks == "contended"):
+                self._hold_slice(addr, got[0], t, got[1])
+            else:
+                self.counts["lock_holds_omitted"] += 1
+
+    def feed(self, t: int, actor: str | None, name: str, fields: dict) -> None:
+        """One event (``fields`` without ``t``, ``actor``, ``event``); events come in time order."""
+        self.last_t = t
+        actor = actor or "kernel"
+        if name == "lock_acquired":
+            self._acquired(t, actor, fields)
+        elif name == "lock_release":
+            self._release(t, actor, fields)
+        elif name in _PAIRS:
+            key = self.tracks.actor(actor)
+            base = _PAIRS[name][1]
+            if base == "alloc":
+                self._alloc_t0[actor] = t
+            elif base in ("kswapd", "kcompactd"):
+                self._close(key, base, t)  # a wake while awake: one slice per wake
+            self._open(key, base, t, fields)
+        elif name in _ENDS:
+            self._end(t, actor, name, fields)
+        elif name == "contention_begin":
+            addr = fields["lock_addr"]
+            self.waits[(addr, actor)] = t
+            held = self.holds.get(addr)
+            if held is not None:
+                held[3] = True
+            self.tracks.lock(addr)
+            if addr.startswith("zone->lock"):
+                self._waiters_counter(addr, t, 1)
+        elif name == "contention_end":
+            addr = fields["lock_addr"]
+            t0 = self.waits.pop((addr, actor), -1)
+            if t0 >= 0:
+                _wait_slice(self.emit, self.tracks, addr, actor, t0, t)
+                self.counts["lock_waits"] += 1
+                if addr.startswith("zone->lock"):
+                    self._waiters_counter(addr, t, -1)
+                    self.zone_lock_waits.setdefault(addr, []).append((t0, t))
+        elif name in _INSTANTS:
+            key = self.tracks.actor(actor)
+            self._materialize(key)
+            self.emit.raw(
+                f'{{"ph":"i","s":"t","pid":{key[0]},"tid":{key[1]},"ts":{_us(t)},'
+                f'"name":{_dumps(name)},"cat":"mm","args":{_dumps(fields)}}}'
+            )
+            self.counts["instants"] += 1
+        if name in _ISOLATION:
+            self._isolation(actor, t, name, fields)
+
+    def _end(self, t: int, actor: str, name: str, fields: dict) -> None:
+        key = self.tracks.actor(actor)
+        base = _ENDS[name]
+        if name == "mm_page_alloc":
+            t0 = self._alloc_t0.pop(actor, None)
+            if t0 is not None:
+                self.alloc_latency.setdefault(int(fields.get("order", 0)), []).append(t - t0)
+            if key in self.pending_flows:
+                ok = fields.get("pfn", -1) >= 0
+                fname = f"compaction→alloc {'satisfied' if ok else 'lost'}"
+                for fid, t_from in self.pending_flows.pop(key):
+                    self._flow(key, fid, fname, t_from, t / 1000)
+        elif name == "mm_compaction_end":
+            stack = self.stacks.get(key, [])
+            if any(e[0] == "alloc" for e in stack):
+                # Perfetto pairs s and f by (id, cat, name), and the name tells the outcome,
+                # known only when the allocation ends: both are written then. The start sits
+                # half a ns before this end (the virtual clock ticks in whole ns), so it binds
+                # to the compact_zone slice still open there; that slice is written as B/E.
+                top = stack[-1] if stack and stack[-1][0] == "compact_zone" else None
+                began = top[1] if top is not None else t
+                if top is not None and not top[2]:
+                    self._write_begin(key, top)
+                t_from = max(began / 1000, t / 1000 - 0.0005)
+                self.pending_flows.setdefault(key, []).append((self.next_id, t_from))
+                self.next_id += 1
+        self._close(key, base, t, fields)
+        if name == "mm_page_alloc" and fields.get("pfn", 0) < 0:
+            self.emit(
+                {
+                    "ph": "i",
+                    "s": "t",
+                    "pid": key[0],
+                    "tid": key[1],
+                    "ts": t / 1000,
+                    "name": f"alloc failure order={fields.get('order')}",
+                    "cat": "failure",
+                    "args": fields,
+                }
+            )
+            self.counts["instants"] += 1
+
+    def _flow(self, key: tuple[int, int], fid: int, name: str, t0: float, t1: float) -> None:
+        _flow(self.emit, key, fid, name, t0, t1)
+        self.counts["flows"] += 1
+
+    def _isolation(self, actor: str, t: int, name: str, fields: dict) -> None:
+        isolated = self.isolated
+        mig, free = isolated.get(actor, (0, 0))
+        taken = int(fields.get("nr_taken", 0))
+        if name == "mm_compaction_isolate_migratepages":
+            mig += taken
+        elif name == "mm_compaction_migratepages":
+            done = int(fields.get("nr_migrated", 0))
+            mig = max(0, mig - done - int(fields.get("nr_failed", 0)))
+            free = max(0, free - done)  # the new pages the migrated ones moved to
+        elif name == "mm_compaction_end":
+            mig, free = 0, 0  # putback and release_free_list
+        else:
+            free += taken
+        isolated[actor] = (mig, free)
+        self.emit(
+            {
+                "ph": "C",
+                "pid": PID_COUNTERS,
+                "ts": t / 1000,
+                "name": "pages isolated by compaction",
+                "args": {
+                    "migrate": sum(m for m, _ in isolated.values()),
+                    "free": sum(f for _, f in isolated.values()),
+                },
+            }
+        )
+
+    def finish(self) -> dict[str, int]:
+        """Close whatever is still open at the end (a run cut at its deadline); the counts."""
+        last_t = self.last_t
+        for addr, (t0, holder, lname, _) in sorted(self.holds.items()):
+            tid = self.tracks.lock(addr)
+            self.emit(
+                {
+                    "ph": "X",
+                    "pid": PID_LOCKS,
+                    "tid": tid,
+                    "ts": t0 / 1000,
+                    "dur": max(0, last_t - t0) / 1000,
+                    "name": f"held by {holder}",
+                    "cat": "lock_hold",
+                    "args": {"lock": lname},
+                }
+            )
+        self.holds.clear()
+        for (addr, waiter), t0 in sorted(self.waits.items()):
+            _wait_slice(self.emit, self.tracks, addr, waiter, t0, last_t)
+        self.waits.clear()
+        for key, pending in sorted(self.pending_flows.items()):
+            for fid, t_from in pending:
+                self._flow(key, fid, "compaction→alloc unfinished", t_from, last_t / 1000)
+        self.pending_flows.clear()
+        for key in sorted(self.stacks):
+            stack = self.stacks[key]
+            while stack:
+                self._close(key, stack[0][0], last_t)
+        return self.counts
+
+
+def _wait_slice(emit: _Writer, tracks: _Tracks, addr: str, waiter: str, t0: int, t1: int) -> None:
+    """One wait for a lock (times in ns), on the track of that lock's waits by that actor (an
+    actor waits for one lock at a time, so its waits never overlap there)."""
+    tid = tracks.lock(addr, f"wait {waiter}")
+    emit.raw(
+        f'{{"ph":"X","pid":{PID_LOCKS},"tid":{tid},"ts":{_us(t0)},"dur":{_us(t1 - t0)},'
+        f'"name":{_dumps(f"{waiter} waits")},"cat":"lock_wait",'
+        f'"args":{_dumps({"lock": addr, "waiter": waiter})}}}'
     )
 
 
@@ -251,219 +700,6 @@ def _flow(emit: _Writer, key: tuple[int, int], fid: int, name: str, t0: float, t
         emit(ev)
 
 
-def _convert(events: Iterable[dict], emit: _Writer) -> dict[str, int]:
-    """Every per-event track; returns counts for the caller's otherData."""
-    tracks = _Tracks(emit)
-    stacks: dict[tuple[int, int], list[tuple[str, float]]] = {}
-    holds: dict[str, tuple[float, str, dict]] = {}
-    hold_lanes: dict[str, list[float]] = {}
-    hold_json: dict[tuple[object, str], str] = {}
-    waits: dict[tuple[str, str], float] = {}
-    zone_waiters: dict[str, int] = {}
-    isolated: dict[str, tuple[int, int]] = {}
-    pending_flows: dict[tuple[int, int], list[tuple[int, float]]] = {}
-    counts = {"slices": 0, "flows": 0, "instants": 0, "lock_holds": 0, "lock_waits": 0}
-    next_id = 1
-    last_t = 0.0
-
-    def close(key: tuple[int, int], name: str, ts: float, args: dict | None = None) -> bool:
-        stack = stacks.get(key)
-        if not stack or all(n != name for n, _ in stack):
-            return False
-        while stack:
-            n, _ = stack.pop()
-            if n == name and args:
-                emit({"ph": "E", "pid": key[0], "tid": key[1], "ts": ts, "args": args})
-                return True
-            emit.raw(f'{{"ph":"E","pid":{key[0]},"tid":{key[1]},"ts":{ts!r}}}')
-            if n == name:
-                return True
-        return True
-
-    for ev in events:
-        name = ev["event"]
-        ts = _us(ev["t"])
-        last_t = ts
-        actor = ev.get("actor") or "kernel"
-        if name in _PAIRS:
-            key = tracks.actor(actor)
-            base = _PAIRS[name][1]
-            if base in ("kswapd", "kcompactd"):
-                close(key, base, ts)  # a wake while awake: one slice per wake
-            sname = _slice_name(ev, base)
-            stacks.setdefault(key, []).append((base, ts))
-            emit(
-                {
-                    "ph": "B",
-                    "pid": key[0],
-                    "tid": key[1],
-                    "ts": ts,
-                    "name": sname,
-                    "cat": "mm",
-                    "args": _args(ev),
-                }
-            )
-            counts["slices"] += 1
-        elif name in _ENDS:
-            key = tracks.actor(actor)
-            base = _ENDS[name]
-            if name == "mm_page_alloc" and key in pending_flows:
-                ok = ev.get("pfn", -1) >= 0
-                fname = f"compaction→alloc {'satisfied' if ok else 'lost'}"
-                for fid, t_from in pending_flows.pop(key):
-                    _flow(emit, key, fid, fname, t_from, ts)
-                    counts["flows"] += 1
-            if name == "mm_compaction_end":
-                stack = stacks.get(key, [])
-                if any(n == "alloc" for n, _ in stack):
-                    # Perfetto pairs s and f by (id, cat, name), and the name tells the
-                    # outcome, known only when the allocation ends: both are written then. The
-                    # start sits half a ns before this end (the virtual clock ticks in whole
-                    # ns), so it binds to the compact_zone slice still open there.
-                    began = stack[-1][1] if stack and stack[-1][0] == "compact_zone" else ts
-                    t_from = max(began, ts - 0.0005)
-                    pending_flows.setdefault(key, []).append((next_id, t_from))
-                    next_id += 1
-            close(key, base, ts, _args(ev))
-            if name == "mm_page_alloc" and ev.get("pfn", 0) < 0:
-                emit(
-                    {
-                        "ph": "i",
-                        "s": "t",
-                        "pid": key[0],
-                        "tid": key[1],
-                        "ts": ts,
-                        "name": f"alloc failure order={ev.get('order')}",
-                        "cat": "failure",
-                        "args": _args(ev),
-                    }
-                )
-                counts["instants"] += 1
-        elif name in _INSTANTS:
-            key = tracks.actor(actor)
-            emit(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "pid": key[0],
-                    "tid": key[1],
-                    "ts": ts,
-                    "name": name,
-                    "cat": "mm",
-                    "args": _args(ev),
-                }
-            )
-            counts["instants"] += 1
-        elif name == "lock_acquired":
-            holds[ev["lock_addr"]] = (ts, actor, ev)
-        elif name == "lock_release":
-            addr = ev["lock_addr"]
-            got = holds.pop(addr, None)
-            if got is not None:
-                t0, holder, _ = got
-                lanes = hold_lanes.setdefault(addr, [])
-                lane = next((i for i, end in enumerate(lanes) if end <= t0), len(lanes))
-                if lane == len(lanes):
-                    lanes.append(ts)
-                else:
-                    lanes[lane] = ts
-                tid = tracks.lock(addr, f"({lane})" if lane else "")
-                hold_args = hold_json.get((ev.get("name"), holder))
-                if hold_args is None:
-                    hold_args = hold_json[(ev.get("name"), holder)] = (
-                        f'"name":{_dumps(f"held by {holder}")},"cat":"lock_hold",'
-                        f'"args":{_dumps({"lock": ev.get("name"), "holder": holder})}'
-                    )
-                emit.raw(
-                    f'{{"ph":"X","pid":{PID_LOCKS},"tid":{tid},"ts":{t0!r},'
-                    f'"dur":{ts - t0!r},{hold_args}}}'
-                )
-                counts["lock_holds"] += 1
-        elif name == "contention_begin":
-            addr = ev["lock_addr"]
-            waits[(addr, actor)] = ts
-            tracks.lock(addr)
-            if addr.startswith("zone->lock"):
-                zone_waiters[addr] = zone_waiters.get(addr, 0) + 1
-                emit(
-                    {
-                        "ph": "C",
-                        "pid": PID_COUNTERS,
-                        "ts": ts,
-                        "name": f"waiters {addr}",
-                        "args": {"waiters": zone_waiters[addr]},
-                    }
-                )
-        elif name == "contention_end":
-            addr = ev["lock_addr"]
-            t0 = waits.pop((addr, actor), -1.0)
-            if t0 >= 0:
-                _wait_slice(emit, tracks, addr, actor, t0, ts)
-                counts["lock_waits"] += 1
-                if addr.startswith("zone->lock"):
-                    zone_waiters[addr] -= 1
-                    emit(
-                        {
-                            "ph": "C",
-                            "pid": PID_COUNTERS,
-                            "ts": ts,
-                            "name": f"waiters {addr}",
-                            "args": {"waiters": zone_waiters[addr]},
-                        }
-                    )
-        if name in _ISOLATION:
-            mig, free = isolated.get(actor, (0, 0))
-            taken = int(ev.get("nr_taken", 0))
-            if name == "mm_compaction_isolate_migratepages":
-                mig += taken
-            elif name == "mm_compaction_migratepages":
-                done = int(ev.get("nr_migrated", 0))
-                mig = max(0, mig - done - int(ev.get("nr_failed", 0)))
-                free = max(0, free - done)  # the new pages the migrated ones moved to
-            elif name == "mm_compaction_end":
-                mig, free = 0, 0  # putback and release_free_list
-            else:
-                free += taken
-            isolated[actor] = (mig, free)
-            emit(
-                {
-                    "ph": "C",
-                    "pid": PID_COUNTERS,
-                    "ts": ts,
-                    "name": "pages isolated by compaction",
-                    "args": {
-                        "migrate": sum(m for m, _ in isolated.values()),
-                        "free": sum(f for _, f in isolated.values()),
-                    },
-                }
-            )
-    # close whatever is still open at the end of the trace (a run cut at its deadline)
-    for addr, (t0, holder, ev) in sorted(holds.items()):
-        tid = tracks.lock(addr)
-        emit(
-            {
-                "ph": "X",
-                "pid": PID_LOCKS,
-                "tid": tid,
-                "ts": t0,
-                "dur": max(0.0, last_t - t0),
-                "name": f"held by {holder}",
-                "cat": "lock_hold",
-                "args": {"lock": ev.get("name")},
-            }
-        )
-    for (addr, waiter), t0 in sorted(waits.items()):
-        _wait_slice(emit, tracks, addr, waiter, t0, last_t)
-    for key, pending in sorted(pending_flows.items()):
-        for fid, t_from in pending:
-            _flow(emit, key, fid, "compaction→alloc unfinished", t_from, last_t)
-    for key in sorted(stacks):
-        while stacks[key]:
-            stacks[key].pop()
-            emit({"ph": "E", "pid": key[0], "tid": key[1], "ts": last_t})
-    return counts
-
-
 def _counters(summary: dict, emit: _Writer) -> None:
     """Counter tracks from the sampler's time series in summary.json."""
     ts_ns = summary.get("timeseries", {}).get("t_ns", [])
@@ -471,7 +707,7 @@ def _counters(summary: dict, emit: _Writer) -> None:
     proactiveness = proactiveness_of(summary)
     low, high = fragmentation_marks(proactiveness)
     for i, t in enumerate(ts_ns):
-        ts = _us(t)
+        ts = t / 1000
         per_order = series.get("free_pages_per_order", [])
         if i < len(per_order):
             emit(
@@ -519,45 +755,70 @@ def _counters(summary: dict, emit: _Writer) -> None:
             )
 
 
-def write_trace(run_dir: Path, out: Path | None = None) -> Path:
-    """Write ``trace.json`` for the results folder ``run_dir``; returns its path."""
+def write_header(f: IO[str]) -> _Writer:
+    """Start a trace file: the opening and the process names; returns its event writer."""
+    f.write('{"displayTimeUnit":"ns","traceEvents":[')
+    emit = _Writer(f)
+    for pid, pname in (
+        (PID_CPUS, "CPUs"),
+        (PID_KTHREADS, "kernel threads"),
+        (PID_LOCKS, "locks"),
+        (PID_COUNTERS, "counters"),
+    ):
+        emit({"ph": "M", "pid": pid, "tid": 0, "name": "process_name", "args": {"name": pname}})
+        emit(
+            {
+                "ph": "M",
+                "pid": pid,
+                "tid": 0,
+                "name": "process_sort_index",
+                "args": {"sort_index": pid},
+            }
+        )
+    return emit
+
+
+def write_footer(f: IO[str], emit: _Writer, summary: dict, counts: dict) -> None:
+    """End a trace file: the sampler's counters and ``otherData``."""
+    _counters(summary, emit)
+    emit.flush()
+    other = {
+        "scenario": summary.get("scenario"),
+        "seed": summary.get("seed"),
+        "virtual_ns": summary.get("virtual_ns"),
+        "time": "virtual (kernel ns shown as µs with a fractional part)",
+        **counts,
+    }
+    f.write('\n],"otherData":')
+    f.write(_dumps(other))
+    f.write("}\n")
+
+
+def write_trace(run_dir: Path, out: Path | None = None, locks: str = "zone") -> Path:
+    """Write ``trace.json`` for the results folder ``run_dir`` from its events.jsonl (a run
+    traced while it ran has it already: see :mod:`emulator.report.trace_capture`)."""
     run_dir = Path(run_dir)
     out = out or run_dir / "trace.json"
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     events_path = run_dir / "events.jsonl"
     tmp = out.with_suffix(".json.tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        f.write('{"displayTimeUnit":"ns","traceEvents":[')
-        emit = _Writer(f)
-        for pid, pname in (
-            (PID_CPUS, "CPUs"),
-            (PID_KTHREADS, "kernel threads"),
-            (PID_LOCKS, "locks"),
-            (PID_COUNTERS, "counters"),
-        ):
-            emit({"ph": "M", "pid": pid, "tid": 0, "name": "process_name", "args": {"name": pname}})
-            emit(
-                {
-                    "ph": "M",
-                    "pid": pid,
-                    "tid": 0,
-                    "name": "process_sort_index",
-                    "args": {"sort_index": pid},
-                }
-            )
+        emit = write_header(f)
         counts: dict[str, int] = {}
         if events_path.exists():
-            counts = _convert(read_events(events_path), emit)
-        _counters(summary, emit)
-        other = {
-            "scenario": summary.get("scenario"),
-            "seed": summary.get("seed"),
-            "virtual_ns": summary.get("virtual_ns"),
-            "time": "virtual (kernel ns shown as µs with a fractional part)",
-            **counts,
-        }
-        f.write('\n],"otherData":')
-        f.write(_dumps(other))
-        f.write("}\n")
+            conv = TraceConverter(emit, locks)
+            wanted = TRACE_EVENTS
+            batch: list[tuple] = []
+            for ev in read_events(events_path):
+                name = ev.pop("event")
+                if name in wanted:
+                    t = ev.pop("t")
+                    batch.append((t, 0, ev.pop("actor", None), name, ev))
+                    if len(batch) >= 65536:
+                        conv.feed_batch(batch)
+                        batch.clear()
+            conv.feed_batch(batch)
+            counts = conv.finish()
+        write_footer(f, emit, summary, counts)
     tmp.replace(out)
     return out

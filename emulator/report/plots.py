@@ -320,8 +320,10 @@ def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
     return lat, waits, outcomes, failures
 
 
-def write_plots(run_dir: Path, out: Path | None = None) -> list[Path]:
-    """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/)."""
+def write_plots(run_dir: Path, out: Path | None = None, extra: tuple | None = None) -> list[Path]:
+    """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/).
+    ``extra``: (allocation latencies per order, zone->lock waits) from the run's trace
+    capture, for the markers and lock events that events.jsonl does not hold."""
     run_dir = Path(run_dir)
     out = out or run_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +334,9 @@ def write_plots(run_dir: Path, out: Path | None = None) -> list[Path]:
         lat, waits, outcomes, failures = _scan(read_events(events_path))
     else:
         lat, waits, outcomes, failures = empty, empty, empty, empty
+    if extra is not None:
+        lat = lat or extra[0]
+        waits = waits or extra[1]
     return [
         plot_fragmentation(summary, out / PLOTS[0]),
         plot_free_heatmap(summary, out / PLOTS[1]),

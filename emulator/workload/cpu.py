@@ -27,7 +27,10 @@ at the CPU's next allocation.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +70,7 @@ class CpuProgram:
         self.cpu = cpu
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
+        self._cum: dict[int, tuple[tuple[AllocClass, ...], list[float], float]] = {}
         self.rmap = pa.machine.rmap
         #: handles held until a phase's free pattern, as (handle, order)
         self.held: list[tuple[int, int]] = []
@@ -99,7 +103,17 @@ class CpuProgram:
     def _choose(self, mix: tuple[AllocClass, ...]) -> AllocClass:
         if len(mix) == 1:
             return mix[0]
-        return self.rng.choices(mix, weights=[c.weight for c in mix])[0]
+        # random.choices(mix, weights)[0] with its cumulative weights computed once per mix:
+        # the same single random() draw and bisection, so the same choice
+        cached = self._cum.get(id(mix))
+        if cached is None or cached[0] is not mix:
+            cum = list(itertools.accumulate(c.weight for c in mix))
+            total = cum[-1] + 0.0
+            if not (0.0 < total < math.inf):
+                return self.rng.choices(mix, weights=[c.weight for c in mix])[0]  # its error
+            cached = self._cum[id(mix)] = (mix, cum, total)
+        _, cum, total = cached
+        return mix[bisect.bisect(cum, self.rng.random() * total, 0, len(mix) - 1)]
 
     def free_fraction(self) -> float:
         """Free pages in the buddy lists as a fraction of managed pages (racy read)."""

@@ -46,9 +46,11 @@ def test_run_plots_writes_every_png(small_run: Path) -> None:
             assert series == {f"order{o}": s["attempts"] for o, s in allocs.items()}
             assert axes[0]["lines"] == len(allocs)
         elif name == "zone_lock_wait.png":
+            # the lock events feed the trace, not events.jsonl: count its zone->lock waits
+            trace = json.loads((small_run / "trace.json").read_text())["traceEvents"]
             waits = sum(
-                '"contention_begin"' in line and "zone->lock" in line
-                for line in (small_run / "events.jsonl").open()
+                e.get("cat") == "lock_wait" and e["args"]["lock"].startswith("zone->lock")
+                for e in trace
             )
             assert sum(series.values()) == waits
         elif name == "compaction_outcomes.png":
