@@ -10,7 +10,9 @@ and compares the event logs byte for byte.
 
 Usage (by hand; not part of the test suite)::
 
-    python3 dev.py python benchmarks/swarm.py --minutes 10 [--seed 1] [--limit 180]
+    python3 dev.py python benchmarks/swarm.py --minutes 10 [--seed 1] [--limit 180] [--show-specs]
+
+``--show-specs`` prints each failing run's spec; replay it alone with ``--one 'SPEC'``.
 
 Prints one line per run and the totals: runs, ok, violations, crashes, hangs, deadlocks,
 refused (inputs the CLI would refuse: counted, not errors), nondeterministic.
@@ -94,9 +96,9 @@ def _checker(ctx: Any, every: int) -> Any:
 
 
 def quiescent(ctx: Any) -> bool:
-    """No lock held and no actor waiting for one: no operation is half done (e.g. an lru-add
-    batch detached from its CPU while the drain waits for lru_lock), so every invariant must
-    hold. The checks run only then."""
+    """No lock held and no actor waiting for one: no operation is half done (e.g. a zone's
+    free lists mid-rmqueue_bulk), so every invariant must hold. The checks run only then. (The
+    LRU invariants hold at every synchronised instant: tests/mm/test_lru_batch.py.)"""
     pa = ctx.allocator
     locks = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
     locks += [lv.lru_lock_or_none for lv in getattr(pa, "lruvecs", ())]
@@ -163,6 +165,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--limit", type=float, default=180.0, help="wall seconds before a hang")
+    ap.add_argument(
+        "--show-specs", action="store_true", help="print each failing run's spec (for --one)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -201,6 +206,8 @@ def main() -> int:
             f" {out.get('why', '')}",
             flush=True,
         )
+        if out["status"] not in ("ok", "refused") and args.show_specs:
+            print("     spec: " + json.dumps(spec), flush=True)
     keys = ["runs", "ok", "violation", "crash", "hang", "deadlock", "refused", "nondeterministic"]
     print("totals: " + "  ".join(f"{k}={totals.get(k, 0)}" for k in keys))
     return 0

@@ -238,8 +238,13 @@ async def folio_add_lru(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     (``PF_LRU_BATCH``); the batch moves to the LRU lists under ``lru_lock`` when it holds
     :data:`PAGEVEC_SIZE` folios or this folio is large (order > 0), as the kernel does.
     An mlocked folio gets PF_UNEVICTABLE and counts ``unevictable_pgs_culled`` and ``nr_mlock``.
+    The folio is published (flag, batch) at a synchronised instant: other actors read both
+    (:func:`lru_add_drain_all`, compaction's PageLRU test).
     """
     mm = pa.memmap
+    sim = pa.sim
+    if not sim.is_synchronised():
+        await sim.sync()  # the batch and the flags are read by others (drain_all, compaction)
     owner = mm.owner[pfn]
     if not OWNER_ON_LRU[owner]:
         raise ValueError(f"folio_add_lru: pfn {pfn:#x} has owner kind {owner}, not an LRU kind")
@@ -261,23 +266,35 @@ async def lru_add_drain(pa: PageAllocator, cpu: Cpu) -> None:
     """Models mm/swap.c: lru_add_drain (folio_batch_move_lru of ``cpu``'s lru-add batch).
 
     One ``lru_lock`` hold per run of folios of the same node (folio_lruvec_relock_irqsave);
-    each folio costs ``lru_op``. A folio whose holder let go meanwhile is not added: the
-    batch's reference was the last, so it is freed after the lock is dropped (folios_put).
+    each folio costs ``lru_op``. As in the kernel, the folios stay in the batch (PG_lru clear,
+    ``PF_LRU_BATCH`` here) until they move onto their list under ``lru_lock``: each run leaves
+    the batch at the instant it is moved, under the lock (the kernel's batch is only reset,
+    folio_batch_reinit, after the move). A folio whose holder let go meanwhile is not added:
+    the batch's reference was the last, so it is freed after the lock is dropped (folios_put).
+
+    Simplified: the kernel's ``local_lock(&cpu_fbatches.lock)`` is not modelled; a second
+    drainer of the same batch (another actor on ``cpu``, or :func:`lru_add_drain_all`) reads
+    the batch afresh under ``lru_lock``, so no folio is moved twice or left flagged in no batch.
     """
-    batch = cpu.lru_add
-    if not batch:
+    sim = pa.sim
+    if not sim.is_synchronised():
+        await sim.sync()  # cpu_needs_drain: the batch as it is at our instant
+    if not cpu.lru_add:
         return
-    cpu.lru_add = []
     mm = pa.memmap
     costs = pa.costs
-    sim = pa.sim
     orphans: list[int] = []
-    i = 0
-    while i < len(batch):
-        lruvec = pa.lruvecs[pa.zone_of(batch[i]).node]
+    budget = len(cpu.lru_add)  # what is there now; later additions are the next drain's
+    while cpu.lru_add and budget > 0:
+        lruvec = pa.lruvecs[pa.zone_of(cpu.lru_add[0]).node]
         lock = await _lru_locked(pa, lruvec, "folio_batch_move_lru")
+        # at the instant we hold the lock: the batch as it is now (another drainer may have
+        # moved some or all of it while we waited)
+        batch = cpu.lru_add
+        nid = lruvec.nid
+        i = 0
         hold = costs.lru_lock
-        while i < len(batch) and pa.zone_of(batch[i]).node == lruvec.nid:
+        while i < len(batch) and pa.zone_of(batch[i]).node == nid:
             pfn = batch[i]
             i += 1
             hold += costs.lru_op
@@ -286,6 +303,8 @@ async def lru_add_drain(pa: PageAllocator, cpu: Cpu) -> None:
                 orphans.append(pfn)
                 continue
             lruvec_add_folio(pa, lruvec, pfn)
+        cpu.lru_add = batch[i:]
+        budget -= i
         await sim.delay(hold)
         lock.release()
     for pfn in orphans:
