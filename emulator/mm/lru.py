@@ -189,12 +189,7 @@ def lruvec_add_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     lockdep_assert_held(lruvec.lru_lock_or_none)
     mm = pa.memmap
     fl = mm.pflags[pfn]
-    if fl & PF_UNEVICTABLE:
-        lru = LRU_UNEVICTABLE
-    else:
-        lru = LRU_INACTIVE_FILE if mm.owner[pfn] == OWNER_FILE else LRU_INACTIVE_ANON
-        if fl & PF_ACTIVE:
-            lru += 1
+    lru = folio_lru_list(mm, pfn)
     nr = 1 << mm.order[pfn]
     mm.list_add(lruvec.lists + lru, pfn)
     mm.pflags[pfn] = (fl | PF_LRU) & ~PF_LRU_BATCH
@@ -208,12 +203,7 @@ def lruvec_del_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     lockdep_assert_held(lruvec.lru_lock_or_none)
     mm = pa.memmap
     fl = mm.pflags[pfn]
-    if fl & PF_UNEVICTABLE:
-        lru = LRU_UNEVICTABLE
-    else:
-        lru = LRU_INACTIVE_FILE if mm.owner[pfn] == OWNER_FILE else LRU_INACTIVE_ANON
-        if fl & PF_ACTIVE:
-            lru += 1
+    lru = folio_lru_list(mm, pfn)
     nr = 1 << mm.order[pfn]
     mm.list_del(pfn)
     mm.pflags[pfn] = fl & ~PF_LRU
