@@ -53,6 +53,8 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 _STAMP_KEYS = frozenset(("t", "actor", "event"))
 #: a valid tracepoint glob: names, ``*``, ``?`` and character classes
 _GLOB_RE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
+#: a glob whose brackets pair up: text outside brackets has no ']', each '[...]' is closed
+_BRACKETS_RE = re.compile(r"^(?:[^\[\]]|\[!?\]?[^\[\]]*\])*$")
 
 
 def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable[..., dict]:
@@ -133,6 +135,9 @@ def compile_event_filter(spec: str | Iterable[str] | None) -> Callable[[str], bo
                 f"events glob {g!r}: only letters, digits, '_', '-' and the wildcards * ? [] "
                 "are allowed"
             )
+        if not _BRACKETS_RE.match(g):
+            # fnmatch reads an unclosed '[' as a literal, which no tracepoint name contains
+            raise ValueError(f"events glob {g!r}: '[' and ']' must pair up, as in mm_page_[af]*")
     rx = re.compile("|".join(fnmatch.translate(g) for g in globs))
     return lambda name: rx.match(name) is not None
 

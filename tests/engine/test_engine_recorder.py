@@ -273,10 +273,19 @@ async def test_event_filter_records_only_matching_tracepoints_and_counts_the_res
     assert rec.wants("mm_page_alloc") and not rec.wants("mm_local_work")
 
 
-@pytest.mark.parametrize("spec", ["", "mm_page_alloc,", "mm page", "a;b", ["x", ""]])
+@pytest.mark.parametrize(
+    "spec", ["", "mm_page_alloc,", "mm page", "a;b", ["x", ""], "[", "mm_page_[af", "mm]"]
+)
 def test_event_filter_refuses_malformed_globs(spec):
     with pytest.raises(ValueError, match="events"):
         compile_event_filter(spec)
+
+
+def test_event_filter_accepts_paired_brackets():
+    keep = compile_event_filter("mm_page_[af]*,mm_compaction_[!k]*")
+    assert keep is not None
+    assert keep("mm_page_alloc") and keep("mm_page_free") and not keep("mm_page_pcpu_drain")
+    assert keep("mm_compaction_begin") and not keep("mm_compaction_kcompactd_wake")
 
 
 def test_close_until_drops_events_after_the_stop_instant():
