@@ -141,9 +141,10 @@ def isolate_lru_folios(
 ) -> tuple[list[int], int]:
     """Models mm/vmscan.c: isolate_lru_folios — from the tail (oldest) of list ``lru``, take
     folios until ``nr_to_scan`` eligible pages were scanned; folios of zones above
-    ``sc.reclaim_idx`` are skipped (``pgskip_<zone>``) and stay where they are. Returns (the
-    isolated folio heads, pages scanned including the skipped, as ``*nr_scanned``). Caller
-    holds ``lru_lock``."""
+    ``sc.reclaim_idx`` are skipped (``pgskip_<zone>``) and spliced back to the head of the list
+    (vmscan.c:1670-1674, 1716-1733: so the next scan does not meet them again at the tail).
+    Returns (the isolated folio heads, pages scanned including the skipped, as
+    ``*nr_scanned``). Caller holds ``lru_lock``."""
     lockdep_assert_held(lruvec.lru_lock_or_none)
     mm = pa.memmap
     prv = mm.prv
@@ -151,6 +152,7 @@ def isolate_lru_folios(
     taken: list[int] = []
     scan = 0
     total_scan = 0
+    skipped: list[int] = []
     p = prv[head]
     while p != head and scan < nr_to_scan:
         older = prv[p]
@@ -159,11 +161,17 @@ def isolate_lru_folios(
         zone = pa.zone_of(p)
         if zone.zone_idx > sc.reclaim_idx:
             pa.vm_events[_PGSKIP[zone.zone_idx]] += nr
+            skipped.append(p)
         else:
             scan += nr
             if folio_isolate_lru_locked(pa, lruvec, p):
                 taken.append(p)
         p = older
+    # list_move onto folios_skipped, then list_splice(&folios_skipped, src): the last skipped
+    # ends up first at the head
+    for p in skipped:
+        mm.list_del(p)
+        mm.list_add(head, p)
     return taken, total_scan
 
 
