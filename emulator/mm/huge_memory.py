@@ -90,13 +90,16 @@ async def do_huge_pmd_anonymous_page(
     pa: PageAllocator, cpu: Cpu, madvised: bool
 ) -> tuple[int, int]:
     """Models mm/huge_memory.c: do_huge_pmd_anonymous_page, its allocation half: allocate
-    with vma_thp_gfp_mask; ``thp_fault_alloc`` on success, else ``thp_fault_fallback`` and
-    one base page. Returns ``(pfn, order)`` (pfn -1 if even the base page failed)."""
+    with vma_thp_gfp_mask; on success ``thp_fault_alloc`` and ``folio_zero_user`` clears the
+    2 MiB (1167: ``costs.clear_page`` per base page, charged to the faulting CPU), else
+    ``thp_fault_fallback`` and one zeroed base page. Returns ``(pfn, order)`` (pfn -1 if even
+    the base page failed)."""
     gfp = vma_thp_gfp_mask(pa.machine.transparent_hugepage_defrag, madvised)
     pfn = await alloc_hugepage_mpol(pa, cpu, gfp)
     ev = pa.vm_events
     if pfn >= 0:
         ev["thp_fault_alloc"] += 1
+        await pa.sim.delay(pa.costs.clear_page << HPAGE_PMD_ORDER)  # folio_zero_user
         return pfn, HPAGE_PMD_ORDER
     ev["thp_fault_fallback"] += 1
     return await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE | __GFP_ZERO), 0
