@@ -113,8 +113,10 @@ async def isolate_freepages_block(
 ) -> tuple[int, int]:
     """Models mm/compaction.c: isolate_freepages_block — isolate the free buddies met in
     ``[start_pfn, end_pfn)`` (sampled every ``stride`` pfns), each whole at its order onto
-    ``cc.freepages[order]``, until ``nr_freepages >= nr_migratepages``. Allocated compound
-    blocks are passed over; ``__isolate_free_page`` failing (the MIN watermark) stops the scan.
+    ``cc.freepages[order]``, until ``nr_freepages >= nr_migratepages``. An allocated compound
+    page is passed over whole when it ends inside the block, all its pages counted scanned
+    (630-640), and the next sample is ``stride`` past its last page; ``__isolate_free_page``
+    failing (the MIN watermark) stops the scan.
     Fires ``mm_compaction_isolate_freepages``. Returns ``(pages isolated, next pfn)``."""
     zone = cc.zone
     pa = cc.pa
@@ -123,6 +125,7 @@ async def isolate_freepages_block(
     costs = pa.costs
     mm = zone.memmap
     st_all = np.frombuffer(mm.state, dtype=np.uint8)
+    od_all = np.frombuffer(mm.order, dtype=np.uint8)
     od = mm.order
     if strict:
         stride = 1
@@ -134,34 +137,48 @@ async def isolate_freepages_block(
         unit_end = min(end_pfn, (pfn // COMPACT_CLUSTER_MAX + 1) * COMPACT_CLUSTER_MAX)
         await sim.sync()  # compact_unlock_should_abort: lock dropped, cond_resched
         seg = st_all[pfn:unit_end:stride]
-        buddies = np.flatnonzero(seg == PG_BUDDY)
-        scanned = int(seg.size)
+        # what needs a closer look: a free buddy's head, or the head of an allocated compound
+        # page (passed over whole, compaction.c:630-640)
+        odseg = od_all[pfn:unit_end:stride]
+        marks = np.flatnonzero((seg == PG_BUDDY) | ((seg == PG_ALLOC) & (odseg > 0)))
         isolated_here = 0
         hold: ZoneLockHold | None = None
-        next_pfn = pfn + scanned * stride
-        if buddies.size:
-            hold = await _compact_zone_lock(cc, "isolate_freepages_block")
-            for i in buddies.tolist():
-                b = pfn + i * stride
-                if mm.state[b] != PG_BUDDY:
-                    continue  # rechecked under the lock: someone took it meanwhile
-                order = od[b]
-                got = isolate_free_page(zone, b, order)
-                if not got:
-                    stop = True
-                    next_pfn = b
-                    break
-                cc.freepages[order].append(b)
-                cc.nr_freepages += got
-                total_isolated += got
-                isolated_here += got
-                scanned += got - 1
-                if not strict and cc.nr_migratepages <= cc.nr_freepages:
-                    next_pfn = b + got
-                    stop = True
-                    break
-                if b + got > next_pfn:
-                    next_pfn = b + got  # a block reaching into the next unit
+        if not marks.size:
+            scanned = int(seg.size)
+            next_pfn = pfn + scanned * stride
+        else:
+            scanned = int(marks[0])
+            b = pfn + scanned * stride
+            while b < unit_end:
+                scanned += 1
+                kind = mm.state[b]
+                if kind == PG_ALLOC and od[b] > 0:
+                    # PageCompound: skipped whole if it ends inside the block
+                    n = 1 << od[b]
+                    if b + n <= end_pfn:
+                        b += n - 1
+                        scanned += n - 1
+                elif kind == PG_BUDDY:
+                    if hold is None:
+                        hold = await _compact_zone_lock(cc, "isolate_freepages_block")
+                    if mm.state[b] == PG_BUDDY:  # rechecked under the lock
+                        order = od[b]
+                        got = isolate_free_page(zone, b, order)
+                        if not got:
+                            stop = True
+                            break
+                        cc.freepages[order].append(b)
+                        cc.nr_freepages += got
+                        total_isolated += got
+                        isolated_here += got
+                        scanned += got - 1
+                        if not strict and cc.nr_migratepages <= cc.nr_freepages:
+                            b += got
+                            stop = True
+                            break
+                        b += got - 1
+                b += stride
+            next_pfn = b
         charge = scanned * costs.compact_free_scan_page
         if hold is not None:
             hold.charge += charge + (isolated_here and costs.compact_isolate_page)
