@@ -120,8 +120,10 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
     moved: list[int] = []  # new folios, isolated until put on the LRU (folio_add_lru)
     await sim.sync()
     err = 0
-    for _ in range(passes):
+    for pass_ in range(passes):
         retry: list[int] = []
+        nr_retry_pages = 0
+        thp_retry = 0
         for i, src in enumerate(pending):
             order = od[src]
             n = 1 << order
@@ -132,11 +134,19 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
                 continue
             if ow[src] == OWNER_PINNED:
                 retry.append(src)  # -EAGAIN: the reference count is not the expected one
+                nr_retry_pages += n
+                thp_retry += order == HPAGE_PMD_ORDER
                 await sim.delay(costs.migrate_fail)
                 continue
             dst = await compaction_alloc(cc, order)
             if dst < 0:
+                # -ENOMEM (migrate.c:1836-1849): this folio and the pass's retried ones count
+                # as failed; in the sync phase each folio is its own batch (migrate_pages_sync,
+                # 1988-1997), so only the folio itself
                 err = ENOMEM
+                in_batch = cc.mode == MIGRATE_ASYNC or pass_ < NR_MAX_MIGRATE_ASYNC_RETRY
+                nr_failed_pages += n + (nr_retry_pages if in_batch else 0)
+                thp_fail += (order == HPAGE_PMD_ORDER) + (thp_retry if in_batch else 0)
                 retry.extend(pending[i:])
                 break
             if mm.handle[src] == NO_HANDLE:  # let go while we scanned for a target
