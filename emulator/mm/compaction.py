@@ -339,12 +339,9 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
             if last_migrated_pfn < current_block_start:
                 await lru_add_drain_cpu_zone(cc)
                 last_migrated_pfn = 0
-        if capc is not None and capc.page >= 0:
-            # a capture during the drain: the next compact_finished would not see it (the
-            # block is off the free lists); the kernel's loop notices capc->page at the next
-            # iteration's migrate step. Stop here, as it would after that iteration.
-            ret = R.COMPACT_SUCCESS
-            break
+        # a capture made during this drain is not tested here: compact_finished does not see
+        # it (the block is off the free lists), so the loop goes round once more and notices
+        # capc->page only after that round's migrate_pages (compaction.c:2687-2710)
 
     # out:
     if cc.nr_freepages > 0:
