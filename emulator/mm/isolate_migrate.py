@@ -49,6 +49,10 @@ from emulator.mm.memmap import (
     PF_LRU,
     PF_UNEVICTABLE,
     PG_ALLOC,
+    PG_ISOLATED,
+    PG_KIND_MASK,
+    PG_PCP,
+    PG_RESERVED,
     Memmap,
 )
 from emulator.mm.rmap import NO_HANDLE
@@ -74,9 +78,11 @@ __all__ = [
     "isolate_migratepages_block",
     "lru_lock",
     "node_isolated",
+    "pageblock_end_pfn",
     "pageblock_skip_persistent",
     "putback_folios",
     "putback_movable_pages",
+    "reclaim_throttle_isolated",
     "too_many_isolated",
 ]
 
@@ -132,24 +138,49 @@ def node_isolated(pa: PageAllocator, nid: int) -> int:
     return lv.nr_isolated_anon + lv.nr_isolated_file
 
 
-def _node_lru_pages(pa: PageAllocator, nid: int) -> int:
-    """``inactive + active`` (anon + file) of node ``nid``: the evictable LRU pages."""
-    n = pa.lruvecs[nid].nr_pages
-    return n[LRU_INACTIVE_ANON] + n[LRU_ACTIVE_ANON] + n[LRU_INACTIVE_FILE] + n[LRU_ACTIVE_FILE]
-
-
 def too_many_isolated(cc: CompactControl) -> bool:
-    """Models mm/compaction.c: too_many_isolated — ``isolated > (inactive + active) / 2``, the
-    LRU sizes first divided by 8 for ``__GFP_FS`` callers (the GFP_NOFS ABBA-deadlock fix)."""
+    """Models mm/compaction.c: too_many_isolated (791-822) — ``isolated > (inactive + active)
+    / 2``, inactive and active each first shifted right by 3 for ``__GFP_FS`` callers (the
+    GFP_NOFS ABBA-deadlock fix); when not too many, ``wake_throttle_isolated`` wakes every
+    task sleeping in ``reclaim_throttle(pgdat, VMSCAN_THROTTLE_ISOLATED)``. The caller must
+    have synchronised (the wake-up is issued at its instant)."""
     pa = cc.pa
     assert pa is not None
-    isolated = node_isolated(pa, cc.zone.node)
-    if not isolated:
-        return False
-    lru = _node_lru_pages(pa, cc.zone.node)
+    lv = pa.lruvecs[cc.zone.node]
+    n = lv.nr_pages
+    inactive = n[LRU_INACTIVE_FILE] + n[LRU_INACTIVE_ANON]
+    active = n[LRU_ACTIVE_FILE] + n[LRU_ACTIVE_ANON]
+    isolated = lv.nr_isolated_file + lv.nr_isolated_anon
     if cc.gfp_mask & __GFP_FS:
-        lru >>= 3
-    return isolated > lru // 2
+        inactive >>= 3
+        active >>= 3
+    too_many = isolated > (inactive + active) // 2
+    if not too_many:
+        wq = lv.reclaim_wait_isolated
+        if wq is not None and len(wq):
+            wq.wake_up_now(1 << 62)  # wake_throttle_isolated: wake_up() of non-exclusive waiters
+    return too_many
+
+
+async def reclaim_throttle_isolated(cc: CompactControl) -> None:
+    """Models mm/vmscan.c: reclaim_throttle(pgdat, VMSCAN_THROTTLE_ISOLATED) (520-583): a
+    kernel thread other than kswapd (here kcompactd: mmemu's daemon actors are its kernel
+    threads) is not throttled, it only ``cond_resched()``s (charged
+    ``costs.throttle_cond_resched``) and its caller tests again; any other task sleeps on
+    ``pgdat->reclaim_wait[VMSCAN_THROTTLE_ISOLATED]`` for HZ/50, woken early by
+    ``wake_throttle_isolated`` (a ``too_many_isolated`` that found the count low enough)."""
+    pa = cc.pa
+    assert pa is not None
+    sim = pa.sim
+    me = sim.current
+    if me.daemon and not me.name.startswith("kswapd"):
+        await sim.delay(pa.costs.throttle_cond_resched)
+        return
+    wq = pa.lruvecs[cc.zone.node].reclaim_wait_isolated
+    if wq is None:
+        await sim.delay(ISOLATED_THROTTLE_NS)
+        return
+    await wq.wait(ISOLATED_THROTTLE_NS)
 
 
 def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
@@ -168,17 +199,25 @@ def suitable_migration_source(cc: CompactControl, pfn: int) -> bool:
 
 
 def update_cached_migrate(cc: CompactControl, pfn: int) -> None:
-    """Models mm/compaction.c: update_cached_migrate — move the cached migrate pfns (index 0
-    always, index 1 for sync modes) forward to the end of ``pfn``'s pageblock."""
+    """Models mm/compaction.c: update_cached_migrate (466-482) — move the cached migrate pfns
+    (index 0 always, index 1 for sync modes) forward to ``pageblock_end_pfn(pfn)``, i.e.
+    ``ALIGN(pfn + 1, pageblock_nr_pages)`` (pageblock-flags.h:63): an aligned pfn moves a whole
+    block on (both callers, 1328 and 2159, pass the aligned end of the block just scanned)."""
     if cc.no_set_skip_hint:
         return
     zone = cc.zone
-    pfn = (pfn & ~_PB_MASK) + PAGEBLOCK_NR_PAGES if pfn & _PB_MASK else pfn
+    pfn = pageblock_end_pfn(pfn)
     cached = zone.compact_cached_migrate_pfn
     if pfn > cached[0]:
         cached[0] = pfn
     if cc.mode != MIGRATE_ASYNC and pfn > cached[1]:
         cached[1] = pfn
+
+
+def pageblock_end_pfn(pfn: int) -> int:
+    """Models include/linux/pageblock-flags.h: pageblock_end_pfn — ``ALIGN((pfn) + 1,
+    pageblock_nr_pages)``: the first pfn past ``pfn``'s pageblock (also for an aligned pfn)."""
+    return (pfn + PAGEBLOCK_NR_PAGES) & ~_PB_MASK
 
 
 def _update_fast_start_pfn(cc: CompactControl, pfn: int) -> None:
@@ -369,7 +408,7 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     while too_many_isolated(cc):
         if cc.nr_migratepages or cc.mode == MIGRATE_ASYNC:
             return EAGAIN
-        await sim.delay(ISOLATED_THROTTLE_NS)  # reclaim_throttle: no one wakes us early
+        await reclaim_throttle_isolated(cc)
         await sim.sync()
 
     st_all = np.frombuffer(mm.state, dtype=np.uint8)
@@ -397,6 +436,7 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
         await sim.sync()  # the lock was dropped at the unit boundary: others ran
         if valid_page < 0 and (not pfn & _PB_MASK or pfn == zone.zone_start_pfn):
             if not cc.ignore_skip_hint and mm.pb_skip[pfn >> PAGEBLOCK_ORDER]:
+                nr_scanned += 1  # counted before the isolation_suitable test (1011, 1021)
                 pfn = end_pfn
                 abort_block = True
                 break
@@ -414,12 +454,20 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
             seg_end = min(unit_end, next_skip_pfn) if skip_on_failure else unit_end
             st = st_all[pfn:seg_end]
             heads = np.flatnonzero(st == PG_ALLOC)
-            if heads.size:
-                hp = heads + pfn
+            # non-buddy pages that are not LRU folios either: a free page on a pcp list, one
+            # held in a compactor's freepages[] or captured, a PageReserved page; each pfn of
+            # them is an isolate_fail (compaction.c:1082-1101)
+            kind = st & PG_KIND_MASK
+            others = np.flatnonzero(
+                (kind == PG_PCP) | (kind == PG_ISOLATED) | (kind == PG_RESERVED)
+            )
+            cand = np.union1d(heads, others) if others.size else heads
+            if cand.size:
+                hp = cand + pfn
                 orders = od_all[hp]
                 owners = ow_all[hp]
                 flags = fl_all[hp]
-                ok = table[owners].astype(bool) & ((flags & PF_LRU) != 0)
+                ok = table[owners].astype(bool) & ((flags & PF_LRU) != 0) & (st[cand] == PG_ALLOC)
                 if not unevictable_ok:
                     ok &= (flags & PF_UNEVICTABLE) == 0
                 if cc.order >= 0:
@@ -429,9 +477,12 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                 ok &= ~big
                 fails = np.flatnonzero(~ok)
                 good = hp[ok]
+                good_orders = orders[ok]
                 if skip_on_failure and fails.size:
                     first_fail = int(hp[fails[0]])
-                    good = good[good < first_fail]
+                    keep = good < first_fail
+                    good = good[keep]
+                    good_orders = good_orders[keep]
                 else:
                     first_fail = -1
                 if good.size and first_lock_at < 0:
@@ -457,16 +508,21 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                             abort_block = True
                             stop = True
                             break
+                # cc->nr_migratepages counts pages (folio_nr_pages); the scan stops once it
+                # reaches COMPACT_CLUSTER_MAX (compaction.c:1242-1256)
                 remaining = COMPACT_CLUSTER_MAX - cc.nr_migratepages
                 take = good
                 hit_limit = False
-                if limit_applies and not cc.contended and take.size >= remaining > 0:
-                    take = take[:remaining]
-                    hit_limit = True
+                if limit_applies and not cc.contended and take.size and remaining > 0:
+                    cum = np.cumsum(np.left_shift(1, good_orders.astype(np.int64)))
+                    if int(cum[-1]) >= remaining:
+                        take = take[: int(np.searchsorted(cum, remaining)) + 1]
+                        hit_limit = True
                 if take.size:
                     taken = [p for p in take.tolist() if folio_isolate_lru_locked(pa, lruvec, p)]
                     pages = sum(1 << mm.order[p] for p in taken)
-                    cc.migratepages.extend(taken)
+                    # list_add: each folio goes to the head of cc->migratepages (1240)
+                    cc.migratepages[:0] = taken[::-1]
                     block_iso.extend(taken)
                     cc.nr_migratepages += pages
                     nr_isolated += pages

@@ -56,7 +56,7 @@ from emulator.mm.rmap import NO_HANDLE
 from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
-    from emulator.engine import Sim, SpinLock
+    from emulator.engine import Sim, SpinLock, WaitQueue
     from emulator.mm.allocator import Cpu, PageAllocator
 
 __all__ = [
@@ -117,6 +117,7 @@ class Lruvec:
         "nr_pages",
         "nr_slab_reclaimable",
         "nr_zone_pages",
+        "reclaim_wait_isolated",
     )
 
     def __init__(self, memmap: Memmap, nid: int) -> None:
@@ -132,12 +133,16 @@ class Lruvec:
         self.nr_mlock = [0] * MAX_NR_ZONES
         #: ``lruvec->lru_lock``, or None until :meth:`bind`
         self.lru_lock_or_none: SpinLock | None = None
+        #: ``pgdat->reclaim_wait[VMSCAN_THROTTLE_ISOLATED]`` (one lruvec per node stands for the
+        #: pgdat), or None until :meth:`bind`
+        self.reclaim_wait_isolated: WaitQueue | None = None
 
     def bind(self, sim: Sim) -> None:
         """Give the node its ``lruvec->lru_lock`` on ``sim``."""
-        from emulator.engine import SpinLock
+        from emulator.engine import SpinLock, WaitQueue
 
         self.lru_lock_or_none = SpinLock(sim, "&lruvec->lru_lock")
+        self.reclaim_wait_isolated = WaitQueue(sim, f"pgdat{self.nid}->reclaim_wait[ISOLATED]")
 
     @property
     def lru_lock(self) -> SpinLock:
