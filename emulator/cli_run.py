@@ -63,6 +63,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out", help="results folder (default: results/<scenario>-seed<N>[-NAME=VALUE...])"
     )
     parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
+    parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help="let random/pct also inject delays at preemption points (changes timing figures)",
+    )
     parser.add_argument("--quantum", help="sync quantum, a duration (0 = exact; e.g. 1us)")
     parser.add_argument(
         "--from-proc",
@@ -115,6 +120,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["strategy"] = args.strategy
     if args.quantum is not None:
         out["quantum"] = args.quantum
+    if getattr(args, "perturb", False):
+        out["perturb"] = True
     return out
 
 
