@@ -31,13 +31,14 @@ from emulator.engine.strategy import MAX_DEPTH, MAX_SEED, PCT_DEFAULT_DEPTH
 from emulator.explore.executor import ItemError, default_jobs, run_many
 from emulator.explore.replay import schedule_document, write_schedule_document
 from emulator.explore.schedules import (
-    CHECKS,
     Outcome,
     RunSpec,
     ShrinkResult,
+    available_checks,
     make_schedule_strategy,
     run_schedule,
     shrink,
+    signature,
 )
 from emulator.scenario import ScenarioError, find_scenario, load_scenario
 
@@ -60,7 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check",
         metavar="NAMES",
-        help=f"comma-separated checks (default all): {', '.join(CHECKS)}",
+        help="comma-separated checks (default all): crash, deadlock, watchdog, invariants, the "
+        "scenario's properties, and the standard properties (mmemu list --properties)",
     )
     parser.add_argument(
         "--all", action="store_true", help="shrink one schedule per distinct failure signature"
@@ -96,14 +98,14 @@ def _int(name: str, text: str, lo: int, hi: int) -> int:
     return v
 
 
-def _checks(text: str | None) -> tuple[str, ...]:
+def _checks(text: str | None, valid: list[str]) -> tuple[str, ...]:
     if text is None:
-        return CHECKS
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in CHECKS]
+        return tuple(valid)
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in valid]
     if bad or not names:
         why = f"unknown check {bad[0][:40]!r}" if bad else "no check named"
-        raise UsageError(f"--check {text[:60]!r}: {why}; valid are {', '.join(CHECKS)}")
+        raise UsageError(f"--check {text[:60]!r}: {why}; valid are {', '.join(valid)}")
     return names
 
 
@@ -148,7 +150,6 @@ def _plan(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--seed {seed} with --runs {runs}: schedule seeds pass {MAX_SEED}")
     jobs = default_jobs() if args.jobs is None else _int("--jobs", args.jobs, 1, 1024)
     shrink_runs = _int("--shrink-runs", args.shrink_runs, 0, 100_000)
-    checks = _checks(args.check)
     overrides = _overrides(args.sets)
     try:
         path = find_scenario(args.scenario)
@@ -156,6 +157,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         params = scenario.resolve({**overrides, "perturb": args.perturb, "strategy": strategy})
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
+    checks = _checks(args.check, list(available_checks(scenario)))
     out = Path(args.out) if args.out else Path("results") / f"explore-{scenario.name}"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
@@ -254,8 +256,8 @@ def run(args: argparse.Namespace) -> int:
     first_of: dict[str, int] = {}
     for i in sorted(outcomes):
         for v in outcomes[i].violations:
-            per_check[v.check] += 1
-            first_of.setdefault(v.signature, i)
+            per_check[v.property] += 1
+            first_of.setdefault(signature(v), i)
     print(f"explored {plan.scenario_name}: {plan.runs} schedules ({plan.strategy}", end="")
     print(
         f"{f', depth {plan.depth}' if plan.strategy == 'pct' else ''}"
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         f"{plan.first_seed + plan.runs - 1}; {steps} steps in the default schedule)"
     )
     if base.violated:
-        print(f"  the default (fifo) schedule already violates: {base.violations[0].signature}")
+        print(f"  the default (fifo) schedule already violates: {base.signatures[0]}")
     rows = [("runs", str(plan.runs)), ("violating runs", str(violating))]
     rows += [(f"  {c}", str(per_check[c])) for c in plan.checks]
     rows.append(("distinct failure signatures", str(len(first_of))))
@@ -311,7 +313,7 @@ def replay_document(
 ) -> dict[str, Any]:
     """The schedule file of a shrunk violation: replayable by ``mmemu run --replay``."""
     out = result.outcome
-    violation = next(v for v in out.violations if v.signature == sig)
+    violation = next(v for v in out.violations if signature(v) == sig)
     return schedule_document(
         scenario=plan.scenario_name,
         scenario_path=plan.scenario_path,
@@ -320,11 +322,7 @@ def replay_document(
         delays=plan.perturb,
         decisions=out.decisions,
         events_sha256=out.events_sha256,
-        violation={
-            "check": violation.check,
-            "message": violation.message,
-            "signature": violation.signature,
-        },
+        violation={**violation.as_dict(), "signature": sig},
         explore={
             "strategy": plan.strategy,
             "depth": plan.depth,

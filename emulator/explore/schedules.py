@@ -7,16 +7,21 @@ runs a scenario under one schedule (a seeded ``random`` or ``pct`` strategy, or 
 to follow) and returns what was violated; it is a top-level function of picklable items, so
 ``mmemu explore`` runs many of them at once with :func:`emulator.explore.executor.run_many`.
 
-Checks never change a run: they observe it (at every sample of the scenario's sampler and at
-the end) and never raise into it, so a run with checks records the same events as the same
-schedule without them, and ``mmemu run --replay`` reproduces a schedule found here byte for
-byte. The checks are:
+A violation is a :class:`~emulator.explore.properties.Violation`. The checks are:
 
 * ``crash`` — an actor raised (``ActorCrashed``);
 * ``deadlock`` — the run deadlocked (a lock cycle, or every actor blocked for good);
 * ``watchdog`` — an actor stopped advancing its virtual clock;
-* ``invariants`` — :meth:`PageAllocator.check` failed at a sample or at the end, taken only
-  when no lock is held or awaited (no operation is half done then).
+* ``invariants`` — :meth:`PageAllocator.check` failed at a sample of the scenario's sampler or
+  at the end, taken only when no lock is held or awaited (no operation is half done then);
+* every property the scenario declares (checked by every run of it, ``mmemu run`` included);
+* the standard properties of :data:`~emulator.explore.properties.STANDARD_PROPERTIES` that
+  have no periodic hook (they only watch events and the end state).
+
+No check changes a run: the scenario's own properties run in ``mmemu run`` too, and the others
+only observe (no actor is added, nothing raises into the run), so ``mmemu run --replay``
+reproduces a schedule found here byte for byte. A periodic property the scenario does not
+declare would add a daemon actor, and so other schedules: :func:`available_checks` leaves it out.
 
 :func:`shrink` minimises a violating schedule by delta debugging (Zeller and Hildebrandt,
 "Simplifying and Isolating Failure-Inducing Input", TSE 2002) over its non-default decisions:
@@ -42,19 +47,21 @@ import attrs
 from emulator.engine import PCT, RandomStrategy, Replay, Strategy
 from emulator.engine.errors import ReplayDivergence
 from emulator.explore.executor import ItemError, run_many
+from emulator.explore.properties import STANDARD_PROPERTIES, Property, Violation, quiescent
+from emulator.mm.invariants import InvariantViolation
+from emulator.runner import RunContext, RunResult, run_scenario
+from emulator.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
     from emulator.engine import Actor
-    from emulator.runner import RunContext, RunResult
-    from emulator.scenario import Scenario
 
 __all__ = [
-    "CHECKS",
+    "BUILTIN_CHECKS",
     "Guided",
     "Outcome",
     "RunSpec",
     "ShrinkResult",
-    "Violation",
+    "available_checks",
     "is_default",
     "non_default",
     "run_schedule",
@@ -64,29 +71,30 @@ __all__ = [
 
 Decision = tuple[int, int]
 
-#: the checks ``--check`` can name, in report order
-CHECKS = ("crash", "deadlock", "watchdog", "invariants")
-
-
-@attrs.frozen
-class Violation:
-    """A check that failed: its name and one line saying what went wrong."""
-
-    check: str
-    message: str
-
-    @property
-    def signature(self) -> str:
-        return signature(self.check, self.message)
-
+#: the checks of every exploration besides properties, in report order
+BUILTIN_CHECKS = ("crash", "deadlock", "watchdog", "invariants")
 
 _NUMBER = re.compile(r"\d+")
 
 
-def signature(check: str, message: str) -> str:
-    """What identifies a failure across schedules: the check and its message with every
-    number (times, pfns, counts, CPU numbers) replaced by ``N``."""
-    return f"{check}: {_NUMBER.sub('N', ' '.join(message.split()))[:160]}"
+def signature(v: Violation) -> str:
+    """What identifies a failure across schedules: the check (property) and its message with
+    every number (times, pfns, counts, CPU numbers) replaced by ``N``."""
+    return f"{v.property}: {_NUMBER.sub('N', ' '.join(v.message.split()))[:160]}"
+
+
+def available_checks(scenario: Scenario) -> dict[str, Property | None]:
+    """Every check an exploration of ``scenario`` can make, by name, in report order: the
+    built-in ones (None), the scenario's properties, then the standard properties without a
+    periodic hook (a periodic one would add a daemon actor to the run, and so change its
+    schedules, unless the scenario declares it)."""
+    out: dict[str, Property | None] = dict.fromkeys(BUILTIN_CHECKS)
+    for p in scenario.properties:
+        out[p.name] = p
+    for name, p in STANDARD_PROPERTIES.items():
+        if name not in out and p.periodic is None:
+            out[name] = p
+    return out
 
 
 def is_default(d: Decision) -> bool:
@@ -151,7 +159,8 @@ class RunSpec:
     depth: int = 3
     steps: int = 10_000
     perturb: bool = False
-    checks: tuple[str, ...] = CHECKS
+    #: the checks to make (names of :func:`available_checks`); empty: all of them
+    checks: tuple[str, ...] = ()
     decisions: tuple[Decision, ...] = ()
     #: write events.jsonl to this path (else only their sha256 is kept)
     events_path: str | None = None
@@ -175,7 +184,7 @@ class Outcome:
 
     @property
     def signatures(self) -> tuple[str, ...]:
-        return tuple(v.signature for v in self.violations)
+        return tuple(signature(v) for v in self.violations)
 
 
 def make_schedule_strategy(spec: RunSpec) -> Strategy:
@@ -200,79 +209,58 @@ _SCENARIOS: dict[str, Scenario] = {}
 
 def _scenario(path: str) -> Scenario:
     """Load a scenario once per process (a worker runs many schedules of it)."""
-    from emulator.scenario import load_scenario
-
     sc = _SCENARIOS.get(path)
     if sc is None:
         sc = _SCENARIOS[path] = load_scenario(path)
     return sc
 
 
-def _quiescent(ctx: RunContext) -> bool:
-    """No lock held and no actor waiting for one: no operation is half done, so every
-    invariant must hold."""
-    pa = ctx.allocator
-    locks: list[Any] = [z.lock for z in pa.zones] + [p.lock for c in pa.cpus for p in c.pcp]
-    locks += [getattr(lv, "lru_lock_or_none", None) for lv in getattr(pa, "lruvecs", ())]
-    if any(lock is not None and lock.holder is not None for lock in locks):
-        return False
-    return not any(a.state == "blocked" and hasattr(a.blocked_on, "holder") for a in ctx.sim.actors)
+class _Invariants:
+    """The ``invariants`` check without an actor of its own: at every sample of the scenario's
+    sampler (a synchronised instant) and at the end, when quiescent. Keeps the first violation
+    and never raises into the run."""
 
-
-class _Observer:
-    """The checks that look at the machine during the run (from the sampler) and at its end.
-    Never raises into the run: the first violation of each check is kept."""
-
-    def __init__(self, checks: tuple[str, ...]) -> None:
-        self.checks = checks
-        self.found: dict[str, Violation] = {}
+    def __init__(self) -> None:
+        self.found: Violation | None = None
         self.ctx: RunContext | None = None
 
     def sample(self, now: int, _duration: int) -> None:
-        if self.ctx is not None:
-            self.look(f"at t={now} ns")
+        self.look(now)
 
-    def look(self, when: str) -> None:
-        from emulator.mm.invariants import InvariantViolation
-
+    def look(self, now: int) -> None:
         ctx = self.ctx
-        if ctx is None or "invariants" not in self.checks or "invariants" in self.found:
-            return
-        if not _quiescent(ctx):
+        if ctx is None or self.found is not None or not quiescent(ctx):
             return
         try:
             ctx.allocator.check()
         except InvariantViolation as exc:
-            text = " ".join(str(exc).split())[:300]
-            self.found["invariants"] = Violation("invariants", f"{when}: {text}")
+            self.found = Violation("invariants", " ".join(str(exc).split())[:300], now)
 
 
-def _end_violations(result: RunResult, checks: tuple[str, ...]) -> list[Violation]:
-    out = []
-    if result.error is not None:
-        kind = {"deadlock": "deadlock", "watchdog": "watchdog"}.get(result.reason, "crash")
-        if kind in checks:
-            out.append(Violation(kind, " ".join(result.error.split())[:300]))
-    return out
+def _end_violations(result: RunResult) -> list[Violation]:
+    if result.error is None:
+        return []
+    kind = {"deadlock": "deadlock", "watchdog": "watchdog"}.get(result.reason, "crash")
+    return [Violation(kind, " ".join(result.error.split())[:300], result.virtual_ns)]
 
 
 def run_schedule(spec: RunSpec) -> Outcome:
     """Run the spec's scenario under its schedule with its checks (top level: picklable)."""
-    import attrs as _attrs
-
-    from emulator.runner import run_scenario
-
     scenario = _scenario(spec.scenario_path)
     params = scenario.resolve(dict(spec.params))
-    observer = _Observer(spec.checks)
+    available = available_checks(scenario)
+    checks = spec.checks or tuple(available)
+    own = {p.name for p in scenario.properties}
+    extra = [p for n in checks if n not in own and isinstance(p := available.get(n), Property)]
+    invariants = _Invariants() if "invariants" in checks and "invariants" not in own else None
     inner = scenario.actors
 
     def actors(p: Any, ctx: RunContext) -> list[Any]:
-        observer.ctx = ctx  # the machine exists from here on
+        if invariants is not None:
+            invariants.ctx = ctx  # the machine exists from here on
         return list(inner(p, ctx)) if inner is not None else []
 
-    wrapped = _attrs.evolve(scenario, actors=actors)
-    strategy = make_schedule_strategy(spec)
+    wrapped = attrs.evolve(scenario, actors=actors)
     with tempfile.TemporaryDirectory(prefix="mmemu-explore-") as tmp:
         events = Path(spec.events_path) if spec.events_path else Path(tmp) / "events.jsonl"
         result = run_scenario(
@@ -280,17 +268,25 @@ def run_schedule(spec: RunSpec) -> Outcome:
             params,
             events=events,
             record=True,
-            progress=observer.sample,
-            strategy=strategy,
+            progress=invariants.sample if invariants is not None else None,
+            strategy=make_schedule_strategy(spec),
+            properties=[*scenario.properties, *extra],
         )
         digest = hashlib.sha256(events.read_bytes()).hexdigest()
-    violations = _end_violations(result, spec.checks)
     if result.error is not None and "ReplayDivergence" in result.error:
         raise ReplayDivergence(result.error)
-    observer.look("at the end")
-    violations += [observer.found[c] for c in spec.checks if c in observer.found]
-    order = {c: i for i, c in enumerate(CHECKS)}
-    violations.sort(key=lambda v: order.get(v.check, len(order)))
+    found: dict[str, Violation] = {}
+    for v in _end_violations(result) + list(result.violations):
+        found.setdefault(v.property, v)
+    if invariants is not None:
+        if result.error is None:
+            invariants.look(result.virtual_ns)
+        if invariants.found is not None:
+            found.setdefault("invariants", invariants.found)
+    order = {c: i for i, c in enumerate(available)}
+    violations = sorted(
+        (v for name, v in found.items() if name in checks), key=lambda v: order.get(v.property, 0)
+    )
     return Outcome(
         spec=spec,
         violations=tuple(violations),
