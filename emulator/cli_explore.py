@@ -35,6 +35,7 @@ from emulator.explore.schedules import (
     RunSpec,
     ShrinkResult,
     available_checks,
+    default_checks,
     make_schedule_strategy,
     run_schedule,
     shrink,
@@ -61,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check",
         metavar="NAMES",
-        help="comma-separated checks (default all): crash, deadlock, watchdog, invariants, the "
-        "scenario's properties, and the standard properties (mmemu list --properties)",
+        help="comma-separated checks (default: crash, deadlock, watchdog, invariants and the "
+        "scenario's properties; a standard property may be added by name)",
     )
     parser.add_argument(
         "--all", action="store_true", help="shrink one schedule per distinct failure signature"
@@ -98,9 +99,9 @@ def _int(name: str, text: str, lo: int, hi: int) -> int:
     return v
 
 
-def _checks(text: str | None, valid: list[str]) -> tuple[str, ...]:
+def _checks(text: str | None, valid: list[str], default: tuple[str, ...]) -> tuple[str, ...]:
     if text is None:
-        return tuple(valid)
+        return default
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     bad = [n for n in names if n not in valid]
     if bad or not names:
@@ -157,7 +158,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         params = scenario.resolve({**overrides, "perturb": args.perturb, "strategy": strategy})
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    checks = _checks(args.check, list(available_checks(scenario)))
+    checks = _checks(args.check, list(available_checks(scenario)), default_checks(scenario))
     out = Path(args.out) if args.out else Path("results") / f"explore-{scenario.name}"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r}: exists and is not a folder")

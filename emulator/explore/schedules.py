@@ -62,6 +62,7 @@ __all__ = [
     "RunSpec",
     "ShrinkResult",
     "available_checks",
+    "default_checks",
     "is_default",
     "non_default",
     "run_schedule",
@@ -81,6 +82,13 @@ def signature(v: Violation) -> str:
     """What identifies a failure across schedules: the check (property) and its message with
     every number (times, pfns, counts, CPU numbers) replaced by ``N``."""
     return f"{v.property}: {_NUMBER.sub('N', ' '.join(v.message.split()))[:160]}"
+
+
+def default_checks(scenario: Scenario) -> tuple[str, ...]:
+    """What an exploration checks unless told: the built-in checks and the scenario's own
+    properties (a standard property the scenario does not declare may not hold by design,
+    e.g. a scenario that shows a failure: name it with ``--check`` to add it)."""
+    return (*BUILTIN_CHECKS, *(p.name for p in scenario.properties))
 
 
 def available_checks(scenario: Scenario) -> dict[str, Property | None]:
@@ -159,7 +167,7 @@ class RunSpec:
     depth: int = 3
     steps: int = 10_000
     perturb: bool = False
-    #: the checks to make (names of :func:`available_checks`); empty: all of them
+    #: the checks to make (names of :func:`available_checks`); empty: :func:`default_checks`
     checks: tuple[str, ...] = ()
     decisions: tuple[Decision, ...] = ()
     #: write events.jsonl to this path (else only their sha256 is kept)
@@ -249,7 +257,7 @@ def run_schedule(spec: RunSpec) -> Outcome:
     scenario = _scenario(spec.scenario_path)
     params = scenario.resolve(dict(spec.params))
     available = available_checks(scenario)
-    checks = spec.checks or tuple(available)
+    checks = spec.checks or default_checks(scenario)
     own = {p.name for p in scenario.properties}
     extra = [p for n in checks if n not in own and isinstance(p := available.get(n), Property)]
     invariants = _Invariants() if "invariants" in checks and "invariants" not in own else None
