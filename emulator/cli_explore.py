@@ -41,6 +41,7 @@ from emulator.explore.schedules import (
     shrink,
     signature,
 )
+from emulator.runner import ScenarioHookError
 from emulator.scenario import ScenarioError, find_scenario, load_scenario
 
 __all__ = ["configure", "run"]
@@ -220,9 +221,14 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     show = sys.stderr.isatty() and not args.quiet
     # the number of steps PCT spreads its change points over: the default schedule's
-    base = run_schedule(
-        RunSpec(plan.scenario_path, plan.params, "fifo", perturb=plan.perturb, checks=plan.checks)
-    )
+    try:
+        base = run_schedule(
+            RunSpec(
+                plan.scenario_path, plan.params, "fifo", perturb=plan.perturb, checks=plan.checks
+            )
+        )
+    except (ScenarioError, ScenarioHookError) as exc:
+        raise UsageError(str(exc)) from None
     steps = max(1, len(base.decisions))
     specs = [
         RunSpec(

@@ -100,3 +100,22 @@ def test_bad_input_is_one_line_and_exit_2(
     assert main(["explore", RACE, *argv]) == 2
     err = capsys.readouterr().err
     assert why in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_scenario_hook_that_raises_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "badhook.py"
+    bad.write_text(
+        "from emulator.scenario import Scenario\n"
+        "from emulator.workload import AllocClass, Phase, Workload\n"
+        "def build(p):\n"
+        "    return Workload([Phase('w', [AllocClass(0, 'GFP_KERNEL')], duration=None)])\n"
+        "def actors(p, ctx):\n"
+        "    raise RuntimeError('boom')\n"
+        "SCENARIO = Scenario('badhook', 'x', build, defaults={'memory': '256M', 'cpus': 2},"
+        " actors=actors)\n"
+    )
+    assert main(["explore", str(bad), "--runs", "2", "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "actors() failed: RuntimeError: boom" in err and len(err.strip().splitlines()) == 1
