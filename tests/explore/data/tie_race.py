@@ -6,12 +6,12 @@ clean; a schedule that lets ``checker`` win the tie crashes it. The CPUs meanwhi
 small order-0 workload, so every schedule has many other decisions a shrinker must drop.
 """
 
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
 def build(p):
-    return Workload([Phase("churn", [AllocClass(0, "GFP_KERNEL")], duration=None)])
+    return Workload([Phase("churn", [AllocClass(0, "GFP_KERNEL")], rate=p["rate"], duration=None)])
 
 
 def actors(p, ctx):
@@ -37,5 +37,6 @@ SCENARIO = Scenario(
     "two actors racing at one instant; the checker crashes if it wins the tie",
     build,
     defaults={"memory": "256M", "cpus": 2, "duration": "400us", "sample": "50us"},
+    params={"rate": Param(100_000.0, "order-0 allocations per second per CPU", 1, 1e8)},
     actors=actors,
 )
