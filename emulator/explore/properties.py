@@ -19,9 +19,9 @@ none), each given the run's :class:`PropertyRun`:
 
 The standard properties: :data:`INVARIANTS` (the model's invariant checker,
 :meth:`~emulator.mm.allocator.PageAllocator.check`, at the end and every 1 ms) and
-:data:`NO_DEADLOCK` (the engine's deadlock and watchdog detection), plus the race properties of
-the catalogue (``scenarios/races/``): :data:`COMPACTION_SUCCESS_HONOURED` and
-:data:`NO_FAILURE_WITH_PCP_PAGES`.
+:data:`NO_DEADLOCK` (the engine's deadlock and watchdog detection), :data:`NO_CRASH` (no actor
+crashed), and the race properties of the catalogue (``scenarios/races/``), e.g.
+:data:`COMPACTION_SUCCESS_HONOURED` and :data:`NO_FAILURE_WITH_PCP_PAGES`.
 """
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from emulator.engine.deadlock import lock_cycles
 from emulator.mm.invariants import InvariantViolation
+from emulator.mm.memmap import PG_BUDDY, PG_KIND_MASK, PG_PCP
 
 __all__ = [
     "COMPACTION_SUCCESS_HONOURED",
     "INVARIANTS",
+    "NO_CRASH",
     "NO_DEADLOCK",
     "NO_FAILURE_WITH_PCP_PAGES",
     "STANDARD_PROPERTIES",
@@ -45,6 +48,7 @@ __all__ = [
     "PropertyChecker",
     "PropertyRun",
     "Violation",
+    "hidden_block",
     "quiescent",
 ]
 
@@ -259,6 +263,18 @@ def _no_deadlock(run: PropertyRun) -> Messages:
     return ()
 
 
+def _no_crash(run: PropertyRun) -> Messages:
+    if run.reason == "error":
+        return [run.error or "an actor crashed"]
+    return ()
+
+
+NO_CRASH = Property(
+    "no_crash",
+    "no actor of the model crashes (an exception in model code ends the run with reason error)",
+    check=_no_crash,
+)
+
 NO_DEADLOCK = Property(
     "no_deadlock",
     "no lock cycle, no actor blocked forever, no actor without progress in virtual time "
@@ -308,29 +324,51 @@ COMPACTION_SUCCESS_HONOURED = Property(
 )
 
 
+def hidden_block(pa: Any, order: int) -> tuple[int, int] | None:
+    """An order-``order`` aligned block of free pages, some of them on pcp lists (so not merged
+    into a buddy of that order): ``(pfn, pages on pcp)`` of the first, or None."""
+    st = np.frombuffer(pa.memmap.state, dtype=np.uint8) & PG_KIND_MASK
+    size = 1 << order
+    for zone in pa.zones:
+        lo = -(-zone.zone_start_pfn // size) * size
+        hi = zone.zone_end_pfn // size * size
+        if hi <= lo:
+            continue
+        kinds = st[lo:hi].reshape(-1, size)
+        pcp = kinds == PG_PCP
+        free = pcp | (kinds == PG_BUDDY)
+        hits = np.flatnonzero(free.all(axis=1) & pcp.any(axis=1))
+        if hits.size:
+            i = int(hits[0])
+            return lo + i * size, int(pcp[i].sum())
+    return None
+
+
 def _pcp_hiding_on_event(run: PropertyRun, ev: Event) -> Messages:
-    """A failed high-order allocation while the pcp lists of its zones held, with the buddy
-    free pages, enough pages that draining them could have made a block of that order."""
-    if ev.name != "mm_page_alloc" or ev.fields.get("pfn", 0) >= 0:
+    """A failed high-order allocation while a block of that order could be made by draining
+    the pcp lists (every page of an aligned block free, some of them on pcp lists)."""
+    if ev.fields.get("pfn", 0) >= 0:
         return ()
     order = int(ev.fields.get("order", 0))
-    min_order = int(run.state.get("min_order", 1))
-    if order < min_order:
+    if order < 1:
         return ()
     pa = run.ctx.allocator
-    on_pcp = pa.pcp_pages()
-    if on_pcp >= 1 << order:
-        return [
-            f"{ev.actor}: an order-{order} allocation failed while {on_pcp} free pages sat on "
-            "pcp lists"
-        ]
-    return ()
+    if not pa.pcp_pages():
+        return ()
+    hit = hidden_block(pa, order)
+    if hit is None:
+        return ()
+    return [
+        f"{ev.actor}: an order-{order} allocation failed while the block at pfn {hit[0]:#x} was "
+        f"all free, {hit[1]} of its pages on pcp lists"
+    ]
 
 
 NO_FAILURE_WITH_PCP_PAGES = Property(
     "no_failure_with_pcp_pages",
-    "no high-order allocation fails while at least as many free pages as it asked for sit on "
-    "pcp lists (pages hidden there cannot merge into the block it needs)",
+    "no high-order allocation fails while draining the pcp lists would give it a block: an "
+    "aligned block of its order whose pages are all free, some of them on pcp lists (pages "
+    "there are not PageBuddy and do not merge)",
     on_event=_pcp_hiding_on_event,
     events=("mm_page_alloc",),
 )
@@ -338,5 +376,11 @@ NO_FAILURE_WITH_PCP_PAGES = Property(
 #: the properties ``--check`` may name besides a scenario's own
 STANDARD_PROPERTIES: dict[str, Property] = {
     p.name: p
-    for p in (INVARIANTS, NO_DEADLOCK, COMPACTION_SUCCESS_HONOURED, NO_FAILURE_WITH_PCP_PAGES)
+    for p in (
+        INVARIANTS,
+        NO_CRASH,
+        NO_DEADLOCK,
+        COMPACTION_SUCCESS_HONOURED,
+        NO_FAILURE_WITH_PCP_PAGES,
+    )
 }
