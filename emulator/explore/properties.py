@@ -35,6 +35,7 @@ import numpy as np
 from emulator.engine.deadlock import lock_cycles
 from emulator.mm.invariants import InvariantViolation
 from emulator.mm.memmap import PG_BUDDY, PG_KIND_MASK, PG_PCP
+from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 __all__ = [
     "COMPACTION_SUCCESS_HONOURED",
@@ -42,12 +43,14 @@ __all__ = [
     "NO_CRASH",
     "NO_DEADLOCK",
     "NO_FAILURE_WITH_PCP_PAGES",
+    "PRIVATE_MIGRATION_SOURCE",
     "STANDARD_PROPERTIES",
     "Event",
     "Property",
     "PropertyChecker",
     "PropertyRun",
     "Violation",
+    "async_compaction_within",
     "hidden_block",
     "quiescent",
 ]
@@ -373,6 +376,75 @@ NO_FAILURE_WITH_PCP_PAGES = Property(
     events=("mm_page_alloc",),
 )
 
+
+def _private_source_on_event(run: PropertyRun, ev: Event) -> Messages:
+    """A compactor that isolates pages from a pageblock holds it (e380bebe4771's claim) until
+    its migration round ends (``mm_compaction_migratepages``, or ``mm_compaction_end``)."""
+    actor = ev.actor or "?"
+    claims: dict[int, str] = run.state.setdefault("claims", {})
+    held: dict[str, set[int]] = run.state.setdefault("held", {})
+    if ev.name == "mm_compaction_isolate_migratepages":
+        if ev.fields.get("nr_taken", 0) <= 0:
+            return ()
+        block = int(ev.fields["start_pfn"]) >> PAGEBLOCK_ORDER
+        other = claims.get(block)
+        claims[block] = actor
+        held.setdefault(actor, set()).add(block)
+        if other is not None and other != actor:
+            return [
+                f"{actor} isolated migration sources from pageblock {block} "
+                f"(pfn {block << PAGEBLOCK_ORDER:#x}) while {other} held pages isolated from it"
+            ]
+        return ()
+    for block in held.pop(actor, ()):  # mm_compaction_migratepages / mm_compaction_end
+        if claims.get(block) == actor:
+            del claims[block]
+    return ()
+
+
+PRIVATE_MIGRATION_SOURCE = Property(
+    "private_migration_source",
+    "no two compactors isolate migration sources from the same pageblock at once (each keeps "
+    "its source block to itself until its migration round ends)",
+    on_event=_private_source_on_event,
+    events=(
+        "mm_compaction_isolate_migratepages",
+        "mm_compaction_migratepages",
+        "mm_compaction_end",
+    ),
+)
+
+
+def async_compaction_within(limit_ns: int) -> Property:
+    """``async_compaction_bounded``: no async direct compaction of a zone (``mm_compaction_begin``
+    with ``sync`` false to its ``mm_compaction_end``, per actor) takes longer than ``limit_ns``
+    of virtual time: async compaction is the cheap, opportunistic kind that gives up when it
+    meets contention or takes too long (c67fe3752abe)."""
+
+    def on_event(run: PropertyRun, ev: Event) -> Messages:
+        actor = ev.actor or "?"
+        started: dict[str, int] = run.state.setdefault("started", {})
+        if ev.name == "mm_compaction_begin":
+            if not ev.fields.get("sync", True) and actor.startswith("cpu"):
+                started[actor] = ev.t
+            return ()
+        t0 = started.pop(actor, None)
+        if t0 is not None and ev.t - t0 > limit_ns:
+            return [
+                f"{actor}: an async compaction ran {ev.t - t0} ns (> {limit_ns} ns) and ended "
+                f"{ev.fields.get('status')}"
+            ]
+        return ()
+
+    return Property(
+        "async_compaction_bounded",
+        f"no async direct compaction of a zone runs longer than {limit_ns} ns of virtual time "
+        "(it gives up on lock contention instead of queueing)",
+        on_event=on_event,
+        events=("mm_compaction_begin", "mm_compaction_end"),
+    )
+
+
 #: the properties ``--check`` may name besides a scenario's own
 STANDARD_PROPERTIES: dict[str, Property] = {
     p.name: p
@@ -382,5 +454,6 @@ STANDARD_PROPERTIES: dict[str, Property] = {
         NO_DEADLOCK,
         COMPACTION_SUCCESS_HONOURED,
         NO_FAILURE_WITH_PCP_PAGES,
+        PRIVATE_MIGRATION_SOURCE,
     )
 }
