@@ -22,9 +22,9 @@ first compaction round is async.
 """
 
 from emulator.explore.properties import async_compaction_within
-from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 

@@ -25,8 +25,8 @@ them shrink the one cache at the same time as kswapd.
 
 from emulator.explore.properties import INVARIANTS, NO_CRASH
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import charge_folio
 from emulator.mm.memmap import OWNER_RECLAIMABLE, PG_ALLOC
+from emulator.mm.reclaim.lru import charge_folio
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 

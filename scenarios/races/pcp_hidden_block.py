@@ -27,10 +27,10 @@ mitigation.drain_after_reclaim=off``).
 """
 
 from emulator.explore.properties import NO_FAILURE_WITH_PCP_PAGES
-from emulator.mm.gfp import GFP_KERNEL
 from emulator.mm.initstate import allocate_everything, free_k_of_n
-from emulator.mm.lru import charge_folio
 from emulator.mm.memmap import OWNER_RECLAIMABLE, OWNER_UNMOVABLE, PG_ALLOC
+from emulator.mm.page_alloc.gfp import GFP_KERNEL
+from emulator.mm.reclaim.lru import charge_folio
 from emulator.mm.zone import ZONE_DMA
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, FreePattern, Phase, Workload

@@ -22,10 +22,11 @@ together at the zone's cached scanner positions.
 """
 
 from emulator.explore.properties import PRIVATE_MIGRATION_SOURCE
-from emulator.mm.compaction import DEF_COMPACT_PRIORITY, CompactResult, try_to_compact_pages
-from emulator.mm.gfp import GFP_TRANSHUGE
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import DEF_COMPACT_PRIORITY, CompactResult
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 

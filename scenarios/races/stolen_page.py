@@ -24,9 +24,9 @@ mitigation.capture=off --set strategy=random``): see docs/races.md.
 """
 
 from emulator.explore.properties import COMPACTION_SUCCESS_HONOURED
-from emulator.mm.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from emulator.mm import vmscan
+from emulator.mm.reclaim import vmscan
 from emulator.runner import RunResult, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
 
