@@ -40,11 +40,13 @@ from emulator.mm.snapshot import PAGEBLOCK_ORDER
 __all__ = [
     "COMPACTION_SUCCESS_HONOURED",
     "INVARIANTS",
+    "NO_AVOIDABLE_MIXING",
     "NO_CRASH",
     "NO_DEADLOCK",
     "NO_FAILURE_WITH_PCP_PAGES",
     "PRIVATE_MIGRATION_SOURCE",
     "STANDARD_PROPERTIES",
+    "WATERMARK_HONOURED",
     "Event",
     "Property",
     "PropertyChecker",
@@ -445,6 +447,54 @@ def async_compaction_within(limit_ns: int) -> Property:
     )
 
 
+def _nofragment_on_event(run: PropertyRun, ev: Event) -> Messages:
+    """A fragmenting fallback (``fallback_order < pageblock_order``: the request takes pages
+    from a pageblock of another migratetype, mixing it) while a lower zone of the same node
+    had a whole free pageblock the request could have taken without mixing anything."""
+    if int(ev.fields.get("fallback_order", PAGEBLOCK_ORDER)) >= PAGEBLOCK_ORDER:
+        return ()
+    pa = run.ctx.allocator
+    zone = pa.zone_of(int(ev.fields["pfn"]))
+    for lower in pa.zones:
+        if lower.node == zone.node and lower.zone_idx < zone.zone_idx:
+            if any(lower.nr_free[PAGEBLOCK_ORDER:]):
+                return [
+                    f"{ev.actor}: an order-{ev.fields['alloc_order']} allocation mixed "
+                    f"pageblock {int(ev.fields['pfn']) >> PAGEBLOCK_ORDER} of {zone.name} "
+                    f"(migratetype {ev.fields['alloc_migratetype']} into "
+                    f"{ev.fields['fallback_migratetype']}) while {lower.name} had free pageblocks"
+                ]
+    return ()
+
+
+NO_AVOIDABLE_MIXING = Property(
+    "no_avoidable_mixing",
+    "no fallback mixes a pageblock of one zone (fragmenting: fallback order below pageblock "
+    "order) while a lower zone of the node has a whole free pageblock to take instead",
+    on_event=_nofragment_on_event,
+    events=("mm_page_alloc_extfrag",),
+)
+
+
+def _watermark_honoured(run: PropertyRun) -> Messages:
+    out = []
+    for order, n in enumerate(run.ctx.allocator.watermark_ok_lost):
+        if n:
+            out.append(
+                f"{n} order-{order} allocation(s) passed the watermark check and then found no "
+                "free block (another CPU took the pages in between)"
+            )
+    return out
+
+
+WATERMARK_HONOURED = Property(
+    "watermark_honoured",
+    "an allocation whose zone passed the watermark check gets a page from it (rmqueue never "
+    "comes back empty after the check)",
+    check=_watermark_honoured,
+)
+
+
 #: the properties ``--check`` may name besides a scenario's own
 STANDARD_PROPERTIES: dict[str, Property] = {
     p.name: p
@@ -455,5 +505,7 @@ STANDARD_PROPERTIES: dict[str, Property] = {
         COMPACTION_SUCCESS_HONOURED,
         NO_FAILURE_WITH_PCP_PAGES,
         PRIVATE_MIGRATION_SOURCE,
+        NO_AVOIDABLE_MIXING,
+        WATERMARK_HONOURED,
     )
 }

@@ -64,7 +64,7 @@ SCENARIO = Scenario(
     "async_contention",
     "an async THP compaction meets zone->lock contention from CPUs allocating order-4 blocks",
     build,
-    defaults={"memory": "128M", "cpus": 4, "duration": "5ms", "sample": "1ms"},
+    defaults={"memory": "128M", "cpus": 8, "duration": "3ms", "sample": "1ms"},
     params={
         "thp": Param(2, "THPs CPU 0 faults", 1, 1000),
         "rate": Param(2_000_000.0, "page faults per second on each other CPU", 1.0, 1e9),

@@ -74,3 +74,33 @@ def test_concurrent_shrinkers_scan_a_list_others_empty(monkeypatch: pytest.Monke
     assert stops[0] > 0  # and found it emptied by the others (a short batch or SHRINK_STOP)
     assert all(r.reason == "deadline" and not r.violations for r in results)
     assert all(len(r.ctx.allocator.shrinkers[0].pages) == 0 for r in results)
+
+
+def test_async_contention_abort() -> None:
+    off = explore("async_contention", 2, **{"mitigation.async_contended_abort": "off"})
+    on = explore("async_contention", 2)
+    assert violating(off, "async_compaction_bounded") == [2]
+    assert violating(on, "async_compaction_bounded") == []
+
+
+def test_shared_migration_source_skip_claim() -> None:
+    off = explore("shared_migration_source", 2, **{"mitigation.skip_claim": "off"})
+    on = explore("shared_migration_source", 2)
+    assert violating(off, "private_migration_source") == [1, 2]
+    assert violating(on, "private_migration_source") == []
+
+
+def test_fallback_mixing_alloc_nofragment() -> None:
+    off = explore("fallback_mixing", 2, **{"mitigation.alloc_nofragment": "off"})
+    on = explore("fallback_mixing", 2)
+    assert violating(off, "no_avoidable_mixing") == [1, 2]
+    assert violating(on, "no_avoidable_mixing") == []
+
+
+def test_watermark_then_lost_has_no_mitigation() -> None:
+    """No 6.12 mechanism closes this window: explored schedules show it, and so does fifo."""
+    explored = explore("watermark_then_lost", 2)
+    assert violating(explored, "watermark_honoured") == [1, 2]
+    for r in explored:
+        lost = r.ctx.allocator.watermark_ok_lost[4]
+        assert lost > 0 and r.ctx.findings["order4"]["ok"] == r.params["blocks"]

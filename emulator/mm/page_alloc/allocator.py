@@ -185,6 +185,10 @@ class PageAllocator(PageFree):
         #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
         self.shrinkers = [SlabShrinker() for _ in range(self.nr_nodes)]
+        #: per order: zones whose watermark check passed and whose rmqueue then found no
+        #: block (another CPU took the pages in the unlocked window between the two); mmemu's
+        #: count, the kernel keeps none
+        self.watermark_ok_lost = [0] * NR_PAGE_ORDERS
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -401,6 +405,7 @@ class PageAllocator(PageFree):
                     await self.sim.delay(charge)
                     return pfn, ""
                 reason = "no_free_block"
+                self.watermark_ok_lost[order] += 1
             if retry:
                 continue
             if no_fallback:
