@@ -456,14 +456,17 @@ def _nofragment_on_event(run: PropertyRun, ev: Event) -> Messages:
     pa = run.ctx.allocator
     zone = pa.zone_of(int(ev.fields["pfn"]))
     for lower in pa.zones:
-        if lower.node == zone.node and lower.zone_idx < zone.zone_idx:
-            if any(lower.nr_free[PAGEBLOCK_ORDER:]):
-                return [
-                    f"{ev.actor}: an order-{ev.fields['alloc_order']} allocation mixed "
-                    f"pageblock {int(ev.fields['pfn']) >> PAGEBLOCK_ORDER} of {zone.name} "
-                    f"(migratetype {ev.fields['alloc_migratetype']} into "
-                    f"{ev.fields['fallback_migratetype']}) while {lower.name} had free pageblocks"
-                ]
+        if (
+            lower.node == zone.node
+            and lower.zone_idx < zone.zone_idx
+            and any(lower.nr_free[PAGEBLOCK_ORDER:])
+        ):
+            return [
+                f"{ev.actor}: an order-{ev.fields['alloc_order']} allocation mixed "
+                f"pageblock {int(ev.fields['pfn']) >> PAGEBLOCK_ORDER} of {zone.name} "
+                f"(migratetype {ev.fields['alloc_migratetype']} into "
+                f"{ev.fields['fallback_migratetype']}) while {lower.name} had free pageblocks"
+            ]
     return ()
 
 
