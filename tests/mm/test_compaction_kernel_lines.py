@@ -17,25 +17,25 @@ import pytest
 
 from emulator.engine import Sim
 from emulator.mm import migrate as migrate_mod
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, try_to_compact_pages
-from emulator.mm.compaction_control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
-from emulator.mm.gfp import GFP_KERNEL, GFP_NOFS, GFP_TRANSHUGE
-from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.initstate import allocate_everything, free_k_of_n
-from emulator.mm.internal import CompactControl
-from emulator.mm.isolate_free import isolate_freepages_block
-from emulator.mm.isolate_migrate import (
+from emulator.mm.compaction.compact import CompactPriority, try_to_compact_pages
+from emulator.mm.compaction.control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
+from emulator.mm.compaction.isolate_free import isolate_freepages_block
+from emulator.mm.compaction.isolate_migrate import (
     ISOLATED_THROTTLE_NS,
     isolate_migratepages_block,
     too_many_isolated,
     update_cached_migrate,
 )
-from emulator.mm.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, adopt_allocated
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
+from emulator.mm.initstate import allocate_everything, free_k_of_n
+from emulator.mm.internal import CompactControl
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PG_ALLOC, PG_ISOLATED
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_KERNEL, GFP_NOFS, GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, adopt_allocated
+from emulator.mm.reclaim.vmscan import ScanControl, isolate_lru_folios
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
-from emulator.mm.vmscan import ScanControl, isolate_lru_folios
 
 
 def _machine(normal: int = 16384) -> tuple[Machine, Sim, PageAllocator]:
