@@ -36,7 +36,12 @@ from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.slowpath import merged_stats as slowpath_summary
 from emulator.mm.reclaim.kswapd import kthreads_summary, start_kthreads
-from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
+from emulator.mm.snapshot import (
+    MIGRATE_TYPES,
+    MIGRATETYPE_NAMES,
+    NR_PAGE_ORDERS,
+    MachineSnapshot,
+)
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.workload.cpu import CpuProgram
@@ -270,6 +275,7 @@ class RunResult:
             },
             "kswapd_wakeups": pa.kswapd_wakeups,
             "slowpath": slowpath_summary(pa),
+            "extfrag": extfrag_summary(pa),
             "mitigations": self.ctx.machine.mitigations.as_dict(),
             **kthreads_summary(pa),
             "engine": {
@@ -296,6 +302,16 @@ class RunResult:
         if self.report_error:
             out["report_error"] = self.report_error
         return out
+
+
+def extfrag_summary(pa: PageAllocator) -> dict[str, Any]:
+    """Fragmenting fallbacks (``mm_page_alloc_extfrag`` with fallback_order < pageblock_order)
+    over all zones: the total and by the requesting migratetype."""
+    by_mt = [sum(z.extfrag_fragmenting[mt] for z in pa.zones) for mt in range(MIGRATE_TYPES)]
+    return {
+        "fragmenting_fallbacks": sum(by_mt),
+        "by_alloc_migratetype": {MIGRATETYPE_NAMES[mt]: n for mt, n in enumerate(by_mt) if n},
+    }
 
 
 def build_context(

@@ -91,6 +91,9 @@ class ZoneBase:
         self.nr_free_cma = 0
         self.nr_free_highatomic = 0
         self.nr_reserved_highatomic = 0
+        #: fragmenting fallbacks by the requesting migratetype: ``mm_page_alloc_extfrag`` with
+        #: fallback_order < pageblock_order (the kernel has the tracepoint only, no counter)
+        self.extfrag_fragmenting = [0] * MIGRATE_TYPES
         self._watermark = [0] * NR_WMARK
         self.watermark_boost = 0
         self.lowmem_reserve = [0] * MAX_NR_ZONES

@@ -270,6 +270,10 @@ class FallbackMixin(ZoneBase):
         page = self.steal_suitable_fallback(
             page, current_order, order, start_migratetype, alloc_flags, can_steal
         )
+        if current_order < _PBO:
+            # the tracepoint's fragmenting flag (include/trace/events/kmem.h:
+            # mm_page_alloc_extfrag, fallback_order < pageblock_order), counted
+            self.extfrag_fragmenting[start_migratetype] += 1
         rec = self.rec
         if rec.enabled:
             rec.emit(
