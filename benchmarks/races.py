@@ -1,8 +1,8 @@
 """The race catalogue, measured: per race, N explored schedules with its mitigation off and on.
 
 For each scenario of ``scenarios/races/`` this runs ``--runs`` schedules (seeds 1..N, the
-``random`` and ``pct`` strategies alternately; a race without a switch also runs once under
-``fifo``) and prints, per setting: runs with a violation of the race's property, the first
+``random`` and ``pct`` strategies alternately, with ``perturb``: delays at the kernel's unlocked
+windows as well as the order of tied actors; and once under ``fifo``) and prints, per setting: runs with a violation of the race's property, the first
 such run (the schedules needed to show it), violations in all, the race's effect figures
 (summed over the runs) and CPU seconds per run. The table in docs/races.md comes from it.
 
@@ -135,8 +135,10 @@ def measure(name: str, runs: int, overrides: dict[str, Any]) -> dict[str, Any]:
     figures: dict[str, int] = {}
     t0 = time.process_time()
     for i in range(runs):
-        strategy = overrides.get("strategy") or ("random", "pct")[i % 2]
-        params = sc.resolve({**overrides, "seed": i + 1, "strategy": strategy})
+        over = dict(overrides)
+        strategy = over.pop("strategy", None) or ("random", "pct")[i % 2]
+        perturb = strategy != "fifo"
+        params = sc.resolve({**over, "seed": i + 1, "strategy": strategy, "perturb": perturb})
         res = run_scenario(sc, params, record=False, properties=[*sc.properties, *extra])
         mine = [v for v in res.violations if v.property == prop]
         total += len(mine)

@@ -1,9 +1,11 @@
 """The race catalogue (scenarios/races/): each race shows up as a property violation under
 explored schedules with its mitigation off, and in none of the same schedules with it on.
 
-Schedules are explored by a plain loop over seeds with the ``random`` and ``pct`` strategies
-(each run is a pure function of scenario, parameters and seed, so a failure here is rerun by
-``mmemu run races/NAME --set seed=N --set strategy=S --set mitigation.X=off``)."""
+Schedules are explored by a loop over seeds with the ``random`` and ``pct`` strategies, with
+``perturb`` (delays at the kernel's unlocked windows as well as the order of actors ready at one
+instant: the races here are about timing as much as order). Each run is a pure function of
+scenario, parameters and seed, so a failure here is rerun by ``mmemu run races/NAME --set
+seed=N --set strategy=S --set perturb=true --set mitigation.X=off``."""
 
 from __future__ import annotations
 
@@ -19,11 +21,14 @@ STRATEGIES = ("random", "pct")
 
 
 def explore(name: str, runs: int, **overrides: Any) -> list[RunResult]:
-    """Run ``races/name`` under ``runs`` schedules (seeds 1.., random and pct alternately)."""
+    """Run ``races/name`` under ``runs`` schedules (seeds 1.., random and pct alternately,
+    perturbed)."""
     sc = load_scenario(bundled_scenarios()[f"races/{name}"])
     out = []
     for i in range(runs):
-        params = sc.resolve({**overrides, "seed": i + 1, "strategy": STRATEGIES[i % 2]})
+        params = sc.resolve(
+            {"perturb": True, **overrides, "seed": i + 1, "strategy": STRATEGIES[i % 2]}
+        )
         res = run_scenario(sc, params, record=False)
         out.append(res)
     return out
