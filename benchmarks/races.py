@@ -2,9 +2,10 @@
 
 For each scenario of ``scenarios/races/`` this runs ``--runs`` schedules (seeds 1..N, the
 ``random`` and ``pct`` strategies alternately, with ``perturb``: delays at the kernel's unlocked
-windows as well as the order of tied actors; and once under ``fifo``) and prints, per setting: runs with a violation of the race's property, the first
-such run (the schedules needed to show it), violations in all, the race's effect figures
-(summed over the runs) and CPU seconds per run. The table in docs/races.md comes from it.
+windows as well as the order of tied actors; and once under ``fifo``) and prints, per
+setting: runs with a violation of the race's property, the first such run (the schedules
+needed to show it), violations in all, the race's effect figures (summed over the runs) and
+CPU seconds per run. The table in docs/races.md comes from it.
 
 Usage (by hand; not part of the test suite)::
 
