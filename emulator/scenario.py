@@ -362,13 +362,17 @@ def _scenario_dirs() -> list[Path]:
 
 
 def bundled_scenarios() -> dict[str, Path]:
-    """Name -> file of every bundled scenario (the package's, then the source tree's)."""
+    """Name -> file of every bundled scenario (the package's, then the source tree's); the
+    race catalogue's as ``races/NAME``."""
     found: dict[str, Path] = {}
     for d in _scenario_dirs():
         if d.is_dir():
             for f in sorted(d.glob("*.py")):
                 if not f.name.startswith("_"):
                     found.setdefault(f.stem, f)
+            for f in sorted(d.glob("races/*.py")):  # the race catalogue: races/NAME
+                if not f.name.startswith("_"):
+                    found.setdefault(f"races/{f.stem}", f)
     return found
 
 

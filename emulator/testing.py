@@ -2,8 +2,8 @@
 of :mod:`emulator.pytest_plugin`).
 
 :func:`make_kernel` boots a machine, creates a :class:`~emulator.engine.Sim` and a
-:class:`~emulator.mm.allocator.PageAllocator`, and returns an :class:`EmulatedKernel` whose
-:meth:`~EmulatedKernel.run` runs actors and then checks every invariant.
+:class:`~emulator.mm.page_alloc.allocator.PageAllocator`, and returns an :class:`EmulatedKernel`
+whose :meth:`~EmulatedKernel.run` runs actors and then checks every invariant.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 
 from emulator.engine import MemoryRecorder, NullRecorder, RunResult, Sim, Strategy
-from emulator.mm.allocator import Cpu, PageAllocator
 from emulator.mm.costs import Costs
-from emulator.mm.kswapd import start_kthreads
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+from emulator.mm.reclaim.kswapd import start_kthreads
 from emulator.workload.spec import parse_size_mib
 
 __all__ = ["ConditionTimeout", "EmulatedKernel", "make_kernel"]
@@ -115,7 +115,7 @@ def make_kernel(
     """Boot a machine (x86-64 layout, ``memory`` like ``"1G"``) with ``cpus`` CPUs in total.
 
     ``kthreads`` starts kswapd and kcompactd on every node (daemon actors, as
-    :func:`emulator.mm.kswapd.start_kthreads` does for a scenario run). ``perturb`` lets a
+    :func:`emulator.mm.reclaim.kswapd.start_kthreads` does for a scenario run). ``perturb`` lets a
     ``random`` or ``pct`` strategy inject delays at preemption points.
 
     Sysctls are given with underscores for dots after ``vm``: ``vm_min_free_kbytes=8192``.

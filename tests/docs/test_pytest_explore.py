@@ -19,7 +19,7 @@ SUITE = """
 import pytest
 from pathlib import Path
 
-from emulator.mm.gfp import GFP_KERNEL
+from emulator.mm.page_alloc.gfp import GFP_KERNEL
 
 RUNS = Path(__file__).with_name("runs.txt")
 
