@@ -40,7 +40,8 @@ CPUS = [1, 2, 3, 4, 6, 8, 12, 16]
 def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
     """One random run: scenario, parameters, and whether to check determinism."""
     from emulator.mm.costs import Costs
-    from emulator.mm.sysctl import SPECS
+    from emulator.mm.sysctl import TUNABLES
+    from emulator.mm.tunable import IntMinMax, Words
     from emulator.scenario import bundled_scenarios
 
     scenario = rng.choice(sorted(bundled_scenarios()))
@@ -61,18 +62,17 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "strategy": strategy,
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
-    for spec in SPECS.values():
-        if rng.random() < 0.3 and spec.name != "vm.lowmem_reserve_ratio":
-            hi = min(spec.hi, 3000 if spec.hi > 3000 else spec.hi)
-            lo = spec.lo
-            if getattr(spec, "choices", ()):
-                params[spec.name] = rng.choice(spec.choices)
+    for spec in TUNABLES.values():
+        parse = spec.parse
+        if rng.random() < 0.3 and isinstance(parse, IntMinMax | Words):
+            if isinstance(parse, Words):
+                params[spec.name] = rng.choice(parse.choices)
             elif spec.name == "vm.percpu_pagelist_high_fraction":
                 params[spec.name] = str(rng.choice([0, 8, 16, 100, 1000]))
             elif spec.name == "vm.min_free_kbytes":
                 params[spec.name] = str(rng.randint(128, 65536))
             else:
-                params[spec.name] = str(rng.randint(lo, hi))
+                params[spec.name] = str(rng.randint(parse.lo, min(parse.hi, 3000)))
     for name, default in Costs().as_dict().items():
         if rng.random() < 0.2:
             params[f"cost.{name}"] = f"{rng.randint(0, 3 * max(default, 10))}ns"

@@ -43,7 +43,8 @@ import attrs
 
 from emulator.engine import SimError, make_strategy
 from emulator.mm.costs import Costs
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
+from emulator.mm.tunable import TunableError
 from emulator.params import (
     COST_PARAM,
     MAX_MEMORY_MIB,
@@ -114,7 +115,7 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
+        return {k: v for k, v in self.values.items() if k in TUNABLES}
 
     @property
     def costs(self) -> Costs:
@@ -176,20 +177,20 @@ class Scenario:
         """
         known = self.param_specs()
         values: dict[str, Any] = {name: p.default for name, p in known.items()}
-        for spec in SYSCTL_SPECS.values():
+        for spec in TUNABLES.values():
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
         for name, value in self.defaults.items():
             if name.startswith("cost."):
                 values[name] = value
         for name, value in (overrides or {}).items():
-            if name in known or name in SYSCTL_SPECS or name.startswith("cost."):
+            if name in known or name in TUNABLES or name.startswith("cost."):
                 values[name] = value
                 continue
             valid = (
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
-                + ", ".join(sorted(SYSCTL_SPECS))
+                + ", ".join(sorted(TUNABLES))
                 + "), cost.<name> (mmemu list --params)"
             )
             raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
@@ -201,8 +202,11 @@ class Scenario:
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
                     typed[name] = COST_PARAM.convert(value)
-                elif name in SYSCTL_SPECS:
-                    typed[name] = check_sysctl(name, value)
+                elif name in TUNABLES:
+                    try:
+                        typed[name] = check_sysctl(name, value)
+                    except TunableError as exc:  # names the tunable, the value, what is valid
+                        raise ScenarioError(str(exc)) from None
                 else:
                     typed[name] = known[name].convert(value)
             except ValueError as exc:

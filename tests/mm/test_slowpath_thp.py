@@ -10,10 +10,10 @@ import pytest
 
 from emulator.mm import gfp as G
 from emulator.mm.huge_memory import (
-    DEFRAG_MODES,
     defrag_show,
     vma_thp_gfp_mask,
 )
+from emulator.mm.huge_memory_sysctl import DEFRAG_MODES
 from emulator.mm.machine import Machine
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.scenario import bundled_scenarios as bundled
