@@ -1,5 +1,6 @@
 """``mmemu list``: the bundled scenarios, one line each; ``--params NAME``: one's parameters,
-every sysctl and every cost, each with its default and valid range."""
+every sysctl, every cost and every kernel mitigation switch, each with its default and valid
+range."""
 
 from __future__ import annotations
 

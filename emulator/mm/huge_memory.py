@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.gfp import (
+from emulator.mm.huge_memory_sysctl import DEFRAG_MODES, THP_DEFRAG
+from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_KSWAPD_RECLAIM,
     __GFP_NORETRY,
@@ -28,10 +29,9 @@ from emulator.mm.gfp import (
     GFP_TRANSHUGE,
     GFP_TRANSHUGE_LIGHT,
 )
-from emulator.mm.huge_memory_sysctl import DEFRAG_MODES, THP_DEFRAG
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "HPAGE_PMD_ORDER",

@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING
 import attrs
 
 from emulator.engine.errors import PrimitiveMisuse
-from emulator.mm.compaction_sysctl import COMPACTION_PROACTIVENESS
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from emulator.engine import SpinLock
-    from emulator.mm.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "MIGRATE_ASYNC",

@@ -14,7 +14,7 @@ top of the node. Extra nodes get equal shares of ZONE_NORMAL memory.
 
 Booting (``boot=True``) frees every managed page the way memblock_free_all does (maximal aligned
 blocks, each merged and added to the tail, so lists are in ascending pfn order) into MOVABLE
-pageblocks, then runs :func:`~emulator.mm.watermark.init_per_zone_wmark_min`.
+pageblocks, then runs :func:`~emulator.mm.page_alloc.watermark.init_per_zone_wmark_min`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ import attrs
 import numpy as np
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
-from emulator.mm import watermark
-from emulator.mm.compaction_sysctl import ProactiveTrigger
-from emulator.mm.lru import Lruvec
+from emulator.mm.compaction.sysctl import ProactiveTrigger
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
@@ -40,8 +38,11 @@ from emulator.mm.memmap import (
     PG_TAIL,
     Memmap,
 )
-from emulator.mm.page_alloc import Zone
-from emulator.mm.rmap import Rmap
+from emulator.mm.mitigations import Mitigations
+from emulator.mm.page_alloc import watermark
+from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.reclaim.lru import Lruvec
+from emulator.mm.reclaim.rmap import Rmap
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -243,6 +244,8 @@ class Machine:
         # the tunables' values, at their defaults (emulator.mm.sysctl.TUNABLES; a default of
         # None is computed at boot: min_free_kbytes by init_per_zone_wmark_min)
         for t in TUNABLES.values():
+            if t.store is not None:  # kept elsewhere (the mitigations, below)
+                continue
             default = t.default
             if isinstance(default, tuple):
                 setattr(self, t.attr, list(default))
@@ -250,6 +253,8 @@ class Machine:
                 setattr(self, t.attr, 0 if default is None else default)
         #: mm/page_alloc.c: user_min_free_kbytes (-1 until vm.min_free_kbytes is written)
         self.user_min_free_kbytes = -1
+        #: which kernel mitigations are on (emulator.mm.mitigations; all on: 6.12)
+        self.mitigations = Mitigations()
         self.wmark_observers: list[Callable[[Machine], None]] = []
         """Called after every watermark recomputation and percpu_pagelist_high_fraction change
         (the pcp layer's zone_pcp_update)."""

@@ -1,10 +1,11 @@
 """The registry of kernel tunables, and one machine's view of them by kernel name.
 
 :data:`TUNABLES` gathers what each mechanism declares (:class:`~emulator.mm.tunable.Tunable`):
-mm/page_alloc.c's ``page_alloc_sysctl_table[]`` (:mod:`emulator.mm.page_alloc_sysctl`),
-mm/compaction.c's ``vm_compaction[]`` (:mod:`emulator.mm.compaction_sysctl`) and the THP sysfs
-knobs of mm/huge_memory.c (:mod:`emulator.mm.huge_memory_sysctl`). It is the one place a machine's
-defaults, ``--set``, run-time writes, ``/proc/sys`` reads, ``mmemu inspect`` and
+mm/page_alloc.c's ``page_alloc_sysctl_table[]`` (:mod:`emulator.mm.page_alloc.sysctl`),
+mm/compaction.c's ``vm_compaction[]`` (:mod:`emulator.mm.compaction.sysctl`) and the THP sysfs
+knobs of mm/huge_memory.c (:mod:`emulator.mm.huge_memory_sysctl`), and the model's kernel
+mitigation switches ``mitigation.NAME`` (:mod:`emulator.mm.mitigations`). It is the one place
+a machine's defaults, ``--set``, run-time writes, ``/proc/sys`` reads, ``mmemu inspect`` and
 ``mmemu list --params`` look a tunable up.
 
 :class:`Sysctl` is a machine's interface: the values live on the
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emulator.mm.compaction_sysctl import COMPACTION_TUNABLES
+from emulator.mm.compaction.sysctl import COMPACTION_TUNABLES
 from emulator.mm.huge_memory_sysctl import THP_TUNABLES
-from emulator.mm.page_alloc_sysctl import PAGE_ALLOC_TUNABLES
+from emulator.mm.mitigations import MITIGATION_TUNABLES
+from emulator.mm.page_alloc.sysctl import PAGE_ALLOC_TUNABLES
 from emulator.mm.tunable import Tunable
 
 if TYPE_CHECKING:
@@ -41,7 +43,9 @@ def _gather(*tables: tuple[Tunable, ...]) -> dict[str, Tunable]:
 
 #: every tunable by name, sorted
 TUNABLES: dict[str, Tunable] = dict(
-    sorted(_gather(PAGE_ALLOC_TUNABLES, COMPACTION_TUNABLES, THP_TUNABLES).items())
+    sorted(
+        _gather(PAGE_ALLOC_TUNABLES, COMPACTION_TUNABLES, THP_TUNABLES, MITIGATION_TUNABLES).items()
+    )
 )
 
 
@@ -59,7 +63,7 @@ def lookup(name: str) -> Tunable:
     elif key.startswith("/sys/kernel/mm/"):
         key = key[len("/sys/kernel/mm/") :]
     key = key.replace("/", ".")
-    if not key.startswith(("vm.", "transparent_hugepage.")):
+    if not key.startswith(("vm.", "transparent_hugepage.", "mitigation.")):
         key = "vm." + key
     t = TUNABLES.get(key)
     if t is None:
@@ -79,7 +83,8 @@ class Sysctl:
 
     def get(self, name: str) -> Any:
         """The current value (a tuple for vm.lowmem_reserve_ratio)."""
-        value = getattr(self._machine, lookup(name).attr)
+        t = lookup(name)
+        value = t.load(self._machine) if t.load is not None else getattr(self._machine, t.attr)
         return tuple(value) if isinstance(value, list) else value
 
     __getitem__ = get
@@ -100,6 +105,9 @@ class Sysctl:
         t = lookup(name)
         old = self.get(t.name)
         new = t.check(value, old)
-        setattr(self._machine, t.attr, list(new) if isinstance(new, tuple) else new)
+        if t.store is not None:
+            t.store(self._machine, new)
+        else:
+            setattr(self._machine, t.attr, list(new) if isinstance(new, tuple) else new)
         if t.handler is not None:
             t.handler(self._machine, old)

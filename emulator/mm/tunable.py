@@ -291,6 +291,24 @@ class Words:
 
 
 @attrs.frozen
+class OnOff:
+    """A switch: on/off, true/false, yes/no, 1/0 (any case) or a bool -> bool."""
+
+    def describe(self) -> str:
+        return "on, off"
+
+    def __call__(self, name: str, value: Any, current: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in ("on", "true", "yes", "1"):
+            return True
+        if word in ("off", "false", "no", "0"):
+            return False
+        raise TunableError(f"{name}={_short(value)!r} is invalid: expected on or off")
+
+
+@attrs.frozen
 class Tunable:
     """One kernel tunable: ``name`` (``vm.X`` for /proc/sys/vm/X, ``transparent_hugepage.X``
     for /sys/kernel/mm/transparent_hugepage/X), the :class:`Machine` attribute holding its
@@ -305,6 +323,9 @@ class Tunable:
     doc: str
     kernel: str
     handler: Callable[[Any, Any], None] | None = None
+    #: for a value not kept in a machine attribute (a mitigation switch): read and store it
+    load: Callable[[Any], Any] | None = None
+    store: Callable[[Any, Any], None] | None = None
 
     @property
     def path(self) -> str:
@@ -333,6 +354,8 @@ class Tunable:
     def render(self, value: Any) -> str:
         """The file's text when read: proc_dointvec's tab-separated ints and a newline, or a
         sysfs word list with the current one bracketed (``always [madvise] never``)."""
+        if isinstance(value, bool):
+            return ("on" if value else "off") + "\n"
         if isinstance(self.parse, Words):
             return " ".join(f"[{w}]" if w == value else w for w in self.parse.choices) + "\n"
         if isinstance(value, list | tuple):

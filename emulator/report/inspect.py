@@ -30,8 +30,8 @@ from typing import Any
 import attrs
 
 from emulator.cli import UsageError
-from emulator.mm.compaction_sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
-from emulator.mm.procfs import (
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
+from emulator.mm.procfs.render import (
     ProcParseError,
     combine_snapshots,
     parse_buddyinfo,

@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from emulator.mm.compaction_sysctl import COMPACTION_PROACTIVENESS
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 
 __all__ = [
     "LOCK_POLICIES",

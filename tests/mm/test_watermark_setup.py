@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.machine import Machine
+from emulator.mm.mitigations import MITIGATIONS
+from emulator.mm.page_alloc.watermark import min_free_kbytes_for, setup_per_zone_wmarks
 from emulator.mm.sysctl import Sysctl
-from emulator.mm.watermark import min_free_kbytes_for, setup_per_zone_wmarks
 from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
 
 
@@ -131,6 +132,7 @@ def test_sysctl_defaults_and_names():
         "vm.percpu_pagelist_high_fraction": 0,
         "vm.watermark_boost_factor": 15000,
         "vm.watermark_scale_factor": 10,
+        **{f"mitigation.{name}": True for name in MITIGATIONS},  # all on: 6.12
     }
     assert m.sysctl.get("compaction_proactiveness") == 20  # the "vm." prefix is optional
     assert Sysctl.names() == sorted(d)
