@@ -48,9 +48,10 @@ from emulator.engine import SimError
 from emulator.engine.strategy import VALID_FORMS, parse_strategy
 from emulator.explore.properties import Property
 from emulator.mm.costs import Costs
+from emulator.mm.mitigations import MITIGATIONS, Mitigations
 from emulator.mm.mitigations import PARAM_PREFIX as MITIGATION_PREFIX
-from emulator.mm.mitigations import Mitigations, check_mitigation
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
+from emulator.mm.tunable import TunableError
 from emulator.params import (
     COST_PARAM,
     MAX_MEMORY_MIB,
@@ -121,11 +122,11 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
+        return {k: v for k, v in self.values.items() if k in TUNABLES}
 
     @property
     def mitigations(self) -> Mitigations:
-        """The ``mitigation.NAME`` values (each on unless set off)."""
+        """The ``mitigation.NAME`` values as the machine keeps them (each on unless set off)."""
         return Mitigations.from_values(
             {k: v for k, v in self.values.items() if k.startswith(MITIGATION_PREFIX)}
         )
@@ -193,26 +194,27 @@ class Scenario:
         """
         known = self.param_specs()
         values: dict[str, Any] = {name: p.default for name, p in known.items()}
-        for spec in SYSCTL_SPECS.values():
+        for spec in TUNABLES.values():
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
         for name, value in self.defaults.items():
-            if name.startswith(("cost.", MITIGATION_PREFIX)):
+            if name.startswith("cost."):
                 values[name] = value
         for name, value in (overrides or {}).items():
-            if (
-                name in known
-                or name in SYSCTL_SPECS
-                or name.startswith(("cost.", MITIGATION_PREFIX))
-            ):
+            if name in known or name in TUNABLES or name.startswith("cost."):
                 values[name] = value
                 continue
             valid = (
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
-                + ", ".join(sorted(SYSCTL_SPECS))
-                + "), cost.<name>, mitigation.<name> (mmemu list --params)"
+                + ", ".join(sorted(TUNABLES))
+                + "), cost.<name> (mmemu list --params)"
             )
+            if name.startswith(MITIGATION_PREFIX):
+                switches = ", ".join(MITIGATIONS)
+                raise ScenarioError(
+                    f"parameter {_short(name)}: unknown mitigation; valid: {switches}"
+                )
             raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
         typed: dict[str, Any] = {}
         cost_names = set(Costs().as_dict())
@@ -222,12 +224,12 @@ class Scenario:
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
                     typed[name] = COST_PARAM.convert(value)
-                elif name.startswith(MITIGATION_PREFIX):
-                    typed[name] = check_mitigation(name, value)
-                elif name in SYSCTL_SPECS:
+                elif name in TUNABLES:
                     typed[name] = check_sysctl(name, value)
                 else:
                     typed[name] = known[name].convert(value)
+            except TunableError as exc:  # names the tunable, the value and what is valid
+                raise ScenarioError(str(exc)) from None
             except ValueError as exc:
                 raise ScenarioError(f"parameter {_short(name)}={_short(value)!r}: {exc}") from None
         _check_together(typed)
