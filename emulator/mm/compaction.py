@@ -393,7 +393,8 @@ async def compact_zone_order(
     ``capture_control`` published for the calling task (withdrawn before the captured page is
     read). ASYNC priority runs MIGRATE_ASYNC, the others MIGRATE_SYNC_LIGHT; SYNC_FULL adds
     ``whole_zone``, ``ignore_skip_hint`` and ``ignore_block_suitable``. A captured page makes
-    the result SUCCESS. Returns ``(result, captured pfn or -1)``."""
+    the result SUCCESS. Returns ``(result, captured pfn or -1)``. With
+    ``mitigation.capture`` off (before 5e1f0f098b46) no capture control is published."""
     full = prio == MIN_COMPACT_PRIORITY
     cc = CompactControl(
         pa=pa,
@@ -410,6 +411,10 @@ async def compact_zone_order(
         ignore_skip_hint=full,
         ignore_block_suitable=full,
     )
+    if not pa.machine.mitigations.on("capture"):
+        # before 5e1f0f098b46: no capture_control; a block the compactor frees goes to the
+        # free lists, and the caller's get_page_from_freelist races every other CPU for it
+        return await compact_zone(cc, None), -1
     capc = CaptureControl(cc=cc)
     registry = capture_registry(zone)
     me = pa.sim.current

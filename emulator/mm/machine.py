@@ -39,6 +39,7 @@ from emulator.mm.memmap import (
     PG_TAIL,
     Memmap,
 )
+from emulator.mm.mitigations import Mitigations
 from emulator.mm.page_alloc import Zone
 from emulator.mm.rmap import Rmap
 from emulator.mm.snapshot import (
@@ -239,6 +240,8 @@ class Machine:
         #: /sys/kernel/mm/transparent_hugepage/defrag (mm/huge_memory.py; sysctl name
         #: ``transparent_hugepage.defrag``)
         self.transparent_hugepage_defrag = "madvise"
+        #: which kernel mitigations are on (emulator.mm.mitigations; all on: 6.12)
+        self.mitigations = Mitigations()
         self.wmark_observers: list[Callable[[Machine], None]] = []
         """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)
