@@ -14,6 +14,7 @@ from emulator.engine.errors import (
     DeadlockError,
     PrimitiveMisuse,
     ReplayDivergence,
+    ReplayEnd,
     SimError,
     WatchdogError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Recorder",
     "Replay",
     "ReplayDivergence",
+    "ReplayEnd",
     "RunResult",
     "Sim",
     "SimError",
