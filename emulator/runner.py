@@ -31,10 +31,10 @@ from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.explore.properties import Property, PropertyChecker, Violation
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.machine import Machine
-from emulator.mm.slowpath import merged_stats as slowpath_summary
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.slowpath import merged_stats as slowpath_summary
+from emulator.mm.reclaim.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.run.stop import STOP_SIGNALS, StopSignals

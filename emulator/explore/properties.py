@@ -18,7 +18,7 @@ none), each given the run's :class:`PropertyRun`:
 ``run.ctx`` the :class:`~emulator.runner.RunContext` (machine, allocator, sim, findings).
 
 The standard properties: :data:`INVARIANTS` (the model's invariant checker,
-:meth:`~emulator.mm.allocator.PageAllocator.check`, at the end and every 1 ms) and
+:meth:`~emulator.mm.page_alloc.allocator.PageAllocator.check`, at the end and every 1 ms) and
 :data:`NO_DEADLOCK` (the engine's deadlock and watchdog detection), plus the race properties of
 the catalogue (``scenarios/races/``): :data:`COMPACTION_SUCCESS_HONOURED` and
 :data:`NO_FAILURE_WITH_PCP_PAGES`.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from emulator.mm.procfs_parse import ProcParseError, parse_zoneinfo
+from emulator.mm.procfs.parse import ProcParseError, parse_zoneinfo
 from emulator.mm.vmstat import fragmentation_index
 from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
 from emulator.report.run_folder import (

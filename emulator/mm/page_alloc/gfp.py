@@ -13,48 +13,48 @@ is also how /sys/kernel/tracing prints gfp_flags.
 
 from __future__ import annotations
 
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA as ALLOC_CMA,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CPUSET as ALLOC_CPUSET,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_HIGHATOMIC as ALLOC_HIGHATOMIC,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_KSWAPD as ALLOC_KSWAPD,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_MIN_RESERVE as ALLOC_MIN_RESERVE,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NO_WATERMARKS as ALLOC_NO_WATERMARKS,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NOFRAGMENT as ALLOC_NOFRAGMENT,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NON_BLOCK as ALLOC_NON_BLOCK,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_OOM as ALLOC_OOM,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_RESERVES as ALLOC_RESERVES,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_WMARK_HIGH as ALLOC_WMARK_HIGH,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_WMARK_LOW as ALLOC_WMARK_LOW,
 )
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_WMARK_MASK as ALLOC_WMARK_MASK,
 )
 
-# ALLOC_* (mm/internal.h) are defined once, in emulator.mm.alloc_flags; re-exported here
-from emulator.mm.alloc_flags import (
+# ALLOC_* (mm/internal.h) are defined once, in emulator.mm.page_alloc.alloc_flags; re-exported here
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_WMARK_MIN as ALLOC_WMARK_MIN,
 )
 from emulator.mm.snapshot import MIGRATE_MOVABLE

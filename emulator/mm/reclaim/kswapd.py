@@ -44,24 +44,24 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim
-from emulator.mm.compaction import compact_gap
-from emulator.mm.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
-from emulator.mm.gfp import GFP_KERNEL, format_gfp
-from emulator.mm.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
-from emulator.mm.snapshot import PAGEBLOCK_ORDER
-from emulator.mm.vmscan import (
+from emulator.mm.compaction.compact import compact_gap
+from emulator.mm.compaction.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
+from emulator.mm.page_alloc.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
+from emulator.mm.page_alloc.gfp import GFP_KERNEL, format_gfp
+from emulator.mm.reclaim.vmscan import (
     DEF_PRIORITY,
     MAX_RECLAIM_RETRIES,
     SWAP_CLUSTER_MAX,
     ScanControl,
     shrink_node,
 )
+from emulator.mm.snapshot import PAGEBLOCK_ORDER
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_RECLAIM_ACTIVE
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import PageAllocator
     from emulator.mm.machine import Node
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "DEF_PRIORITY",

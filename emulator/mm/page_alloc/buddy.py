@@ -11,14 +11,15 @@ balancing), ``rmqueue_buddy`` and ``rmqueue_bulk``. :class:`Zone` adds to
 :class:`~emulator.mm.zone.ZoneBase` (``struct zone`` and its free-list primitives) one mixin
 per mechanism built on the core:
 
-* :class:`~emulator.mm.fallback.FallbackMixin` — anti-fragmentation: ``__rmqueue_fallback``,
+* :class:`~emulator.mm.page_alloc.fallback.FallbackMixin` — anti-fragmentation:
+``__rmqueue_fallback``,
   ``steal_suitable_fallback``, ``boost_watermark`` and the ``move_freepages_block`` family;
-* :class:`~emulator.mm.highatomic.HighatomicMixin` — the highatomic reserve;
-* :class:`~emulator.mm.isolation.IsolationMixin` — pageblock isolation (MIGRATE_ISOLATE);
-* :class:`~emulator.mm.watermark.WatermarkChecks` — ``__zone_watermark_ok`` and friends.
+* :class:`~emulator.mm.page_alloc.highatomic.HighatomicMixin` — the highatomic reserve;
+* :class:`~emulator.mm.page_alloc.isolation.IsolationMixin` — pageblock isolation (MIGRATE_ISOLATE);
+* :class:`~emulator.mm.page_alloc.watermark.WatermarkChecks` — ``__zone_watermark_ok`` and friends.
 
-The flag words (``ALLOC_*``, ``FPI_*``) live in :mod:`emulator.mm.alloc_flags`; they, the
-fallback table and the helpers below are re-exported here, so ``emulator.mm.page_alloc`` stays
+The flag words (``ALLOC_*``, ``FPI_*``) live in :mod:`emulator.mm.page_alloc.alloc_flags`; they, the
+fallback table and the helpers below are re-exported here, so ``emulator.mm.page_alloc.buddy`` stays
 the one import for the zone-level allocator.
 
 Page states: blocks handed out by the ``__rmqueue`` family are off the free lists and off the
@@ -39,7 +40,18 @@ reporting, shuffling, guard pages, hwpoison.
 
 from __future__ import annotations
 
-from emulator.mm.alloc_flags import (
+from emulator.mm.internal import lockdep_assert_held
+from emulator.mm.memmap import (
+    OWNER_FOR_MIGRATETYPE,
+    OWNER_NONE,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_ISOLATED,
+    PG_PCP,
+    PG_TAIL,
+    tail_fill,
+)
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
     ALLOC_CPUSET,
     ALLOC_HIGHATOMIC,
@@ -58,20 +70,10 @@ from emulator.mm.alloc_flags import (
     FPI_SKIP_REPORT_NOTIFY,
     FPI_TO_TAIL,
 )
-from emulator.mm.fallback import FALLBACKS, FallbackMixin, can_steal_fallback
-from emulator.mm.highatomic import HighatomicMixin, migratetype_is_mergeable
-from emulator.mm.internal import lockdep_assert_held
-from emulator.mm.isolation import IsolationMixin
-from emulator.mm.memmap import (
-    OWNER_FOR_MIGRATETYPE,
-    OWNER_NONE,
-    PG_ALLOC,
-    PG_BUDDY,
-    PG_ISOLATED,
-    PG_PCP,
-    PG_TAIL,
-    tail_fill,
-)
+from emulator.mm.page_alloc.fallback import FALLBACKS, FallbackMixin, can_steal_fallback
+from emulator.mm.page_alloc.highatomic import HighatomicMixin, migratetype_is_mergeable
+from emulator.mm.page_alloc.isolation import IsolationMixin
+from emulator.mm.page_alloc.watermark import WatermarkChecks
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_CMA,
@@ -84,7 +86,6 @@ from emulator.mm.snapshot import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.watermark import WatermarkChecks
 from emulator.mm.zone import ZoneBase
 
 _NT = MIGRATE_TYPES

@@ -8,10 +8,11 @@ zone_reclaimable_pages (368), lruvec_lru_size; and mm/shrinker.c: do_shrink_slab
 shrinker per node.
 
 How it runs: reclaim is the allocating actor's own work in virtual time. Scanning takes the
-node's ``lru_lock`` (:class:`emulator.mm.lru.Lruvec`) to isolate at most ``SWAP_CLUSTER_MAX``
+node's ``lru_lock`` (:class:`emulator.mm.reclaim.lru.Lruvec`) to isolate at most
+``SWAP_CLUSTER_MAX``
 (32) pages from the tail of the inactive file list, charging ``lru_op`` per folio while
 holding it, drops it, reclaims the batch (``shrink_folio`` per page: the holder is told,
-:func:`emulator.mm.lru.evict`, then the folio is freed through the page allocator on this
+:func:`emulator.mm.reclaim.lru.evict`, then the folio is freed through the page allocator on this
 CPU, as ``free_unref_folios`` does), and retakes it for the putback's accounting. Other CPUs
 allocate, free, compact and isolate in between.
 
@@ -41,23 +42,23 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from emulator.mm.compaction import compact_gap, compaction_suitable
+from emulator.mm.compaction.compact import compact_gap, compaction_suitable
 from emulator.mm.internal import lockdep_assert_held
-from emulator.mm.lru import (
+from emulator.mm.memmap import OWNER_RECLAIMABLE
+from emulator.mm.reclaim.lru import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_FILE,
     evict,
     folio_isolate_lru_locked,
 )
-from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_NAMES
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
-    from emulator.mm.lru import Lruvec
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.reclaim.lru import Lruvec
 
 __all__ = [
     "DEF_PRIORITY",

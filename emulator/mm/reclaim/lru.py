@@ -52,12 +52,12 @@ from emulator.mm.memmap import (
     PG_ALLOC,
     Memmap,
 )
-from emulator.mm.rmap import NO_HANDLE
+from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
     from emulator.engine import Sim, SpinLock
-    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "LRU_ACTIVE_ANON",
@@ -319,7 +319,7 @@ async def release_handle(pa: PageAllocator, cpu: Cpu, handle: int) -> int:
     last reference. An LRU folio comes off its list under ``lru_lock`` (trylock at this
     instant, else a wait), ``nr_mlock``/``unevictable_pgs_cleared`` and
     ``nr_slab_reclaimable`` are settled, and the page is freed. Returns the pfn freed or left
-    to its last holder, or :data:`~emulator.mm.rmap.EVICTED`.
+    to its last holder, or :data:`~emulator.mm.reclaim.rmap.EVICTED`.
 
     Simplified: free_pages_prepare is charged before __page_cache_release (the kernel runs it
     after), so the LRU work starts ``free_prepare`` ns late.

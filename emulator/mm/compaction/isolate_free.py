@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emulator.mm.alloc_flags import ALLOC_CMA
-from emulator.mm.compaction_control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
-from emulator.mm.highatomic import migratetype_is_mergeable
+from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_NONE, PG_ALLOC, PG_BUDDY, PG_ISOLATED
+from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA
+from emulator.mm.page_alloc.highatomic import migratetype_is_mergeable
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_ISOLATE,
@@ -39,7 +39,7 @@ from emulator.mm.zone import WMARK_MIN
 
 if TYPE_CHECKING:
     from emulator.mm.internal import CompactControl, ZoneLockHold
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "compaction_alloc",

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.compaction_control import COMPACT_MAX_DEFER_SHIFT
+from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "compaction_defer_reset",

@@ -36,7 +36,7 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine.sim import Actor
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "COMPACT_CLUSTER_MAX",

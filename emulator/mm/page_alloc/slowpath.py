@@ -1,7 +1,7 @@
 """The allocator's slow path as an explicit state machine.
 
 Models mm/page_alloc.c (Linux 6.12.0): __alloc_pages_slowpath (4204), gfp_to_alloc_flags (via
-:func:`emulator.mm.gfp.gfp_to_alloc_flags`), wake_all_kswapds, __gfp_pfmemalloc_flags,
+:func:`emulator.mm.page_alloc.gfp.gfp_to_alloc_flags`), wake_all_kswapds, __gfp_pfmemalloc_flags,
 __alloc_pages_direct_compact (3668), __alloc_pages_direct_reclaim (3940) with __perform_reclaim,
 should_reclaim_retry (4094), should_compact_retry (3727), unreserve_highatomic_pageblock (2084)
 and __alloc_pages_may_oom (3573) up to the point where it would call out_of_memory().
@@ -43,13 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from emulator.mm.alloc_flags import (
-    ALLOC_CPUSET,
-    ALLOC_KSWAPD,
-    ALLOC_NO_WATERMARKS,
-    ALLOC_WMARK_HIGH,
-)
-from emulator.mm.compaction import (
+from emulator.mm.compaction.compact import (
     DEF_COMPACT_PRIORITY,
     INIT_COMPACT_PRIORITY,
     MIN_COMPACT_COSTLY_PRIORITY,
@@ -60,7 +54,14 @@ from emulator.mm.compaction import (
     compaction_zonelist_suitable,
     try_to_compact_pages,
 )
-from emulator.mm.gfp import (
+from emulator.mm.memmap import PG_ALLOC
+from emulator.mm.page_alloc.alloc_flags import (
+    ALLOC_CPUSET,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_WMARK_HIGH,
+)
+from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_HARDWALL,
     __GFP_IO,
@@ -73,14 +74,17 @@ from emulator.mm.gfp import (
     gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma,
 )
-from emulator.mm.memmap import PG_ALLOC
+from emulator.mm.reclaim.vmscan import (
+    MAX_RECLAIM_RETRIES,
+    try_to_free_pages,
+    zone_reclaimable_pages,
+)
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES
-from emulator.mm.vmscan import MAX_RECLAIM_RETRIES, try_to_free_pages, zone_reclaimable_pages
 
 if TYPE_CHECKING:
     from emulator.engine import NullRecorder, Recorder
-    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import AllocContext
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "MAX_COMPACT_RETRIES",

@@ -13,8 +13,8 @@ later allocations of the same mobility stay together. Models, from mm/page_alloc
   ``change_pageblock_range``, ``prep_move_freepages_block`` (with the free / movable counts),
   ``__move_freepages_block`` and ``move_freepages_block``.
 
-:class:`FallbackMixin` is a mixin of :class:`~emulator.mm.page_alloc.Zone`; like the buddy core
-it runs with ``zone->lock`` held by the caller and uses the core's ``expand``,
+:class:`FallbackMixin` is a mixin of :class:`~emulator.mm.page_alloc.buddy.Zone`; like the buddy
+core it runs with ``zone->lock`` held by the caller and uses the core's ``expand``,
 ``page_del_and_expand`` and ``__rmqueue_smallest``.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.alloc_flags import ALLOC_KSWAPD, ALLOC_NOFRAGMENT
 from emulator.mm.memmap import (
     OWNER_ON_LRU,
     PG_ALLOC,
@@ -30,6 +29,7 @@ from emulator.mm.memmap import (
     PG_KIND_MASK,
     PG_TAIL,
 )
+from emulator.mm.page_alloc.alloc_flags import ALLOC_KSWAPD, ALLOC_NOFRAGMENT
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_HIGHATOMIC,
@@ -69,7 +69,7 @@ def can_steal_fallback(order: int, start_mt: int, mobility_disabled: bool = Fals
 class FallbackMixin(ZoneBase):
     """The fallback and pageblock-retyping methods of Zone (caller holds zone->lock)."""
 
-    if TYPE_CHECKING:  # the buddy core, in emulator.mm.page_alloc.Zone
+    if TYPE_CHECKING:  # the buddy core, in emulator.mm.page_alloc.buddy.Zone
 
         def _del_and_expand(self, pfn: int, low: int, high: int, mt: int) -> None: ...
         def expand(self, pfn: int, low: int, high: int, mt: int) -> int: ...

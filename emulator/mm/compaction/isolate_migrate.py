@@ -8,8 +8,8 @@ lru-add batch, not isolated already) that passes every later check of
 ``isolate_migratepages_block``: long-term pinned anonymous folios fail the ``refcount - 1 >
 mapcount`` test, unevictable (mlocked, ``PF_UNEVICTABLE``) ones need ``ISOLATE_UNEVICTABLE``
 i.e. ``vm.compact_unevictable_allowed``, file folios need ``__GFP_FS`` (the owner-kind table
-:func:`isolatable_table`). Isolation is :func:`emulator.mm.lru.folio_isolate_lru_locked` under
-the node's ``lru_lock`` (off the list, ``PF_ISOLATED``, ``nr_isolated_anon/file``); the folio
+:func:`isolatable_table`). Isolation is :func:`emulator.mm.reclaim.lru.folio_isolate_lru_locked`
+under the node's ``lru_lock`` (off the list, ``PF_ISOLATED``, ``nr_isolated_anon/file``); the folio
 stays allocated and its holder may still let go of it (then the putback frees it).
 
 Time: the scan proceeds in units of ``COMPACT_CLUSTER_MAX`` (32) pfns, the kernel's lock-drop
@@ -30,17 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emulator.mm.compaction_control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
-from emulator.mm.gfp import __GFP_FS
-from emulator.mm.lru import (
-    LRU_ACTIVE_ANON,
-    LRU_ACTIVE_FILE,
-    LRU_INACTIVE_ANON,
-    LRU_INACTIVE_FILE,
-    folio_isolate_lru_locked,
-    lruvec_add_folio,
-    putback_lru_page,
-)
+from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
 from emulator.mm.memmap import (
     OWNER_FILE,
     OWNER_ON_LRU,
@@ -51,7 +41,17 @@ from emulator.mm.memmap import (
     PG_ALLOC,
     Memmap,
 )
-from emulator.mm.rmap import NO_HANDLE
+from emulator.mm.page_alloc.gfp import __GFP_FS
+from emulator.mm.reclaim.lru import (
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    folio_isolate_lru_locked,
+    lruvec_add_folio,
+    putback_lru_page,
+)
+from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
@@ -62,8 +62,8 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine import SpinLock
-    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.internal import CompactControl
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "ISOLATE_ABORT",
@@ -544,7 +544,7 @@ async def putback_folios(pa: PageAllocator, cpu: Cpu | None, pfns: list[int]) ->
     ``NR_ISOLATED_*`` back, each folio back on its LRU list, in one ``lru_lock`` hold per node
     (the kernel's ``folio_putback_lru`` goes through the per-CPU lru-add batch, flushed in
     batches of 31: modelled as one batch); a folio its holder let go of meanwhile (no handle)
-    was held by us alone and is freed (:func:`emulator.mm.lru.putback_lru_page`)."""
+    was held by us alone and is freed (:func:`emulator.mm.reclaim.lru.putback_lru_page`)."""
     if not pfns:
         return
     mm = pa.memmap

@@ -10,7 +10,7 @@ what the kernel recomputes at boot and when the sysctls change:
 * :func:`set_recommended_min_free_kbytes` (mm/khugepaged.c:2584),
 * :func:`init_per_zone_wmark_min` (the postcore initcall) followed by khugepaged's start.
 
-Checks: :class:`WatermarkChecks`, a mixin of :class:`~emulator.mm.page_alloc.Zone`, models
+Checks: :class:`WatermarkChecks`, a mixin of :class:`~emulator.mm.page_alloc.buddy.Zone`, models
 ``__zone_watermark_unusable_free``, ``__zone_watermark_ok`` (with the order > 0 free-list scan),
 ``zone_watermark_ok`` and ``zone_watermark_fast`` (the order-0 shortcut and the boost-ignoring
 retry). They read the zone's counters and lists without taking ``zone->lock``, as the kernel
@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from emulator.mm.alloc_flags import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
     ALLOC_MIN_RESERVE,
@@ -56,7 +56,7 @@ from emulator.mm.zone import (
 
 if TYPE_CHECKING:
     from emulator.mm.machine import Machine
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 SWAP_CLUSTER_MAX = 32
 MIN_FREE_KBYTES_FLOOR = 128

@@ -23,7 +23,7 @@ What each file models:
   every name of the emulated configuration plus the deprecated ``nr_unstable 0``.
 * debugfs ``extfrag/extfrag_index`` and ``extfrag/unusable_index``: complete.
 
-Parsers live in :mod:`emulator.mm.procfs_parse` and are re-exported here.
+Parsers live in :mod:`emulator.mm.procfs.parse` and are re-exported here.
 """
 
 # The C printf formats are kept verbatim as %-formats, so they can be compared with mm/vmstat.c:
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from emulator.mm.procfs_parse import (
+from emulator.mm.procfs.parse import (
     ProcParseError,
     combine_snapshots,
     parse_buddyinfo,

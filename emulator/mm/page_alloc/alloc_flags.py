@@ -5,8 +5,9 @@ then the reserve, CPUSET, CMA, NOFRAGMENT, HIGHATOMIC and KSWAPD bits) and the `
 of mm/page_alloc.c:67-89 that the freeing paths take.
 
 They are defined here once, below every module that uses them: the buddy core
-(:mod:`emulator.mm.page_alloc`, which re-exports them), the fallback, highatomic and isolation
-mixins, the watermark checks (:mod:`emulator.mm.watermark`) and :mod:`emulator.mm.gfp`.
+(:mod:`emulator.mm.page_alloc.buddy`, which re-exports them), the fallback, highatomic and isolation
+mixins, the watermark checks (:mod:`emulator.mm.page_alloc.watermark`) and
+:mod:`emulator.mm.page_alloc.gfp`.
 """
 
 from __future__ import annotations

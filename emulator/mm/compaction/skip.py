@@ -2,7 +2,7 @@
 reset_cached_positions, __reset_isolation_pfn, __reset_isolation_suitable (as
 reset_isolation_suitable_zone),
 reset_isolation_suitable. (Setting the bits and moving the cached pfns is the scanners' work:
-:mod:`emulator.mm.isolate_migrate`, :mod:`emulator.mm.isolate_free`.)
+:mod:`emulator.mm.compaction.isolate_migrate`, :mod:`emulator.mm.compaction.isolate_free`.)
 
 ``PB_migrate_skip`` is a hint: set on migration-source blocks that yielded nothing (or after a
 ``finish_pageblock`` rescan), as the claim of a source block (``test_and_set_skip``), on fully
@@ -27,7 +27,7 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "reset_cached_positions",
@@ -50,7 +50,7 @@ def reset_cached_positions(zone: Zone) -> None:
 def _reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target: bool) -> bool:
     """Models mm/compaction.c: __reset_isolation_pfn — clear the block's skip bit if a sample
     of every 8th page finds an LRU page (source) or a free buddy (target)."""
-    from emulator.mm.isolate_migrate import pageblock_skip_persistent
+    from emulator.mm.compaction.isolate_migrate import pageblock_skip_persistent
 
     mm = zone.memmap
     if not zone.spans(pfn) or pageblock_skip_persistent(mm, pfn):

@@ -3,13 +3,14 @@ main loop), compact_finished / __compact_finished, compact_zone_order with its
 ``capture_control``, try_to_compact_pages (direct compaction over the zonelist), compact_node /
 compact_nodes (manual compaction: ``vm.compact_memory`` and the per-node sysfs file).
 
-This module is the public API: it re-exports the types (:mod:`emulator.mm.compaction_control`:
+This module is the public API: it re-exports the types (:mod:`emulator.mm.compaction.control`:
 ``CompactResult``, ``CompactPriority``, ``compaction_made_progress`` etc.), deferral
-(:mod:`emulator.mm.compaction_defer`), suitability and the fragmentation score
-(:mod:`emulator.mm.compaction_suitable`; the score is also re-exported by
+(:mod:`emulator.mm.compaction.defer`), suitability and the fragmentation score
+(:mod:`emulator.mm.compaction.suitable`; the score is also re-exported by
 :mod:`emulator.mm.vmstat`, the seam for kcompactd's proactive compaction) and the skip-bit reset
-(:mod:`emulator.mm.compaction_skip`). The scanners live in :mod:`emulator.mm.isolate_migrate`
-and :mod:`emulator.mm.isolate_free`, migration in :mod:`emulator.mm.migrate`.
+(:mod:`emulator.mm.compaction.skip`). The scanners live in
+:mod:`emulator.mm.compaction.isolate_migrate`
+and :mod:`emulator.mm.compaction.isolate_free`, migration in :mod:`emulator.mm.migrate`.
 
 Time and interleaving: every function here that touches a zone runs in the calling actor
 (a direct compactor's CPU, or the actor that wrote ``vm.compact_memory``). The scanners charge
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emulator.mm.compaction_control import (
+from emulator.mm.compaction.control import (
     COMPACT_CLUSTER_MAX,
     COMPACT_MAX_DEFER_SHIFT,
     DEF_COMPACT_PRIORITY,
@@ -49,18 +50,18 @@ from emulator.mm.compaction_control import (
     kswapd_is_running,
     reset_for_zone,
 )
-from emulator.mm.compaction_defer import (
+from emulator.mm.compaction.defer import (
     compaction_defer_reset,
     compaction_deferred,
     compaction_restarting,
     defer_compaction,
 )
-from emulator.mm.compaction_skip import (
+from emulator.mm.compaction.skip import (
     reset_cached_positions,
     reset_isolation_suitable,
     reset_isolation_suitable_zone,
 )
-from emulator.mm.compaction_suitable import (
+from emulator.mm.compaction.suitable import (
     compaction_suit_allocation_order,
     compaction_suitable,
     compaction_zonelist_suitable,
@@ -70,8 +71,8 @@ from emulator.mm.compaction_suitable import (
     fragmentation_score_zone_weighted,
     should_proactive_compact_node,
 )
-from emulator.mm.gfp import __GFP_IO, GFP_KERNEL, gfp_migratetype
-from emulator.mm.lru import lru_add_drain, lru_add_drain_all
+from emulator.mm.page_alloc.gfp import __GFP_IO, GFP_KERNEL, gfp_migratetype
+from emulator.mm.reclaim.lru import lru_add_drain, lru_add_drain_all
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_MOVABLE,
@@ -83,8 +84,8 @@ from emulator.mm.snapshot import (
 from emulator.mm.vmstat import COMPACTION_HPAGE_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 R = CompactResult
 
@@ -216,8 +217,8 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
     unused free pages are released, the cached free pfn moved back up, and
     ``compact_migrate_scanned`` / ``compact_free_scanned`` counted.
     """
-    from emulator.mm.isolate_free import release_free_list
-    from emulator.mm.isolate_migrate import (
+    from emulator.mm.compaction.isolate_free import release_free_list
+    from emulator.mm.compaction.isolate_migrate import (
         ISOLATE_ABORT,
         ISOLATE_NONE,
         isolate_migratepages,

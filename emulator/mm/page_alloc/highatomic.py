@@ -12,7 +12,7 @@ Who uses the reserve is the buddy core: ``rmqueue_buddy`` tries the HIGHATOMIC l
 ``ALLOC_HIGHATOMIC`` and last for ``ALLOC_OOM`` / ``ALLOC_NON_BLOCK``; the watermark checks count
 ``nr_free_highatomic`` as unusable without ``ALLOC_RESERVES``.
 
-:class:`HighatomicMixin` is a mixin of :class:`~emulator.mm.page_alloc.Zone` (caller holds
+:class:`HighatomicMixin` is a mixin of :class:`~emulator.mm.page_alloc.buddy.Zone` (caller holds
 ``zone->lock``); it moves pageblocks with the fallback machinery's ``move_freepages_block`` and
 ``change_pageblock_range``.
 """
@@ -44,7 +44,7 @@ def migratetype_is_mergeable(mt: int) -> bool:
 class HighatomicMixin(ZoneBase):
     """The highatomic reserve's methods of Zone (caller holds zone->lock)."""
 
-    if TYPE_CHECKING:  # the fallback machinery, in emulator.mm.fallback.FallbackMixin
+    if TYPE_CHECKING:  # the fallback machinery, in emulator.mm.page_alloc.fallback.FallbackMixin
 
         def change_pageblock_range(self, pfn: int, start_order: int, mt: int) -> None: ...
         def move_freepages_block(self, pfn: int, old_mt: int, new_mt: int) -> int: ...

@@ -43,17 +43,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim, WaitQueue
-from emulator.mm.alloc_flags import ALLOC_WMARK_MIN
-from emulator.mm.compaction_suitable import fragmentation_score_wmark, fragmentation_score_zone
-from emulator.mm.gfp import GFP_KERNEL
+from emulator.mm.compaction.suitable import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
+from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_MIN
+from emulator.mm.page_alloc.gfp import GFP_KERNEL
 from emulator.mm.snapshot import MIGRATE_UNMOVABLE
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
-    from emulator.mm.kswapd import Kswapd
     from emulator.mm.machine import Machine, Node
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.reclaim.kswapd import Kswapd
 
 __all__ = [
     "COMPACT_MAX_DEFER_SHIFT",
@@ -185,7 +185,7 @@ class CompactionOps:
 
 def compaction_ops(pa: PageAllocator) -> CompactionOps:
     """The real mm/compaction.c functions, bound to ``pa``."""
-    from emulator.mm import compaction as C
+    from emulator.mm.compaction import compact as C
 
     def suitable(zone: Zone, order: int, highest_zoneidx: int) -> bool:
         ret = C.compaction_suit_allocation_order(
@@ -239,7 +239,7 @@ class ProactivePass:
 class Kcompactd:
     """One node's kcompactd and the ``pg_data_t`` fields it owns.
 
-    ``kswapd`` (the node's :class:`~emulator.mm.kswapd.Kswapd`, set when both are started)
+    ``kswapd`` (the node's :class:`~emulator.mm.reclaim.kswapd.Kswapd`, set when both are started)
     answers ``kswapd_is_running``. ``wakeups`` counts served wake-ups by cause: ``timer`` (the
     500 ms / 32 s timeout), ``sysctl`` (a proactiveness write), or the waker that asked for work
     (``kswapd_sleep``, ``kswapd_boost``, ``wakeup_kswapd``, or any name a caller passes);

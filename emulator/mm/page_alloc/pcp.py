@@ -3,7 +3,8 @@
 Models mm/page_alloc.c: pcp_allowed_order, order_to_pindex, pindex_to_order, zone_batchsize,
 zone_highsize, zone_set_pageset_high_and_batch, nr_pcp_alloc, nr_pcp_free, nr_pcp_high,
 decay_pcp_high, and the list work of __rmqueue_pcplist, free_unref_page_commit and
-free_pcppages_bulk. Everything here is synchronous: the caller (:mod:`emulator.mm.allocator`)
+free_pcppages_bulk. Everything here is synchronous: the caller
+(:mod:`emulator.mm.page_alloc.allocator`)
 holds ``pcp->lock`` and, where said, ``zone->lock``, and charges the virtual time.
 
 Pages on a pcp list are marked ``PG_PCP`` in the memmap: not PageBuddy, so they stop merging,
@@ -31,7 +32,7 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine import SpinLock
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
 
 # include/linux/mmzone.h:661-666 (with CONFIG_TRANSPARENT_HUGEPAGE)
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)

@@ -4,10 +4,11 @@ Models mm/page_alloc.c of Linux 6.12: __alloc_pages_noprof, get_page_from_freeli
 rmqueue_pcplist/__rmqueue_pcplist, rmqueue_buddy (locking half), prep_new_page, free_unref_page,
 free_unref_page_commit, free_one_page/__free_pages_ok (locking half), free_pcppages_bulk
 (locking half), drain_pages_zone, __drain_all_pages and decay_pcp_high's drain. The buddy core
-under the lock is :class:`~emulator.mm.page_alloc.Zone`; the pcp arithmetic is
-:mod:`emulator.mm.pcp`. The free side lives in :mod:`emulator.mm.page_free` and the drains in
-:mod:`emulator.mm.drain` (mixins of :class:`PageAllocator`); the per-order outcome counters in
-:mod:`emulator.mm.alloc_stats`.
+under the lock is :class:`~emulator.mm.page_alloc.buddy.Zone`; the pcp arithmetic is
+:mod:`emulator.mm.page_alloc.pcp`. The free side lives in :mod:`emulator.mm.page_alloc.page_free`
+and the drains in
+:mod:`emulator.mm.page_alloc.drain` (mixins of :class:`PageAllocator`); the per-order outcome
+counters in :mod:`emulator.mm.page_alloc.alloc_stats`.
 
 Time and ordering (what is "own" and what is "shared")
 ------------------------------------------------------
@@ -33,15 +34,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
-from emulator.mm.alloc_stats import OrderStats, order_summary
 from emulator.mm.costs import Costs
-from emulator.mm.gfp import (
+from emulator.mm.internal import AllocContext, ZoneLockHold
+from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
+from emulator.mm.page_alloc.alloc_stats import OrderStats, order_summary
+from emulator.mm.page_alloc.gfp import (
     __GFP_THISNODE as _GFP_THISNODE,
 )
-from emulator.mm.gfp import (
+from emulator.mm.page_alloc.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
-from emulator.mm.gfp import (
+from emulator.mm.page_alloc.gfp import (
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,
     ALLOC_NO_WATERMARKS,
@@ -54,18 +57,16 @@ from emulator.mm.gfp import (
     gfp_migratetype,
     gfp_zone,
 )
-from emulator.mm.internal import AllocContext, ZoneLockHold
-from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
-from emulator.mm.page_free import PageFree
-from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
-from emulator.mm.slowpath import SlowpathStats, alloc_pages_slowpath
+from emulator.mm.page_alloc.page_free import PageFree
+from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
+from emulator.mm.page_alloc.slowpath import SlowpathStats, alloc_pages_slowpath
+from emulator.mm.reclaim.vmscan import SlabShrinker, zone_reclaimable_pages
 from emulator.mm.snapshot import (
     MIGRATE_PCPTYPES,
     NR_PAGE_ORDERS,
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.vmscan import SlabShrinker, zone_reclaimable_pages
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
@@ -74,11 +75,11 @@ from emulator.mm.zone import (
 
 if TYPE_CHECKING:
     from emulator.engine.recorder import NullRecorder, Recorder
-    from emulator.mm.kswapd import Kthreads
-    from emulator.mm.lru import Lruvec
     from emulator.mm.machine import Machine
     from emulator.mm.memmap import Memmap
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.reclaim.kswapd import Kthreads
+    from emulator.mm.reclaim.lru import Lruvec
 
 __all__ = ["Cpu", "OrderStats", "PageAllocator"]
 
@@ -98,7 +99,7 @@ class Cpu:
     def __init__(self, cpu_id: int, node: int) -> None:
         self.id = cpu_id
         self.node = node
-        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.lru)
+        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.reclaim.lru)
         self.lru_add: list[int] = []
         self.pcp: list[PerCpuPages] = []
         self.zonelists: list[list[Zone]] = []
@@ -178,7 +179,7 @@ class PageAllocator(PageFree):
         #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
-        #: every node's kswapd and kcompactd (emulator.mm.kswapd.Kthreads) once started
+        #: every node's kswapd and kcompactd (emulator.mm.reclaim.kswapd.Kthreads) once started
         self.kthreads: Kthreads | None = None
         #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
         #: (mm/vmscan.py)
@@ -228,7 +229,7 @@ class PageAllocator(PageFree):
         return z
 
     def zone_reclaimable_pages(self, zone: Zone) -> int:
-        """vmscan.c: zone_reclaimable_pages (:mod:`emulator.mm.vmscan`)."""
+        """vmscan.c: zone_reclaimable_pages (:mod:`emulator.mm.reclaim.vmscan`)."""
         return zone_reclaimable_pages(self, zone)
 
     def gfp_name(self, gfp: int) -> str:
@@ -315,7 +316,8 @@ class PageAllocator(PageFree):
     async def alloc_pages_slowpath(
         self, cpu: Cpu, gfp: int, order: int, ac: AllocContext, owner: int, reason: str
     ) -> tuple[int, str]:
-        """page_alloc.c: __alloc_pages_slowpath (:mod:`emulator.mm.slowpath`): wake kswapd,
+        """page_alloc.c: __alloc_pages_slowpath (:mod:`emulator.mm.page_alloc.slowpath`): wake
+        kswapd,
         direct compaction, direct reclaim, retries; ``(pfn, failure reason)``."""
         return await alloc_pages_slowpath(self, cpu, gfp, order, ac, owner)
 
@@ -549,7 +551,8 @@ class PageAllocator(PageFree):
         self, zone: Zone, order: int, highest_zoneidx: int, gfp_flags: int = 0
     ) -> None:
         """The wakeup_kswapd call sites (rmqueue after a boost, wake_all_kswapds): counted, then
-        the node's kswapd (:meth:`emulator.mm.kswapd.Kswapd.wakeup_kswapd`) once the kthreads
+        the node's kswapd (:meth:`emulator.mm.reclaim.kswapd.Kswapd.wakeup_kswapd`) once the
+        kthreads
         run, and the test hook if one is set."""
         self.kswapd_wakeups += 1
         if self.kthreads is not None:

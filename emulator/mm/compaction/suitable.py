@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emulator.mm.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
-from emulator.mm.compaction_control import CompactResult, compact_gap
+from emulator.mm.compaction.control import CompactResult, compact_gap
+from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.vmstat import (
     COMPACTION_HPAGE_ORDER,
@@ -25,8 +25,8 @@ from emulator.mm.vmstat import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from emulator.mm.allocator import PageAllocator
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "compaction_suit_allocation_order",

@@ -6,8 +6,8 @@ Models mm/page_alloc.c: free_pcppages_bulk (the locking half; the list walk is
 refresh_cpu_vm_stats). In 6.12 a drain of another CPU's lists runs on the calling CPU under that
 pcp's own lock (commits 4b23a68f9536, 443c2accd1b6, 01b44456a7aa): no IPI, no workqueue.
 
-:class:`PcpDrain` is a mixin of :class:`~emulator.mm.allocator.PageAllocator`; it uses the
-allocator's ``sim``, ``costs``, ``rec``, ``cpus``, ``zones``, ``pcpu_drain_mutex`` and
+:class:`PcpDrain` is a mixin of :class:`~emulator.mm.page_alloc.allocator.PageAllocator`; it uses
+the allocator's ``sim``, ``costs``, ``rec``, ``cpus``, ``zones``, ``pcpu_drain_mutex`` and
 ``zone_locked``.
 """
 
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages
+from emulator.mm.page_alloc.pcp import CONFIG_PCP_BATCH_SCALE_MAX, PerCpuPages
 
 if TYPE_CHECKING:
     from emulator.engine import Mutex, Sim
     from emulator.engine.recorder import NullRecorder, Recorder
-    from emulator.mm.allocator import Cpu
     from emulator.mm.costs import Costs
     from emulator.mm.internal import ZoneLockHold
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = ["PcpDrain"]
 

@@ -16,7 +16,7 @@ not merge across its boundary. Models (Linux 6.12):
 Not modelled: ``start_isolate_page_range`` and its unmovable-page check, ``nr_isolate_pageblock``,
 ``alloc_contig_range`` / ``cma_alloc``.
 
-:class:`IsolationMixin` is a mixin of :class:`~emulator.mm.page_alloc.Zone` (caller holds
+:class:`IsolationMixin` is a mixin of :class:`~emulator.mm.page_alloc.buddy.Zone` (caller holds
 ``zone->lock``); it uses the buddy core's freeing and the fallback machinery's pageblock moves.
 """
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.alloc_flags import FPI_NONE, FPI_SKIP_REPORT_NOTIFY, FPI_TO_TAIL
 from emulator.mm.memmap import PG_BUDDY, PG_ISOLATED
+from emulator.mm.page_alloc.alloc_flags import FPI_NONE, FPI_SKIP_REPORT_NOTIFY, FPI_TO_TAIL
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,

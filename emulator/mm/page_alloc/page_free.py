@@ -2,12 +2,13 @@
 
 Models mm/page_alloc.c of Linux 6.12: free_pages_prepare (its time), free_unref_page,
 free_unref_page_commit (the pcp list add and the drain at ``high``, through
-:meth:`~emulator.mm.drain.PcpDrain.free_pcppages_bulk`), and free_one_page/__free_pages_ok (the
+:meth:`~emulator.mm.page_alloc.drain.PcpDrain.free_pcppages_bulk`), and
+free_one_page/__free_pages_ok (the
 locking half; the buddy merge under the lock is :meth:`Zone.free_one_page
-<emulator.mm.page_alloc.Zone.free_one_page>`).
+<emulator.mm.page_alloc.buddy.Zone.free_one_page>`).
 
-:class:`PageFree` is a mixin of :class:`~emulator.mm.allocator.PageAllocator` (as
-:class:`~emulator.mm.drain.PcpDrain`, which it extends); it uses the allocator's ``sim``,
+:class:`PageFree` is a mixin of :class:`~emulator.mm.page_alloc.allocator.PageAllocator` (as
+:class:`~emulator.mm.page_alloc.drain.PcpDrain`, which it extends); it uses the allocator's ``sim``,
 ``costs``, ``rec``, ``memmap``, ``vm_events``, ``zone_of`` and ``zone_locked``.
 
 Simplifies as the allocator does: no debug checks in free_pages_prepare (only its time is
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.drain import PcpDrain
 from emulator.mm.memmap import PG_ALLOC
+from emulator.mm.page_alloc.drain import PcpDrain
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_ISOLATE,
@@ -33,9 +34,9 @@ from emulator.mm.zone import ZONE_BELOW_HIGH, ZONE_MOVABLE, ZONE_RECLAIM_ACTIVE
 if TYPE_CHECKING:
     from collections import defaultdict
 
-    from emulator.mm.allocator import Cpu
     from emulator.mm.memmap import Memmap
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = ["PageFree"]
 

@@ -2,8 +2,8 @@
 
 Not a kernel structure: the kernel counts allocations in /proc/vmstat (``pgalloc_*``,
 ``allocstall_*``) but keeps no per-order latency or pcp hit rate; this is the emulator's own
-measurement, kept per CPU (:attr:`Cpu.stats <emulator.mm.allocator.Cpu.stats>`) so the fast path
-touches no shared state for it.
+measurement, kept per CPU (:attr:`Cpu.stats <emulator.mm.page_alloc.allocator.Cpu.stats>`) so the
+fast path touches no shared state for it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu
+    from emulator.mm.page_alloc.allocator import Cpu
 
 __all__ = ["OrderStats", "order_summary"]
 
