@@ -13,6 +13,7 @@ SIGINT, SIGTERM and SIGHUP stop the run cleanly: the results so far are written 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -190,21 +191,44 @@ def _replay_until(schedule: Any) -> int | None:
     return int(schedule.stopped["virtual_ns"]) + 1
 
 
-def _stopped(result: RunResult) -> dict[str, Any] | None:
-    """Where a run stopped early (a signal), for its schedule: a replay goes to there."""
+def _stopped(result: RunResult, events: Path | None) -> dict[str, Any] | None:
+    """Where a run stopped early (a signal), for its schedule: a replay goes to there, and
+    its first ``events_lines`` events are the recorded run's (``events_sha256``)."""
     if result.reason not in STOPPED_REASONS:
         return None
-    return {"reason": result.reason, "virtual_ns": result.virtual_ns}
+    doc: dict[str, Any] = {"reason": result.reason, "virtual_ns": result.virtual_ns}
+    if events is not None and events.is_file():
+        with events.open("rb") as f:
+            doc["events_lines"] = sum(1 for _ in f)
+    return doc
 
 
-def _say_what_happens(args: argparse.Namespace, scenario: Scenario, params: Any, out: Path) -> None:
+def _events_differ(schedule: Any, events: Path) -> bool:
+    """The replay's events.jsonl (its first ``stopped.events_lines`` lines, for a stopped
+    run) against the recording's ``events_sha256``."""
+    lines = (schedule.stopped or {}).get("events_lines")
+    if not isinstance(lines, int):
+        return file_sha256(events) != schedule.events_sha256
+    h = hashlib.sha256()
+    with events.open("rb") as f:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            h.update(line)
+    return h.hexdigest() != schedule.events_sha256
+
+
+def _say_what_happens(
+    args: argparse.Namespace, scenario: Scenario, params: Any, out: Path, schedule: Any
+) -> None:
     """One line on stderr for a run that will write much or set up for long, and which
     scenario (bundled or a file) is used."""
     if args.quiet:
         return
     where = "bundled" if scenario.path and is_bundled(Path(scenario.path)) else "file"
     print(f"mmemu run: scenario {scenario.name} ({where}: {scenario.path})", file=sys.stderr)
-    seconds = params.duration_ns / 1e9
+    until = _replay_until(schedule)
+    seconds = (params.duration_ns if until is None else until) / 1e9
     size = 0 if args.no_events else BYTES_PER_CPU_SECOND * params.cpus * seconds
     if args.no_trace:
         size /= 2
@@ -302,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
         scenario, params, schedule = _prepare(args)
         out = Path(args.out) if args.out else _default_out(scenario, params, args)
         _check_out(out, bool(args.from_proc))
-        _say_what_happens(args, scenario, params, out)
+        _say_what_happens(args, scenario, params, out, schedule)
         try:
             staged = StagedFolder.create(out)
         except FolderError as exc:
@@ -385,8 +409,8 @@ def _run(
             scenario.path,
             params.as_json(),
             events=events,
-            stopped=_stopped(result),
-            from_proc=getattr(scenario, "proc_dir", None),
+            stopped=_stopped(result, events),
+            from_proc=scenario.proc_files,
         )
         staged.commit()
     except OSError as exc:
@@ -408,10 +432,9 @@ def _run(
             result.error = None
         if (
             problem is None
-            and schedule.stopped is None  # a stopped run's events end where it stopped
             and schedule.events_sha256
             and events is not None
-            and file_sha256(events) != schedule.events_sha256
+            and _events_differ(schedule, events)
         ):
             problem = "events.jsonl differs from the recorded run's (events_sha256)"
         if not args.quiet:
