@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ __all__ = [
     "file_sha256",
     "load_schedule",
     "save_schedule",
+    "schedule_document",
+    "write_schedule_document",
 ]
 
 #: the largest schedule file read (a run's decisions; 100 MB is tens of millions of them)
@@ -93,6 +95,44 @@ def file_sha256(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
+def schedule_document(
+    *,
+    scenario: str,
+    scenario_path: str | None,
+    params: dict[str, Any],
+    strategy: dict[str, Any],
+    delays: bool,
+    decisions: Sequence[Sequence[int]],
+    events_sha256: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A schedule file's contents (``extra`` keys, e.g. an explored schedule's ``violation``,
+    are kept as they are and ignored by a replay)."""
+    listed = [list(d) for d in decisions]
+    return {
+        "format": FORMAT,
+        "mmemu_version": __version__,
+        "scenario": scenario,
+        "scenario_path": scenario_path,
+        "scenario_sha256": file_sha256(scenario_path),
+        "params": params,
+        "params_sha256": _digest_json(params),
+        "strategy": strategy,
+        "delays": bool(delays),
+        "decisions": listed,
+        "decisions_sha256": _digest_json(listed),
+        "events_sha256": events_sha256,
+        # a replay checks the events of a run that recorded them: a null digest of a run
+        # that did is refused, never a skipped check
+        "events_recorded": events_sha256 is not None,
+        **extra,
+    }
+
+
+def write_schedule_document(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
 def save_schedule(
     path: Path,
     sim: Sim,
@@ -103,30 +143,25 @@ def save_schedule(
     stopped: dict[str, Any] | None = None,
     from_proc: Mapping[str, str] | None = None,
 ) -> None:
-    """Write ``path``. ``stopped`` (``reason``, ``virtual_ns``) for a run a signal stopped;
-    ``from_proc`` the saved /proc files a --from-proc run started from."""
-    decisions = [list(d) for d in sim.decisions]
-    doc: dict[str, Any] = {
-        "format": FORMAT,
-        "mmemu_version": __version__,
-        "scenario": scenario,
-        "scenario_path": scenario_path,
-        "scenario_sha256": file_sha256(scenario_path),
-        "params": params,
-        "params_sha256": _digest_json(params),
-        "strategy": sim.strategy.describe(),
-        "delays": bool(sim.strategy.delays),
-        "decisions": decisions,
-        "decisions_sha256": _digest_json(decisions),
-        "events_sha256": file_sha256(events),
-        "events_recorded": events is not None,
-    }
+    """Write ``path``. ``stopped`` (``reason``, ``virtual_ns``, ``events_lines``) for a run a
+    signal stopped; ``from_proc`` the saved /proc files a --from-proc run started from."""
+    extra: dict[str, Any] = {}
     if stopped is not None:
-        doc["stopped"] = stopped
+        extra["stopped"] = stopped
     if from_proc is not None:
-        doc["from_proc"] = dict(from_proc)
-        doc["from_proc_sha256"] = _digest_json(doc["from_proc"])
-    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+        extra["from_proc"] = dict(from_proc)
+        extra["from_proc_sha256"] = _digest_json(extra["from_proc"])
+    doc = schedule_document(
+        scenario=scenario,
+        scenario_path=scenario_path,
+        params=params,
+        strategy=sim.strategy.describe(),
+        delays=bool(sim.strategy.delays),
+        decisions=sim.decisions,
+        events_sha256=file_sha256(events),
+        **extra,
+    )
+    write_schedule_document(path, doc)
 
 
 def load_schedule(path: str | Path) -> Schedule:
