@@ -63,6 +63,8 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "strategy": strategy,
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
+    if strategy != "fifo":
+        params["perturb"] = rng.choice(["true", "false"])
     for spec in SPECS.values():
         if rng.random() < 0.3:
             params[spec.name] = _sysctl_value(rng, spec)
