@@ -19,8 +19,11 @@ from typing import Any
 
 import attrs
 
+from emulator.mm.tunable import OnOff, Tunable
+
 __all__ = [
     "MITIGATIONS",
+    "MITIGATION_TUNABLES",
     "PARAM_PREFIX",
     "Mitigation",
     "Mitigations",
@@ -206,3 +209,30 @@ class Mitigations:
     def as_dict(self) -> dict[str, str]:
         """``{"capture": "on", ...}`` in table order (summary.json ``mitigations``)."""
         return {n: "off" if n in self.off else "on" for n in MITIGATIONS}
+
+
+def _switch(m: Mitigation) -> Tunable:
+    """``mitigation.NAME`` as a tunable of the registry (emulator.mm.sysctl.TUNABLES); its value
+    lives in ``machine.mitigations``."""
+
+    def load(machine: Any) -> bool:
+        return bool(machine.mitigations.on(m.name))
+
+    def store(machine: Any, on: bool) -> None:
+        off = machine.mitigations.off
+        machine.mitigations = Mitigations(off - {m.name} if on else off | {m.name})
+
+    return Tunable(
+        PARAM_PREFIX + m.name,
+        "mitigations",
+        True,
+        OnOff(),
+        f"{m.summary}. Commit {m.commit} ({m.subject}), {m.kernel_function}. Off: {m.off_effect}",
+        f"{m.kernel_function} (commit {m.commit}: {m.subject})",
+        load=load,
+        store=store,
+    )
+
+
+#: every switch as a tunable, on by default (6.12)
+MITIGATION_TUNABLES = tuple(_switch(m) for m in MITIGATIONS.values())
