@@ -52,7 +52,7 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         f"{rng.choice([4224, 4608])}M" if nodes == 2 else f"{rng.choice([128, 256, 512, 1024])}M"
     )
     seed = rng.randrange(1 << 32)
-    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed % 1000},{rng.randint(1, 5)})"])
+    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed},{rng.randint(1, 5)})"])
     params: dict[str, Any] = {
         "memory": memory,
         "nodes": str(nodes),
@@ -63,6 +63,8 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "strategy": strategy,
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
+    if strategy != "fifo":
+        params["perturb"] = rng.choice(["true", "false"])
     for spec in TUNABLES.values():
         if not spec.name.startswith(PARAM_PREFIX) and rng.random() < 0.3:
             params[spec.name] = _sysctl_value(rng, spec)

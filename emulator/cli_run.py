@@ -531,7 +531,8 @@ def _run(
         print(
             f"mmemu run: property {v.property} violated at t={v.time_ns} ns: {msg} "
             f"({len(result.violations)} violation(s); rerun with --seed {params.seed} "
-            f"--strategy {shlex.quote(str(params['strategy']))})",
+            f"--strategy {shlex.quote(str(params['strategy']))}"
+            f"{' --perturb' if params['perturb'] else ''})",
             file=sys.stderr,
         )
         status = 1
