@@ -170,12 +170,9 @@ class PageAllocator(PageFree):
         self.zone_pcp_update()
         for cpu in self.cpus:  # cacheinfo_cpu_online -> setup_pcp_cacheinfo, after boot
             self.setup_pcp_cacheinfo(cpu)
-        # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
-        # percpu_pagelist_high_fraction_sysctl_handler
+        # setup_per_zone_wmarks -> zone_pcp_update, and
+        # percpu_pagelist_high_fraction_sysctl_handler -> zone_set_pageset_high_and_batch
         machine.wmark_observers.append(lambda _m: self.zone_pcp_update())
-        machine.sysctl.on_change(
-            "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
-        )
         #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
