@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
+from emulator.mm.alloc_latency import SLOWPATH, AllocClock
 from emulator.mm.alloc_stats import OrderStats, order_summary
 from emulator.mm.costs import Costs
 from emulator.mm.gfp import (
@@ -254,6 +255,13 @@ class PageAllocator(PageFree):
             markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.gfp_name(gfp))
         stats = cpu.stats[order]
         stats.attempts += 1
+        # the latency parts (emulator.mm.alloc_latency), in this actor's own accumulators
+        clock = me.clock
+        if clock is None:
+            clock = me.clock = AllocClock()
+        timed = not clock.active
+        if timed:
+            clock.start(me)
         if self._explore:
             await sim.preempt("alloc_pages")
         else:
@@ -269,12 +277,20 @@ class PageAllocator(PageFree):
         if pfn < 0:
             if markers is not None:
                 markers.emit("mmemu_slowpath_begin", order=order)
+            if timed:
+                clock.switch(SLOWPATH, me)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
             if markers is not None:
                 markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
+        if timed:
+            parts = clock.finish(me)
+            if parts is not None:
+                stats.parts.append(len(stats.latencies))
+                stats.parts.extend(parts)
+        stats.starts.append(start)
         stats.latencies.append(me.now - start)
         rec = self.rec
         if rec.enabled:
