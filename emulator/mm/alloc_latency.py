@@ -126,9 +126,12 @@ class AllocClock:
     ``other_lock_wait``); ``switches`` counts boundaries crossed (0: all ``fast_path``).
     """
 
-    __slots__ = ("acc", "active", "part", "since", "switches", "waited")
+    __slots__ = ("acc", "active", "part", "segments", "since", "switches", "waited")
 
     def __init__(self) -> None:
+        #: with a trace being written: the allocation's segments as (start, ns, part), for
+        #: the timeline's nested slices (None: not kept)
+        self.segments: list[tuple[int, int, int]] | None = None
         self.acc = list(_ZERO)
         self.active = False
         self.part = FAST_PATH
@@ -145,6 +148,8 @@ class AllocClock:
         if self.switches:
             self.acc[:] = _ZERO
             self.switches = 0
+            if self.segments is not None:
+                self.segments = []
 
     def switch(self, part: int, me: Actor) -> int:
         """Book the running segment, start ``part``; returns the part that was running."""
@@ -153,11 +158,20 @@ class AllocClock:
         spun = waited - self.waited
         cur = self.part
         acc = self.acc
+        since = self.since
         if spun and cur != ZONE_LOCK_WAIT:
             acc[OTHER_LOCK_WAIT] += spun
-            acc[cur] += now - self.since - spun
+            acc[cur] += now - since - spun
         else:
-            acc[cur] += now - self.since
+            acc[cur] += now - since
+            spun = 0
+        segs = self.segments
+        if segs is not None and now > since:
+            # a pcp/LRU lock wait inside the segment is drawn at its end
+            if now - since > spun:
+                segs.append((since, now - since - spun, cur))
+            if spun:
+                segs.append((now - spun, spun, OTHER_LOCK_WAIT))
         self.since = now
         self.waited = waited
         self.part = part
@@ -168,6 +182,8 @@ class AllocClock:
         """Book the next ``ns`` (a delay the caller is about to spend) to ``part``."""
         cur = self.switch(part, me)
         self.acc[part] += ns
+        if self.segments is not None:
+            self.segments.append((self.since, ns, part))
         self.since += ns
         self.part = cur
 

@@ -261,6 +261,8 @@ class PageAllocator(PageFree):
             clock = me.clock = AllocClock()
         timed = not clock.active
         if timed:
+            if markers is not None and clock.segments is None:
+                clock.segments = []
             clock.start(me)
         if self._explore:
             await sim.preempt("alloc_pages")
@@ -290,6 +292,8 @@ class PageAllocator(PageFree):
             if parts is not None:
                 stats.parts.append(len(stats.latencies))
                 stats.parts.extend(parts)
+                if markers is not None and clock.segments:
+                    markers.emit("mmemu_alloc_parts", order=order, segments=clock.segments)
         stats.starts.append(start)
         stats.latencies.append(me.now - start)
         rec = self.rec

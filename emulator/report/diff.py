@@ -12,6 +12,8 @@ machine's ``/proc`` files (``buddyinfo``, and optionally ``pagetypeinfo``, ``zon
   also the counters accumulated during the run (``vmstat_delta``);
 * **allocations** — per order: attempts, failures, pcp hits and latency percentiles (runs);
 * **lock_stat** — per lock class: contentions, wait and hold times (runs);
+* **latency parts** — per order, each part's share of the total allocation latency
+  (:mod:`emulator.report.latency`), A beside B;
 * **compaction** — the ``compact_*`` counters and ``mm_compaction_end`` statuses.
 
 Every row shows A, B and B−A; rows that differ carry ``*`` in the first column. A real
@@ -34,6 +36,7 @@ from rich.table import Table
 
 from emulator.report.ftrace import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
+from emulator.report.latency import diff_rows
 
 __all__ = ["Side", "diff_sections", "load_side", "print_diff"]
 
@@ -184,6 +187,7 @@ def diff_sections(a: Side, b: Side) -> dict[str, list[Row]]:
     if "run" in (a.kind, b.kind):
         out["allocations"] = _pair(_alloc_rows(a), _alloc_rows(b))
         out["lock_stat"] = _pair(_lock_rows(a), _lock_rows(b))
+        out["latency parts"] = [(k, va, vb) for k, va, vb in diff_rows(a.summary, b.summary)]
     out["compaction"] = _pair(_compaction_rows(a), _compaction_rows(b))
     return {k: v for k, v in out.items() if v}
 

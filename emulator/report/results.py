@@ -29,6 +29,8 @@ from emulator.mm.procfs import (
     render_zoneinfo,
 )
 from emulator.mm.snapshot import MachineSnapshot, NodeSnapshot
+from emulator.report.latency import summary_table as latency_summary_table
+from emulator.report.latency import write_latency
 
 if TYPE_CHECKING:
     from emulator.runner import RunResult
@@ -91,6 +93,7 @@ def write_results(result: RunResult, out: Path) -> list[Path]:
         p = out / name
         p.write_text(text)
         written.append(p)
+    written.append(write_latency(result, out))
     return written
 
 
@@ -160,6 +163,9 @@ def summary_renderables(result: RunResult) -> list[Any]:
                 f"{sp['would_oom']:,}",
             )
         out.append(sp_table)
+    parts = latency_summary_table(s)
+    if parts is not None:
+        out.append(parts)
     locks = Table(title="lock_stat", title_justify="left", box=box.SIMPLE_HEAD)
     for col in (
         "class name",
