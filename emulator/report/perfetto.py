@@ -590,15 +590,13 @@ class TraceConverter:
         t1 = segs[-1][0] + segs[-1][1]
         raw = self.emit.raw
         name = _dumps(f"alloc order={fields.get('order')}")
-        raw(
-            f'{{"ph":"X","pid":{pid},"tid":{ptid},"ts":{_us(t0)},"dur":{_us(t1 - t0)},'
-            f'"name":{name},"cat":"latency"}}'
-        )
+        raw(f'{{"ph":"B","pid":{pid},"tid":{ptid},"ts":{_us(t0)},"name":{name},"cat":"latency"}}')
         for start, ns, part in segs:
             raw(
                 f'{{"ph":"X","pid":{pid},"tid":{ptid},"ts":{_us(start)},"dur":{_us(ns)},'
                 f'"name":{_dumps(PARTS[part])},"cat":"latency"}}'
             )
+        raw(f'{{"ph":"E","pid":{pid},"tid":{ptid},"ts":{_us(t1)}}}')
         self.counts["slices"] += 1 + len(segs)
 
     def _end(self, t: int, actor: str, name: str, fields: dict) -> None:

@@ -39,13 +39,14 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from emulator.report.ftrace import COMPACTION_STATUS
+from emulator.report.latency import load_latency
 from emulator.report.perfetto import (
     fragmentation_marks,
     proactiveness_of,
     read_events,
 )
 
-__all__ = ["PLOTS", "metric_of", "plot_sweep", "write_plots"]
+__all__ = ["PLOTS", "metric_keys", "metric_of", "plot_sweep", "write_plots"]
 
 PLOTS = (
     "fragmentation.png",
@@ -101,6 +102,17 @@ def plot_fragmentation(summary: dict, path: Path) -> Path:
         for node in range(scores.shape[1]):
             ax.plot(t, scores[:, node], label=f"node {node} score", linewidth=1.6)
             series[f"node{node}"] = len(t)
+    passes = [
+        p["t_ns"] for k in summary.get("kcompactd") or [] for p in k.get("proactive_passes") or []
+    ]
+    for i, t_pass in enumerate(passes):
+        ax.axvline(
+            t_pass / 1e6,
+            color="tab:purple",
+            linestyle=":",
+            label="kcompactd proactive pass" if i == 0 else None,
+        )
+    series["kcompactd_passes"] = len(passes)
     ax.axhline(low, color="tab:green", linestyle="--", label=f"proactive low mark ({low})")
     ax.axhline(high, color="tab:red", linestyle="--", label=f"proactive high mark ({high})")
     ax.set_ylim(0, 100)
@@ -247,19 +259,27 @@ def plot_compaction(
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
     series: dict[str, int] = {}
-    for status in sorted(outcomes, key=lambda st: (_STATUS_ORDER.get(st, 99), st)):
-        counts, _ = np.histogram(outcomes[status], bins=edges)
+    def _key(st: str) -> tuple[int, int, str]:
+        who, _, status = st.rpartition(":")
+        return (who == "kcompactd", _STATUS_ORDER.get(status, 99), status)
+
+    for key in sorted(outcomes, key=_key):
+        who, _, status = key.rpartition(":")
+        counts, _ = np.histogram(outcomes[key], bins=edges)
         ax1.bar(
             x,
             counts,
             width=width,
             bottom=bottom,
             align="edge",
-            label=status,
+            label=f"{status} ({who})",
             color=_STATUS_COLOURS.get(status),
+            hatch="//" if who == "kcompactd" else None,
+            edgecolor="black" if who == "kcompactd" else None,
         )
         bottom += counts
-        series[f"status:{status}"] = len(outcomes[status])
+        series[f"status:{status}"] = series.get(f"status:{status}", 0) + len(outcomes[key])
+        series[f"{who}:{status}"] = len(outcomes[key])
     if not outcomes:
         ax1.text(
             0.5,
@@ -271,7 +291,7 @@ def plot_compaction(
         )
     else:
         ax1.legend(loc="best", fontsize=8)
-    ax1.set_ylabel("compactions (mm_compaction_end)")
+    ax1.set_ylabel("compactions (mm_compaction_end)\ndirect plain, kcompactd hatched")
     ax1.set_title(_title(summary, "Compaction outcomes and allocation failures"))
     for order in sorted(failures):
         counts, _ = np.histogram(failures[order], bins=edges)
@@ -314,9 +334,9 @@ def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
                 waits[e["lock_addr"]].append((t0, e["t"]))
         elif name == "mm_compaction_end":
             s = e.get("status")
-            outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(
-                e["t"]
-            )
+            status = COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)
+            who = "kcompactd" if str(e.get("actor", "")).startswith("kcompactd") else "direct"
+            outcomes[f"{who}:{status}"].append(e["t"])
     return lat, waits, outcomes, failures
 
 
@@ -334,7 +354,16 @@ def write_plots(run_dir: Path, out: Path | None = None, extra: tuple | None = No
         lat, waits, outcomes, failures = _scan(read_events(events_path))
     else:
         lat, waits, outcomes, failures = empty, empty, empty, empty
-    if extra is not None:
+    data = load_latency(run_dir)
+    if data is not None:
+        # every allocation and every zone->lock wait, whatever the run recorded
+        lat = {o: d.latency.tolist() for o, d in data.orders.items()}
+        waits = {
+            addr: [(int(t0), int(t0 + w)) for t0, w in pairs.tolist()]
+            for addr, pairs in data.zone_waits.items()
+            if len(pairs)
+        }
+    elif extra is not None:
         lat = lat or extra[0]
         waits = waits or extra[1]
     return [
@@ -372,6 +401,28 @@ def metric_of(summary: dict, path: str) -> float:
     return float(cur)
 
 
+def metric_keys(summary: dict, limit: int = 40) -> list[str]:
+    """Dotted paths of summary.json numbers usable as ``--y`` (the first ``limit``, then
+    ``...``): allocations, slow path, lock_stat, vmstat_delta."""
+    keys: list[str] = []
+
+    def walk(prefix: str, v: Any, depth: int) -> None:
+        if isinstance(v, bool):
+            return
+        if isinstance(v, int | float):
+            keys.append(prefix)
+        elif isinstance(v, dict) and depth < 3:
+            for k, sub in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), sub, depth + 1)
+
+    for top in ("allocations", "slowpath", "lock_stat", "vmstat_delta"):
+        sub = summary.get(top)
+        if top == "allocations" and isinstance(sub, dict):
+            sub = {o: {k: v for k, v in a.items() if k != "latency_parts"} for o, a in sub.items()}
+        walk(top, sub, 0)
+    return keys[:limit] + (["..."] if len(keys) > limit else [])
+
+
 def plot_sweep(
     run_dirs: Sequence[Path], x: str, y: str, path: Path
 ) -> tuple[Path, list[tuple[float, float]]]:
@@ -384,7 +435,13 @@ def plot_sweep(
         params.setdefault("seed", summary.get("seed"))
         if x not in params:
             raise KeyError(f"parameter {x!r} not in {d}/summary.json (have: {', '.join(params)})")
-        points.append((float(params[x]), metric_of(summary, y)))
+        try:
+            value = metric_of(summary, y)
+        except KeyError:
+            raise KeyError(
+                f"metric {y!r} not in {d}/summary.json (have: {', '.join(metric_keys(summary))})"
+            ) from None
+        points.append((float(params[x]), value))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = np.asarray([p[0] for p in points])
