@@ -37,6 +37,7 @@ from emulator.runner import ScenarioHookError, Stopped, StopSignals, run_scenari
 from emulator.scenario import (
     Scenario,
     ScenarioError,
+    bundled_scenarios,
     find_scenario,
     from_proc,
     load_scenario,
@@ -72,10 +73,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replay",
         metavar="SCHEDULE",
-        help="replay a schedule.json from an earlier run exactly (its scenario and params)",
+        help="replay a schedule.json from an earlier run exactly (its scenario and params; "
+        "the scenario file is found where it was recorded, else beside the schedule)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
-    parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="do not write trace.json (trace-only events that --events selects are still "
+        "recorded in events.jsonl)",
+    )
     parser.add_argument(
         "--trace-locks",
         choices=("zone", "contended", "all"),
@@ -150,7 +157,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
             schedule = load_schedule(args.replay)
             if overrides or args.from_proc:
                 raise UsageError("--replay takes the scenario's parameters from the schedule")
-            where = args.scenario or schedule.scenario_path or schedule.scenario
+            where = args.scenario or _replay_scenario(schedule)
             path = find_scenario(where)
             check_schedule(schedule, str(path))
             scenario = load_scenario(path)
@@ -166,6 +173,38 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
     except ValueError as exc:
         raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
     return scenario, params, schedule
+
+
+def _replay_scenario(schedule: Any) -> str:
+    """The scenario a schedule names: its file as recorded (absolute since this version;
+    relative to where the run was started before), else relative to the schedule's folder or
+    beside it, else its bundled name."""
+    sp = schedule.scenario_path
+    if sp is None:
+        return str(schedule.scenario)
+    recorded = Path(sp)
+    if recorded.is_file():
+        return sp
+    base = Path(schedule.path).parent
+    for candidate in (base / recorded, base / recorded.name):
+        if not recorded.is_absolute() and candidate.is_file():
+            return str(candidate)
+    if (base / recorded.name).is_file():
+        return str(base / recorded.name)
+    if schedule.scenario in bundled_scenarios() and recorded.name == f"{schedule.scenario}.py":
+        return str(schedule.scenario)
+    raise ScenarioError(
+        f"--replay: the schedule's scenario file {sp!r} is neither here nor beside "
+        f"{schedule.path}; name it: mmemu run FILE --replay {schedule.path}"
+    )
+
+
+def _selects_trace_only(events: str | None) -> bool:
+    """Whether an ``--events`` filter selects any event recorded only for the trace."""
+    from emulator.report.trace_capture import TRACE_ONLY
+
+    selected = compile_event_filter(events)
+    return selected is not None and any(selected(e) for e in TRACE_ONLY)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,6 +235,10 @@ def _run(
 ) -> int:
     progress = Progress(enabled=sys.stderr.isatty() and not args.quiet)
     events = None if args.no_events else out / "events.jsonl"
+    write_trace = not (args.no_trace or args.no_events)
+    # --events selecting trace-only events (lock contention, mmemu_* markers) records them in
+    # events.jsonl even with --no-trace: the run emits them, trace.json is just not written
+    emit_trace_events = write_trace or (events is not None and _selects_trace_only(args.events))
     try:
         with progress:
             result = run_scenario(
@@ -208,7 +251,7 @@ def _run(
                 strict=args.strict,
                 stop=stop,
                 stage=progress.stage,
-                trace=not (args.no_trace or args.no_events),
+                trace=emit_trace_events,
                 events_filter=args.events,
                 driver=args.driver,
                 trace_locks=args.trace_locks,
@@ -233,7 +276,7 @@ def _run(
     write_results(result, out)
     write_views(
         out,
-        trace=not (args.no_trace or args.no_events),
+        trace=write_trace,
         plots=args.plots,
         capture=result.ctx.trace,
     )
@@ -241,7 +284,7 @@ def _run(
         out / "schedule.json",
         result.ctx.sim,
         scenario.name,
-        scenario.path,
+        str(Path(scenario.path).resolve()) if scenario.path else None,
         params.as_json(),
         events=events,
     )

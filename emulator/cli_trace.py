@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 
+from emulator.cli import UsageError
 from emulator.cli_views import run_dir
-from emulator.report.ftrace import write_ftrace
+from emulator.report.ftrace import FORMATS, write_ftrace
 from emulator.report.perfetto import read_events
+from emulator.report.trace_capture import TRACE_ONLY
 
 __all__ = ["configure", "run"]
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
     cpus = int(summary.get("params", {}).get("cpus", 1))
+    seen: set[str] = set()
     try:
         write_ftrace(
             read_events(d / "events.jsonl"),
@@ -39,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
             cpus,
             ns=args.ns,
             only=set(args.event) or None,
+            seen=seen,
         )
     except BrokenPipeError:  # `mmemu trace RUN | head`
         sys.stderr.close()
+        return 0
+    missing = [e for e in dict.fromkeys(args.event) if e not in seen]
+    unknown = [e for e in missing if e not in FORMATS and e not in TRACE_ONLY]
+    if unknown:
+        raise UsageError(
+            f"-e {unknown[0]!r}: no such event (this run recorded: {', '.join(sorted(seen))})"
+        )
+    for e in missing:
+        print(f"mmemu trace: no {e} events in this run", file=sys.stderr)
     return 0

@@ -143,9 +143,13 @@ def _alloc_rows(side: Side) -> dict[str, Value]:
 
 def _lock_rows(side: Side) -> dict[str, Value]:
     out: dict[str, Value] = {}
+    # counts as they are; times in µs with 2 decimals, as /proc/lock_stat prints them
     for name, s in (side.summary.get("lock_stat") or {}).items():
-        for k in ("contentions", "waittime-total", "waittime-max", "acquisitions", "holdtime-avg"):
+        for k in ("contentions", "acquisitions"):
             out[f"{name} {k}"] = s.get(k)
+        for k in ("waittime-total", "waittime-max", "holdtime-avg"):
+            v = s.get(k)
+            out[f"{name} {k} (µs)"] = None if v is None else round(v / 1000, 2)
     return out
 
 
@@ -192,19 +196,27 @@ def diff_sections(a: Side, b: Side) -> dict[str, list[Row]]:
     return {k: v for k, v in out.items() if v}
 
 
-def _fmt(v: Value) -> str:
+def _fmt(v: Value, key: str = "") -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.2f}"
+        return f"{v:.3f}" if "fragindex" in key else f"{v:.2f}"
     return str(v)
 
 
-def _delta(a: Value, b: Value) -> str:
+#: rows whose change is shown as a plain difference, never as a percentage: an index on a fixed
+#: scale (extfrag_index: -1.000 = enough free memory, 0 .. 1 = lack of memory .. fragmentation)
+#: and values that already are percentages
+_NO_PERCENT = ("fragindex", "share %", "failure %")
+
+
+def _delta(a: Value, b: Value, key: str = "") -> str:
     if isinstance(a, int | float) and isinstance(b, int | float):
         d = b - a
         if d == 0:
             return "0"
+        if any(tag in key for tag in _NO_PERCENT):
+            return f"{d:+.3f}" if "fragindex" in key else f"{d:+.2f}"
         pct = f" ({100 * d / a:+.0f}%)" if a else ""
         return (f"{d:+.2f}" if isinstance(d, float) else f"{d:+d}") + pct
     return "" if a == b else "≠"
@@ -237,9 +249,9 @@ def print_diff(a: Side, b: Side, console: Console, only_diff: bool = False) -> i
             table.add_row(
                 "*" if d else "",
                 key,
-                _fmt(va),
-                _fmt(vb),
-                _delta(va, vb),
+                _fmt(va, key),
+                _fmt(vb, key),
+                _delta(va, vb, key),
                 style="bold" if d else None,
             )
             shown += 1

@@ -254,10 +254,18 @@ def parts_table(title: str, parts: dict[str, dict[str, Any]]) -> Table:
     return t
 
 
-def split_table(title: str, columns: dict[str, dict[str, dict[str, Any]]]) -> Table:
+def split_table(
+    title: str, columns: dict[str, dict[str, dict[str, Any]]], caption: str | None = None
+) -> Table:
     """Shares of each part (rows) per column (orders, CPUs, phases, runs), in % of the
     column's total latency; parts zero everywhere are left out."""
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(
+        title=title,
+        title_justify="left",
+        caption=caption or "from: wait = the simulated interleaving, cost = the cost table",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     t.add_column("part", no_wrap=True)
     for c in columns:
         t.add_column(c, justify="right", no_wrap=True)
@@ -285,9 +293,10 @@ def summary_table(summary: dict) -> Table | None:
     if not columns:
         return None
     return split_table(
-        "latency parts (share of each order's total allocation latency; wait: from the "
-        "interleaving, cost: the cost table; mmemu latency RUN_DIR for more)",
+        "latency parts (% of each order's total allocation latency)",
         columns,
+        "from: wait = the simulated interleaving, cost = the cost table; "
+        "mmemu latency RUN_DIR for more",
     )
 
 

@@ -259,6 +259,7 @@ def plot_compaction(
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
     series: dict[str, int] = {}
+
     def _key(st: str) -> tuple[int, int, str]:
         who, _, status = st.rpartition(":")
         return (who == "kcompactd", _STATUS_ORDER.get(status, 99), status)
