@@ -402,26 +402,34 @@ def metric_of(summary: dict, path: str) -> float:
     return float(cur)
 
 
-def metric_keys(summary: dict, limit: int = 40) -> list[str]:
-    """Dotted paths of summary.json numbers usable as ``--y`` (the first ``limit``, then
-    ``...``): allocations, slow path, lock_stat, vmstat_delta."""
-    keys: list[str] = []
+def _numeric_leaves(prefix: str, v: Any, into: dict[str, None]) -> None:
+    """The dotted paths (two levels at most) of the numbers under ``v``."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int | float):
+        into[prefix] = None
+    elif isinstance(v, dict) and prefix.count(".") < 1:
+        for k, x in v.items():
+            if k != "latency_parts":
+                _numeric_leaves(f"{prefix}.{k}" if prefix else str(k), x, into)
 
-    def walk(prefix: str, v: Any, depth: int) -> None:
-        if isinstance(v, bool):
-            return
-        if isinstance(v, int | float):
-            keys.append(prefix)
-        elif isinstance(v, dict) and depth < 3:
-            for k, sub in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), sub, depth + 1)
 
+def metric_keys(summary: dict) -> list[str]:
+    """The summary.json numbers usable as ``--y``, as brace patterns per section
+    (``allocations.{0,9}.{attempts,failures,...}``, ``vmstat_delta.{pgfree,...}``)."""
+    out: list[str] = []
     for top in ("allocations", "slowpath", "lock_stat", "vmstat_delta"):
         sub = summary.get(top)
-        if top == "allocations" and isinstance(sub, dict):
-            sub = {o: {k: v for k, v in a.items() if k != "latency_parts"} for o, a in sub.items()}
-        walk(top, sub, 0)
-    return keys[:limit] + (["..."] if len(keys) > limit else [])
+        if not isinstance(sub, dict) or not sub:
+            continue
+        if top == "vmstat_delta":
+            out.append(f"vmstat_delta.{{{','.join(sub)}}}")
+            continue
+        leaves: dict[str, None] = {}
+        for entry in sub.values():
+            _numeric_leaves("", entry, leaves)
+        out.append(f"{top}.{{{','.join(sub)}}}.{{{','.join(leaves)}}}")
+    return out
 
 
 def plot_sweep(
@@ -440,7 +448,7 @@ def plot_sweep(
             value = metric_of(summary, y)
         except KeyError:
             raise KeyError(
-                f"metric {y!r} not in {d}/summary.json (have: {', '.join(metric_keys(summary))})"
+                f"metric {y!r} not in {d}/summary.json (have: {'; '.join(metric_keys(summary))})"
             ) from None
         points.append((float(params[x]), value))
     points.sort()
