@@ -68,7 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from-proc",
         metavar="DIR",
-        help="start from a real machine's state: DIR holds buddyinfo, pagetypeinfo, zoneinfo",
+        help="start from a real machine's state: DIR holds buddyinfo (needed), pagetypeinfo "
+        "and zoneinfo (optional); meminfo and vmstat are not read, memory and nodes come "
+        "from the files and the scenario's own set-up is skipped",
     )
     parser.add_argument(
         "--replay",
@@ -166,6 +168,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
             scenario = load_scenario(find_scenario(args.scenario))
             if args.from_proc:
                 scenario = from_proc(scenario, args.from_proc)
+                if not args.quiet:
+                    print(_from_proc_note(Path(args.from_proc)), file=sys.stderr)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
     except (ScenarioError, ScheduleError) as exc:
@@ -173,6 +177,17 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
     except ValueError as exc:
         raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
     return scenario, params, schedule
+
+
+def _from_proc_note(proc: Path) -> str:
+    """What --from-proc took from DIR, and what it did not (one line on stderr)."""
+    names = ("buddyinfo", "pagetypeinfo", "zoneinfo")
+    read = [n for n in names if (proc / n).is_file()]
+    ignored = [n for n in ("meminfo", "vmstat") if (proc / n).is_file()]
+    note = f"mmemu run: --from-proc {proc}: machine from {', '.join(read)}"
+    if ignored:
+        note += f" ({', '.join(ignored)} not read)"
+    return note + "; the scenario's set-up skipped"
 
 
 def _replay_scenario(schedule: Any) -> str:

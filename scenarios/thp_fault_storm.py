@@ -21,6 +21,10 @@ What each defrag mode does with a THP fault (mm/huge_memory.c: vma_thp_gfp_mask)
 * ``madvise`` (the default): direct for MADV_HUGEPAGE regions, else fall back without waking;
 * ``never``: GFP_TRANSHUGE_LIGHT, no reclaim, no compaction, no wake-ups.
 
+``start`` delays the storm: with ``--set start=600ms`` it begins after kcompactd's first
+proactive check (500 ms), so ``vm.compaction_proactiveness`` 0 and 20 give different machines
+to fault on.
+
 Try::
 
     mmemu run thp_fault_storm --set transparent_hugepage.defrag=always --set cpus=4
@@ -38,7 +42,7 @@ from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -70,6 +74,8 @@ def actors(p, ctx):
 
     def thread(cpu):
         async def run():
+            if p["start"]:
+                await sim.delay(p["start"])  # the machine idles (its trickle) until then
             for _ in range(per_thread):
                 await sim.sync()
                 t0 = sim.current.now
@@ -124,6 +130,14 @@ SCENARIO = Scenario(
         "faults": (128, "THP faults in total, split evenly over the threads (one per CPU)"),
         "madvise": (True, "the faulting region is MADV_HUGEPAGE"),
         "free": (0.1, "share of the anonymous base pages unmapped again before the run"),
+        "start": Param(
+            "0ms",
+            "when the threads start faulting (after kcompactd's first proactive check at "
+            "500 ms: 600ms)",
+            0,
+            3600 * 10**9,
+            "duration",
+        ),
     },
     setup=setup,
     actors=actors,

@@ -262,7 +262,7 @@ def split_table(
     t = Table(
         title=title,
         title_justify="left",
-        caption=caption or "from: wait = the simulated interleaving, cost = the cost table",
+        caption=caption or "wait: from the interleaving, cost: from the cost table",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -293,10 +293,9 @@ def summary_table(summary: dict) -> Table | None:
     if not columns:
         return None
     return split_table(
-        "latency parts (% of each order's total allocation latency)",
+        "latency parts (% of the order's latency)",
         columns,
-        "from: wait = the simulated interleaving, cost = the cost table; "
-        "mmemu latency RUN_DIR for more",
+        "wait: interleaving, cost: cost table",
     )
 
 

@@ -97,3 +97,16 @@ def test_list_params_defaults_to_the_default_scenario_in_80_columns(
     assert out.startswith("default:")
     assert "cost.alloc_entry" in out and "vm.compaction_proactiveness" in out
     assert max(cell_len(line) for line in out.splitlines()) <= 80
+
+
+def test_from_proc_says_what_it_read_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = Path(__file__).resolve().parents[1] / "mm" / "data" / "live-6.18"
+    proc = tmp_path / "proc"
+    shutil.copytree(live, proc)
+    (proc / "vmstat").write_text("nr_free_pages 1\n")
+    argv = ["run", "zone_lock_storm", "--from-proc", str(proc), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--set", "duration=100us", "--set", "sample=10us"]) == 0
+    note = next(x for x in capsys.readouterr().err.splitlines() if "--from-proc" in x)
+    assert "buddyinfo" in note and "vmstat not read" in note and "set-up skipped" in note

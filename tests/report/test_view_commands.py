@@ -87,9 +87,7 @@ def test_diff_prints_fragindex_as_the_kernel_does_and_lock_times_in_us() -> None
     assert _delta(100, 150, "pgfree") == "+50 (+50%)"
 
 
-def test_diff_lock_stat_rows_are_in_us(
-    small_run: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_diff_lock_stat_rows_are_in_us(small_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diff", str(small_run), str(small_run), "--json"]) == 0
     rows = {r["key"]: r["a"] for r in json.loads(capsys.readouterr().out)["sections"]["lock_stat"]}
     summary = json.loads((small_run / "summary.json").read_text())
