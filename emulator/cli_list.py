@@ -1,5 +1,6 @@
 """``mmemu list``: the bundled scenarios, one line each; ``--params NAME``: one's parameters,
-every sysctl and every cost, each with its default and valid range."""
+every sysctl, every cost and every kernel mitigation switch, each with its default and valid
+range."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from emulator.cli import UsageError
 from emulator.mm.costs import COST_NOTES, Costs
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
 from emulator.scenario import (
     COST_PARAM,
     ScenarioError,
@@ -50,12 +51,9 @@ def _params(name: str) -> None:
         table.add_column(col, overflow="fold")
     for pname, p in scenario.param_specs().items():
         table.add_row(pname, str(p.default), p.describe_range(), p.help)
-    for spec in SYSCTL_SPECS.values():
-        default = "computed at boot" if spec.default is None else str(spec.default)
-        if isinstance(spec.default, list | tuple):
-            default = " ".join(str(v) for v in spec.default)
-        valid = ", ".join(spec.choices) if spec.choices else f"{spec.lo}..{spec.hi}"
-        table.add_row(spec.name, default, valid, spec.doc)
+    for t in TUNABLES.values():
+        default = "computed at boot" if t.default is None else t.render(t.default).strip()
+        table.add_row(t.name, default, t.describe(), t.doc)
     for cname, value in Costs().as_dict().items():
         table.add_row(
             f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]

@@ -35,13 +35,13 @@ migrated and most of the freed half becomes huge pages; with 0 they cannot move 
 
 import numpy as np
 
-from emulator.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from emulator.mm.hugetlb import HPAGE_ORDER, hugetlb_pool, set_max_huge_pages
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.memmap import OWNER_FILE, OWNER_MLOCKED
+from emulator.mm.page_alloc.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
+from emulator.mm.reclaim.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.snapshot import MIGRATE_TYPES, NR_PAGE_ORDERS
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 MAP_SIZE_MB = 100
@@ -164,7 +164,11 @@ SCENARIO = Scenario(
     "grow nr_hugepages; passes if > 1/4 of the 80% becomes huge pages",
     build,
     defaults={"memory": "1G", "cpus": 2, "duration": "3s"},
-    params={"page_cache": (0.5, "share of each zone held by clean page cache at the start")},
+    params={
+        "page_cache": Param(
+            0.5, "share of each zone held by clean page cache at the start", 0.0, 1.0
+        )
+    },
     setup=setup,
     actors=actors,
     report=report,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from emulator.engine.errors import PrimitiveMisuse
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
 
     from emulator.engine import SpinLock
     from emulator.mm.alloc_latency import AllocClock
-    from emulator.mm.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "MIGRATE_ASYNC",
@@ -136,7 +137,7 @@ class CompactControl:
     # compaction's inputs (kcompactd fills them in: proactiveness, a kswapd_is_running probe)
     pa: PageAllocator | None = None
     cpu: Cpu | None = None
-    proactiveness: int = 20
+    proactiveness: int = COMPACTION_PROACTIVENESS.int_default()
     kswapd_probe: Callable[[], bool] | None = None
 
 

@@ -14,7 +14,7 @@ top of the node. Extra nodes get equal shares of ZONE_NORMAL memory.
 
 Booting (``boot=True``) frees every managed page the way memblock_free_all does (maximal aligned
 blocks, each merged and added to the tail, so lists are in ascending pfn order) into MOVABLE
-pageblocks, then runs :func:`~emulator.mm.watermark.init_per_zone_wmark_min`.
+pageblocks, then runs :func:`~emulator.mm.page_alloc.watermark.init_per_zone_wmark_min`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import attrs
 import numpy as np
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
-from emulator.mm import watermark
-from emulator.mm.lru import Lruvec
+from emulator.mm.compaction.sysctl import ProactiveTrigger
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
@@ -39,8 +38,11 @@ from emulator.mm.memmap import (
     PG_TAIL,
     Memmap,
 )
-from emulator.mm.page_alloc import Zone
-from emulator.mm.rmap import Rmap
+from emulator.mm.mitigations import Mitigations
+from emulator.mm.page_alloc import watermark
+from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.reclaim.lru import Lruvec
+from emulator.mm.reclaim.rmap import Rmap
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -48,7 +50,7 @@ from emulator.mm.snapshot import (
     MachineSnapshot,
     NodeSnapshot,
 )
-from emulator.mm.sysctl import DEFAULT_LOWMEM_RESERVE_RATIO, Sysctl
+from emulator.mm.sysctl import TUNABLES, Sysctl
 from emulator.mm.vmstat import NODE_STAT_NAMES, NUMA_STAT_NAMES, ZONE_STAT_NAMES
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL
 
@@ -196,6 +198,8 @@ class Node:
         self.nid = nid
         self.zones = zones
         self.lruvec = lruvec
+        #: ``pgdat->kcompactd`` once the kthreads are started (emulator.mm.kswapd.start_kthreads)
+        self.kcompactd: ProactiveTrigger | None = None
 
     @property
     def populated_zones(self) -> list[Zone]:
@@ -208,6 +212,17 @@ class Node:
 
 class Machine:
     """The physical memory of one machine: nodes, zones, mem_map, sysctls and vm events."""
+
+    # the tunables (emulator.mm.sysctl.TUNABLES), set from their defaults in __init__
+    min_free_kbytes: int
+    watermark_scale_factor: int
+    watermark_boost_factor: int
+    lowmem_reserve_ratio: list[int]
+    percpu_pagelist_high_fraction: int
+    extfrag_threshold: int
+    compaction_proactiveness: int
+    compact_unevictable_allowed: int
+    transparent_hugepage_defrag: str
 
     def __init__(
         self,
@@ -226,21 +241,23 @@ class Machine:
         self.per_cpu_data_slice_size = per_cpu_data_slice_size
         self.recorder = recorder
         self.vm_events: defaultdict[str, int] = defaultdict(int)
-        # sysctl-backed values (see emulator.mm.sysctl)
-        self.min_free_kbytes = 0
+        # the tunables' values, at their defaults (emulator.mm.sysctl.TUNABLES; a default of
+        # None is computed at boot: min_free_kbytes by init_per_zone_wmark_min)
+        for t in TUNABLES.values():
+            if t.store is not None:  # kept elsewhere (the mitigations, below)
+                continue
+            default = t.default
+            if isinstance(default, tuple):
+                setattr(self, t.attr, list(default))
+            else:
+                setattr(self, t.attr, 0 if default is None else default)
+        #: mm/page_alloc.c: user_min_free_kbytes (-1 until vm.min_free_kbytes is written)
         self.user_min_free_kbytes = -1
-        self.watermark_scale_factor = 10
-        self.watermark_boost_factor = 15000
-        self.lowmem_reserve_ratio = list(DEFAULT_LOWMEM_RESERVE_RATIO)
-        self.extfrag_threshold = 500
-        self.compaction_proactiveness = 20
-        self.percpu_pagelist_high_fraction = 0
-        self.compact_unevictable_allowed = 1
-        #: /sys/kernel/mm/transparent_hugepage/defrag (mm/huge_memory.py; sysctl name
-        #: ``transparent_hugepage.defrag``)
-        self.transparent_hugepage_defrag = "madvise"
+        #: which kernel mitigations are on (emulator.mm.mitigations; all on: 6.12)
+        self.mitigations = Mitigations()
         self.wmark_observers: list[Callable[[Machine], None]] = []
-        """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
+        """Called after every watermark recomputation and percpu_pagelist_high_fraction change
+        (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)
         self.memmap = Memmap(end_pfn)
         self.nodes: list[Node] = []
@@ -260,6 +277,7 @@ class Machine:
                     spanned,
                     vm_events=self.vm_events,
                     recorder=recorder,
+                    watermark_boost_factor=self.watermark_boost_factor,
                 )
                 if spec:
                     end = start + spanned

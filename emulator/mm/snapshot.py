@@ -1,7 +1,8 @@
 """Plain, frozen views of zone state: the seam between the live model and /proc text.
 
 The live model (:mod:`emulator.mm.zone`) produces :class:`ZoneSnapshot` objects; the procfs
-renderers (:mod:`emulator.mm.procfs`) and the fragmentation metrics (:mod:`emulator.mm.vmstat`)
+renderers (:mod:`emulator.mm.procfs.render`) and the fragmentation metrics
+(:mod:`emulator.mm.vmstat`)
 consume them; the procfs parsers produce them from a real machine's files, so ``mmemu inspect``
 and "build a memory from this buddyinfo" share one representation. Nothing here knows how the
 state was obtained.
@@ -13,6 +14,8 @@ Counts follow the kernel's units: ``nr_free[order]`` is a number of *blocks* of 
 from __future__ import annotations
 
 import attrs
+
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 
 # include/linux/mmzone.h
 MAX_PAGE_ORDER = 10
@@ -116,8 +119,8 @@ class MachineSnapshot:
     """Every node, plus the sysctls the metrics depend on (kernel defaults unless read)."""
 
     nodes: tuple[NodeSnapshot, ...]
-    compaction_proactiveness: int = 20
-    extfrag_threshold: int = 500
+    compaction_proactiveness: int = COMPACTION_PROACTIVENESS.int_default()
+    extfrag_threshold: int = EXTFRAG_THRESHOLD.int_default()
 
     @property
     def zones(self) -> tuple[ZoneSnapshot, ...]:

@@ -6,7 +6,7 @@ migratetype, ``nr_free`` in blocks), the free counters ``NR_FREE_PAGES`` / ``NR_
 ``nr_free_highatomic``, ``nr_reserved_highatomic``, ``_watermark[]``, ``watermark_boost``,
 ``lowmem_reserve[]`` and ``flags``. The list primitives here are the kernel's static helpers of
 mm/page_alloc.c (``__add_to_free_list``, ``move_to_free_list``, ``__del_page_from_free_list``,
-``account_freepages``); the algorithms that use them live in :mod:`emulator.mm.page_alloc`.
+``account_freepages``); the algorithms that use them live in :mod:`emulator.mm.page_alloc.buddy`.
 
 Locking: none here. Every method assumes the caller holds ``zone->lock`` (the actor layer's
 SpinLock); they are plain synchronous code.
@@ -72,6 +72,7 @@ class ZoneBase:
         *,
         vm_events: defaultdict[str, int] | None = None,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
+        watermark_boost_factor: int,
     ) -> None:
         self.memmap = memmap
         self.node = node
@@ -108,7 +109,8 @@ class ZoneBase:
         pages are left marked :data:`~emulator.mm.memmap.PG_ISOLATED`, off the free counters).
         None (no capturing task) by default.
         """
-        self.watermark_boost_factor = 15000
+        #: vm.watermark_boost_factor (the kernel's boost_watermark reads the global)
+        self.watermark_boost_factor = watermark_boost_factor
         self.page_group_by_mobility_disabled = False
         # struct zone's CONFIG_COMPACTION fields (mmzone.h:968-983), used by mm/compaction.py
         self.compact_cached_free_pfn = 0

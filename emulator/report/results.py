@@ -20,8 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from emulator.engine.lockstat import render_lock_stat, snprint_time
-from emulator.mm.kcompactd import HPAGE_FRAG_CHECK_INTERVAL_NS
-from emulator.mm.procfs import (
+from emulator.mm.compaction.kcompactd import HPAGE_FRAG_CHECK_INTERVAL_NS
+from emulator.mm.procfs.render import (
     render_buddyinfo,
     render_extfrag_index,
     render_pagetypeinfo,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from emulator.cli import main
 from emulator.mm.alloc_latency import INTERLEAVING, PARTS
-from emulator.mm.alloc_stats import part_columns
+from emulator.mm.page_alloc.alloc_stats import part_columns
 from emulator.report.latency import LATENCY_FILE, load_latency
 from emulator.runner import run_scenario
 from emulator.scenario import find_scenario, load_scenario
