@@ -587,10 +587,14 @@ def _run(
     elif result.violations:
         v = result.violations[0]
         msg = " ".join(v.message.split())[:300]
+        if schedule is not None:
+            again = f"--replay {shlex.quote(str(args.replay))}"
+        else:
+            again = f"--seed {params.seed} --strategy {shlex.quote(str(params['strategy']))}"
+            again += " --perturb" if params["perturb"] else ""
         print(
             f"mmemu run: property {v.property} violated at t={v.time_ns} ns: {msg} "
-            f"({len(result.violations)} violation(s); rerun with --seed {params.seed} "
-            f"--strategy {shlex.quote(str(params['strategy']))})",
+            f"({len(result.violations)} violation(s); rerun with {again})",
             file=sys.stderr,
         )
         status = 1
