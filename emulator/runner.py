@@ -271,7 +271,6 @@ def build_context(
         machine = scenario.machine(params, recorder)
     else:
         machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
-    machine.mitigations = params.mitigations
     for name, value in params.sysctls.items():
         try:
             machine.sysctl.set(name, value)

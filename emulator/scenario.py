@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -49,9 +50,10 @@ from emulator.engine import SimError
 from emulator.engine.strategy import VALID_FORMS, parse_strategy
 from emulator.explore.properties import Property
 from emulator.mm.costs import Costs
+from emulator.mm.mitigations import MITIGATIONS, Mitigations
 from emulator.mm.mitigations import PARAM_PREFIX as MITIGATION_PREFIX
-from emulator.mm.mitigations import Mitigations, check_mitigation
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
+from emulator.mm.tunable import TunableError
 from emulator.params import (
     COST_PARAM,
     MAX_MEMORY_MIB,
@@ -124,11 +126,11 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
+        return {k: v for k, v in self.values.items() if k in TUNABLES}
 
     @property
     def mitigations(self) -> Mitigations:
-        """The ``mitigation.NAME`` values (each on unless set off)."""
+        """The ``mitigation.NAME`` values as the machine keeps them (each on unless set off)."""
         return Mitigations.from_values(
             {k: v for k, v in self.values.items() if k.startswith(MITIGATION_PREFIX)}
         )
@@ -199,26 +201,27 @@ class Scenario:
         """
         known = self.param_specs()
         values: dict[str, Any] = {name: p.default for name, p in known.items()}
-        for spec in SYSCTL_SPECS.values():
+        for spec in TUNABLES.values():
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
         for name, value in self.defaults.items():
-            if name.startswith(("cost.", MITIGATION_PREFIX)):
+            if name.startswith("cost."):
                 values[name] = value
         for name, value in (overrides or {}).items():
-            if (
-                name in known
-                or name in SYSCTL_SPECS
-                or name.startswith(("cost.", MITIGATION_PREFIX))
-            ):
+            if name in known or name in TUNABLES or name.startswith("cost."):
                 values[name] = value
                 continue
             valid = (
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
-                + ", ".join(sorted(SYSCTL_SPECS))
-                + "), cost.<name>, mitigation.<name> (mmemu list --params)"
+                + ", ".join(sorted(TUNABLES))
+                + "), cost.<name> (mmemu list --params)"
             )
+            if name.startswith(MITIGATION_PREFIX):
+                switches = ", ".join(MITIGATIONS)
+                raise ScenarioError(
+                    f"parameter {_short(name)}: unknown mitigation; valid: {switches}"
+                )
             raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
         typed: dict[str, Any] = {}
         cost_names = set(Costs().as_dict())
@@ -228,12 +231,12 @@ class Scenario:
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
                     typed[name] = COST_PARAM.convert(value)
-                elif name.startswith(MITIGATION_PREFIX):
-                    typed[name] = check_mitigation(name, value)
-                elif name in SYSCTL_SPECS:
+                elif name in TUNABLES:
                     typed[name] = check_sysctl(name, value)
                 else:
                     typed[name] = known[name].convert(value)
+            except TunableError as exc:  # names the tunable, the value and what is valid
+                raise ScenarioError(str(exc)) from None
             except ValueError as exc:
                 raise ScenarioError(f"parameter {_short(name)}={_short(value)!r}: {exc}") from None
         _check_together(typed)
@@ -411,6 +414,11 @@ def _scenario_dirs() -> list[Path]:
     return [here / "scenarios", here.parent / "scenarios"]
 
 
+#: the race catalogue's folder among the bundled scenarios; its scenarios are ``races/NAME``
+RACES_DIR = "races"
+_CATALOGUE_NAME = re.compile(rf"{RACES_DIR}/[A-Za-z0-9_]+")
+
+
 def bundled_scenarios() -> dict[str, Path]:
     """Name -> file of every bundled scenario (the package's, then the source tree's); the
     race catalogue's as ``races/NAME``."""
@@ -420,32 +428,35 @@ def bundled_scenarios() -> dict[str, Path]:
             for f in sorted(d.glob("*.py")):
                 if not f.name.startswith("_"):
                     found.setdefault(f.stem, f)
-            for f in sorted(d.glob("races/*.py")):  # the race catalogue: races/NAME
+            for f in sorted(d.glob(f"{RACES_DIR}/*.py")):  # the race catalogue: races/NAME
                 if not f.name.startswith("_"):
-                    found.setdefault(f"races/{f.stem}", f)
+                    found.setdefault(f"{RACES_DIR}/{f.stem}", f)
     return found
 
 
 def looks_like_path(name: str) -> bool:
     """A scenario argument that names a file, not a bundled scenario: it has a ``.py``
-    suffix or a directory part (``./default``, ``dir/x``)."""
+    suffix or a directory part (``./default``, ``dir/x``), other than the race catalogue's
+    ``races/NAME``."""
+    if _CATALOGUE_NAME.fullmatch(name):
+        return False
     return name.endswith(".py") or "/" in name or name.startswith((".", "~"))
 
 
 def find_scenario(name_or_path: str | None) -> Path:
     """A bundled scenario's name (``None``: ``default``) or a scenario file's path.
 
-    A bare name (no ``.py``, no ``/``) is always the bundled scenario of that name, even if a
-    file or folder of that name is in the current directory (a selftest binary called
-    ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
+    A bundled name (``default``, ``races/stolen_page``) is always the bundled scenario of that
+    name, even if a file or folder of that name is in the current directory (a selftest binary
+    called ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
     bundled scenario is a file of that name, if there is one.
     """
     if name_or_path is None:
         name_or_path = "default"
     bundled = bundled_scenarios()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
     if not looks_like_path(name_or_path):
-        if name_or_path in bundled:
-            return bundled[name_or_path]
         if Path(name_or_path).is_file():  # no bundled scenario of that name: the file
             return Path(name_or_path)
         raise ScenarioError(

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import emulator.cli_run as cli_run
 from emulator.cli import main
 from emulator.mm.costs import Costs
-from emulator.mm.sysctl import SPECS
+from emulator.mm.sysctl import TUNABLES
 from emulator.scenario import STANDARD_PARAMS
 
 #: examples per test (MMEMU_FUZZ_EXAMPLES=5000 for a longer hunt by hand)
@@ -55,7 +55,7 @@ NAMES = [
     "rate",
     "thp_weight",
     "released",
-    *SPECS,
+    *TUNABLES,
     *(f"cost.{c}" for c in Costs().as_dict()),
 ]
 TEXT = st.text(alphabet=st.sampled_from(string.printable + "µé\u00a0∞"), min_size=0, max_size=30)
