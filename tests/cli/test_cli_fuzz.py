@@ -227,14 +227,19 @@ def _corrupt_events(draw: Any, lines: list[bytes]) -> bytes:
         elif kind == "json":
             out.insert(i, json.dumps(draw(JSON)).encode() + b"\n")
         elif out and kind in ("field", "drop"):
-            ev = json.loads(out[i])
+            try:
+                ev = json.loads(out[i])
+            except ValueError:
+                continue  # a line damaged already
+            if not isinstance(ev, dict) or not ev:
+                continue
             key = draw(st.sampled_from(sorted(ev)))
             if kind == "drop":
                 del ev[key]
             else:
                 ev[key] = draw(EVENT_VALUE)
             out[i] = json.dumps(ev).encode() + b"\n"
-        elif out and kind == "cut":
+        elif out and kind == "cut" and out[-1]:
             out[-1] = out[-1][: draw(st.integers(0, len(out[-1]) - 1))]
             break
     return b"".join(out)
