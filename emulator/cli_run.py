@@ -41,6 +41,7 @@ from emulator.scenario import (
     from_proc,
     load_scenario,
 )
+from emulator.setup_cache import default_cache
 
 __all__ = ["configure", "run"]
 
@@ -98,6 +99,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=DRIVERS,
         default=None,
         help="engine driver: fast (default) or trio (the reference; same results, slower)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="build the machine's set-up even if a cached copy exists (MMEMU_CACHE=off: never "
+        "cache; MMEMU_CACHE_DIR: where)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
@@ -212,6 +219,8 @@ def _run(
                 events_filter=args.events,
                 driver=args.driver,
                 trace_locks=args.trace_locks,
+                # a /proc snapshot is not part of the cache key: such runs build their machine
+                cache=None if args.no_cache or args.from_proc else default_cache(),
             )
     except ScenarioHookError as exc:
         if created:
