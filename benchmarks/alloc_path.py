@@ -37,9 +37,9 @@ from typing import Any
 import trio
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
 
 CPUS = 8
 BURST = 16

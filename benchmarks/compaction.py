@@ -25,7 +25,7 @@ import time
 import trio
 
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.testing import make_kernel
 from emulator.workload.writes import write_file
 

@@ -1,5 +1,6 @@
 """``mmemu list``: the bundled scenarios, one line each; ``--params NAME``: one's parameters,
-every sysctl and every cost, each with its default and valid range."""
+every sysctl, every cost and every kernel mitigation switch, each with its default and valid
+range."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from emulator.cli import UsageError
 from emulator.mm.costs import COST_NOTES, Costs
+from emulator.mm.mitigations import MITIGATIONS, PARAM_PREFIX
 from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
 from emulator.scenario import (
     COST_PARAM,
@@ -57,6 +59,14 @@ def _params(name: str) -> None:
     for cname, value in Costs().as_dict().items():
         table.add_row(
             f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]
+        )
+    for m in MITIGATIONS.values():
+        table.add_row(
+            f"{PARAM_PREFIX}{m.name}",
+            "on",
+            "on, off",
+            f"{m.summary}. Commit {m.commit} ({m.subject}), {m.kernel_function}. "
+            f"Off: {m.off_effect}",
         )
     console.print(table)
 

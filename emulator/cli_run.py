@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -58,7 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set a parameter: memory=8G, cpus=16, duration=2s, vm.<sysctl>=N, cost.<name>=50ns",
+        help="set a parameter: memory=8G, cpus=16, duration=2s, vm.<sysctl>=N, cost.<name>=50ns, "
+        "mitigation.<name>=on|off",
     )
     parser.add_argument(
         "--out", help="results folder (default: results/<scenario>-seed<N>[-NAME=VALUE...])"
@@ -283,6 +285,16 @@ def _run(
         status = 1
     elif problem is not None:
         print(f"mmemu run: replay diverged at {problem}", file=sys.stderr)
+        status = 1
+    elif result.violations:
+        v = result.violations[0]
+        msg = " ".join(v.message.split())[:300]
+        print(
+            f"mmemu run: property {v.property} violated at t={v.time_ns} ns: {msg} "
+            f"({len(result.violations)} violation(s); rerun with --seed {params.seed} "
+            f"--strategy {shlex.quote(str(params['strategy']))})",
+            file=sys.stderr,
+        )
         status = 1
     elif result.report_error is not None:
         print(f"mmemu run: error: {result.report_error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
@@ -31,10 +31,11 @@ from emulator.engine import (
 from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.kswapd import kthreads_summary, start_kthreads
+from emulator.explore.properties import Property, PropertyChecker, Violation
 from emulator.mm.machine import Machine
-from emulator.mm.slowpath import merged_stats as slowpath_summary
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.slowpath import merged_stats as slowpath_summary
+from emulator.mm.reclaim.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.scenario import Params, Scenario, ScenarioError
@@ -200,6 +201,10 @@ class RunResult:
     setup_s: float = 0.0
     #: the scenario's ``report`` hook raised: one line (the results are still written)
     report_error: str | None = None
+    #: every property violation found (:mod:`emulator.explore.properties`), in order found
+    violations: list[Violation] = attrs.field(factory=list)
+    #: summary.json ``properties``: per checked property, its doc and violations
+    properties: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def snapshot(self) -> MachineSnapshot:
@@ -266,6 +271,7 @@ class RunResult:
             },
             "kswapd_wakeups": pa.kswapd_wakeups,
             "slowpath": slowpath_summary(pa),
+            "mitigations": self.ctx.machine.mitigations.as_dict(),
             **kthreads_summary(pa),
             "engine": {
                 "strategy": sim.strategy.describe(),
@@ -280,6 +286,8 @@ class RunResult:
             },
             "timeseries": self.ctx.samples,
         }
+        if self.properties:
+            out["properties"] = self.properties
         if self.ctx.scenario_result is not None:
             out["scenario_result"] = self.ctx.scenario_result
         if self.ctx.findings:
@@ -316,6 +324,7 @@ def build_context(
         machine = scenario.machine(params, recorder)
     else:
         machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
+    machine.mitigations = params.mitigations
     for name, value in params.sysctls.items():
         try:
             machine.sysctl.set(name, value)
@@ -460,6 +469,7 @@ def run_scenario(
     events_filter: str | None = None,
     driver: str | None = None,
     trace_locks: str = "zone",
+    properties: Sequence[Property] | None = None,
     cache: SetupCache | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
@@ -482,11 +492,18 @@ def run_scenario(
     ``error``. ``stage(name)`` is called as boot, set-up and the run begin (for a progress
     display). With ``cache`` (:class:`~emulator.setup_cache.SetupCache`) the machine after the
     scenario's ``setup`` is loaded from it when stored there, and stored when it was not (same
-    results either way). Raises :class:`ScenarioHookError` if the scenario's ``build``, ``setup`` or
-    ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the machine was
-    booted.
+    results either way). Raises :class:`ScenarioHookError` if the scenario's ``build``,
+    ``setup`` or ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the
+    machine was booted.
+
+    ``properties`` (default: the scenario's own) are checked during and after the run
+    (:class:`~emulator.explore.properties.PropertyChecker`): ``RunResult.violations``. Properties
+    with event hooks see every event even with ``record`` False.
     """
+    props = list(scenario.properties if properties is None else properties)
     own_file = None
+    if not record and any(p.on_event is not None for p in props):
+        record, events = True, _DISCARD
     if record:
         if isinstance(events, Path):
             own_file = events.open("w", encoding="utf-8")
@@ -506,6 +523,7 @@ def run_scenario(
         sim = ctx.sim
         reason = "deadline"
         error = None
+        checker: PropertyChecker | None = None
         try:
             if scenario.setup is not None:
                 stage("set-up")
@@ -533,6 +551,8 @@ def run_scenario(
             if scenario.actors is not None:
                 for name, fn in _hook(scenario, "actors", _actor_list, scenario, params, ctx):
                     sim.spawn(name, fn)
+            checker = PropertyChecker(props, ctx)
+            checker.install()
             writes = _scenario_writes(scenario, params, ctx)
             if writes:
                 log: list[dict[str, Any]] = []
@@ -585,6 +605,7 @@ def run_scenario(
             ctx.findings["phases_not_run"] = unfinished
         if not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now:
             take_sample()  # the state at the end of the run
+        violations = checker.finish(reason, error) if checker is not None else []
         report_error = None
         if scenario.report is not None and error is None:
             try:
@@ -592,7 +613,17 @@ def run_scenario(
             except Exception as exc:
                 report_error = f"scenario {scenario.name}: report() failed: {_one_line(exc)}"
         return RunResult(
-            scenario.name, params, reason, sim.now, wall, ctx, error, setup_s, report_error
+            scenario.name,
+            params,
+            reason,
+            sim.now,
+            wall,
+            ctx,
+            error,
+            setup_s,
+            report_error,
+            violations,
+            checker.summary() if checker is not None else {},
         )
     finally:
         recorder.close()
@@ -631,6 +662,19 @@ def _set_up(
     external = {"sim": ctx.sim, "recorder": recorder, "null": NULL_RECORDER}
     loaded: RunContext = cache.run_setup(key, ctx, external, run_hook)
     return loaded
+
+
+class _Discard:
+    """A text sink that keeps nothing (events recorded only for property hooks)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+_DISCARD: Any = _Discard()
 
 
 def _actor_list(scenario: Scenario, params: Params, ctx: RunContext) -> list[tuple[str, Any]]:

@@ -14,7 +14,8 @@ A scenario file defines ``SCENARIO = Scenario(...)``::
 
 Every scenario accepts the standard parameters (:data:`STANDARD_PARAMS`: ``memory``, ``cpus``,
 ``nodes``, ``duration``, ``seed``, ``strategy``, ``quantum``, ``sample``), every sysctl by its
-kernel name (``vm.compaction_proactiveness=0``), every cost by ``cost.NAME`` and its own
+kernel name (``vm.compaction_proactiveness=0``), every cost by ``cost.NAME``, every kernel
+mitigation by ``mitigation.NAME=on|off`` (:mod:`emulator.mm.mitigations`) and its own
 ``params``. Unknown names are an error listing the valid ones. Values given as text (from the
 command line) are converted to the type of the default.
 
@@ -23,7 +24,9 @@ a fragmented initial state with :mod:`emulator.mm.initstate`), ``actors(params, 
 extra actors as ``(name, async_fn)`` pairs (each called as ``await fn()``), and ``report(params,
 ctx)`` returns a dict of scenario-specific findings that goes into ``summary.json``; a scenario
 may also set ``ctx.scenario_result`` (any JSON: e.g. a pass/fail verdict), which summary.json
-carries as ``"scenario_result"``. ``writes`` lists sysctl and sysfs writes at virtual times
+carries as ``"scenario_result"``. ``properties`` (or a module-level ``properties = [...]``) are
+checked on every run (:mod:`emulator.explore.properties`). ``writes`` lists sysctl and sysfs
+writes at virtual times
 (``[("2s", "vm.compact_memory", "1")]``), see :mod:`emulator.workload.writes`.
 
 How one parameter is typed and range-checked (:class:`Param`, the standard parameters, units,
@@ -42,7 +45,10 @@ from typing import Any
 import attrs
 
 from emulator.engine import SimError, make_strategy
+from emulator.explore.properties import Property
 from emulator.mm.costs import Costs
+from emulator.mm.mitigations import PARAM_PREFIX as MITIGATION_PREFIX
+from emulator.mm.mitigations import Mitigations, check_mitigation
 from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
 from emulator.params import (
     COST_PARAM,
@@ -117,6 +123,13 @@ class Params:
         return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
 
     @property
+    def mitigations(self) -> Mitigations:
+        """The ``mitigation.NAME`` values (each on unless set off)."""
+        return Mitigations.from_values(
+            {k: v for k, v in self.values.items() if k.startswith(MITIGATION_PREFIX)}
+        )
+
+    @property
     def costs(self) -> Costs:
         return Costs().with_overrides(
             **{k[5:]: v for k, v in self.values.items() if k.startswith("cost.")}
@@ -152,6 +165,9 @@ class Scenario:
     #: ``machine(params, recorder) -> Machine`` replaces the booted x86_64 layout of
     #: ``memory`` MiB (e.g. a real machine's state, see :func:`from_proc`)
     machine: Callable[[Params, Any], Any] | None = None
+    #: the properties a run of this scenario must keep (:mod:`emulator.explore.properties`);
+    #: a scenario file may also declare them as a module-level ``properties = [...]``
+    properties: Sequence[Property] = ()
 
     def param_specs(self) -> dict[str, Param]:
         """Every parameter this scenario accepts besides sysctls and costs, with its range."""
@@ -180,17 +196,21 @@ class Scenario:
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
         for name, value in self.defaults.items():
-            if name.startswith("cost."):
+            if name.startswith(("cost.", MITIGATION_PREFIX)):
                 values[name] = value
         for name, value in (overrides or {}).items():
-            if name in known or name in SYSCTL_SPECS or name.startswith("cost."):
+            if (
+                name in known
+                or name in SYSCTL_SPECS
+                or name.startswith(("cost.", MITIGATION_PREFIX))
+            ):
                 values[name] = value
                 continue
             valid = (
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
                 + ", ".join(sorted(SYSCTL_SPECS))
-                + "), cost.<name> (mmemu list --params)"
+                + "), cost.<name>, mitigation.<name> (mmemu list --params)"
             )
             raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
         typed: dict[str, Any] = {}
@@ -201,6 +221,8 @@ class Scenario:
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
                     typed[name] = COST_PARAM.convert(value)
+                elif name.startswith(MITIGATION_PREFIX):
+                    typed[name] = check_mitigation(name, value)
                 elif name in SYSCTL_SPECS:
                     typed[name] = check_sysctl(name, value)
                 else:
@@ -380,7 +402,19 @@ def load_scenario(path: str | Path) -> Scenario:
     scenario = getattr(module, "SCENARIO", None)
     if not isinstance(scenario, Scenario):
         raise ScenarioError(f"{path}: defines no SCENARIO = emulator.scenario.Scenario(...)")
-    return attrs.evolve(scenario, path=str(path))
+    props = list(scenario.properties)
+    extra = getattr(module, "properties", None) or ()
+    if not isinstance(extra, list | tuple) or not all(
+        isinstance(p, Property) for p in [*props, *extra]
+    ):
+        raise ScenarioError(
+            f"{path}: properties must be a list of emulator.explore.properties.Property"
+        )
+    props += [p for p in extra if p not in props]
+    names = [p.name for p in props]
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"{path}: a property is declared twice: {', '.join(names)}")
+    return attrs.evolve(scenario, path=str(path), properties=tuple(props))
 
 
 def _line_in(exc: BaseException, path: Path) -> str:

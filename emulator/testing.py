@@ -2,8 +2,8 @@
 of :mod:`emulator.pytest_plugin`).
 
 :func:`make_kernel` boots a machine, creates a :class:`~emulator.engine.Sim` and a
-:class:`~emulator.mm.allocator.PageAllocator`, and returns an :class:`EmulatedKernel` whose
-:meth:`~EmulatedKernel.run` runs actors and then checks every invariant.
+:class:`~emulator.mm.page_alloc.allocator.PageAllocator`, and returns an :class:`EmulatedKernel`
+whose :meth:`~EmulatedKernel.run` runs actors and then checks every invariant.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import attrs
 
 from emulator.engine import MemoryRecorder, NullRecorder, RunResult, Sim
-from emulator.mm.allocator import Cpu, PageAllocator
 from emulator.mm.costs import Costs
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 from emulator.workload.spec import parse_size_mib
 
 __all__ = ["EmulatedKernel", "make_kernel"]

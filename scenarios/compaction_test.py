@@ -35,11 +35,11 @@ migrated and most of the freed half becomes huge pages; with 0 they cannot move 
 
 import numpy as np
 
-from emulator.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from emulator.mm.hugetlb import HPAGE_ORDER, hugetlb_pool, set_max_huge_pages
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.memmap import OWNER_FILE, OWNER_MLOCKED
+from emulator.mm.page_alloc.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
+from emulator.mm.reclaim.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.snapshot import MIGRATE_TYPES, NR_PAGE_ORDERS
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload

@@ -35,8 +35,8 @@ the fragmentation score.
 import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
-from emulator.mm.lru import adopt_allocated, charge_folio
 from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
+from emulator.mm.reclaim.lru import adopt_allocated, charge_folio
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload

@@ -27,8 +27,8 @@ import itertools
 import numpy as np
 
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload
 

@@ -20,9 +20,9 @@ summary.json ``findings`` records both attempts, the pages drained, and the free
 pcp pages at each point.
 """
 
-from emulator.mm.gfp import GFP_NOWAIT
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import PG_ALLOC
+from emulator.mm.page_alloc.gfp import GFP_NOWAIT
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, FreePattern, Phase, Workload
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.scenario import Scenario
 from emulator.workload import AllocClass, Phase, Workload

@@ -9,6 +9,7 @@
 * :class:`Recorder` writes tracepoint-style events as JSON lines.
 """
 
+from emulator.engine.actor import Actor
 from emulator.engine.errors import (
     ActorCrashed,
     DeadlockError,
@@ -19,7 +20,7 @@ from emulator.engine.errors import (
 )
 from emulator.engine.lockstat import render_lock_stat
 from emulator.engine.recorder import NULL_RECORDER, MemoryRecorder, NullRecorder, Recorder
-from emulator.engine.sim import Actor, RunResult, Sim
+from emulator.engine.sim import RunResult, Sim
 from emulator.engine.strategy import PCT, Fifo, RandomStrategy, Replay, Strategy, make_strategy
 from emulator.engine.sync import Completion, LockStats, Mutex, SpinLock, WaitQueue
 

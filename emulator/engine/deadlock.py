@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.engine.sim import Actor
+    from emulator.engine.actor import Actor
 
 __all__ = ["closes_cycle", "describe_wait", "lock_cycles", "stuck_on_locks"]
 

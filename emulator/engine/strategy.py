@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence
 
 if TYPE_CHECKING:
-    from emulator.engine.sim import Actor
+    from emulator.engine.actor import Actor
 
 __all__ = ["PCT", "Fifo", "RandomStrategy", "Replay", "Strategy", "make_strategy"]
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine.errors import PrimitiveMisuse
 
 if TYPE_CHECKING:
-    from emulator.engine.sim import Actor, Sim
+    from emulator.engine.actor import Actor
+    from emulator.engine.sim import Sim
 
 __all__ = ["Completion", "LockStats", "Mutex", "SpinLock", "WaitQueue"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.mm.gfp import (
+from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_KSWAPD_RECLAIM,
     __GFP_NORETRY,
@@ -30,7 +30,7 @@ from emulator.mm.gfp import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "DEFRAG_DEFAULT",

@@ -24,18 +24,18 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from emulator.mm.gfp import (
+from emulator.mm.memmap import OWNER_UNMOVABLE
+from emulator.mm.page_alloc.gfp import (
     __GFP_COMP,
     __GFP_NOWARN,
     __GFP_RETRY_MAYFAIL,
     __GFP_THISNODE,
     GFP_HIGHUSER_MOVABLE,
 )
-from emulator.mm.memmap import OWNER_UNMOVABLE
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "HPAGE_ORDER",

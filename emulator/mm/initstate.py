@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from emulator.mm import watermark
 from emulator.mm.machine import Machine, NodeSpec, ZoneSpec, bool_runs
 from emulator.mm.memmap import (
     OWNER_FOR_MIGRATETYPE,
@@ -43,7 +42,8 @@ from emulator.mm.memmap import (
     PG_PCP,
     PG_RESERVED,
 )
-from emulator.mm.page_alloc import FPI_TO_TAIL, Zone
+from emulator.mm.page_alloc import watermark
+from emulator.mm.page_alloc.buddy import FPI_TO_TAIL, Zone
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_HIGHATOMIC,

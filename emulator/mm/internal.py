@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from emulator.engine import SpinLock
-    from emulator.mm.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
     "MIGRATE_ASYNC",

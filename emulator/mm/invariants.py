@@ -64,7 +64,7 @@ from emulator.mm.memmap import (
     PG_TAIL,
     tail_fill,
 )
-from emulator.mm.pcp import CONFIG_PCP_BATCH_SCALE_MAX, NR_PCP_LISTS, pindex_to_order
+from emulator.mm.page_alloc.pcp import CONFIG_PCP_BATCH_SCALE_MAX, NR_PCP_LISTS, pindex_to_order
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,
@@ -75,9 +75,9 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import PageAllocator
     from emulator.mm.machine import Machine
-    from emulator.mm.page_alloc import Zone
+    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.page_alloc.buddy import Zone
 
 
 class InvariantViolation(AssertionError):
@@ -293,8 +293,10 @@ def check_machine(machine: Machine, pcp_pages: dict[tuple[int, int], int] | None
 def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
     """Walk every pcp list of ``allocator``; raise :class:`InvariantViolation` on the first failure.
 
-    ``allocator`` is duck-typed like :class:`~emulator.mm.allocator.PageAllocator`: ``cpus`` is a
-    sequence of CPUs whose ``pcp`` lists hold :class:`~emulator.mm.pcp.PerCpuPages` (``cpu``,
+    ``allocator`` is duck-typed like :class:`~emulator.mm.page_alloc.allocator.PageAllocator`:
+    ``cpus`` is a
+    sequence of CPUs whose ``pcp`` lists hold :class:`~emulator.mm.page_alloc.pcp.PerCpuPages`
+    (``cpu``,
     ``zone``, ``lists``, ``count``, ``free_count``, ``alloc_factor``). Returns the pages found on
     the lists per ``(node, zone_idx)`` (every zone that has a pcp, 0 if empty), to hand to
     :func:`check_machine` as ``pcp_pages``: ``check_machine(machine, check_pcp_lists(pa))``.
@@ -356,7 +358,6 @@ def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
 
 def check_lru(allocator: PageAllocator) -> None:
     """Check every LRU invariant of ``allocator`` (see the module docstring)."""
-    from emulator.mm.lru import NR_LRU_LISTS, folio_lru_list
     from emulator.mm.memmap import (
         OWNER_FILE,
         OWNER_MLOCKED,
@@ -365,6 +366,7 @@ def check_lru(allocator: PageAllocator) -> None:
         PF_LRU_BATCH,
         PF_UNEVICTABLE,
     )
+    from emulator.mm.reclaim.lru import NR_LRU_LISTS, folio_lru_list
 
     mm = allocator.memmap
     st, od, nxt, prv, fl = mm.state, mm.order, mm.nxt, mm.prv, mm.pflags

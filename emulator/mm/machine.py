@@ -14,7 +14,7 @@ top of the node. Extra nodes get equal shares of ZONE_NORMAL memory.
 
 Booting (``boot=True``) frees every managed page the way memblock_free_all does (maximal aligned
 blocks, each merged and added to the tail, so lists are in ascending pfn order) into MOVABLE
-pageblocks, then runs :func:`~emulator.mm.watermark.init_per_zone_wmark_min`.
+pageblocks, then runs :func:`~emulator.mm.page_alloc.watermark.init_per_zone_wmark_min`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import attrs
 import numpy as np
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
-from emulator.mm import watermark
-from emulator.mm.lru import Lruvec
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
@@ -39,8 +37,11 @@ from emulator.mm.memmap import (
     PG_TAIL,
     Memmap,
 )
-from emulator.mm.page_alloc import Zone
-from emulator.mm.rmap import Rmap
+from emulator.mm.mitigations import Mitigations
+from emulator.mm.page_alloc import watermark
+from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.reclaim.lru import Lruvec
+from emulator.mm.reclaim.rmap import Rmap
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -239,6 +240,8 @@ class Machine:
         #: /sys/kernel/mm/transparent_hugepage/defrag (mm/huge_memory.py; sysctl name
         #: ``transparent_hugepage.defrag``)
         self.transparent_hugepage_defrag = "madvise"
+        #: which kernel mitigations are on (emulator.mm.mitigations; all on: 6.12)
+        self.mitigations = Mitigations()
         self.wmark_observers: list[Callable[[Machine], None]] = []
         """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)

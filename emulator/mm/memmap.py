@@ -24,7 +24,7 @@ holds one small integer per page:
   an LRU list), :data:`PF_ACTIVE`, :data:`PF_UNEVICTABLE`, :data:`PF_LRU_BATCH` (in a CPU's
   lru-add batch, not yet on a list), :data:`PF_ISOLATED` (isolated from the LRU).
 * ``handle`` (``array('i')``): the reverse map: the holder handle of an allocated block's head
-  (-1: no holder), see :mod:`emulator.mm.rmap`.
+  (-1: no holder), see :mod:`emulator.mm.reclaim.rmap`.
 * ``nxt`` / ``prv`` (``array('i')``): intrusive doubly-linked lists (``page->buddy_list`` and
   ``page->pcp_list``: a page is on at most one list). Indices above ``end_pfn`` are list heads
   (sentinels); :meth:`Memmap.new_list` hands them out. ``list_add`` puts an entry at the head,

@@ -37,17 +37,17 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from emulator.mm.compaction_control import MIGRATE_ASYNC
-from emulator.mm.isolate_free import compaction_alloc, compaction_free
-from emulator.mm.isolate_migrate import putback_folios
-from emulator.mm.lru import putback_lru_page
+from emulator.mm.compaction.control import MIGRATE_ASYNC
+from emulator.mm.compaction.isolate_free import compaction_alloc, compaction_free
+from emulator.mm.compaction.isolate_migrate import putback_folios
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
-from emulator.mm.rmap import NO_HANDLE
+from emulator.mm.reclaim.lru import putback_lru_page
+from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import PageAllocator
     from emulator.mm.internal import CompactControl
+    from emulator.mm.page_alloc.allocator import PageAllocator
 
 __all__ = [
     "EAGAIN",

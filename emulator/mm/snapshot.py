@@ -1,7 +1,8 @@
 """Plain, frozen views of zone state: the seam between the live model and /proc text.
 
 The live model (:mod:`emulator.mm.zone`) produces :class:`ZoneSnapshot` objects; the procfs
-renderers (:mod:`emulator.mm.procfs`) and the fragmentation metrics (:mod:`emulator.mm.vmstat`)
+renderers (:mod:`emulator.mm.procfs.render`) and the fragmentation metrics
+(:mod:`emulator.mm.vmstat`)
 consume them; the procfs parsers produce them from a real machine's files, so ``mmemu inspect``
 and "build a memory from this buddyinfo" share one representation. Nothing here knows how the
 state was obtained.

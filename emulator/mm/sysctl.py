@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from emulator.mm import watermark
+from emulator.mm.page_alloc import watermark
 from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:

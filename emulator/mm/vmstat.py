@@ -180,10 +180,10 @@ _FROM_COMPACTION = frozenset(
 
 
 def __getattr__(name: str) -> Any:
-    """The fragmentation score lives in :mod:`emulator.mm.compaction_suitable` (mm/compaction.c);
+    """The fragmentation score lives in :mod:`emulator.mm.compaction.suitable` (mm/compaction.c);
     the old names keep working from here (PEP 562: imported on first use, no cycle)."""
     if name in _FROM_COMPACTION:
-        from emulator.mm import compaction_suitable
+        from emulator.mm.compaction import suitable as compaction_suitable
 
         return getattr(compaction_suitable, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ migratetype, ``nr_free`` in blocks), the free counters ``NR_FREE_PAGES`` / ``NR_
 ``nr_free_highatomic``, ``nr_reserved_highatomic``, ``_watermark[]``, ``watermark_boost``,
 ``lowmem_reserve[]`` and ``flags``. The list primitives here are the kernel's static helpers of
 mm/page_alloc.c (``__add_to_free_list``, ``move_to_free_list``, ``__del_page_from_free_list``,
-``account_freepages``); the algorithms that use them live in :mod:`emulator.mm.page_alloc`.
+``account_freepages``); the algorithms that use them live in :mod:`emulator.mm.page_alloc.buddy`.
 
 Locking: none here. Every method assumes the caller holds ``zone->lock`` (the actor layer's
 SpinLock); they are plain synchronous code.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import attrs
 
-from emulator.mm.procfs_parse import parse_zoneinfo
+from emulator.mm.procfs.parse import parse_zoneinfo
 from emulator.mm.vmstat import fragmentation_index
 from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
 

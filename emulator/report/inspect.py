@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from emulator.cli import UsageError
-from emulator.mm.procfs import (
+from emulator.mm.procfs.render import (
     ProcParseError,
     combine_snapshots,
     parse_buddyinfo,

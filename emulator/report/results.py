@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emulator.engine.lockstat import render_lock_stat, snprint_time
-from emulator.mm.procfs import (
+from emulator.mm.procfs.render import (
     render_buddyinfo,
     render_extfrag_index,
     render_pagetypeinfo,

@@ -17,7 +17,7 @@ Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the
 ``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
 
 Holders: the program never keeps a raw pfn. Each allocation is mapped for a *handle*
-(:class:`~emulator.mm.rmap.Rmap`), which compaction's migration moves to the new pfn and
+(:class:`~emulator.mm.reclaim.rmap.Rmap`), which compaction's migration moves to the new pfn and
 reclaim's eviction marks evicted; the program frees whatever pfn its handle holds then. An LRU
 kind (anon, pinned, file, mlocked) joins the LRU through the CPU's lru-add batch
 (``folio_add_lru``); a free is the holder's last ``folio_put``. An evicted page with
@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.lru import charge_folio, folio_add_lru, release_handle
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
-from emulator.mm.rmap import EVICTED
+from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = ["STAT_INTERVAL_NS", "CpuProgram"]
 
@@ -132,7 +132,7 @@ class CpuProgram:
     def adopt(self, pfn: int, order: int) -> int:
         """Hold an allocated block of a scenario's set-up state (the machine's past) until a
         phase's free pattern frees it: map it for a new handle and add it to ``held``. It is
-        not put on an LRU list (:func:`emulator.mm.lru.adopt_allocated` does that)."""
+        not put on an LRU list (:func:`emulator.mm.reclaim.lru.adopt_allocated` does that)."""
         handle = self.rmap.add(pfn, self.cpu.id)
         self.held.append((handle, order))
         return handle

@@ -23,8 +23,8 @@ from typing import TypeVar
 
 import attrs
 
-from emulator.mm.gfp import parse_gfp
 from emulator.mm.memmap import OWNER_ALIASES
+from emulator.mm.page_alloc.gfp import parse_gfp
 
 __all__ = [
     "AllocClass",

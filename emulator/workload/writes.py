@@ -41,8 +41,8 @@ import attrs
 from emulator.workload.spec import parse_duration
 
 if TYPE_CHECKING:
-    from emulator.mm.allocator import Cpu, PageAllocator
     from emulator.mm.machine import Machine
+    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
     "Write",
@@ -158,8 +158,8 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
     """``echo value > path`` by a task on ``cpu``, run in the calling actor at its current time
     (manual compaction takes as long as it takes). Raises :class:`WriteError` for a value the
     kernel refuses, before changing anything."""
-    from emulator.mm.compaction import compact_node, compact_nodes
-    from emulator.mm.lru import lru_add_drain_all
+    from emulator.mm.compaction.compact import compact_node, compact_nodes
+    from emulator.mm.reclaim.lru import lru_add_drain_all
 
     w = Write(0, _normalise(path), str(value).strip(), cpu.id)
     check_write(pa.machine, w)

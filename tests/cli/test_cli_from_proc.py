@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.cli import main
-from emulator.mm.procfs_parse import parse_buddyinfo
+from emulator.mm.procfs.parse import parse_buddyinfo
 from emulator.runner import run_scenario
 from emulator.scenario import bundled_scenarios, from_proc, load_scenario
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from emulator.mm.invariants import InvariantViolation
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from emulator.testing import EmulatedKernel, make_kernel
 
 

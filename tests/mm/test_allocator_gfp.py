@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm import gfp as G
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_RECLAIMABLE, OWNER_UNMOVABLE
-from emulator.mm.pcp import order_to_pindex
+from emulator.mm.page_alloc import gfp as G
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import order_to_pindex
 from emulator.mm.snapshot import (
     MIGRATE_HIGHATOMIC,
     MIGRATE_MOVABLE,

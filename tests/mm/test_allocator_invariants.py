@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import Sim
-from emulator.mm import gfp as G
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.invariants import InvariantViolation, check_machine, check_pcp_lists
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ALLOC, PG_PCP, PG_TAIL
 from emulator.mm.migrate import register_rmap_holder
-from emulator.mm.pcp import NR_PCP_LISTS
+from emulator.mm.page_alloc import gfp as G
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import NR_PCP_LISTS
 
 GFPS = (
     G.GFP_KERNEL,

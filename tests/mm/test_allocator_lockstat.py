@@ -41,9 +41,9 @@ CPU 1 (t = 0): same path; at t = 10 it finds zone->lock free from 560 (CPU 0 rel
 from __future__ import annotations
 
 from emulator.engine import Sim, render_lock_stat
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
 
 
 def two_cpu_run() -> tuple[PageAllocator, Sim, list]:

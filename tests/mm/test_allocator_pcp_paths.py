@@ -8,11 +8,11 @@ pcpu_drain_mutex trylock rule, and the pcp spin_trylock falling back to the budd
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC, PG_BUDDY, PG_PCP
-from emulator.mm.procfs import render_buddyinfo
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.procfs.render import render_buddyinfo
 from emulator.mm.snapshot import MIGRATE_MOVABLE
 from emulator.mm.zone import ZONE_NORMAL
 

@@ -6,12 +6,12 @@ zonelist fallback across nodes, which uses the allocating CPU's own pcp of the r
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm import gfp as G
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine, NodeSpec, ZoneSpec
 from emulator.mm.memmap import PG_BUDDY, PG_PCP, PG_TAIL
-from emulator.mm.pcp import order_to_pindex
+from emulator.mm.page_alloc import gfp as G
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import order_to_pindex
 from emulator.mm.snapshot import (
     MIGRATE_HIGHATOMIC,
     MIGRATE_ISOLATE,

@@ -12,7 +12,7 @@ from emulator.engine.recorder import MemoryRecorder
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
-from emulator.mm.page_alloc import (
+from emulator.mm.page_alloc.buddy import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,

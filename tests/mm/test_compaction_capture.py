@@ -11,18 +11,18 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import (
+from emulator.mm.compaction.compact import (
     CompactPriority,
     CompactResult,
     try_to_compact_pages,
 )
-from emulator.mm.compaction_control import CaptureHook
-from emulator.mm.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
+from emulator.mm.compaction.control import CaptureHook
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ISOLATED
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
+from emulator.mm.reclaim.lru import adopt_allocated
 
 
 def setup(strategy: str = "fifo", seed: int = 0):  # type: ignore[no-untyped-def]
@@ -95,7 +95,7 @@ async def test_capture_gives_the_block_to_the_compactor(monkeypatch: pytest.Monk
 
 
 async def test_no_capture_for_manual_compaction() -> None:
-    from emulator.mm.compaction import compact_nodes
+    from emulator.mm.compaction.compact import compact_nodes
 
     m, sim, pa, z = setup()
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, CompactResult, try_to_compact_pages
-from emulator.mm.gfp import GFP_TRANSHUGE
+from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
 from emulator.mm.initstate import allocate_everything, free_k_of_n, free_pages_mask
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 

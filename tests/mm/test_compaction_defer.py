@@ -8,8 +8,7 @@ considerations compaction runs again.
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import (
+from emulator.mm.compaction.compact import (
     COMPACT_MAX_DEFER_SHIFT,
     CompactPriority,
     CompactResult,
@@ -20,11 +19,12 @@ from emulator.mm.compaction import (
     reset_cached_positions,
     try_to_compact_pages,
 )
-from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 

@@ -8,12 +8,12 @@ both scanners, pgmigrate_success the pages migrated).
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, defer_compaction, try_to_compact_pages
-from emulator.mm.gfp import GFP_TRANSHUGE
+from emulator.mm.compaction.compact import CompactPriority, defer_compaction, try_to_compact_pages
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 
 FIELDS = {
     "mm_compaction_try_to_compact_pages": {"order", "gfp_mask", "prio"},

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, compact_nodes, try_to_compact_pages
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
+from emulator.mm.compaction.compact import CompactPriority, compact_nodes, try_to_compact_pages
 from emulator.mm.initstate import random_alloc_free
-from emulator.mm.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_ON_LRU, OWNER_PINNED, PF_LRU_BATCH, PG_ALLOC
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 

@@ -7,18 +7,18 @@ HZ/50 = 20 ms at a time until the count falls, then goes on.
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, CompactResult, try_to_compact_pages
-from emulator.mm.gfp import GFP_TRANSHUGE
-from emulator.mm.initstate import free_k_of_n
-from emulator.mm.internal import CompactControl
-from emulator.mm.isolate_migrate import (
+from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
+from emulator.mm.compaction.isolate_migrate import (
     ISOLATED_THROTTLE_NS,
     node_isolated,
     too_many_isolated,
 )
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.initstate import free_k_of_n
+from emulator.mm.internal import CompactControl
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 
 
 def setup():  # type: ignore[no-untyped-def]

@@ -12,8 +12,7 @@
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import (
+from emulator.mm.compaction.compact import (
     CompactPriority,
     CompactResult,
     compact_node,
@@ -21,11 +20,12 @@ from emulator.mm.compaction import (
     reset_isolation_suitable,
     try_to_compact_pages,
 )
-from emulator.mm.gfp import GFP_TRANSHUGE
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED, OWNER_UNMOVABLE, PG_ALLOC, PG_BUDDY
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 
 

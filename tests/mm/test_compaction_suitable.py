@@ -8,8 +8,7 @@ non-costly orders pass; an allocation that would already succeed gives COMPACT_S
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder
-from emulator.mm.alloc_flags import ALLOC_WMARK_LOW
-from emulator.mm.compaction import (
+from emulator.mm.compaction.compact import (
     CompactResult,
     compact_gap,
     compaction_suit_allocation_order,
@@ -17,6 +16,7 @@ from emulator.mm.compaction import (
 )
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_LOW
 from emulator.mm.vmstat import fragmentation_index
 from emulator.mm.zone import ZONE_NORMAL
 

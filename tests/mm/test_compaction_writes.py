@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import Scenario, ScenarioError
 from emulator.testing import make_kernel
 from emulator.workload.spec import AllocClass, Phase, Workload

@@ -17,7 +17,7 @@ from emulator.mm.initstate import (
 )
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
-from emulator.mm.procfs_parse import (
+from emulator.mm.procfs.parse import (
     combine_snapshots,
     parse_buddyinfo,
     parse_pagetypeinfo,

@@ -7,7 +7,6 @@ import pytest
 
 from emulator.engine import Sim, WaitQueue
 from emulator.engine.errors import PrimitiveMisuse
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.internal import (
     MIGRATE_ASYNC,
     MIGRATE_SYNC,
@@ -18,6 +17,7 @@ from emulator.mm.internal import (
     lockdep_assert_held,
 )
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 

@@ -17,19 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_KERNEL
-from emulator.mm.initstate import free_k_of_n
-from emulator.mm.internal import MIGRATE_SYNC_LIGHT
-from emulator.mm.kcompactd import (
+from emulator.mm.compaction.kcompactd import (
     COMPACT_MAX_DEFER_SHIFT,
     HPAGE_FRAG_CHECK_INTERVAL_NS,
     compaction_ops,
 )
-from emulator.mm.kswapd import Kthreads, start_kthreads
-from emulator.mm.lru import adopt_allocated
+from emulator.mm.initstate import free_k_of_n
+from emulator.mm.internal import MIGRATE_SYNC_LIGHT
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_KERNEL
+from emulator.mm.reclaim.kswapd import Kthreads, start_kthreads
+from emulator.mm.reclaim.lru import adopt_allocated
 
 
 def _fakes():  # the suite runs with --import-mode=importlib: load the sibling by path

@@ -18,11 +18,11 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from emulator.mm.compaction_suitable import fragmentation_score_wmark, fragmentation_score_zone
+from emulator.mm.compaction.kcompactd import CompactionOps, fragmentation_score_node
+from emulator.mm.compaction.suitable import fragmentation_score_wmark, fragmentation_score_zone
 from emulator.mm.internal import CompactControl
-from emulator.mm.kcompactd import CompactionOps, fragmentation_score_node
-from emulator.mm.kswapd import ReclaimOps, ScanControl
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
+from emulator.mm.reclaim.kswapd import ReclaimOps, ScanControl
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 from emulator.mm.zone import ZONE_RECLAIM_ACTIVE
 

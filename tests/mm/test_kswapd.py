@@ -16,12 +16,17 @@ import numpy as np
 import trio
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
 from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.kswapd import KSWAPD_SHORT_SLEEP_NS, MAX_RECLAIM_RETRIES, Kthreads, compact_gap
 from emulator.mm.machine import Machine
-from emulator.mm.page_alloc import Zone
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.page_alloc.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.reclaim.kswapd import (
+    KSWAPD_SHORT_SLEEP_NS,
+    MAX_RECLAIM_RETRIES,
+    Kthreads,
+    compact_gap,
+)
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 from emulator.mm.zone import ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
 
@@ -47,7 +52,7 @@ def build(
 ) -> tuple[Sim, PageAllocator, Kthreads, object, object, Zone]:
     """256 MiB, one Normal zone; unless ``fresh``, everything allocated but the odd pfns of
     the lower half (16384 free order-0 pages: balanced at order 0, not at any higher order)."""
-    from emulator.mm.kswapd import start_kthreads
+    from emulator.mm.reclaim.kswapd import start_kthreads
 
     f = _fakes()
     rec = MemoryRecorder()
@@ -247,10 +252,10 @@ async def test_kswapd_reclaims_page_cache_with_the_real_shrink_node() -> None:
     """kswapd on mm/vmscan.c's shrink_node: a node below its low mark, full of clean page cache,
     is reclaimed to its HIGH mark under the node's lru_lock (pgscan_kswapd, pgsteal_kswapd),
     then kswapd sleeps; compaction is the real one."""
-    from emulator.mm.kcompactd import compaction_ops
-    from emulator.mm.kswapd import start_kthreads
-    from emulator.mm.lru import adopt_allocated
+    from emulator.mm.compaction.kcompactd import compaction_ops
     from emulator.mm.memmap import OWNER_FILE
+    from emulator.mm.reclaim.kswapd import start_kthreads
+    from emulator.mm.reclaim.lru import adopt_allocated
 
     rec = MemoryRecorder()
     m = Machine.simple(Normal=65536, recorder=rec)

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.lru import LRU_INACTIVE_ANON, PAGEVEC_SIZE, lru_add_drain_all
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PF_LRU, PF_LRU_BATCH
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, PAGEVEC_SIZE, lru_add_drain_all
 from emulator.workload import AllocClass, Phase, Workload
 from emulator.workload.cpu import CpuProgram
 

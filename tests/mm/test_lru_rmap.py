@@ -15,22 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE
 from emulator.mm.initstate import every_other_chunk
 from emulator.mm.invariants import InvariantViolation
-from emulator.mm.lru import (
-    LRU_INACTIVE_ANON,
-    LRU_INACTIVE_FILE,
-    LRU_UNEVICTABLE,
-    PAGEVEC_SIZE,
-    adopt_allocated,
-    evict,
-    folio_isolate_lru,
-    folio_isolate_lru_locked,
-    lru_add_drain,
-    putback_lru_page,
-)
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import (
     OWNER_ANON,
@@ -45,8 +31,22 @@ from emulator.mm.memmap import (
     PF_UNEVICTABLE,
     PG_ALLOC,
 )
-from emulator.mm.procfs import render_zoneinfo
-from emulator.mm.rmap import EVICTED, NO_HANDLE
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.procfs.render import render_zoneinfo
+from emulator.mm.reclaim.lru import (
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
+    PAGEVEC_SIZE,
+    adopt_allocated,
+    evict,
+    folio_isolate_lru,
+    folio_isolate_lru_locked,
+    lru_add_drain,
+    putback_lru_page,
+)
+from emulator.mm.reclaim.rmap import EVICTED, NO_HANDLE
 from emulator.workload import AllocClass, Phase, Workload
 from emulator.workload.cpu import CpuProgram
 

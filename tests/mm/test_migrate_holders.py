@@ -9,16 +9,16 @@ left for putback.
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import compact_nodes
-from emulator.mm.compaction_control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
+from emulator.mm.compaction.compact import compact_nodes
+from emulator.mm.compaction.control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
+from emulator.mm.compaction.isolate_migrate import putback_movable_pages
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import CompactControl
-from emulator.mm.isolate_migrate import putback_movable_pages
-from emulator.mm.lru import adopt_allocated, folio_isolate_lru, release_handle
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PF_ISOLATED, PF_LRU, PG_ALLOC
 from emulator.mm.migrate import NR_MAX_MIGRATE_PAGES_RETRY, migrate_pages
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.reclaim.lru import adopt_allocated, folio_isolate_lru, release_handle
 
 
 def setup(pin_every: int = 0):  # type: ignore[no-untyped-def]

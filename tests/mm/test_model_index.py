@@ -26,8 +26,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "model.md"
 def modelled() -> list[tuple[str, str, str]]:
     """``(kernel name, kernel file, python name)`` for every "Models FILE: name" docstring."""
     rows: set[tuple[str, str, str]] = set()
-    for info in pkgutil.iter_modules(emulator.mm.__path__):
-        mod = importlib.import_module(f"emulator.mm.{info.name}")
+    for info in pkgutil.walk_packages(emulator.mm.__path__, "emulator.mm."):
+        mod = importlib.import_module(info.name)
         objs: list[tuple[str, object]] = []
         for name, obj in vars(mod).items():
             if getattr(obj, "__module__", None) != mod.__name__:

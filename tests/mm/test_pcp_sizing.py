@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.machine import Machine
-from emulator.mm.pcp import (
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import (
     NR_PCP_LISTS,
     order_to_pindex,
     pageset_high_and_batch,
@@ -26,7 +26,7 @@ from emulator.mm.pcp import (
     zone_batchsize,
     zone_highsize,
 )
-from emulator.mm.procfs import render_zoneinfo
+from emulator.mm.procfs.render import render_zoneinfo
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 

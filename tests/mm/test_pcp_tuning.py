@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim, SpinLock
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_PCP
-from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
 
 
 def bare_pcp(batch: int, high_min: int, high_max: int, high: int, count: int = 0) -> PerCpuPages:

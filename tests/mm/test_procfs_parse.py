@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.mm.procfs import (
+from emulator.mm.procfs.render import (
     ProcParseError,
     combine_snapshots,
     migratetype_columns,
@@ -306,7 +306,7 @@ def zoneinfo_machines(draw: st.DrawFn) -> MachineSnapshot:
 @settings(max_examples=60, deadline=None)
 @given(zoneinfo_machines())
 def test_zoneinfo_round_trip_property(m: MachineSnapshot) -> None:
-    from emulator.mm.procfs import render_zoneinfo
+    from emulator.mm.procfs.render import render_zoneinfo
 
     text = render_zoneinfo(m)
     assert parse_zoneinfo(text) == m

@@ -12,7 +12,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from emulator.mm.procfs import (
+from emulator.mm.procfs.render import (
     combine_snapshots,
     format_index,
     parse_buddyinfo,

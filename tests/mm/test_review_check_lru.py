@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.initstate import every_other_chunk
 from emulator.mm.invariants import InvariantViolation
-from emulator.mm.lru import LRU_INACTIVE_ANON, adopt_allocated
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, adopt_allocated
 
 
 def _adopted() -> PageAllocator:

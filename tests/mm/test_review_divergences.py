@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import ALLOC_HIGHATOMIC, GFP_ATOMIC
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import ALLOC_HIGHATOMIC, GFP_ATOMIC
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 

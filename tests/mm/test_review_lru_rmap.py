@@ -1,6 +1,6 @@
 """Review (mutation testing) of the LRU, the reverse map and check_lru: each test pins behaviour
-that a plausible one-line mutation of emulator/mm/lru.py, rmap.py or invariants.py changed while
-the rest of the suite stayed green (see the review report).
+that a plausible one-line mutation of emulator/mm/reclaim/lru.py, rmap.py or invariants.py changed
+while the rest of the suite stayed green (see the review report).
 
 The rules are the kernel's: a folio isolated by another CPU while its holder waits for
 ``lru_lock`` in __page_cache_release is no longer on a list (folio_test_clear_lru failed for the
@@ -11,9 +11,11 @@ folio_putback_lru drops the last reference (mm/swap.c, mm/vmscan.c: folio_isolat
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.gfp import GFP_HIGHUSER_MOVABLE
-from emulator.mm.lru import (
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import PF_ACTIVE, PF_ISOLATED, PF_LRU, PF_UNEVICTABLE, PG_ALLOC
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.reclaim.lru import (
     LRU_ACTIVE_ANON,
     LRU_INACTIVE_ANON,
     LRU_UNEVICTABLE,
@@ -23,8 +25,6 @@ from emulator.mm.lru import (
     folio_lru_list,
     putback_lru_page,
 )
-from emulator.mm.machine import Machine
-from emulator.mm.memmap import PF_ACTIVE, PF_ISOLATED, PF_LRU, PF_UNEVICTABLE, PG_ALLOC
 from emulator.workload import AllocClass, Phase, Workload
 from emulator.workload.cpu import CpuProgram
 

@@ -8,7 +8,7 @@ import pytest
 
 from emulator.engine import Sim, SpinLock
 from emulator.mm.machine import Machine
-from emulator.mm.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
+from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
 
 
 def _pcp(batch: int, count: int, flags: int) -> PerCpuPages:

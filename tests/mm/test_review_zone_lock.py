@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.allocator import PageAllocator
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.allocator import PageAllocator
 
 
 async def test_an_error_under_zone_lock_releases_it_and_charges_nothing() -> None:

@@ -16,22 +16,22 @@ import numpy as np
 import pytest
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm import gfp as G
-from emulator.mm import slowpath
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import CompactPriority, CompactResult
-from emulator.mm.gfp import (
+from emulator.mm.compaction.compact import CompactPriority, CompactResult
+from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
+from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import OWNER_MOVABLE, PG_ISOLATED
+from emulator.mm.page_alloc import gfp as G
+from emulator.mm.page_alloc import slowpath
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import (
     __GFP_NORETRY,
     __GFP_RETRY_MAYFAIL,
     GFP_HIGHUSER_MOVABLE,
     GFP_KERNEL,
     GFP_TRANSHUGE,
 )
-from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.machine import Machine
-from emulator.mm.memmap import OWNER_MOVABLE, PG_ISOLATED
-from emulator.mm.slowpath import SlowpathState, should_compact_retry
+from emulator.mm.page_alloc.slowpath import SlowpathState, should_compact_retry
 from emulator.mm.snapshot import MIGRATE_MOVABLE
 
 R = CompactResult

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.mm import gfp as G
 from emulator.mm.huge_memory import (
     DEFRAG_MODES,
     defrag_show,
     vma_thp_gfp_mask,
 )
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc import gfp as G
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.scenario import bundled_scenarios as bundled
 
@@ -75,7 +75,7 @@ def test_thisnode_zonelist_is_the_local_node_only() -> None:
     """node_zonelist -> gfp_zonelist: __GFP_THISNODE takes ZONELIST_NOFALLBACK, so the THP
     fault's first, local-node attempt never falls back to another node."""
     from emulator.engine import Sim
-    from emulator.mm.allocator import PageAllocator
+    from emulator.mm.page_alloc.allocator import PageAllocator
 
     m = Machine.x86_64(8192, nodes=2)
     pa = PageAllocator(m, Sim("fifo"), cpus_per_node=1)

@@ -12,20 +12,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.allocator import PageAllocator
-from emulator.mm.compaction import compact_gap, compaction_suitable
-from emulator.mm.gfp import (
+from emulator.mm.compaction.compact import compact_gap, compaction_suitable
+from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import (
     __GFP_NORETRY,
     GFP_ATOMIC,
     GFP_HIGHUSER_MOVABLE,
     GFP_KERNEL,
     GFP_TRANSHUGE,
 )
-from emulator.mm.initstate import allocate_everything, free_pages_mask
-from emulator.mm.lru import LRU_INACTIVE_ANON, adopt_allocated, charge_folio
-from emulator.mm.machine import Machine
-from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC
-from emulator.mm.vmscan import (
+from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, adopt_allocated, charge_folio
+from emulator.mm.reclaim.vmscan import (
     SWAP_CLUSTER_MAX,
     ScanControl,
     compaction_ready,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.mm.procfs import render_vmstat
+from emulator.mm.procfs.render import render_vmstat
 from emulator.mm.vmstat import (
     MODEL_VMSTAT_NAMES,
     VMSTAT_TEXT,

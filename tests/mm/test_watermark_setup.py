@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.watermark import min_free_kbytes_for, setup_per_zone_wmarks
 from emulator.mm.sysctl import Sysctl
-from emulator.mm.watermark import min_free_kbytes_for, setup_per_zone_wmarks
 from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
 
 

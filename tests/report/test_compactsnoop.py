@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.cli import main
-from emulator.mm.procfs_parse import parse_zoneinfo
+from emulator.mm.procfs.parse import parse_zoneinfo
 from emulator.report.compactsnoop import compactions, format_compactsnoop, header
 
 
