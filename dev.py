@@ -50,7 +50,7 @@ def ensure_venv() -> None:
             "--quiet",
             "--disable-pip-version-check",
             "-e",
-            f"{ROOT}[test,bench]",
+            f"{ROOT}[test,bench,cluster]",
         ],
         check=True,
     )

@@ -16,7 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a results folder")
     parser.add_argument("--out", help="folder (or, with --sweep, PNG file) to write")
     parser.add_argument(
-        "--sweep", nargs="+", metavar="DIR", help="results folders of a parameter sweep"
+        "--sweep",
+        nargs="+",
+        metavar="DIR",
+        help="results folders of a parameter sweep, or an mmemu sweep folder (sweep.json)",
     )
     parser.add_argument("--x", help="with --sweep: the parameter (e.g. rate, vm.<sysctl>)")
     parser.add_argument(
@@ -32,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         if not args.x or not args.y:
             raise UsageError("--sweep needs --x PARAM and --y METRIC")
-        dirs = [run_dir(d) for d in ([args.run_dir] if args.run_dir else []) + args.sweep]
+        dirs = [
+            Path(d) if (Path(d) / "sweep.json").is_file() else run_dir(d)
+            for d in ([args.run_dir] if args.run_dir else []) + args.sweep
+        ]
         out = Path(args.out) if args.out else Path(f"sweep-{args.y}-vs-{args.x}.png")
         try:
             path, points = plot_sweep(dirs, args.x, args.y, out)

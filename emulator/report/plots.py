@@ -376,14 +376,23 @@ def plot_sweep(
     run_dirs: Sequence[Path], x: str, y: str, path: Path
 ) -> tuple[Path, list[tuple[float, float]]]:
     """``y`` (a summary.json metric) against ``x`` (a run parameter) over ``run_dirs``; runs
-    with the same ``x`` (different seeds) are drawn as points and their mean as the line."""
-    points: list[tuple[float, float]] = []
+    with the same ``x`` (different seeds) are drawn as points and their mean as the line. A
+    folder holding ``sweep.json`` (``mmemu sweep``) gives one point per run of its table."""
+    summaries = []
     for d in run_dirs:
-        summary = json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))
+        sweep = Path(d) / "sweep.json"
+        if sweep.is_file():  # a table from mmemu sweep: one summary per row
+            rows = json.loads(sweep.read_text(encoding="utf-8"))["runs"]
+            summaries += [(f"{sweep} run {r['index']}", r["summary"]) for r in rows]
+        else:
+            text = (Path(d) / "summary.json").read_text(encoding="utf-8")
+            summaries.append((f"{d}/summary.json", json.loads(text)))
+    points: list[tuple[float, float]] = []
+    for where, summary in summaries:
         params = dict(summary.get("params") or {})
         params.setdefault("seed", summary.get("seed"))
         if x not in params:
-            raise KeyError(f"parameter {x!r} not in {d}/summary.json (have: {', '.join(params)})")
+            raise KeyError(f"parameter {x!r} not in {where} (have: {', '.join(params)})")
         points.append((float(params[x]), metric_of(summary, y)))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
