@@ -25,6 +25,7 @@ __all__ = ["UsageError", "main"]
 #: subcommand -> (module path, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("emulator.cli_run", "run a scenario and write kernel-format results"),
+    "explore": ("emulator.cli_explore", "run a scenario under many schedules; shrink a failure"),
     "list": ("emulator.cli_list", "list the bundled scenarios"),
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
     "trace": ("emulator.cli_trace", "a run's events as ftrace text (trace-cmd report style)"),

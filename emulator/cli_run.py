@@ -66,6 +66,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out", help="results folder (default: results/<scenario>-seed<N>[-NAME=VALUE...])"
     )
     parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
+    parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help="let random/pct also inject delays at preemption points (changes timing figures)",
+    )
     parser.add_argument("--quantum", help="sync quantum, a duration (0 = exact; e.g. 1us)")
     parser.add_argument(
         "--from-proc",
@@ -103,6 +108,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
     parser.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="run twice and name the first event where the two runs differ (exit 1 if any)",
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help="build the machine's set-up even if a cached copy exists (MMEMU_CACHE=off: never "
@@ -124,6 +134,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["strategy"] = args.strategy
     if args.quantum is not None:
         out["quantum"] = args.quantum
+    if getattr(args, "perturb", False):
+        out["perturb"] = True
     return out
 
 
@@ -179,6 +191,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
 
 def run(args: argparse.Namespace) -> int:
     scenario, params, schedule = _prepare(args)
+    if getattr(args, "check_determinism", False) and args.no_events:
+        raise UsageError("--check-determinism compares the events: drop --no-events")
     out = Path(args.out) if args.out else _default_out(scenario, params.seed, args.sets)
     _check_out(out, bool(args.from_proc))
     created = not out.exists()
@@ -192,6 +206,53 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, scenario, params, schedule, out, created, stop)
     finally:
         stop.restore()
+
+
+def _second_run_differs(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    params: Any,
+    schedule: Any,
+    out: Path,
+    stop: StopSignals,
+) -> str | None:
+    """Run again (same scenario, params and schedule) into a scratch file and compare the event
+    logs: None if byte-identical, else one line naming the first event that differs."""
+    import tempfile
+
+    first = out / "events.jsonl"
+    with tempfile.TemporaryDirectory(prefix="mmemu-determinism-") as tmp:
+        again = Path(tmp) / "events.jsonl"
+        run_scenario(
+            scenario,
+            params,
+            events=again,
+            strategy=schedule.replay() if schedule is not None else None,
+            strict=args.strict,
+            stop=stop,
+            events_filter=args.events,
+            driver=args.driver,
+        )
+        return first_difference(first, again)
+
+
+def first_difference(a: Path, b: Path) -> str | None:
+    """None if two event logs are byte-identical, else which event differs first and how."""
+    with a.open("rb") as fa, b.open("rb") as fb:
+        n = 0
+        for n, (la, lb) in enumerate(zip(fa, fb, strict=False), start=1):
+            if la != lb:
+                return f"event {n} differs: first run {_shorten(la)}, second run {_shorten(lb)}"
+        rest_a, rest_b = fa.readline(), fb.readline()
+    if rest_a or rest_b:
+        longer, line = ("first", rest_a) if rest_a else ("second", rest_b)
+        return f"event {n + 1} differs: only the {longer} run has it: {_shorten(line)}"
+    return None
+
+
+def _shorten(line: bytes) -> str:
+    text = line.decode("utf-8", "replace").strip()
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _run(
@@ -258,6 +319,13 @@ def _run(
     )
     status = 0
     problem = None
+    if getattr(args, "check_determinism", False) and stop.reason is None:
+        differs = _second_run_differs(args, scenario, params, schedule, out, stop)
+        if differs is not None:
+            print(f"mmemu run: nondeterministic: {differs}", file=sys.stderr)
+            return 1
+        if not args.quiet:
+            print("determinism: a second run recorded the same events, byte for byte")
     if schedule is not None:
         problem = compare_replay(schedule, list(result.ctx.sim.decisions))
         if result.error is not None and "ReplayDivergence" in result.error:

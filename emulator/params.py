@@ -222,6 +222,10 @@ STANDARD_PARAMS: dict[str, Param] = {
     ),
     "seed": Param(1, "seed of every random stream and of random/pct strategies", 0, 2**32 - 1),
     "strategy": Param("fifo", "scheduling strategy: fifo, random, pct (seeded with seed)"),
+    "perturb": Param(
+        False,
+        "random/pct also inject delays at preemption points (changes timing figures)",
+    ),
     "quantum": Param(0, "sync quantum (0 = exact global order; e.g. 1us)", 0, 10**9, "duration"),
     "sample": Param(
         "10ms", "time-series sampling interval (virtual)", 1_000, 3600 * 10**9, "duration"

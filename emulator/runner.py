@@ -319,6 +319,7 @@ def build_context(
         quantum_ns=params["quantum"],
         strict=strict,
         driver=driver,
+        perturb=params["perturb"],
     )
     if scenario.machine is not None:
         machine = scenario.machine(params, recorder)

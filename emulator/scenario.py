@@ -44,7 +44,8 @@ from typing import Any
 
 import attrs
 
-from emulator.engine import SimError, make_strategy
+from emulator.engine import SimError
+from emulator.engine.strategy import VALID_FORMS, parse_strategy
 from emulator.explore.properties import Property
 from emulator.mm.costs import Costs
 from emulator.mm.mitigations import PARAM_PREFIX as MITIGATION_PREFIX
@@ -271,14 +272,27 @@ def _check_together(typed: dict[str, Any]) -> None:
                 "per node)"
             )
     try:
-        make_strategy(typed["strategy"], typed["seed"])
+        name, args = parse_strategy(typed["strategy"])
     except SimError as exc:
-        raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {exc}") from None
+        why = str(exc).split(": ", 1)[-1]
+        raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {why}") from None
     except Exception as exc:
         raise ScenarioError(
             f"parameter strategy={_short(typed['strategy'])!r}: {_one_line(exc)}; valid are "
-            "fifo, random(seed), pct(seed, depth)"
+            f"{VALID_FORMS}"
         ) from None
+    if args and args[0] != typed["seed"]:
+        # one seed per run: a second one inside the spec would silently differ from the seed
+        # the run is named, recorded and replayed by
+        raise ScenarioError(
+            f"parameter strategy={_short(typed['strategy'])!r}: seeds the strategy with "
+            f"{args[0]} but the run's seed is {typed['seed']}; give the seed once "
+            f"(seed={args[0]}, strategy={name}); valid are {VALID_FORMS}"
+        )
+    if typed["perturb"] and name == "fifo":
+        raise ScenarioError(
+            "parameter perturb=true: fifo injects no delays; use strategy=random or pct"
+        )
     duration, sample = typed["duration"], typed["sample"]
     if duration // sample > MAX_SAMPLES:
         raise ScenarioError(
@@ -348,13 +362,17 @@ def _scenario_dirs() -> list[Path]:
 
 
 def bundled_scenarios() -> dict[str, Path]:
-    """Name -> file of every bundled scenario (the package's, then the source tree's)."""
+    """Name -> file of every bundled scenario (the package's, then the source tree's); the
+    race catalogue's as ``races/NAME``."""
     found: dict[str, Path] = {}
     for d in _scenario_dirs():
         if d.is_dir():
             for f in sorted(d.glob("*.py")):
                 if not f.name.startswith("_"):
                     found.setdefault(f.stem, f)
+            for f in sorted(d.glob("races/*.py")):  # the race catalogue: races/NAME
+                if not f.name.startswith("_"):
+                    found.setdefault(f"races/{f.stem}", f)
     return found
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ __all__ = [
     "file_sha256",
     "load_schedule",
     "save_schedule",
+    "schedule_document",
+    "write_schedule_document",
 ]
 
 #: the largest schedule file read (a run's decisions; 100 MB is tens of millions of them)
@@ -87,6 +90,41 @@ def file_sha256(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
+def schedule_document(
+    *,
+    scenario: str,
+    scenario_path: str | None,
+    params: dict[str, Any],
+    strategy: dict[str, Any],
+    delays: bool,
+    decisions: Sequence[Sequence[int]],
+    events_sha256: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A schedule file's contents (``extra`` keys, e.g. an explored schedule's ``violation``,
+    are kept as they are and ignored by a replay)."""
+    listed = [list(d) for d in decisions]
+    return {
+        "format": FORMAT,
+        "mmemu_version": __version__,
+        "scenario": scenario,
+        "scenario_path": scenario_path,
+        "scenario_sha256": file_sha256(scenario_path),
+        "params": params,
+        "params_sha256": _digest_json(params),
+        "strategy": strategy,
+        "delays": bool(delays),
+        "decisions": listed,
+        "decisions_sha256": _digest_json(listed),
+        "events_sha256": events_sha256,
+        **extra,
+    }
+
+
+def write_schedule_document(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
 def save_schedule(
     path: Path,
     sim: Sim,
@@ -95,22 +133,16 @@ def save_schedule(
     params: dict[str, Any],
     events: Path | None = None,
 ) -> None:
-    decisions = [list(d) for d in sim.decisions]
-    doc = {
-        "format": FORMAT,
-        "mmemu_version": __version__,
-        "scenario": scenario,
-        "scenario_path": scenario_path,
-        "scenario_sha256": file_sha256(scenario_path),
-        "params": params,
-        "params_sha256": _digest_json(params),
-        "strategy": sim.strategy.describe(),
-        "delays": bool(sim.strategy.delays),
-        "decisions": decisions,
-        "decisions_sha256": _digest_json(decisions),
-        "events_sha256": file_sha256(events),
-    }
-    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    doc = schedule_document(
+        scenario=scenario,
+        scenario_path=scenario_path,
+        params=params,
+        strategy=sim.strategy.describe(),
+        delays=bool(sim.strategy.delays),
+        decisions=sim.decisions,
+        events_sha256=file_sha256(events),
+    )
+    write_schedule_document(path, doc)
 
 
 def load_schedule(path: str | Path) -> Schedule:

@@ -134,8 +134,8 @@ MITIGATIONS: dict[str, Mitigation] = {
             "facdaa917c4d",
             "mm: proactive compaction",
             "mm/compaction.c: kcompactd (proactive_defer)",
-            "a proactive pass that does not lower the node's fragmentation score defers the next "
-            "passes (1 << COMPACT_MAX_DEFER_SHIFT wake-ups, 32 s)",
+            "a proactive pass that does not lower the node's fragmentation score makes the next "
+            "wait 500 ms << COMPACT_MAX_DEFER_SHIFT (32 s)",
             "no back-off: kcompactd repeats a fruitless proactive pass every 500 ms",
         ),
     )

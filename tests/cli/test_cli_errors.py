@@ -48,6 +48,10 @@ def _refused(
         (["--set", "vm.percpu_pagelist_high_fraction=3"], "valid 0 or 8.."),
         (["--set", "cost.lock_bounce=-5ns"], "cost.lock_bounce"),
         (["--strategy", "pct(1,-5)"], "depth"),
+        (["--strategy", "pct(0)"], "seeds the strategy with 0 but the run's seed is 1"),
+        (["--strategy", "fifo()"], "empty parentheses"),
+        (["--strategy", "pct(1_0)"], "plain decimal integers"),
+        (["--strategy", "fifo", "--perturb"], "fifo injects no delays"),
         # §6: unbounded inputs
         (["--set", "sample=1ns"], "sample='1ns': out of range: valid 1us..3600s"),
         (["--set", "duration=10s", "--set", "sample=10us"], "at most 100000 samples"),

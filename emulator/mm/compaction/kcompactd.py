@@ -396,7 +396,7 @@ class Kcompactd:
                 self.proactive_passes.append(
                     ProactivePass(t0, prev_score, score, self.ops.pages_migrated() - migrated)
                 )
-                if score >= prev_score:
+                if score >= prev_score and self.machine.mitigations.on("proactive_backoff"):
                     timeout = default_timeout << COMPACT_MAX_DEFER_SHIFT
             self.proactive_compact_trigger = False
 

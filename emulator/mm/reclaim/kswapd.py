@@ -233,7 +233,8 @@ class Kswapd:
         remaining = False
         if self.prepare_kswapd_sleep(reclaim_order, highest_zoneidx):
             self.kcompactd.ops.reset_isolation_suitable(self.node)
-            self.kcompactd.wakeup_kcompactd(alloc_order, highest_zoneidx, "kswapd_sleep")
+            if self.pa.machine.mitigations.on("kswapd_wakes_kcompactd"):
+                self.kcompactd.wakeup_kcompactd(alloc_order, highest_zoneidx, "kswapd_sleep")
             remaining = await wait.schedule_timeout(KSWAPD_SHORT_SLEEP_NS)
             if remaining:
                 self.kswapd_highest_zoneidx = self.kswapd_highest_zoneidx_or(highest_zoneidx)
@@ -345,7 +346,8 @@ class Kswapd:
                 async with pa.zone_locked(zone, "balance_pgdat"):
                     zone.watermark_boost -= min(zone.watermark_boost, boost)
             await sim.sync()
-            self.kcompactd.wakeup_kcompactd(PAGEBLOCK_ORDER, highest_zoneidx, "kswapd_boost")
+            if pa.machine.mitigations.on("boost_wakes_kcompactd"):
+                self.kcompactd.wakeup_kcompactd(PAGEBLOCK_ORDER, highest_zoneidx, "kswapd_boost")
         return sc.order
 
     # -- results -----------------------------------------------------------------------------------
