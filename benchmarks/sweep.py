@@ -7,8 +7,8 @@ seeds 1..N, set-up cache off so every run builds its machine) through
 worker process per core) and :func:`emulator.explore.executor_dask.run_on_cluster` (a
 ``distributed.LocalCluster`` of 2 worker processes, skipped when dask is not installed), and
 checks that all three give the same table. Reported per configuration: wall seconds, runs per
-wall minute, and the CPU seconds of this process and its children (steadier than wall time on
-a shared machine: ``runs_per_cpu_min``).
+wall minute, and the CPU seconds of this process, its children and the cluster's workers
+(steadier than wall time on a shared machine: ``runs_per_cpu_min``).
 
     python3 dev.py python benchmarks/sweep.py [--json] [--runs N]
 
@@ -34,6 +34,12 @@ def _cpu() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _own_cpu() -> float:
+    """This process's CPU seconds (run on each Dask worker)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
 
 
 def _measure(name: str, results: Any, n: int, t0: float, c0: float) -> tuple[dict, dict]:
@@ -82,12 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             distributed.Client(cluster) as client,
         ):
             client.run(os.environ.__setitem__, "MMEMU_CACHE", "off")
+            w0 = sum(client.run(_own_cpu).values())
             t0, c0 = time.perf_counter(), _cpu()
             results = run_on_cluster(run_point, points, client)
             row, table = _measure("dask LocalCluster(2)", results, args.runs, t0, c0)
-            # the cluster's workers are not this process's children: their CPU time is theirs
-            row["cpu_s"] = None
-            row["runs_per_cpu_min"] = None
+            # the workers are the cluster's processes: their CPU time is asked of them
+            cpu = row["cpu_s"] + sum(client.run(_own_cpu).values()) - w0
+            row["cpu_s"] = round(cpu, 2)
+            row["runs_per_cpu_min"] = round(60 * args.runs / cpu, 2)
             out.append(row)
             tables.append(table)
     same = all(t == tables[0] for t in tables)
