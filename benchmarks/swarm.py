@@ -50,7 +50,7 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
     """One random run: scenario, parameters, and whether to check determinism."""
     from emulator.mm.costs import Costs
     from emulator.mm.mitigations import MITIGATIONS, PARAM_PREFIX
-    from emulator.mm.sysctl import SPECS
+    from emulator.mm.sysctl import TUNABLES
     from emulator.scenario import bundled_scenarios
 
     scenario = rng.choice(sorted(bundled_scenarios()))
@@ -60,7 +60,7 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
     # the DMA32 zone filled (4 GiB) before the second node starts
     memory = f"{rng.choice([4224, 4608])}M" if nodes == 2 else f"{rng.choice([64, 64, 128, 256])}M"
     seed = rng.randrange(1 << 32)
-    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed % 1000},{rng.randint(1, 5)})"])
+    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed},{rng.randint(1, 5)})"])
     params: dict[str, Any] = {
         "memory": memory,
         "nodes": str(nodes),
@@ -69,10 +69,13 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "sample": "500us",
         "seed": str(seed),
         "strategy": strategy,
+        "perturb": "on" if strategy != "fifo" and rng.random() < 0.5 else "off",
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
-    for spec in SPECS.values():
-        if rng.random() < 0.3:
+    if strategy != "fifo":
+        params["perturb"] = rng.choice(["true", "false"])
+    for spec in TUNABLES.values():
+        if not spec.name.startswith(PARAM_PREFIX) and rng.random() < 0.3:
             params[spec.name] = _sysctl_value(rng, spec)
     for name in MITIGATIONS:
         if rng.random() < 0.2:
@@ -96,17 +99,20 @@ def _draw_int(rng: random.Random, lo: int, hi: int) -> int:
 
 
 def _sysctl_value(rng: random.Random, spec: Any) -> str:
-    """A legal value of one sysctl, drawn over its whole range (see :func:`_draw_int`)."""
-    from emulator.mm.sysctl import MIN_PERCPU_PAGELIST_HIGH_FRACTION
-    from emulator.mm.zone import MAX_NR_ZONES
+    """A legal value of one tunable, drawn over its whole range (see :func:`_draw_int`)."""
+    from emulator.mm.tunable import IntMinMax, IntVecMinMax, OnOff, Words
 
-    if spec.choices:
-        return str(rng.choice(spec.choices))
-    if spec.name == "vm.lowmem_reserve_ratio":
-        return " ".join(str(_draw_int(rng, spec.lo, spec.hi)) for _ in range(MAX_NR_ZONES))
-    v = _draw_int(rng, spec.lo, spec.hi)
-    floor = MIN_PERCPU_PAGELIST_HIGH_FRACTION
-    if spec.name == "vm.percpu_pagelist_high_fraction" and 0 < v < floor:
+    parse = spec.parse
+    if isinstance(parse, Words):
+        return str(rng.choice(parse.choices))
+    if isinstance(parse, OnOff):
+        return rng.choice(["on", "off"])
+    if isinstance(parse, IntVecMinMax):
+        return " ".join(str(_draw_int(rng, parse.lo, parse.hi)) for _ in range(parse.n))
+    assert isinstance(parse, IntMinMax)
+    v = _draw_int(rng, parse.lo, parse.hi)
+    floor = parse.zero_or_from
+    if floor is not None and 0 < v < floor:
         v = floor
     return str(v)
 

@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
+from emulator.run.stop import StopSignals
+
 __all__ = ["UsageError", "main"]
 
 #: subcommand -> (module path, one-line help)
@@ -33,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("emulator.cli_plot", "PNG plots of a run, or a metric against a parameter"),
     "diff": ("emulator.cli_diff", "two runs (or a run and a saved /proc) side by side"),
     "sweep": ("emulator.cli_sweep", "a scenario over a grid of parameters and seeds, in parallel"),
+    "latency": ("emulator.cli_latency", "where a run's allocation latency went, per part"),
 }
 
 
@@ -81,6 +84,17 @@ def build_parser(only: str | None = None, *, all_commands: bool = True) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # first thing: a stop signal during the imports below is recorded, never lost
+    stop = StopSignals()
+    installed = stop.install()
+    try:
+        return _main(argv, stop)
+    finally:
+        if installed:
+            stop.restore()
+
+
+def _main(argv: Sequence[str] | None, stop: StopSignals) -> int:
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(_chosen(argv), all_commands=False)
@@ -91,6 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "run":
+        args.stop_signals = stop  # mmemu run stops cleanly at any phase (emulator.run.stop)
+    else:
+        if stop.reason is not None:
+            print(f"mmemu {args.command}: {stop.reason}", file=sys.stderr)
+            return stop.exit_status
+        stop.restore()  # the views: Ctrl-C is a KeyboardInterrupt, as usual
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except UsageError as exc:

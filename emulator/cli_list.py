@@ -12,8 +12,7 @@ from rich.table import Table
 
 from emulator.cli import UsageError
 from emulator.mm.costs import COST_NOTES, Costs
-from emulator.mm.mitigations import MITIGATIONS, PARAM_PREFIX
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
 from emulator.scenario import (
     COST_PARAM,
     ScenarioError,
@@ -29,44 +28,35 @@ __all__ = ["configure", "run"]
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params",
+        nargs="?",
+        const="default",
         metavar="SCENARIO",
-        help="list one scenario's parameters, the sysctls and the costs with their ranges",
+        help="list one scenario's parameters (default: the default scenario), the sysctls and "
+        "the costs with their ranges",
     )
 
 
 def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)
-    return console
+    """The terminal's width, or $COLUMNS, or 80 columns when the output is not a terminal."""
+    return Console(highlight=False)
 
 
 def _params(name: str) -> None:
     scenario = load_scenario(find_scenario(name))
     console = _console()
     console.print(f"{scenario.name}: {scenario.summary}")
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("parameter", "default", "valid", "meaning"):
-        table.add_column(col)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("parameter", no_wrap=True)
+    for col in ("default", "valid", "meaning"):
+        table.add_column(col, overflow="fold")
     for pname, p in scenario.param_specs().items():
         table.add_row(pname, str(p.default), p.describe_range(), p.help)
-    for spec in SYSCTL_SPECS.values():
-        default = "computed at boot" if spec.default is None else str(spec.default)
-        if isinstance(spec.default, list | tuple):
-            default = " ".join(str(v) for v in spec.default)
-        valid = ", ".join(spec.choices) if spec.choices else f"{spec.lo}..{spec.hi}"
-        table.add_row(spec.name, default, valid, spec.doc)
+    for t in TUNABLES.values():
+        default = "computed at boot" if t.default is None else t.render(t.default).strip()
+        table.add_row(t.name, default, t.describe(), t.doc)
     for cname, value in Costs().as_dict().items():
         table.add_row(
             f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]
-        )
-    for m in MITIGATIONS.values():
-        table.add_row(
-            f"{PARAM_PREFIX}{m.name}",
-            "on",
-            "on, off",
-            f"{m.summary}. Commit {m.commit} ({m.subject}), {m.kernel_function}. "
-            f"Off: {m.off_effect}",
         )
     console.print(table)
 

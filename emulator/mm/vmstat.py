@@ -189,7 +189,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int = 500) -> bool:
+def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int) -> bool:
     """Models mm/compaction.c: compaction_suitable (its fragmentation-index half, line 2409).
 
     For costly orders (> PAGE_ALLOC_COSTLY_ORDER) a zone is unsuitable when

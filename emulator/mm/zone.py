@@ -17,6 +17,7 @@ merge step, so callers can charge virtual time per step.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -71,6 +72,7 @@ class ZoneBase:
         *,
         vm_events: defaultdict[str, int] | None = None,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
+        watermark_boost_factor: int,
     ) -> None:
         self.memmap = memmap
         self.node = node
@@ -107,7 +109,8 @@ class ZoneBase:
         pages are left marked :data:`~emulator.mm.memmap.PG_ISOLATED`, off the free counters).
         None (no capturing task) by default.
         """
-        self.watermark_boost_factor = 15000
+        #: vm.watermark_boost_factor (the kernel's boost_watermark reads the global)
+        self.watermark_boost_factor = watermark_boost_factor
         self.page_group_by_mobility_disabled = False
         # struct zone's CONFIG_COMPACTION fields (mmzone.h:968-983), used by mm/compaction.py
         self.compact_cached_free_pfn = 0
@@ -121,6 +124,9 @@ class ZoneBase:
         self.gidx = -1
         """Index in the allocator's ``zones`` (and every CPU's ``pcp``); -1 until :meth:`bind`."""
         self.lock_or_none: SpinLock | None = None
+        self.lock_waits = array("q")
+        """The emulator's record of every wait for ``zone->lock``: flat (start ns, wait ns)
+        pairs (not a struct zone field; the plots and ``mmemu latency`` read it)."""
         """``zone->lock``, or None for a bare zone (synchronous unit tests)."""
         self.pgalloc_key = "pgalloc_" + self.name.lower()
         """The /proc/vmstat event this zone's allocations count under (pgalloc_<zone>)."""

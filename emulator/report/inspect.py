@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 
 from emulator.cli import UsageError
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 from emulator.mm.procfs.render import (
     ProcParseError,
     combine_snapshots,
@@ -104,14 +105,22 @@ class Inputs:
 
 #: the largest /proc file read (a 1024-CPU machine's zoneinfo is a few MB)
 MAX_PROC_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 def _read(path: str, required: bool) -> tuple[str | None, FileStatus]:
     try:
         if os.path.exists(path) and not os.path.isfile(path):
             raise _NotRegular(path)
-        with open(path, "rb") as f:
-            data = f.read(MAX_PROC_BYTES + 1)
+        data = b""
+        with open(path, "rb", buffering=0) as f:
+            # in chunks: /proc/sys refuses a read count of 4 MiB or more (ENOMEM: proc_sys_call
+            # kvzalloc's a buffer of the count), and a seq_file returns a page at a time
+            while len(data) <= MAX_PROC_BYTES:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    break
+                data += chunk
         if len(data) > MAX_PROC_BYTES:
             raise UsageError(
                 f"{path}: larger than {MAX_PROC_BYTES >> 20} MB: not a /proc file mmemu reads"
@@ -167,18 +176,16 @@ def load(proc: str) -> Inputs:
     if text is not None:
         zi = _parse(parse_zoneinfo, text, paths["zoneinfo"])
     sysctls: dict[str, int] = {}
-    for name, default, hi in (
-        ("compaction_proactiveness", 20, 100),
-        ("extfrag_threshold", 500, 1000),
-    ):
+    for tunable in (COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD):
+        name = tunable.attr
         path = os.path.join(proc, "sys", "vm", name)
         text, status = _read(path, required=False)
         if text is None:
             files[name] = attrs.evolve(status, detail=status.detail or "kernel default used")
-            sysctls[name] = default
+            sysctls[name] = tunable.int_default()
         else:
             files[name] = status
-            sysctls[name] = _parse(parse_sysctl_int, text, path, 0, hi)
+            sysctls[name] = _parse(parse_sysctl_int, text, path, tunable)
     machine = _parse(
         lambda: combine_snapshots(
             buddy,

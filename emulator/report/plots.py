@@ -39,13 +39,11 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from emulator.report.ftrace import COMPACTION_STATUS
-from emulator.report.perfetto import (
-    fragmentation_marks,
-    proactiveness_of,
-    read_events,
-)
+from emulator.report.latency import load_latency
+from emulator.report.perfetto import fragmentation_marks, proactiveness_of
+from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError, load_summary
 
-__all__ = ["PLOTS", "metric_of", "plot_sweep", "write_plots"]
+__all__ = ["PLOTS", "metric_keys", "metric_of", "plot_sweep", "write_plots"]
 
 PLOTS = (
     "fragmentation.png",
@@ -101,6 +99,17 @@ def plot_fragmentation(summary: dict, path: Path) -> Path:
         for node in range(scores.shape[1]):
             ax.plot(t, scores[:, node], label=f"node {node} score", linewidth=1.6)
             series[f"node{node}"] = len(t)
+    passes = [
+        p["t_ns"] for k in summary.get("kcompactd") or [] for p in k.get("proactive_passes") or []
+    ]
+    for i, t_pass in enumerate(passes):
+        ax.axvline(
+            t_pass / 1e6,
+            color="tab:purple",
+            linestyle=":",
+            label="kcompactd proactive pass" if i == 0 else None,
+        )
+    series["kcompactd_passes"] = len(passes)
     ax.axhline(low, color="tab:green", linestyle="--", label=f"proactive low mark ({low})")
     ax.axhline(high, color="tab:red", linestyle="--", label=f"proactive high mark ({high})")
     ax.set_ylim(0, 100)
@@ -247,19 +256,28 @@ def plot_compaction(
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
     series: dict[str, int] = {}
-    for status in sorted(outcomes, key=lambda st: (_STATUS_ORDER.get(st, 99), st)):
-        counts, _ = np.histogram(outcomes[status], bins=edges)
+
+    def _key(st: str) -> tuple[int, int, str]:
+        who, _, status = st.rpartition(":")
+        return (who == "kcompactd", _STATUS_ORDER.get(status, 99), status)
+
+    for key in sorted(outcomes, key=_key):
+        who, _, status = key.rpartition(":")
+        counts, _ = np.histogram(outcomes[key], bins=edges)
         ax1.bar(
             x,
             counts,
             width=width,
             bottom=bottom,
             align="edge",
-            label=status,
+            label=f"{status} ({who})",
             color=_STATUS_COLOURS.get(status),
+            hatch="//" if who == "kcompactd" else None,
+            edgecolor="black" if who == "kcompactd" else None,
         )
         bottom += counts
-        series[f"status:{status}"] = len(outcomes[status])
+        series[f"status:{status}"] = series.get(f"status:{status}", 0) + len(outcomes[key])
+        series[f"{who}:{status}"] = len(outcomes[key])
     if not outcomes:
         ax1.text(
             0.5,
@@ -271,7 +289,7 @@ def plot_compaction(
         )
     else:
         ax1.legend(loc="best", fontsize=8)
-    ax1.set_ylabel("compactions (mm_compaction_end)")
+    ax1.set_ylabel("compactions (mm_compaction_end)\ndirect plain, kcompactd hatched")
     ax1.set_title(_title(summary, "Compaction outcomes and allocation failures"))
     for order in sorted(failures):
         counts, _ = np.histogram(failures[order], bins=edges)
@@ -296,54 +314,108 @@ def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
     waiting: dict[tuple[str, str], int] = {}
     outcomes: dict[str, list[int]] = defaultdict(list)
     failures: dict[int, list[int]] = defaultdict(list)
+    log = events if isinstance(events, EventLog) else None
     for e in events:
-        name = e["event"]
-        if name == "mmemu_alloc_begin":
-            begun[e["actor"]] = e["t"]
-        elif name == "mm_page_alloc":
-            t0 = begun.pop(e["actor"], None)
-            if t0 is not None:
-                lat[int(e["order"])].append(e["t"] - t0)
-            if e.get("pfn", 0) < 0:
-                failures[int(e["order"])].append(e["t"])
-        elif name == "contention_begin" and e["lock_addr"].startswith("zone->lock"):
-            waiting[(e["lock_addr"], e["actor"])] = e["t"]
-        elif name == "contention_end":
-            t0 = waiting.pop((e["lock_addr"], e["actor"]), None)
-            if t0 is not None:
-                waits[e["lock_addr"]].append((t0, e["t"]))
-        elif name == "mm_compaction_end":
-            s = e.get("status")
-            outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(
-                e["t"]
-            )
+        try:
+            _scan_one(e, begun, lat, waits, waiting, outcomes, failures)
+        except EVENT_ERRORS as exc:
+            if log is None:
+                raise
+            log.reject(exc)
     return lat, waits, outcomes, failures
 
 
-def write_plots(run_dir: Path, out: Path | None = None, extra: tuple | None = None) -> list[Path]:
+def _scan_one(
+    e: dict,
+    begun: dict[str, int],
+    lat: dict[int, list[int]],
+    waits: dict[str, list[tuple[int, int]]],
+    waiting: dict[tuple[str, str], int],
+    outcomes: dict[str, list[int]],
+    failures: dict[int, list[int]],
+) -> None:
+    name = e["event"]
+    if name == "mmemu_alloc_begin":
+        begun[e["actor"]] = e["t"]
+    elif name == "mm_page_alloc":
+        t0 = begun.pop(e["actor"], None)
+        if t0 is not None:
+            lat[int(e["order"])].append(e["t"] - t0)
+        if e.get("pfn", 0) < 0:
+            failures[int(e["order"])].append(e["t"])
+    elif name == "contention_begin" and e["lock_addr"].startswith("zone->lock"):
+        waiting[(e["lock_addr"], e["actor"])] = e["t"]
+    elif name == "contention_end":
+        t0 = waiting.pop((e["lock_addr"], e["actor"]), None)
+        if t0 is not None:
+            waits[e["lock_addr"]].append((t0, e["t"]))
+    elif name == "mm_compaction_end":
+        s = e.get("status")
+        status = COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)
+        who = "kcompactd" if str(e.get("actor", "")).startswith("kcompactd") else "direct"
+        outcomes[f"{who}:{status}"].append(e["t"])
+
+
+def write_plots(
+    run_dir: Path,
+    out: Path | None = None,
+    extra: tuple | None = None,
+    log: EventLog | None = None,
+) -> list[Path]:
     """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/).
     ``extra``: (allocation latencies per order, zone->lock waits) from the run's trace
-    capture, for the markers and lock events that events.jsonl does not hold."""
+    capture, for the markers and lock events that events.jsonl does not hold. The folder is
+    read as untrusted input (:mod:`emulator.report.run_folder`): a bad summary.json is a
+    :class:`RunFolderError`; bad event lines are skipped and counted in ``log`` (the
+    :class:`EventLog` used, created here if not given)."""
     run_dir = Path(run_dir)
     out = out or run_dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_summary(run_dir)
     events_path = run_dir / "events.jsonl"
     empty: dict = {}
     if events_path.exists():
-        lat, waits, outcomes, failures = _scan(read_events(events_path))
+        log = log if log is not None else EventLog(events_path)
+        lat, waits, outcomes, failures = _scan(log)
+        log.require_usable()
     else:
         lat, waits, outcomes, failures = empty, empty, empty, empty
-    if extra is not None:
+    data = load_latency(run_dir)
+    if data is not None:
+        # every allocation and every zone->lock wait, whatever the run recorded
+        lat = {o: d.latency.tolist() for o, d in data.orders.items()}
+        waits = {
+            addr: [(int(t0), int(t0 + w)) for t0, w in pairs.tolist()]
+            for addr, pairs in data.zone_waits.items()
+            if len(pairs)
+        }
+    elif extra is not None:
         lat = lat or extra[0]
         waits = waits or extra[1]
-    return [
-        plot_fragmentation(summary, out / PLOTS[0]),
-        plot_free_heatmap(summary, out / PLOTS[1]),
-        plot_latency_cdf(summary, lat, out / PLOTS[2]),
-        plot_zone_lock_wait(summary, waits, out / PLOTS[3]),
-        plot_compaction(summary, outcomes, failures, out / PLOTS[4]),
-    ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"{out}: exists and is not a folder") from None
+    except OSError as exc:
+        raise RunFolderError(f"{out}: cannot create the plots folder: {exc.strerror}") from None
+    doc = summary.doc
+    try:
+        return [
+            plot_fragmentation(doc, out / PLOTS[0]),
+            plot_free_heatmap(doc, out / PLOTS[1]),
+            plot_latency_cdf(doc, lat, out / PLOTS[2]),
+            plot_zone_lock_wait(doc, waits, out / PLOTS[3]),
+            plot_compaction(doc, outcomes, failures, out / PLOTS[4]),
+        ]
+    except OSError as exc:
+        raise RunFolderError(f"{out}: cannot write a plot: {exc.strerror}") from None
+    except EVENT_ERRORS as exc:
+        raise RunFolderError(
+            f"{summary.path}: a field of the wrong type or out of range ({_one(exc)})"
+        ) from None
+
+
+def _one(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
 
 
 def metric_of(summary: dict, path: str) -> float:
@@ -372,28 +444,73 @@ def metric_of(summary: dict, path: str) -> float:
     return float(cur)
 
 
+def _numeric_leaves(prefix: str, v: Any, into: dict[str, None]) -> None:
+    """The dotted paths (two levels at most) of the numbers under ``v``."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int | float):
+        into[prefix] = None
+    elif isinstance(v, dict) and prefix.count(".") < 1:
+        for k, x in v.items():
+            if k != "latency_parts":
+                _numeric_leaves(f"{prefix}.{k}" if prefix else str(k), x, into)
+
+
+def metric_keys(summary: dict) -> list[str]:
+    """The summary.json numbers usable as ``--y``, as brace patterns per section
+    (``allocations.{0,9}.{attempts,failures,...}``, ``vmstat_delta.{pgfree,...}``)."""
+    out: list[str] = []
+    for top in ("allocations", "slowpath", "lock_stat", "vmstat_delta"):
+        sub = summary.get(top)
+        if not isinstance(sub, dict) or not sub:
+            continue
+        if top == "vmstat_delta":
+            out.append(f"vmstat_delta.{{{','.join(sub)}}}")
+            continue
+        leaves: dict[str, None] = {}
+        for entry in sub.values():
+            _numeric_leaves("", entry, leaves)
+        out.append(f"{top}.{{{','.join(sub)}}}.{{{','.join(leaves)}}}")
+    return out
+
+
 def plot_sweep(
     run_dirs: Sequence[Path], x: str, y: str, path: Path
 ) -> tuple[Path, list[tuple[float, float]]]:
     """``y`` (a summary.json metric) against ``x`` (a run parameter) over ``run_dirs``; runs
     with the same ``x`` (different seeds) are drawn as points and their mean as the line. A
     folder holding ``sweep.json`` (``mmemu sweep``) gives one point per run of its table."""
-    summaries = []
+    points: list[tuple[float, float]] = []
     for d in run_dirs:
         sweep = Path(d) / "sweep.json"
         if sweep.is_file():  # a table from mmemu sweep: one summary per row
             rows = json.loads(sweep.read_text(encoding="utf-8"))["runs"]
-            summaries += [(f"{sweep} run {r['index']}", r["summary"]) for r in rows]
+            found = [
+                (
+                    f"{sweep} run {r['index']}",
+                    dict(r["summary"].get("params") or {}),
+                    r["summary"].get("seed"),
+                    r["summary"],
+                )
+                for r in rows
+            ]
         else:
-            text = (Path(d) / "summary.json").read_text(encoding="utf-8")
-            summaries.append((f"{d}/summary.json", json.loads(text)))
-    points: list[tuple[float, float]] = []
-    for where, summary in summaries:
-        params = dict(summary.get("params") or {})
-        params.setdefault("seed", summary.get("seed"))
-        if x not in params:
-            raise KeyError(f"parameter {x!r} not in {where} (have: {', '.join(params)})")
-        points.append((float(params[x]), metric_of(summary, y)))
+            summary = load_summary(d)
+            found = [(str(summary.path), dict(summary.params), summary.seed, summary.doc)]
+        for where, params, seed, doc in found:
+            params.setdefault("seed", seed)
+            if x not in params:
+                raise KeyError(f"parameter {x!r} not in {where} (have: {', '.join(params)})")
+            value = params[x]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise RunFolderError(f"{where}: parameter {x!r} is not a number")
+            try:
+                metric = metric_of(doc, y)
+            except KeyError:
+                raise KeyError(
+                    f"metric {y!r} not in {where} (have: {'; '.join(metric_keys(doc))})"
+                ) from None
+            points.append((float(value), metric))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = np.asarray([p[0] for p in points])

@@ -44,7 +44,7 @@ def _refused(
         (["--set", "thp_weight=-1"], "thp_weight='-1': out of range: valid 0..1000"),
         (["--set", "released=2"], "released='2': out of range: valid 0..1"),
         (["--set", "rate=inf"], "finite number"),
-        (["--set", "vm.lowmem_reserve_ratio=1 2"], "takes 4 integers"),
+        (["--set", "vm.lowmem_reserve_ratio=1 x"], "valid up to 4 integers, each"),
         (["--set", "vm.percpu_pagelist_high_fraction=3"], "valid 0 or 8.."),
         (["--set", "cost.lock_bounce=-5ns"], "cost.lock_bounce"),
         (["--strategy", "pct(1,-5)"], "depth"),

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
+from emulator.mm.alloc_latency import SLOWPATH, AllocClock
 from emulator.mm.costs import Costs
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
@@ -170,11 +171,10 @@ class PageAllocator(PageFree):
         self.zone_pcp_update()
         for cpu in self.cpus:  # cacheinfo_cpu_online -> setup_pcp_cacheinfo, after boot
             self.setup_pcp_cacheinfo(cpu)
-        # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
-        # percpu_pagelist_high_fraction_sysctl_handler
-        # (bound methods, not closures: a machine after set-up pickles, emulator/setup_cache.py)
+        # setup_per_zone_wmarks -> zone_pcp_update, and
+        # percpu_pagelist_high_fraction_sysctl_handler -> zone_set_pageset_high_and_batch
+        # (a bound method, not a closure: a machine after set-up pickles, emulator/setup_cache.py)
         machine.wmark_observers.append(self._wmarks_changed)
-        machine.sysctl.on_change("vm.percpu_pagelist_high_fraction", self._high_fraction_written)
         #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
@@ -209,9 +209,6 @@ class PageAllocator(PageFree):
                 cpu.pcp[z.gidx].set_high_and_batch(high_min, high_max, batch)
 
     def _wmarks_changed(self, _machine: Machine) -> None:
-        self.zone_pcp_update()
-
-    def _high_fraction_written(self, _name: str, _value: Any) -> None:
         self.zone_pcp_update()
 
     def setup_pcp_cacheinfo(self, cpu: Cpu) -> None:
@@ -268,6 +265,15 @@ class PageAllocator(PageFree):
             markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.gfp_name(gfp))
         stats = cpu.stats[order]
         stats.attempts += 1
+        # the latency parts (emulator.mm.alloc_latency), in this actor's own accumulators
+        clock = me.clock
+        if clock is None:
+            clock = me.clock = AllocClock()
+        timed = not clock.active
+        if timed:
+            if markers is not None and clock.segments is None:
+                clock.segments = []
+            clock.start(me)
         if self._explore:
             await sim.preempt("alloc_pages")
         else:
@@ -283,12 +289,22 @@ class PageAllocator(PageFree):
         if pfn < 0:
             if markers is not None:
                 markers.emit("mmemu_slowpath_begin", order=order)
+            if timed:
+                clock.switch(SLOWPATH, me)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
             if markers is not None:
                 markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
+        if timed:
+            parts = clock.finish(me)
+            if parts is not None:
+                stats.parts.append(len(stats.latencies))
+                stats.parts.extend(parts)
+                if markers is not None and clock.segments:
+                    markers.emit("mmemu_alloc_parts", order=order, segments=clock.segments)
+        stats.starts.append(start)
         stats.latencies.append(me.now - start)
         rec = self.rec
         if rec.enabled:

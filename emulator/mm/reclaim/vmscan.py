@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from emulator.mm.compaction.compact import compact_gap, compaction_suitable
+from emulator.mm.compaction.sysctl import EXTFRAG_THRESHOLD
 from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.reclaim.lru import (
@@ -178,7 +179,9 @@ def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
     return nz[LRU_INACTIVE_FILE] + nz[LRU_ACTIVE_FILE]
 
 
-def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
+def compaction_ready(
+    zone: Zone, sc: ScanControl, extfrag_threshold: int = EXTFRAG_THRESHOLD.int_default()
+) -> bool:
     """Models mm/vmscan.c: compaction_ready — the allocation would already succeed at MIN, or
     compaction is suitable and the zone is above HIGH + compact_gap(order)."""
     if not sc.gfp_mask & _GFP_IO:
