@@ -6,7 +6,8 @@ mmemu into it in editable mode with its test and benchmark extras. Then:
 
 * ``python3 dev.py run [ARGS]``   runs ``mmemu run [ARGS]`` (the default scenario with no ARGS);
 * ``python3 dev.py test [ARGS]``  runs ruff, then mypy over ``emulator/`` (its settings are in
-  pyproject.toml), then the test suite (``pytest ARGS``);
+  pyproject.toml), then the test suite (``pytest ARGS``) in parallel, one pytest-xdist worker
+  per core (``-n N`` or ``MMEMU_TEST_WORKERS=N`` chooses the count, ``0`` runs serially);
 * ``python3 dev.py mmemu ARGS``   runs any ``mmemu`` subcommand;
 * ``python3 dev.py python ARGS``  runs the venv's python (benchmarks: ``python3 dev.py python
   benchmarks/engine_vs_simpy.py``).
@@ -49,11 +50,25 @@ def ensure_venv() -> None:
             "--quiet",
             "--disable-pip-version-check",
             "-e",
-            f"{ROOT}[test,bench]",
+            f"{ROOT}[test,bench,cluster]",
         ],
         check=True,
     )
     STAMP.write_text(_fingerprint())
+
+
+def _parallel(args: list[str]) -> list[str]:
+    """pytest-xdist options for ``dev.py test``: one worker per core (``-n auto``), the tests of a
+    file kept together so module- and session-scoped fixtures are built once per worker.
+    Arguments that choose the parallelism themselves (``-n``, ``--numprocesses``, ``-p no:xdist``,
+    ``--pdb``) are left alone; ``MMEMU_TEST_WORKERS`` overrides the count (``0``: serial)."""
+    chosen = {"--numprocesses", "--pdb", "no:xdist", "-pno:xdist"}
+    if any(a in chosen or a.startswith(("-n", "--numprocesses=")) for a in args):
+        return []
+    workers = os.environ.get("MMEMU_TEST_WORKERS", "auto")
+    if workers == "0":
+        return []
+    return ["-n", workers, "--dist", "loadfile"]
 
 
 def main(argv: list[str]) -> int:
@@ -82,7 +97,9 @@ def main(argv: list[str]) -> int:
             print("dev.py: mypy failed", file=sys.stderr)
             return types
         # pytest exits 5 when it collected no test: that is a failure here, like any non-zero.
-        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
+        return subprocess.call(
+            [str(BIN / "python"), "-m", "pytest", *_parallel(rest), *rest], cwd=ROOT
+        )
     print(f"dev.py: unknown command {cmd!r} (run, test, mmemu, python)", file=sys.stderr)
     return 2
 

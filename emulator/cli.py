@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compactsnoop": ("emulator.cli_compactsnoop", "one line per compaction, like bcc's"),
     "plot": ("emulator.cli_plot", "PNG plots of a run, or a metric against a parameter"),
     "diff": ("emulator.cli_diff", "two runs (or a run and a saved /proc) side by side"),
+    "sweep": ("emulator.cli_sweep", "a scenario over a grid of parameters and seeds, in parallel"),
     "latency": ("emulator.cli_latency", "where a run's allocation latency went, per part"),
 }
 
@@ -52,7 +53,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one), if any."""
+    for arg in argv:
+        if arg in SUBCOMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None, *, all_commands: bool = True) -> argparse.ArgumentParser:
+    """The ``mmemu`` parser. With ``all_commands`` False, only the subcommand ``only`` gets its
+    options (its module is imported to configure them); the others are listed with their help
+    alone, so ``mmemu --help`` and ``mmemu list`` do not import the emulator."""
     parser = _Parser(
         prog="mmemu",
         description="Actor-based emulator of the Linux page allocator and memory compaction.",
@@ -63,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(module).configure(p)
+        if all_commands or name == only:
+            importlib.import_module(module).configure(p)
         p.set_defaults(_module=module)
     return parser
 
@@ -80,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, stop: StopSignals) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_chosen(argv), all_commands=False)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2), printed

@@ -21,7 +21,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the default name inside it) to write",
     )
     parser.add_argument(
-        "--sweep", nargs="+", metavar="DIR", help="results folders of a parameter sweep"
+        "--sweep",
+        nargs="+",
+        metavar="DIR",
+        help="results folders of a parameter sweep, or an mmemu sweep folder (sweep.json)",
     )
     parser.add_argument("--x", help="with --sweep: the parameter (e.g. rate, vm.<sysctl>)")
     parser.add_argument(
@@ -54,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         if not args.x or not args.y:
             raise UsageError("--sweep needs --x PARAM and --y METRIC")
-        dirs = [run_dir(d) for d in ([args.run_dir] if args.run_dir else []) + args.sweep]
+        dirs = [
+            Path(d) if (Path(d) / "sweep.json").is_file() else run_dir(d)
+            for d in ([args.run_dir] if args.run_dir else []) + args.sweep
+        ]
         out = sweep_path(args.out, args.x, args.y)
         with folder_errors():
             try:

@@ -50,6 +50,7 @@ from emulator.scenario import (
     is_bundled,
     load_scenario,
 )
+from emulator.setup_cache import default_cache
 
 __all__ = ["configure", "run"]
 
@@ -139,6 +140,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--check-determinism",
         action="store_true",
         help="run twice and name the first event where the two runs differ (exit 1 if any)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="build the machine's set-up even if a cached copy exists (MMEMU_CACHE=off: never "
+        "cache; MMEMU_CACHE_DIR: where)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
@@ -489,6 +496,8 @@ def _run(
                 driver=args.driver,
                 trace_locks=args.trace_locks,
                 until_ns=_replay_until(schedule),
+                # a /proc snapshot is not part of the cache key: such runs build their machine
+                cache=None if args.no_cache or args.from_proc else default_cache(),
             )
     except (ScenarioHookError, ScenarioError) as exc:
         raise UsageError(str(exc)) from None

@@ -44,6 +44,7 @@ from emulator.mm.snapshot import (
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
 from emulator.run.stop import STOP_SIGNALS, StopSignals
 from emulator.scenario import Params, Scenario, ScenarioError
+from emulator.setup_cache import SetupCache
 from emulator.workload.cpu import CpuProgram
 from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
 
@@ -446,6 +447,7 @@ def run_scenario(
     trace_locks: str = "zone",
     properties: Sequence[Property] | None = None,
     until_ns: int | None = None,
+    cache: SetupCache | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -465,9 +467,11 @@ def run_scenario(
     describe the state at that instant. A deadlock or watchdog report from the engine ends it
     with ``reason`` ``deadlock`` or ``watchdog`` and ``error`` saying why, an actor crash with
     ``error``. ``stage(name)`` is called as boot, set-up and the run begin (for a progress
-    display). Raises :class:`ScenarioHookError` if the scenario's ``build``, ``setup`` or
-    ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the machine was
-    booted.
+    display). With ``cache`` (:class:`~emulator.setup_cache.SetupCache`) the machine after the
+    scenario's ``setup`` is loaded from it when stored there, and stored when it was not (same
+    results either way). Raises :class:`ScenarioHookError` if the scenario's ``build``,
+    ``setup`` or ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the
+    machine was booted.
 
     ``until_ns`` ends the run earlier than ``params.duration_ns`` (the replay of a run that
     a signal stopped goes to where it stopped).
@@ -503,21 +507,14 @@ def run_scenario(
         error = None
         checker: PropertyChecker | None = None
         try:
+            if scenario.setup is not None:
+                stage("set-up")
+                ctx = _set_up(scenario, params, ctx, recorder, cache, strict, driver)
             for prog in ctx.programs:
                 sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
             sampler, take_sample = _sampler(ctx, progress)
             sim.spawn("sampler", sampler, daemon=True)
             start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
-            if scenario.setup is not None:
-                stage("set-up")
-                # the set-up stands for the machine's past: not recorded, and the vmstat deltas
-                # in the summary count from its end
-                zones = list(ctx.machine.all_zones())
-                for z in zones:
-                    z.rec = NULL_RECORDER
-                _hook(scenario, "setup", scenario.setup, params, ctx)
-                for z in zones:
-                    z.rec = recorder
             ctx.vm_events_at_start = dict(ctx.machine.vm_events)
             if trace and recorder.enabled:
                 from emulator.report.perfetto import enable_lock_events
@@ -616,6 +613,39 @@ def run_scenario(
         recorder.close()
         if own_file is not None:
             own_file.close()
+
+
+def _set_up(
+    scenario: Scenario,
+    params: Params,
+    ctx: RunContext,
+    recorder: Any,
+    cache: SetupCache | None,
+    strict: bool,
+    driver: str | None,
+) -> RunContext:
+    """Run the scenario's ``setup`` hook on the booted machine, or load its result from
+    ``cache``. The set-up stands for the machine's past: not recorded, and the vmstat deltas in
+    the summary count from its end. It runs before any actor is spawned, so what it leaves is
+    the machine alone (the cache keeps exactly that)."""
+    assert scenario.setup is not None
+    setup = scenario.setup
+
+    def run_hook() -> None:
+        zones = list(ctx.machine.all_zones())
+        for z in zones:
+            z.rec = NULL_RECORDER
+        _hook(scenario, "setup", setup, params, ctx)
+        for z in zones:
+            z.rec = recorder
+
+    if cache is None:
+        run_hook()
+        return ctx
+    key = cache.key(scenario.path, params.as_json(), {"strict": strict, "driver": driver})
+    external = {"sim": ctx.sim, "recorder": recorder, "null": NULL_RECORDER}
+    loaded: RunContext = cache.run_setup(key, ctx, external, run_hook)
+    return loaded
 
 
 class _Discard:

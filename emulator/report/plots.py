@@ -478,24 +478,39 @@ def plot_sweep(
     run_dirs: Sequence[Path], x: str, y: str, path: Path
 ) -> tuple[Path, list[tuple[float, float]]]:
     """``y`` (a summary.json metric) against ``x`` (a run parameter) over ``run_dirs``; runs
-    with the same ``x`` (different seeds) are drawn as points and their mean as the line."""
+    with the same ``x`` (different seeds) are drawn as points and their mean as the line. A
+    folder holding ``sweep.json`` (``mmemu sweep``) gives one point per run of its table."""
     points: list[tuple[float, float]] = []
     for d in run_dirs:
-        summary = load_summary(d)
-        params = dict(summary.params)
-        params.setdefault("seed", summary.seed)
-        if x not in params:
-            raise KeyError(f"parameter {x!r} not in {d}/summary.json (have: {', '.join(params)})")
-        value = params[x]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            raise RunFolderError(f"{summary.path}: parameter {x!r} is not a number")
-        try:
-            metric = metric_of(summary.doc, y)
-        except KeyError:
-            raise KeyError(
-                f"metric {y!r} not in {summary.path} (have: {'; '.join(metric_keys(summary.doc))})"
-            ) from None
-        points.append((float(value), metric))
+        sweep = Path(d) / "sweep.json"
+        if sweep.is_file():  # a table from mmemu sweep: one summary per row
+            rows = json.loads(sweep.read_text(encoding="utf-8"))["runs"]
+            found = [
+                (
+                    f"{sweep} run {r['index']}",
+                    dict(r["summary"].get("params") or {}),
+                    r["summary"].get("seed"),
+                    r["summary"],
+                )
+                for r in rows
+            ]
+        else:
+            summary = load_summary(d)
+            found = [(str(summary.path), dict(summary.params), summary.seed, summary.doc)]
+        for where, params, seed, doc in found:
+            params.setdefault("seed", seed)
+            if x not in params:
+                raise KeyError(f"parameter {x!r} not in {where} (have: {', '.join(params)})")
+            value = params[x]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise RunFolderError(f"{where}: parameter {x!r} is not a number")
+            try:
+                metric = metric_of(doc, y)
+            except KeyError:
+                raise KeyError(
+                    f"metric {y!r} not in {where} (have: {'; '.join(metric_keys(doc))})"
+                ) from None
+            points.append((float(value), metric))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = np.asarray([p[0] for p in points])

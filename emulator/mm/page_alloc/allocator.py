@@ -173,7 +173,8 @@ class PageAllocator(PageFree):
             self.setup_pcp_cacheinfo(cpu)
         # setup_per_zone_wmarks -> zone_pcp_update, and
         # percpu_pagelist_high_fraction_sysctl_handler -> zone_set_pageset_high_and_batch
-        machine.wmark_observers.append(lambda _m: self.zone_pcp_update())
+        # (a bound method, not a closure: a machine after set-up pickles, emulator/setup_cache.py)
+        machine.wmark_observers.append(self._wmarks_changed)
         #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
@@ -206,6 +207,9 @@ class PageAllocator(PageFree):
                 high_max = high_min
             for cpu in self.cpus:
                 cpu.pcp[z.gidx].set_high_and_batch(high_min, high_max, batch)
+
+    def _wmarks_changed(self, _machine: Machine) -> None:
+        self.zone_pcp_update()
 
     def setup_pcp_cacheinfo(self, cpu: Cpu) -> None:
         """Models mm/page_alloc.c: setup_pcp_cacheinfo -> zone_pcp_update_cacheinfo for every
