@@ -227,7 +227,12 @@ def _corrupt_events(draw: Any, lines: list[bytes]) -> bytes:
         elif kind == "json":
             out.insert(i, json.dumps(draw(JSON)).encode() + b"\n")
         elif out and kind in ("field", "drop"):
-            ev = json.loads(out[i])
+            try:
+                ev = json.loads(out[i])
+            except ValueError:
+                continue  # a line an earlier step damaged: no fields to change
+            if not isinstance(ev, dict) or not ev:
+                continue
             key = draw(st.sampled_from(sorted(ev)))
             if kind == "drop":
                 del ev[key]
