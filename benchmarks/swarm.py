@@ -61,6 +61,7 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "sample": "500us",
         "seed": str(seed),
         "strategy": strategy,
+        "perturb": "on" if strategy != "fifo" and rng.random() < 0.5 else "off",
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
     if strategy != "fifo":
@@ -231,7 +232,7 @@ def main() -> int:
         print(
             f"{n:4d} {out['status']:<9s} {time.monotonic() - t0:6.1f}s {spec['scenario']:<16s}"
             f" cpus={p['cpus']} nodes={p['nodes']} mem={p['memory']} {p['strategy']}"
-            f" q={p['quantum']} knobs={len(p) - 8} checks={out.get('checks', '-')}"
+            f" q={p['quantum']} knobs={len(p) - 9} checks={out.get('checks', '-')}"
             f" {out.get('why', '')}",
             flush=True,
         )

@@ -446,17 +446,17 @@ def looks_like_path(name: str) -> bool:
 def find_scenario(name_or_path: str | None) -> Path:
     """A bundled scenario's name (``None``: ``default``) or a scenario file's path.
 
-    A bare name (no ``.py``, no ``/``) is always the bundled scenario of that name, even if a
-    file or folder of that name is in the current directory (a selftest binary called
-    ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
+    A bundled name (``default``, ``races/stolen_page``) is always the bundled scenario of that
+    name, even if a file or folder of that name is in the current directory (a selftest binary
+    called ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
     bundled scenario is a file of that name, if there is one.
     """
     if name_or_path is None:
         name_or_path = "default"
     bundled = bundled_scenarios()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
     if not looks_like_path(name_or_path):
-        if name_or_path in bundled:
-            return bundled[name_or_path]
         if Path(name_or_path).is_file():  # no bundled scenario of that name: the file
             return Path(name_or_path)
         raise ScenarioError(
