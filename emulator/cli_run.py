@@ -34,6 +34,7 @@ from emulator.explore.replay import (
     load_schedule,
     save_schedule,
 )
+from emulator.report.latency import LATENCY_FILE
 from emulator.report.results import KERNEL_FILES, print_summary, write_results
 from emulator.report.views import write_views
 from emulator.run.folder import FolderError, StagedFolder, describe_os_error
@@ -54,7 +55,7 @@ from emulator.setup_cache import default_cache
 __all__ = ["configure", "run"]
 
 #: files a run writes besides the kernel files
-RUN_FILES = ("events.jsonl", "summary.json", "schedule.json", "trace.json")
+RUN_FILES = ("events.jsonl", "summary.json", "schedule.json", "trace.json", LATENCY_FILE)
 
 #: the ``reason`` of a run stopped by a signal
 STOPPED_REASONS = frozenset(STOP_SIGNALS.values())
