@@ -19,7 +19,11 @@ Outcomes per folio, as the kernel has them:
   it is a permanent failure and stays on the list for ``putback_movable_pages``; a pinned page
   never moves;
 * no target (``compaction_alloc`` returned NULL): ``-ENOMEM`` ends the whole call, the rest
-  stay on the list.
+  stay on the list; the folio and the pass's retried folios count in ``pgmigrate_fail``
+  (migrate.c:1836-1849; in the sync modes' one-by-one phase the folio alone).
+
+The list is walked from its head, where ``isolate_migratepages_block``'s ``list_add`` put the
+last isolated folio (migrate.c:1625, 1733): the highest pfn moves first.
 
 ``pgmigrate_success`` / ``pgmigrate_fail`` count base pages; ``thp_migration_success`` /
 ``thp_migration_fail`` count PMD-order folios. Time: each copied folio charges

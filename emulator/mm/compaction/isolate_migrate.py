@@ -386,21 +386,24 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     ``[low_pfn, end_pfn)`` (one pageblock) onto ``cc.migratepages``.
 
     ``too_many_isolated``: -EAGAIN if this compaction already holds pages or is async, else
-    sleep 20 ms (``reclaim_throttle``) and test again. Per pfn, in units of 32: at the block
-    start a set skip bit aborts the block; free buddies and tails are passed over; compound
-    pages of order >= ``cc.order`` (except order -1) or >= pageblock order are skipped; a page
-    not on the LRU, pinned, unevictable without ``compact_unevictable_allowed`` or file-backed
-    without ``__GFP_FS`` fails; the rest are isolated. The first isolation takes the node's
-    ``lru_lock`` (``compact_lock_irqsave``: a failed trylock in async mode sets
+    ``reclaim_throttle`` (:func:`reclaim_throttle_isolated`) and test again. Per pfn, in units
+    of 32: at the block start a set skip bit aborts the block; free buddies and tails are passed
+    over; compound pages of order >= ``cc.order`` (except order -1) or >= pageblock order are
+    skipped; a page not on the LRU, pinned, unevictable without ``compact_unevictable_allowed``
+    or file-backed without ``__GFP_FS`` fails; the rest are isolated. The first isolation takes
+    the node's ``lru_lock`` (``compact_lock_irqsave``: a failed trylock in async mode sets
     ``cc.contended``) and test-and-sets the block's skip bit: if another compactor had set it,
     the block is abandoned (unless ``finish_pageblock``). Async direct compaction works per
     ``cc.order``-aligned sub-block (``skip_on_failure``): the first failure puts back what was
-    isolated and moves to the next sub-block; a fully isolated sub-block ends the scan. The scan
-    also stops at 32 isolated pages unless ``finish_pageblock`` or ``contended``. At the block
-    end with nothing isolated (or a finish_pageblock rescan) the skip bit is set and the cached
-    pfn moved. ``mitigation.skip_claim`` off (before e380bebe4771): no test-and-set claim, the
-    bit is set only at that block end; ``mitigation.async_contended_abort`` off: async mode
-    spins for ``lru_lock`` like sync and never records contention. Fires
+    isolated and moves to the next sub-block; a fully isolated sub-block ends the scan. A page
+    neither a free buddy nor an LRU folio (on a pcp list, in a compactor's ``freepages[]`` or
+    captured, reserved) is a failure. The scan also stops once ``cc.nr_migratepages`` reaches 32
+    *pages* (``folio_nr_pages`` added per folio) unless ``finish_pageblock`` or ``contended``;
+    each folio goes to the head of ``cc.migratepages`` (``list_add``). At the block end with
+    nothing isolated (or a finish_pageblock rescan) the skip bit is set and the cached pfn
+    moved. ``mitigation.skip_claim`` off (before e380bebe4771): no test-and-set claim, the bit
+    is set only at that block end; ``mitigation.async_contended_abort`` off: async mode spins
+    for ``lru_lock`` like sync and never records contention. Fires
     ``mm_compaction_isolate_migratepages``; counts ``compact_isolated``.
     Returns 0 or -EAGAIN.
     """
