@@ -32,6 +32,7 @@ from emulator.explore.replay import (
     load_schedule,
     save_schedule,
 )
+from emulator.mm.tracepoints import unmatched_globs
 from emulator.report.results import print_summary, write_results
 from emulator.report.views import write_views
 from emulator.runner import ScenarioHookError, Stopped, StopSignals, run_scenario
@@ -175,6 +176,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
                 scenario = from_proc(scenario, args.from_proc)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
+        if args.events is not None:
+            problem = unmatched_globs([g.strip() for g in args.events.split(",")])
+            if problem is not None:
+                raise UsageError(f"--events: {problem}")
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
+from emulator.cli import UsageError
 from emulator.cli_views import run_dir
+from emulator.mm.tracepoints import TRACEPOINTS, unmatched_globs
 from emulator.report.ftrace import write_ftrace
 from emulator.report.perfetto import read_events
 
@@ -29,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in args.event:
+        if name not in TRACEPOINTS:
+            problem = unmatched_globs([name]) or f"{name!r} is not a tracepoint"
+            raise UsageError(f"-e: {problem}")
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
     cpus = int(summary.get("params", {}).get("cpus", 1))

@@ -26,14 +26,20 @@ from pathlib import Path
 
 import attrs
 
+from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.mm.procfs.parse import parse_zoneinfo
+from emulator.mm.tracepoints import TRACEPOINTS
 from emulator.mm.vmstat import fragmentation_index
-from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
+from emulator.report.ftrace import _Tasks
 
 __all__ = ["Compaction", "compactions", "format_compactsnoop", "header"]
 
 #: bcc's zone_idx_to_str (x86-64)
 BCC_ZONES = {"DMA": "ZONE_DMA", "DMA32": "ZONE_DMA32", "Normal": "ZONE_NORMAL"}
+
+#: compact_zone's slice: mm_compaction_begin and the end event its declaration names
+_BEGIN = "mm_compaction_begin"
+_END = TRACEPOINTS[_BEGIN].role.end
 
 
 @attrs.frozen
@@ -97,9 +103,9 @@ def compactions(
         actor = e.get("actor") or ""
         if name == "mm_compaction_try_to_compact_pages" or name == "mm_compaction_kcompactd_wake":
             order_of[actor] = int(e.get("order", -1))
-        elif name == "mm_compaction_begin":
+        elif name == _BEGIN:
             begun[actor] = e
-        elif name == "mm_compaction_end" and actor in begun:
+        elif name == _END and actor in begun:
             b = begun.pop(actor)
             comm, pid, _cpu = tasks(actor)
             node, zname, wmin, wlow, whigh = zones.find(int(b.get("zone_start", -1)))

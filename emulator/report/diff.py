@@ -32,7 +32,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from emulator.report.ftrace import COMPACTION_STATUS
+from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
 
 __all__ = ["Side", "diff_sections", "load_side", "print_diff"]
