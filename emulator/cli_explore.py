@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from emulator.cli import UsageError
 from emulator.engine.strategy import MAX_DEPTH, MAX_SEED, PCT_DEFAULT_DEPTH
@@ -187,15 +195,6 @@ class _Bar:
         self._p: Any = None
         self._task: Any = None
         if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
             self._p = Progress(
                 TextColumn(what),
                 BarColumn(),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from emulator.cli import UsageError
-from emulator.cli_views import run_dir
+from emulator.cli_views import folder_errors, run_dir, warn_bad_lines
 from emulator.mm.tracepoints import TRACEPOINTS, unmatched_globs
 from emulator.report.ftrace import write_ftrace
-from emulator.report.perfetto import read_events
+from emulator.report.run_folder import EventLog, load_summary
 
 __all__ = ["configure", "run"]
 
@@ -36,16 +35,13 @@ def run(args: argparse.Namespace) -> int:
             problem = unmatched_globs([name]) or f"{name!r} is not a tracepoint"
             raise UsageError(f"-e: {problem}")
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
-    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-    cpus = int(summary.get("params", {}).get("cpus", 1))
-    try:
-        write_ftrace(
-            read_events(d / "events.jsonl"),
-            sys.stdout,
-            cpus,
-            ns=args.ns,
-            only=set(args.event) or None,
-        )
-    except BrokenPipeError:  # `mmemu trace RUN | head`
-        sys.stderr.close()
+    log = EventLog(d / "events.jsonl")
+    with folder_errors():
+        summary = load_summary(d)
+        try:
+            write_ftrace(log, sys.stdout, summary.cpus, ns=args.ns, only=set(args.event) or None)
+        except BrokenPipeError:  # `mmemu trace RUN | head`
+            sys.stderr.close()
+            return 0
+    warn_bad_lines("trace", log)
     return 0

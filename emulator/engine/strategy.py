@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence
+from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence, ReplayEnd
 
 if TYPE_CHECKING:
     from emulator.engine.actor import Actor
@@ -211,13 +211,23 @@ class Replay:
 
     name = "replay"
 
-    def __init__(self, decisions: Sequence[Sequence[int]], delays: bool = True) -> None:
+    def __init__(
+        self, decisions: Sequence[Sequence[int]], delays: bool = True, partial: bool = False
+    ) -> None:
         self._decisions = [(int(n), int(v)) for n, v in decisions]
         self._pos = 0
         self.delays = delays
+        #: the recording is of a run stopped early: running out of decisions is its end
+        #: (:class:`ReplayEnd`), not a divergence
+        self.partial = partial
 
     def _next(self, n: int, what: str) -> int:
         if self._pos >= len(self._decisions):
+            if self.partial:
+                raise ReplayEnd(
+                    f"replay: all {len(self._decisions)} recorded decisions made; the recorded "
+                    "run stopped here"
+                )
             raise ReplayDivergence(
                 f"replay: recording has {len(self._decisions)} decisions; {what} asked for one more"
             )

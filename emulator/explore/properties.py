@@ -53,6 +53,7 @@ __all__ = [
     "PropertyRun",
     "Violation",
     "async_compaction_within",
+    "failed_compactions_within",
     "hidden_block",
     "quiescent",
 ]
@@ -496,6 +497,37 @@ WATERMARK_HONOURED = Property(
     "comes back empty after the check)",
     check=_watermark_honoured,
 )
+
+
+def failed_compactions_within(limit: int) -> Property:
+    """``compaction_herd_bounded``: at most ``limit`` direct compactions (by CPUs) of one zone
+    scan it to the end and fail (``mm_compaction_end`` status ``complete`` or
+    ``partial_skipped``) in a run: a herd of compactors on a zone that has nothing to give
+    wastes that scanning over and over."""
+
+    def on_event(run: PropertyRun, ev: Event) -> Messages:
+        actor = ev.actor or "?"
+        if not actor.startswith("cpu") or ev.fields.get("status") not in (
+            "complete",
+            "partial_skipped",
+        ):
+            return ()
+        counts: dict[int, int] = run.state.setdefault("failed", {})
+        zone = int(ev.fields["zone_start"])
+        counts[zone] = counts.get(zone, 0) + 1
+        if counts[zone] == limit + 1:
+            return [
+                f"{actor}: the {limit + 1}th direct compaction of the zone at pfn {zone:#x} "
+                "scanned it to the end and failed"
+            ]
+        return ()
+
+    return Property(
+        "compaction_herd_bounded",
+        f"at most {limit} direct compactions of one zone scan it to the end and fail",
+        on_event=on_event,
+        events=("mm_compaction_end",),
+    )
 
 
 #: the properties ``--check`` may name besides a scenario's own

@@ -133,6 +133,17 @@ MITIGATIONS: dict[str, Mitigation] = {
             "v6.7 auto-tuning series",
         ),
         Mitigation(
+            "compaction_deferral",
+            "4f92e2586b43",
+            "mm: compaction: defer compaction using an exponential backoff when compaction fails",
+            "mm/compaction.c: defer_compaction, compaction_deferred (try_to_compact_pages, "
+            "kcompactd_do_work)",
+            "a zone whose sync compaction failed (COMPLETE or PARTIAL_SKIPPED) is skipped by the "
+            "next 1, 2, 4 .. 64 compaction attempts at that order or above",
+            "every direct compactor (and kcompactd) scans the zone again, however often it has "
+            "just failed",
+        ),
+        Mitigation(
             "proactive_backoff",
             "facdaa917c4d",
             "mm: proactive compaction",

@@ -85,15 +85,21 @@ def _normalise(path: str) -> str:
 def parse_writes(items: Iterable[Any]) -> tuple[Write, ...]:
     """``(time, path, value)`` or ``(time, path, value, cpu)`` items -> :class:`Write` tuples
     sorted by time (stable). ``time`` is int ns or a duration like ``"2s"``."""
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise WriteError(
+            f"writes must be a list of (time, path, value[, cpu]), not {type(items).__name__}"
+        )
     out = []
     for item in items:
         if isinstance(item, Write):
             out.append(item)
             continue
         if not isinstance(item, tuple | list) or len(item) not in (3, 4):
-            raise WriteError(f"write {item!r}: expected (time, path, value[, cpu])")
+            raise WriteError(f"write {item!r:.80}: expected (time, path, value[, cpu])")
         t = parse_duration(item[0])
-        cpu = int(item[3]) if len(item) == 4 else 0
+        cpu = item[3] if len(item) == 4 else 0
+        if isinstance(cpu, bool) or not isinstance(cpu, int):
+            raise WriteError(f"write {item!r:.80}: the cpu must be an integer, not {cpu!r:.20}")
         out.append(Write(t, _normalise(str(item[1])), str(item[2]).strip(), cpu))
     return tuple(sorted(out, key=lambda w: w.at_ns))
 

@@ -37,8 +37,10 @@ from emulator.workload import AllocClass, FreePattern, Phase, Workload
 
 
 def build(p):
-    if p.cpus < 2:
-        raise ValueError("pcp_hidden_block needs cpus >= 2 (CPU 0 probes, the others hide pages)")
+    if p.cpus <= p["probes"]:
+        raise ValueError(
+            f"{NAME} needs cpus > probes (CPUs 0..probes-1 probe, the others hide pages)"
+        )
     noop = AllocClass(0, "GFP_KERNEL")
     return Workload(
         [
@@ -47,10 +49,10 @@ def build(p):
                 [noop],
                 duration=0,
                 free_at_end=FreePattern("all"),
-                cpus=tuple(range(1, p.cpus)),
+                cpus=tuple(range(p["probes"], p.cpus)),
             )
         ],
-        idle_cpus=(0,),
+        idle_cpus=tuple(range(p["probes"])),
     )
 
 
@@ -68,7 +70,7 @@ def setup(p, ctx):
         else:
             free_k_of_n(zone, 1, 2, owner=OWNER_UNMOVABLE)
     big = max(pa.zones, key=lambda z: z.managed_pages)
-    givers = ctx.programs[1:]
+    givers = ctx.programs[p["probes"] :]
     given = 0
     for block in big.pageblock_range():
         base = block * 512
@@ -86,16 +88,23 @@ def actors(p, ctx):
     pa = ctx.allocator
     sim = ctx.sim
 
-    async def probe():
-        await sim.delay(p["probe_at"])
-        pfn = await pa.alloc_pages(pa.cpus[0], p["order"], GFP_KERNEL)
-        ctx.findings["probe"] = {"pfn": pfn}
+    got = ctx.findings.setdefault("probe", {"ok": 0, "failed": 0})
 
-    return [("cpu0-probe", probe)]
+    def probe(cpu):
+        async def run():
+            await sim.delay(p["probe_at"])
+            pfn = await pa.alloc_pages(cpu, p["order"], GFP_KERNEL)
+            got["ok" if pfn >= 0 else "failed"] += 1
 
+        return run
+
+    return [(f"cpu{c.id}-probe", probe(c)) for c in pa.cpus[: p["probes"]]]
+
+
+NAME = "pcp_hidden_block"
 
 SCENARIO = Scenario(
-    "pcp_hidden_block",
+    NAME,
     "an order-9 GFP_KERNEL allocation fails while whole blocks hide on remote pcp lists, unless "
     "the slow path drains them after reclaim",
     build,
@@ -103,7 +112,8 @@ SCENARIO = Scenario(
     params={
         "regions": Param(2, "pageblocks whose odd pages are freed to pcp lists", 1, 1 << 20),
         "order": Param(9, "order of the probing allocation", 1, 10),
-        "probe_at": Param("1ms", "when CPU 0 probes", 0, 3600 * 10**9, "duration"),
+        "probe_at": Param("1ms", "when the probing CPUs ask", 0, 3600 * 10**9, "duration"),
+        "probes": Param(1, "CPUs that ask for a block at probe_at (CPUs 0..probes-1)", 1, 255),
     },
     setup=setup,
     actors=actors,

@@ -200,11 +200,13 @@ def compaction_ops(pa: PageAllocator) -> CompactionOps:
         C.reset_isolation_suitable(node.zones)
 
     events = pa.vm_events
+    # 4f92e2586b43 (mitigation.compaction_deferral): off, kcompactd never defers a zone
+    deferral = pa.machine.mitigations.on("compaction_deferral")
     return CompactionOps(
         compact_zone=compact_zone,
         suitable=suitable,
-        deferred=C.compaction_deferred,
-        defer=C.defer_compaction,
+        deferred=C.compaction_deferred if deferral else lambda _z, _o: False,
+        defer=C.defer_compaction if deferral else lambda _z, _o: None,
         defer_reset=lambda z, o: C.compaction_defer_reset(z, o, False),
         reset_isolation_suitable=reset,
         pages_migrated=lambda: events["pgmigrate_success"],
