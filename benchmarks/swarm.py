@@ -52,7 +52,7 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         f"{rng.choice([4224, 4608])}M" if nodes == 2 else f"{rng.choice([128, 256, 512, 1024])}M"
     )
     seed = rng.randrange(1 << 32)
-    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed % 1000},{rng.randint(1, 5)})"])
+    strategy = rng.choice(["fifo", "random", "pct", f"pct({seed},{rng.randint(1, 5)})"])
     params: dict[str, Any] = {
         "memory": memory,
         "nodes": str(nodes),
@@ -61,8 +61,11 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "sample": "500us",
         "seed": str(seed),
         "strategy": strategy,
+        "perturb": "on" if strategy != "fifo" and rng.random() < 0.5 else "off",
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
+    if strategy != "fifo":
+        params["perturb"] = rng.choice(["true", "false"])
     for spec in TUNABLES.values():
         if not spec.name.startswith(PARAM_PREFIX) and rng.random() < 0.3:
             params[spec.name] = _sysctl_value(rng, spec)
@@ -229,7 +232,7 @@ def main() -> int:
         print(
             f"{n:4d} {out['status']:<9s} {time.monotonic() - t0:6.1f}s {spec['scenario']:<16s}"
             f" cpus={p['cpus']} nodes={p['nodes']} mem={p['memory']} {p['strategy']}"
-            f" q={p['quantum']} knobs={len(p) - 8} checks={out.get('checks', '-')}"
+            f" q={p['quantum']} knobs={len(p) - 9} checks={out.get('checks', '-')}"
             f" {out.get('why', '')}",
             flush=True,
         )

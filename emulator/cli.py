@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compactsnoop": ("emulator.cli_compactsnoop", "one line per compaction, like bcc's"),
     "plot": ("emulator.cli_plot", "PNG plots of a run, or a metric against a parameter"),
     "diff": ("emulator.cli_diff", "two runs (or a run and a saved /proc) side by side"),
+    "latency": ("emulator.cli_latency", "where a run's allocation latency went, per part"),
 }
 
 

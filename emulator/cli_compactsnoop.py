@@ -18,7 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-e",
         "--extended_fields",
         action="store_true",
-        help="also FRAGIDX MIN LOW HIGH FREE (as bcc's -e)",
+        help="also FRAGIDX MIN LOW HIGH FREE (as bcc's -e, but MIN/LOW/HIGH are the zone's "
+        "end-of-run watermarks, FRAGIDX is over all zones and FREE node-wide, sampled before "
+        "the compaction)",
     )
     parser.add_argument("-T", "--timestamp", action="store_true", help="include a TIME(s) column")
 

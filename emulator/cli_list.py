@@ -28,25 +28,27 @@ __all__ = ["configure", "run"]
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params",
+        nargs="?",
+        const="default",
         metavar="SCENARIO",
-        help="list one scenario's parameters, the sysctls and the costs with their ranges",
+        help="list one scenario's parameters (default: the default scenario), the sysctls and "
+        "the costs with their ranges",
     )
 
 
 def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)
-    return console
+    """The terminal's width, or $COLUMNS, or 80 columns when the output is not a terminal."""
+    return Console(highlight=False)
 
 
 def _params(name: str) -> None:
     scenario = load_scenario(find_scenario(name))
     console = _console()
     console.print(f"{scenario.name}: {scenario.summary}")
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("parameter", "default", "valid", "meaning"):
-        table.add_column(col)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("parameter", no_wrap=True)
+    for col in ("default", "valid", "meaning"):
+        table.add_column(col, overflow="fold")
     for pname, p in scenario.param_specs().items():
         table.add_row(pname, str(p.default), p.describe_range(), p.help)
     for t in TUNABLES.values():

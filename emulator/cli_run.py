@@ -44,6 +44,7 @@ from emulator.scenario import (
     PROC_FILES,
     Scenario,
     ScenarioError,
+    bundled_scenarios,
     find_scenario,
     from_proc,
     is_bundled,
@@ -93,15 +94,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from-proc",
         metavar="DIR",
-        help="start from a real machine's state: DIR holds buddyinfo, pagetypeinfo, zoneinfo",
+        help="start from a real machine's state: DIR holds buddyinfo (needed), pagetypeinfo "
+        "and zoneinfo (optional); meminfo and vmstat are not read, memory and nodes come "
+        "from the files and the scenario's own set-up is skipped",
     )
     parser.add_argument(
         "--replay",
         metavar="SCHEDULE",
-        help="replay a schedule.json from an earlier run exactly (its scenario and params)",
+        help="replay a schedule.json from an earlier run exactly (its scenario and params; "
+        "the scenario file is found where it was recorded, else beside the schedule)",
     )
     parser.add_argument("--no-events", action="store_true", help="do not record events.jsonl")
-    parser.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="do not write trace.json (trace-only events that --events selects are still "
+        "recorded in events.jsonl)",
+    )
     parser.add_argument(
         "--trace-locks",
         choices=("zone", "contended", "all"),
@@ -296,7 +305,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
             schedule = load_schedule(args.replay)
             if overrides or args.from_proc:
                 raise UsageError("--replay takes the scenario's parameters from the schedule")
-            where = args.scenario or schedule.scenario_path or schedule.scenario
+            where = args.scenario or _replay_scenario(schedule)
             path = find_scenario(where)
             check_schedule(schedule, str(path))
             scenario = load_scenario(path)
@@ -313,6 +322,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
                         "the saved /proc files"
                     )
                 scenario = from_proc(scenario, args.from_proc)
+                if not args.quiet:
+                    print(_from_proc_note(Path(args.from_proc)), file=sys.stderr)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
         if args.events is not None:
@@ -324,6 +335,49 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
     except ValueError as exc:
         raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
     return scenario, params, schedule
+
+
+def _from_proc_note(proc: Path) -> str:
+    """What --from-proc took from DIR, and what it did not (one line on stderr)."""
+    names = ("buddyinfo", "pagetypeinfo", "zoneinfo")
+    read = [n for n in names if (proc / n).is_file()]
+    ignored = [n for n in ("meminfo", "vmstat") if (proc / n).is_file()]
+    note = f"mmemu run: --from-proc {proc}: machine from {', '.join(read)}"
+    if ignored:
+        note += f" ({', '.join(ignored)} not read)"
+    return note + "; the scenario's set-up skipped"
+
+
+def _replay_scenario(schedule: Any) -> str:
+    """The scenario a schedule names: its file as recorded (absolute since this version;
+    relative to where the run was started before), else relative to the schedule's folder or
+    beside it, else its bundled name."""
+    sp = schedule.scenario_path
+    if sp is None:
+        return str(schedule.scenario)
+    recorded = Path(sp)
+    if recorded.is_file():
+        return sp
+    base = Path(schedule.path).parent
+    for candidate in (base / recorded, base / recorded.name):
+        if not recorded.is_absolute() and candidate.is_file():
+            return str(candidate)
+    if (base / recorded.name).is_file():
+        return str(base / recorded.name)
+    if schedule.scenario in bundled_scenarios() and recorded.name == f"{schedule.scenario}.py":
+        return str(schedule.scenario)
+    raise ScenarioError(
+        f"--replay: the schedule's scenario file {sp!r} is neither here nor beside "
+        f"{schedule.path}; name it: mmemu run FILE --replay {schedule.path}"
+    )
+
+
+def _selects_trace_only(events: str | None) -> bool:
+    """Whether an ``--events`` filter selects any event recorded only for the trace."""
+    from emulator.report.trace_capture import TRACE_ONLY
+
+    selected = compile_event_filter(events)
+    return selected is not None and any(selected(e) for e in TRACE_ONLY)
 
 
 def _from_saved_proc(scenario: Scenario, files: dict[str, str]) -> Scenario:
@@ -417,6 +471,10 @@ def _run(
     out = staged.path
     progress = Progress(enabled=sys.stderr.isatty() and not args.quiet)
     events = None if args.no_events else out / "events.jsonl"
+    write_trace = not (args.no_trace or args.no_events)
+    # --events selecting trace-only events (lock contention, mmemu_* markers) records them in
+    # events.jsonl even with --no-trace: the run emits them, trace.json is just not written
+    emit_trace_events = write_trace or (events is not None and _selects_trace_only(args.events))
     try:
         with progress:
             result = run_scenario(
@@ -429,7 +487,7 @@ def _run(
                 strict=args.strict,
                 stop=stop,
                 stage=lambda name: _enter(stop, progress, name),
-                trace=not (args.no_trace or args.no_events),
+                trace=emit_trace_events,
                 events_filter=args.events,
                 driver=args.driver,
                 trace_locks=args.trace_locks,
@@ -464,7 +522,7 @@ def _run(
         write_results(result, out)
         write_views(
             out,
-            trace=not (args.no_trace or args.no_events),
+            trace=write_trace,
             plots=args.plots,
             capture=result.ctx.trace,
         )
@@ -472,7 +530,7 @@ def _run(
             out / "schedule.json",
             result.ctx.sim,
             scenario.name,
-            scenario.path,
+            str(Path(scenario.path).resolve()) if scenario.path else None,
             params.as_json(),
             events=events,
             stopped=_stopped(result, events),
@@ -533,10 +591,14 @@ def _run(
     elif result.violations:
         v = result.violations[0]
         msg = " ".join(v.message.split())[:300]
+        if schedule is not None:
+            again = f"--replay {shlex.quote(str(args.replay))}"
+        else:
+            again = f"--seed {params.seed} --strategy {shlex.quote(str(params['strategy']))}"
+            again += " --perturb" if params["perturb"] else ""
         print(
             f"mmemu run: property {v.property} violated at t={v.time_ns} ns: {msg} "
-            f"({len(result.violations)} violation(s); rerun with --seed {params.seed} "
-            f"--strategy {shlex.quote(str(params['strategy']))})",
+            f"({len(result.violations)} violation(s); rerun with {again})",
             file=sys.stderr,
         )
         status = 1

@@ -10,6 +10,7 @@ from emulator.cli_views import folder_errors, run_dir, warn_bad_lines
 from emulator.mm.tracepoints import TRACEPOINTS, unmatched_globs
 from emulator.report.ftrace import write_ftrace
 from emulator.report.run_folder import EventLog, load_summary
+from emulator.report.trace_capture import TRACE_ONLY
 
 __all__ = ["configure", "run"]
 
@@ -36,12 +37,28 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"-e: {problem}")
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     log = EventLog(d / "events.jsonl")
+    seen: set[str] = set()
     with folder_errors():
         summary = load_summary(d)
         try:
-            write_ftrace(log, sys.stdout, summary.cpus, ns=args.ns, only=set(args.event) or None)
+            write_ftrace(
+                log,
+                sys.stdout,
+                summary.cpus,
+                ns=args.ns,
+                only=set(args.event) or None,
+                seen=seen,
+            )
         except BrokenPipeError:  # `mmemu trace RUN | head`
             sys.stderr.close()
             return 0
     warn_bad_lines("trace", log)
+    missing = [e for e in dict.fromkeys(args.event) if e not in seen]
+    unknown = [e for e in missing if e not in TRACEPOINTS and e not in TRACE_ONLY]
+    if unknown:
+        raise UsageError(
+            f"-e {unknown[0]!r}: no such event (this run recorded: {', '.join(sorted(seen))})"
+        )
+    for e in missing:
+        print(f"mmemu trace: no {e} events in this run", file=sys.stderr)
     return 0

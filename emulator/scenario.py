@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -413,6 +414,11 @@ def _scenario_dirs() -> list[Path]:
     return [here / "scenarios", here.parent / "scenarios"]
 
 
+#: the race catalogue's folder among the bundled scenarios; its scenarios are ``races/NAME``
+RACES_DIR = "races"
+_CATALOGUE_NAME = re.compile(rf"{RACES_DIR}/[A-Za-z0-9_]+")
+
+
 def bundled_scenarios() -> dict[str, Path]:
     """Name -> file of every bundled scenario (the package's, then the source tree's); the
     race catalogue's as ``races/NAME``."""
@@ -422,32 +428,35 @@ def bundled_scenarios() -> dict[str, Path]:
             for f in sorted(d.glob("*.py")):
                 if not f.name.startswith("_"):
                     found.setdefault(f.stem, f)
-            for f in sorted(d.glob("races/*.py")):  # the race catalogue: races/NAME
+            for f in sorted(d.glob(f"{RACES_DIR}/*.py")):  # the race catalogue: races/NAME
                 if not f.name.startswith("_"):
-                    found.setdefault(f"races/{f.stem}", f)
+                    found.setdefault(f"{RACES_DIR}/{f.stem}", f)
     return found
 
 
 def looks_like_path(name: str) -> bool:
     """A scenario argument that names a file, not a bundled scenario: it has a ``.py``
-    suffix or a directory part (``./default``, ``dir/x``)."""
+    suffix or a directory part (``./default``, ``dir/x``), other than the race catalogue's
+    ``races/NAME``."""
+    if _CATALOGUE_NAME.fullmatch(name):
+        return False
     return name.endswith(".py") or "/" in name or name.startswith((".", "~"))
 
 
 def find_scenario(name_or_path: str | None) -> Path:
     """A bundled scenario's name (``None``: ``default``) or a scenario file's path.
 
-    A bare name (no ``.py``, no ``/``) is always the bundled scenario of that name, even if a
-    file or folder of that name is in the current directory (a selftest binary called
-    ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
+    A bundled name (``default``, ``races/stolen_page``) is always the bundled scenario of that
+    name, even if a file or folder of that name is in the current directory (a selftest binary
+    called ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
     bundled scenario is a file of that name, if there is one.
     """
     if name_or_path is None:
         name_or_path = "default"
     bundled = bundled_scenarios()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
     if not looks_like_path(name_or_path):
-        if name_or_path in bundled:
-            return bundled[name_or_path]
         if Path(name_or_path).is_file():  # no bundled scenario of that name: the file
             return Path(name_or_path)
         raise ScenarioError(

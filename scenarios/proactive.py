@@ -102,7 +102,7 @@ SCENARIO = Scenario(
             10.0, "huge-page allocations per second per CPU after the warm-up", 0.001, 1_000_000.0
         ),
         "warmup": Param(
-            600_000_000, "ns of light order-0 work before the demand starts", 0, 3600 * 10**9
+            "600ms", "light order-0 work before the demand starts", 0, 3600 * 10**9, "duration"
         ),
     },
     setup=setup,

@@ -21,6 +21,10 @@ What each defrag mode does with a THP fault (mm/huge_memory.c: vma_thp_gfp_mask)
 * ``madvise`` (the default): direct for MADV_HUGEPAGE regions, else fall back without waking;
 * ``never``: GFP_TRANSHUGE_LIGHT, no reclaim, no compaction, no wake-ups.
 
+``start`` delays the storm: with ``--set start=600ms`` it begins after kcompactd's first
+proactive check (500 ms), so ``vm.compaction_proactiveness`` 0 and 20 give different machines
+to fault on.
+
 Try::
 
     mmemu run thp_fault_storm --set transparent_hugepage.defrag=always --set cpus=4
@@ -70,6 +74,8 @@ def actors(p, ctx):
 
     def thread(cpu):
         async def run():
+            if p["start"]:
+                await sim.delay(p["start"])  # the machine idles (its trickle) until then
             for _ in range(per_thread):
                 await sim.sync()
                 t0 = sim.current.now
@@ -127,6 +133,14 @@ SCENARIO = Scenario(
         "madvise": Param(True, "the faulting region is MADV_HUGEPAGE"),
         "free": Param(
             0.1, "share of the anonymous base pages unmapped again before the run", 0.0, 1.0
+        ),
+        "start": Param(
+            "0ms",
+            "when the threads start faulting (after kcompactd's first proactive check at "
+            "500 ms: 600ms)",
+            0,
+            3600 * 10**9,
+            "duration",
         ),
     },
     setup=setup,

@@ -21,12 +21,14 @@ class Actor:
 
     ``now`` is its own virtual clock. ``spin_ns`` is time it spent spinning on locks (its CPU
     busy), ``sleep_ns`` time it slept on wait queues (its CPU idle). ``data`` is free for the
-    model (e.g. the CPU number).
+    model (e.g. the CPU number); so is ``clock``, the model's time accounting for the work the
+    actor is doing (the engine never reads it).
     """
 
     __slots__ = (
         "blocked_on",
         "blocked_since",
+        "clock",
         "coro",
         "crash",
         "daemon",
@@ -65,6 +67,8 @@ class Actor:
         #: the watchdog: ``2 * clock`` at the last engine step and the steps made at it
         self.stall_key = -1
         self.stall_n = 0
+        #: the model's per-actor time accounting (e.g. an allocation's latency parts), or None
+        self.clock: Any = None
 
     def __repr__(self) -> str:
         return f"<Actor {self.name} t={self.now} {self.state}>"

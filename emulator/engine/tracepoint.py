@@ -51,6 +51,8 @@ class TraceEvent:
     printk: str
     render: Callable[[Mapping[str, Any]], str] | None = None
     role: Role = Role()
+    #: False for a kernel tracepoint the model never fires (kept so its name is known)
+    emitted: bool = True
 
     @property
     def field_names(self) -> tuple[str, ...]:

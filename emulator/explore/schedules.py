@@ -40,7 +40,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -62,6 +62,7 @@ __all__ = [
     "RunSpec",
     "ShrinkResult",
     "available_checks",
+    "ddmin",
     "default_checks",
     "is_default",
     "non_default",
@@ -321,6 +322,42 @@ class ShrinkResult:
     runs: int
 
 
+T = TypeVar("T")
+
+
+def ddmin(items: Sequence[T], first_failing: Callable[[list[list[T]]], int | None]) -> list[T]:
+    """Delta debugging's ddmin (Zeller and Hildebrandt, TSE 2002): a 1-minimal sublist of
+    ``items`` that still fails.
+
+    ``first_failing(candidates)`` tests a round's candidate sublists (it may run them at once)
+    and returns the index of the first that fails, or None (also when it will test no more).
+    ``items`` itself is assumed to fail. The empty list is tried first; then, at granularity
+    ``n``, the ``n`` chunks and (for ``n > 2``) their complements.
+    """
+    current = list(items)
+    if first_failing([[]]) == 0:
+        return []
+    n = 2
+    while len(current) >= 2:
+        size = len(current)
+        chunks = [current[i * size // n : (i + 1) * size // n] for i in range(n)]
+        chunks = [c for c in chunks if c]
+        i = first_failing(chunks)
+        if i is not None:
+            current, n = chunks[i], 2
+            continue
+        if n > 2:
+            complements = [[x for x in current if x not in c] for c in chunks]
+            i = first_failing(complements)
+            if i is not None:
+                current, n = complements[i], max(n - 1, 2)
+                continue
+        if n >= size:
+            break
+        n = min(size, 2 * n)
+    return current
+
+
 def _candidate(decisions: Sequence[Decision], keep: Iterable[int]) -> tuple[Decision, ...]:
     kept = set(keep)
     return tuple(d if i in kept or is_default(d) else (d[0], 0) for i, d in enumerate(decisions))
@@ -351,7 +388,9 @@ def shrink(
             base, strategy="guided", decisions=_candidate(decisions, keep), events_path=None
         )
 
-    def first_violating(cands: list[list[int]]) -> tuple[list[int], Outcome] | None:
+    found_runs: list[Outcome] = []
+
+    def first_violating(cands: list[list[int]]) -> int | None:
         nonlocal runs
         cands = cands[: max(0, max_runs - runs)]
         if not cands:
@@ -360,39 +399,19 @@ def shrink(
         results = dict(run_many(run_schedule, [spec_for(c) for c in cands], jobs=jobs))
         if progress is not None:
             progress(runs)
-        for i, cand in enumerate(cands):
+        for i in range(len(cands)):
             out = results[i]
             if not isinstance(out, ItemError) and target in out.signatures:
-                return cand, out
+                found_runs.append(out)
+                return i
         return None
 
-    current = non_default(decisions)
-    best: Outcome | None = None
-    # first: does the violation need any non-default decision at all?
-    hit = first_violating([[]])
-    if hit is not None:
-        current, best = hit
-    n = 2
-    while len(current) >= 2 and runs < max_runs:
-        size = len(current)
-        chunks = [current[i * size // n : (i + 1) * size // n] for i in range(n)]
-        chunks = [c for c in chunks if c]
-        hit = first_violating(chunks)
-        if hit is not None:
-            current, best = hit
-            n = 2
-            continue
-        complements = [[p for p in current if p not in set(c)] for c in chunks] if n > 2 else []
-        hit = first_violating(complements)
-        if hit is not None:
-            current, best = hit
-            n = max(n - 1, 2)
-            continue
-        if n >= size:
-            break
-        n = min(size, 2 * n)
-    if best is None:
-        # nothing smaller violates: rerun the schedule as found, to record it exactly
+    current = ddmin(non_default(decisions), first_violating)
+    # the last candidate that violated is ``current``'s run; none did: rerun the schedule as
+    # found, to record it exactly as the engine makes it
+    if found_runs:
+        best = found_runs[-1]
+    else:
         runs += 1
         best = run_schedule(spec_for(current))
     # the run as the engine made it (strict replay), with its own non-default count

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from emulator.engine import SpinLock
+    from emulator.mm.alloc_latency import AllocClock
     from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
     from emulator.mm.page_alloc.buddy import Zone
 
@@ -181,7 +182,9 @@ class ZoneLockHold:
         "_bounce_cost",
         "_bounces",
         "_buddy_step",
+        "_clock",
         "_lock_cost",
+        "_resume",
         "_steps",
         "charge",
         "site",
@@ -199,6 +202,9 @@ class ZoneLockHold:
         self._buddy_step = buddy_step
         self._bounces = 0
         self._steps = 0
+        #: the allocating actor's latency accumulators (emulator.mm.alloc_latency), if timed
+        self._clock: AllocClock | None = None
+        self._resume = 0
 
     def _taken(self) -> None:
         zone = self.zone
@@ -207,10 +213,27 @@ class ZoneLockHold:
         self._steps = zone.buddy_steps
 
     async def acquire(self) -> ZoneLockHold:
-        """spin_lock_irqsave(&zone->lock)."""
-        lock = self.zone.lock
+        """spin_lock_irqsave(&zone->lock). A wait is noted in the zone's ``lock_waits`` (start,
+        ns) and, in a timed allocation, booked as ``zone_lock_wait``."""
+        zone = self.zone
+        lock = zone.lock
         self._bounces = lock.stats.acq_bounces
+        me = lock.sim._current
+        assert me is not None
+        clk = me.clock
+        if clk is not None and clk.active:
+            self._clock = clk
+            self._resume = clk.lock_wait(me)
+        else:
+            clk = None
+        spun = me.spin_ns
         await lock.acquire(self.site)
+        wait = me.spin_ns - spun
+        if wait:
+            zone.lock_waits.append(me.now - wait)
+            zone.lock_waits.append(wait)
+        if clk is not None:
+            clk.lock_taken(self._resume, me)
         self._taken()
         return self
 
@@ -220,6 +243,13 @@ class ZoneLockHold:
         self._bounces = lock.stats.acq_bounces
         if not lock.try_acquire_now(self.site):
             return False
+        me = lock.sim._current
+        assert me is not None
+        clk = me.clock
+        if clk is not None and clk.active:
+            self._clock = clk
+            self._resume = clk.part
+            clk.lock_taken(self._resume, me)
         self._taken()
         return True
 
@@ -228,6 +258,11 @@ class ZoneLockHold:
         zone = self.zone
         await zone.lock.sim.delay(self.charge + (zone.buddy_steps - self._steps) * self._buddy_step)
         zone.lock.release()
+        clk = self._clock
+        if clk is not None:
+            me = zone.lock.sim._current
+            assert me is not None
+            clk.switch(self._resume, me)
 
     async def __aenter__(self) -> ZoneLockHold:
         return await self.acquire()
@@ -235,5 +270,6 @@ class ZoneLockHold:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             self.zone.lock.release()  # an error under the lock: release, charge nothing
+            self._clock = None
             return
         await self.unlock()

@@ -17,6 +17,7 @@ merge step, so callers can charge virtual time per step.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -123,6 +124,9 @@ class ZoneBase:
         self.gidx = -1
         """Index in the allocator's ``zones`` (and every CPU's ``pcp``); -1 until :meth:`bind`."""
         self.lock_or_none: SpinLock | None = None
+        self.lock_waits = array("q")
+        """The emulator's record of every wait for ``zone->lock``: flat (start ns, wait ns)
+        pairs (not a struct zone field; the plots and ``mmemu latency`` read it)."""
         """``zone->lock``, or None for a bare zone (synchronous unit tests)."""
         self.pgalloc_key = "pgalloc_" + self.name.lower()
         """The /proc/vmstat event this zone's allocations count under (pgalloc_<zone>)."""

@@ -8,13 +8,25 @@ tracepoint of the same task and prints::
 and with ``-e`` also ``FRAGIDX MIN LOW HIGH FREE`` between MODE and LAT(ms). This module
 reads the same two events from ``events.jsonl``. The order is the one of the task's last
 ``mm_compaction_try_to_compact_pages`` (direct compaction) or ``mm_compaction_kcompactd_wake``
-(kcompactd; -1 for proactive compaction, as ``cc->order`` is then). The zone is the one whose
-``start_pfn`` (from the run's zoneinfo) equals the event's ``zone_start``. MIN, LOW and HIGH are
-the zone's watermarks from that zoneinfo (the end of the run: they only move with boosts).
-FRAGIDX and FREE come from the event when it carries ``fragindex`` / ``free`` fields; otherwise
-FRAGIDX is mm/vmstat.c: fragmentation_index for the order over the sampler's free lists nearest
-before the compaction (all zones together) and FREE is the sampled nr_free_pages — an
-approximation bcc does not need, said here so nobody mistakes it for the instant's value.
+since kcompactd last slept (kcompactd_do_work); a kcompactd pass with no wake-up since its
+last ``mm_compaction_kcompactd_sleep`` is proactive and prints -1, as ``cc->order`` is then
+(compact_node). The zone is the one whose ``start_pfn`` (from the run's zoneinfo) equals the
+event's ``zone_start``.
+
+The ``-e`` columns differ from bcc's, which reads them from the compacting zone at the instant
+(bcc kprobes ``compaction_suitable``/``fragmentation_index`` and ``zone->_watermark``,
+``zone_page_state(zone, NR_FREE_PAGES)``):
+
+* MIN, LOW, HIGH: this zone's watermarks, but from the run's zoneinfo, so at the end of the
+  run (they only move with ``watermark_boost``, which zoneinfo does not include);
+* FRAGIDX: from the event when it carries ``fragindex``; otherwise mm/vmstat.c:
+  fragmentation_index for the order over the sampler's free lists nearest before the
+  compaction, of **all zones together** (not this zone); 0.000 for a proactive pass (order -1
+  has no index);
+* FREE: from the event when it carries ``free``; otherwise the sampled ``nr_free_pages`` of the
+  **whole node** nearest before the compaction, not this zone's at the instant.
+
+An approximation bcc does not need, said here so nobody mistakes it for the instant's value.
 """
 
 from __future__ import annotations
@@ -140,6 +152,10 @@ def _one(
     actor = e.get("actor") or ""
     if name == "mm_compaction_try_to_compact_pages" or name == "mm_compaction_kcompactd_wake":
         order_of[actor] = int(e.get("order", -1))
+    elif name == "mm_compaction_kcompactd_sleep":
+        # a wake-up's order is served before kcompactd sleeps again: a pass after this
+        # sleep without a new wake is proactive (compact_node: cc.order = -1)
+        order_of[actor] = -1
     elif name == _BEGIN:
         int(e.get("zone_start", -1))  # checked here, where the bad line is known
         begun[actor] = e

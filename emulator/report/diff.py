@@ -12,6 +12,8 @@ machine's ``/proc`` files (``buddyinfo``, and optionally ``pagetypeinfo``, ``zon
   also the counters accumulated during the run (``vmstat_delta``);
 * **allocations** — per order: attempts, failures, pcp hits and latency percentiles (runs);
 * **lock_stat** — per lock class: contentions, wait and hold times (runs);
+* **latency parts** — per order, each part's share of the total allocation latency
+  (:mod:`emulator.report.latency`), A beside B;
 * **compaction** — the ``compact_*`` counters and ``mm_compaction_end`` statuses.
 
 Every row shows A, B and B−A; rows that differ carry ``*`` in the first column. A real
@@ -33,6 +35,7 @@ from rich.table import Table
 
 from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
+from emulator.report.latency import diff_rows
 from emulator.report.run_folder import EventLog, RunFolderError, load_summary
 
 __all__ = ["Side", "diff_sections", "load_side", "print_diff"]
@@ -165,9 +168,13 @@ def _alloc_rows(side: Side) -> dict[str, Value]:
 
 def _lock_rows(side: Side) -> dict[str, Value]:
     out: dict[str, Value] = {}
+    # counts as they are; times in µs with 2 decimals, as /proc/lock_stat prints them
     for name, s in (side.summary.get("lock_stat") or {}).items():
-        for k in ("contentions", "waittime-total", "waittime-max", "acquisitions", "holdtime-avg"):
+        for k in ("contentions", "acquisitions"):
             out[f"{name} {k}"] = s.get(k)
+        for k in ("waittime-total", "waittime-max", "holdtime-avg"):
+            v = s.get(k)
+            out[f"{name} {k} (µs)"] = None if v is None else round(v / 1000, 2)
     return out
 
 
@@ -205,23 +212,32 @@ def diff_sections(a: Side, b: Side) -> dict[str, list[Row]]:
     if "run" in (a.kind, b.kind):
         out["allocations"] = _pair(_alloc_rows(a), _alloc_rows(b))
         out["lock_stat"] = _pair(_lock_rows(a), _lock_rows(b))
+        out["latency parts"] = [(k, va, vb) for k, va, vb in diff_rows(a.summary, b.summary)]
     out["compaction"] = _pair(_compaction_rows(a), _compaction_rows(b))
     return {k: v for k, v in out.items() if v}
 
 
-def _fmt(v: Value) -> str:
+def _fmt(v: Value, key: str = "") -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.2f}"
+        return f"{v:.3f}" if "fragindex" in key else f"{v:.2f}"
     return str(v)
 
 
-def _delta(a: Value, b: Value) -> str:
+#: rows whose change is shown as a plain difference, never as a percentage: an index on a fixed
+#: scale (extfrag_index: -1.000 = enough free memory, 0 .. 1 = lack of memory .. fragmentation)
+#: and values that already are percentages
+_NO_PERCENT = ("fragindex", "share %", "failure %")
+
+
+def _delta(a: Value, b: Value, key: str = "") -> str:
     if isinstance(a, int | float) and isinstance(b, int | float):
         d = b - a
         if d == 0:
             return "0"
+        if any(tag in key for tag in _NO_PERCENT):
+            return f"{d:+.3f}" if "fragindex" in key else f"{d:+.2f}"
         pct = f" ({100 * d / a:+.0f}%)" if a else ""
         return (f"{d:+.2f}" if isinstance(d, float) else f"{d:+d}") + pct
     return "" if a == b else "≠"
@@ -254,9 +270,9 @@ def print_diff(a: Side, b: Side, console: Console, only_diff: bool = False) -> i
             table.add_row(
                 "*" if d else "",
                 key,
-                _fmt(va),
-                _fmt(vb),
-                _delta(va, vb),
+                _fmt(va, key),
+                _fmt(vb, key),
+                _delta(va, vb, key),
                 style="bold" if d else None,
             )
             shown += 1

@@ -9,9 +9,9 @@ ftrace output parse a run. Time is the run's virtual time (µs precision like
 Simplifications: ``page=%p`` prints the vmemmap address (``emulator.mm.mmflags``);
 ``lock_addr`` prints the lock's label (e.g. ``zone->lock:0:Normal``) instead of an address; a
 CPU actor ``cpuN`` is the task ``cpuN`` with pid ``1000 + N`` on CPU N, and other actors
-(kswapd, kcompactd, ...) get pids from 100 up in order of appearance and print on CPU 0. Events
-with no TP_printk rendering (the ``mmemu_*`` markers) and events the table does not know print
-as ``name=value`` pairs.
+(kswapd, kcompactd, ...) get pids from 100 up in order of appearance in the whole log (whatever
+events are printed) and print on CPU 0. Events with no TP_printk rendering (the ``mmemu_*``
+markers) and events the table does not know print as ``name=value`` pairs.
 """
 
 from __future__ import annotations
@@ -76,12 +76,23 @@ def write_ftrace(
     cpus: int,
     ns: bool = False,
     only: set[str] | None = None,
+    seen: set[str] | None = None,
 ) -> int:
-    """Write the trace-cmd report text for ``events``; returns the number of lines."""
+    """Write the trace-cmd report text for ``events``; returns the number of lines.
+
+    Task pids are given over the whole log, so ``only`` (the event names to print) never
+    changes them; ``seen``, if given, receives every event name the log holds."""
     out.write(f"cpus={cpus}\n")
     n = 0
-    for line in lines((e for e in events if only is None or e["event"] in only), ns):
-        out.write(line)
+    tasks = _Tasks()
+    for e in events:
+        name = e["event"]
+        if seen is not None:
+            seen.add(name)
+        if only is not None and name not in only:
+            tasks(e.get("actor"))  # the pid order of the whole log
+            continue
+        out.write(format_line(e, tasks, ns))
         out.write("\n")
         n += 1
     return n

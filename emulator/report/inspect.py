@@ -105,14 +105,22 @@ class Inputs:
 
 #: the largest /proc file read (a 1024-CPU machine's zoneinfo is a few MB)
 MAX_PROC_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 def _read(path: str, required: bool) -> tuple[str | None, FileStatus]:
     try:
         if os.path.exists(path) and not os.path.isfile(path):
             raise _NotRegular(path)
-        with open(path, "rb") as f:
-            data = f.read(MAX_PROC_BYTES + 1)
+        data = b""
+        with open(path, "rb", buffering=0) as f:
+            # in chunks: /proc/sys refuses a read count of 4 MiB or more (ENOMEM: proc_sys_call
+            # kvzalloc's a buffer of the count), and a seq_file returns a page at a time
+            while len(data) <= MAX_PROC_BYTES:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    break
+                data += chunk
         if len(data) > MAX_PROC_BYTES:
             raise UsageError(
                 f"{path}: larger than {MAX_PROC_BYTES >> 20} MB: not a /proc file mmemu reads"

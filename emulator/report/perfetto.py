@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from emulator.mm.alloc_latency import PARTS
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.tracepoints import TRACEPOINTS
 
@@ -247,6 +248,7 @@ TRACE_EVENTS = frozenset(
         *_INSTANTS,
         *_ISOLATION,
         *_LOCK_EVENTS,
+        "mmemu_alloc_parts",
     )
 )
 
@@ -552,6 +554,8 @@ class TraceConverter:
                 if addr.startswith("zone->lock"):
                     self._waiters_counter(addr, t, -1)
                     self.zone_lock_waits.setdefault(addr, []).append((t0, t))
+        elif name == "mmemu_alloc_parts":
+            self._alloc_parts(actor, fields)
         elif name in _INSTANTS:
             key = self.tracks.actor(actor)
             self._materialize(key)
@@ -562,6 +566,27 @@ class TraceConverter:
             self.counts["instants"] += 1
         if name in _ISOLATION:
             self._isolation(actor, t, name, fields)
+
+    def _alloc_parts(self, actor: str, fields: dict) -> None:
+        """An allocation's latency parts (emulator.mm.alloc_latency) as nested slices on the
+        actor's ``latency parts`` track: ``alloc order=N`` over one child per segment."""
+        segs = fields.get("segments") or []
+        if not segs:
+            return
+        pid, tid = self.tracks.actor(actor)
+        ptid = self.tracks.tid(pid, f"{actor} latency parts", sort=10_000 + tid)
+        t0 = segs[0][0]
+        t1 = segs[-1][0] + segs[-1][1]
+        raw = self.emit.raw
+        name = _dumps(f"alloc order={fields.get('order')}")
+        raw(f'{{"ph":"B","pid":{pid},"tid":{ptid},"ts":{_us(t0)},"name":{name},"cat":"latency"}}')
+        for start, ns, part in segs:
+            raw(
+                f'{{"ph":"X","pid":{pid},"tid":{ptid},"ts":{_us(start)},"dur":{_us(ns)},'
+                f'"name":{_dumps(PARTS[part])},"cat":"latency"}}'
+            )
+        raw(f'{{"ph":"E","pid":{pid},"tid":{ptid},"ts":{_us(t1)}}}')
+        self.counts["slices"] += 1 + len(segs)
 
     def _end(self, t: int, actor: str, name: str, fields: dict) -> None:
         key = self.tracks.actor(actor)

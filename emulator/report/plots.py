@@ -39,10 +39,11 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from emulator.mm.mmflags import COMPACTION_STATUS
+from emulator.report.latency import load_latency
 from emulator.report.perfetto import fragmentation_marks, proactiveness_of
 from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError, load_summary
 
-__all__ = ["PLOTS", "metric_of", "plot_sweep", "write_plots"]
+__all__ = ["PLOTS", "metric_keys", "metric_of", "plot_sweep", "write_plots"]
 
 PLOTS = (
     "fragmentation.png",
@@ -98,6 +99,17 @@ def plot_fragmentation(summary: dict, path: Path) -> Path:
         for node in range(scores.shape[1]):
             ax.plot(t, scores[:, node], label=f"node {node} score", linewidth=1.6)
             series[f"node{node}"] = len(t)
+    passes = [
+        p["t_ns"] for k in summary.get("kcompactd") or [] for p in k.get("proactive_passes") or []
+    ]
+    for i, t_pass in enumerate(passes):
+        ax.axvline(
+            t_pass / 1e6,
+            color="tab:purple",
+            linestyle=":",
+            label="kcompactd proactive pass" if i == 0 else None,
+        )
+    series["kcompactd_passes"] = len(passes)
     ax.axhline(low, color="tab:green", linestyle="--", label=f"proactive low mark ({low})")
     ax.axhline(high, color="tab:red", linestyle="--", label=f"proactive high mark ({high})")
     ax.set_ylim(0, 100)
@@ -244,19 +256,28 @@ def plot_compaction(
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     bottom = np.zeros(len(x))
     series: dict[str, int] = {}
-    for status in sorted(outcomes, key=lambda st: (_STATUS_ORDER.get(st, 99), st)):
-        counts, _ = np.histogram(outcomes[status], bins=edges)
+
+    def _key(st: str) -> tuple[int, int, str]:
+        who, _, status = st.rpartition(":")
+        return (who == "kcompactd", _STATUS_ORDER.get(status, 99), status)
+
+    for key in sorted(outcomes, key=_key):
+        who, _, status = key.rpartition(":")
+        counts, _ = np.histogram(outcomes[key], bins=edges)
         ax1.bar(
             x,
             counts,
             width=width,
             bottom=bottom,
             align="edge",
-            label=status,
+            label=f"{status} ({who})",
             color=_STATUS_COLOURS.get(status),
+            hatch="//" if who == "kcompactd" else None,
+            edgecolor="black" if who == "kcompactd" else None,
         )
         bottom += counts
-        series[f"status:{status}"] = len(outcomes[status])
+        series[f"status:{status}"] = series.get(f"status:{status}", 0) + len(outcomes[key])
+        series[f"{who}:{status}"] = len(outcomes[key])
     if not outcomes:
         ax1.text(
             0.5,
@@ -268,7 +289,7 @@ def plot_compaction(
         )
     else:
         ax1.legend(loc="best", fontsize=8)
-    ax1.set_ylabel("compactions (mm_compaction_end)")
+    ax1.set_ylabel("compactions (mm_compaction_end)\ndirect plain, kcompactd hatched")
     ax1.set_title(_title(summary, "Compaction outcomes and allocation failures"))
     for order in sorted(failures):
         counts, _ = np.histogram(failures[order], bins=edges)
@@ -330,7 +351,9 @@ def _scan_one(
             waits[e["lock_addr"]].append((t0, e["t"]))
     elif name == "mm_compaction_end":
         s = e.get("status")
-        outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(e["t"])
+        status = COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)
+        who = "kcompactd" if str(e.get("actor", "")).startswith("kcompactd") else "direct"
+        outcomes[f"{who}:{status}"].append(e["t"])
 
 
 def write_plots(
@@ -356,7 +379,16 @@ def write_plots(
         log.require_usable()
     else:
         lat, waits, outcomes, failures = empty, empty, empty, empty
-    if extra is not None:
+    data = load_latency(run_dir)
+    if data is not None:
+        # every allocation and every zone->lock wait, whatever the run recorded
+        lat = {o: d.latency.tolist() for o, d in data.orders.items()}
+        waits = {
+            addr: [(int(t0), int(t0 + w)) for t0, w in pairs.tolist()]
+            for addr, pairs in data.zone_waits.items()
+            if len(pairs)
+        }
+    elif extra is not None:
         lat = lat or extra[0]
         waits = waits or extra[1]
     try:
@@ -412,6 +444,36 @@ def metric_of(summary: dict, path: str) -> float:
     return float(cur)
 
 
+def _numeric_leaves(prefix: str, v: Any, into: dict[str, None]) -> None:
+    """The dotted paths (two levels at most) of the numbers under ``v``."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int | float):
+        into[prefix] = None
+    elif isinstance(v, dict) and prefix.count(".") < 1:
+        for k, x in v.items():
+            if k != "latency_parts":
+                _numeric_leaves(f"{prefix}.{k}" if prefix else str(k), x, into)
+
+
+def metric_keys(summary: dict) -> list[str]:
+    """The summary.json numbers usable as ``--y``, as brace patterns per section
+    (``allocations.{0,9}.{attempts,failures,...}``, ``vmstat_delta.{pgfree,...}``)."""
+    out: list[str] = []
+    for top in ("allocations", "slowpath", "lock_stat", "vmstat_delta"):
+        sub = summary.get(top)
+        if not isinstance(sub, dict) or not sub:
+            continue
+        if top == "vmstat_delta":
+            out.append(f"vmstat_delta.{{{','.join(sub)}}}")
+            continue
+        leaves: dict[str, None] = {}
+        for entry in sub.values():
+            _numeric_leaves("", entry, leaves)
+        out.append(f"{top}.{{{','.join(sub)}}}.{{{','.join(leaves)}}}")
+    return out
+
+
 def plot_sweep(
     run_dirs: Sequence[Path], x: str, y: str, path: Path
 ) -> tuple[Path, list[tuple[float, float]]]:
@@ -427,7 +489,13 @@ def plot_sweep(
         value = params[x]
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise RunFolderError(f"{summary.path}: parameter {x!r} is not a number")
-        points.append((float(value), metric_of(summary.doc, y)))
+        try:
+            metric = metric_of(summary.doc, y)
+        except KeyError:
+            raise KeyError(
+                f"metric {y!r} not in {summary.path} (have: {'; '.join(metric_keys(summary.doc))})"
+            ) from None
+        points.append((float(value), metric))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = np.asarray([p[0] for p in points])

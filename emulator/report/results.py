@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emulator.engine.lockstat import render_lock_stat, snprint_time
+from emulator.mm.compaction.kcompactd import HPAGE_FRAG_CHECK_INTERVAL_NS
 from emulator.mm.procfs.render import (
     render_buddyinfo,
     render_extfrag_index,
@@ -29,6 +30,9 @@ from emulator.mm.procfs.render import (
     render_zoneinfo,
 )
 from emulator.mm.snapshot import MachineSnapshot, NodeSnapshot
+from emulator.report.latency import summary_table as latency_summary_table
+from emulator.report.latency import write_latency
+from emulator.report.perfetto import proactiveness_of
 
 if TYPE_CHECKING:
     from emulator.runner import RunResult
@@ -91,6 +95,7 @@ def write_results(result: RunResult, out: Path) -> list[Path]:
         p = out / name
         p.write_text(text)
         written.append(p)
+    written.append(write_latency(result, out))
     return written
 
 
@@ -160,14 +165,18 @@ def summary_renderables(result: RunResult) -> list[Any]:
                 f"{sp['would_oom']:,}",
             )
         out.append(sp_table)
+    parts = latency_summary_table(s)
+    if parts is not None:
+        out.append(parts)
     locks = Table(title="lock_stat", title_justify="left", box=box.SIMPLE_HEAD)
+    # times in µs with 2 decimals, as /proc/lock_stat prints them (snprint_time)
     for col in (
         "class name",
         "contentions",
         "acquisitions",
-        "waittime-avg",
-        "waittime-max",
-        "holdtime-avg",
+        "waittime-avg µs",
+        "waittime-max µs",
+        "holdtime-avg µs",
     ):
         locks.add_column(col, justify="left" if col == "class name" else "right")
     for name, st in s["lock_stat"].items():
@@ -188,6 +197,7 @@ def summary_renderables(result: RunResult) -> list[Any]:
     if scores:
         for node, (first, last) in enumerate(zip(scores[0], scores[-1], strict=False)):
             lines.append(f"Node {node}, fragmentation score {first} -> {last}")
+    lines.extend(kcompactd_lines(s))
     lines.append(f"nr_free_pages {s['vmstat']['nr_free_pages']}")
     lines.append(f"pcp pages {s['pcp']['pages']}")
     for k, v in s["vmstat_delta"].items():
@@ -196,6 +206,38 @@ def summary_renderables(result: RunResult) -> list[Any]:
         for name, text in _flat(key, value):
             lines.append(f"{name} = {text}")
     out.append(Text("\n".join(lines)))
+    return out
+
+
+def kcompactd_lines(s: dict) -> list[str]:
+    """What kcompactd did, per node: its proactive passes, or why there were none (its first
+    timer wake-up, HPAGE_FRAG_CHECK_INTERVAL_MSEC after boot, at or after the run's end)."""
+    proactiveness = proactiveness_of(s)
+    end = int(s.get("virtual_ns") or 0)
+    out = []
+    for k in s.get("kcompactd") or []:
+        passes = k.get("proactive_passes") or []
+        node = f"kcompactd{k.get('node', 0)}"
+        if passes:
+            migrated = sum(p.get("pages_migrated", 0) for p in passes)
+            first = passes[0]["t_ns"] / 1e6
+            out.append(
+                f"{node}: {len(passes)} proactive passes (first at {first:g} ms), "
+                f"{migrated} pages migrated"
+            )
+        elif proactiveness == 0:
+            out.append(f"{node}: no proactive pass (vm.compaction_proactiveness = 0)")
+        elif end <= HPAGE_FRAG_CHECK_INTERVAL_NS:
+            out.append(
+                f"{node}: no proactive pass: the first check is at "
+                f"{HPAGE_FRAG_CHECK_INTERVAL_NS // 1_000_000} ms, the run ends at "
+                f"{end / 1e6:g} ms (try --set duration=2s)"
+            )
+        else:
+            out.append(
+                f"{node}: no proactive pass (the fragmentation score stayed below its "
+                f"high mark {k.get('high')}, or kswapd was running)"
+            )
     return out
 
 

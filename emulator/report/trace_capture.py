@@ -45,6 +45,7 @@ TRACE_ONLY = frozenset(
         "lock_acquired",
         "lock_release",
         "mmemu_alloc_begin",
+        "mmemu_alloc_parts",
         "mmemu_slowpath_begin",
         "mmemu_slowpath_end",
         "mmemu_free_begin",

@@ -86,6 +86,8 @@ class CpuProgram:
         self.next_tick = stat_interval
         self.phase = ""
         self.phase_index = 0
+        #: (virtual ns, phase name) as this CPU entered each phase (``done`` last)
+        self.phase_starts: list[tuple[int, str]] = []
         self.phases_total = 0
         self.allocated = 0
         self.failed = 0
@@ -248,12 +250,15 @@ class CpuProgram:
         freeing what comes due."""
         phases = self.workload.phases_for(self.cpu.id)
         self.phases_total = len(phases)
+        me = self.sim.current
         for i, phase in enumerate(phases):
             self.phase = phase.name
             self.phase_index = i
+            self.phase_starts.append((me.now, phase.name))
             await self.run_phase(phase)
         self.phase = "done"
         self.phase_index = len(phases)
+        self.phase_starts.append((me.now, "done"))
         await self.run_phase(None)
 
     def unfinished(self) -> str | None:

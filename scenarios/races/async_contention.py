@@ -62,7 +62,7 @@ def actors(p, ctx):
 
 SCENARIO = Scenario(
     "async_contention",
-    "an async THP compaction meets zone->lock contention from CPUs allocating order-4 blocks",
+    "an async THP compaction meets lru_lock contention from CPUs faulting anonymous pages",
     build,
     defaults={"memory": "128M", "cpus": 8, "duration": "3ms", "sample": "1ms"},
     params={

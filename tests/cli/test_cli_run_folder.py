@@ -22,6 +22,7 @@ import pytest
 
 import emulator.cli_run as cli_run
 from emulator.cli import main
+from emulator.scenario import bundled_scenarios, find_scenario
 
 SMALL = ["--set", "memory=256M", "--set", "duration=2ms", "--set", "cpus=2", "--quiet"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,6 +383,16 @@ def test_a_bare_name_is_the_bundled_scenario_even_with_a_file_of_that_name_here(
     assert "scenario compaction_test (bundled:" in err
     rc, err = _run(capsys, ["run", "./compaction_test", "--out", str(tmp_path / "p"), *SMALL])
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_catalogue_name_is_the_bundled_race_scenario(tmp_path: Path) -> None:
+    """``races/NAME`` names a bundled race scenario though it has a ``/``; a path to a real
+    file still wins when the name is no bundled scenario."""
+    assert find_scenario("races/stolen_page") == bundled_scenarios()["races/stolen_page"]
+    own = tmp_path / "races" / "mine.py"
+    own.parent.mkdir()
+    own.write_text("")
+    assert find_scenario(str(own)) == own
 
 
 def test_a_big_run_says_how_much_it_will_write(

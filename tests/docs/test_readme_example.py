@@ -1,8 +1,16 @@
 """The README stays short and true: its quick-start commands exist, its links resolve, and its
-example output has the shape `mmemu run` prints."""
+example output is what `mmemu run default` prints, number for number.
+
+Other changes to the model move those numbers. After one, regenerate the example with::
+
+    MMEMU_REGENERATE_README=1 .venv/bin/pytest tests/docs/test_readme_example.py -k numbers
+
+(it rewrites the block in README.md from a real run; review the diff like any other change).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -60,3 +68,35 @@ def test_example_output_has_the_summary_shape(
     # and its allocations table (the example is re-run by hand when the format changes)
     for words in ("scenario default  seed 1", "allocations", "order", "zone->lock"):
         assert words in shown and words.split("  ")[0] in printed, words
+
+
+_EXAMPLE = re.compile(r"(## Example output\n\n```\n\$ mmemu run default\n)(.*?)(```)", re.S)
+#: the parts of the output that are not the model's: wall-clock times and the results folder
+_WALL = re.compile(r"in [0-9.]+ s wall \(set-up [0-9.]+ s\)")
+
+
+def _normal(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip("\n").splitlines()]
+    lines = [_WALL.sub("in WALL s wall (set-up WALL s)", line) for line in lines]
+    return "\n".join(line for line in lines if not line.startswith("results in "))
+
+
+def test_example_output_numbers_are_a_real_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole summary of the default run (0.5 s virtual, about 12 s of CPU)."""
+    m = _EXAMPLE.search(README)
+    assert m is not None
+    capsys.readouterr()
+    assert main(["run", "default", "--out", str(tmp_path / "r"), "--no-trace"]) == 0
+    printed = capsys.readouterr().out
+    if os.environ.get("MMEMU_REGENERATE_README"):
+        body = printed.replace(str(tmp_path / "r"), "results/default-seed1")
+        body = "\n".join(line.rstrip() for line in body.splitlines()) + "\n"
+        text = README[: m.start(2)] + body + README[m.end(2) :]
+        (ROOT / "README.md").write_text(text, encoding="utf-8")
+        return
+    assert _normal(m.group(2)) == _normal(printed), (
+        "README's example output is not what `mmemu run default` prints now; regenerate it: "
+        "MMEMU_REGENERATE_README=1 .venv/bin/pytest tests/docs/test_readme_example.py -k numbers"
+    )

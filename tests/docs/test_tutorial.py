@@ -20,6 +20,8 @@ DOC = ROOT / "docs" / "tutorial.md"
 FILE_BLOCK = re.compile(r"^#### `([\w./-]+)`\n\n```python\n(.*?)^```", re.M | re.S)
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.S)
 SHORT = " --set duration=20ms --set memory=1G"
+#: the THP storm of section 7: fewer faults, the run just past the storm's start
+SHORT_STORM = " --set faults=16 --set duration=650ms"
 
 
 def commands(text: str) -> list[str]:
@@ -36,6 +38,8 @@ def shorten(cmd: str) -> str:
     head, sep, tail = cmd.partition(" |")
     if head.startswith("mmemu run default"):
         head += SHORT
+    elif head.startswith("mmemu run thp_fault_storm"):
+        head += SHORT_STORM
     return head + sep + tail
 
 
@@ -74,6 +78,17 @@ def test_tutorial_commands_run(tmp_path: Path) -> None:
     snoop = next(c for c in cmds if c.startswith("mmemu compactsnoop"))
     assert outputs[snoop].split()[:3] == ["COMM", "PID", "NODE"]
     assert "rows differ" in outputs[next(c for c in cmds if c.startswith("mmemu diff"))]
+    # section 7 answers its question: the order-9 split, per CPU, and the two runs side by side
+    lat = [c for c in cmds if c.startswith("mmemu latency")]
+    assert len(lat) == 2
+    for part in ("zone_lock_wait", "zone_lock_hold", "compact_scan", "compact_migrate"):
+        assert part in outputs[lat[0]], part
+    assert "interleaving" in outputs[lat[0]] and "cost table" in outputs[lat[0]]
+    assert "by cpu" in outputs[lat[1]] and "cpu7" in outputs[lat[1]]
+    storm = next(c for c in cmds if c.startswith("mmemu diff results/thp"))
+    assert "latency parts" in outputs[storm] and "zone_lock_wait share %" in outputs[storm]
+    p20 = json.loads((tmp_path / "results" / "thp-p20" / "summary.json").read_text())
+    assert p20["kcompactd"][0]["proactive_passes"]
     mine = json.loads((tmp_path / "results" / "mine" / "summary.json").read_text())
     assert mine["params"]["rate"] == 20000
     assert "phases_not_run" not in mine.get("findings", {})

@@ -119,3 +119,24 @@ def test_a_scenario_hook_that_raises_is_one_line_and_exit_2(
     assert main(["explore", str(bad), "--runs", "2", "--jobs", "1"]) == 2
     err = capsys.readouterr().err
     assert "actors() failed: RuntimeError: boom" in err and len(err.strip().splitlines()) == 1
+
+
+def test_race_1_stolen_page_with_capture_off_is_found_shrunk_and_replayed_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "race1"
+    argv = ["explore", "races/stolen_page", "--set", "mitigation.capture=off", "--runs", "2"]
+    assert main([*argv, "--jobs", "1", "--out", str(out), "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert re.search(r"compaction_success_honoured +2\n", text), text
+    (found,) = out.glob("*.schedule.json")
+    doc = json.loads(found.read_text())
+    assert doc["violation"]["property"] == "compaction_success_honoured"
+    assert doc["explore"]["non_default_after"] <= doc["explore"]["non_default_before"]
+    rdir = tmp_path / "replayed"
+    assert main(["run", "--replay", str(found), "--out", str(rdir)]) == 1
+    err = capsys.readouterr().err
+    assert ": exact" in err
+    assert f"rerun with --replay {found}" in err
+    events = (rdir / "events.jsonl").read_bytes()
+    assert hashlib.sha256(events).hexdigest() == doc["events_sha256"]

@@ -37,7 +37,7 @@ def test_run_plots_writes_every_png(small_run: Path) -> None:
         _not_blank(pixels)
         assert all(a["ylabel"] for a in axes) and axes[-1]["xlabel"], (name, axes)
         if name == "fragmentation.png":
-            assert series == {"node0": samples, "low": 80, "high": 90}
+            assert series == {"node0": samples, "low": 80, "high": 90, "kcompactd_passes": 0}
             assert axes[0]["lines"] == 3  # the score and the two marks
         elif name == "free_blocks_heatmap.png":
             assert series == {"orders": 11, "samples": samples}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from emulator.mm.alloc_latency import COMPACT_MIGRATE, COMPACT_SCAN, DRAIN, lat_enter, lat_leave
 from emulator.mm.compaction.control import (
     COMPACT_CLUSTER_MAX,
     COMPACT_MAX_DEFER_SHIFT,
@@ -277,8 +278,11 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
             zone_end=end_pfn,
             sync=sync,
         )
+    sim = pa.sim
     if cc.cpu is not None:
+        resume = lat_enter(sim, DRAIN)
         await lru_add_drain(pa, cc.cpu)  # this CPU's lru-add batch onto the LRU lists
+        lat_leave(sim, resume)
 
     while True:
         ret = compact_finished(cc)
@@ -292,7 +296,9 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
         goto_out = False
         while rescan:
             rescan = False
+            resume = lat_enter(sim, COMPACT_SCAN)
             isolated = await isolate_migratepages(cc)
+            lat_leave(sim, resume)
             if isolated == ISOLATE_ABORT:
                 ret = R.COMPACT_CONTENDED
                 await putback_movable_pages(cc)
@@ -305,7 +311,9 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
             update_cached = False
             last_migrated_pfn = max(start_pfn, _pageblock_start(cc.migrate_pfn - 1))
             nr_migratepages = cc.nr_migratepages
+            resume = lat_enter(sim, COMPACT_MIGRATE)
             err, nr_succeeded = await migrate_pages(cc)
+            lat_leave(sim, resume)
             if rec.enabled:
                 rec.emit(
                     "mm_compaction_migratepages",
@@ -338,7 +346,9 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
         if cc.order > 0 and last_migrated_pfn:
             current_block_start = cc.migrate_pfn & ~((1 << cc.order) - 1)
             if last_migrated_pfn < current_block_start:
+                resume = lat_enter(sim, DRAIN)
                 await lru_add_drain_cpu_zone(cc)
+                lat_leave(sim, resume)
                 last_migrated_pfn = 0
         if capc is not None and capc.page >= 0:
             # a capture during the drain: the next compact_finished would not see it (the

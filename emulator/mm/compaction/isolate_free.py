@@ -23,6 +23,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emulator.mm.alloc_latency import (
+    COMPACT_ISOLATE,
+    COMPACT_SCAN,
+    lat_credit,
+    lat_enter,
+    lat_leave,
+)
 from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_NONE, PG_ALLOC, PG_BUDDY, PG_ISOLATED
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA
@@ -169,7 +176,9 @@ async def isolate_freepages_block(
                     next_pfn = b + got  # a block reaching into the next unit
         charge = scanned * costs.compact_free_scan_page
         if hold is not None:
-            hold.charge += charge + (isolated_here and costs.compact_isolate_page)
+            iso = isolated_here and costs.compact_isolate_page
+            hold.charge += charge + iso
+            lat_credit(sim, COMPACT_ISOLATE, iso)
             await hold.unlock()
         else:
             await sim.delay(charge)
@@ -428,7 +437,11 @@ async def compaction_alloc(cc: CompactControl, order: int) -> int:
         else:
             if isolated_once:
                 return -1
+            pa = cc.pa
+            assert pa is not None
+            resume = lat_enter(pa.sim, COMPACT_SCAN)
             await isolate_freepages(cc)
+            lat_leave(pa.sim, resume)
             isolated_once = True
             continue
         page = cc.freepages[start_order].pop(0)

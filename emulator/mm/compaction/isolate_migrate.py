@@ -30,6 +30,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emulator.mm.alloc_latency import (
+    COMPACT_ISOLATE,
+    COMPACT_THROTTLE,
+    lat_credit,
+    lat_enter,
+    lat_leave,
+)
 from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
 from emulator.mm.memmap import (
     OWNER_FILE,
@@ -378,8 +385,10 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     while too_many_isolated(cc):
         if cc.nr_migratepages or cc.mode == MIGRATE_ASYNC:
             return EAGAIN
+        resume = lat_enter(sim, COMPACT_THROTTLE)
         await sim.delay(ISOLATED_THROTTLE_NS)  # reclaim_throttle: no one wakes us early
         await sim.sync()
+        lat_leave(sim, resume)
 
     st_all = np.frombuffer(mm.state, dtype=np.uint8)
     od_all = np.frombuffer(mm.order, dtype=np.uint8)
@@ -519,6 +528,7 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
         charge = (
             unit_scanned * costs.compact_scan_page + unit_iso_pages * costs.compact_isolate_page
         )
+        lat_credit(sim, COMPACT_ISOLATE, unit_iso_pages * costs.compact_isolate_page)
         if first_lock_at >= 0 and lock.holder is sim.current:
             await sim.delay(charge)
             lock.release()  # unlock_page_lruvec_irqrestore at the 32-pfn boundary

@@ -13,18 +13,28 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from emulator.mm.alloc_latency import FAST_PATH, INTERLEAVING, NR_PARTS, PARTS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
     from emulator.mm.page_alloc.allocator import Cpu
 
-__all__ = ["OrderStats", "order_summary"]
+__all__ = ["OrderStats", "latency_parts", "order_summary", "part_columns"]
 
 
 class OrderStats:
     """Allocation outcomes of one order: attempts, pcp hits, failures by reason, latencies."""
 
-    __slots__ = ("attempts", "failure_reasons", "failures", "latencies", "pcp_hits", "refills")
+    __slots__ = (
+        "attempts",
+        "failure_reasons",
+        "failures",
+        "latencies",
+        "parts",
+        "pcp_hits",
+        "refills",
+        "starts",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -33,6 +43,11 @@ class OrderStats:
         self.failures = 0
         self.failure_reasons: Counter[str] = Counter()
         self.latencies = array("q")
+        #: when each allocation began (virtual ns), in the order of ``latencies``
+        self.starts = array("q")
+        #: the allocations that crossed a part boundary (emulator.mm.alloc_latency): flat rows
+        #: of (index into ``latencies``, ns per part); the others were all ``fast_path``
+        self.parts = array("q")
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -49,7 +64,52 @@ class OrderStats:
             "failures": self.failures,
             "failure_reasons": dict(sorted(self.failure_reasons.items())),
             "latency_ns": {"p50": pct(50), "p99": pct(99), "max": lat[-1] if lat else 0},
+            "latency_parts": latency_parts(self),
         }
+
+
+def part_columns(stats: OrderStats) -> list[list[int]]:
+    """Every allocation's ns per part (one list per part of
+    :data:`~emulator.mm.alloc_latency.PARTS`, in the order of ``stats.latencies``)."""
+    n = len(stats.latencies)
+    cols = [[0] * n for _ in range(NR_PARTS)]
+    cols[FAST_PATH] = list(stats.latencies)
+    rows = stats.parts
+    width = NR_PARTS + 1
+    for r in range(0, len(rows), width):
+        i = rows[r]
+        for p in range(NR_PARTS):
+            cols[p][i] = rows[r + 1 + p]
+    return cols
+
+
+def _pct(values: list[int], p: int) -> int:
+    return values[min(len(values) - 1, (len(values) * p + 99) // 100 - 1)] if values else 0
+
+
+def latency_parts(stats: OrderStats) -> dict[str, Any]:
+    """summary.json ``allocations.N.latency_parts``: per part the total ns, its share of the
+    order's total latency, and per-allocation p50, p99 and max; ``interleaving`` names the
+    parts that come from the simulated interleaving (the others restate the cost table)."""
+    cols = part_columns(stats)
+    total = sum(stats.latencies)
+    parts = {}
+    for name, col in zip(PARTS, cols, strict=True):
+        s = sum(col)
+        v = sorted(col)
+        parts[name] = {
+            "total_ns": s,
+            "share": round(s / total, 4) if total else 0.0,
+            "p50": _pct(v, 50),
+            "p99": _pct(v, 99),
+            "max": v[-1] if v else 0,
+        }
+    return {
+        "total_ns": total,
+        "timed": len(stats.parts) // (NR_PARTS + 1),
+        "interleaving": sorted(INTERLEAVING),
+        "parts": parts,
+    }
 
 
 def order_summary(cpus: Iterable[Cpu]) -> dict[int, dict[str, Any]]:
@@ -65,7 +125,13 @@ def order_summary(cpus: Iterable[Cpu]) -> dict[int, dict[str, Any]]:
             merged.refills += s.refills
             merged.failures += s.failures
             merged.failure_reasons.update(s.failure_reasons)
+            base = len(merged.latencies)
             merged.latencies.extend(s.latencies)
+            merged.starts.extend(s.starts)
+            rows = array("q", s.parts)
+            for r in range(0, len(rows), NR_PARTS + 1):
+                rows[r] += base
+            merged.parts.extend(rows)
         if merged.attempts:
             out[order] = merged.summary()
     return out

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emulator.engine import Mutex, Sim, SpinLock
+from emulator.mm.alloc_latency import SLOWPATH, AllocClock
 from emulator.mm.costs import Costs
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
@@ -260,6 +261,15 @@ class PageAllocator(PageFree):
             markers.emit("mmemu_alloc_begin", order=order, gfp_flags=self.gfp_name(gfp))
         stats = cpu.stats[order]
         stats.attempts += 1
+        # the latency parts (emulator.mm.alloc_latency), in this actor's own accumulators
+        clock = me.clock
+        if clock is None:
+            clock = me.clock = AllocClock()
+        timed = not clock.active
+        if timed:
+            if markers is not None and clock.segments is None:
+                clock.segments = []
+            clock.start(me)
         if self._explore:
             await sim.preempt("alloc_pages")
         else:
@@ -275,12 +285,22 @@ class PageAllocator(PageFree):
         if pfn < 0:
             if markers is not None:
                 markers.emit("mmemu_slowpath_begin", order=order)
+            if timed:
+                clock.switch(SLOWPATH, me)
             pfn, reason = await self.alloc_pages_slowpath(cpu, gfp, order, ac, owner, reason)
             if markers is not None:
                 markers.emit("mmemu_slowpath_end", pfn=pfn, order=order, reason=reason or "")
         if pfn < 0:
             stats.failures += 1
             stats.failure_reasons[reason] += 1
+        if timed:
+            parts = clock.finish(me)
+            if parts is not None:
+                stats.parts.append(len(stats.latencies))
+                stats.parts.extend(parts)
+                if markers is not None and clock.segments:
+                    markers.emit("mmemu_alloc_parts", order=order, segments=clock.segments)
+        stats.starts.append(start)
         stats.latencies.append(me.now - start)
         rec = self.rec
         if rec.enabled:

@@ -43,6 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from emulator.mm.alloc_latency import (
+    CAPTURE,
+    COMPACT_OTHER,
+    DRAIN,
+    RECLAIM,
+    RETRY,
+    lat_credit,
+    lat_enter,
+    lat_leave,
+)
 from emulator.mm.compaction.compact import (
     DEF_COMPACT_PRIORITY,
     INIT_COMPACT_PRIORITY,
@@ -271,9 +281,11 @@ async def alloc_pages_direct_compact(
     order = st.order
     if not order:
         return -1
+    resume = lat_enter(pa.sim, COMPACT_OTHER)
     result, pfn = await try_to_compact_pages(
         pa, cpu, st.gfp_mask, order, st.alloc_flags, st.ac, CompactPriority(prio)
     )
+    lat_leave(pa.sim, resume)
     st.compact_result = result
     if result == CompactResult.COMPACT_SKIPPED:
         return -1
@@ -281,6 +293,7 @@ async def alloc_pages_direct_compact(
     ev["compact_stall"] += 1
     captured = pfn >= 0
     if captured:
+        lat_credit(pa.sim, CAPTURE, pa.costs.prep_new_page)
         await pa.sim.delay(pa.costs.prep_new_page)
         _prep_captured(pa, pfn, st)
     else:
@@ -304,14 +317,19 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
     and ``drain_all_pages(NULL)`` once, and one more attempt (with
     ``mitigation.drain_after_reclaim`` off, before 9ee493ce0a60: no drain).
     """
+    sim = pa.sim
+    resume = lat_enter(sim, RECLAIM)
     st.did_some_progress = await try_to_free_pages(pa, cpu, st.ac, st.order, st.gfp_mask)
+    lat_leave(sim, resume)
     if not st.did_some_progress:
         return -1
     pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn < 0:
         await unreserve_highatomic_pageblock(pa, st.ac, False)
         if pa.machine.mitigations.on("drain_after_reclaim"):
+            resume = lat_enter(sim, DRAIN)
             await pa.drain_all_pages(cpu, None)
+            lat_leave(sim, resume)
         pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
         st.via = "reclaim"
@@ -557,6 +575,7 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
         if st.costly_order and (not st.can_compact or not gfp_mask & __GFP_RETRY_MAYFAIL):
             st.reason = REASON_COSTLY
             return -1
+        lat_enter(pa.sim, RETRY)  # the rest of this pass and every later one
         if await should_reclaim_retry(pa, st):
             continue
         if st.did_some_progress > 0 and st.can_compact and await should_compact_retry_async(pa, st):

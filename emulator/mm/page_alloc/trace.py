@@ -36,6 +36,14 @@ PAGE_ALLOC_EVENTS = (
     ),
     TraceEvent(
         "kmem",
+        "mm_page_free_batched",
+        (_PFN,),
+        "page=%p pfn=0x%lx order=0",
+        lambda e: f"page={show_page(e['pfn'])} pfn={show_pfn(e['pfn'])} order=0",
+        emitted=False,  # free_unref_folios' batch: the model frees folio by folio
+    ),
+    TraceEvent(
+        "kmem",
         "mm_page_alloc_zone_locked",
         (_PFN, _ORDER, Field("migratetype", int), Field("percpu_refill", int)),
         "page=%p pfn=0x%lx order=%u migratetype=%d percpu_refill=%d",
@@ -114,6 +122,12 @@ PAGE_ALLOC_EVENTS = (
         (_ORDER, Field("gfp_flags", str)),
         "order=%d gfp_flags=%s",
         role=Role("begin", "alloc", "mm_page_alloc"),
+    ),
+    TraceEvent(
+        "mmemu",
+        "mmemu_alloc_parts",
+        (_ORDER, Field("segments", list)),
+        "order=%d segments=%s",
     ),
     TraceEvent(
         "mmemu",

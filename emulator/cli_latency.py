@@ -1,0 +1,46 @@
+"""``mmemu latency RUN_DIR [--order N] [--by cpu|phase]``: where a finished run's allocation
+latency went, per order and part (:mod:`emulator.report.latency`); no re-run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from emulator.cli import UsageError
+from emulator.cli_views import run_dir
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a results folder of mmemu run")
+    parser.add_argument("--order", help="only this allocation order (0..10)")
+    parser.add_argument(
+        "--by", choices=("cpu", "phase"), help="also split the order per CPU or workload phase"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from emulator.report.latency import render
+
+    d = run_dir(args.run_dir)
+    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+    allocs = summary.get("allocations") or {}
+    order = None
+    if args.order is not None:
+        if not args.order.strip().isdigit() or not 0 <= int(args.order) <= 10:
+            raise UsageError(f"--order {args.order!r}: expected an order 0..10")
+        order = int(args.order)
+        if str(order) not in allocs:
+            have = ", ".join(sorted(allocs, key=int)) or "none"
+            raise UsageError(
+                f"--order {order}: no allocation of that order in this run (have: {have})"
+            )
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
+    for item in render(d, summary, order, args.by):
+        console.print(item)
+    return 0
