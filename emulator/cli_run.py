@@ -34,6 +34,7 @@ from emulator.explore.replay import (
     load_schedule,
     save_schedule,
 )
+from emulator.mm.tracepoints import unmatched_globs
 from emulator.report.latency import LATENCY_FILE
 from emulator.report.results import KERNEL_FILES, print_summary, write_results
 from emulator.report.views import write_views
@@ -334,6 +335,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
                     print(_from_proc_note(Path(args.from_proc)), file=sys.stderr)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
+        if args.events is not None:
+            problem = unmatched_globs([g.strip() for g in args.events.split(",")])
+            if problem is not None:
+                raise UsageError(f"--events: {problem}")
     except (ScenarioError, ScheduleError) as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:

@@ -7,7 +7,8 @@ import sys
 
 from emulator.cli import UsageError
 from emulator.cli_views import folder_errors, run_dir, warn_bad_lines
-from emulator.report.ftrace import FORMATS, write_ftrace
+from emulator.mm.tracepoints import TRACEPOINTS, unmatched_globs
+from emulator.report.ftrace import write_ftrace
 from emulator.report.run_folder import EventLog, load_summary
 from emulator.report.trace_capture import TRACE_ONLY
 
@@ -30,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in args.event:
+        if name not in TRACEPOINTS:
+            problem = unmatched_globs([name]) or f"{name!r} is not a tracepoint"
+            raise UsageError(f"-e: {problem}")
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     log = EventLog(d / "events.jsonl")
     seen: set[str] = set()
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     warn_bad_lines("trace", log)
     missing = [e for e in dict.fromkeys(args.event) if e not in seen]
-    unknown = [e for e in missing if e not in FORMATS and e not in TRACE_ONLY]
+    unknown = [e for e in missing if e not in TRACEPOINTS and e not in TRACE_ONLY]
     if unknown:
         raise UsageError(
             f"-e {unknown[0]!r}: no such event (this run recorded: {', '.join(sorted(seen))})"

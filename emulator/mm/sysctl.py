@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from emulator.engine.tracepoint import Field, TraceEvent
 from emulator.mm.compaction.sysctl import COMPACTION_TUNABLES
 from emulator.mm.huge_memory_sysctl import THP_TUNABLES
 from emulator.mm.mitigations import MITIGATION_TUNABLES
@@ -28,7 +29,7 @@ from emulator.mm.tunable import Tunable
 if TYPE_CHECKING:
     from emulator.mm.machine import Machine
 
-__all__ = ["TUNABLES", "Sysctl", "lookup", "tunable_names"]
+__all__ = ["SYSCTL_EVENTS", "TUNABLES", "Sysctl", "lookup", "tunable_names"]
 
 
 def _gather(*tables: tuple[Tunable, ...]) -> dict[str, Tunable]:
@@ -46,6 +47,17 @@ TUNABLES: dict[str, Tunable] = dict(
     sorted(
         _gather(PAGE_ALLOC_TUNABLES, COMPACTION_TUNABLES, THP_TUNABLES, MITIGATION_TUNABLES).items()
     )
+)
+
+
+#: the model's marker of a run-time write (emulator.workload.writes), before its handler runs
+SYSCTL_EVENTS = (
+    TraceEvent(
+        "mmemu",
+        "sysctl_write",
+        (Field("path", str), Field("value", str), Field("cpu", int)),
+        "path=%s value=%s cpu=%d",
+    ),
 )
 
 

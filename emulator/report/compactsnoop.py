@@ -37,9 +37,11 @@ from pathlib import Path
 
 import attrs
 
+from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.mm.procfs.parse import ProcParseError, parse_zoneinfo
+from emulator.mm.tracepoints import TRACEPOINTS
 from emulator.mm.vmstat import fragmentation_index
-from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
+from emulator.report.ftrace import _Tasks
 from emulator.report.run_folder import (
     EVENT_ERRORS,
     EventLog,
@@ -52,6 +54,10 @@ __all__ = ["Compaction", "compactions", "format_compactsnoop", "header"]
 
 #: bcc's zone_idx_to_str (x86-64)
 BCC_ZONES = {"DMA": "ZONE_DMA", "DMA32": "ZONE_DMA32", "Normal": "ZONE_NORMAL"}
+
+#: compact_zone's slice: mm_compaction_begin and the end event its declaration names
+_BEGIN = "mm_compaction_begin"
+_END = TRACEPOINTS[_BEGIN].role.end
 
 
 @attrs.frozen
@@ -150,10 +156,10 @@ def _one(
         # a wake-up's order is served before kcompactd sleeps again: a pass after this
         # sleep without a new wake is proactive (compact_node: cc.order = -1)
         order_of[actor] = -1
-    elif name == "mm_compaction_begin":
+    elif name == _BEGIN:
         int(e.get("zone_start", -1))  # checked here, where the bad line is known
         begun[actor] = e
-    elif name == "mm_compaction_end" and actor in begun:
+    elif name == _END and actor in begun:
         b = begun.pop(actor)
         comm, pid, _cpu = tasks(actor)
         node, zname, wmin, wlow, whigh = zones.find(int(b.get("zone_start", -1)))

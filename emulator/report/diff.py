@@ -33,7 +33,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from emulator.report.ftrace import COMPACTION_STATUS
+from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
 from emulator.report.latency import diff_rows
 from emulator.report.run_folder import EventLog, RunFolderError, load_summary

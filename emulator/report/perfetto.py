@@ -49,6 +49,7 @@ from typing import IO, Any
 
 from emulator.mm.alloc_latency import PARTS
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
+from emulator.mm.tracepoints import TRACEPOINTS
 
 __all__ = [
     "LOCK_POLICIES",
@@ -66,28 +67,16 @@ __all__ = [
 PID_CPUS, PID_KTHREADS, PID_LOCKS, PID_COUNTERS = 1, 2, 3, 4
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-#: kernel begin/end tracepoint pairs drawn as nested slices: begin event -> (end event, name)
+#: begin/end tracepoint pairs drawn as nested slices: begin event -> (end event, slice name),
+#: from the tracepoints' declared roles
 _PAIRS: dict[str, tuple[str, str]] = {
-    "mmemu_alloc_begin": ("mm_page_alloc", "alloc"),
-    "mmemu_free_begin": ("mmemu_free_end", "free"),
-    "mmemu_slowpath_begin": ("mmemu_slowpath_end", "slowpath"),
-    "mm_compaction_begin": ("mm_compaction_end", "compact_zone"),
-    "mm_vmscan_direct_reclaim_begin": ("mm_vmscan_direct_reclaim_end", "direct_reclaim"),
-    "mm_vmscan_kswapd_wake": ("mm_vmscan_kswapd_sleep", "kswapd"),
-    "mm_compaction_kcompactd_wake": ("mm_compaction_kcompactd_sleep", "kcompactd"),
+    tp.name: (tp.role.end, tp.role.slice) for tp in TRACEPOINTS.values() if tp.role.kind == "begin"
 }
 _ENDS = {end: name for end, name in _PAIRS.values()}
 #: compaction events that move the "pages isolated" counter (migrate and free side)
-_ISOLATION = frozenset(
-    (
-        "mm_compaction_isolate_migratepages",
-        "mm_compaction_isolate_freepages",
-        "mm_compaction_fast_isolate_freepages",
-        "mm_compaction_migratepages",
-        "mm_compaction_end",
-    )
-)
-_INSTANTS = ("mm_compaction_deferred", "mm_page_alloc_extfrag", "mm_compaction_defer_reset")
+_ISOLATION = frozenset(tp.name for tp in TRACEPOINTS.values() if tp.role.isolation)
+_INSTANTS = tuple(tp.name for tp in TRACEPOINTS.values() if tp.role.kind == "instant")
+_LOCK_EVENTS = tuple(tp.name for tp in TRACEPOINTS.values() if tp.role.kind == "lock")
 
 
 def fragmentation_marks(proactiveness: int) -> tuple[int, int]:
@@ -258,10 +247,7 @@ TRACE_EVENTS = frozenset(
         *_ENDS,
         *_INSTANTS,
         *_ISOLATION,
-        "lock_acquired",
-        "lock_release",
-        "contention_begin",
-        "contention_end",
+        *_LOCK_EVENTS,
         "mmemu_alloc_parts",
     )
 )

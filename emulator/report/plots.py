@@ -38,7 +38,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from emulator.report.ftrace import COMPACTION_STATUS
+from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.latency import load_latency
 from emulator.report.perfetto import fragmentation_marks, proactiveness_of
 from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError, load_summary

@@ -14,25 +14,13 @@ from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
 from emulator.mm.reclaim.lru import adopt_allocated
+from emulator.mm.tracepoints import TRACEPOINTS
 
 FIELDS = {
-    "mm_compaction_try_to_compact_pages": {"order", "gfp_mask", "prio"},
-    "mm_compaction_suitable": {"nid", "idx", "order", "ret"},
-    "mm_compaction_finished": {"nid", "idx", "order", "ret"},
-    "mm_compaction_begin": {"zone_start", "migrate_pfn", "free_pfn", "zone_end", "sync"},
-    "mm_compaction_end": {"zone_start", "migrate_pfn", "free_pfn", "zone_end", "sync", "status"},
-    "mm_compaction_isolate_migratepages": {"start_pfn", "end_pfn", "nr_scanned", "nr_taken"},
-    "mm_compaction_isolate_freepages": {"start_pfn", "end_pfn", "nr_scanned", "nr_taken"},
-    "mm_compaction_fast_isolate_freepages": {"start_pfn", "end_pfn", "nr_scanned", "nr_taken"},
-    "mm_compaction_migratepages": {"nr_migrated", "nr_failed"},
-    "mm_compaction_deferred": {"nid", "idx", "order", "considered", "defer_shift", "order_failed"},
-    "mm_compaction_defer_compaction": {
-        "nid", "idx", "order", "considered", "defer_shift", "order_failed",
-    },
-    "mm_compaction_defer_reset": {
-        "nid", "idx", "order", "considered", "defer_shift", "order_failed",
-    },
-}  # fmt: skip
+    name: set(tp.field_names)
+    for name, tp in TRACEPOINTS.items()
+    if tp.system == "compaction" and "kcompactd" not in name
+}
 STATUS = {
     "not_suitable_zone", "skipped", "deferred", "no_suitable_page", "continue", "complete",
     "partial_skipped", "contended", "success",
