@@ -35,7 +35,7 @@ from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 COUNTERS = (
@@ -132,7 +132,9 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "1G", "cpus": 4, "duration": "5s", "sample": "50ms"},
     params={
-        "mapsize": (0.8, "share of memory the first mapping covers (THPSCALE_MAPSIZE)"),
+        "mapsize": Param(
+            0.8, "share of memory the first mapping covers (THPSCALE_MAPSIZE)", 0.0, 1.0
+        ),
         "madvise": (True, "the faulted region is MADV_HUGEPAGE (THPSCALE_MADV_HUGEPAGE)"),
     },
     setup=setup,
