@@ -27,8 +27,8 @@ so free pages of the right type are there next time. Compare::
 """
 
 from emulator.mm.snapshot import MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGEBLOCK_ORDER
-from emulator.params import Param, parse_duration_text
-from emulator.scenario import Scenario
+from emulator.params import parse_duration_text
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -96,9 +96,7 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "64M", "cpus": 2, "duration": "1s", "sample": "50ms"},
     params={
-        "rate": Param(
-            15000.0, "allocations per second per CPU (all classes together)", 1.0, 10_000_000.0
-        ),
+        "rate": Param(15000.0, "allocations per second per CPU (all classes together)", 1.0, 1e9),
         "startup": ("400ms", "the start-up window: fragmenting fallbacks before it are start-up"),
     },
     actors=actors,

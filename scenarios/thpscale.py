@@ -35,8 +35,7 @@ from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
-from emulator.params import Param
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 COUNTERS = (
