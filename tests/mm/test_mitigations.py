@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
-from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ISOLATED
 from emulator.mm.mitigations import MITIGATIONS, Mitigations, check_mitigation
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
+from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.scenario import ScenarioError, find_scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
