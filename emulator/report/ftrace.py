@@ -19,24 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+from emulator.mm.compaction.control import CompactResult
+
 __all__ = ["COMPACTION_STATUS", "format_event", "format_line", "write_ftrace"]
 
 VMEMMAP_START = 0xFFFFEA0000000000
 STRUCT_PAGE_SIZE = 64
 
-#: enum compact_result in include/linux/compaction.h order, printed by COMPACTION_STATUS
-COMPACT_RESULTS = (
-    "not_suitable_zone",
-    "skipped",
-    "deferred",
-    "no_suitable_page",
-    "continue",
-    "complete",
-    "partial_skipped",
-    "contended",
-    "success",
-)
-COMPACTION_STATUS = dict(enumerate(COMPACT_RESULTS))
+#: enum compact_result value -> the string COMPACTION_STATUS prints for it
+COMPACTION_STATUS = {int(r): r.status for r in CompactResult}
 #: ZONE_TYPE of include/trace/events/mmflags.h on x86-64 (no HIGHMEM)
 ZONE_TYPE = ("DMA", "DMA32", "Normal", "Movable")
 #: include/trace/events/lock.h contention_begin flags

@@ -138,7 +138,7 @@ async def test_a_cancelled_run_stops_within_one_checkin_of_an_actor_doing_only_d
     # engine still checks in with trio every CHECKIN_EVERY steps, so a cancellation (Ctrl-C, a
     # timeout around run()) reaches the run within that many steps, whatever the driver.
     # Counted in engine steps, not wall time: the scope is cancelled before the run starts.
-    from emulator.engine.sim import CHECKIN_EVERY
+    from emulator.engine._drivers import CHECKIN_EVERY
 
     sim = Sim()
     steps = [0]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from emulator.engine import Sim
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.alloc_flags import ALLOC_HIGHATOMIC, ALLOC_KSWAPD
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.page_alloc.gfp import ALLOC_HIGHATOMIC, ALLOC_KSWAPD, GFP_ATOMIC, GFP_KERNEL
+from emulator.mm.page_alloc.gfp import GFP_ATOMIC, GFP_KERNEL
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.mm.zone import ZONE_BOOSTED_WATERMARK
 

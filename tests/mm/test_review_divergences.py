@@ -10,8 +10,9 @@ import pytest
 
 from emulator.engine import Sim
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.alloc_flags import ALLOC_HIGHATOMIC
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.page_alloc.gfp import ALLOC_HIGHATOMIC, GFP_ATOMIC
+from emulator.mm.page_alloc.gfp import GFP_ATOMIC
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 

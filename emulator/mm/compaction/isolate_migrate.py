@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
+from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
+from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import (
     OWNER_FILE,
     OWNER_ON_LRU,

@@ -43,17 +43,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from emulator.mm.compaction.compact import (
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import (
     DEF_COMPACT_PRIORITY,
     INIT_COMPACT_PRIORITY,
     MIN_COMPACT_COSTLY_PRIORITY,
     MIN_COMPACT_PRIORITY,
     CompactPriority,
     CompactResult,
-    compaction_defer_reset,
-    compaction_zonelist_suitable,
-    try_to_compact_pages,
 )
+from emulator.mm.compaction.defer import compaction_defer_reset
+from emulator.mm.compaction.suitable import compaction_zonelist_suitable
 from emulator.mm.memmap import PG_ALLOC
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CPUSET,
@@ -64,13 +64,12 @@ from emulator.mm.page_alloc.alloc_flags import (
 from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_HARDWALL,
-    __GFP_IO,
     __GFP_MEMALLOC,
     __GFP_NOMEMALLOC,
     __GFP_NORETRY,
     __GFP_RETRY_MAYFAIL,
     __GFP_THISNODE,
-    ZONE_NORMAL,
+    gfp_compaction_allowed,
     gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma,
 )
@@ -80,6 +79,7 @@ from emulator.mm.reclaim.vmscan import (
     zone_reclaimable_pages,
 )
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES
+from emulator.mm.zone import ZONE_NORMAL
 
 if TYPE_CHECKING:
     from emulator.engine import NullRecorder, Recorder
@@ -88,13 +88,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_COMPACT_RETRIES",
-    "MAX_RECLAIM_RETRIES",
     "SlowpathState",
     "SlowpathStats",
     "alloc_pages_direct_compact",
     "alloc_pages_direct_reclaim",
     "alloc_pages_slowpath",
-    "gfp_compaction_allowed",
     "gfp_pfmemalloc_allowed",
     "should_compact_retry",
     "should_reclaim_retry",
@@ -185,11 +183,6 @@ class SlowpathState:
     reason: str = ""
     #: how the allocation succeeded, for :class:`SlowpathStats`
     via: str = ""
-
-
-def gfp_compaction_allowed(gfp_mask: int) -> bool:
-    """Models include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
-    return bool(gfp_mask & __GFP_IO)
 
 
 def gfp_pfmemalloc_flags(gfp_mask: int) -> int:

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from emulator.mm.compaction.compact import compact_gap, compaction_suitable
+from emulator.mm.compaction.control import compact_gap
+from emulator.mm.compaction.suitable import compaction_suitable
 from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.reclaim.lru import (
@@ -51,8 +52,8 @@ from emulator.mm.reclaim.lru import (
     evict,
     folio_isolate_lru_locked,
 )
-from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
-from emulator.mm.zone import MAX_NR_ZONES, ZONE_NAMES
+from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER, ZONE_NAMES
+from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
     from emulator.mm.internal import AllocContext
@@ -66,7 +67,6 @@ __all__ = [
     "SWAP_CLUSTER_MAX",
     "ScanControl",
     "SlabShrinker",
-    "compact_gap",
     "compaction_ready",
     "do_try_to_free_pages",
     "isolate_lru_folios",
