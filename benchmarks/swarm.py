@@ -2,7 +2,8 @@
 
 Each run is a child process (``--one SPEC``) with a wall-clock limit, so a hang is seen as a
 hang. The child resolves a random scenario and parameters (bundled scenario, 1-16 CPUs, 1-2
-nodes, fifo/random/pct, sync quanta, random sysctls and costs within their ranges), runs it in
+nodes, fifo/random/pct, sync quanta, random sysctls over their whole legal ranges, random
+mitigation switches and costs), runs it in
 strict mode with an invariant-checking daemon (every ``check_every`` of virtual time, when no
 lock is held or awaited, :meth:`PageAllocator.check` walks every free list, pcp list and
 LRU list), checks again at the end (when quiescent), and, for every fifth run, runs it twice
@@ -40,7 +41,8 @@ CPUS = [1, 2, 3, 4, 6, 8, 12, 16]
 def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
     """One random run: scenario, parameters, and whether to check determinism."""
     from emulator.mm.costs import Costs
-    from emulator.mm.sysctl import SPECS
+    from emulator.mm.mitigations import MITIGATIONS, PARAM_PREFIX
+    from emulator.mm.sysctl import TUNABLES
     from emulator.scenario import bundled_scenarios
 
     scenario = rng.choice(sorted(bundled_scenarios()))
@@ -61,22 +63,47 @@ def random_spec(rng: random.Random, n: int) -> dict[str, Any]:
         "strategy": strategy,
         "quantum": rng.choice(["0", "100ns", "1us", "10us"]),
     }
-    for spec in SPECS.values():
-        if rng.random() < 0.3 and spec.name != "vm.lowmem_reserve_ratio":
-            hi = min(spec.hi, 3000 if spec.hi > 3000 else spec.hi)
-            lo = spec.lo
-            if getattr(spec, "choices", ()):
-                params[spec.name] = rng.choice(spec.choices)
-            elif spec.name == "vm.percpu_pagelist_high_fraction":
-                params[spec.name] = str(rng.choice([0, 8, 16, 100, 1000]))
-            elif spec.name == "vm.min_free_kbytes":
-                params[spec.name] = str(rng.randint(128, 65536))
-            else:
-                params[spec.name] = str(rng.randint(lo, hi))
+    for spec in TUNABLES.values():
+        if not spec.name.startswith(PARAM_PREFIX) and rng.random() < 0.3:
+            params[spec.name] = _sysctl_value(rng, spec)
+    for name in MITIGATIONS:
+        if rng.random() < 0.2:
+            params[f"{PARAM_PREFIX}{name}"] = rng.choice(["on", "off"])
     for name, default in Costs().as_dict().items():
         if rng.random() < 0.2:
             params[f"cost.{name}"] = f"{rng.randint(0, 3 * max(default, 10))}ns"
     return {"n": n, "scenario": scenario, "params": params, "twice": n % 5 == 0}
+
+
+def _draw_int(rng: random.Random, lo: int, hi: int) -> int:
+    """An integer in [lo, hi], spread over the whole range: half the draws uniform in a
+    random power-of-two magnitude (so 0, 1, 65536 and INT_MAX are all likely), half the
+    range's ends and their neighbours."""
+    if rng.random() < 0.3:
+        return rng.choice([lo, min(lo + 1, hi), max(hi - 1, lo), hi])
+    top = rng.randint(0, max(hi, 1).bit_length())
+    v = rng.randint(0, (1 << top) - 1)
+    v = -v if lo < 0 and rng.random() < 0.25 else v
+    return min(max(v, lo), hi)
+
+
+def _sysctl_value(rng: random.Random, spec: Any) -> str:
+    """A legal value of one tunable, drawn over its whole range (see :func:`_draw_int`)."""
+    from emulator.mm.tunable import IntMinMax, IntVecMinMax, OnOff, Words
+
+    parse = spec.parse
+    if isinstance(parse, Words):
+        return str(rng.choice(parse.choices))
+    if isinstance(parse, OnOff):
+        return rng.choice(["on", "off"])
+    if isinstance(parse, IntVecMinMax):
+        return " ".join(str(_draw_int(rng, parse.lo, parse.hi)) for _ in range(parse.n))
+    assert isinstance(parse, IntMinMax)
+    v = _draw_int(rng, parse.lo, parse.hi)
+    floor = parse.zero_or_from
+    if floor is not None and 0 < v < floor:
+        v = floor
+    return str(v)
 
 
 def _checker(ctx: Any, every: int) -> Any:

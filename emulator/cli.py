@@ -20,11 +20,14 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
+from emulator.run.stop import StopSignals
+
 __all__ = ["UsageError", "main"]
 
 #: subcommand -> (module path, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("emulator.cli_run", "run a scenario and write kernel-format results"),
+    "explore": ("emulator.cli_explore", "run a scenario under many schedules; shrink a failure"),
     "list": ("emulator.cli_list", "list the bundled scenarios"),
     "inspect": ("emulator.report.inspect", "fragmentation report for a live or saved /proc"),
     "trace": ("emulator.cli_trace", "a run's events as ftrace text (trace-cmd report style)"),
@@ -65,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # first thing: a stop signal during the imports below is recorded, never lost
+    stop = StopSignals()
+    installed = stop.install()
+    try:
+        return _main(argv, stop)
+    finally:
+        if installed:
+            stop.restore()
+
+
+def _main(argv: Sequence[str] | None, stop: StopSignals) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -73,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "run":
+        args.stop_signals = stop  # mmemu run stops cleanly at any phase (emulator.run.stop)
+    else:
+        if stop.reason is not None:
+            print(f"mmemu {args.command}: {stop.reason}", file=sys.stderr)
+            return stop.exit_status
+        stop.restore()  # the views: Ctrl-C is a KeyboardInterrupt, as usual
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except UsageError as exc:

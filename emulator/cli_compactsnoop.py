@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emulator.cli_views import run_dir
-from emulator.report.compactsnoop import (
-    compactions,
-    format_compactsnoop,
-    header,
-    load_summary,
-)
-from emulator.report.perfetto import read_events
+from emulator.cli_views import folder_errors, run_dir, warn_bad_lines
+from emulator.report.compactsnoop import compactions, format_compactsnoop, header
+from emulator.report.run_folder import EventLog, load_summary
 
 __all__ = ["configure", "run"]
 
@@ -31,11 +26,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
     out = sys.stdout
-    try:
-        out.write(header(args.extended_fields, args.timestamp) + "\n")
-        for c in compactions(read_events(d / "events.jsonl"), d, load_summary(d)):
-            out.write(format_compactsnoop(c, args.extended_fields, args.timestamp) + "\n")
-        out.flush()
-    except BrokenPipeError:  # `mmemu compactsnoop RUN | head`
-        sys.stderr.close()
+    log = EventLog(d / "events.jsonl")
+    with folder_errors():
+        summary = load_summary(d)
+        found = compactions(log, d, summary)
+        try:
+            out.write(header(args.extended_fields, args.timestamp) + "\n")
+            for c in found:
+                out.write(format_compactsnoop(c, args.extended_fields, args.timestamp) + "\n")
+            out.flush()
+        except BrokenPipeError:  # `mmemu compactsnoop RUN | head`
+            sys.stderr.close()
+            return 0
+    warn_bad_lines("compactsnoop", log)
     return 0

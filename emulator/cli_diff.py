@@ -9,7 +9,8 @@ import sys
 from rich.console import Console
 
 from emulator.cli import UsageError
-from emulator.report.diff import diff_sections, load_side, print_diff
+from emulator.cli_views import folder_errors, warn_bad_lines
+from emulator.report.diff import Side, diff_sections, load_side, print_diff
 
 __all__ = ["configure", "run"]
 
@@ -25,15 +26,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         a, b = load_side(args.a), load_side(args.b)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if args.json:
-        sections = {
-            k: [{"key": key, "a": va, "b": vb} for key, va, vb in rows]
-            for k, rows in diff_sections(a, b).items()
-        }
-        json.dump({"a": str(a.path), "b": str(b.path), "sections": sections}, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return 0
-    console = Console(highlight=False, width=max(100, Console().width))
-    print_diff(a, b, console, args.only_diff)
+        raise UsageError(" ".join(str(exc).split())[:400]) from None
+    with folder_errors():
+        if args.json:
+            sections = {
+                k: [{"key": key, "a": va, "b": vb} for key, va, vb in rows]
+                for k, rows in diff_sections(a, b).items()
+            }
+            doc = {"a": str(a.path), "b": str(b.path), "sections": sections}
+            text = json.dumps(doc, indent=1, default=str)
+            _warn(a, b)
+            sys.stdout.write(text + "\n")
+            return 0
+        console = Console(highlight=False, width=max(100, Console().width))
+        print_diff(a, b, console, args.only_diff)
+    _warn(a, b)
     return 0
+
+
+def _warn(a: Side, b: Side) -> None:
+    """Each side's bad event lines, once per file (``diff RUN RUN`` reads one twice)."""
+    seen = set()
+    for side in (a, b):
+        if side.events is not None and side.events.path.resolve() not in seen:
+            seen.add(side.events.path.resolve())
+            warn_bad_lines("diff", side.events)

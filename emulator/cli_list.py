@@ -12,8 +12,7 @@ from rich.table import Table
 
 from emulator.cli import UsageError
 from emulator.mm.costs import COST_NOTES, Costs
-from emulator.mm.mitigations import MITIGATIONS, PARAM_PREFIX
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
 from emulator.scenario import (
     COST_PARAM,
     ScenarioError,
@@ -50,23 +49,12 @@ def _params(name: str) -> None:
         table.add_column(col)
     for pname, p in scenario.param_specs().items():
         table.add_row(pname, str(p.default), p.describe_range(), p.help)
-    for spec in SYSCTL_SPECS.values():
-        default = "computed at boot" if spec.default is None else str(spec.default)
-        if isinstance(spec.default, list | tuple):
-            default = " ".join(str(v) for v in spec.default)
-        valid = ", ".join(spec.choices) if spec.choices else f"{spec.lo}..{spec.hi}"
-        table.add_row(spec.name, default, valid, spec.doc)
+    for t in TUNABLES.values():
+        default = "computed at boot" if t.default is None else t.render(t.default).strip()
+        table.add_row(t.name, default, t.describe(), t.doc)
     for cname, value in Costs().as_dict().items():
         table.add_row(
             f"cost.{cname}", format_duration(value), COST_PARAM.describe_range(), COST_NOTES[cname]
-        )
-    for m in MITIGATIONS.values():
-        table.add_row(
-            f"{PARAM_PREFIX}{m.name}",
-            "on",
-            "on, off",
-            f"{m.summary}. Commit {m.commit} ({m.subject}), {m.kernel_function}. "
-            f"Off: {m.off_effect}",
         )
     console.print(table)
 

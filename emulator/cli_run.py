@@ -13,10 +13,12 @@ SIGINT, SIGTERM and SIGHUP stop the run cleanly: the results so far are written 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import shlex
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +34,37 @@ from emulator.explore.replay import (
     load_schedule,
     save_schedule,
 )
-from emulator.report.results import print_summary, write_results
+from emulator.report.results import KERNEL_FILES, print_summary, write_results
 from emulator.report.views import write_views
-from emulator.runner import ScenarioHookError, Stopped, StopSignals, run_scenario
+from emulator.run.folder import FolderError, StagedFolder, describe_os_error
+from emulator.run.stop import STOP_SIGNALS, StopSignals
+from emulator.runner import RunResult, ScenarioHookError, Stopped, run_scenario
 from emulator.scenario import (
+    PROC_FILES,
     Scenario,
     ScenarioError,
     find_scenario,
     from_proc,
+    is_bundled,
     load_scenario,
 )
 
 __all__ = ["configure", "run"]
 
-#: files a run writes besides the kernel files (checked up front: none may be a directory)
+#: files a run writes besides the kernel files
 RUN_FILES = ("events.jsonl", "summary.json", "schedule.json", "trace.json")
+
+#: the ``reason`` of a run stopped by a signal
+STOPPED_REASONS = frozenset(STOP_SIGNALS.values())
+
+#: bytes of events.jsonl and trace.json per virtual second of the default scenario (a 4 GiB,
+#: 8-CPU machine; measured: `mmemu run --set duration=20ms` writes 2.7 MB), per CPU
+BYTES_PER_CPU_SECOND = 17_000_000
+#: wall-clock seconds of boot and set-up per GiB of memory (64 GiB: about a minute)
+SETUP_S_PER_GIB = 1.0
+#: say so up front when a run is expected to write more than this, or set up for longer
+BIG_OUTPUT_BYTES = 200 * 1024 * 1024
+SLOW_SETUP_S = 10.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +83,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out", help="results folder (default: results/<scenario>-seed<N>[-NAME=VALUE...])"
     )
     parser.add_argument("--strategy", help="fifo, random or pct (seeded with --seed)")
+    parser.add_argument(
+        "--perturb",
+        action="store_true",
+        help="let random/pct also inject delays at preemption points (changes timing figures)",
+    )
     parser.add_argument("--quantum", help="sync quantum, a duration (0 = exact; e.g. 1us)")
     parser.add_argument(
         "--from-proc",
@@ -101,6 +124,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="engine driver: fast (default) or trio (the reference; same results, slower)",
     )
+    parser.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="run twice and name the first event where the two runs differ (exit 1 if any)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary")
 
 
@@ -117,30 +145,145 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["strategy"] = args.strategy
     if args.quantum is not None:
         out["quantum"] = args.quantum
+    if getattr(args, "perturb", False):
+        out["perturb"] = True
     return out
 
 
-def _default_out(scenario: Scenario, seed: int, sets: list[str]) -> Path:
-    """``results/<scenario>-seed<N>`` plus every ``--set NAME=VALUE`` (so runs that differ in
-    a parameter do not overwrite each other)."""
-    name = f"{scenario.name}-seed{seed}"
-    for item in sets:
+def _default_out(scenario: Scenario, params: Any, args: argparse.Namespace) -> Path:
+    """``results/<scenario>-seed<N>`` plus the strategy and quantum when not the defaults,
+    every ``--set NAME=VALUE`` and ``replay`` for a replay, so runs that differ do not
+    overwrite each other. A folder of that name holding another run (other parameters) is
+    never reused: ``-2``, ``-3``, ... is added."""
+    name = f"{scenario.name}-seed{params.seed}"
+    strategy = str(params["strategy"])
+    if args.strategy is not None or strategy != "fifo":
+        name += f"-{strategy}"
+    if args.quantum is not None or params["quantum"]:
+        name += f"-quantum={params['quantum']}ns"
+    for item in args.sets:
         k, _, v = item.partition("=")
-        name += "-" + f"{k.strip()}={v.strip()}".replace("/", "_").replace(" ", "_")
-    return Path("results") / name[:200]
+        name += "-" + f"{k.strip()}={v.strip()}"
+    if args.from_proc:
+        name += "-from-proc"
+    if args.replay:
+        name += "-replay"
+    for bad in "/ \\()',\"":
+        name = name.replace(bad, "_")
+    base = Path("results") / name[:200]
+    doc = {"scenario": scenario.name, "params": params.as_json()}
+    out = base
+    n = 1
+    while out.exists() and not _same_run(out, doc):
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def _same_run(folder: Path, doc: dict[str, Any]) -> bool:
+    """True if ``folder`` holds a run of the same scenario and parameters (a rerun gives the
+    same results: replacing it loses nothing)."""
+    try:
+        old = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and all(old.get(k) == v for k, v in doc.items())
+
+
+def _enter(stop: StopSignals, progress: Progress, stage: str) -> None:
+    """The run enters ``stage``: shown, and a signal that came earlier stops it now."""
+    progress.stage(stage)
+    stop.enter(stage)
+
+
+def _replay_until(schedule: Any) -> int | None:
+    """The end of a replay of a stopped run: just past the instant it stopped at."""
+    if schedule is None or schedule.stopped is None:
+        return None
+    return int(schedule.stopped["virtual_ns"]) + 1
+
+
+def _stopped(result: RunResult, events: Path | None) -> dict[str, Any] | None:
+    """Where a run stopped early (a signal), for its schedule: a replay goes to there, and
+    its first ``events_lines`` events are the recorded run's (``events_sha256``)."""
+    if result.reason not in STOPPED_REASONS:
+        return None
+    doc: dict[str, Any] = {"reason": result.reason, "virtual_ns": result.virtual_ns}
+    if events is not None and events.is_file():
+        with events.open("rb") as f:
+            doc["events_lines"] = sum(1 for _ in f)
+    return doc
+
+
+def _events_differ(schedule: Any, events: Path) -> bool:
+    """The replay's events.jsonl (its first ``stopped.events_lines`` lines, for a stopped
+    run) against the recording's ``events_sha256``."""
+    lines = (schedule.stopped or {}).get("events_lines")
+    if not isinstance(lines, int):
+        return file_sha256(events) != schedule.events_sha256
+    h = hashlib.sha256()
+    with events.open("rb") as f:
+        for i, line in enumerate(f):
+            if i >= lines:
+                break
+            h.update(line)
+    return h.hexdigest() != schedule.events_sha256
+
+
+def _say_what_happens(
+    args: argparse.Namespace, scenario: Scenario, params: Any, out: Path, schedule: Any
+) -> None:
+    """One line on stderr for a run that will write much or set up for long, and which
+    scenario (bundled or a file) is used."""
+    if args.quiet:
+        return
+    where = "bundled" if scenario.path and is_bundled(Path(scenario.path)) else "file"
+    print(f"mmemu run: scenario {scenario.name} ({where}: {scenario.path})", file=sys.stderr)
+    until = _replay_until(schedule)
+    seconds = (params.duration_ns if until is None else until) / 1e9
+    size = 0 if args.no_events else BYTES_PER_CPU_SECOND * params.cpus * seconds
+    if args.no_trace:
+        size /= 2
+    setup = SETUP_S_PER_GIB * params.memory_mib / 1024
+    if size > BIG_OUTPUT_BYTES or setup > SLOW_SETUP_S:
+        print(
+            f"mmemu run: expect about {_size(size)} of events and trace in {out} "
+            f"({seconds:g} s of virtual time, {params.cpus} CPUs) and about {setup:.0f} s "
+            "of set-up (--no-events or --events GLOB write less)",
+            file=sys.stderr,
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.0f} GB"
 
 
 def _check_out(out: Path, from_proc: bool) -> None:
-    """Refuse an output folder the results cannot be written to (before writing anything)."""
-    from emulator.report.results import KERNEL_FILES
-
+    """Refuse an output folder the results cannot be put in (before writing anything)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r}: exists and is not a folder")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {str(out)!r}: not writable")
     if out.is_dir():
-        for name in (*RUN_FILES, *KERNEL_FILES):
-            p = out / name
-            if p.exists() and not p.is_file():
+        # the run replaces the folder whole: only an earlier run's folder (or an empty one)
+        for entry in sorted(out.iterdir()):
+            name = entry.name
+            if name == "plots" and entry.is_dir():
+                continue
+            if name not in RUN_FILES and name not in KERNEL_FILES:
+                raise UsageError(
+                    f"--out {str(out)!r}: holds {name!r}, which is no run's file; a run "
+                    "replaces its folder whole: give a new or an earlier run's folder"
+                )
+            if not entry.is_file() or entry.is_symlink():
                 raise UsageError(f"--out {str(out)!r}: {name} exists and is not a regular file")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise UsageError(f"--out {str(out)!r}: {parent} is not a writable folder")
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
@@ -156,10 +299,18 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
             path = find_scenario(where)
             check_schedule(schedule, str(path))
             scenario = load_scenario(path)
+            if schedule.from_proc is not None:
+                scenario = _from_saved_proc(scenario, schedule.from_proc)
             params = scenario.resolve(dict(schedule.params))
         else:
             scenario = load_scenario(find_scenario(args.scenario))
             if args.from_proc:
+                fixed = sorted(k for k in overrides if k in ("memory", "nodes"))
+                if fixed:
+                    raise UsageError(
+                        f"--set {fixed[0]}=: --from-proc takes the machine's {fixed[0]} from "
+                        "the saved /proc files"
+                    )
                 scenario = from_proc(scenario, args.from_proc)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
@@ -170,21 +321,84 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
     return scenario, params, schedule
 
 
+def _from_saved_proc(scenario: Scenario, files: dict[str, str]) -> Scenario:
+    """``from_proc`` on the /proc files a schedule kept (written to a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="mmemu-proc-") as d:
+        for name, text in files.items():
+            if name in PROC_FILES:
+                (Path(d) / name).write_text(text, encoding="utf-8")
+        return from_proc(scenario, d)
+
+
 def run(args: argparse.Namespace) -> int:
-    scenario, params, schedule = _prepare(args)
-    out = Path(args.out) if args.out else _default_out(scenario, params.seed, args.sets)
-    _check_out(out, bool(args.from_proc))
-    created = not out.exists()
+    stop: StopSignals = getattr(args, "stop_signals", None) or StopSignals()
+    own = not stop.installed and stop.install()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {str(out)!r}: {exc.strerror}") from None
-    stop = StopSignals()
-    stop.install()
-    try:
-        return _run(args, scenario, params, schedule, out, created, stop)
+        stop.enter("validate")
+        scenario, params, schedule = _prepare(args)
+        if getattr(args, "check_determinism", False) and args.no_events:
+            raise UsageError("--check-determinism compares the events: drop --no-events")
+        out = Path(args.out) if args.out else _default_out(scenario, params, args)
+        _check_out(out, bool(args.from_proc))
+        _say_what_happens(args, scenario, params, out, schedule)
+        try:
+            staged = StagedFolder.create(out)
+        except FolderError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            return _run(args, scenario, params, schedule, staged, stop)
+        finally:
+            staged.discard()  # gone already if the run's folder was put in place
     finally:
-        stop.restore()
+        if own:
+            stop.restore()
+
+
+def _second_run_differs(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    params: Any,
+    schedule: Any,
+    out: Path,
+    stop: StopSignals,
+) -> str | None:
+    """Run again (same scenario, params and schedule) into a scratch file and compare the event
+    logs: None if byte-identical, else one line naming the first event that differs."""
+    import tempfile
+
+    first = out / "events.jsonl"
+    with tempfile.TemporaryDirectory(prefix="mmemu-determinism-") as tmp:
+        again = Path(tmp) / "events.jsonl"
+        run_scenario(
+            scenario,
+            params,
+            events=again,
+            strategy=schedule.replay() if schedule is not None else None,
+            strict=args.strict,
+            stop=stop,
+            events_filter=args.events,
+            driver=args.driver,
+        )
+        return first_difference(first, again)
+
+
+def first_difference(a: Path, b: Path) -> str | None:
+    """None if two event logs are byte-identical, else which event differs first and how."""
+    with a.open("rb") as fa, b.open("rb") as fb:
+        n = 0
+        for n, (la, lb) in enumerate(zip(fa, fb, strict=False), start=1):
+            if la != lb:
+                return f"event {n} differs: first run {_shorten(la)}, second run {_shorten(lb)}"
+        rest_a, rest_b = fa.readline(), fb.readline()
+    if rest_a or rest_b:
+        longer, line = ("first", rest_a) if rest_a else ("second", rest_b)
+        return f"event {n + 1} differs: only the {longer} run has it: {_shorten(line)}"
+    return None
+
+
+def _shorten(line: bytes) -> str:
+    text = line.decode("utf-8", "replace").strip()
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _run(
@@ -192,10 +406,10 @@ def _run(
     scenario: Scenario,
     params: Any,
     schedule: Any,
-    out: Path,
-    created: bool,
+    staged: StagedFolder,
     stop: StopSignals,
 ) -> int:
+    out = staged.path
     progress = Progress(enabled=sys.stderr.isatty() and not args.quiet)
     events = None if args.no_events else out / "events.jsonl"
     try:
@@ -209,46 +423,75 @@ def _run(
                 strategy=schedule.replay() if schedule is not None else None,
                 strict=args.strict,
                 stop=stop,
-                stage=progress.stage,
+                stage=lambda name: _enter(stop, progress, name),
                 trace=not (args.no_trace or args.no_events),
                 events_filter=args.events,
                 driver=args.driver,
                 trace_locks=args.trace_locks,
+                until_ns=_replay_until(schedule),
             )
-    except ScenarioHookError as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+    except (ScenarioHookError, ScenarioError) as exc:
         raise UsageError(str(exc)) from None
-    except ScenarioError as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise UsageError(str(exc)) from None
+    except OSError as exc:  # the events could not be written (a full disk): nothing is kept
+        print(
+            f"mmemu run: error: {describe_os_error(exc, staged.out)}; --out unchanged",
+            file=sys.stderr,
+        )
+        return 1
     except Stopped as exc:
-        # stopped before the machine existed: the reason is all there is to write
+        # stopped before the machine existed: the reason and the stage are all there is
+        stage = stop.stage_at_signal or "boot"
         doc = {"scenario": scenario.name, "params": params.as_json(), "reason": exc.reason}
-        doc["stage"] = "boot"
-        (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"mmemu run: {exc.reason} during boot; results in {out}/", file=sys.stderr)
+        doc["stage"] = stage
+        try:
+            (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+            staged.commit()
+        except OSError as err:
+            print(f"mmemu run: error: {describe_os_error(err, staged.out)}", file=sys.stderr)
+            return stop.exit_status or 130
+        print(f"mmemu run: {exc.reason} during {stage}; results in {staged.out}/", file=sys.stderr)
         return stop.exit_status or 130
     # from here on, further signals are only counted: the results are always written
-    stop.raise_now = False
-    write_results(result, out)
-    write_views(
-        out,
-        trace=not (args.no_trace or args.no_events),
-        plots=args.plots,
-        capture=result.ctx.trace,
-    )
-    save_schedule(
-        out / "schedule.json",
-        result.ctx.sim,
-        scenario.name,
-        scenario.path,
-        params.as_json(),
-        events=events,
-    )
+    stop.enter("collect")
+    if result.reason in STOPPED_REASONS:
+        result.stage = stop.stage_at_signal or "run"
+    try:
+        write_results(result, out)
+        write_views(
+            out,
+            trace=not (args.no_trace or args.no_events),
+            plots=args.plots,
+            capture=result.ctx.trace,
+        )
+        save_schedule(
+            out / "schedule.json",
+            result.ctx.sim,
+            scenario.name,
+            scenario.path,
+            params.as_json(),
+            events=events,
+            stopped=_stopped(result, events),
+            from_proc=scenario.proc_files,
+        )
+        staged.commit()
+    except OSError as exc:
+        print(
+            f"mmemu run: error: {describe_os_error(exc, staged.out)}; --out unchanged",
+            file=sys.stderr,
+        )
+        return 1
+    out = staged.out
+    if events is not None:
+        events = out / "events.jsonl"
     status = 0
     problem = None
+    if getattr(args, "check_determinism", False) and stop.reason is None:
+        differs = _second_run_differs(args, scenario, params, schedule, out, stop)
+        if differs is not None:
+            print(f"mmemu run: nondeterministic: {differs}", file=sys.stderr)
+            return 1
+        if not args.quiet:
+            print("determinism: a second run recorded the same events, byte for byte")
     if schedule is not None:
         problem = compare_replay(schedule, list(result.ctx.sim.decisions))
         if result.error is not None and "ReplayDivergence" in result.error:
@@ -259,11 +502,16 @@ def _run(
             problem is None
             and schedule.events_sha256
             and events is not None
-            and file_sha256(events) != schedule.events_sha256
+            and _events_differ(schedule, events)
         ):
             problem = "events.jsonl differs from the recorded run's (events_sha256)"
         if not args.quiet:
             verdict = "exact" if problem is None else "DIVERGED"
+            if problem is None and schedule.stopped is not None:
+                verdict += (
+                    f" to where the recorded run stopped ({schedule.stopped['reason']} at "
+                    f"t={schedule.stopped['virtual_ns']} ns)"
+                )
             print(f"replay of {args.replay}: {verdict}", file=sys.stderr)
     if not args.quiet:
         print_summary(result)

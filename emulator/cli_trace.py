@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from emulator.cli_views import run_dir
+from emulator.cli_views import folder_errors, run_dir, warn_bad_lines
 from emulator.report.ftrace import write_ftrace
-from emulator.report.perfetto import read_events
+from emulator.report.run_folder import EventLog, load_summary
 
 __all__ = ["configure", "run"]
 
@@ -30,16 +29,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     d = run_dir(args.run_dir, ("summary.json", "events.jsonl"))
-    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-    cpus = int(summary.get("params", {}).get("cpus", 1))
-    try:
-        write_ftrace(
-            read_events(d / "events.jsonl"),
-            sys.stdout,
-            cpus,
-            ns=args.ns,
-            only=set(args.event) or None,
-        )
-    except BrokenPipeError:  # `mmemu trace RUN | head`
-        sys.stderr.close()
+    log = EventLog(d / "events.jsonl")
+    with folder_errors():
+        summary = load_summary(d)
+        try:
+            write_ftrace(log, sys.stdout, summary.cpus, ns=args.ns, only=set(args.event) or None)
+        except BrokenPipeError:  # `mmemu trace RUN | head`
+            sys.stderr.close()
+            return 0
+    warn_bad_lines("trace", log)
     return 0

@@ -2,7 +2,9 @@
 
 :class:`Param` declares one parameter (default, help, range, unit); :data:`STANDARD_PARAMS` are
 the ones every scenario accepts, :data:`COST_PARAM` the range of every ``cost.NAME``, and
-:func:`check_sysctl` checks a sysctl value as the kernel's ``proc_dointvec_minmax`` handler would.
+:func:`check_sysctl` checks a sysctl value with the tunable's own kernel parser. Integer text is
+read as lib/kstrtox.c: kstrtoll reads it (base 0: ``0x10`` is 16, ``010`` is 8; no ``_``, no
+``0b``/``0o``, ASCII digits only).
 Durations are int ns (text needs ns/us/ms/s), sizes int MiB (text needs K/M/G/T). Every refusal is
 a ValueError whose message names what is valid; :mod:`emulator.scenario` turns it into one line
 naming the parameter (:class:`~emulator.scenario.ScenarioError`).
@@ -17,9 +19,8 @@ from typing import Any
 
 import attrs
 
-from emulator.mm.sysctl import MIN_PERCPU_PAGELIST_HIGH_FRACTION
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
-from emulator.mm.zone import MAX_NR_ZONES
+from emulator.mm.sysctl import TUNABLES
+from emulator.mm.tunable import kstrtoll
 
 __all__ = [
     "COST_PARAM",
@@ -43,6 +44,10 @@ _NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _MIB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 _NUMBER = r"([0-9]{1,15}(?:\.[0-9]{0,9})?)"
 _DURATION_TEXT = re.compile(rf"^\s*{_NUMBER}\s*(ns|us|µs|ms|s)?\s*$", re.I)
+#: a decimal number in ASCII (float() also takes ``1_0``, ``inf``, ``nan`` and non-ASCII digits)
+_FLOAT_TEXT = re.compile(
+    r"^\s*[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?\s*$"
+)
 _SIZE_TEXT = re.compile(rf"^\s*{_NUMBER}\s*([kmgt])?(?:i?b)?\s*$", re.I)
 
 
@@ -152,7 +157,12 @@ class Param:
         elif self.unit == "size":
             v = parse_size_text(value)
         elif isinstance(value, str):
-            v = _convert_text(self.default, value)
+            try:
+                v = _convert_text(self.default, value)
+            except ValueError as exc:
+                if isinstance(self.default, bool) or not isinstance(self.default, int | float):
+                    raise
+                raise ValueError(f"{exc} in {self.describe_range()}") from None
         else:
             v = value
         if isinstance(self.default, bool):
@@ -197,18 +207,13 @@ def _convert_text(default: Any, value: str) -> Any:
         raise ValueError("expected true or false")
     if isinstance(default, int):
         try:
-            if len(value) > 40:
-                raise ValueError
-            return int(value.strip(), 0)
+            return kstrtoll(value.strip())
         except ValueError:
             raise ValueError("expected an integer") from None
     if isinstance(default, float):
-        try:
-            if len(value) > 40:
-                raise ValueError
-            return float(value)
-        except ValueError:
-            raise ValueError("expected a number") from None
+        if not _FLOAT_TEXT.match(value):
+            raise ValueError("expected a finite number")
+        return float(value)
     return value
 
 
@@ -222,6 +227,10 @@ STANDARD_PARAMS: dict[str, Param] = {
     ),
     "seed": Param(1, "seed of every random stream and of random/pct strategies", 0, 2**32 - 1),
     "strategy": Param("fifo", "scheduling strategy: fifo, random, pct (seeded with seed)"),
+    "perturb": Param(
+        False,
+        "random/pct also inject delays at preemption points (changes timing figures)",
+    ),
     "quantum": Param(0, "sync quantum (0 = exact global order; e.g. 1us)", 0, 10**9, "duration"),
     "sample": Param(
         "10ms", "time-series sampling interval (virtual)", 1_000, 3600 * 10**9, "duration"
@@ -242,46 +251,7 @@ def _short(value: Any, limit: int = 60) -> Any:
 
 
 def check_sysctl(name: str, value: Any) -> Any:
-    """Type and range-check a sysctl value as ``proc_dointvec_minmax`` would (the machine's
-    :meth:`~emulator.mm.sysctl.Sysctl.set` checks again when it is written)."""
-    spec = SYSCTL_SPECS[name]
-    if spec.choices:  # a sysfs word setting (transparent_hugepage.defrag)
-        word = value.strip() if isinstance(value, str) else value
-        if word not in spec.choices:
-            raise ValueError(f"{name}={_short(word)!r} is invalid: valid {', '.join(spec.choices)}")
-        return word
-    if isinstance(value, str):
-        if len(value) > 200:
-            raise ValueError("value too long")
-        try:
-            value = _sysctl_text(value)
-        except ValueError:
-            raise ValueError("expected an integer (or, for lists, integers)") from None
-    if name == "vm.lowmem_reserve_ratio":
-        vals = value if isinstance(value, list | tuple) else [value]
-        if len(vals) != MAX_NR_ZONES or not all(_plain_int(v) for v in vals):
-            raise ValueError(f"takes {MAX_NR_ZONES} integers, one per zone type")
-        if not all(spec.lo <= v <= spec.hi for v in vals):
-            raise ValueError(f"out of range: valid {spec.lo}..{spec.hi} each")
-        return list(vals)
-    if not _plain_int(value):
-        raise ValueError(f"expected an integer in {spec.lo}..{spec.hi}")
-    if not spec.lo <= value <= spec.hi:
-        raise ValueError(f"out of range: valid {spec.lo}..{spec.hi}")
-    if name == "vm.percpu_pagelist_high_fraction" and 0 < value < MIN_PERCPU_PAGELIST_HIGH_FRACTION:
-        raise ValueError(f"out of range: valid 0 or {MIN_PERCPU_PAGELIST_HIGH_FRACTION}..{spec.hi}")
-    return value
-
-
-def _plain_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _sysctl_text(value: str) -> Any:
-    parts = value.replace(",", " ").split()
-    if len(parts) > 1:
-        return [int(p, 0) for p in parts]
-    try:
-        return int(value, 0)
-    except ValueError:
-        return value.strip()  # a word setting (transparent_hugepage.defrag); Sysctl.set checks
+    """The value a ``--set`` (or a scenario default) of tunable ``name`` stores, parsed by the
+    tunable's kernel handler (:class:`~emulator.mm.tunable.Tunable`); a
+    :class:`~emulator.mm.tunable.TunableError` names the tunable and what is valid."""
+    return TUNABLES[name].check(value)

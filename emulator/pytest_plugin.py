@@ -5,6 +5,9 @@
   actor per CPU and checks every invariant afterwards.
 * ``mm_seed`` — the seed for this test: ``--mm-seed N`` on the command line, else 0. Loop a
   suite over seeds with ``for s in $(seq 50); do pytest --mm-seed $s; done``.
+* ``@pytest.mark.explore(runs=N, strategy="pct"|"random", depth=D, perturb=False, seed=S)`` —
+  runs an async test body under ``N`` schedules; a failing one is written to a file that
+  ``pytest --mm-replay FILE`` reruns exactly (:mod:`emulator.pytest_explore`).
 
 Trio mode: an ``async def`` test that uses one of these fixtures is marked ``@pytest.mark.trio``
 by the plugin, so it runs under pytest-trio without ``trio_mode = true`` in the project's
@@ -20,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from emulator.pytest_explore import explore_state, install
 from emulator.testing import EmulatedKernel, make_kernel
 
 FIXTURES = frozenset({"mm_kernel", "mm_seed"})
@@ -28,6 +32,20 @@ _OTHER_ASYNC_MARKERS = ("trio", "anyio", "asyncio")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--mm-seed", type=int, default=0, help="seed for mmemu's mm_seed fixture")
+    parser.addoption(
+        "--mm-replay",
+        metavar="FILE",
+        default=None,
+        help="rerun the test a failed @pytest.mark.explore run wrote FILE for, on that schedule",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "explore(runs=20, strategy='pct', depth=3, perturb=False, seed=0): run the test body "
+        "under many schedules of the mm_kernel it makes (mmemu)",
+    )
 
 
 def _wants_trio(item: pytest.Item) -> bool:
@@ -41,7 +59,9 @@ def _wants_trio(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the async tests that use mmemu's fixtures for pytest-trio."""
+    """Wrap the exploring tests, and mark the async tests that use mmemu's fixtures for
+    pytest-trio."""
+    install(config, items)
     marked = [item for item in items if _wants_trio(item)]
     if not marked:
         return
@@ -60,9 +80,17 @@ def mm_seed(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture
-def mm_kernel(mm_seed: int) -> Callable[..., EmulatedKernel]:
+def mm_kernel(mm_seed: int, request: pytest.FixtureRequest) -> Callable[..., EmulatedKernel]:
     def factory(**kwargs: Any) -> EmulatedKernel:
         kwargs.setdefault("seed", mm_seed)
+        state = explore_state(request.node)
+        if state is not None:
+            # an exploring (or replaying) run: its schedule, whatever the body asked for
+            kwargs["strategy"] = state.strategy_for_next_kernel()
+            kwargs["perturb"] = state.perturb
+            kernel = make_kernel(**kwargs)
+            state.kernels.append(kernel)
+            return kernel
         return make_kernel(**kwargs)
 
     return factory

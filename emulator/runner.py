@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gc
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ from emulator.engine import (
     ActorCrashed,
     DeadlockError,
     Recorder,
+    ReplayEnd,
     Sim,
     SimError,
 )
@@ -38,6 +37,7 @@ from emulator.mm.page_alloc.slowpath import merged_stats as slowpath_summary
 from emulator.mm.reclaim.kswapd import kthreads_summary, start_kthreads
 from emulator.mm.snapshot import NR_PAGE_ORDERS, MachineSnapshot
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES
+from emulator.run.stop import STOP_SIGNALS, StopSignals
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.workload.cpu import CpuProgram
 from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
@@ -46,18 +46,11 @@ __all__ = [
     "RunContext",
     "RunResult",
     "ScenarioHookError",
-    "StopSignals",
     "Stopped",
     "build_context",
     "run_scenario",
+    "run_sim",
 ]
-
-#: the signals that stop a run cleanly, and the ``reason`` each gives in summary.json
-STOP_SIGNALS: dict[int, str] = {
-    signal.SIGINT: "interrupted",
-    signal.SIGTERM: "terminated",
-    signal.SIGHUP: "hangup",
-}
 
 
 class ScenarioHookError(Exception):
@@ -72,92 +65,42 @@ class Stopped(Exception):
         self.reason = reason
 
 
-@attrs.define
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP as clean stops for ``mmemu run``.
+async def run_sim(stop: StopSignals, sim: Sim, until: int) -> Any:
+    """``sim.run(until)`` under trio, cancelled cleanly by the first stop signal (one that
+    came earlier, too)."""
+    result = None
+    stop.raise_now = False
+    async with trio.open_nursery() as nursery:
 
-    Before the run (boot, scenario set-up: plain Python) the first signal raises
-    KeyboardInterrupt where it lands. During the run a trio task receives the signals and
-    cancels the run, so the engine stops between actor steps. After the first signal, further
-    ones (a second Ctrl-C while the results are written) are only counted: every stop writes
-    its results. :attr:`reason` names the first signal (``interrupted``, ``terminated``,
-    ``hangup``) and :attr:`exit_status` is the shell's 128 + signal number.
-    """
+        async def watch() -> None:
+            with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+                if stop.signum is not None:
+                    nursery.cancel_scope.cancel()
+                async for sig in signals:
+                    stop.note(sig)
+                    nursery.cancel_scope.cancel()
 
-    signum: int | None = None
-    extra: int = 0
-    raise_now: bool = True
-    _saved: dict[int, Any] = attrs.field(factory=dict)
+        async def main() -> None:
+            nonlocal result
+            result = await sim.run(until)
+            nursery.cancel_scope.cancel()
 
-    @property
-    def reason(self) -> str | None:
-        return STOP_SIGNALS[self.signum] if self.signum is not None else None
+        nursery.start_soon(watch)
+        nursery.start_soon(main)
+    return result
 
-    @property
-    def exit_status(self) -> int:
-        return 128 + int(self.signum) if self.signum is not None else 0
 
-    def install(self) -> bool:
-        """Take over the stop signals (main thread only); False where that is impossible."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        for sig in STOP_SIGNALS:
-            self._saved[sig] = signal.signal(sig, self._handler)
-        return True
-
-    def restore(self) -> None:
-        """Give the signals back; after a stop, later ones are ignored instead (the process is
-        about to exit with the first one's status, its results written)."""
-        for sig, old in self._saved.items():
-            signal.signal(sig, old if self.signum is None else signal.SIG_IGN)
-        self._saved.clear()
-
-    def note(self, signum: int) -> bool:
-        """Record a signal; True if it is the first."""
-        if self.signum is None:
-            self.signum = signum
-            return True
-        self.extra += 1
-        return False
-
-    def _handler(self, signum: int, _frame: Any) -> None:
-        if self.note(signum) and self.raise_now:
-            raise KeyboardInterrupt
-
-    async def run_sim(self, sim: Sim, until: int) -> Any:
-        """``sim.run(until)`` under trio, cancelled cleanly by the first stop signal."""
-        result = None
-        self.raise_now = False
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-                    if self.signum is not None:
-                        nursery.cancel_scope.cancel()
-                    async for sig in signals:
-                        self.note(sig)
-                        nursery.cancel_scope.cancel()
-
-            async def main() -> None:
-                nonlocal result
-                result = await sim.run(until)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            nursery.start_soon(main)
-        return result
-
-    async def run_sim_unwrapped(self, sim: Sim, until: int) -> Any:
-        """:meth:`run_sim`, raising the engine's own error rather than trio's group of one."""
-        try:
-            return await self.run_sim(sim, until)
-        except BaseExceptionGroup as group:
-            leaves = _leaves(group)
-            for kind in (KeyboardInterrupt, SimError):
-                for exc in leaves:
-                    if isinstance(exc, kind):
-                        raise exc from exc.__cause__
-            raise
+async def run_sim_unwrapped(stop: StopSignals, sim: Sim, until: int) -> Any:
+    """:func:`run_sim`, raising the engine's own error rather than trio's group of one."""
+    try:
+        return await run_sim(stop, sim, until)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        for kind in (KeyboardInterrupt, SimError):
+            for exc in leaves:
+                if isinstance(exc, kind):
+                    raise exc from exc.__cause__
+        raise
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -204,6 +147,9 @@ class RunResult:
     violations: list[Violation] = attrs.field(factory=list)
     #: summary.json ``properties``: per checked property, its doc and violations
     properties: dict[str, Any] = attrs.field(factory=dict)
+    #: for a run stopped by a signal, the phase it was in when the signal came
+    #: (:data:`emulator.run.stop.PHASES`)
+    stage: str | None = None
 
     @property
     def snapshot(self) -> MachineSnapshot:
@@ -256,6 +202,7 @@ class RunResult:
             "seed": self.params.seed,
             "params": self.params.as_json(),
             "reason": self.reason,
+            **({"stage": self.stage} if self.stage is not None else {}),
             "virtual_ns": self.virtual_ns,
             "setup_s": round(self.setup_s, 3),
             "wall_s": round(self.wall_s, 3),
@@ -318,12 +265,12 @@ def build_context(
         quantum_ns=params["quantum"],
         strict=strict,
         driver=driver,
+        perturb=params["perturb"],
     )
     if scenario.machine is not None:
         machine = scenario.machine(params, recorder)
     else:
         machine = Machine.x86_64(params.memory_mib, nodes=params.nodes, recorder=recorder)
-    machine.mitigations = params.mitigations
     for name, value in params.sysctls.items():
         try:
             machine.sysctl.set(name, value)
@@ -396,14 +343,23 @@ def _sampler(
 
 
 def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tuple[Write, ...]:
-    """The scenario's run-time writes, checked before the run (a bad one is a ScenarioError)."""
-    items = scenario.writes(params) if callable(scenario.writes) else scenario.writes
+    """The scenario's run-time writes, checked before the run: a bad one (or a ``writes``
+    function that raises) is a :class:`ScenarioError`. Writes timed after the run's end are
+    not done: they are listed in findings (``writes_after_end``) and dropped."""
+    items: Any = scenario.writes
+    if callable(items):
+        items = _hook(scenario, "writes", items, params)
     try:
         writes = parse_writes(items)
         check_writes(ctx.machine, writes, len(ctx.allocator.cpus))
     except ValueError as exc:
         raise ScenarioError(f"scenario {scenario.name}: {exc}") from None
-    return writes
+    late = [w for w in writes if w.at_ns > params.duration_ns]
+    if late:
+        ctx.findings["writes_after_end"] = [
+            {"at_ns": w.at_ns, "path": w.path, "value": w.value, "cpu": w.cpu} for w in late
+        ]
+    return tuple(w for w in writes if w.at_ns <= params.duration_ns)
 
 
 def _no_lock_cycle(sim: Sim) -> None:
@@ -426,8 +382,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _sim_error(exc: SimError) -> tuple[str, str]:
-    """(reason, one-line message) for an engine error that ended a run."""
+def _sim_error(exc: SimError) -> tuple[str, str | None]:
+    """(reason, one-line message) for an engine error that ended a run (``replay_end`` and
+    no message for a replay that reached where its recorded run stopped)."""
+    inner = exc.exc if isinstance(exc, ActorCrashed) else exc
+    if isinstance(inner, ReplayEnd) or isinstance(exc.__cause__, ReplayEnd):
+        return "replay_end", None
     if isinstance(exc, ActorCrashed) and isinstance(exc.exc, DeadlockError):
         exc = exc.exc  # found by the sampler (a lock cycle while other actors still run)
     msg = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
@@ -455,6 +415,7 @@ def run_scenario(
     driver: str | None = None,
     trace_locks: str = "zone",
     properties: Sequence[Property] | None = None,
+    until_ns: int | None = None,
 ) -> RunResult:
     """Run ``scenario`` with ``params`` to its virtual deadline.
 
@@ -478,6 +439,9 @@ def run_scenario(
     ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the machine was
     booted.
 
+    ``until_ns`` ends the run earlier than ``params.duration_ns`` (the replay of a run that
+    a signal stopped goes to where it stopped).
+
     ``properties`` (default: the scenario's own) are checked during and after the run
     (:class:`~emulator.explore.properties.PropertyChecker`): ``RunResult.violations``. Properties
     with event hooks see every event even with ``record`` False.
@@ -500,6 +464,8 @@ def run_scenario(
         try:
             stage("boot")
             ctx = build_context(scenario, params, recorder, strategy, strict, driver)
+            # checked before anything runs: a bad write refuses the run as bad input
+            writes = _scenario_writes(scenario, params, ctx)
         except KeyboardInterrupt:
             raise Stopped(stop.reason if stop and stop.reason else "interrupted") from None
         sim = ctx.sim
@@ -542,7 +508,6 @@ def run_scenario(
                     sim.spawn(name, fn)
             checker = PropertyChecker(props, ctx)
             checker.install()
-            writes = _scenario_writes(scenario, params, ctx)
             if writes:
                 log: list[dict[str, Any]] = []
                 ctx.findings["writes"] = log
@@ -558,10 +523,11 @@ def run_scenario(
             gc.collect()
             gc.freeze()
             try:
+                until = params.duration_ns if until_ns is None else until_ns
                 if stop is not None:
-                    result = trio.run(stop.run_sim_unwrapped, sim, params.duration_ns)
+                    result = trio.run(run_sim_unwrapped, stop, sim, until)
                 else:
-                    result = trio.run(sim.run, params.duration_ns)
+                    result = trio.run(sim.run, until)
                 if result is None or (stop is not None and stop.reason):
                     reason = (stop.reason if stop else None) or "interrupted"
                 else:
@@ -569,6 +535,8 @@ def run_scenario(
             except KeyboardInterrupt:
                 reason = stop.reason if stop and stop.reason else "interrupted"
             except SimError as exc:
+                if isinstance(exc, ActorCrashed) and isinstance(exc.exc, OSError):
+                    raise exc.exc from None  # writing the events failed (a full disk)
                 # an actor crashed, the run deadlocked or an actor made no progress: keep what
                 # was recorded and the state
                 reason, error = _sim_error(exc)

@@ -36,6 +36,7 @@ sysctl checks) is :mod:`emulator.params`, re-exported here.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -44,12 +45,14 @@ from typing import Any
 
 import attrs
 
-from emulator.engine import SimError, make_strategy
+from emulator.engine import SimError
+from emulator.engine.strategy import VALID_FORMS, parse_strategy
 from emulator.explore.properties import Property
 from emulator.mm.costs import Costs
+from emulator.mm.mitigations import MITIGATIONS, Mitigations
 from emulator.mm.mitigations import PARAM_PREFIX as MITIGATION_PREFIX
-from emulator.mm.mitigations import Mitigations, check_mitigation
-from emulator.mm.sysctl import SPECS as SYSCTL_SPECS
+from emulator.mm.sysctl import TUNABLES
+from emulator.mm.tunable import TunableError
 from emulator.params import (
     COST_PARAM,
     MAX_MEMORY_MIB,
@@ -78,7 +81,9 @@ __all__ = [
     "format_duration",
     "format_size",
     "from_proc",
+    "is_bundled",
     "load_scenario",
+    "looks_like_path",
 ]
 
 
@@ -120,11 +125,11 @@ class Params:
 
     @property
     def sysctls(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k in SYSCTL_SPECS}
+        return {k: v for k, v in self.values.items() if k in TUNABLES}
 
     @property
     def mitigations(self) -> Mitigations:
-        """The ``mitigation.NAME`` values (each on unless set off)."""
+        """The ``mitigation.NAME`` values as the machine keeps them (each on unless set off)."""
         return Mitigations.from_values(
             {k: v for k, v in self.values.items() if k.startswith(MITIGATION_PREFIX)}
         )
@@ -168,6 +173,9 @@ class Scenario:
     #: the properties a run of this scenario must keep (:mod:`emulator.explore.properties`);
     #: a scenario file may also declare them as a module-level ``properties = [...]``
     properties: Sequence[Property] = ()
+    #: a :func:`from_proc` scenario's saved /proc files (name -> text), kept in the run's
+    #: schedule.json so that its replay builds the same machine
+    proc_files: Mapping[str, str] | None = None
 
     def param_specs(self) -> dict[str, Param]:
         """Every parameter this scenario accepts besides sysctls and costs, with its range."""
@@ -192,26 +200,27 @@ class Scenario:
         """
         known = self.param_specs()
         values: dict[str, Any] = {name: p.default for name, p in known.items()}
-        for spec in SYSCTL_SPECS.values():
+        for spec in TUNABLES.values():
             if spec.name in self.defaults:
                 values[spec.name] = self.defaults[spec.name]
         for name, value in self.defaults.items():
-            if name.startswith(("cost.", MITIGATION_PREFIX)):
+            if name.startswith("cost."):
                 values[name] = value
         for name, value in (overrides or {}).items():
-            if (
-                name in known
-                or name in SYSCTL_SPECS
-                or name.startswith(("cost.", MITIGATION_PREFIX))
-            ):
+            if name in known or name in TUNABLES or name.startswith("cost."):
                 values[name] = value
                 continue
             valid = (
                 ", ".join(sorted(known))
                 + ", vm.<sysctl> ("
-                + ", ".join(sorted(SYSCTL_SPECS))
-                + "), cost.<name>, mitigation.<name> (mmemu list --params)"
+                + ", ".join(sorted(TUNABLES))
+                + "), cost.<name> (mmemu list --params)"
             )
+            if name.startswith(MITIGATION_PREFIX):
+                switches = ", ".join(MITIGATIONS)
+                raise ScenarioError(
+                    f"parameter {_short(name)}: unknown mitigation; valid: {switches}"
+                )
             raise ScenarioError(f"unknown parameter {_short(name)!r}; valid: {valid}")
         typed: dict[str, Any] = {}
         cost_names = set(Costs().as_dict())
@@ -221,12 +230,12 @@ class Scenario:
                     if name[5:] not in cost_names:
                         raise ValueError(f"unknown cost; valid: {', '.join(sorted(cost_names))}")
                     typed[name] = COST_PARAM.convert(value)
-                elif name.startswith(MITIGATION_PREFIX):
-                    typed[name] = check_mitigation(name, value)
-                elif name in SYSCTL_SPECS:
+                elif name in TUNABLES:
                     typed[name] = check_sysctl(name, value)
                 else:
                     typed[name] = known[name].convert(value)
+            except TunableError as exc:  # names the tunable, the value and what is valid
+                raise ScenarioError(str(exc)) from None
             except ValueError as exc:
                 raise ScenarioError(f"parameter {_short(name)}={_short(value)!r}: {exc}") from None
         _check_together(typed)
@@ -271,14 +280,27 @@ def _check_together(typed: dict[str, Any]) -> None:
                 "per node)"
             )
     try:
-        make_strategy(typed["strategy"], typed["seed"])
+        name, args = parse_strategy(typed["strategy"])
     except SimError as exc:
-        raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {exc}") from None
+        why = str(exc).split(": ", 1)[-1]
+        raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {why}") from None
     except Exception as exc:
         raise ScenarioError(
             f"parameter strategy={_short(typed['strategy'])!r}: {_one_line(exc)}; valid are "
-            "fifo, random(seed), pct(seed, depth)"
+            f"{VALID_FORMS}"
         ) from None
+    if args and args[0] != typed["seed"]:
+        # one seed per run: a second one inside the spec would silently differ from the seed
+        # the run is named, recorded and replayed by
+        raise ScenarioError(
+            f"parameter strategy={_short(typed['strategy'])!r}: seeds the strategy with "
+            f"{args[0]} but the run's seed is {typed['seed']}; give the seed once "
+            f"(seed={args[0]}, strategy={name}); valid are {VALID_FORMS}"
+        )
+    if typed["perturb"] and name == "fifo":
+        raise ScenarioError(
+            "parameter perturb=true: fifo injects no delays; use strategy=random or pct"
+        )
     duration, sample = typed["duration"], typed["sample"]
     if duration // sample > MAX_SAMPLES:
         raise ScenarioError(
@@ -306,6 +328,14 @@ def from_proc(scenario: Scenario, proc_dir: str | Path) -> Scenario:
         snap = load(str(proc_dir)).machine
     except UsageError as exc:
         raise ScenarioError(f"--from-proc: {exc}") from None
+    problem = snapshot_problem(snap)
+    if problem is not None:
+        raise ScenarioError(f"--from-proc {proc_dir}: {problem}")
+    proc_files = {}
+    for name in PROC_FILES:
+        f = Path(proc_dir) / name
+        if f.is_file():
+            proc_files[name] = f.read_text(encoding="utf-8")
     pages = sum(
         max(z.spanned, z.managed, sum(n << o for o, n in enumerate(z.nr_free))) for z in snap.zones
     )
@@ -339,7 +369,43 @@ def from_proc(scenario: Scenario, proc_dir: str | Path) -> Scenario:
         defaults=defaults,
         machine=machine,
         setup=None,
+        proc_files=proc_files,
     )
+
+
+#: the files of a saved /proc that --from-proc reads (kept in a run's schedule.json)
+PROC_FILES = ("buddyinfo", "pagetypeinfo", "zoneinfo")
+
+
+def snapshot_problem(snap: Any) -> str | None:
+    """What makes a saved /proc impossible on a real machine, or None: node ids must be
+    0..N-1 (the model numbers nodes densely, as a machine without memoryless holes does),
+    zones of a node must not overlap, and per zone (where zoneinfo gives the sizes, as
+    mm/mm_init.c computes them) 0 <= managed <= present <= spanned and free <= managed."""
+    nids = sorted({z.node for z in snap.zones})
+    if nids != list(range(len(nids))):
+        shown = ", ".join(str(n) for n in nids[:6]) + (", ..." if len(nids) > 6 else "")
+        return f"nodes {shown}: node numbers must be 0 to N-1 with none missing"
+    for nid in nids:
+        spans = sorted(
+            (z.start_pfn, z.start_pfn + z.spanned, z.name)
+            for z in snap.zones
+            if z.node == nid and z.spanned > 0
+        )
+        for (_s0, e0, n0), (s1, _e1, n1) in itertools.pairwise(spans):
+            if s1 < e0:
+                return f"node {nid}: zones {n0} and {n1} overlap (pfn {s1:#x} is in both)"
+    for z in snap.zones:
+        where = f"node {z.node} zone {z.name}"
+        if z.managed < 0 or z.present < 0 or z.spanned < 0:
+            return f"{where}: negative page counts (managed {z.managed}, present {z.present})"
+        if z.spanned and z.present > z.spanned:
+            return f"{where}: present {z.present} > spanned {z.spanned}"
+        if z.present and z.managed > z.present:
+            return f"{where}: managed {z.managed} > present {z.present}"
+        if z.managed and z.free_pages > z.managed:
+            return f"{where}: {z.free_pages} free pages > managed {z.managed}"
+    return None
 
 
 def _scenario_dirs() -> list[Path]:
@@ -348,31 +414,55 @@ def _scenario_dirs() -> list[Path]:
 
 
 def bundled_scenarios() -> dict[str, Path]:
-    """Name -> file of every bundled scenario (the package's, then the source tree's)."""
+    """Name -> file of every bundled scenario (the package's, then the source tree's); the
+    race catalogue's as ``races/NAME``."""
     found: dict[str, Path] = {}
     for d in _scenario_dirs():
         if d.is_dir():
             for f in sorted(d.glob("*.py")):
                 if not f.name.startswith("_"):
                     found.setdefault(f.stem, f)
+            for f in sorted(d.glob("races/*.py")):  # the race catalogue: races/NAME
+                if not f.name.startswith("_"):
+                    found.setdefault(f"races/{f.stem}", f)
     return found
 
 
+def looks_like_path(name: str) -> bool:
+    """A scenario argument that names a file, not a bundled scenario: it has a ``.py``
+    suffix or a directory part (``./default``, ``dir/x``)."""
+    return name.endswith(".py") or "/" in name or name.startswith((".", "~"))
+
+
 def find_scenario(name_or_path: str | None) -> Path:
-    """A scenario file from a path, or a bundled scenario's name (``None``: ``default``)."""
+    """A bundled scenario's name (``None``: ``default``) or a scenario file's path.
+
+    A bundled scenario's name (``default``, ``races/stolen_page``) is always that scenario, even
+    if a file or folder of that name is in the current directory (a selftest binary called
+    ``compaction_test`` is common): write ``./NAME`` for the file. A bare name that is no
+    bundled scenario is a file of that name, if there is one.
+    """
     if name_or_path is None:
         name_or_path = "default"
-    p = Path(name_or_path)
-    if p.suffix == ".py" or p.exists():
-        if not p.is_file():
-            raise ScenarioError(f"scenario file {name_or_path!r} does not exist")
-        return p
     bundled = bundled_scenarios()
     if name_or_path in bundled:
         return bundled[name_or_path]
-    raise ScenarioError(
-        f"no scenario {name_or_path!r}: give a .py file or one of {', '.join(sorted(bundled))}"
-    )
+    if not looks_like_path(name_or_path):
+        if Path(name_or_path).is_file():  # no bundled scenario of that name: the file
+            return Path(name_or_path)
+        raise ScenarioError(
+            f"no scenario {name_or_path!r}: give a .py file or one of {', '.join(sorted(bundled))}"
+        )
+    p = Path(name_or_path).expanduser()
+    if not p.is_file():
+        what = "is not a file" if p.exists() else "does not exist"
+        raise ScenarioError(f"scenario file {name_or_path!r} {what}")
+    return p
+
+
+def is_bundled(path: Path) -> bool:
+    """True if ``path`` is one of the bundled scenarios."""
+    return any(path == p for p in bundled_scenarios().values())
 
 
 def load_scenario(path: str | Path) -> Scenario:

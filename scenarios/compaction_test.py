@@ -41,7 +41,7 @@ from emulator.mm.memmap import OWNER_FILE, OWNER_MLOCKED
 from emulator.mm.page_alloc.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated, folio_add_lru, release_handle
 from emulator.mm.snapshot import MIGRATE_TYPES, NR_PAGE_ORDERS
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 MAP_SIZE_MB = 100
@@ -164,7 +164,11 @@ SCENARIO = Scenario(
     "grow nr_hugepages; passes if > 1/4 of the 80% becomes huge pages",
     build,
     defaults={"memory": "1G", "cpus": 2, "duration": "3s"},
-    params={"page_cache": (0.5, "share of each zone held by clean page cache at the start")},
+    params={
+        "page_cache": Param(
+            0.5, "share of each zone held by clean page cache at the start", 0.0, 1.0
+        )
+    },
     setup=setup,
     actors=actors,
     report=report,

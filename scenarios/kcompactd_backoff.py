@@ -29,7 +29,7 @@ import numpy as np
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -64,8 +64,8 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "1G", "cpus": 2, "duration": "70s", "sample": "100ms"},
     params={
-        "rate": (200.0, "order-0 kernel allocations per second per CPU"),
-        "movable": (False, "make the quarter that stays allocated movable instead"),
+        "rate": Param(200.0, "order-0 kernel allocations per second per CPU", 0.001, 10_000_000.0),
+        "movable": Param(False, "make the quarter that stays allocated movable instead"),
     },
     setup=setup,
     report=report,

@@ -31,7 +31,7 @@ import numpy as np
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -98,8 +98,12 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "1G", "cpus": 4, "duration": "4s", "sample": "50ms"},
     params={
-        "thp_rate": (10.0, "huge-page allocations per second per CPU after the warm-up"),
-        "warmup": (600_000_000, "ns of light order-0 work before the demand starts"),
+        "thp_rate": Param(
+            10.0, "huge-page allocations per second per CPU after the warm-up", 0.001, 1_000_000.0
+        ),
+        "warmup": Param(
+            600_000_000, "ns of light order-0 work before the demand starts", 0, 3600 * 10**9
+        ),
     },
     setup=setup,
     report=report,

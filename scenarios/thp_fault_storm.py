@@ -38,7 +38,7 @@ from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
-from emulator.scenario import Scenario
+from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 
@@ -121,9 +121,13 @@ SCENARIO = Scenario(
     build,
     defaults={"memory": "1G", "cpus": 4, "duration": "2s", "sample": "20ms"},
     params={
-        "faults": (128, "THP faults in total, split evenly over the threads (one per CPU)"),
-        "madvise": (True, "the faulting region is MADV_HUGEPAGE"),
-        "free": (0.1, "share of the anonymous base pages unmapped again before the run"),
+        "faults": Param(
+            128, "THP faults in total, split evenly over the threads (one per CPU)", 1, 1 << 20
+        ),
+        "madvise": Param(True, "the faulting region is MADV_HUGEPAGE"),
+        "free": Param(
+            0.1, "share of the anonymous base pages unmapped again before the run", 0.0, 1.0
+        ),
     },
     setup=setup,
     actors=actors,

@@ -133,6 +133,7 @@ IN_A_CIRCLE = frozenset(
         "emulator.mm.page_alloc.page_free",
         "emulator.mm.page_alloc.pcp",
         "emulator.mm.page_alloc.slowpath",
+        "emulator.mm.page_alloc.sysctl",
         "emulator.mm.page_alloc.watermark",
         "emulator.mm.reclaim.kswapd",
         "emulator.mm.reclaim.lru",

@@ -54,6 +54,12 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
         ("emulator.scenario", "emulator.params", "emulator.testing"),
     ),
     (
+        "run",
+        "A run's phases and stop signals (summary.json's `stage`), and the results folder put in "
+        "place whole.",
+        ("emulator.run",),
+    ),
+    (
         "runner",
         "Builds the `Sim`, boots the machine, starts the actors, runs virtual time, collects "
         "metrics. The only code that reads wall-clock time.",
@@ -66,8 +72,8 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     (
         "cli",
-        "The `mmemu` command and the pytest plugin.",
-        ("emulator.cli", "emulator.cli_", "emulator.__main__", "emulator.pytest_plugin"),
+        "The `mmemu` command and the pytest plugins.",
+        ("emulator.cli", "emulator.cli_", "emulator.__main__", "emulator.pytest_"),
     ),
 ]
 

@@ -15,6 +15,7 @@ from emulator.engine.errors import (
     DeadlockError,
     PrimitiveMisuse,
     ReplayDivergence,
+    ReplayEnd,
     SimError,
     WatchdogError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Recorder",
     "Replay",
     "ReplayDivergence",
+    "ReplayEnd",
     "RunResult",
     "Sim",
     "SimError",

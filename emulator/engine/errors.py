@@ -7,6 +7,7 @@ __all__ = [
     "DeadlockError",
     "PrimitiveMisuse",
     "ReplayDivergence",
+    "ReplayEnd",
     "SimError",
     "WatchdogError",
 ]
@@ -58,6 +59,11 @@ class DeadlockError(SimError):
 
 class ReplayDivergence(SimError):
     """A replayed run asked for a decision that the recorded run did not make."""
+
+
+class ReplayEnd(ReplayDivergence):
+    """A replay of a run that was stopped early made every recorded decision and asked for
+    one more: the replay has reached the point where the recorded run stopped."""
 
 
 class WatchdogError(SimError):

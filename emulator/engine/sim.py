@@ -123,7 +123,9 @@ class Sim:
     ``watchdog_steps`` bounds how many engine steps in a row an actor may make without its
     clock advancing (0 disables the watchdog). With ``stop_on_lock_cycle`` the run stops with
     :class:`DeadlockError` as soon as a wait-for cycle on locks forms, even while other actors
-    could go on running (by default only once no non-daemon actor can run).
+    could go on running (by default only once no non-daemon actor can run). ``perturb`` lets a
+    ``random`` or ``pct`` strategy given by name inject delays at preemption points (see
+    :mod:`emulator.engine.strategy`).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class Sim:
         driver: str | None = None,
         watchdog_steps: int = WATCHDOG_STEPS,
         stop_on_lock_cycle: bool = False,
+        perturb: bool = False,
     ) -> None:
         if driver is None:
             driver = DEFAULT_DRIVER
@@ -145,7 +148,7 @@ class Sim:
             raise PrimitiveMisuse(
                 f"watchdog_steps must be a non-negative int (0 = off), got {watchdog_steps!r}"
             )
-        self.strategy: Strategy = make_strategy(strategy, seed)
+        self.strategy: Strategy = make_strategy(strategy, seed, perturb)
         self.seed = seed
         self.recorder = recorder
         recorder.bind_clock(lambda: self.now, self._current_name, self._frontier, self)

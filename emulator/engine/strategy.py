@@ -8,6 +8,12 @@ The engine asks a strategy two questions:
   in the kernel); should it be held back, and by how many ns? Moving an actor in time is what
   reorders timing-dependent races when exact ties are rare (the BUGGIFY idea from FoundationDB).
 
+The two are separate on purpose. Choosing among actors tied at one instant only reorders what
+happens at that instant: no actor's clock moves, so throughput and latency figures keep their
+meaning under any choice. Injecting delays moves actors in time and changes those figures;
+``random`` and ``pct`` do it only when asked (``perturb=True``, ``--perturb`` on the command
+line), and their :attr:`Strategy.delays` says which.
+
 Every answer given by a strategy that *can* choose is recorded by the engine as a decision, so
 any run can be replayed with :class:`Replay`. A decision is a pair ``(n, value)``: ``n >= 2`` is
 a choice among ``n`` candidates and ``value`` the chosen index; ``n == 0`` is a preemption-point
@@ -21,12 +27,21 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence
+from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence, ReplayEnd
 
 if TYPE_CHECKING:
     from emulator.engine.actor import Actor
 
-__all__ = ["PCT", "Fifo", "RandomStrategy", "Replay", "Strategy", "make_strategy"]
+__all__ = [
+    "PCT",
+    "VALID_FORMS",
+    "Fifo",
+    "RandomStrategy",
+    "Replay",
+    "Strategy",
+    "make_strategy",
+    "parse_strategy",
+]
 
 Decision = tuple[int, int]
 
@@ -61,16 +76,22 @@ class Fifo:
 
 
 class RandomStrategy:
-    """Uniform choice among tied actors; at each preemption point, with probability
-    ``preempt_prob``, hold the actor back by a uniform delay in ``[1, max_delay_ns]``.
+    """Uniform choice among tied actors. With ``perturb``, also at each preemption point, with
+    probability ``preempt_prob``, hold the actor back by a uniform delay in
+    ``[1, max_delay_ns]``.
 
     Seeded: the same seed gives the same decisions for the same program.
     """
 
     name = "random"
-    delays = True
 
-    def __init__(self, seed: int, preempt_prob: float = 0.05, max_delay_ns: int = 20_000) -> None:
+    def __init__(
+        self,
+        seed: int,
+        preempt_prob: float = 0.05,
+        max_delay_ns: int = 20_000,
+        perturb: bool = False,
+    ) -> None:
         if not 0.0 <= preempt_prob <= 1.0:
             raise PrimitiveMisuse(f"random strategy: preempt_prob {preempt_prob} not in [0, 1]")
         if max_delay_ns < 1:
@@ -78,6 +99,7 @@ class RandomStrategy:
         self.seed = seed
         self.preempt_prob = preempt_prob
         self.max_delay_ns = max_delay_ns
+        self.delays = perturb
         self._rng = random.Random(seed)
 
     def choose(self, candidates: Sequence[Actor]) -> int:
@@ -93,28 +115,38 @@ class RandomStrategy:
         return {
             "name": self.name,
             "seed": self.seed,
+            "perturb": self.delays,
             "preempt_prob": self.preempt_prob,
             "max_delay_ns": self.max_delay_ns,
         }
+
+
+#: PCT's depth when the spec does not give one
+PCT_DEFAULT_DEPTH = 3
 
 
 class PCT:
     """Probabilistic Concurrency Testing (Burckhardt et al., ASPLOS 2010), in virtual time.
 
     Each actor gets a random distinct initial priority (all above ``depth``). ``depth - 1``
-    change points are drawn uniformly from ``[1, steps]``, where a step is a preemption point or
-    a choice. When step ``k_i`` is reached, the running actor's priority drops to ``i`` (below
-    every initial priority), and at a preemption point it is also held back by a uniform delay
-    in ``[1, max_delay_ns]`` so that others overtake it in virtual time. Among tied actors the
-    highest priority runs. A bug of depth ``d`` is found with probability at least
-    ``1 / (n * steps^(d-1))`` per run for ``n`` actors.
+    change points are drawn uniformly from ``[1, steps]``, where a step is a choice (and, with
+    ``perturb``, also a preemption point). When step ``k_i`` is reached, the running actor's
+    priority drops to ``i`` (below every initial priority); with ``perturb``, at a preemption
+    point it is also held back by a uniform delay in ``[1, max_delay_ns]`` so that others
+    overtake it in virtual time. Among tied actors the highest priority runs. A bug of depth
+    ``d`` is found with probability at least ``1 / (n * steps^(d-1))`` per run for ``n``
+    actors.
     """
 
     name = "pct"
-    delays = True
 
     def __init__(
-        self, seed: int, depth: int = 3, steps: int = 10_000, max_delay_ns: int = 20_000
+        self,
+        seed: int,
+        depth: int = PCT_DEFAULT_DEPTH,
+        steps: int = 10_000,
+        max_delay_ns: int = 20_000,
+        perturb: bool = False,
     ) -> None:
         if depth < 1:
             raise PrimitiveMisuse(f"pct strategy: depth {depth} must be >= 1")
@@ -124,6 +156,7 @@ class PCT:
         self.depth = depth
         self.steps = steps
         self.max_delay_ns = max_delay_ns
+        self.delays = perturb
         self._rng = random.Random(seed)
         # depth - 1 *distinct* change points (independent draws could collide and silently
         # lower the depth: with steps=10, depth=5 about half the seeds lost one)
@@ -162,6 +195,7 @@ class PCT:
             "name": self.name,
             "seed": self.seed,
             "depth": self.depth,
+            "perturb": self.delays,
             "steps": self.steps,
             "max_delay_ns": self.max_delay_ns,
         }
@@ -177,13 +211,23 @@ class Replay:
 
     name = "replay"
 
-    def __init__(self, decisions: Sequence[Sequence[int]], delays: bool = True) -> None:
+    def __init__(
+        self, decisions: Sequence[Sequence[int]], delays: bool = True, partial: bool = False
+    ) -> None:
         self._decisions = [(int(n), int(v)) for n, v in decisions]
         self._pos = 0
         self.delays = delays
+        #: the recording is of a run stopped early: running out of decisions is its end
+        #: (:class:`ReplayEnd`), not a divergence
+        self.partial = partial
 
     def _next(self, n: int, what: str) -> int:
         if self._pos >= len(self._decisions):
+            if self.partial:
+                raise ReplayEnd(
+                    f"replay: all {len(self._decisions)} recorded decisions made; the recorded "
+                    "run stopped here"
+                )
             raise ReplayDivergence(
                 f"replay: recording has {len(self._decisions)} decisions; {what} asked for one more"
             )
@@ -210,32 +254,66 @@ class Replay:
         return {"name": self.name, "decisions": len(self._decisions)}
 
 
-_SPEC = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$")
+#: the forms :func:`make_strategy` accepts, for error messages
+VALID_FORMS = "fifo, random, random(SEED), pct, pct(SEED), pct(SEED, DEPTH)"
+#: the range of a seed inside a spec (the same as the ``seed`` parameter's)
+MAX_SEED = 2**32 - 1
+#: the largest PCT depth (the number of priority change points is depth - 1)
+MAX_DEPTH = 64
+
+_SPEC = re.compile(r"^\s*([A-Za-z]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
+_DECIMAL = re.compile(r"^-?[0-9]{1,10}$")
 
 
-def make_strategy(spec: str | Strategy, seed: int = 0) -> Strategy:
-    """Build a strategy from a spec: ``fifo``, ``random``, ``random(7)``, ``pct``,
-    ``pct(7, 3)`` (seed, depth). A bare ``random``/``pct`` takes ``seed``. Unknown names raise
-    :class:`PrimitiveMisuse` listing the valid ones.
+def parse_strategy(spec: str) -> tuple[str, tuple[int, ...]]:
+    """Split a strategy spec into its name and integer arguments, refusing anything else.
+
+    Arguments are plain decimal ASCII integers (no ``+``, ``_``, ``0x`` or non-ASCII digits), a
+    seed in ``0..2^32-1`` and a depth in ``1..64``; ``fifo`` takes none, and empty parentheses
+    are refused. Raises :class:`PrimitiveMisuse` naming the problem and the valid forms.
+    """
+
+    def bad(why: str) -> PrimitiveMisuse:
+        shown = spec if len(spec) <= 60 else spec[:60] + "..."
+        return PrimitiveMisuse(f"strategy {shown!r}: {why}; valid are {VALID_FORMS}")
+
+    m = _SPEC.match(spec)
+    if not m:
+        raise bad("not a strategy")
+    name, argtext = m.group(1).lower(), m.group(2)
+    if name not in ("fifo", "random", "pct"):
+        raise bad(f"unknown strategy {m.group(1)!r}")
+    if argtext is None:
+        return name, ()
+    parts = [a.strip() for a in argtext.split(",")]
+    if parts == [""]:
+        raise bad("empty parentheses (leave them out for the run's seed)")
+    if not all(_DECIMAL.match(a) for a in parts):
+        raise bad("arguments must be plain decimal integers")
+    args = tuple(int(a) for a in parts)
+    if name == "fifo":
+        raise bad("fifo takes no arguments")
+    if len(args) > (1 if name == "random" else 2):
+        raise bad(f"too many arguments for {name}")
+    if not 0 <= args[0] <= MAX_SEED:
+        raise bad(f"seed {args[0]} out of range: valid 0..{MAX_SEED}")
+    if len(args) == 2 and not 1 <= args[1] <= MAX_DEPTH:
+        raise bad(f"depth {args[1]} out of range: valid 1..{MAX_DEPTH}")
+    return name, args
+
+
+def make_strategy(spec: str | Strategy, seed: int = 0, perturb: bool = False) -> Strategy:
+    """Build a strategy from a spec: ``fifo``, ``random``, ``random(7)``, ``pct``, ``pct(7)``,
+    ``pct(7, 3)`` (seed, depth). A bare ``random``/``pct`` takes ``seed``; ``perturb`` lets
+    ``random`` and ``pct`` inject delays (see the module docstring). A malformed spec raises
+    :class:`PrimitiveMisuse` naming the problem and the valid forms (:func:`parse_strategy`).
     """
     if not isinstance(spec, str):
         return spec
-    m = _SPEC.match(spec)
-    if not m:
-        raise PrimitiveMisuse(
-            f"unknown strategy {spec!r}: valid are fifo, random(seed), pct(seed, depth)"
-        )
-    name, argtext = m.group(1).lower(), m.group(2)
-    try:
-        args = [int(a) for a in argtext.split(",")] if argtext and argtext.strip() else []
-    except ValueError:
-        raise PrimitiveMisuse(f"strategy {spec!r}: arguments must be integers") from None
-    if name == "fifo" and not args:
+    name, args = parse_strategy(spec)
+    if name == "fifo":
         return Fifo()
-    if name == "random" and len(args) <= 1:
-        return RandomStrategy(args[0] if args else seed)
-    if name == "pct" and len(args) <= 2:
-        return PCT(args[0] if args else seed, *(args[1:]))
-    raise PrimitiveMisuse(
-        f"unknown strategy {spec!r}: valid are fifo, random(seed), pct(seed, depth)"
-    )
+    if name == "random":
+        return RandomStrategy(args[0] if args else seed, perturb=perturb)
+    depth = args[1] if len(args) > 1 else PCT_DEFAULT_DEPTH
+    return PCT(args[0] if args else seed, depth, perturb=perturb)

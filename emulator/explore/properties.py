@@ -19,9 +19,9 @@ none), each given the run's :class:`PropertyRun`:
 
 The standard properties: :data:`INVARIANTS` (the model's invariant checker,
 :meth:`~emulator.mm.page_alloc.allocator.PageAllocator.check`, at the end and every 1 ms) and
-:data:`NO_DEADLOCK` (the engine's deadlock and watchdog detection), plus the race properties of
-the catalogue (``scenarios/races/``): :data:`COMPACTION_SUCCESS_HONOURED` and
-:data:`NO_FAILURE_WITH_PCP_PAGES`.
+:data:`NO_DEADLOCK` (the engine's deadlock and watchdog detection), :data:`NO_CRASH` (no actor
+crashed), and the race properties of the catalogue (``scenarios/races/``), e.g.
+:data:`COMPACTION_SUCCESS_HONOURED` and :data:`NO_FAILURE_WITH_PCP_PAGES`.
 """
 
 from __future__ import annotations
@@ -30,21 +30,31 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from emulator.engine.deadlock import lock_cycles
 from emulator.mm.invariants import InvariantViolation
+from emulator.mm.memmap import PG_BUDDY, PG_KIND_MASK, PG_PCP
+from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 __all__ = [
     "COMPACTION_SUCCESS_HONOURED",
     "INVARIANTS",
+    "NO_AVOIDABLE_MIXING",
+    "NO_CRASH",
     "NO_DEADLOCK",
     "NO_FAILURE_WITH_PCP_PAGES",
+    "PRIVATE_MIGRATION_SOURCE",
     "STANDARD_PROPERTIES",
+    "WATERMARK_HONOURED",
     "Event",
     "Property",
     "PropertyChecker",
     "PropertyRun",
     "Violation",
+    "async_compaction_within",
+    "failed_compactions_within",
+    "hidden_block",
     "quiescent",
 ]
 
@@ -259,6 +269,18 @@ def _no_deadlock(run: PropertyRun) -> Messages:
     return ()
 
 
+def _no_crash(run: PropertyRun) -> Messages:
+    if run.reason == "error":
+        return [run.error or "an actor crashed"]
+    return ()
+
+
+NO_CRASH = Property(
+    "no_crash",
+    "no actor of the model crashes (an exception in model code ends the run with reason error)",
+    check=_no_crash,
+)
+
 NO_DEADLOCK = Property(
     "no_deadlock",
     "no lock cycle, no actor blocked forever, no actor without progress in virtual time "
@@ -308,35 +330,217 @@ COMPACTION_SUCCESS_HONOURED = Property(
 )
 
 
+def hidden_block(pa: Any, order: int) -> tuple[int, int] | None:
+    """An order-``order`` aligned block of free pages, some of them on pcp lists (so not merged
+    into a buddy of that order): ``(pfn, pages on pcp)`` of the first, or None."""
+    st = np.frombuffer(pa.memmap.state, dtype=np.uint8) & PG_KIND_MASK
+    size = 1 << order
+    for zone in pa.zones:
+        lo = -(-zone.zone_start_pfn // size) * size
+        hi = zone.zone_end_pfn // size * size
+        if hi <= lo:
+            continue
+        kinds = st[lo:hi].reshape(-1, size)
+        pcp = kinds == PG_PCP
+        free = pcp | (kinds == PG_BUDDY)
+        hits = np.flatnonzero(free.all(axis=1) & pcp.any(axis=1))
+        if hits.size:
+            i = int(hits[0])
+            return lo + i * size, int(pcp[i].sum())
+    return None
+
+
 def _pcp_hiding_on_event(run: PropertyRun, ev: Event) -> Messages:
-    """A failed high-order allocation while the pcp lists of its zones held, with the buddy
-    free pages, enough pages that draining them could have made a block of that order."""
-    if ev.name != "mm_page_alloc" or ev.fields.get("pfn", 0) >= 0:
+    """A failed high-order allocation while a block of that order could be made by draining
+    the pcp lists (every page of an aligned block free, some of them on pcp lists)."""
+    if ev.fields.get("pfn", 0) >= 0:
         return ()
     order = int(ev.fields.get("order", 0))
-    min_order = int(run.state.get("min_order", 1))
-    if order < min_order:
+    if order < 1:
         return ()
     pa = run.ctx.allocator
-    on_pcp = pa.pcp_pages()
-    if on_pcp >= 1 << order:
-        return [
-            f"{ev.actor}: an order-{order} allocation failed while {on_pcp} free pages sat on "
-            "pcp lists"
-        ]
-    return ()
+    if not pa.pcp_pages():
+        return ()
+    hit = hidden_block(pa, order)
+    if hit is None:
+        return ()
+    return [
+        f"{ev.actor}: an order-{order} allocation failed while the block at pfn {hit[0]:#x} was "
+        f"all free, {hit[1]} of its pages on pcp lists"
+    ]
 
 
 NO_FAILURE_WITH_PCP_PAGES = Property(
     "no_failure_with_pcp_pages",
-    "no high-order allocation fails while at least as many free pages as it asked for sit on "
-    "pcp lists (pages hidden there cannot merge into the block it needs)",
+    "no high-order allocation fails while draining the pcp lists would give it a block: an "
+    "aligned block of its order whose pages are all free, some of them on pcp lists (pages "
+    "there are not PageBuddy and do not merge)",
     on_event=_pcp_hiding_on_event,
     events=("mm_page_alloc",),
 )
 
+
+def _private_source_on_event(run: PropertyRun, ev: Event) -> Messages:
+    """A compactor that isolates pages from a pageblock holds it (e380bebe4771's claim) until
+    its migration round ends (``mm_compaction_migratepages``, or ``mm_compaction_end``)."""
+    actor = ev.actor or "?"
+    claims: dict[int, str] = run.state.setdefault("claims", {})
+    held: dict[str, set[int]] = run.state.setdefault("held", {})
+    if ev.name == "mm_compaction_isolate_migratepages":
+        if ev.fields.get("nr_taken", 0) <= 0:
+            return ()
+        block = int(ev.fields["start_pfn"]) >> PAGEBLOCK_ORDER
+        other = claims.get(block)
+        claims[block] = actor
+        held.setdefault(actor, set()).add(block)
+        if other is not None and other != actor:
+            return [
+                f"{actor} isolated migration sources from pageblock {block} "
+                f"(pfn {block << PAGEBLOCK_ORDER:#x}) while {other} held pages isolated from it"
+            ]
+        return ()
+    for block in held.pop(actor, ()):  # mm_compaction_migratepages / mm_compaction_end
+        if claims.get(block) == actor:
+            del claims[block]
+    return ()
+
+
+PRIVATE_MIGRATION_SOURCE = Property(
+    "private_migration_source",
+    "no two compactors isolate migration sources from the same pageblock at once (each keeps "
+    "its source block to itself until its migration round ends)",
+    on_event=_private_source_on_event,
+    events=(
+        "mm_compaction_isolate_migratepages",
+        "mm_compaction_migratepages",
+        "mm_compaction_end",
+    ),
+)
+
+
+def async_compaction_within(limit_ns: int) -> Property:
+    """``async_compaction_bounded``: no async direct compaction of a zone (``mm_compaction_begin``
+    with ``sync`` false to its ``mm_compaction_end``, per actor) takes longer than ``limit_ns``
+    of virtual time: async compaction is the cheap, opportunistic kind that gives up when it
+    meets contention or takes too long (c67fe3752abe)."""
+
+    def on_event(run: PropertyRun, ev: Event) -> Messages:
+        actor = ev.actor or "?"
+        started: dict[str, int] = run.state.setdefault("started", {})
+        if ev.name == "mm_compaction_begin":
+            if not ev.fields.get("sync", True) and actor.startswith("cpu"):
+                started[actor] = ev.t
+            return ()
+        t0 = started.pop(actor, None)
+        if t0 is not None and ev.t - t0 > limit_ns:
+            return [
+                f"{actor}: an async compaction ran {ev.t - t0} ns (> {limit_ns} ns) and ended "
+                f"{ev.fields.get('status')}"
+            ]
+        return ()
+
+    return Property(
+        "async_compaction_bounded",
+        f"no async direct compaction of a zone runs longer than {limit_ns} ns of virtual time "
+        "(it gives up on lock contention instead of queueing)",
+        on_event=on_event,
+        events=("mm_compaction_begin", "mm_compaction_end"),
+    )
+
+
+def _nofragment_on_event(run: PropertyRun, ev: Event) -> Messages:
+    """A fragmenting fallback (``fallback_order < pageblock_order``: the request takes pages
+    from a pageblock of another migratetype, mixing it) while a lower zone of the same node
+    had a whole free pageblock the request could have taken without mixing anything."""
+    if int(ev.fields.get("fallback_order", PAGEBLOCK_ORDER)) >= PAGEBLOCK_ORDER:
+        return ()
+    pa = run.ctx.allocator
+    zone = pa.zone_of(int(ev.fields["pfn"]))
+    for lower in pa.zones:
+        if (
+            lower.node == zone.node
+            and lower.zone_idx < zone.zone_idx
+            and any(lower.nr_free[PAGEBLOCK_ORDER:])
+        ):
+            return [
+                f"{ev.actor}: an order-{ev.fields['alloc_order']} allocation mixed "
+                f"pageblock {int(ev.fields['pfn']) >> PAGEBLOCK_ORDER} of {zone.name} "
+                f"(migratetype {ev.fields['alloc_migratetype']} into "
+                f"{ev.fields['fallback_migratetype']}) while {lower.name} had free pageblocks"
+            ]
+    return ()
+
+
+NO_AVOIDABLE_MIXING = Property(
+    "no_avoidable_mixing",
+    "no fallback mixes a pageblock of one zone (fragmenting: fallback order below pageblock "
+    "order) while a lower zone of the node has a whole free pageblock to take instead",
+    on_event=_nofragment_on_event,
+    events=("mm_page_alloc_extfrag",),
+)
+
+
+def _watermark_honoured(run: PropertyRun) -> Messages:
+    out = []
+    for order, n in enumerate(run.ctx.allocator.watermark_ok_lost):
+        if n:
+            out.append(
+                f"{n} order-{order} allocation(s) passed the watermark check and then found no "
+                "free block (another CPU took the pages in between)"
+            )
+    return out
+
+
+WATERMARK_HONOURED = Property(
+    "watermark_honoured",
+    "an allocation whose zone passed the watermark check gets a page from it (rmqueue never "
+    "comes back empty after the check)",
+    check=_watermark_honoured,
+)
+
+
+def failed_compactions_within(limit: int) -> Property:
+    """``compaction_herd_bounded``: at most ``limit`` direct compactions (by CPUs) of one zone
+    scan it to the end and fail (``mm_compaction_end`` status ``complete`` or
+    ``partial_skipped``) in a run: a herd of compactors on a zone that has nothing to give
+    wastes that scanning over and over."""
+
+    def on_event(run: PropertyRun, ev: Event) -> Messages:
+        actor = ev.actor or "?"
+        if not actor.startswith("cpu") or ev.fields.get("status") not in (
+            "complete",
+            "partial_skipped",
+        ):
+            return ()
+        counts: dict[int, int] = run.state.setdefault("failed", {})
+        zone = int(ev.fields["zone_start"])
+        counts[zone] = counts.get(zone, 0) + 1
+        if counts[zone] == limit + 1:
+            return [
+                f"{actor}: the {limit + 1}th direct compaction of the zone at pfn {zone:#x} "
+                "scanned it to the end and failed"
+            ]
+        return ()
+
+    return Property(
+        "compaction_herd_bounded",
+        f"at most {limit} direct compactions of one zone scan it to the end and fail",
+        on_event=on_event,
+        events=("mm_compaction_end",),
+    )
+
+
 #: the properties ``--check`` may name besides a scenario's own
 STANDARD_PROPERTIES: dict[str, Property] = {
     p.name: p
-    for p in (INVARIANTS, NO_DEADLOCK, COMPACTION_SUCCESS_HONOURED, NO_FAILURE_WITH_PCP_PAGES)
+    for p in (
+        INVARIANTS,
+        NO_CRASH,
+        NO_DEADLOCK,
+        COMPACTION_SUCCESS_HONOURED,
+        NO_FAILURE_WITH_PCP_PAGES,
+        PRIVATE_MIGRATION_SOURCE,
+        NO_AVOIDABLE_MIXING,
+        WATERMARK_HONOURED,
+    )
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ __all__ = [
     "file_sha256",
     "load_schedule",
     "save_schedule",
+    "schedule_document",
+    "write_schedule_document",
 ]
 
 #: the largest schedule file read (a run's decisions; 100 MB is tens of millions of them)
@@ -64,9 +67,14 @@ class Schedule:
     decisions_sha256: str | None = None
     events_sha256: str | None = None
     path: str = ""
+    #: where a run stopped by a signal stopped (``reason``, ``virtual_ns``): its replay
+    #: makes the recorded decisions and stops there, never asking for one more
+    stopped: dict[str, Any] | None = None
+    #: a --from-proc run's saved /proc files (name -> text): its replay starts from them
+    from_proc: dict[str, str] | None = None
 
     def replay(self) -> Replay:
-        return Replay(self.decisions, delays=self.delays)
+        return Replay(self.decisions, delays=self.delays, partial=self.stopped is not None)
 
 
 def _digest_json(value: Any) -> str:
@@ -87,16 +95,21 @@ def file_sha256(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
-def save_schedule(
-    path: Path,
-    sim: Sim,
+def schedule_document(
+    *,
     scenario: str,
     scenario_path: str | None,
     params: dict[str, Any],
-    events: Path | None = None,
-) -> None:
-    decisions = [list(d) for d in sim.decisions]
-    doc = {
+    strategy: dict[str, Any],
+    delays: bool,
+    decisions: Sequence[Sequence[int]],
+    events_sha256: str | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A schedule file's contents (``extra`` keys, e.g. an explored schedule's ``violation``,
+    are kept as they are and ignored by a replay)."""
+    listed = [list(d) for d in decisions]
+    return {
         "format": FORMAT,
         "mmemu_version": __version__,
         "scenario": scenario,
@@ -104,13 +117,51 @@ def save_schedule(
         "scenario_sha256": file_sha256(scenario_path),
         "params": params,
         "params_sha256": _digest_json(params),
-        "strategy": sim.strategy.describe(),
-        "delays": bool(sim.strategy.delays),
-        "decisions": decisions,
-        "decisions_sha256": _digest_json(decisions),
-        "events_sha256": file_sha256(events),
+        "strategy": strategy,
+        "delays": bool(delays),
+        "decisions": listed,
+        "decisions_sha256": _digest_json(listed),
+        "events_sha256": events_sha256,
+        # a replay checks the events of a run that recorded them: a null digest of a run
+        # that did is refused, never a skipped check
+        "events_recorded": events_sha256 is not None,
+        **extra,
     }
+
+
+def write_schedule_document(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def save_schedule(
+    path: Path,
+    sim: Sim,
+    scenario: str,
+    scenario_path: str | None,
+    params: dict[str, Any],
+    events: Path | None = None,
+    stopped: dict[str, Any] | None = None,
+    from_proc: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``path``. ``stopped`` (``reason``, ``virtual_ns``, ``events_lines``) for a run a
+    signal stopped; ``from_proc`` the saved /proc files a --from-proc run started from."""
+    extra: dict[str, Any] = {}
+    if stopped is not None:
+        extra["stopped"] = stopped
+    if from_proc is not None:
+        extra["from_proc"] = dict(from_proc)
+        extra["from_proc_sha256"] = _digest_json(extra["from_proc"])
+    doc = schedule_document(
+        scenario=scenario,
+        scenario_path=scenario_path,
+        params=params,
+        strategy=sim.strategy.describe(),
+        delays=bool(sim.strategy.delays),
+        decisions=sim.decisions,
+        events_sha256=file_sha256(events),
+        **extra,
+    )
+    write_schedule_document(path, doc)
 
 
 def load_schedule(path: str | Path) -> Schedule:
@@ -150,20 +201,59 @@ def load_schedule(path: str | Path) -> Schedule:
             if v is not None and not isinstance(v, str):
                 raise TypeError(f"{k} must be a string")
         sp = doc.get("scenario_path")
+        if sp is not None and not isinstance(sp, str):
+            raise TypeError("scenario_path must be a string or null")
+        if not isinstance(doc["scenario"], str):
+            raise TypeError("scenario must be a string")
+        if not isinstance(doc["delays"], bool):
+            raise TypeError("delays must be true or false")
+        for k in _REQUIRED_DIGESTS:
+            if not isinstance(doc.get(k), str):
+                raise TypeError(f"{k} must be a string")
+        recorded = doc.get("events_recorded")
+        if not isinstance(recorded, bool):
+            raise TypeError("events_recorded must be true or false")
+        if recorded and not isinstance(doc.get("events_sha256"), str):
+            raise TypeError("events_sha256 must be a string (the run recorded events)")
+        stopped = doc.get("stopped")
+        if stopped is not None and not (
+            isinstance(stopped, dict)
+            and isinstance(stopped.get("reason"), str)
+            and isinstance(stopped.get("virtual_ns"), int)
+            and not isinstance(stopped.get("virtual_ns"), bool)
+        ):
+            raise TypeError("stopped must be {reason: string, virtual_ns: integer}")
+        procs = doc.get("from_proc")
+        if procs is not None:
+            if not isinstance(procs, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in procs.items()
+            ):
+                raise TypeError("from_proc must map file names to their text")
+            if doc.get("from_proc_sha256") != _digest_json(procs):
+                raise ValueError(
+                    "its from_proc files were edited (from_proc_sha256 does not match)"
+                )
         return Schedule(
-            scenario=str(doc["scenario"]),
-            scenario_path=sp if isinstance(sp, str) else None,
+            scenario=doc["scenario"],
+            scenario_path=sp,
             params=dict(params),
             strategy=dict(strategy),
-            delays=bool(doc["delays"]),
+            delays=doc["delays"],
             decisions=decisions,
             path=str(p),
+            stopped=stopped,
+            from_proc=procs,
             **opt,
         )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         text = str(exc)
         raise ScheduleError(f"{p}: malformed schedule: {text[:200]}") from None
 
+
+#: digests a schedule must carry (a null one would skip its check); events_sha256 is null
+#: only for a run without events.jsonl (--no-events), scenario_sha256 for a scenario
+#: without a file
+_REQUIRED_DIGESTS = ("params_sha256", "decisions_sha256")
 
 _OPTIONAL = (
     "mmemu_version",
@@ -203,6 +293,11 @@ def check_schedule(schedule: Schedule, scenario_path: str | None) -> None:
             "a schedule replays only as recorded"
         )
     now = file_sha256(scenario_path)
+    if now is not None and schedule.scenario_sha256 is None:
+        raise ScheduleError(
+            f"{p}: records no scenario_sha256 for the scenario file {scenario_path}; "
+            "a replay is exact only with the file it was recorded with"
+        )
     if schedule.scenario_sha256 is not None and now != schedule.scenario_sha256:
         raise ScheduleError(
             f"{p}: the scenario file {scenario_path} changed since the schedule was recorded "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emulator.mm.huge_memory_sysctl import DEFRAG_MODES, THP_DEFRAG
 from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_KSWAPD_RECLAIM,
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
 
 __all__ = [
-    "DEFRAG_DEFAULT",
-    "DEFRAG_MODES",
     "HPAGE_PMD_ORDER",
     "defrag_show",
     "do_huge_pmd_anonymous_page",
@@ -42,10 +41,6 @@ __all__ = [
 ]
 
 HPAGE_PMD_ORDER = 9
-#: the values defrag_store accepts, in defrag_show's order
-DEFRAG_MODES = ("always", "defer", "defer+madvise", "madvise", "never")
-#: CONFIG_TRANSPARENT_HUGEPAGE_MADVISE distro default: TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG
-DEFRAG_DEFAULT = "madvise"
 
 
 def vma_thp_gfp_mask(defrag: str, madvised: bool) -> int:
@@ -73,7 +68,7 @@ def vma_thp_gfp_mask(defrag: str, madvised: bool) -> int:
 
 def defrag_show(defrag: str) -> str:
     """Models mm/huge_memory.c: defrag_show — the sysfs text, the current mode in brackets."""
-    return " ".join(f"[{m}]" if m == defrag else m for m in DEFRAG_MODES)
+    return THP_DEFRAG.render(defrag).rstrip("\n")
 
 
 async def alloc_hugepage_mpol(pa: PageAllocator, cpu: Cpu, gfp: int) -> int:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from emulator.engine.errors import PrimitiveMisuse
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class CompactControl:
     # compaction's inputs (kcompactd fills them in: proactiveness, a kswapd_is_running probe)
     pa: PageAllocator | None = None
     cpu: Cpu | None = None
-    proactiveness: int = 20
+    proactiveness: int = COMPACTION_PROACTIVENESS.int_default()
     kswapd_probe: Callable[[], bool] | None = None
 
 

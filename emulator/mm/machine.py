@@ -28,6 +28,7 @@ import attrs
 import numpy as np
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
+from emulator.mm.compaction.sysctl import ProactiveTrigger
 from emulator.mm.memmap import (
     OWNER_UNMOVABLE,
     PG_ALLOC,
@@ -49,7 +50,7 @@ from emulator.mm.snapshot import (
     MachineSnapshot,
     NodeSnapshot,
 )
-from emulator.mm.sysctl import DEFAULT_LOWMEM_RESERVE_RATIO, Sysctl
+from emulator.mm.sysctl import TUNABLES, Sysctl
 from emulator.mm.vmstat import NODE_STAT_NAMES, NUMA_STAT_NAMES, ZONE_STAT_NAMES
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL
 
@@ -197,6 +198,8 @@ class Node:
         self.nid = nid
         self.zones = zones
         self.lruvec = lruvec
+        #: ``pgdat->kcompactd`` once the kthreads are started (emulator.mm.kswapd.start_kthreads)
+        self.kcompactd: ProactiveTrigger | None = None
 
     @property
     def populated_zones(self) -> list[Zone]:
@@ -209,6 +212,17 @@ class Node:
 
 class Machine:
     """The physical memory of one machine: nodes, zones, mem_map, sysctls and vm events."""
+
+    # the tunables (emulator.mm.sysctl.TUNABLES), set from their defaults in __init__
+    min_free_kbytes: int
+    watermark_scale_factor: int
+    watermark_boost_factor: int
+    lowmem_reserve_ratio: list[int]
+    percpu_pagelist_high_fraction: int
+    extfrag_threshold: int
+    compaction_proactiveness: int
+    compact_unevictable_allowed: int
+    transparent_hugepage_defrag: str
 
     def __init__(
         self,
@@ -227,23 +241,23 @@ class Machine:
         self.per_cpu_data_slice_size = per_cpu_data_slice_size
         self.recorder = recorder
         self.vm_events: defaultdict[str, int] = defaultdict(int)
-        # sysctl-backed values (see emulator.mm.sysctl)
-        self.min_free_kbytes = 0
+        # the tunables' values, at their defaults (emulator.mm.sysctl.TUNABLES; a default of
+        # None is computed at boot: min_free_kbytes by init_per_zone_wmark_min)
+        for t in TUNABLES.values():
+            if t.store is not None:  # kept elsewhere (the mitigations, below)
+                continue
+            default = t.default
+            if isinstance(default, tuple):
+                setattr(self, t.attr, list(default))
+            else:
+                setattr(self, t.attr, 0 if default is None else default)
+        #: mm/page_alloc.c: user_min_free_kbytes (-1 until vm.min_free_kbytes is written)
         self.user_min_free_kbytes = -1
-        self.watermark_scale_factor = 10
-        self.watermark_boost_factor = 15000
-        self.lowmem_reserve_ratio = list(DEFAULT_LOWMEM_RESERVE_RATIO)
-        self.extfrag_threshold = 500
-        self.compaction_proactiveness = 20
-        self.percpu_pagelist_high_fraction = 0
-        self.compact_unevictable_allowed = 1
-        #: /sys/kernel/mm/transparent_hugepage/defrag (mm/huge_memory.py; sysctl name
-        #: ``transparent_hugepage.defrag``)
-        self.transparent_hugepage_defrag = "madvise"
         #: which kernel mitigations are on (emulator.mm.mitigations; all on: 6.12)
         self.mitigations = Mitigations()
         self.wmark_observers: list[Callable[[Machine], None]] = []
-        """Called after every watermark recomputation (the pcp layer's zone_pcp_update)."""
+        """Called after every watermark recomputation and percpu_pagelist_high_fraction change
+        (the pcp layer's zone_pcp_update)."""
         end_pfn = max(z.end_pfn for n in nodes for z in n.zones)
         self.memmap = Memmap(end_pfn)
         self.nodes: list[Node] = []
@@ -263,6 +277,7 @@ class Machine:
                     spanned,
                     vm_events=self.vm_events,
                     recorder=recorder,
+                    watermark_boost_factor=self.watermark_boost_factor,
                 )
                 if spec:
                     end = start + spanned

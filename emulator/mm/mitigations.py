@@ -19,8 +19,11 @@ from typing import Any
 
 import attrs
 
+from emulator.mm.tunable import OnOff, Tunable
+
 __all__ = [
     "MITIGATIONS",
+    "MITIGATION_TUNABLES",
     "PARAM_PREFIX",
     "Mitigation",
     "Mitigations",
@@ -130,12 +133,23 @@ MITIGATIONS: dict[str, Mitigation] = {
             "v6.7 auto-tuning series",
         ),
         Mitigation(
+            "compaction_deferral",
+            "4f92e2586b43",
+            "mm: compaction: defer compaction using an exponential backoff when compaction fails",
+            "mm/compaction.c: defer_compaction, compaction_deferred (try_to_compact_pages, "
+            "kcompactd_do_work)",
+            "a zone whose sync compaction failed (COMPLETE or PARTIAL_SKIPPED) is skipped by the "
+            "next 1, 2, 4 .. 64 compaction attempts at that order or above",
+            "every direct compactor (and kcompactd) scans the zone again, however often it has "
+            "just failed",
+        ),
+        Mitigation(
             "proactive_backoff",
             "facdaa917c4d",
             "mm: proactive compaction",
             "mm/compaction.c: kcompactd (proactive_defer)",
-            "a proactive pass that does not lower the node's fragmentation score defers the next "
-            "passes (1 << COMPACT_MAX_DEFER_SHIFT wake-ups, 32 s)",
+            "a proactive pass that does not lower the node's fragmentation score makes the next "
+            "wait 500 ms << COMPACT_MAX_DEFER_SHIFT (32 s)",
             "no back-off: kcompactd repeats a fruitless proactive pass every 500 ms",
         ),
     )
@@ -195,3 +209,30 @@ class Mitigations:
     def as_dict(self) -> dict[str, str]:
         """``{"capture": "on", ...}`` in table order (summary.json ``mitigations``)."""
         return {n: "off" if n in self.off else "on" for n in MITIGATIONS}
+
+
+def _switch(m: Mitigation) -> Tunable:
+    """``mitigation.NAME`` as a tunable of the registry (emulator.mm.sysctl.TUNABLES); its value
+    lives in ``machine.mitigations``."""
+
+    def load(machine: Any) -> bool:
+        return bool(machine.mitigations.on(m.name))
+
+    def store(machine: Any, on: bool) -> None:
+        off = machine.mitigations.off
+        machine.mitigations = Mitigations(off - {m.name} if on else off | {m.name})
+
+    return Tunable(
+        PARAM_PREFIX + m.name,
+        "mitigations",
+        True,
+        OnOff(),
+        f"{m.summary}. Commit {m.commit} ({m.subject}), {m.kernel_function}. Off: {m.off_effect}",
+        f"{m.kernel_function} (commit {m.commit}: {m.subject})",
+        load=load,
+        store=store,
+    )
+
+
+#: every switch as a tunable, on by default (6.12)
+MITIGATION_TUNABLES = tuple(_switch(m) for m in MITIGATIONS.values())

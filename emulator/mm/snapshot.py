@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import attrs
 
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
+
 # include/linux/mmzone.h
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
@@ -122,8 +124,8 @@ class MachineSnapshot:
     """Every node, plus the sysctls the metrics depend on (kernel defaults unless read)."""
 
     nodes: tuple[NodeSnapshot, ...]
-    compaction_proactiveness: int = 20
-    extfrag_threshold: int = 500
+    compaction_proactiveness: int = COMPACTION_PROACTIVENESS.int_default()
+    extfrag_threshold: int = EXTFRAG_THRESHOLD.int_default()
 
     @property
     def zones(self) -> tuple[ZoneSnapshot, ...]:

@@ -168,7 +168,7 @@ def extfrag_for_order(zone: HasNrFree | Sequence[int], order: int) -> int:
     return ((unusable * 100) & _U64) // info.free_pages
 
 
-def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int = 500) -> bool:
+def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int) -> bool:
     """Models mm/compaction.c: compaction_suitable (its fragmentation-index half, line 2409).
 
     For costly orders (> PAGE_ALLOC_COSTLY_ORDER) a zone is unsuitable when

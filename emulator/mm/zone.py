@@ -71,6 +71,7 @@ class ZoneBase:
         *,
         vm_events: defaultdict[str, int] | None = None,
         recorder: Recorder | NullRecorder = NULL_RECORDER,
+        watermark_boost_factor: int,
     ) -> None:
         self.memmap = memmap
         self.node = node
@@ -107,7 +108,8 @@ class ZoneBase:
         pages are left marked :data:`~emulator.mm.memmap.PG_ISOLATED`, off the free counters).
         None (no capturing task) by default.
         """
-        self.watermark_boost_factor = 15000
+        #: vm.watermark_boost_factor (the kernel's boost_watermark reads the global)
+        self.watermark_boost_factor = watermark_boost_factor
         self.page_group_by_mobility_disabled = False
         # struct zone's CONFIG_COMPACTION fields (mmzone.h:968-983), used by mm/compaction.py
         self.compact_cached_free_pfn = 0

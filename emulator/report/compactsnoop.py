@@ -20,15 +20,21 @@ approximation bcc does not need, said here so nobody mistakes it for the instant
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
 
-from emulator.mm.procfs.parse import parse_zoneinfo
+from emulator.mm.procfs.parse import ProcParseError, parse_zoneinfo
 from emulator.mm.vmstat import fragmentation_index
 from emulator.report.ftrace import COMPACTION_STATUS, _Tasks
+from emulator.report.run_folder import (
+    EVENT_ERRORS,
+    EventLog,
+    RunFolderError,
+    RunSummary,
+    Timeseries,
+)
 
 __all__ = ["Compaction", "compactions", "format_compactsnoop", "header"]
 
@@ -65,7 +71,17 @@ class _Zones:
         path = run_dir / "zoneinfo"
         out: dict[int, tuple[int, str, int, int, int]] = {}
         if path.exists():
-            snap = parse_zoneinfo(path.read_text(encoding="utf-8"), str(path))
+            try:
+                text = path.read_bytes().decode("utf-8")
+                snap = parse_zoneinfo(text, str(path))
+            except IsADirectoryError:
+                raise RunFolderError(f"{path}: is a directory, not a zoneinfo file") from None
+            except OSError as exc:
+                raise RunFolderError(f"{path}: cannot read: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise RunFolderError(f"{path}: not a zoneinfo file (not UTF-8 text)") from None
+            except ProcParseError as exc:
+                raise RunFolderError(" ".join(str(exc).split())[:300]) from None
             for node in snap.nodes:
                 for z in node.zones:
                     out[z.start_pfn] = (z.node, z.name, z.wmark_min, z.wmark_low, z.wmark_high)
@@ -83,52 +99,79 @@ def _status(v: object) -> str:
 
 
 def compactions(
-    events: Iterable[dict], run_dir: Path, summary: dict | None = None
+    events: Iterable[dict], run_dir: Path, summary: RunSummary | None = None
 ) -> Iterator[Compaction]:
-    """Pair each task's mm_compaction_begin with its mm_compaction_end."""
+    """Pair each task's mm_compaction_begin with its mm_compaction_end. ``events`` is
+    usually an :class:`EventLog`: an event lacking a field compactsnoop needs, or holding one
+    of the wrong type, is then rejected there (a bad line) and the pairing goes on."""
     zones = _Zones.load(run_dir)
-    series = (summary or {}).get("timeseries", {})
-    sample_t = series.get("t_ns", [])
+    series = summary.timeseries if summary is not None else Timeseries()
+    log = events if isinstance(events, EventLog) else None
     tasks = _Tasks()
     order_of: dict[str, int] = {}
     begun: dict[str, dict] = {}
     for e in events:
-        name = e["event"]
-        actor = e.get("actor") or ""
-        if name == "mm_compaction_try_to_compact_pages" or name == "mm_compaction_kcompactd_wake":
-            order_of[actor] = int(e.get("order", -1))
-        elif name == "mm_compaction_begin":
-            begun[actor] = e
-        elif name == "mm_compaction_end" and actor in begun:
-            b = begun.pop(actor)
-            comm, pid, _cpu = tasks(actor)
-            node, zname, wmin, wlow, whigh = zones.find(int(b.get("zone_start", -1)))
-            order = order_of.get(actor, -1)
-            frag = b.get("fragindex")
-            free = b.get("free")
-            i = bisect.bisect_right(sample_t, b["t"]) - 1
-            if i >= 0:
-                if frag is None and order >= 0 and series.get("free_pages_per_order"):
-                    pages = series["free_pages_per_order"][i]
-                    frag = fragmentation_index([p >> o for o, p in enumerate(pages)], order)
-                if free is None and series.get("nr_free_pages"):
-                    free = series["nr_free_pages"][i]
-            yield Compaction(
-                t=b["t"],
-                comm=comm,
-                pid=pid,
-                node=node,
-                zone=BCC_ZONES.get(zname, zname),
-                order=order,
-                sync=b.get("sync") in (True, 1, "sync"),
-                lat_ns=e["t"] - b["t"],
-                status=_status(e.get("status")),
-                fragindex=frag,
-                wmark_min=wmin,
-                wmark_low=wlow,
-                wmark_high=whigh,
-                free=free,
-            )
+        try:
+            c = _one(e, zones, series, tasks, order_of, begun)
+        except EVENT_ERRORS as exc:
+            if log is None:
+                raise
+            log.reject(exc)
+            continue
+        if c is not None:
+            yield c
+
+
+def _one(
+    e: dict,
+    zones: _Zones,
+    series: Timeseries,
+    tasks: _Tasks,
+    order_of: dict[str, int],
+    begun: dict[str, dict],
+) -> Compaction | None:
+    name = e["event"]
+    actor = e.get("actor") or ""
+    if name == "mm_compaction_try_to_compact_pages" or name == "mm_compaction_kcompactd_wake":
+        order_of[actor] = int(e.get("order", -1))
+    elif name == "mm_compaction_begin":
+        int(e.get("zone_start", -1))  # checked here, where the bad line is known
+        begun[actor] = e
+    elif name == "mm_compaction_end" and actor in begun:
+        b = begun.pop(actor)
+        comm, pid, _cpu = tasks(actor)
+        node, zname, wmin, wlow, whigh = zones.find(int(b.get("zone_start", -1)))
+        order = order_of.get(actor, -1)
+        frag = b.get("fragindex")
+        free = b.get("free")
+        if frag is not None and (isinstance(frag, bool) or not isinstance(frag, int)):
+            raise TypeError("fragindex")
+        if free is not None and not isinstance(free, int):
+            raise TypeError("free")
+        i = bisect.bisect_right(series.t_ns, b["t"]) - 1
+        if i >= 0:
+            if frag is None and order >= 0 and series.free_pages_per_order:
+                pages = series.free_pages_per_order[i]
+                frag = fragmentation_index([int(p) >> o for o, p in enumerate(pages)], order)
+            if free is None and series.nr_free_pages:
+                free = int(series.nr_free_pages[i])
+        return Compaction(
+            t=b["t"],
+            comm=comm,
+            pid=pid,
+            node=node,
+            zone=BCC_ZONES.get(zname, zname),
+            order=order,
+            sync=b.get("sync") in (True, 1, "sync"),
+            lat_ns=e["t"] - b["t"],
+            status=_status(e.get("status")),
+            fragindex=frag,
+            wmark_min=wmin,
+            wmark_low=wlow,
+            wmark_high=whigh,
+            free=free,
+        )
+    return None
 
 
 def header(extended: bool = False, timestamp: bool = False) -> str:
@@ -154,8 +197,3 @@ def format_compactsnoop(c: Compaction, extended: bool = False, timestamp: bool =
             f"{frag:<8.3f} {c.wmark_min!s:<8s} {c.wmark_low!s:<8s} {c.wmark_high!s:<8s} {free:<8s} "
         )
     return out + f"{c.lat_ns / 1e6:9.3f} {c.status:>16s}"
-
-
-def load_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -21,7 +21,6 @@ totals, and the tables say which side is which.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ from rich.table import Table
 
 from emulator.report.ftrace import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
+from emulator.report.run_folder import EventLog, RunFolderError, load_summary
 
 __all__ = ["Side", "diff_sections", "load_side", "print_diff"]
 
@@ -50,6 +50,8 @@ class Side:
     summary: dict
     vmstat: dict[str, int]
     report: dict[str, Any] | None
+    #: the run's event log as read (bad lines skipped and counted), None for a /proc folder
+    events: EventLog | None = None
 
     @property
     def label(self) -> str:
@@ -61,21 +63,36 @@ class Side:
 def _parse_vmstat(path: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in _text(path).splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1].lstrip("-").isdigit():
                 out[parts[0]] = int(parts[1])
     return out
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except IsADirectoryError:
+        raise RunFolderError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{path}: not UTF-8 text") from None
+
+
 def load_side(path: str | Path) -> Side:
-    """Read one side; raises ValueError naming what is missing."""
+    """Read one side; raises ValueError (a :class:`RunFolderError` for a results folder)
+    naming what is missing or malformed."""
     p = Path(path)
     if not p.is_dir():
         raise ValueError(f"{path!r} is not a directory")
+    events = None
     if (p / "summary.json").exists():
-        summary = json.loads((p / "summary.json").read_text(encoding="utf-8"))
+        summary = load_summary(p).doc
         kind = "run"
+        if (p / "events.jsonl").exists():
+            events = EventLog(p / "events.jsonl")
     elif (p / "buddyinfo").exists() or (p / "vmstat").exists():
         summary, kind = {}, "proc"
     else:
@@ -83,8 +100,15 @@ def load_side(path: str | Path) -> Side:
             f"{path!r} is neither a results folder (summary.json) nor a saved /proc folder "
             "(buddyinfo, vmstat)"
         )
-    report = analyse(load(str(p))) if (p / "buddyinfo").exists() else None
-    return Side(p, kind, summary, _parse_vmstat(p / "vmstat"), report)
+    try:
+        report = analyse(load(str(p))) if (p / "buddyinfo").exists() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{p}: cannot read its /proc files: {exc}") from None
+    return Side(p, kind, summary, _parse_vmstat(p / "vmstat"), report, events)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _frag_rows(side: Side) -> dict[str, Value]:
@@ -130,10 +154,11 @@ def _alloc_rows(side: Side) -> dict[str, Value]:
     ):
         out[f"order {order} attempts"] = s.get("attempts")
         out[f"order {order} failures"] = s.get("failures")
-        if s.get("attempts"):
+        if _number(s.get("attempts")) and s["attempts"] and _number(s.get("failures")):
             out[f"order {order} failure %"] = round(100 * s["failures"] / s["attempts"], 2)
         out[f"order {order} pcp hits"] = s.get("pcp_hits")
-        for p, v in (s.get("latency_ns") or {}).items():
+        latency = s.get("latency_ns")
+        for p, v in (latency if isinstance(latency, dict) else {}).items():
             out[f"order {order} latency {p} (ns)"] = v
     return out
 
@@ -148,16 +173,12 @@ def _lock_rows(side: Side) -> dict[str, Value]:
 
 def _compaction_rows(side: Side) -> dict[str, Value]:
     out: dict[str, Value] = {k: v for k, v in side.vmstat.items() if k.startswith("compact_")}
-    events = side.path / "events.jsonl"
-    if side.kind == "run" and events.exists():
+    if side.events is not None:
         statuses: Counter[str] = Counter()
-        with events.open(encoding="utf-8") as f:
-            for line in f:
-                if '"mm_compaction_end"' in line:
-                    s = json.loads(line).get("status")
-                    statuses[
-                        COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)
-                    ] += 1
+        for e in side.events:
+            if e["event"] == "mm_compaction_end":
+                s = e.get("status")
+                statuses[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)] += 1
         for s, n in sorted(statuses.items()):
             out[f"mm_compaction_end status={s}"] = n
     return out

@@ -37,6 +37,7 @@ from emulator.mm.compaction.suitable import (
     fragmentation_score_zone_weighted,
     should_proactive_compact_node,
 )
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 from emulator.mm.procfs.parse import (
     ProcParseError,
     combine_snapshots,
@@ -168,18 +169,16 @@ def load(proc: str) -> Inputs:
     if text is not None:
         zi = _parse(parse_zoneinfo, text, paths["zoneinfo"])
     sysctls: dict[str, int] = {}
-    for name, default, hi in (
-        ("compaction_proactiveness", 20, 100),
-        ("extfrag_threshold", 500, 1000),
-    ):
+    for tunable in (COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD):
+        name = tunable.attr
         path = os.path.join(proc, "sys", "vm", name)
         text, status = _read(path, required=False)
         if text is None:
             files[name] = attrs.evolve(status, detail=status.detail or "kernel default used")
-            sysctls[name] = default
+            sysctls[name] = tunable.int_default()
         else:
             files[name] = status
-            sysctls[name] = _parse(parse_sysctl_int, text, path, 0, hi)
+            sysctls[name] = _parse(parse_sysctl_int, text, path, tunable)
     machine = _parse(
         lambda: combine_snapshots(
             buddy,

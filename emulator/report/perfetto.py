@@ -47,6 +47,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
+
 __all__ = [
     "LOCK_POLICIES",
     "TRACE_EVENTS",
@@ -94,11 +96,13 @@ def fragmentation_marks(proactiveness: int) -> tuple[int, int]:
 
 
 def proactiveness_of(summary: dict) -> int:
-    """vm.compaction_proactiveness of a run (its ``--set`` value, else the kernel's 20)."""
+    """vm.compaction_proactiveness of a run (its ``--set`` value, else the kernel's default)."""
     params = summary.get("params") or {}
-    value = params.get("vm.compaction_proactiveness")
+    value = params.get(COMPACTION_PROACTIVENESS.name)
     if value is None:
-        value = (params.get("sysctls") or {}).get("vm.compaction_proactiveness", 20)
+        value = (params.get("sysctls") or {}).get(
+            COMPACTION_PROACTIVENESS.name, COMPACTION_PROACTIVENESS.int_default()
+        )
     return int(value)
 
 

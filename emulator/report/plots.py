@@ -39,11 +39,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from emulator.report.ftrace import COMPACTION_STATUS
-from emulator.report.perfetto import (
-    fragmentation_marks,
-    proactiveness_of,
-    read_events,
-)
+from emulator.report.perfetto import fragmentation_marks, proactiveness_of
+from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError, load_summary
 
 __all__ = ["PLOTS", "metric_of", "plot_sweep", "write_plots"]
 
@@ -296,54 +293,97 @@ def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
     waiting: dict[tuple[str, str], int] = {}
     outcomes: dict[str, list[int]] = defaultdict(list)
     failures: dict[int, list[int]] = defaultdict(list)
+    log = events if isinstance(events, EventLog) else None
     for e in events:
-        name = e["event"]
-        if name == "mmemu_alloc_begin":
-            begun[e["actor"]] = e["t"]
-        elif name == "mm_page_alloc":
-            t0 = begun.pop(e["actor"], None)
-            if t0 is not None:
-                lat[int(e["order"])].append(e["t"] - t0)
-            if e.get("pfn", 0) < 0:
-                failures[int(e["order"])].append(e["t"])
-        elif name == "contention_begin" and e["lock_addr"].startswith("zone->lock"):
-            waiting[(e["lock_addr"], e["actor"])] = e["t"]
-        elif name == "contention_end":
-            t0 = waiting.pop((e["lock_addr"], e["actor"]), None)
-            if t0 is not None:
-                waits[e["lock_addr"]].append((t0, e["t"]))
-        elif name == "mm_compaction_end":
-            s = e.get("status")
-            outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(
-                e["t"]
-            )
+        try:
+            _scan_one(e, begun, lat, waits, waiting, outcomes, failures)
+        except EVENT_ERRORS as exc:
+            if log is None:
+                raise
+            log.reject(exc)
     return lat, waits, outcomes, failures
 
 
-def write_plots(run_dir: Path, out: Path | None = None, extra: tuple | None = None) -> list[Path]:
+def _scan_one(
+    e: dict,
+    begun: dict[str, int],
+    lat: dict[int, list[int]],
+    waits: dict[str, list[tuple[int, int]]],
+    waiting: dict[tuple[str, str], int],
+    outcomes: dict[str, list[int]],
+    failures: dict[int, list[int]],
+) -> None:
+    name = e["event"]
+    if name == "mmemu_alloc_begin":
+        begun[e["actor"]] = e["t"]
+    elif name == "mm_page_alloc":
+        t0 = begun.pop(e["actor"], None)
+        if t0 is not None:
+            lat[int(e["order"])].append(e["t"] - t0)
+        if e.get("pfn", 0) < 0:
+            failures[int(e["order"])].append(e["t"])
+    elif name == "contention_begin" and e["lock_addr"].startswith("zone->lock"):
+        waiting[(e["lock_addr"], e["actor"])] = e["t"]
+    elif name == "contention_end":
+        t0 = waiting.pop((e["lock_addr"], e["actor"]), None)
+        if t0 is not None:
+            waits[e["lock_addr"]].append((t0, e["t"]))
+    elif name == "mm_compaction_end":
+        s = e.get("status")
+        outcomes[COMPACTION_STATUS.get(s, str(s)) if isinstance(s, int) else str(s)].append(e["t"])
+
+
+def write_plots(
+    run_dir: Path,
+    out: Path | None = None,
+    extra: tuple | None = None,
+    log: EventLog | None = None,
+) -> list[Path]:
     """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/).
     ``extra``: (allocation latencies per order, zone->lock waits) from the run's trace
-    capture, for the markers and lock events that events.jsonl does not hold."""
+    capture, for the markers and lock events that events.jsonl does not hold. The folder is
+    read as untrusted input (:mod:`emulator.report.run_folder`): a bad summary.json is a
+    :class:`RunFolderError`; bad event lines are skipped and counted in ``log`` (the
+    :class:`EventLog` used, created here if not given)."""
     run_dir = Path(run_dir)
     out = out or run_dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_summary(run_dir)
     events_path = run_dir / "events.jsonl"
     empty: dict = {}
     if events_path.exists():
-        lat, waits, outcomes, failures = _scan(read_events(events_path))
+        log = log if log is not None else EventLog(events_path)
+        lat, waits, outcomes, failures = _scan(log)
+        log.require_usable()
     else:
         lat, waits, outcomes, failures = empty, empty, empty, empty
     if extra is not None:
         lat = lat or extra[0]
         waits = waits or extra[1]
-    return [
-        plot_fragmentation(summary, out / PLOTS[0]),
-        plot_free_heatmap(summary, out / PLOTS[1]),
-        plot_latency_cdf(summary, lat, out / PLOTS[2]),
-        plot_zone_lock_wait(summary, waits, out / PLOTS[3]),
-        plot_compaction(summary, outcomes, failures, out / PLOTS[4]),
-    ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"{out}: exists and is not a folder") from None
+    except OSError as exc:
+        raise RunFolderError(f"{out}: cannot create the plots folder: {exc.strerror}") from None
+    doc = summary.doc
+    try:
+        return [
+            plot_fragmentation(doc, out / PLOTS[0]),
+            plot_free_heatmap(doc, out / PLOTS[1]),
+            plot_latency_cdf(doc, lat, out / PLOTS[2]),
+            plot_zone_lock_wait(doc, waits, out / PLOTS[3]),
+            plot_compaction(doc, outcomes, failures, out / PLOTS[4]),
+        ]
+    except OSError as exc:
+        raise RunFolderError(f"{out}: cannot write a plot: {exc.strerror}") from None
+    except EVENT_ERRORS as exc:
+        raise RunFolderError(
+            f"{summary.path}: a field of the wrong type or out of range ({_one(exc)})"
+        ) from None
+
+
+def _one(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
 
 
 def metric_of(summary: dict, path: str) -> float:
@@ -379,12 +419,15 @@ def plot_sweep(
     with the same ``x`` (different seeds) are drawn as points and their mean as the line."""
     points: list[tuple[float, float]] = []
     for d in run_dirs:
-        summary = json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))
-        params = dict(summary.get("params") or {})
-        params.setdefault("seed", summary.get("seed"))
+        summary = load_summary(d)
+        params = dict(summary.params)
+        params.setdefault("seed", summary.seed)
         if x not in params:
             raise KeyError(f"parameter {x!r} not in {d}/summary.json (have: {', '.join(params)})")
-        points.append((float(params[x]), metric_of(summary, y)))
+        value = params[x]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise RunFolderError(f"{summary.path}: parameter {x!r} is not a number")
+        points.append((float(value), metric_of(summary.doc, y)))
     points.sort()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     xs = np.asarray([p[0] for p in points])

@@ -12,8 +12,9 @@ as ``echo value > path`` would. Paths::
     vm.nr_hugepages  (or /proc/sys/vm/nr_hugepages)
         a count >= 0; set_max_huge_pages: the hugetlb pool grows one 2 MiB page at a time
         through the allocator (slow path, compaction) until an allocation fails, or shrinks
-    vm.<any other tunable>  (or /proc/sys/vm/<name>)
-        Sysctl.set: range-checked as proc_dointvec_minmax, then the kernel's handler
+    vm.<any other tunable>  (or /proc/sys/vm/<name>), transparent_hugepage.<knob>
+        Sysctl.set: parsed by the tunable's kernel handler (emulator.mm.sysctl.TUNABLES),
+        then the handler's work
 
 The task belongs to a CPU (``cpu``, default 0): pages that compaction frees land on that CPU's
 pcp lists. A bad write gets the kernel's answer: a :class:`WriteError` naming the path, the
@@ -38,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from emulator.mm.sysctl import TUNABLES, lookup
+from emulator.mm.tunable import TunableError, proc_dointvec_values, proc_doulongvec_value
 from emulator.workload.spec import parse_duration
 
 if TYPE_CHECKING:
@@ -82,40 +85,35 @@ def _normalise(path: str) -> str:
 def parse_writes(items: Iterable[Any]) -> tuple[Write, ...]:
     """``(time, path, value)`` or ``(time, path, value, cpu)`` items -> :class:`Write` tuples
     sorted by time (stable). ``time`` is int ns or a duration like ``"2s"``."""
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise WriteError(
+            f"writes must be a list of (time, path, value[, cpu]), not {type(items).__name__}"
+        )
     out = []
     for item in items:
         if isinstance(item, Write):
             out.append(item)
             continue
         if not isinstance(item, tuple | list) or len(item) not in (3, 4):
-            raise WriteError(f"write {item!r}: expected (time, path, value[, cpu])")
+            raise WriteError(f"write {item!r:.80}: expected (time, path, value[, cpu])")
         t = parse_duration(item[0])
-        cpu = int(item[3]) if len(item) == 4 else 0
+        cpu = item[3] if len(item) == 4 else 0
+        if isinstance(cpu, bool) or not isinstance(cpu, int):
+            raise WriteError(f"write {item!r:.80}: the cpu must be an integer, not {cpu!r:.20}")
         out.append(Write(t, _normalise(str(item[1])), str(item[2]).strip(), cpu))
     return tuple(sorted(out, key=lambda w: w.at_ns))
 
 
-def _parse_int(path: str, value: str) -> int:
-    try:
-        return int(value, 0) if value.lower().startswith(("0x", "-0x")) else int(value)
-    except ValueError:
-        raise WriteError(f"{path}: {value!r} is not an integer (-EINVAL)") from None
-
-
 def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
     """Raise :class:`WriteError` if the kernel would refuse ``w`` (changes nothing)."""
-    from emulator.mm.sysctl import MIN_PERCPU_PAGELIST_HIGH_FRACTION, SPECS
-
     if nr_cpus is not None and not 0 <= w.cpu < nr_cpus:
         raise WriteError(f"write to {w.path}: cpu {w.cpu} out of range: valid 0..{nr_cpus - 1}")
     path = w.path
     if path == "vm.compact_memory":
-        if _parse_int(path, w.value) != 1:
-            raise WriteError(f"{path}: only 1 is accepted, got {w.value!r} (-EINVAL)")
+        _compact_memory_value(w.value)
         return
     if path == "vm.nr_hugepages":
-        if _parse_int(path, w.value) < 0:
-            raise WriteError(f"{path}: {w.value!r} is negative: valid 0 and above (-EINVAL)")
+        _nr_hugepages_value(w.value)
         return
     m = _NODE_COMPACT.match(path)
     if m:
@@ -126,26 +124,38 @@ def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
                 f"(valid nodes 0..{len(machine.nodes) - 1})"
             )
         return
-    spec = SPECS.get(path)
-    if spec is None:
-        valid = ", ".join(["vm.compact_memory", "vm.nr_hugepages", *sorted(SPECS)])
+    try:
+        t = lookup(path)
+    except KeyError:
+        valid = ", ".join(["vm.compact_memory", "vm.nr_hugepages", *TUNABLES])
         raise WriteError(
             f"{path}: not a writable file here; valid: {valid}, "
             "/sys/devices/system/node/nodeN/compact"
-        )
-    if spec.name == "vm.lowmem_reserve_ratio":
-        for part in w.value.split():
-            _parse_int(path, part)
-        return
-    v = _parse_int(path, w.value)
-    if not spec.lo <= v <= spec.hi:
-        raise WriteError(f"{path}={v} is out of range: valid {spec.lo}..{spec.hi} (-EINVAL)")
-    if spec.name == "vm.percpu_pagelist_high_fraction" and 0 < v < (
-        MIN_PERCPU_PAGELIST_HIGH_FRACTION
-    ):
+        ) from None
+    try:
+        t.check(w.value, machine.sysctl.get(t.name))
+    except TunableError as exc:
+        raise WriteError(str(exc)) from None
+
+
+def _compact_memory_value(value: str) -> None:
+    """sysctl_compaction_handler: proc_dointvec, then anything but 1 is -EINVAL."""
+    try:
+        ok = proc_dointvec_values(value, 1) == [1]
+    except TunableError:
+        ok = False
+    if not ok:
+        raise WriteError(f"vm.compact_memory: only 1 is accepted, got {value!r} (-EINVAL)")
+
+
+def _nr_hugepages_value(value: str) -> int:
+    """hugetlb_sysctl_handler: proc_doulongvec_minmax (a count, 0 and above)."""
+    try:
+        return proc_doulongvec_value(value)
+    except TunableError:
         raise WriteError(
-            f"{path}={v} is invalid: valid 0 or {MIN_PERCPU_PAGELIST_HIGH_FRACTION} and above"
-        )
+            f"vm.nr_hugepages: {value!r} is not a count: valid 0 and above (-EINVAL)"
+        ) from None
 
 
 def check_writes(machine: Machine, writes: Sequence[Write], nr_cpus: int | None = None) -> None:
@@ -174,17 +184,14 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
     if w.path == "vm.nr_hugepages":
         from emulator.mm.hugetlb import set_max_huge_pages
 
-        await set_max_huge_pages(pa, cpu, _parse_int(w.path, w.value))
+        await set_max_huge_pages(pa, cpu, _nr_hugepages_value(w.value))
         return
     m = _NODE_COMPACT.match(w.path)
     if m:
         await lru_add_drain_all(pa, cpu)  # compact_store: flush pending LRU updates
         await compact_node(pa, int(m.group(1)), cpu)
         return
-    try:
-        pa.machine.sysctl.set(w.path, w.value)
-    except (KeyError, ValueError) as exc:  # the same checks, should they ever differ
-        raise WriteError(str(exc).strip("'\"")) from None
+    pa.machine.sysctl.set(w.path, w.value)  # check_write parsed it
 
 
 def writer_actor(

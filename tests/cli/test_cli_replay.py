@@ -24,7 +24,10 @@ def _digest(value: Any) -> str:
 @pytest.fixture
 def recorded(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     out = tmp_path / "a"
-    assert main(["run", "default", "--out", str(out), "--strategy", "random", *SMALL]) == 0
+    assert (
+        main(["run", "default", "--out", str(out), "--strategy", "random", "--perturb", *SMALL])
+        == 0
+    )
     sched = json.loads((out / "schedule.json").read_text())
     assert len(sched["decisions"]) > 10
     return out, sched

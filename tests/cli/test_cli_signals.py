@@ -49,9 +49,16 @@ def _wait_for(pred, proc: subprocess.Popen[str], what: str) -> None:  # type: ig
         time.sleep(0.02)
 
 
+def _partial(out: Path) -> list[Path]:
+    """The folder a run is writing (it becomes ``out`` when the results are complete)."""
+    return sorted(out.parent.glob(f".{out.name}.*.partial"))
+
+
 def _events_started(out: Path) -> bool:
-    f = out / "events.jsonl"
-    return f.is_file() and f.stat().st_size > 0
+    return any(
+        (d / "events.jsonl").is_file() and (d / "events.jsonl").stat().st_size > 0
+        for d in _partial(out)
+    )
 
 
 def _check_results(out: Path, reason: str, stop_instant: bool = False) -> dict:
@@ -111,7 +118,7 @@ def test_sigint_during_the_set_up_writes_the_results(tmp_path: Path) -> None:
     out = tmp_path / "o"
     # a large machine: the default scenario's set-up (its fragmented past) takes seconds
     proc = _start(out, "default", "--set", "memory=16G", "--set", "duration=1s")
-    _wait_for(lambda: (out / "events.jsonl").is_file(), proc, "the set-up")
+    _wait_for(lambda: any((d / "events.jsonl").is_file() for d in _partial(out)), proc, "set-up")
     time.sleep(0.5)  # into the set-up, past the boot (either stage must be handled)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)

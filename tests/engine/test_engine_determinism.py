@@ -91,7 +91,9 @@ async def test_fifo_is_deterministic_and_records_tie_choices():
 
 
 async def test_random_records_choices_and_delays():
-    _, decisions, _ = await program(RandomStrategy(3, preempt_prob=0.5, max_delay_ns=50))
+    _, decisions, _ = await program(
+        RandomStrategy(3, preempt_prob=0.5, max_delay_ns=50, perturb=True)
+    )
     choices = [d for d in decisions if d[0] >= 2]
     delays = [d for d in decisions if d[0] == 0]
     assert choices and all(0 <= i < n for n, i in choices)
@@ -103,8 +105,8 @@ async def test_random_records_choices_and_delays():
 @pytest.mark.parametrize(
     "strategy",
     [
-        lambda: RandomStrategy(11, preempt_prob=0.3, max_delay_ns=40),
-        lambda: PCT(5, depth=3, steps=200, max_delay_ns=40),
+        lambda: RandomStrategy(11, preempt_prob=0.3, max_delay_ns=40, perturb=True),
+        lambda: PCT(5, depth=3, steps=200, max_delay_ns=40, perturb=True),
     ],
     ids=["random", "pct"],
 )
@@ -127,7 +129,9 @@ async def test_replay_of_fifo_run():
 
 
 async def test_replay_divergence_is_reported():
-    _, decisions, _ = await program(RandomStrategy(2, preempt_prob=0.3, max_delay_ns=40))
+    _, decisions, _ = await program(
+        RandomStrategy(2, preempt_prob=0.3, max_delay_ns=40, perturb=True)
+    )
     with pytest.raises((ActorCrashed, ReplayDivergence)) as info:
         await program(Replay(decisions[: len(decisions) // 2], delays=True))
     exc = info.value

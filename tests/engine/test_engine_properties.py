@@ -71,8 +71,13 @@ programs = st.lists(
 )
 strategies = st.one_of(
     st.just("fifo"),
-    st.builds(lambda s: RandomStrategy(s, preempt_prob=0.3, max_delay_ns=50), st.integers(0, 99)),
-    st.builds(lambda s: PCT(s, depth=3, steps=30, max_delay_ns=50), st.integers(0, 99)),
+    st.builds(
+        lambda s: RandomStrategy(s, preempt_prob=0.3, max_delay_ns=50, perturb=True),
+        st.integers(0, 99),
+    ),
+    st.builds(
+        lambda s: PCT(s, depth=3, steps=30, max_delay_ns=50, perturb=True), st.integers(0, 99)
+    ),
 )
 
 
@@ -218,8 +223,8 @@ def test_scheduler_properties(program, strategy):
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(programs, st.integers(0, 50))
 def test_same_program_same_strategy_is_reproducible(program, seed):
-    a = run_program(program, RandomStrategy(seed, preempt_prob=0.3, max_delay_ns=50))
-    b = run_program(program, RandomStrategy(seed, preempt_prob=0.3, max_delay_ns=50))
+    a = run_program(program, RandomStrategy(seed, preempt_prob=0.3, max_delay_ns=50, perturb=True))
+    b = run_program(program, RandomStrategy(seed, preempt_prob=0.3, max_delay_ns=50, perturb=True))
     assert a[2].lines == b[2].lines
     assert a[0].decisions == b[0].decisions
 

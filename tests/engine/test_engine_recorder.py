@@ -37,7 +37,7 @@ def _small_flushes(rec: Recorder, n: int = 5) -> None:
 
 
 async def _run(rec, strategy="random(4)", crash_at: int | None = None):
-    sim = Sim(strategy, recorder=rec)
+    sim = Sim(strategy, recorder=rec, perturb=True)
     lock = SpinLock(sim, "zone->lock")
     wq = WaitQueue(sim, "wq")
 

@@ -66,7 +66,11 @@ async def test_node_compact_file_compacts_that_node_only() -> None:
     [
         ("vm.compact_memory", "2", "only 1"),
         ("vm.compact_memory", "0", "only 1"),
-        ("vm.compact_memory", "yes", "not an integer"),
+        ("vm.compact_memory", "yes", "only 1"),
+        ("vm.compact_memory", "1_0", "only 1"),
+        ("vm.nr_hugepages", "-1", "valid 0 and above"),
+        ("vm.lowmem_reserve_ratio", "256 x", "valid up to 4 integers"),
+        ("vm.compaction_proactiveness", "0b1", "not an integer"),
         ("/sys/devices/system/node/node3/compact", "1", "node 3 does not exist"),
         ("vm.extfrag_threshold", "1001", "valid 0..1000"),
         ("vm.no_such_thing", "1", "not a writable file"),

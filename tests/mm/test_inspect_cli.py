@@ -259,7 +259,7 @@ def test_unreadable_pagetypeinfo_is_reported_not_fatal(
         ("buddyinfo", BUDDYINFO.replace("    120     64", "    120"), "buddyinfo:2: zone Normal: expected 11 counts, got 10"),
         ("zoneinfo", ZONEINFO.replace("  pages free     4588", "  pages free     many"), "zoneinfo:24: pages free: 'many' is not a number"),
         ("pagetypeinfo", PAGETYPEINFO_HEADER + "Node    0, zone      DMA, type    Unmovable      0\n", "pagetypeinfo:5: DMA Unmovable: expected 11 counts, got 1"),
-        ("sys/vm/compaction_proactiveness", "lots\n", "compaction_proactiveness:1: expected an integer, got 'lots'"),
+        ("sys/vm/compaction_proactiveness", "lots\n", "compaction_proactiveness:1: vm.compaction_proactiveness='lots' is not an integer: valid 0..100 (-EINVAL)"),
     ],
 )  # fmt: skip
 def test_malformed_file_gives_one_error_line_and_status_2(

@@ -147,3 +147,29 @@ async def _switched_race(capture: bool):  # type: ignore[no-untyped-def]
     await sim.run()
     pa.check()
     return m, pa, out
+
+
+def _kernel(off: frozenset[str]) -> tuple[Machine, Sim, PageAllocator]:
+    m = Machine.simple(DMA32=8192, Normal=65536)
+    m.mitigations = Mitigations(off)
+    sim = Sim("fifo", seed=0, strict=True)
+    return m, sim, PageAllocator(m, sim, cpus_per_node=2)
+
+
+def test_alloc_nofragment_off_drops_the_flag() -> None:
+    from emulator.mm.page_alloc.alloc_flags import ALLOC_NOFRAGMENT
+    from emulator.mm.page_alloc.gfp import GFP_KERNEL
+
+    for off, expect in ((frozenset(), True), (frozenset({"alloc_nofragment"}), False)):
+        _, _, pa = _kernel(off)
+        _, flags, _ = pa.prepare_alloc_pages(pa.cpus[0], GFP_KERNEL)
+        assert bool(flags & ALLOC_NOFRAGMENT) is expect
+
+
+def test_pcp_high_autotune_off_fixes_high_at_high_min() -> None:
+    _, _, pa = _kernel(frozenset())
+    pcp = pa.cpus[0].pcp[-1]
+    assert pcp.high_max > pcp.high_min
+    _, _, pa = _kernel(frozenset({"pcp_high_autotune"}))
+    pcp_off = pa.cpus[0].pcp[-1]
+    assert pcp_off.high_max == pcp_off.high_min == pcp.high_min

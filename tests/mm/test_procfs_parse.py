@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.procfs.parse import (
     ProcParseError,
     combine_snapshots,
@@ -187,11 +188,11 @@ def test_zoneinfo_skips_unknown_indented_lines() -> None:
 
 
 def test_sysctl_files() -> None:
-    assert parse_sysctl_int("20\n", "p", 0, 100) == 20
-    with pytest.raises(ProcParseError, match=r"^p:1: expected an integer, got 'abc'$"):
-        parse_sysctl_int("abc\n", "p", 0, 100)
-    with pytest.raises(ProcParseError, match=r"^p:1: 101 is outside 0..100$"):
-        parse_sysctl_int("101", "p", 0, 100)
+    assert parse_sysctl_int("20\n", "p", COMPACTION_PROACTIVENESS) == 20
+    with pytest.raises(ProcParseError, match=r"^p:1: .*'abc' is not an integer: valid 0..100"):
+        parse_sysctl_int("abc\n", "p", COMPACTION_PROACTIVENESS)
+    with pytest.raises(ProcParseError, match=r"^p:1: .*=101 is out of range: valid 0..100"):
+        parse_sysctl_int("101", "p", COMPACTION_PROACTIVENESS)
 
 
 def test_combine_rejects_files_from_different_machines() -> None:

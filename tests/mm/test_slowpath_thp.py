@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.huge_memory import (
-    DEFRAG_MODES,
     defrag_show,
     vma_thp_gfp_mask,
 )
+from emulator.mm.huge_memory_sysctl import DEFRAG_MODES
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc import gfp as G
 from emulator.scenario import ScenarioError, load_scenario

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.mm.machine import Machine
+from emulator.mm.mitigations import MITIGATIONS
 from emulator.mm.page_alloc.watermark import min_free_kbytes_for, setup_per_zone_wmarks
 from emulator.mm.sysctl import Sysctl
 from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
@@ -131,6 +132,7 @@ def test_sysctl_defaults_and_names():
         "vm.percpu_pagelist_high_fraction": 0,
         "vm.watermark_boost_factor": 15000,
         "vm.watermark_scale_factor": 10,
+        **{f"mitigation.{name}": True for name in MITIGATIONS},  # all on: 6.12
     }
     assert m.sysctl.get("compaction_proactiveness") == 20  # the "vm." prefix is optional
     assert Sysctl.names() == sorted(d)
@@ -150,8 +152,13 @@ def test_sysctl_defaults_and_names():
         ("vm.compact_unevictable_allowed", 2, r"valid 0\.\.1"),
         ("vm.min_free_kbytes", -1, r"valid 0\.\.2147483647"),
         ("vm.percpu_pagelist_high_fraction", 5, r"valid 0 or 8\.\.2147483647"),
-        ("vm.watermark_boost_factor", "lots", r"takes an integer"),
-        ("vm.lowmem_reserve_ratio", "1 2", r"takes 4 integers"),
+        (
+            "vm.watermark_boost_factor",
+            "lots",
+            r"vm.watermark_boost_factor='lots' is not an integer: valid 0\.\.2147483647",
+        ),
+        ("vm.lowmem_reserve_ratio", "", r"valid up to 4 integers, each"),
+        ("vm.lowmem_reserve_ratio", "1 x", r"valid up to 4 integers, each"),
         (
             "transparent_hugepage.defrag",
             "sometimes",
@@ -174,15 +181,13 @@ def test_unknown_sysctl_lists_valid_names():
         m.sysctl.get("vm.swappiness")
 
 
-def test_sysctl_observers_and_accepted_edge_values():
+def test_sysctl_handlers_and_accepted_edge_values():
     m = Machine.simple(Normal=8192, thp_enabled=False)
     seen = []
-    m.sysctl.on_change("vm.percpu_pagelist_high_fraction", lambda n, v: seen.append((n, v)))
+    m.wmark_observers.append(lambda mm: seen.append(mm.percpu_pagelist_high_fraction))
     m.sysctl.set("vm.percpu_pagelist_high_fraction", 8)
+    m.sysctl.set("vm.percpu_pagelist_high_fraction", "8")  # no change: no pcp update
     m.sysctl.set("vm.percpu_pagelist_high_fraction", "0")
-    assert seen == [
-        ("vm.percpu_pagelist_high_fraction", 8),
-        ("vm.percpu_pagelist_high_fraction", 0),
-    ]
+    assert seen == [8, 0]
     m.sysctl.set("vm.watermark_boost_factor", 0)
     assert m.zone("Normal").watermark_boost_factor == 0

@@ -11,6 +11,7 @@ import pytest
 from emulator.cli import main
 from emulator.mm.procfs.parse import parse_zoneinfo
 from emulator.report.compactsnoop import compactions, format_compactsnoop, header
+from emulator.report.run_folder import load_summary
 
 
 def _fake_run(src: Path, dst: Path, events: list[dict]) -> Path:
@@ -101,7 +102,7 @@ def test_direct_and_kcompactd_compactions(
         },
     ]
     run = _fake_run(small_run, tmp_path / "run", events)
-    got = list(compactions(events, run, json.loads((run / "summary.json").read_text())))
+    got = list(compactions(events, run, load_summary(run)))
     assert [(c.comm, c.order, c.sync, c.lat_ns, c.status) for c in got] == [
         ("cpu2", 9, False, 500_000, "success"),
         ("kcompactd0", -1, True, 3_250_000, "complete"),

@@ -16,10 +16,8 @@ SMALL = ["--set", "memory=512M", "--set", "duration=4ms", "--quiet", "--strict"]
 @pytest.mark.parametrize("strategy", ["random", "pct"])
 def test_replay_reproduces_an_explored_run(tmp_path: Path, strategy: str) -> None:
     a = tmp_path / "a"
-    assert (
-        main(["run", "default", "--out", str(a), "--seed", "9", "--strategy", strategy, *SMALL])
-        == 0
-    )
+    argv = ["run", "default", "--out", str(a), "--seed", "9", "--strategy", strategy]
+    assert main([*argv, "--perturb", *SMALL]) == 0
     sched = json.loads((a / "schedule.json").read_text())
     assert sched["strategy"]["name"] == strategy and len(sched["decisions"]) > 0
     b = tmp_path / "b"

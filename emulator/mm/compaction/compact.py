@@ -418,10 +418,12 @@ async def try_to_compact_pages(
             prio=int(prio),
         )
     captured = -1
+    # 4f92e2586b43 (mitigation.compaction_deferral): off, no zone is ever deferred
+    deferral = pa.machine.mitigations.on("compaction_deferral")
     for zone in ac.zonelist:
         if zone.zone_idx > ac.highest_zoneidx:
             continue
-        if prio > MIN_COMPACT_PRIORITY:
+        if prio > MIN_COMPACT_PRIORITY and deferral:
             await pa.sim.sync()  # the zone's deferral fields are shared
             if compaction_deferred(zone, order):
                 rc = max(R.COMPACT_DEFERRED, rc)
@@ -434,9 +436,10 @@ async def try_to_compact_pages(
         if status == R.COMPACT_SUCCESS:
             compaction_defer_reset(zone, order, False)
             break
-        if prio != CompactPriority.COMPACT_PRIO_ASYNC and status in (
-            R.COMPACT_COMPLETE,
-            R.COMPACT_PARTIAL_SKIPPED,
+        if (
+            deferral
+            and prio != CompactPriority.COMPACT_PRIO_ASYNC
+            and status in (R.COMPACT_COMPLETE, R.COMPACT_PARTIAL_SKIPPED)
         ):
             defer_compaction(zone, order)
     return R(rc), captured

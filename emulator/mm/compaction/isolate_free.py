@@ -98,10 +98,15 @@ def suitable_migration_target(cc: CompactControl, pfn: int) -> bool:
 
 async def _compact_zone_lock(cc: CompactControl, site: str) -> ZoneLockHold:
     """Models mm/compaction.c: compact_lock_irqsave on zone->lock — async mode trylocks first
-    and records a failure in ``cc.contended``, then (like sync) spins for the lock."""
+    and records a failure in ``cc.contended``, then (like sync) spins for the lock. With
+    ``mitigation.async_contended_abort`` off (before c67fe3752abe) async mode spins at once."""
     pa = cc.pa
     assert pa is not None
-    if cc.mode == MIGRATE_ASYNC and not cc.contended:
+    if (
+        cc.mode == MIGRATE_ASYNC
+        and not cc.contended
+        and pa.machine.mitigations.on("async_contended_abort")
+    ):
         hold = await pa.zone_trylock(cc.zone, site)
         if hold is not None:
             return hold

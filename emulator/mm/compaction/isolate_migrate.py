@@ -353,7 +353,10 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     isolated and moves to the next sub-block; a fully isolated sub-block ends the scan. The scan
     also stops at 32 isolated pages unless ``finish_pageblock`` or ``contended``. At the block
     end with nothing isolated (or a finish_pageblock rescan) the skip bit is set and the cached
-    pfn moved. Fires ``mm_compaction_isolate_migratepages``; counts ``compact_isolated``.
+    pfn moved. ``mitigation.skip_claim`` off (before e380bebe4771): no test-and-set claim, the
+    bit is set only at that block end; ``mitigation.async_contended_abort`` off: async mode
+    spins for ``lru_lock`` like sync and never records contention. Fires
+    ``mm_compaction_isolate_migratepages``; counts ``compact_isolated``.
     Returns 0 or -EAGAIN.
     """
     zone = cc.zone
@@ -365,6 +368,12 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     nid = zone.node
     start_pfn = low_pfn
     cc.migrate_pfn = low_pfn
+    mitigations = pa.machine.mitigations
+    # e380bebe4771: test_and_set_skip claims the source block (off: no claim; the skip bit is
+    # set only after a block that isolated nothing, as before)
+    skip_claim = mitigations.on("skip_claim")
+    # c67fe3752abe: async mode trylocks lru_lock and records contention (off: it spins)
+    trylock_abort = mitigations.on("async_contended_abort")
 
     await sim.sync()
     while too_many_isolated(cc):
@@ -439,13 +448,13 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     first_lock_at = int(good[0])
                     # isolate first, then lock: compact_lock_irqsave(&lruvec->lru_lock)
                     acquired = False
-                    if cc.mode == MIGRATE_ASYNC and not cc.contended:
+                    if cc.mode == MIGRATE_ASYNC and not cc.contended and trylock_abort:
                         acquired = await lock.try_acquire("isolate_migratepages_block")
                         if not acquired:
                             cc.contended = True
                     if not acquired:
                         await lock.acquire("isolate_migratepages_block")
-                    if not skip_updated and valid_page >= 0:
+                    if not skip_updated and valid_page >= 0 and skip_claim:
                         skip_updated = True
                         b = valid_page >> PAGEBLOCK_ORDER
                         was = bool(mm.pb_skip[b]) and not cc.ignore_skip_hint

@@ -202,11 +202,13 @@ def compaction_ops(pa: PageAllocator) -> CompactionOps:
         reset_isolation_suitable(node.zones)
 
     events = pa.vm_events
+    # 4f92e2586b43 (mitigation.compaction_deferral): off, kcompactd never defers a zone
+    deferral = pa.machine.mitigations.on("compaction_deferral")
     return CompactionOps(
         compact_zone=compact_zone,
         suitable=suitable,
-        deferred=compaction_deferred,
-        defer=defer_compaction,
+        deferred=compaction_deferred if deferral else lambda _z, _o: False,
+        defer=defer_compaction if deferral else lambda _z, _o: None,
         defer_reset=lambda z, o: compaction_defer_reset(z, o, False),
         reset_isolation_suitable=reset,
         pages_migrated=lambda: events["pgmigrate_success"],
@@ -377,7 +379,7 @@ class Kcompactd:
                 self.proactive_passes.append(
                     ProactivePass(t0, prev_score, score, self.ops.pages_migrated() - migrated)
                 )
-                if score >= prev_score:
+                if score >= prev_score and self.machine.mitigations.on("proactive_backoff"):
                     timeout = default_timeout << COMPACT_MAX_DEFER_SHIFT
             self.proactive_compact_trigger = False
 

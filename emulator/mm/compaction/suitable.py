@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from emulator.mm.compaction.control import CompactResult, compact_gap
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.vmstat import (
@@ -43,6 +44,10 @@ __all__ = [
 R = CompactResult
 
 
+_EXTFRAG_THRESHOLD = EXTFRAG_THRESHOLD.int_default()
+_PROACTIVENESS = COMPACTION_PROACTIVENESS.int_default()
+
+
 def compaction_suitable_free(
     zone: Zone, order: int, highest_zoneidx: int, wmark_target: int
 ) -> bool:
@@ -55,7 +60,7 @@ def compaction_suitable_free(
 
 
 def compaction_suitable(
-    zone: Zone, order: int, highest_zoneidx: int, extfrag_threshold: int = 500
+    zone: Zone, order: int, highest_zoneidx: int, extfrag_threshold: int = _EXTFRAG_THRESHOLD
 ) -> bool:
     """Models mm/compaction.c: compaction_suitable — the order-0 watermark plus gap on
     NR_FREE_PAGES; then, for costly orders, a fragmentation index in
@@ -85,7 +90,11 @@ def compaction_suitable(
 
 
 def compaction_suit_allocation_order(
-    zone: Zone, order: int, highest_zoneidx: int, alloc_flags: int, extfrag_threshold: int = 500
+    zone: Zone,
+    order: int,
+    highest_zoneidx: int,
+    alloc_flags: int,
+    extfrag_threshold: int = _EXTFRAG_THRESHOLD,
 ) -> CompactResult:
     """Models mm/compaction.c: compaction_suit_allocation_order — SUCCESS if the allocation
     would already pass its watermark at ``order``, SKIPPED if the zone is not
@@ -143,18 +152,17 @@ def fragmentation_score_node(node: ScoredNode) -> int:
     )
 
 
-def fragmentation_score_wmark(low: bool, proactiveness: int = 20) -> int:
+def fragmentation_score_wmark(low: bool, proactiveness: int = _PROACTIVENESS) -> int:
     """Models mm/compaction.c: fragmentation_score_wmark (v6.12) —
     ``wmark_low = max(100 - proactiveness, 5)``; the high mark is ``min(wmark_low + 10, 100)``.
     Proactiveness 20 (the default) gives low 80, high 90."""
-    if not 0 <= proactiveness <= 100:
-        raise ValueError(f"compaction_proactiveness must be 0..100, got {proactiveness}")
+    COMPACTION_PROACTIVENESS.check(proactiveness)
     wmark_low = max(100 - proactiveness, 5)
     return wmark_low if low else min(wmark_low + 10, 100)
 
 
 def should_proactive_compact_node(
-    node: ScoredNode, proactiveness: int = 20, kswapd_running: bool = False
+    node: ScoredNode, proactiveness: int = _PROACTIVENESS, kswapd_running: bool = False
 ) -> bool:
     """Models mm/compaction.c: should_proactive_compact_node(pgdat) — True when proactiveness
     is non-zero, kswapd is not running on the node (``kswapd_is_running``, passed in here since

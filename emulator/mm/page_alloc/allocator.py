@@ -170,12 +170,9 @@ class PageAllocator(PageFree):
         self.zone_pcp_update()
         for cpu in self.cpus:  # cacheinfo_cpu_online -> setup_pcp_cacheinfo, after boot
             self.setup_pcp_cacheinfo(cpu)
-        # the kernel's handlers: setup_per_zone_wmarks -> zone_pcp_update, and
-        # percpu_pagelist_high_fraction_sysctl_handler
+        # setup_per_zone_wmarks -> zone_pcp_update, and
+        # percpu_pagelist_high_fraction_sysctl_handler -> zone_set_pageset_high_and_batch
         machine.wmark_observers.append(lambda _m: self.zone_pcp_update())
-        machine.sysctl.on_change(
-            "vm.percpu_pagelist_high_fraction", lambda _n, _v: self.zone_pcp_update()
-        )
         #: wakeup_kswapd calls (rmqueue's boost wake-up and wake_all_kswapds)
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
@@ -185,19 +182,27 @@ class PageAllocator(PageFree):
         #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
         self.shrinkers = [SlabShrinker() for _ in range(self.nr_nodes)]
+        #: per order: zones whose watermark check passed and whose rmqueue then found no
+        #: block (another CPU took the pages in the unlocked window between the two); mmemu's
+        #: count, the kernel keeps none
+        self.watermark_ok_lost = [0] * NR_PAGE_ORDERS
 
     # -- set-up ------------------------------------------------------------------------------
 
     def zone_pcp_update(self) -> None:
         """Models mm/page_alloc.c: zone_pcp_update. Recompute every pcp's batch, high_min, high_max
         (at boot and when min_free_kbytes, watermark_scale_factor or
-        percpu_pagelist_high_fraction change)."""
+        percpu_pagelist_high_fraction change). With ``mitigation.pcp_high_autotune`` off
+        (before 51a755c56dc0) high_max = high_min: a fixed ``pcp->high``."""
         fraction = self.machine.percpu_pagelist_high_fraction
+        autotune = self.machine.mitigations.on("pcp_high_autotune")
         for z in self.zones:
             node_cpus = sum(1 for c in self.cpus if c.node == z.node)
             high_min, high_max, batch = pageset_high_and_batch(
                 z.low_wmark_pages, z.managed_pages, node_cpus, fraction
             )
+            if not autotune:
+                high_max = high_min
             for cpu in self.cpus:
                 cpu.pcp[z.gidx].set_high_and_batch(high_min, high_max, batch)
 
@@ -301,6 +306,8 @@ class PageAllocator(PageFree):
         alloc_flags = fast_path_alloc_flags(
             gfp, preferred.zone_idx, self._dma32_populated[preferred.node]
         )
+        if not self.machine.mitigations.on("alloc_nofragment"):
+            alloc_flags &= ~ALLOC_NOFRAGMENT  # before 6bb154504f8b: no such flag
         owner = OWNER_FOR_MIGRATETYPE[mt] if mt < MIGRATE_PCPTYPES else OWNER_NONE
         ac = AllocContext(
             zonelist=zonelist,
@@ -395,6 +402,7 @@ class PageAllocator(PageFree):
                     await self.sim.delay(charge)
                     return pfn, ""
                 reason = "no_free_block"
+                self.watermark_ok_lost[order] += 1
             if retry:
                 continue
             if no_fallback:

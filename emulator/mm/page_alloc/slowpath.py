@@ -294,7 +294,8 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
 
     ``try_to_free_pages`` in the allocating actor's time; no progress returns at once. After
     progress, one freelist attempt; if it fails, ``unreserve_highatomic_pageblock(ac, false)``
-    and ``drain_all_pages(NULL)`` once, and one more attempt.
+    and ``drain_all_pages(NULL)`` once, and one more attempt (with
+    ``mitigation.drain_after_reclaim`` off, before 9ee493ce0a60: no drain).
     """
     st.did_some_progress = await try_to_free_pages(pa, cpu, st.ac, st.order, st.gfp_mask)
     if not st.did_some_progress:
@@ -302,7 +303,8 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
     pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn < 0:
         await unreserve_highatomic_pageblock(pa, st.ac, False)
-        await pa.drain_all_pages(cpu, None)
+        if pa.machine.mitigations.on("drain_after_reclaim"):
+            await pa.drain_all_pages(cpu, None)
         pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
         st.via = "reclaim"

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 
 import attrs
 
+from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 from emulator.mm.snapshot import (
     MIGRATE_TYPES,
     MIGRATETYPE_NAMES,
@@ -30,6 +31,7 @@ from emulator.mm.snapshot import (
     PcpSnapshot,
     ZoneSnapshot,
 )
+from emulator.mm.tunable import Tunable, TunableError
 
 __all__ = [
     "ProcParseError",
@@ -418,18 +420,19 @@ def parse_zoneinfo(text: str, filename: str = "/proc/zoneinfo") -> MachineSnapsh
     )
 
 
-def parse_sysctl_int(text: str, filename: str, lo: int, hi: int) -> int:
-    """A /proc/sys file holding one integer in [lo, hi] (e.g. vm/compaction_proactiveness)."""
+def parse_sysctl_int(text: str, filename: str, tunable: Tunable) -> int:
+    """A copy of /proc/sys/vm/NAME holding one integer, read by the tunable's own parser
+    (e.g. vm/compaction_proactiveness: 0..100)."""
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if len(lines) != 1:
         raise ProcParseError(filename, 1, f"expected one integer, got {len(lines)} lines")
-    value = lines[0].strip()
-    if not _INT.fullmatch(value) or len(value) > MAX_DIGITS:
-        raise ProcParseError(filename, 1, f"expected an integer, got {value[:40]!r}")
-    number = int(value)
-    if not lo <= number <= hi:
-        raise ProcParseError(filename, 1, f"{number} is outside {lo}..{hi}")
-    return number
+    try:
+        value = tunable.check(lines[0])
+    except TunableError as exc:
+        raise ProcParseError(filename, 1, str(exc)) from None
+    if not isinstance(value, int):
+        raise ProcParseError(filename, 1, f"{tunable.name} is not an integer tunable")
+    return value
 
 
 def _missing(have: Mapping[_Key, object], other: Mapping[_Key, object]) -> list[_Key]:
@@ -442,8 +445,8 @@ def combine_snapshots(
     pagetypeinfo: MachineSnapshot | None = None,
     zoneinfo: MachineSnapshot | None = None,
     *,
-    compaction_proactiveness: int = 20,
-    extfrag_threshold: int = 500,
+    compaction_proactiveness: int = COMPACTION_PROACTIVENESS.int_default(),
+    extfrag_threshold: int = EXTFRAG_THRESHOLD.int_default(),
     names: tuple[str, str, str] = ("buddyinfo", "pagetypeinfo", "zoneinfo"),
 ) -> MachineSnapshot:
     """One snapshot from the three files: zoneinfo's zones (all of them, with sizes and

@@ -229,7 +229,8 @@ class Kswapd:
         remaining = False
         if self.prepare_kswapd_sleep(reclaim_order, highest_zoneidx):
             self.kcompactd.ops.reset_isolation_suitable(self.node)
-            self.kcompactd.wakeup_kcompactd(alloc_order, highest_zoneidx, "kswapd_sleep")
+            if self.pa.machine.mitigations.on("kswapd_wakes_kcompactd"):
+                self.kcompactd.wakeup_kcompactd(alloc_order, highest_zoneidx, "kswapd_sleep")
             remaining = await wait.schedule_timeout(KSWAPD_SHORT_SLEEP_NS)
             if remaining:
                 self.kswapd_highest_zoneidx = self.kswapd_highest_zoneidx_or(highest_zoneidx)
@@ -341,7 +342,8 @@ class Kswapd:
                 async with pa.zone_locked(zone, "balance_pgdat"):
                     zone.watermark_boost -= min(zone.watermark_boost, boost)
             await sim.sync()
-            self.kcompactd.wakeup_kcompactd(PAGEBLOCK_ORDER, highest_zoneidx, "kswapd_boost")
+            if pa.machine.mitigations.on("boost_wakes_kcompactd"):
+                self.kcompactd.wakeup_kcompactd(PAGEBLOCK_ORDER, highest_zoneidx, "kswapd_boost")
         return sc.order
 
     # -- results -----------------------------------------------------------------------------------
@@ -368,11 +370,6 @@ class Kthreads:
         """wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx) for the zone's node."""
         self.kswapd[zone.node].wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx)
 
-    def proactiveness_written(self, _name: str, value: int) -> None:
-        """compaction_proactiveness_sysctl_handler: trigger every node's kcompactd."""
-        for kc in self.kcompactd:
-            kc.proactiveness_written(value)
-
     def summary(self) -> dict[str, Any]:
         return {
             "kcompactd": [kc.summary() for kc in self.kcompactd],
@@ -386,9 +383,9 @@ def start_kthreads(
     reclaim: ReclaimOps | None = None,
 ) -> Kthreads:
     """kswapd_run + kcompactd_run for every node: spawn both daemons (before the run),
-    route the allocator's ``wakeup_kswapd`` to them and register the
-    ``vm.compaction_proactiveness`` write handler. ``compaction`` / ``reclaim`` default to the
-    real mm/compaction.c and mm/vmscan.c functions."""
+    route the allocator's ``wakeup_kswapd`` to them and set each node's ``kcompactd`` (what
+    the ``vm.compaction_proactiveness`` handler wakes). ``compaction`` / ``reclaim`` default to
+    the real mm/compaction.c and mm/vmscan.c functions."""
     sim = pa.sim
     if compaction is None:
         compaction = compaction_ops(pa)
@@ -406,7 +403,8 @@ def start_kthreads(
     for kc in kcompactds:
         sim.spawn(f"kcompactd{kc.nid}", kc.kcompactd, daemon=True)
     pa.kthreads = kt
-    pa.machine.sysctl.on_change("vm.compaction_proactiveness", kt.proactiveness_written)
+    for node, kc in zip(pa.machine.nodes, kcompactds, strict=True):
+        node.kcompactd = kc  # what compaction_proactiveness_sysctl_handler wakes
     return kt
 
 

@@ -44,6 +44,7 @@ import attrs
 
 from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.suitable import compaction_suitable
+from emulator.mm.compaction.sysctl import EXTFRAG_THRESHOLD
 from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.reclaim.lru import (
@@ -87,6 +88,9 @@ DEFAULT_SEEKS = 2
 """include/linux/shrinker.h"""
 SHRINK_BATCH = 128
 """mm/shrinker.c"""
+SHRINK_STOP = (1 << 64) - 2
+"""include/linux/shrinker.h: ``~0UL - 1``, what scan_objects returns when it can make no
+progress"""
 #: the vm event ``pgskip_<zone>`` by zone index
 _PGSKIP = tuple(f"pgskip_{ZONE_NAMES[z].lower()}" for z in range(MAX_NR_ZONES))
 
@@ -175,7 +179,9 @@ def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
     return nz[LRU_INACTIVE_FILE] + nz[LRU_ACTIVE_FILE]
 
 
-def compaction_ready(zone: Zone, sc: ScanControl, extfrag_threshold: int = 500) -> bool:
+def compaction_ready(
+    zone: Zone, sc: ScanControl, extfrag_threshold: int = EXTFRAG_THRESHOLD.int_default()
+) -> bool:
     """Models mm/vmscan.c: compaction_ready — the allocation would already succeed at MIN, or
     compaction is suitable and the zone is above HIGH + compact_gap(order)."""
     if not sc.gfp_mask & _GFP_IO:
@@ -279,11 +285,20 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanCon
 async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) -> int:
     """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
 
-    ``delta = (freeable >> priority) * 4 / DEFAULT_SEEKS`` plus the deferred work, capped at
-    2 * freeable, scanned in SHRINK_BATCH batches (``slabs_scanned``). Freed pages count as
-    reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state) and leave
-    ``nr_slab_reclaimable``."""
+    ``count_objects``, then ``xchg_nr_deferred`` (the deferred work is taken, so concurrent
+    invocations do not repeat it); ``delta = (freeable >> priority) * 4 / DEFAULT_SEEKS`` plus
+    the deferred work, capped at 2 * freeable, scanned in SHRINK_BATCH batches
+    (``slabs_scanned``) by :func:`slab_scan_objects`; a batch that returns SHRINK_STOP ends the
+    loop. Freed pages count as reclaimed (``reclaim_state->reclaimed``, flush_reclaim_state)
+    and leave ``nr_slab_reclaimable``; the unused work goes back with ``add_nr_deferred``.
+
+    Concurrent reclaim: the object count is a snapshot. Other reclaimers (kswapd, direct
+    reclaimers on other CPUs) scan the same list while this one waits for its frees, so the
+    list is re-read for every object, as ``scan_objects`` walks its list under the list's
+    lock: a list emptied meanwhile ends the batch with what was freed, and a batch that finds
+    it empty returns SHRINK_STOP."""
     shrinker = pa.shrinkers[nid]
+    await pa.sim.sync()  # the shrinker's list and deferred count are shared
     freeable = shrinker.count_objects()
     if not freeable:
         return 0
@@ -294,26 +309,44 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) ->
     scanned = 0
     freed = 0
     ev = pa.vm_events
-    mm = pa.memmap
-    lruvec = pa.lruvecs[nid]
     while total_scan >= SHRINK_BATCH or total_scan >= freeable:
         nr_to_scan = min(SHRINK_BATCH, total_scan)
-        if not nr_to_scan or not shrinker.pages:
+        if not nr_to_scan:
             break
-        for _ in range(min(nr_to_scan, len(shrinker.pages))):
-            pfn = shrinker.pages.pop()
-            await pa.sim.delay(pa.costs.shrink_slab_object)
-            order = mm.order[pfn]
-            if mm.owner[pfn] == OWNER_RECLAIMABLE:
-                lruvec.nr_slab_reclaimable -= 1 << order
-            await pa.free_pages(cpu, pfn, order)
-            freed += 1 << order
+        ret = await slab_scan_objects(pa, cpu, nid, nr_to_scan)
+        if ret == SHRINK_STOP:
+            break
+        freed += ret
         ev["slabs_scanned"] += nr_to_scan
         total_scan -= nr_to_scan
         scanned += nr_to_scan
     next_deferred = min(max(nr + delta - scanned, 0), 2 * freeable)
+    await pa.sim.sync()
     shrinker.nr_deferred += next_deferred
     shrinker.freed += freed
+    return freed
+
+
+async def slab_scan_objects(pa: PageAllocator, cpu: Cpu, nid: int, nr_to_scan: int) -> int:
+    """The shrinker's ``scan_objects`` (a list_lru walk, as ``super_cache_scan`` does): take
+    up to ``nr_to_scan`` objects from the list, reading it afresh for each (another reclaimer
+    may have emptied it while this one freed the previous object), and free them. Returns the
+    pages freed, or SHRINK_STOP when the list is empty at the start (no progress possible)."""
+    shrinker = pa.shrinkers[nid]
+    mm = pa.memmap
+    lruvec = pa.lruvecs[nid]
+    freed = 0
+    for i in range(nr_to_scan):
+        await pa.sim.sync()
+        if not shrinker.pages:
+            return SHRINK_STOP if i == 0 else freed
+        pfn = shrinker.pages.pop()
+        order = mm.order[pfn]
+        if mm.owner[pfn] == OWNER_RECLAIMABLE:
+            lruvec.nr_slab_reclaimable -= 1 << order
+        await pa.sim.delay(pa.costs.shrink_slab_object)
+        await pa.free_pages(cpu, pfn, order)
+        freed += 1 << order
     return freed
 
 
