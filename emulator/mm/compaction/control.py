@@ -153,7 +153,8 @@ def reset_for_zone(cc: CompactControl) -> None:
 
 
 def kswapd_is_running(cc: CompactControl) -> bool:
-    """compaction.c: kswapd_is_running(pgdat) (the kswapd issue provides the probe)."""
+    """compaction.c: kswapd_is_running(pgdat), asked through ``cc.kswapd_probe`` (kcompactd
+    passes :meth:`~emulator.mm.compaction.kcompactd.Kcompactd.kswapd_is_running`)."""
     return bool(cc.kswapd_probe()) if cc.kswapd_probe is not None else False
 
 

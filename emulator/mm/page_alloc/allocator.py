@@ -23,8 +23,8 @@ Time and ordering (what is "own" and what is "shared")
 
 Simplifies: no cpusets, memcg, page_owner, KASAN, debug checks (check_new_pages never fails);
 ``zone_statistics`` (NUMA hit/miss counters) is not kept; remote-node pcp expiry
-(``drain_zone_pages``) is not modelled; the slow path is a seam (:meth:`alloc_pages_slowpath`)
-filled by the slow-path issue: until then a fast-path failure is recorded with its reason.
+(``drain_zone_pages``) is not modelled. The slow path (:meth:`alloc_pages_slowpath`) is
+:mod:`emulator.mm.page_alloc.slowpath`.
 """
 
 from __future__ import annotations

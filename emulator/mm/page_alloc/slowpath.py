@@ -32,7 +32,7 @@ counts it (the kernel would kill a task and retry); ``oom_lock`` is not modelled
 mempolicies or zonelist seqcounts (``check_retry_cpuset``/``check_retry_zonelist`` never
 restart), no PF_MEMALLOC tasks, no fatal signals, no psi/delayacct. ``__GFP_NOFAIL`` is treated
 like any request (the kernel would loop forever without an OOM killer). kswapd is the seam
-``PageAllocator.wakeup_kswapd`` (counted; the kswapd issue fills it in).
+``PageAllocator.wakeup_kswapd`` (counted, then the node's kswapd).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ What is simplified:
   because it is what the kernel does when nothing was reclaimed), no
   ``throttle_direct_reclaim`` (no pfmemalloc throttling), no ``reclaim_throttle``, no MGLRU.
 
-kswapd (the next issue) reuses :func:`shrink_node` with ``ScanControl(kswapd=True)``, which
+kswapd (:mod:`emulator.mm.reclaim.kswapd`) reuses :func:`shrink_node` with
+``ScanControl(kswapd=True)``, which
 counts ``pgscan_kswapd`` / ``pgsteal_kswapd`` instead of the ``_direct`` counters.
 """
 
