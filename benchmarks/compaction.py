@@ -9,7 +9,7 @@ end is included), this process's CPU time over the same span (less sensitive to 
 a shared machine), the pages migrated (``pgmigrate_success``) and the virtual time the
 compaction took.
 
-Target (issue 7): 4 GiB in <= 5 s wall on this kind of machine, growing linearly. Wall times
+Target: 4 GiB in <= 5 s wall on this kind of machine, growing linearly. Wall times
 are noisy on a shared machine; run by hand, not in the test suite::
 
     python3 dev.py python benchmarks/compaction.py [--json] [--sizes 1G,4G,16G]

@@ -12,7 +12,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import IO, Any
 
 import attrs
@@ -31,6 +30,7 @@ from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
 from emulator.engine.sync import LockStats
 from emulator.explore.properties import Property, PropertyChecker, Violation
+from emulator.mm.compaction.suitable import fragmentation_score_node
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.slowpath import merged_stats as slowpath_summary
@@ -41,7 +41,7 @@ from emulator.mm.snapshot import (
     NR_PAGE_ORDERS,
     MachineSnapshot,
 )
-from emulator.mm.vmstat import MODEL_VMSTAT_NAMES, fragmentation_score_node
+from emulator.mm.vmstat import MODEL_VMSTAT_NAMES
 from emulator.run.stop import STOP_SIGNALS, StopSignals
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.setup_cache import SetupCache
@@ -343,21 +343,7 @@ def _sampler(
             for o, n in enumerate(z.nr_free):
                 per_order[o] += n << o
         samples["free_pages_per_order"].append(per_order)
-        samples["fragmentation_score"].append(
-            [
-                fragmentation_score_node(
-                    SimpleNamespace(
-                        zones=[
-                            SimpleNamespace(
-                                nr_free=z.nr_free, present=z.present_pages, populated=z.populated
-                            )
-                            for z in n.zones
-                        ]
-                    )
-                )
-                for n in nodes
-            ]
-        )
+        samples["fragmentation_score"].append([fragmentation_score_node(n) for n in nodes])
 
     async def sampler() -> None:
         await sim.sync()

@@ -77,7 +77,12 @@ from emulator.engine.errors import (
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
 from emulator.engine.strategy import Decision, Fifo, Strategy, make_strategy
 
-__all__ = ["CHECKIN_EVERY", "DRIVERS", "WATCHDOG_STEPS", "Actor", "RunResult", "Sim"]
+__all__ = [
+    "DRIVERS",
+    "WATCHDOG_STEPS",
+    "RunResult",
+    "Sim",
+]
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop

@@ -43,7 +43,8 @@ from emulator.mm.memmap import (
     PG_RESERVED,
 )
 from emulator.mm.page_alloc import watermark
-from emulator.mm.page_alloc.buddy import FPI_TO_TAIL, Zone
+from emulator.mm.page_alloc.alloc_flags import FPI_TO_TAIL
+from emulator.mm.page_alloc.buddy import Zone
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_HIGHATOMIC,

@@ -41,9 +41,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from emulator.mm.compaction.control import MIGRATE_ASYNC
 from emulator.mm.compaction.isolate_free import compaction_alloc, compaction_free
 from emulator.mm.compaction.isolate_migrate import putback_folios
+from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
 from emulator.mm.reclaim.lru import putback_lru_page
 from emulator.mm.reclaim.rmap import NO_HANDLE

@@ -90,6 +90,11 @@ class ZoneSnapshot:
             raise ValueError(f"nr_free needs {NR_PAGE_ORDERS} orders, got {len(self.nr_free)}")
 
     @property
+    def present_pages(self) -> int:
+        """zone->present_pages (the ``present`` column of /proc/zoneinfo)."""
+        return self.present
+
+    @property
     def free_pages(self) -> int:
         """Free base pages on the buddy lists: sum of nr_free[o] << o (NR_FREE_PAGES)."""
         if self.nr_free_pages is not None:

@@ -1,12 +1,13 @@
-"""Counters and fragmentation metrics, after mm/vmstat.c and the scoring part of mm/compaction.c.
+"""Counters and fragmentation metrics, after mm/vmstat.c.
 
 Everything here is pure integer arithmetic on a zone's ``nr_free[order]`` block counts, done the
 way the kernel does it (``div_u64`` truncation at each step, the ``int`` result of a ``u64``
 subtraction), so the printed values match a real machine's digit for digit.
 
 ``zone`` arguments accept any object with an ``nr_free`` sequence of ``NR_PAGE_ORDERS`` block
-counts (a :class:`~emulator.mm.snapshot.ZoneSnapshot`, or the live zone), and the scoring
-functions also read ``present`` and ``populated``. The kernel reads ``nr_free`` without the zone
+counts (a :class:`~emulator.mm.snapshot.ZoneSnapshot`, or the live zone); the fragmentation
+score of mm/compaction.c (:mod:`emulator.mm.compaction.suitable`) also reads ``present_pages``
+and ``populated`` (:class:`ScoredZone`). The kernel reads ``nr_free`` without the zone
 lock (``data_race``); callers here pass a consistent view.
 
 The second half lists the /proc/vmstat names (``vmstat_text[]``) of the emulated configuration
@@ -16,7 +17,7 @@ in the kernel's order, and the subset the model keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 
@@ -54,7 +55,7 @@ class ScoredZone(HasNrFree, Protocol):
     """A zone as the fragmentation score sees it (``present_pages``, ``populated_zone``)."""
 
     @property
-    def present(self) -> int: ...
+    def present_pages(self) -> int: ...
 
     @property
     def populated(self) -> bool: ...
@@ -165,28 +166,6 @@ def extfrag_for_order(zone: HasNrFree | Sequence[int], order: int) -> int:
         return 0
     unusable = info.free_pages - (info.free_blocks_suitable << order)
     return ((unusable * 100) & _U64) // info.free_pages
-
-
-#: moved to mm/compaction (where the kernel has them); re-exported here, resolved lazily
-_FROM_COMPACTION = frozenset(
-    {
-        "fragmentation_score_node",
-        "fragmentation_score_wmark",
-        "fragmentation_score_zone",
-        "fragmentation_score_zone_weighted",
-        "should_proactive_compact_node",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The fragmentation score lives in :mod:`emulator.mm.compaction.suitable` (mm/compaction.c);
-    the old names keep working from here (PEP 562: imported on first use, no cycle)."""
-    if name in _FROM_COMPACTION:
-        from emulator.mm.compaction import suitable as compaction_suitable
-
-        return getattr(compaction_suitable, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fragindex_allows_compaction(order: int, fragindex: int, extfrag_threshold: int) -> bool:

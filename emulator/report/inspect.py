@@ -30,17 +30,23 @@ from typing import Any
 import attrs
 
 from emulator.cli import UsageError
+from emulator.mm.compaction.suitable import (
+    fragmentation_score_node,
+    fragmentation_score_wmark,
+    fragmentation_score_zone,
+    fragmentation_score_zone_weighted,
+    should_proactive_compact_node,
+)
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
-from emulator.mm.procfs.render import (
+from emulator.mm.procfs.parse import (
     ProcParseError,
     combine_snapshots,
     parse_buddyinfo,
     parse_pagetypeinfo,
     parse_sysctl_int,
     parse_zoneinfo,
-    render_extfrag_index,
-    render_unusable_index,
 )
+from emulator.mm.procfs.render import render_extfrag_index, render_unusable_index
 from emulator.mm.snapshot import (
     MIGRATETYPE_NAMES,
     NR_PAGE_ORDERS,
@@ -54,11 +60,6 @@ from emulator.mm.vmstat import (
     fill_contig_page_info,
     fragindex_allows_compaction,
     fragmentation_index,
-    fragmentation_score_node,
-    fragmentation_score_wmark,
-    fragmentation_score_zone,
-    fragmentation_score_zone_weighted,
-    should_proactive_compact_node,
     unusable_index,
 )
 

@@ -189,7 +189,7 @@ async def write_file(pa: PageAllocator, cpu: Cpu, path: str, value: str) -> None
     m = _NODE_COMPACT.match(w.path)
     if m:
         await lru_add_drain_all(pa, cpu)  # compact_store: flush pending LRU updates
-        await compact_node(pa, int(m.group(1)), False, cpu)
+        await compact_node(pa, int(m.group(1)), cpu)
         return
     pa.machine.sysctl.set(w.path, w.value)  # check_write parsed it
 

@@ -1,7 +1,6 @@
-"""Deadlocks and actors that make no progress are reported, never passed off as success
-(issue 11 §1, §6). The engine side (DeadlockError despite daemons, the virtual-time watchdog)
-comes from the `speed` branch; these tests state what the CLI must do with them: one line,
-exit 1, the results written with ``reason``.
+"""Deadlocks and actors that make no progress are reported, never passed off as success. The
+engine raises them (DeadlockError despite daemons, the virtual-time watchdog); these tests state
+what the CLI does with them: one line, exit 1, the results written with ``reason``.
 """
 
 from __future__ import annotations

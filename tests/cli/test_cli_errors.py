@@ -1,5 +1,4 @@
-"""Bad input is one line on stderr, exit 2, no traceback, nothing written (issue 11 §2, §3, §6;
-issue 10 §4 units)."""
+"""Bad input is one line on stderr, exit 2, no traceback, nothing written."""
 
 from __future__ import annotations
 
@@ -57,7 +56,7 @@ def _refused(
         (["--set", "duration=10s", "--set", "sample=10us"], "at most 100000 samples"),
         (["--set", "cpus=100000"], "valid 1..256"),
         (["--set", "duration=100000s"], "valid 1us..3600s"),
-        # issue 10 §4: units are required
+        # units are required
         (["--set", "duration=2"], "a duration needs a unit: ns, us, ms or s"),
         (["--set", "memory=4096"], "a size needs a unit: K, M, G or T"),
         (["--set", "sample=5"], "a duration needs a unit"),

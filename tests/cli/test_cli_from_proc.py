@@ -1,5 +1,5 @@
 """``mmemu run --from-proc DIR`` and ``emulator.scenario.from_proc``: a run starts from a real
-machine's free lists (issue 10 §4)."""
+machine's free lists."""
 
 from __future__ import annotations
 

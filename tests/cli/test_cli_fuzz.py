@@ -1,4 +1,4 @@
-"""Fuzzing the CLI's inputs (issue 11 "Also"): ``--set`` names and values, ``--seed``,
+"""Fuzzing the CLI's inputs: ``--set`` names and values, ``--seed``,
 strategy specs, schedule files and /proc files. Whatever the input, mmemu either accepts it or
 refuses it with exit 2 and one line on stderr, no traceback, and writes nothing.
 

@@ -1,4 +1,4 @@
-"""Progress from the first second (issue 10 §4): the set-up has its own progress line before
+"""Progress from the first second: the set-up has its own progress line before
 the run's bar of virtual time appears; both are drawn with rich."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Replays are exact or say where they are not (issue 11 §5)."""
+"""Replays are exact or say where they are not."""
 
 from __future__ import annotations
 

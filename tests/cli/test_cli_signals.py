@@ -1,4 +1,4 @@
-"""Every stop keeps its results (issue 11 §4): SIGINT, SIGTERM, SIGHUP, a second signal while
+"""Every stop keeps its results: SIGINT, SIGTERM, SIGHUP, a second signal while
 the results are written, and SIGINT during the set-up. The CLI runs as a subprocess and gets
 real signals; the tests wait for the run to reach a stage (a file appearing), never for a time.
 """

@@ -1,4 +1,4 @@
-"""Three places where the model once diverged from Linux 6.12.0 (found in review), each pinned:
+"""Where the model follows Linux 6.12.0's order of checks and locking, each pinned:
 
 * reserve_highatomic_pageblock makes its unlocked checks before taking zone->lock
   (page_alloc.c:2044): a zone too small for a reserve, or whose reserve is full, is never
@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emulator.engine import Sim
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.alloc_flags import ALLOC_HIGHATOMIC, ALLOC_KSWAPD
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.page_alloc.gfp import ALLOC_HIGHATOMIC, ALLOC_KSWAPD, GFP_ATOMIC, GFP_KERNEL
+from emulator.mm.page_alloc.gfp import GFP_ATOMIC, GFP_KERNEL
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.mm.zone import ZONE_BOOSTED_WATERMARK
 
@@ -127,3 +130,35 @@ async def test_rmqueue_tests_the_boost_when_it_returns_not_when_it_starts() -> N
     assert not zone.flags & _BOOSTED
     assert pa.kswapd_wakeups == 1
     assert wakeups == [580]
+
+
+# The boundary of reserve_highatomic_pageblock's unlocked size check
+# (mm/page_alloc.c:2044, ``if ((zone_managed_pages(zone) / 100) < pageblock_nr_pages) return;``):
+# a zone whose 1% is exactly one pageblock gets a reserve of one pageblock; one page less and it
+# gets none, and zone->lock is not taken for it.
+
+
+@pytest.mark.parametrize(
+    ("pages", "reserved", "locks"),
+    [
+        # managed / 100 == 512 == pageblock_nr_pages: not below it, so a reserve of
+        # ALIGN(512, 512) = one pageblock; two zone->lock holds (rmqueue_buddy, the reserve)
+        (100 * PAGEBLOCK_NR_PAGES, PAGEBLOCK_NR_PAGES, 2),
+        # one page less: 511 < 512, no reserve and no zone->lock for it
+        (100 * PAGEBLOCK_NR_PAGES - 1, 0, 1),
+    ],
+)
+async def test_highatomic_reserve_size_check_boundary(pages: int, reserved: int, locks: int):
+    m = Machine.simple(Normal=pages)
+    sim = Sim("fifo", strict=True)
+    pa = PageAllocator(m, sim, cpus_per_node=1)
+    zone = pa.zones[0]
+    assert zone.managed_pages == pages
+
+    async def actor() -> None:
+        assert await _highatomic_alloc(pa, 4) >= 0
+
+    sim.spawn("cpu0", actor)
+    await sim.run()
+    assert zone.nr_reserved_highatomic == reserved
+    assert zone.lock.stats.acquisitions == locks

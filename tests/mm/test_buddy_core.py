@@ -8,7 +8,7 @@ from emulator.engine.recorder import MemoryRecorder
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC, PG_BUDDY, PG_ISOLATED, PG_TAIL
-from emulator.mm.page_alloc.buddy import FPI_TO_TAIL
+from emulator.mm.page_alloc.alloc_flags import FPI_TO_TAIL
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,

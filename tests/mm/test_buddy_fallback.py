@@ -12,14 +12,14 @@ from emulator.engine.recorder import MemoryRecorder
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
-from emulator.mm.page_alloc.buddy import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,
     ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK,
-    can_steal_fallback,
 )
+from emulator.mm.page_alloc.fallback import can_steal_fallback
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,

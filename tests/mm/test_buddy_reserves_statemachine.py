@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
-from emulator.mm.page_alloc.buddy import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,

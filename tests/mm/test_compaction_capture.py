@@ -11,12 +11,8 @@ from __future__ import annotations
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import (
-    CompactPriority,
-    CompactResult,
-    try_to_compact_pages,
-)
-from emulator.mm.compaction.control import CaptureHook
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CaptureHook, CompactPriority, CompactResult
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ISOLATED

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority, CompactResult
 from emulator.mm.initstate import allocate_everything, free_k_of_n, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED

@@ -8,17 +8,15 @@ considerations compaction runs again.
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import (
-    COMPACT_MAX_DEFER_SHIFT,
-    CompactPriority,
-    CompactResult,
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT, CompactPriority, CompactResult
+from emulator.mm.compaction.defer import (
     compaction_defer_reset,
     compaction_deferred,
     compaction_restarting,
     defer_compaction,
-    reset_cached_positions,
-    try_to_compact_pages,
 )
+from emulator.mm.compaction.skip import reset_cached_positions
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED

@@ -8,7 +8,9 @@ both scanners, pgmigrate_success the pages migrated).
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.compact import CompactPriority, defer_compaction, try_to_compact_pages
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority
+from emulator.mm.compaction.defer import defer_compaction
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.compact import CompactPriority, compact_nodes, try_to_compact_pages
+from emulator.mm.compaction.compact import compact_nodes, try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_ON_LRU, OWNER_PINNED, PF_LRU_BATCH, PG_ALLOC

@@ -7,7 +7,8 @@ HZ/50 = 20 ms at a time until the count falls, then goes on.
 from __future__ import annotations
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority, CompactResult
 from emulator.mm.compaction.isolate_migrate import (
     ISOLATED_THROTTLE_NS,
     node_isolated,

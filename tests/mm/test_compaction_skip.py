@@ -12,14 +12,9 @@
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.compact import (
-    CompactPriority,
-    CompactResult,
-    compact_node,
-    reset_cached_positions,
-    reset_isolation_suitable,
-    try_to_compact_pages,
-)
+from emulator.mm.compaction.compact import compact_node, try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority, CompactResult
+from emulator.mm.compaction.skip import reset_cached_positions, reset_isolation_suitable
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_PINNED, OWNER_UNMOVABLE, PG_ALLOC, PG_BUDDY
@@ -135,7 +130,7 @@ async def test_flush_by_direct_compaction_only_and_the_reset_rules() -> None:
     _, sim2, pa2, z2, _, _ = setup(pinned_per_block=True)
 
     async def manual() -> None:
-        await compact_node(pa2, 0, False, pa2.cpus[0])
+        await compact_node(pa2, 0, pa2.cpus[0])
 
     await run_script(sim2, pa2, manual)
     assert not z2.compact_blockskip_flush

@@ -8,12 +8,8 @@ non-costly orders pass; an allocation that would already succeed gives COMPACT_S
 from __future__ import annotations
 
 from emulator.engine import MemoryRecorder
-from emulator.mm.compaction.compact import (
-    CompactResult,
-    compact_gap,
-    compaction_suit_allocation_order,
-    compaction_suitable,
-)
+from emulator.mm.compaction.control import CompactResult, compact_gap
+from emulator.mm.compaction.suitable import compaction_suit_allocation_order, compaction_suitable
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_LOW

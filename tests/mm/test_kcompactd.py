@@ -17,11 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.kcompactd import (
-    COMPACT_MAX_DEFER_SHIFT,
-    HPAGE_FRAG_CHECK_INTERVAL_NS,
-    compaction_ops,
-)
+from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT, CompactResult
+from emulator.mm.compaction.kcompactd import HPAGE_FRAG_CHECK_INTERVAL_NS, compaction_ops
+from emulator.mm.compaction.suitable import should_proactive_compact_node
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT
 from emulator.mm.machine import Machine
@@ -144,7 +142,7 @@ async def test_wakeup_refused_while_busy_is_served_at_next_loop() -> None:
 async def test_do_work_defers_and_drains_after_complete() -> None:
     _m, sim, pa, kt, fc, _fr = build(proactiveness=0)
     kc = kt.kcompactd[0]
-    fc.status = "COMPACT_COMPLETE"
+    fc.status = CompactResult.COMPACT_COMPLETE
 
     async def waker() -> None:
         await sim.delay(1 * MS)
@@ -234,7 +232,8 @@ async def test_proactive_compaction_skipped_while_kswapd_runs() -> None:
         ks.wakeup_kswapd(zone, GFP_KERNEL, 9, zone.zone_idx)  # node not balanced at order 9
         await sim.delay(400 * MS)
         await sim.sync()
-        seen.append((ks.is_running(), kc.should_proactive_compact_node()))
+        proactive = should_proactive_compact_node(kc.node, 20, kc.kswapd_is_running())
+        seen.append((ks.is_running(), proactive))
 
     sim.spawn("waker", waker)
     await sim.run(until=1200 * MS)

@@ -18,11 +18,17 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from emulator.mm.compaction.kcompactd import CompactionOps, fragmentation_score_node
-from emulator.mm.compaction.suitable import fragmentation_score_wmark, fragmentation_score_zone
+from emulator.mm.compaction.control import CompactResult
+from emulator.mm.compaction.kcompactd import CompactionOps
+from emulator.mm.compaction.suitable import (
+    fragmentation_score_node,
+    fragmentation_score_wmark,
+    fragmentation_score_zone,
+)
 from emulator.mm.internal import CompactControl
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
-from emulator.mm.reclaim.kswapd import ReclaimOps, ScanControl
+from emulator.mm.reclaim.kswapd import ReclaimOps
+from emulator.mm.reclaim.vmscan import ScanControl
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 from emulator.mm.zone import ZONE_RECLAIM_ACTIVE
 
@@ -45,7 +51,7 @@ class FakeCompaction:
     pa: object
     movable: bool = True
     cost_ns: int = 1_000_000  # per compact_zone call
-    status: str = "COMPACT_COMPLETE"  # for non-proactive calls
+    status: CompactResult = CompactResult.COMPACT_COMPLETE  # for non-proactive calls
     suitable_answer: bool = True
     calls: list[CompactCall] = attrs.Factory(list)
     deferred_zones: set = attrs.Factory(set)
@@ -68,7 +74,7 @@ class FakeCompaction:
     def _reset(self, node: object) -> None:
         self.resets += 1
 
-    async def compact_zone(self, cc: CompactControl) -> str:
+    async def compact_zone(self, cc: CompactControl) -> CompactResult:
         pa = self.pa
         sim = pa.sim
         await sim.sync()
@@ -92,15 +98,15 @@ class FakeCompaction:
             return self.status
         if not self.movable:
             await sim.delay(self.cost_ns)
-            return "COMPACT_COMPLETE"
+            return CompactResult.COMPACT_COMPLETE
         low = fragmentation_score_wmark(True, pa.machine.compaction_proactiveness)
         st = np.frombuffer(zone.memmap.state, dtype=np.uint8)
         first = zone.zone_start_pfn // PB
         nblocks = zone.spanned_pages // PB
-        result = "COMPACT_COMPLETE"
+        result = CompactResult.COMPACT_COMPLETE
         while self._next_block < nblocks:
             if fragmentation_score_zone(zone) <= low:
-                result = "COMPACT_SUCCESS"
+                result = CompactResult.COMPACT_SUCCESS
                 break
             b = first + self._next_block
             self._next_block += 1

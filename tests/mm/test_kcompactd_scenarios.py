@@ -52,7 +52,7 @@ def test_kcompactd_backoff_waits_32s_after_a_pass_without_progress() -> None:
 
 
 def test_proactive_0_pays_direct_compaction_where_20_does_not() -> None:
-    # the "Done means" of the kthreads issue: the same huge-page demand
+    # the same huge-page demand
     on = _run("proactive", duration="2600ms").ctx.findings
     off = _run("proactive", duration="2600ms", **{"vm.compaction_proactiveness": "0"})
     f0 = off.ctx.findings

@@ -16,17 +16,14 @@ import numpy as np
 import trio
 
 from emulator.engine import MemoryRecorder, Sim
+from emulator.mm.compaction.control import compact_gap
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.buddy import Zone
 from emulator.mm.page_alloc.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
-from emulator.mm.reclaim.kswapd import (
-    KSWAPD_SHORT_SLEEP_NS,
-    MAX_RECLAIM_RETRIES,
-    Kthreads,
-    compact_gap,
-)
+from emulator.mm.reclaim.kswapd import KSWAPD_SHORT_SLEEP_NS, Kthreads
+from emulator.mm.reclaim.vmscan import MAX_RECLAIM_RETRIES
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 from emulator.mm.zone import ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from emulator.engine import Sim
 from emulator.mm.compaction.compact import compact_nodes
-from emulator.mm.compaction.control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
 from emulator.mm.compaction.isolate_migrate import putback_movable_pages
 from emulator.mm.initstate import free_k_of_n
-from emulator.mm.internal import CompactControl
+from emulator.mm.internal import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PF_ISOLATED, PF_LRU, PG_ALLOC
 from emulator.mm.migrate import NR_MAX_MIGRATE_PAGES_RETRY, migrate_pages

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import CompactPriority, CompactResult, try_to_compact_pages
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority, CompactResult
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ISOLATED

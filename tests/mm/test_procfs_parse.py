@@ -14,17 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
-from emulator.mm.procfs.render import (
+from emulator.mm.procfs.parse import (
     ProcParseError,
     combine_snapshots,
-    migratetype_columns,
     parse_buddyinfo,
     parse_pagetypeinfo,
     parse_sysctl_int,
     parse_zoneinfo,
-    render_buddyinfo,
-    render_pagetypeinfo,
 )
+from emulator.mm.procfs.render import migratetype_columns, render_buddyinfo, render_pagetypeinfo
 from emulator.mm.snapshot import MachineSnapshot, NodeSnapshot, PcpSnapshot, ZoneSnapshot
 
 DATA = Path(__file__).parent / "data" / "live-6.18"

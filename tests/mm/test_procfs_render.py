@@ -12,12 +12,14 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from emulator.mm.procfs.render import (
+from emulator.mm.procfs.parse import (
     combine_snapshots,
-    format_index,
     parse_buddyinfo,
     parse_pagetypeinfo,
     parse_zoneinfo,
+)
+from emulator.mm.procfs.render import (
+    format_index,
     render_buddyinfo,
     render_extfrag_index,
     render_pagetypeinfo,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.compact import CompactPriority, CompactResult
+from emulator.mm.compaction.control import CompactPriority, CompactResult
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.engine import MemoryRecorder, Sim
-from emulator.mm.compaction.compact import compact_gap, compaction_suitable
+from emulator.mm.compaction.control import compact_gap
+from emulator.mm.compaction.suitable import compaction_suitable
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE, OWNER_RECLAIMABLE, PG_ALLOC

@@ -8,6 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.mm import vmstat
+from emulator.mm.compaction.suitable import (
+    fragmentation_score_node,
+    fragmentation_score_wmark,
+    fragmentation_score_zone,
+    fragmentation_score_zone_weighted,
+    should_proactive_compact_node,
+)
 from emulator.mm.snapshot import NR_PAGE_ORDERS, NodeSnapshot, ZoneSnapshot
 from emulator.mm.vmstat import (
     ContigPageInfo,
@@ -16,11 +23,6 @@ from emulator.mm.vmstat import (
     fragindex_allows_compaction,
     fragmentation_index,
     fragmentation_index_info,
-    fragmentation_score_node,
-    fragmentation_score_wmark,
-    fragmentation_score_zone,
-    fragmentation_score_zone_weighted,
-    should_proactive_compact_node,
     unusable_free_index,
     unusable_index,
 )

@@ -6,7 +6,7 @@ import pytest
 
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.machine import Machine
-from emulator.mm.page_alloc.buddy import (
+from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
     ALLOC_HIGHATOMIC,
     ALLOC_MIN_RESERVE,

@@ -29,24 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.mm.alloc_latency import COMPACT_MIGRATE, COMPACT_SCAN, DRAIN, lat_enter, lat_leave
 from emulator.mm.compaction.control import (
-    COMPACT_CLUSTER_MAX,
-    COMPACT_MAX_DEFER_SHIFT,
-    DEF_COMPACT_PRIORITY,
-    INIT_COMPACT_PRIORITY,
-    MIGRATE_ASYNC,
-    MIGRATE_SYNC,
-    MIGRATE_SYNC_LIGHT,
-    MIN_COMPACT_COSTLY_PRIORITY,
     MIN_COMPACT_PRIORITY,
-    CaptureControl,
-    CompactControl,
     CompactPriority,
     CompactResult,
     capture_registry,
-    compact_gap,
-    compaction_failed,
-    compaction_made_progress,
-    compaction_withdrawn,
     is_via_compact_memory,
     kswapd_is_running,
     reset_for_zone,
@@ -59,20 +45,21 @@ from emulator.mm.compaction.defer import (
 )
 from emulator.mm.compaction.skip import (
     reset_cached_positions,
-    reset_isolation_suitable,
     reset_isolation_suitable_zone,
 )
 from emulator.mm.compaction.suitable import (
     compaction_suit_allocation_order,
-    compaction_suitable,
-    compaction_zonelist_suitable,
-    fragmentation_score_node,
     fragmentation_score_wmark,
     fragmentation_score_zone,
-    fragmentation_score_zone_weighted,
-    should_proactive_compact_node,
 )
-from emulator.mm.page_alloc.gfp import __GFP_IO, GFP_KERNEL, gfp_migratetype
+from emulator.mm.internal import (
+    MIGRATE_ASYNC,
+    MIGRATE_SYNC,
+    MIGRATE_SYNC_LIGHT,
+    CaptureControl,
+    CompactControl,
+)
+from emulator.mm.page_alloc.gfp import GFP_KERNEL, gfp_compaction_allowed, gfp_migratetype
 from emulator.mm.reclaim.lru import lru_add_drain, lru_add_drain_all
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
@@ -91,41 +78,11 @@ if TYPE_CHECKING:
 R = CompactResult
 
 __all__ = [
-    "COMPACTION_HPAGE_ORDER",
-    "COMPACT_CLUSTER_MAX",
-    "COMPACT_MAX_DEFER_SHIFT",
-    "DEF_COMPACT_PRIORITY",
-    "INIT_COMPACT_PRIORITY",
-    "MIN_COMPACT_COSTLY_PRIORITY",
-    "MIN_COMPACT_PRIORITY",
-    "CaptureControl",
-    "CompactControl",
-    "CompactPriority",
-    "CompactResult",
     "compact_finished",
-    "compact_gap",
     "compact_node",
     "compact_nodes",
     "compact_zone",
     "compact_zone_order",
-    "compaction_defer_reset",
-    "compaction_deferred",
-    "compaction_failed",
-    "compaction_made_progress",
-    "compaction_restarting",
-    "compaction_suit_allocation_order",
-    "compaction_suitable",
-    "compaction_withdrawn",
-    "compaction_zonelist_suitable",
-    "defer_compaction",
-    "fragmentation_score_node",
-    "fragmentation_score_wmark",
-    "fragmentation_score_zone",
-    "fragmentation_score_zone_weighted",
-    "reset_cached_positions",
-    "reset_isolation_suitable",
-    "reset_isolation_suitable_zone",
-    "should_proactive_compact_node",
     "try_to_compact_pages",
 ]
 
@@ -437,11 +394,6 @@ async def compact_zone_order(
     return ret, page
 
 
-def gfp_compaction_allowed(gfp_mask: int) -> bool:
-    """include/linux/gfp.h: gfp_compaction_allowed — compaction needs ``__GFP_IO``."""
-    return bool(gfp_mask & __GFP_IO)
-
-
 async def try_to_compact_pages(
     pa: PageAllocator,
     cpu: Cpu,
@@ -503,14 +455,12 @@ async def try_to_compact_pages(
 # ------------------------------------------------------------------------------ manual
 
 
-async def compact_node(
-    pa: PageAllocator, nid: int, proactive: bool = False, cpu: Cpu | None = None
-) -> int:
-    """Models mm/compaction.c: compact_node — compact every populated zone of node ``nid``
-    with order -1, ``ignore_skip_hint`` and ``whole_zone``: MIGRATE_SYNC for manual
-    compaction, MIGRATE_SYNC_LIGHT for proactive (which also counts
-    ``compact_daemon_migrate_scanned`` / ``compact_daemon_free_scanned``). ``cpu`` is the CPU
-    whose task runs it (its pcp lists receive the freed sources). Returns 0."""
+async def compact_node(pa: PageAllocator, nid: int, cpu: Cpu | None = None) -> int:
+    """Models mm/compaction.c: compact_node(pgdat, proactive=false) — compact every populated
+    zone of node ``nid`` with order -1, MIGRATE_SYNC, ``ignore_skip_hint`` and ``whole_zone``
+    (manual compaction). ``cpu`` is the CPU whose task runs it (its pcp lists receive the freed
+    sources). Returns 0. ``compact_node(pgdat, proactive=true)`` is kcompactd's
+    :meth:`~emulator.mm.compaction.kcompactd.Kcompactd.compact_node_proactive`."""
     for zone in pa.zones:
         if zone.node != nid or not zone.managed_pages:
             continue
@@ -521,16 +471,11 @@ async def compact_node(
             order=-1,
             search_order=-1,
             gfp_mask=GFP_KERNEL,
-            mode=MIGRATE_SYNC_LIGHT if proactive else MIGRATE_SYNC,
+            mode=MIGRATE_SYNC,
             ignore_skip_hint=True,
             whole_zone=True,
-            proactive_compaction=proactive,
         )
         await compact_zone(cc, None)
-        if proactive:
-            ev = pa.vm_events
-            ev["compact_daemon_migrate_scanned"] += cc.total_migrate_scanned
-            ev["compact_daemon_free_scanned"] += cc.total_free_scanned
     return 0
 
 
@@ -540,7 +485,7 @@ async def compact_nodes(pa: PageAllocator, cpu: Cpu | None = None) -> int:
     online node."""
     await lru_add_drain_all(pa, cpu if cpu is not None else pa.cpus[0])
     for nid in range(pa.nr_nodes):
-        ret = await compact_node(pa, nid, False, cpu)
+        ret = await compact_node(pa, nid, cpu)
         if ret:
             return ret
     return 0

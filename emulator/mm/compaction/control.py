@@ -19,10 +19,6 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from emulator.mm.internal import (
-    MIGRATE_ASYNC,
-    MIGRATE_MODE_NAMES,
-    MIGRATE_SYNC,
-    MIGRATE_SYNC_LIGHT,
     CaptureControl,
     CompactControl,
 )
@@ -35,7 +31,7 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from emulator.engine.sim import Actor
+    from emulator.engine.actor import Actor
     from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
@@ -43,15 +39,9 @@ __all__ = [
     "COMPACT_MAX_DEFER_SHIFT",
     "DEF_COMPACT_PRIORITY",
     "INIT_COMPACT_PRIORITY",
-    "MIGRATE_ASYNC",
-    "MIGRATE_MODE_NAMES",
-    "MIGRATE_SYNC",
-    "MIGRATE_SYNC_LIGHT",
     "MIN_COMPACT_COSTLY_PRIORITY",
     "MIN_COMPACT_PRIORITY",
-    "CaptureControl",
     "CaptureHook",
-    "CompactControl",
     "CompactPriority",
     "CompactResult",
     "capture_registry",
@@ -163,7 +153,8 @@ def reset_for_zone(cc: CompactControl) -> None:
 
 
 def kswapd_is_running(cc: CompactControl) -> bool:
-    """compaction.c: kswapd_is_running(pgdat) (the kswapd issue provides the probe)."""
+    """compaction.c: kswapd_is_running(pgdat), asked through ``cc.kswapd_probe`` (kcompactd
+    passes :meth:`~emulator.mm.compaction.kcompactd.Kcompactd.kswapd_is_running`)."""
     return bool(cc.kswapd_probe()) if cc.kswapd_probe is not None else False
 
 

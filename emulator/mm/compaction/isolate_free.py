@@ -30,7 +30,8 @@ from emulator.mm.alloc_latency import (
     lat_enter,
     lat_leave,
 )
-from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
+from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
+from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_NONE, PG_ALLOC, PG_BUDDY, PG_ISOLATED
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA
 from emulator.mm.page_alloc.highatomic import migratetype_is_mergeable

@@ -37,7 +37,8 @@ from emulator.mm.alloc_latency import (
     lat_enter,
     lat_leave,
 )
-from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX, MIGRATE_ASYNC
+from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
+from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import (
     OWNER_FILE,
     OWNER_ON_LRU,

@@ -43,7 +43,19 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim, WaitQueue
-from emulator.mm.compaction.suitable import fragmentation_score_wmark, fragmentation_score_zone
+from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT, CompactResult
+from emulator.mm.compaction.defer import (
+    compaction_defer_reset,
+    compaction_deferred,
+    defer_compaction,
+)
+from emulator.mm.compaction.skip import reset_isolation_suitable
+from emulator.mm.compaction.suitable import (
+    compaction_suit_allocation_order,
+    fragmentation_score_node,
+    fragmentation_score_wmark,
+    should_proactive_compact_node,
+)
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_MIN
 from emulator.mm.page_alloc.gfp import GFP_KERNEL
@@ -56,27 +68,17 @@ if TYPE_CHECKING:
     from emulator.mm.reclaim.kswapd import Kswapd
 
 __all__ = [
-    "COMPACT_MAX_DEFER_SHIFT",
     "HPAGE_FRAG_CHECK_INTERVAL_NS",
     "CompactionOps",
     "Kcompactd",
     "KthreadWait",
     "ProactivePass",
     "compaction_ops",
-    "fragmentation_score_node",
 ]
 
 MSEC = 1_000_000
 #: HPAGE_FRAG_CHECK_INTERVAL_MSEC (mm/compaction.c:33), in ns of virtual time
 HPAGE_FRAG_CHECK_INTERVAL_NS = 500 * MSEC
-#: COMPACT_MAX_DEFER_SHIFT (include/linux/compaction.h): 1 << 6 = 64 deferrals at most, and
-#: the proactive back-off 500 ms << 6 = 32 s
-COMPACT_MAX_DEFER_SHIFT = 6
-
-# the kernel's compact_result names this module acts on
-COMPACT_SUCCESS = "COMPACT_SUCCESS"
-COMPACT_PARTIAL_SKIPPED = "COMPACT_PARTIAL_SKIPPED"
-COMPACT_COMPLETE = "COMPACT_COMPLETE"
 
 
 class KthreadWait:
@@ -163,8 +165,8 @@ class KthreadWait:
 class CompactionOps:
     """The mm/compaction.c functions kcompactd and kswapd call, bound to one allocator.
 
-    * ``compact_zone(cc)``: compact ``cc.zone`` (no capture); returns the ``compact_result``
-      name (``"COMPACT_SUCCESS"``, ``"COMPACT_COMPLETE"``, ...) and leaves
+    * ``compact_zone(cc)``: compact ``cc.zone`` (no capture); returns its
+      :class:`~emulator.mm.compaction.control.CompactResult` and leaves
       ``cc.total_migrate_scanned`` / ``cc.total_free_scanned`` for the zone;
     * ``suitable(zone, order, highest_zoneidx)``: ``compaction_suit_allocation_order(zone, order,
       highest_zoneidx, ALLOC_WMARK_MIN) == COMPACT_CONTINUE``;
@@ -174,7 +176,7 @@ class CompactionOps:
     * ``pages_migrated()``: the ``pgmigrate_success`` count so far (for the pass records).
     """
 
-    compact_zone: Callable[[CompactControl], Awaitable[str]]
+    compact_zone: Callable[[CompactControl], Awaitable[CompactResult]]
     suitable: Callable[[Zone, int, int], bool]
     deferred: Callable[[Zone, int], bool]
     defer: Callable[[Zone, int], None]
@@ -188,16 +190,16 @@ def compaction_ops(pa: PageAllocator) -> CompactionOps:
     from emulator.mm.compaction import compact as C
 
     def suitable(zone: Zone, order: int, highest_zoneidx: int) -> bool:
-        ret = C.compaction_suit_allocation_order(
+        ret = compaction_suit_allocation_order(
             zone, order, highest_zoneidx, ALLOC_WMARK_MIN, pa.machine.extfrag_threshold
         )
-        return ret == C.CompactResult.COMPACT_CONTINUE
+        return ret == CompactResult.COMPACT_CONTINUE
 
-    async def compact_zone(cc: CompactControl) -> str:
-        return (await C.compact_zone(cc, None)).name
+    async def compact_zone(cc: CompactControl) -> CompactResult:
+        return await C.compact_zone(cc, None)
 
     def reset(node: Node) -> None:
-        C.reset_isolation_suitable(node.zones)
+        reset_isolation_suitable(node.zones)
 
     events = pa.vm_events
     # 4f92e2586b43 (mitigation.compaction_deferral): off, kcompactd never defers a zone
@@ -205,23 +207,11 @@ def compaction_ops(pa: PageAllocator) -> CompactionOps:
     return CompactionOps(
         compact_zone=compact_zone,
         suitable=suitable,
-        deferred=C.compaction_deferred if deferral else lambda _z, _o: False,
-        defer=C.defer_compaction if deferral else lambda _z, _o: None,
-        defer_reset=lambda z, o: C.compaction_defer_reset(z, o, False),
+        deferred=compaction_deferred if deferral else lambda _z, _o: False,
+        defer=defer_compaction if deferral else lambda _z, _o: None,
+        defer_reset=lambda z, o: compaction_defer_reset(z, o, False),
         reset_isolation_suitable=reset,
         pages_migrated=lambda: events["pgmigrate_success"],
-    )
-
-
-def fragmentation_score_node(node: Node) -> int:
-    """Models mm/compaction.c: fragmentation_score_node — the sum over populated zones of
-    ``zone->present_pages * fragmentation_score_zone(zone) / (node_present_pages + 1)``
-    (present, not managed pages: small zones weigh almost nothing)."""
-    present = node.present_pages
-    return sum(
-        z.present_pages * fragmentation_score_zone(z) // (present + 1)
-        for z in node.zones
-        if z.populated
     )
 
 
@@ -283,20 +273,10 @@ class Kcompactd:
         """Models mm/compaction.c: kswapd_is_running — kswapd exists and is not sleeping."""
         return self.kswapd is not None and self.kswapd.is_running()
 
-    def fragmentation_score_node(self) -> int:
-        return fragmentation_score_node(self.node)
-
     def wmarks(self) -> tuple[int, int]:
         """(low, high) of fragmentation_score_wmark for the current proactiveness."""
         p = self.machine.compaction_proactiveness
         return fragmentation_score_wmark(True, p), fragmentation_score_wmark(False, p)
-
-    def should_proactive_compact_node(self) -> bool:
-        """Models mm/compaction.c: should_proactive_compact_node — proactiveness non-zero,
-        kswapd not running on the node, node score strictly above the high mark."""
-        if not self.machine.compaction_proactiveness or self.kswapd_is_running():
-            return False
-        return self.fragmentation_score_node() > self.wmarks()[1]
 
     def kcompactd_node_suitable(self) -> bool:
         """Models mm/compaction.c: kcompactd_node_suitable — some populated zone up to
@@ -388,13 +368,14 @@ class Kcompactd:
                 continue
             self.wakeups["sysctl" if self.proactive_compact_trigger else "timer"] += 1
             timeout = default_timeout
-            if self.should_proactive_compact_node():
-                prev_score = self.fragmentation_score_node()
+            proactiveness = self.machine.compaction_proactiveness
+            if should_proactive_compact_node(self.node, proactiveness, self.kswapd_is_running()):
+                prev_score = fragmentation_score_node(self.node)
                 migrated = self.ops.pages_migrated()
                 t0 = sim.current.now
                 await self.compact_node_proactive()
                 await sim.sync()
-                score = self.fragmentation_score_node()
+                score = fragmentation_score_node(self.node)
                 self.proactive_passes.append(
                     ProactivePass(t0, prev_score, score, self.ops.pages_migrated() - migrated)
                 )
@@ -453,9 +434,9 @@ class Kcompactd:
                 continue
             cc.zone = zone
             status = await ops.compact_zone(cc)
-            if status == COMPACT_SUCCESS:
+            if status == CompactResult.COMPACT_SUCCESS:
                 ops.defer_reset(zone, cc.order)
-            elif status in (COMPACT_PARTIAL_SKIPPED, COMPACT_COMPLETE):
+            elif status in (CompactResult.COMPACT_PARTIAL_SKIPPED, CompactResult.COMPACT_COMPLETE):
                 await self.pa.drain_all_pages(self.cpu, zone)
                 await sim.sync()
                 ops.defer(zone, cc.order)

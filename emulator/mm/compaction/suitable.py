@@ -140,13 +140,13 @@ def fragmentation_score_zone_weighted(zone: ScoredZone, node_present_pages: int)
     contributes almost nothing to its node's score. A zone whose present size is unknown (0
     in a snapshot parsed from buddyinfo alone) weighs 0.
     """
-    return (zone.present * fragmentation_score_zone(zone)) // (node_present_pages + 1)
+    return (zone.present_pages * fragmentation_score_zone(zone)) // (node_present_pages + 1)
 
 
 def fragmentation_score_node(node: ScoredNode) -> int:
     """Models mm/compaction.c: fragmentation_score_node — the sum of the weighted scores of
     the node's populated zones."""
-    node_present = sum(z.present for z in node.zones)
+    node_present = sum(z.present_pages for z in node.zones)
     return sum(
         fragmentation_score_zone_weighted(z, node_present) for z in node.zones if z.populated
     )

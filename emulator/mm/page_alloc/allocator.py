@@ -23,8 +23,8 @@ Time and ordering (what is "own" and what is "shared")
 
 Simplifies: no cpusets, memcg, page_owner, KASAN, debug checks (check_new_pages never fails);
 ``zone_statistics`` (NUMA hit/miss counters) is not kept; remote-node pcp expiry
-(``drain_zone_pages``) is not modelled; the slow path is a seam (:meth:`alloc_pages_slowpath`)
-filled by the slow-path issue: until then a fast-path failure is recorded with its reason.
+(``drain_zone_pages``) is not modelled. The slow path (:meth:`alloc_pages_slowpath`) is
+:mod:`emulator.mm.page_alloc.slowpath`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ from emulator.mm.alloc_latency import SLOWPATH, AllocClock
 from emulator.mm.costs import Costs
 from emulator.mm.internal import AllocContext, ZoneLockHold
 from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
+from emulator.mm.page_alloc.alloc_flags import (
+    ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_WMARK_MASK,
+)
 from emulator.mm.page_alloc.alloc_stats import OrderStats, order_summary
 from emulator.mm.page_alloc.gfp import (
     __GFP_THISNODE as _GFP_THISNODE,
@@ -45,19 +52,7 @@ from emulator.mm.page_alloc.gfp import (
 from emulator.mm.page_alloc.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
-from emulator.mm.page_alloc.gfp import (
-    ALLOC_HIGHATOMIC,
-    ALLOC_KSWAPD,
-    ALLOC_NO_WATERMARKS,
-    ALLOC_NOFRAGMENT,
-    ALLOC_WMARK_MASK,
-    ZONE_DMA32,
-    ZONE_MOVABLE,
-    fast_path_alloc_flags,
-    format_gfp,
-    gfp_migratetype,
-    gfp_zone,
-)
+from emulator.mm.page_alloc.gfp import fast_path_alloc_flags, format_gfp, gfp_migratetype, gfp_zone
 from emulator.mm.page_alloc.page_free import PageFree
 from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
 from emulator.mm.page_alloc.slowpath import SlowpathStats, alloc_pages_slowpath
@@ -71,6 +66,8 @@ from emulator.mm.snapshot import (
 from emulator.mm.zone import (
     ZONE_BELOW_HIGH,
     ZONE_BOOSTED_WATERMARK,
+    ZONE_DMA32,
+    ZONE_MOVABLE,
     ZONE_RECLAIM_ACTIVE,
 )
 
@@ -82,7 +79,10 @@ if TYPE_CHECKING:
     from emulator.mm.reclaim.kswapd import Kthreads
     from emulator.mm.reclaim.lru import Lruvec
 
-__all__ = ["Cpu", "OrderStats", "PageAllocator"]
+__all__ = [
+    "Cpu",
+    "PageAllocator",
+]
 
 _BELOW_HIGH = 1 << ZONE_BELOW_HIGH
 _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE

@@ -53,25 +53,13 @@ from emulator.mm.memmap import (
 )
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
-    ALLOC_CPUSET,
     ALLOC_HIGHATOMIC,
-    ALLOC_KSWAPD,
-    ALLOC_MIN_RESERVE,
-    ALLOC_NO_WATERMARKS,
-    ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK,
     ALLOC_OOM,
-    ALLOC_RESERVES,
-    ALLOC_WMARK_HIGH,
-    ALLOC_WMARK_LOW,
-    ALLOC_WMARK_MASK,
-    ALLOC_WMARK_MIN,
-    FPI_NONE,
-    FPI_SKIP_REPORT_NOTIFY,
     FPI_TO_TAIL,
 )
-from emulator.mm.page_alloc.fallback import FALLBACKS, FallbackMixin, can_steal_fallback
-from emulator.mm.page_alloc.highatomic import HighatomicMixin, migratetype_is_mergeable
+from emulator.mm.page_alloc.fallback import FallbackMixin
+from emulator.mm.page_alloc.highatomic import HighatomicMixin
 from emulator.mm.page_alloc.isolation import IsolationMixin
 from emulator.mm.page_alloc.watermark import WatermarkChecks
 from emulator.mm.snapshot import (
@@ -81,7 +69,6 @@ from emulator.mm.snapshot import (
     MIGRATE_ISOLATE,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
-    MIGRATE_UNMOVABLE,
     NR_PAGE_ORDERS,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
@@ -379,26 +366,5 @@ class Zone(FallbackMixin, HighatomicMixin, IsolationMixin, WatermarkChecks, Zone
 
 
 __all__ = [
-    "ALLOC_CMA",
-    "ALLOC_CPUSET",
-    "ALLOC_HIGHATOMIC",
-    "ALLOC_KSWAPD",
-    "ALLOC_MIN_RESERVE",
-    "ALLOC_NOFRAGMENT",
-    "ALLOC_NON_BLOCK",
-    "ALLOC_NO_WATERMARKS",
-    "ALLOC_OOM",
-    "ALLOC_RESERVES",
-    "ALLOC_WMARK_HIGH",
-    "ALLOC_WMARK_LOW",
-    "ALLOC_WMARK_MASK",
-    "ALLOC_WMARK_MIN",
-    "FALLBACKS",
-    "FPI_NONE",
-    "FPI_SKIP_REPORT_NOTIFY",
-    "FPI_TO_TAIL",
-    "MIGRATE_UNMOVABLE",
     "Zone",
-    "can_steal_fallback",
-    "migratetype_is_mergeable",
 ]

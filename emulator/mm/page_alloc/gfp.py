@@ -196,6 +196,11 @@ def gfpflags_allow_blocking(gfp: int) -> bool:
     return bool(gfp & __GFP_DIRECT_RECLAIM)
 
 
+def gfp_compaction_allowed(gfp_mask: int) -> bool:
+    """Models include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
+    return bool(gfp_mask & __GFP_IO)
+
+
 def gfp_to_alloc_flags_cma(gfp: int, alloc_flags: int) -> int:
     """Models mm/page_alloc.c: gfp_to_alloc_flags_cma. Movable requests may use CMA pageblocks."""
     if gfp_migratetype(gfp) == MIGRATE_MOVABLE:

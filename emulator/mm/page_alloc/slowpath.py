@@ -32,7 +32,7 @@ counts it (the kernel would kill a task and retry); ``oom_lock`` is not modelled
 mempolicies or zonelist seqcounts (``check_retry_cpuset``/``check_retry_zonelist`` never
 restart), no PF_MEMALLOC tasks, no fatal signals, no psi/delayacct. ``__GFP_NOFAIL`` is treated
 like any request (the kernel would loop forever without an OOM killer). kswapd is the seam
-``PageAllocator.wakeup_kswapd`` (counted; the kswapd issue fills it in).
+``PageAllocator.wakeup_kswapd`` (counted, then the node's kswapd).
 """
 
 from __future__ import annotations
@@ -53,17 +53,17 @@ from emulator.mm.alloc_latency import (
     lat_enter,
     lat_leave,
 )
-from emulator.mm.compaction.compact import (
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import (
     DEF_COMPACT_PRIORITY,
     INIT_COMPACT_PRIORITY,
     MIN_COMPACT_COSTLY_PRIORITY,
     MIN_COMPACT_PRIORITY,
     CompactPriority,
     CompactResult,
-    compaction_defer_reset,
-    compaction_zonelist_suitable,
-    try_to_compact_pages,
 )
+from emulator.mm.compaction.defer import compaction_defer_reset
+from emulator.mm.compaction.suitable import compaction_zonelist_suitable
 from emulator.mm.memmap import PG_ALLOC
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CPUSET,
@@ -74,13 +74,12 @@ from emulator.mm.page_alloc.alloc_flags import (
 from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_HARDWALL,
-    __GFP_IO,
     __GFP_MEMALLOC,
     __GFP_NOMEMALLOC,
     __GFP_NORETRY,
     __GFP_RETRY_MAYFAIL,
     __GFP_THISNODE,
-    ZONE_NORMAL,
+    gfp_compaction_allowed,
     gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma,
 )
@@ -90,6 +89,7 @@ from emulator.mm.reclaim.vmscan import (
     zone_reclaimable_pages,
 )
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES
+from emulator.mm.zone import ZONE_NORMAL
 
 if TYPE_CHECKING:
     from emulator.engine import NullRecorder, Recorder
@@ -98,13 +98,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_COMPACT_RETRIES",
-    "MAX_RECLAIM_RETRIES",
     "SlowpathState",
     "SlowpathStats",
     "alloc_pages_direct_compact",
     "alloc_pages_direct_reclaim",
     "alloc_pages_slowpath",
-    "gfp_compaction_allowed",
     "gfp_pfmemalloc_allowed",
     "should_compact_retry",
     "should_reclaim_retry",
@@ -195,11 +193,6 @@ class SlowpathState:
     reason: str = ""
     #: how the allocation succeeded, for :class:`SlowpathStats`
     via: str = ""
-
-
-def gfp_compaction_allowed(gfp_mask: int) -> bool:
-    """Models include/linux/gfp.h: gfp_compaction_allowed — CONFIG_COMPACTION and __GFP_IO."""
-    return bool(gfp_mask & __GFP_IO)
 
 
 def gfp_pfmemalloc_flags(gfp_mask: int) -> int:

@@ -278,10 +278,6 @@ class WatermarkChecks(ZoneBase):
 
 
 __all__ = [
-    "WMARK_HIGH",
-    "WMARK_LOW",
-    "WMARK_MIN",
-    "WMARK_PROMO",
     "WatermarkChecks",
     "calculate_min_free_kbytes",
     "init_per_zone_wmark_min",

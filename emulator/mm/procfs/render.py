@@ -33,14 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from emulator.mm.procfs.parse import (
-    ProcParseError,
-    combine_snapshots,
-    parse_buddyinfo,
-    parse_pagetypeinfo,
-    parse_sysctl_int,
-    parse_zoneinfo,
-)
 from emulator.mm.snapshot import (
     MIGRATE_TYPES,
     MIGRATETYPE_NAMES,
@@ -62,13 +54,7 @@ from emulator.mm.vmstat import (
 
 __all__ = [
     "PAGETYPEINFO_CAP",
-    "ProcParseError",
-    "combine_snapshots",
     "format_index",
-    "parse_buddyinfo",
-    "parse_pagetypeinfo",
-    "parse_sysctl_int",
-    "parse_zoneinfo",
     "render_buddyinfo",
     "render_extfrag_index",
     "render_pagetypeinfo",

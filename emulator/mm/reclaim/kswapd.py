@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from emulator.engine import Sim
-from emulator.mm.compaction.compact import compact_gap
+from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
 from emulator.mm.page_alloc.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, format_gfp
@@ -64,14 +64,10 @@ if TYPE_CHECKING:
     from emulator.mm.page_alloc.buddy import Zone
 
 __all__ = [
-    "DEF_PRIORITY",
     "KSWAPD_SHORT_SLEEP_NS",
-    "MAX_RECLAIM_RETRIES",
     "Kswapd",
     "Kthreads",
     "ReclaimOps",
-    "ScanControl",
-    "compact_gap",
     "kthreads_summary",
     "start_kthreads",
 ]

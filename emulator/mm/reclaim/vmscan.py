@@ -31,7 +31,8 @@ What is simplified:
   because it is what the kernel does when nothing was reclaimed), no
   ``throttle_direct_reclaim`` (no pfmemalloc throttling), no ``reclaim_throttle``, no MGLRU.
 
-kswapd (the next issue) reuses :func:`shrink_node` with ``ScanControl(kswapd=True)``, which
+kswapd (:mod:`emulator.mm.reclaim.kswapd`) reuses :func:`shrink_node` with
+``ScanControl(kswapd=True)``, which
 counts ``pgscan_kswapd`` / ``pgsteal_kswapd`` instead of the ``_direct`` counters.
 """
 
@@ -42,7 +43,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from emulator.mm.compaction.compact import compact_gap, compaction_suitable
+from emulator.mm.compaction.control import compact_gap
+from emulator.mm.compaction.suitable import compaction_suitable
 from emulator.mm.compaction.sysctl import EXTFRAG_THRESHOLD
 from emulator.mm.internal import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
@@ -52,8 +54,8 @@ from emulator.mm.reclaim.lru import (
     evict,
     folio_isolate_lru_locked,
 )
-from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
-from emulator.mm.zone import MAX_NR_ZONES, ZONE_NAMES
+from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER, ZONE_NAMES
+from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
     from emulator.mm.internal import AllocContext
@@ -67,7 +69,6 @@ __all__ = [
     "SWAP_CLUSTER_MAX",
     "ScanControl",
     "SlabShrinker",
-    "compact_gap",
     "compaction_ready",
     "do_try_to_free_pages",
     "isolate_lru_folios",
