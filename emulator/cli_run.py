@@ -331,8 +331,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
                         "the saved /proc files"
                     )
                 scenario = from_proc(scenario, args.from_proc)
-                if not args.quiet:
-                    print(_from_proc_note(Path(args.from_proc)), file=sys.stderr)
             params = scenario.resolve(overrides)
         compile_event_filter(args.events)
         if args.events is not None:
@@ -343,6 +341,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Scenario, Any, Any]:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--events: {' '.join(str(exc).split())[:300]}") from None
+    if args.from_proc is not None and not args.quiet:  # said once the input is known good
+        print(_from_proc_note(Path(args.from_proc)), file=sys.stderr)
     return scenario, params, schedule
 
 

@@ -492,6 +492,7 @@ def run_scenario(
         reason = "deadline"
         error = None
         checker: PropertyChecker | None = None
+        take_sample: Callable[[], None] | None = None  # none before the set-up has finished
         try:
             if scenario.setup is not None:
                 stage("set-up")
@@ -573,7 +574,9 @@ def run_scenario(
         unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
         if unfinished:
             ctx.findings["phases_not_run"] = unfinished
-        if not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now:
+        if take_sample is not None and (
+            not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now
+        ):
             take_sample()  # the state at the end of the run
         violations = checker.finish(reason, error) if checker is not None else []
         report_error = None

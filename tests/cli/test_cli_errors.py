@@ -33,12 +33,12 @@ def _refused(
 @pytest.mark.parametrize(
     ("sets", "needle"),
     [
-        # §2: tracebacks before
+        # inputs that once gave tracebacks
         (["--set", "memory=32M"], "valid 64M..256G"),
         (["--set", "nodes=2", "--set", "memory=1G"], "more than one node needs memory above 4G"),
         (["--seed", "-1"], "valid 0..4294967295"),
         (["--set", "memory=100000T"], "valid 64M..256G"),
-        # §3: crashed an actor or passed silently before
+        # inputs that once crashed an actor or passed silently
         (["--set", "rate=nan"], "finite number in 1..10000000"),
         (["--set", "thp_weight=-1"], "thp_weight='-1': out of range: valid 0..1000"),
         (["--set", "released=2"], "released='2': out of range: valid 0..1"),
@@ -51,7 +51,7 @@ def _refused(
         (["--strategy", "fifo()"], "empty parentheses"),
         (["--strategy", "pct(1_0)"], "plain decimal integers"),
         (["--strategy", "fifo", "--perturb"], "fifo injects no delays"),
-        # §6: unbounded inputs
+        # unbounded inputs
         (["--set", "sample=1ns"], "sample='1ns': out of range: valid 1us..3600s"),
         (["--set", "duration=10s", "--set", "sample=10us"], "at most 100000 samples"),
         (["--set", "cpus=100000"], "valid 1..256"),

@@ -70,7 +70,7 @@ def _check_results(out: Path, reason: str, stop_instant: bool = False) -> dict:
     assert text == "" or text.endswith("\n"), "a cut last line"
     events = [json.loads(line) for line in text.splitlines()]  # complete lines only
     if events and stop_instant:
-        # §7: no event after the instant the run stopped at (the engine drops them)
+        # no event after the instant the run stopped at (the engine drops them)
         assert events[-1]["t"] <= s["virtual_ns"]
     json.loads((out / "schedule.json").read_text())
     return s
@@ -132,8 +132,8 @@ def test_sigint_during_the_set_up_writes_the_results(tmp_path: Path) -> None:
 
 
 def test_events_of_a_stopped_run_end_at_its_stop_instant(tmp_path: Path) -> None:
-    """§7: events.jsonl and summary.json's virtual_ns agree after a stop (the engine drops
-    what actors that ran ahead recorded after the stop instant; needs the `speed` branch)."""
+    """events.jsonl and summary.json's virtual_ns agree after a stop (the engine drops what
+    actors that ran ahead recorded after the stop instant)."""
     out = tmp_path / "o"
     proc = _start(out, "default", *LONG)
     _wait_for(lambda: _events_started(out), proc, "the run")

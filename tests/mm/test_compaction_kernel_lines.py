@@ -17,8 +17,8 @@ import pytest
 
 from emulator.engine import Sim
 from emulator.mm import migrate as migrate_mod
-from emulator.mm.compaction.compact import CompactPriority, try_to_compact_pages
-from emulator.mm.compaction.control import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT
+from emulator.mm.compaction.compact import try_to_compact_pages
+from emulator.mm.compaction.control import CompactPriority
 from emulator.mm.compaction.isolate_free import isolate_freepages_block
 from emulator.mm.compaction.isolate_migrate import (
     ISOLATED_THROTTLE_NS,
@@ -28,7 +28,7 @@ from emulator.mm.compaction.isolate_migrate import (
 )
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.initstate import allocate_everything, free_k_of_n
-from emulator.mm.internal import CompactControl
+from emulator.mm.internal import MIGRATE_ASYNC, MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PG_ALLOC, PG_ISOLATED
 from emulator.mm.page_alloc.allocator import PageAllocator
