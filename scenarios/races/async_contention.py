@@ -14,21 +14,32 @@ locks like sync mode and scans on).
 Property violated: ``async_compaction_bounded`` — an async direct compaction of a zone runs
 longer than ``limit`` of virtual time.
 
-Set-up: in every pageblock the first 16 of every 32 pages are free (aligned order-4 blocks, no
-order-5 or larger), the rest anonymous memory on the LRU. CPUs 1.. fault and free short-lived
-anonymous pages at ``rate`` (each one added to and taken off the LRU: ``lru_lock``, taken by
-the migration scanner too, is contended); CPU 0 faults ``thp`` THPs with GFP_TRANSHUGE, whose
-first compaction round is async.
+Set-up: the lower half of each zone's managed pages is the migration scanner's source: anonymous
+memory on the LRU with two of every four pages free (order-1 buddies), the first ``stuck``
+pageblocks each holding one unmovable page a quarter of the way in (async direct compaction
+migrates the pages before it, then abandons the block at the isolation failure and moves to the
+next). The upper half has every other page free (order-0 buddies: the free scanner's targets
+and, since ``__rmqueue_smallest`` takes the lowest order first, the only pages the contending
+CPUs' pcp refills take, so none of their pcp pages sits in a source block). CPUs 1.. fault and
+free short-lived anonymous pages at ``rate`` (each one added to and taken off the LRU under
+``lru_lock``, which the migration scanner takes too; pcp refills and drains take
+``zone->lock``); CPU 0 faults ``thp`` THPs with GFP_TRANSHUGE, whose first compaction round is
+async.
 """
 
+import numpy as np
+
 from emulator.explore.properties import async_compaction_within
-from emulator.mm.initstate import free_k_of_n
+from emulator.mm.initstate import allocate_everything, free_pages_mask
+from emulator.mm.memmap import OWNER_UNMOVABLE, PG_ALLOC
 from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
 from emulator.mm.reclaim.lru import adopt_allocated
+from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
 
 LIMIT_NS = 1_000_000
+STUCK_AT = 130  # an allocated page a quarter into its pageblock
 
 
 def build(p):
@@ -43,8 +54,25 @@ def build(p):
 
 def setup(p, ctx):
     pa = ctx.allocator
+    state = np.frombuffer(pa.memmap.state, dtype=np.uint8)
+    owner = np.frombuffer(pa.memmap.owner, dtype=np.uint8)
     for zone in pa.zones:
-        free_k_of_n(zone, 16, 32)
+        allocate_everything(zone)
+        lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
+        managed = np.flatnonzero(state[lo:hi] == PG_ALLOC)
+        if not managed.size:
+            continue
+        # the managed part's lower half is the migration scanner's source: a pageblock
+        # aligned run of blocks, two of every four pages free (order-1 buddies, which the
+        # contending CPUs' order-0 refills leave alone); its upper half has every other page
+        # free (order-0 buddies: the contending CPUs' supply and the free scanner's targets)
+        base = -(-(lo + int(managed[0])) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+        mid = base + (hi - base) // 2 // PAGEBLOCK_NR_PAGES * PAGEBLOCK_NR_PAGES
+        pfn = np.arange(lo, hi)
+        free_pages_mask(zone, np.where(pfn < mid, pfn % 4 < 2, pfn % 2 == 0) & (pfn >= base))
+        # the first `stuck` source blocks hold an unmovable page a quarter of the way in
+        stuck = base + np.arange(p["stuck"]) * PAGEBLOCK_NR_PAGES + STUCK_AT
+        owner[stuck[stuck < mid]] = OWNER_UNMOVABLE
     adopt_allocated(pa)
 
 
@@ -67,6 +95,7 @@ SCENARIO = Scenario(
     defaults={"memory": "128M", "cpus": 8, "duration": "3ms", "sample": "1ms"},
     params={
         "thp": Param(2, "THPs CPU 0 faults", 1, 1000),
+        "stuck": Param(8, "leading source blocks holding an unmovable page", 0, 64),
         "rate": Param(2_000_000.0, "page faults per second on each other CPU", 1.0, 1e9),
     },
     setup=setup,
