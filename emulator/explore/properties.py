@@ -39,6 +39,7 @@ from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 __all__ = [
     "COMPACTION_SUCCESS_HONOURED",
+    "FINAL_COMPACTION_COVERS_ZONE",
     "INVARIANTS",
     "NO_AVOIDABLE_MIXING",
     "NO_CRASH",
@@ -418,6 +419,44 @@ PRIVATE_MIGRATION_SOURCE = Property(
 )
 
 
+def _final_compaction_on_event(run: PropertyRun, ev: Event) -> Messages:
+    """Per actor, the priority of its last ``try_to_compact_pages``; a zone's compaction under
+    COMPACT_PRIO_SYNC_FULL (0) that did not start at the zone's edges (migration scanner at
+    the zone start, free scanner at its last pageblock) and did not succeed left part of the
+    zone unscanned."""
+    actor = ev.actor or "?"
+    prio: dict[str, int] = run.state.setdefault("prio", {})
+    begun: dict[str, tuple[int, int]] = run.state.setdefault("begun", {})
+    if ev.name == "mm_compaction_try_to_compact_pages":
+        prio[actor] = int(ev.fields.get("prio", -1))
+        return ()
+    f = ev.fields
+    if ev.name == "mm_compaction_begin":
+        last = (int(f["zone_end"]) - 1) >> PAGEBLOCK_ORDER << PAGEBLOCK_ORDER
+        if prio.get(actor) == 0 and (f["migrate_pfn"] != f["zone_start"] or f["free_pfn"] != last):
+            begun[actor] = (int(f["migrate_pfn"]), int(f["free_pfn"]))
+        return ()
+    began = begun.pop(actor, None)  # mm_compaction_end
+    if began is None or f.get("status") == "success":
+        return ()
+    return [
+        f"{actor}: a COMPACT_PRIO_SYNC_FULL direct compaction of the zone at pfn "
+        f"{f['zone_start']:#x} started at cached positions (migrate {began[0]:#x}, free "
+        f"{began[1]:#x}), not the zone's edges, and ended {f.get('status')}: the allocator's "
+        "final answer left part of the zone unscanned"
+    ]
+
+
+FINAL_COMPACTION_COVERS_ZONE = Property(
+    "final_compaction_covers_zone",
+    "a direct compaction at the allocator's last priority (COMPACT_PRIO_SYNC_FULL) that does "
+    "not succeed started at its zone's edges: it never starts at scanner positions another "
+    "compactor cached",
+    on_event=_final_compaction_on_event,
+    events=("mm_compaction_try_to_compact_pages", "mm_compaction_begin", "mm_compaction_end"),
+)
+
+
 def async_compaction_within(limit_ns: int) -> Property:
     """``async_compaction_bounded``: no async direct compaction of a zone (``mm_compaction_begin``
     with ``sync`` false to its ``mm_compaction_end``, per actor) takes longer than ``limit_ns``
@@ -542,5 +581,6 @@ STANDARD_PROPERTIES: dict[str, Property] = {
         PRIVATE_MIGRATION_SOURCE,
         NO_AVOIDABLE_MIXING,
         WATERMARK_HONOURED,
+        FINAL_COMPACTION_COVERS_ZONE,
     )
 }

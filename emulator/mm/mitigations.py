@@ -103,6 +103,18 @@ MITIGATIONS: dict[str, Mitigation] = {
             "no claim: parallel compactors isolate from, and migrate, the same source block",
         ),
         Mitigation(
+            "whole_zone",
+            "06ed29989f39",
+            "mm, compaction: make whole_zone flag ignore cached scanner positions",
+            "mm/compaction.c: compact_zone_order, compact_zone (cc->whole_zone)",
+            "a direct compaction at COMPACT_PRIO_SYNC_FULL, the allocator's last priority, "
+            "starts its scanners at the zone's edges whatever positions other compactors "
+            "(kcompactd among them) cached, so its failure means the whole zone was scanned",
+            "the SYNC_FULL round starts at the zone's cached scanner positions like the other "
+            "priorities (whole_zone only if they happen to be at the zone start): where "
+            "kcompactd or another compactor left them, ending COMPACT_PARTIAL_SKIPPED",
+        ),
+        Mitigation(
             "async_contended_abort",
             "c67fe3752abe",
             "mm: compaction: Abort async compaction if locks are contended or taking too long",

@@ -1,9 +1,10 @@
 """The race catalogue (scenarios/races/): each race shows up as a property violation under
 explored schedules with its mitigation off, and in none of the same schedules with it on.
 
-Races 1, 7 and 8 (stolen_page, shared_migration_source, kcompactd_cached_positions) pass under
-the default schedule: only explored ones expose them, as ``mmemu explore --perturb`` draws
-them (PCT, its change points spread over the default schedule's steps; ``pct_schedules``).
+Races 1, 7, 8 and 10 (stolen_page, shared_migration_source, kcompactd_cached_positions,
+final_compaction) pass under the default schedule: only explored ones expose them, as
+``mmemu explore --perturb`` draws them (PCT, its change points spread over the default
+schedule's steps; ``pct_schedules``).
 
 Schedules are explored by a loop over seeds with the ``random`` and ``pct`` strategies, with
 ``perturb`` (delays at the kernel's unlocked windows as well as the order of actors ready at one
@@ -152,6 +153,19 @@ def test_kcompactd_and_a_direct_compactor_meet_at_the_cached_positions() -> None
     assert "kcompactd0" in msg and "cpu0-thp" in msg
     _, on = pct_schedules("kcompactd_cached_positions", range(1, 5))
     assert pct_violating(on, prop) == []
+
+
+def test_the_final_compaction_priority_needs_an_explored_schedule_and_whole_zone() -> None:
+    prop = "final_compaction_covers_zone"
+    fifo, off = pct_schedules("final_compaction", range(1, 5), **{"mitigation.whole_zone": "off"})
+    assert not fifo.violated  # kcompactd puts the positions back at the edges first
+    assert pct_violating(off, prop) == [3]
+    msg = next(v.message for o in off for v in o.violations if v.property == prop)
+    assert "started at cached positions" in msg
+    _, on = pct_schedules("final_compaction", range(1, 5))
+    assert pct_violating(on, prop) == []
+    # either way the allocation fails: nothing in the zone can be moved
+    assert all(o.reason == "deadline" for o in off + on)
 
 
 def test_fallback_mixing_alloc_nofragment() -> None:

@@ -372,7 +372,8 @@ async def compact_zone_order(
         alloc_flags=alloc_flags,
         highest_zoneidx=highest_zoneidx,
         direct_compaction=True,
-        whole_zone=full,
+        # 06ed29989f39 (mitigation.whole_zone): off, SYNC_FULL starts at the cached positions
+        whole_zone=full and pa.machine.mitigations.on("whole_zone"),
         ignore_skip_hint=full,
         ignore_block_suitable=full,
     )
