@@ -1,8 +1,8 @@
 """The race catalogue (scenarios/races/): each race shows up as a property violation under
 explored schedules with its mitigation off, and in none of the same schedules with it on.
 
-Races 1, 7, 8 and 10 (stolen_page, shared_migration_source, kcompactd_cached_positions,
-final_compaction) pass under the default schedule: only explored ones expose them, as
+Races 1, 7 and 10 (stolen_page; kcompactd_cached_positions and final_compaction;
+shared_migration_source) pass under the default schedule: only explored ones expose them, as
 ``mmemu explore --perturb`` draws them (PCT, its change points spread over the default
 schedule's steps; ``pct_schedules``).
 

@@ -52,3 +52,17 @@ async def test_the_skip_claim_keeps_a_source_block_private(mm_kernel: Kernel) ->
 async def test_deferral_stops_the_herd(mm_kernel: Kernel) -> None:
     k = mm_kernel(memory="128M", cpus=4, kthreads=True, record=True)
     assert await run_race(k, "compaction_herd") == []
+
+
+@pytest.mark.explore(runs=4, strategy="pct", perturb=True)
+async def test_kcompactd_and_a_direct_compactor_keep_their_source_blocks_apart(
+    mm_kernel: Kernel,
+) -> None:
+    k = mm_kernel(memory="128M", cpus=2, kthreads=True, record=True)
+    assert await run_race(k, "kcompactd_cached_positions") == []
+
+
+@pytest.mark.explore(runs=4, strategy="pct", perturb=True)
+async def test_the_final_compaction_priority_starts_at_the_zone_edges(mm_kernel: Kernel) -> None:
+    k = mm_kernel(memory="64M", cpus=2, kthreads=True, record=True)
+    assert await run_race(k, "final_compaction") == []
