@@ -186,7 +186,7 @@ class Sim:
         # or an actor crashed): that task has already been rescheduled by trio, so the engine
         # must never reschedule it again (trio would fail an internal assertion).
         self._cancelled = False
-        self._abort_fn = self._abort  # one bound method, not one per park
+        self._abort_fn: Callable[[Any], trio.lowlevel.Abort] = self._abort  # one, not one per park
         self.switches = 0
         self.syncs = 0
         if not isinstance(quantum_ns, int) or quantum_ns < 0:
