@@ -57,7 +57,7 @@ class DriverSim(Protocol):
     _nursery: trio.Nursery | None
     _main_parked: bool
     _end: tuple[str, Any] | None
-    _pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple]]
+    _pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple[Any, ...]]]
     _abort_fn: Callable[[Any], trio.lowlevel.Abort]
 
     def _abort_main(self, _raise_cancel: Any) -> trio.lowlevel.Abort: ...
@@ -99,7 +99,7 @@ def _reraise(exc: BaseException) -> Generator[None, None, None]:
 
 
 def start_coro(
-    sim: DriverSim, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple
+    sim: DriverSim, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
 ) -> None:
     """The fast driver's start of an actor: its coroutine, ready at its start time."""
     try:
@@ -116,7 +116,7 @@ async def actor_main(
     sim: DriverSim,
     actor: Actor,
     fn: Callable[..., Awaitable[Any]],
-    args: tuple,
+    args: tuple[Any, ...],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The trio driver's task of one actor."""
