@@ -38,6 +38,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from emulator.engine.percentile import nearest_rank
 from emulator.mm.alloc_latency import FAST_PATH, INTERLEAVING, NR_PARTS, PARTS
 
 if TYPE_CHECKING:
@@ -195,13 +196,6 @@ def load_latency(run_dir: str | Path) -> LatencyData | None:
 # ------------------------------------------------------------------------------ statistics
 
 
-def _pct(sorted_values: np.ndarray, p: int) -> int:
-    n = sorted_values.size
-    if not n:
-        return 0
-    return int(sorted_values[min(n - 1, (n * p + 99) // 100 - 1)])
-
-
 def split(parts: np.ndarray) -> dict[str, dict[str, Any]]:
     """Per part: total ns, share of the total latency, per-allocation p50/p99/max (the same
     numbers summary.json's ``latency_parts`` gives)."""
@@ -213,8 +207,8 @@ def split(parts: np.ndarray) -> dict[str, dict[str, Any]]:
         out[name] = {
             "total_ns": s,
             "share": round(s / total, 4) if total else 0.0,
-            "p50": _pct(col, 50),
-            "p99": _pct(col, 99),
+            "p50": nearest_rank(col, 50),
+            "p99": nearest_rank(col, 99),
             "max": int(col[-1]) if col.size else 0,
         }
     return out
