@@ -2,7 +2,10 @@
 """Zero-setup entry point: ``python3 dev.py run ...`` and ``python3 dev.py test ...``.
 
 On first use (or when pyproject.toml changes) it creates ``.venv`` beside this file and installs
-mmemu into it in editable mode with its test and benchmark extras. Then:
+mmemu into it in editable mode with its test and benchmark extras. Where a C compiler is present
+it then compiles the hot path with mypyc (again whenever the sources changed; about a minute of
+CPU); where not, it says so in one line and mmemu runs as pure Python (``MMEMU_PURE_PYTHON=1``
+skips the compile; see ``emulator/native.py``). Then:
 
 * ``python3 dev.py run [ARGS]``   runs ``mmemu run [ARGS]`` (the default scenario with no ARGS);
 * ``python3 dev.py test [ARGS]``  runs ruff, then mypy over ``emulator/`` (its settings are in
@@ -50,11 +53,21 @@ def ensure_venv() -> None:
             "--quiet",
             "--disable-pip-version-check",
             "-e",
-            f"{ROOT}[test,bench,cluster]",
+            f"{ROOT}[test,bench,cluster,compiled]",
         ],
         check=True,
     )
     STAMP.write_text(_fingerprint())
+
+
+def ensure_compiled() -> None:
+    """Compile the hot path for the current sources if it is not (``python -m
+    emulator.compile``: a few seconds to check, about a minute of CPU to compile). Where there
+    is no C compiler, or with ``MMEMU_PURE_PYTHON=1``, it says so in one line and mmemu runs as
+    pure Python."""
+    if os.environ.get("MMEMU_PURE_PYTHON") == "1":
+        return
+    subprocess.run([str(BIN / "python"), "-m", "emulator.compile"], cwd=ROOT)
 
 
 def _parallel(args: list[str]) -> list[str]:
@@ -81,6 +94,8 @@ def main(argv: list[str]) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"dev.py: installing into .venv failed ({exc})", file=sys.stderr)
         return 2
+    if cmd in {"run", "test", "mmemu", "python"}:
+        ensure_compiled()
     if cmd == "run":
         return subprocess.call([str(BIN / "mmemu"), "run", *rest], cwd=ROOT)
     if cmd == "mmemu":

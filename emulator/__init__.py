@@ -8,4 +8,10 @@ Layers (each imports only those above it; docs/architecture.md has the full tabl
 * :mod:`emulator.scenario` the scenario API; :mod:`emulator.cli` the ``mmemu`` command.
 """
 
+from emulator.native import install as _install_native
+
 __version__ = "0.1.0"
+
+# before any compiled module is imported: use the compiled build if there is one for exactly
+# these sources (emulator.native)
+_install_native()

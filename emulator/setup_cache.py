@@ -9,8 +9,9 @@ own :class:`~emulator.engine.Sim` and recorder left out and put back on loading.
 cache is byte-identical to one that ran the set-up (``tests/scenarios/test_setup_cache.py``).
 
 The key is exact: the mmemu version, the Python version, a digest of mmemu's own source, the
-scenario file's bytes, every parameter (the seed included), and the engine options that reach
-the set-up (strict mode, driver). A scenario without a file (built in code) is never cached.
+build in use (compiled or pure Python, :mod:`emulator.native`), the scenario file's bytes,
+every parameter (the seed included), and the engine options that reach the set-up (strict
+mode, driver). A scenario without a file (built in code) is never cached.
 
 Where: ``$MMEMU_CACHE_DIR``, else ``$XDG_CACHE_HOME/mmemu/machines``, else
 ``~/.cache/mmemu/machines``. ``MMEMU_CACHE=off`` (or ``mmemu run --no-cache``) turns it off.
@@ -37,6 +38,7 @@ from typing import Any
 import attrs
 
 import emulator
+from emulator import native
 
 __all__ = ["MAX_ENTRIES", "MIN_SETUP_S", "SetupCache", "default_cache"]
 
@@ -106,6 +108,7 @@ class SetupCache:
                     "mmemu": emulator.__version__,
                     "python": sys.version,
                     "source": source_digest(),
+                    "build": native.mode(),
                     "scenario": hashlib.sha256(scenario_bytes).hexdigest(),
                     "params": params_json,
                     "engine": engine,

@@ -27,10 +27,11 @@ END = "<!-- end of layer table -->"
 LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "engine",
-        "The package's version, and a generic actor runtime: virtual clock, scheduler, drivers "
+        "The package's version and build (compiled or pure Python), and a generic actor "
+        "runtime: virtual clock, scheduler, drivers "
         "and strategies, locks, wait queues, completions, deadlock and watchdog checks, lock "
         "statistics, event recorder. It knows nothing about memory.",
-        ("emulator.engine", "emulator"),
+        ("emulator.engine", "emulator", "emulator.native"),
     ),
     (
         "mm",
@@ -74,8 +75,14 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     (
         "cli",
-        "The `mmemu` command and the pytest plugins.",
-        ("emulator.cli", "emulator.cli_", "emulator.__main__", "emulator.pytest_"),
+        "The `mmemu` command, `python -m emulator.compile` and the pytest plugins.",
+        (
+            "emulator.cli",
+            "emulator.cli_",
+            "emulator.__main__",
+            "emulator.pytest_",
+            "emulator.compile",
+        ),
     ),
 ]
 

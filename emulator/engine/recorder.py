@@ -256,14 +256,16 @@ def _render_all(entries: list[tuple]) -> list[str]:
             append(render_event(t, actor, event, fields))
             continue
         tpl, other = entry
-        if other:
-            vals = list(vals)  # type: ignore[assignment]
-            for i in other:
-                v = vals[i]
-                js = strings.get(v) if v.__class__ is str else None
-                vals[i] = js if js is not None else value(v)  # type: ignore[index]
         a = strings.get(actor) if actor is not None else None
-        append(tpl % (t, a if a is not None else value(actor), *vals))
+        if other:
+            items = list(vals)
+            for i in other:
+                v = items[i]
+                js = strings.get(v) if v.__class__ is str else None
+                items[i] = js if js is not None else value(v)
+            append(tpl % (t, a if a is not None else value(actor), *items))
+        else:
+            append(tpl % (t, a if a is not None else value(actor), *vals))
     return out
 
 
@@ -317,8 +319,9 @@ class Recorder:
                 wrapper_class=structlog.BoundLogger,
                 cache_logger_on_first_use=True,
             ).msg
-        if self._filter is None and self._log is None:
-            self.emit = self._emit_all  # type: ignore[method-assign]
+        self._watcher: Callable[[str, dict[str, Any]], None] | None = None
+        #: no filter, no processors and no watcher: :meth:`emit` takes the hot path
+        self._direct = self._filter is None and self._log is None
 
     def bind_clock(
         self,
@@ -354,16 +357,10 @@ class Recorder:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Record one event named like a kernel tracepoint, with its fields."""
-        if self._filter is not None and not self.wants(event):
-            self.dropped += 1
+        if not self._direct:
+            self._emit_slow(event, fields)
             return
-        if self._log is not None:
-            self._log(event, **fields)
-            return
-        self._emit_all(event, **fields)
-
-    def _emit_all(self, event: str, **fields: Any) -> None:
-        # emit() without a filter or processors (installed as ``self.emit``): the hot path
+        # the hot path: store the entry, render it when it is written
         self.count = n = self.count + 1
         src = self._source
         if src is not None:
@@ -378,6 +375,35 @@ class Recorder:
         pending.append(entry)
         if len(pending) >= self._sink._next_flush:
             self._sink.added()
+
+    def _emit_slow(self, event: str, fields: dict[str, Any]) -> None:
+        # emit() with a filter, processors or a watcher
+        if self._filter is not None and not self.wants(event):
+            self.dropped += 1
+        elif self._log is not None:
+            self._log(event, **fields)
+        else:
+            self.count = n = self.count + 1
+            t, actor = self._stamp()
+            self._pending.append((t, n, actor, event, fields))
+            if len(self._pending) >= self._sink._next_flush:
+                self._sink.added()
+        if self._watcher is not None:
+            self._watcher(event, fields)
+
+    def _stamp(self) -> tuple[int, str | None]:
+        src = self._source
+        if src is None:
+            return self.clock(), self.actor()
+        cur = src._current
+        return (cur.now, cur.name) if cur is not None else (src._time, None)
+
+    def watch(self, watcher: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``watcher(event, fields)`` for every event emitted from now on, after it is
+        recorded (also for events the ``events`` filter leaves out): what a property checked
+        over the run sees (:mod:`emulator.explore.properties`)."""
+        self._watcher = watcher
+        self._direct = False
 
     def msg(self, line: str) -> None:
         """The end of the structlog pipeline (this recorder is its "logger")."""

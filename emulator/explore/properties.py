@@ -136,8 +136,8 @@ def quiescent(ctx: Any) -> bool:
 
 
 class PropertyChecker:
-    """Runs a set of properties over one run: :meth:`install` before the run starts (wraps the
-    recorder's ``emit`` for event hooks, spawns one daemon per periodic property), then
+    """Runs a set of properties over one run: :meth:`install` before the run starts (watches the
+    recorder's events for event hooks, spawns one daemon per periodic property), then
     :meth:`finish` after it."""
 
     def __init__(self, properties: Sequence[Property], ctx: Any) -> None:
@@ -168,13 +168,11 @@ class PropertyChecker:
                     watchers.setdefault(name, []).append(p)
         recorder = sim.recorder
         if watchers and getattr(recorder, "enabled", False):
-            emit = recorder.emit
             every = watchers.get(None, [])
             runs = self.runs
             add = self._add
 
-            def watched_emit(event: str, **fields: Any) -> None:
-                emit(event, **fields)
+            def watched_emit(event: str, fields: dict[str, Any]) -> None:
                 props = watchers.get(event)
                 if props is None and not every:
                     return
@@ -189,7 +187,7 @@ class PropertyChecker:
                     assert p.on_event is not None
                     add(p, p.on_event(runs[p.name], ev), ev.t)
 
-            recorder.emit = watched_emit
+            recorder.watch(watched_emit)
         for p in self.properties:
             if p.periodic is not None:
                 sim.spawn(f"property-{p.name}", self._periodic(p), daemon=True)

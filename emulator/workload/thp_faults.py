@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from emulator.engine.sim import Sim
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
-from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = ["thp_fault_threads"]
 
