@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emulator.explore.properties import Event, Property, PropertyRun  # noqa: E402
-from emulator.runner import RunResult, run_scenario  # noqa: E402
+from emulator.runner import RunOptions, RunResult, run_scenario  # noqa: E402
 from emulator.scenario import bundled_scenarios, load_scenario  # noqa: E402
 
 
@@ -140,7 +140,12 @@ def measure(name: str, runs: int, overrides: dict[str, Any]) -> dict[str, Any]:
         strategy = over.pop("strategy", None) or ("random", "pct")[i % 2]
         perturb = strategy != "fifo"
         params = sc.resolve({**over, "seed": i + 1, "strategy": strategy, "perturb": perturb})
-        res = run_scenario(sc, params, record=False, properties=[*sc.properties, *extra])
+        res = run_scenario(
+            sc,
+            params,
+            record=False,
+            options=RunOptions(properties=(*sc.properties, *extra)),
+        )
         mine = [v for v in res.violations if v.property == prop]
         total += len(mine)
         if mine:
