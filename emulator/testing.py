@@ -16,7 +16,8 @@ import attrs
 from emulator.engine import MemoryRecorder, NullRecorder, RunResult, Sim, Strategy
 from emulator.mm.costs import Costs
 from emulator.mm.machine import Machine
-from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.reclaim.kswapd import start_kthreads
 from emulator.workload.spec import parse_size_mib
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
+from emulator.mm.page_alloc.buddy import free_one_page_locked
 from emulator.mm.reclaim.lru import adopt_allocated, charge_folio
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from emulator.scenario import Param, Scenario
@@ -89,7 +90,7 @@ def setup(p, ctx):
         keep[released] = False
         for i in released.tolist():
             pfn, order = held[i]
-            zone.free_one_page(pfn, order)
+            free_one_page_locked(zone, pfn, order)
         shrinker = pa.shrinkers[zone.node]
         mm = ctx.machine.memmap
         cache = rng.random(len(held)) < p["page_cache"]

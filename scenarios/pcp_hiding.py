@@ -22,6 +22,7 @@ pcp pages at each point.
 
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import PG_ALLOC
+from emulator.mm.page_alloc.drain import drain_all_pages
 from emulator.mm.page_alloc.gfp import GFP_NOWAIT
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, FreePattern, Phase, Workload
@@ -87,7 +88,7 @@ def actors(p, ctx):
         pfn = await pa.alloc_pages(cpu0, p["order"], GFP_NOWAIT)
         reasons = pa.order_summary().get(p["order"], {}).get("failure_reasons", {})
         findings["first_attempt"] = {"pfn": pfn, "failure_reasons": reasons}
-        drained = await pa.drain_all_pages(cpu0)
+        drained = await drain_all_pages(pa, cpu0)
         findings["drain_all_pages"] = {"pages_drained": drained, **state()}
         pfn = await pa.alloc_pages(cpu0, p["order"], GFP_NOWAIT)
         findings["after_drain_attempt"] = {"pfn": pfn}

@@ -31,7 +31,8 @@ from emulator.mm.page_alloc.gfp import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.internal import Allocator
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "HPAGE_PMD_ORDER",
@@ -71,7 +72,7 @@ def defrag_show(defrag: str) -> str:
     return THP_DEFRAG.render(defrag).rstrip("\n")
 
 
-async def alloc_hugepage_mpol(pa: PageAllocator, cpu: Cpu, gfp: int) -> int:
+async def alloc_hugepage_mpol(pa: Allocator, cpu: Cpu, gfp: int) -> int:
     """Models mm/mempolicy.c: alloc_pages_mpol for a PMD-order fault under the default local
     policy: the local node only with __GFP_NORETRY first ("don't reclaim unnecessarily, just
     compact"), then, only if ``gfp`` may direct-reclaim, the full request."""
@@ -81,9 +82,7 @@ async def alloc_hugepage_mpol(pa: PageAllocator, cpu: Cpu, gfp: int) -> int:
     return await pa.alloc_pages(cpu, HPAGE_PMD_ORDER, gfp)
 
 
-async def do_huge_pmd_anonymous_page(
-    pa: PageAllocator, cpu: Cpu, madvised: bool
-) -> tuple[int, int]:
+async def do_huge_pmd_anonymous_page(pa: Allocator, cpu: Cpu, madvised: bool) -> tuple[int, int]:
     """Models mm/huge_memory.c: do_huge_pmd_anonymous_page, its allocation half: allocate
     with vma_thp_gfp_mask; on success ``thp_fault_alloc`` and ``folio_zero_user`` clears the
     2 MiB (1167: ``costs.clear_page`` per base page, charged to the faulting CPU), else

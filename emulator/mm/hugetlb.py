@@ -32,10 +32,12 @@ from emulator.mm.page_alloc.gfp import (
     __GFP_THISNODE,
     GFP_HIGHUSER_MOVABLE,
 )
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.internal import Allocator
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "HPAGE_ORDER",
@@ -70,10 +72,10 @@ class HugetlbPool:
         return sum(len(p) for p in self.pages)
 
 
-_POOLS: weakref.WeakKeyDictionary[PageAllocator, HugetlbPool] = weakref.WeakKeyDictionary()
+_POOLS: weakref.WeakKeyDictionary[Allocator, HugetlbPool] = weakref.WeakKeyDictionary()
 
 
-def hugetlb_pool(pa: PageAllocator) -> HugetlbPool:
+def hugetlb_pool(pa: Allocator) -> HugetlbPool:
     """The allocator's hugetlb pool (empty until ``vm.nr_hugepages`` is written)."""
     pool = _POOLS.get(pa)
     if pool is None:
@@ -81,9 +83,7 @@ def hugetlb_pool(pa: PageAllocator) -> HugetlbPool:
     return pool
 
 
-async def alloc_buddy_hugetlb_folio(
-    pa: PageAllocator, cpu: Cpu, nid: int, noretry: set[int]
-) -> int:
+async def alloc_buddy_hugetlb_folio(pa: Allocator, cpu: Cpu, nid: int, noretry: set[int]) -> int:
     """Models mm/hugetlb.c: alloc_buddy_hugetlb_folio — one order-9 allocation from ``nid``
     (``__GFP_THISNODE``), trying hard (``__GFP_RETRY_MAYFAIL``) unless the node already failed
     in this resize; counts ``htlb_buddy_alloc_success`` / ``_fail``. Returns the pfn or -1."""
@@ -106,7 +106,7 @@ async def alloc_buddy_hugetlb_folio(
     return pfn
 
 
-async def set_max_huge_pages(pa: PageAllocator, cpu: Cpu, count: int) -> int:
+async def set_max_huge_pages(pa: Allocator, cpu: Cpu, count: int) -> int:
     """Models mm/hugetlb.c: set_max_huge_pages (``echo count > /proc/sys/vm/nr_hugepages``) —
     grow the pool one page at a time (``alloc_pool_huge_folio``: each node in turn until one
     succeeds; none: stop) or shrink it by freeing pool pages. Runs in the writing task
@@ -129,5 +129,5 @@ async def set_max_huge_pages(pa: PageAllocator, cpu: Cpu, count: int) -> int:
     while count < pool.nr_huge_pages:
         node_pages = max(pool.pages, key=len)
         pfn = node_pages.pop()
-        await pa.free_pages(cpu, pfn, HPAGE_ORDER)  # update_and_free_hugetlb_folio
+        await free_pages(pa, cpu, pfn, HPAGE_ORDER)  # update_and_free_hugetlb_folio
     return pool.nr_huge_pages

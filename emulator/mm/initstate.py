@@ -44,7 +44,8 @@ from emulator.mm.memmap import (
 )
 from emulator.mm.page_alloc import watermark
 from emulator.mm.page_alloc.alloc_flags import FPI_TO_TAIL
-from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.page_alloc.buddy import free_one_page_locked, free_to_buddy, split_large_buddy
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
     MIGRATE_HIGHATOMIC,
@@ -58,7 +59,7 @@ from emulator.mm.snapshot import (
     MachineSnapshot,
     ZoneSnapshot,
 )
-from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
+from emulator.mm.zone import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO, Zone
 
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
 
@@ -120,9 +121,9 @@ def free_pages_mask(zone: Zone, free: np.ndarray) -> None:
             while pfn & ((1 << order) - 1) or pfn + (1 << order) > e:
                 order -= 1
             if order > PAGEBLOCK_ORDER:
-                zone.split_large_buddy(pfn, order, FPI_TO_TAIL)
+                split_large_buddy(zone, pfn, order, FPI_TO_TAIL)
             else:
-                zone.free_to_buddy(pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER], FPI_TO_TAIL)
+                free_to_buddy(zone, pfn, order, pb_mt[pfn >> PAGEBLOCK_ORDER], FPI_TO_TAIL)
             pfn += 1 << order
 
 
@@ -228,8 +229,9 @@ def random_alloc_free(
 ) -> list[tuple[int, int]]:
     """Random allocation and free in ``zone`` down to a free ratio, then churn (see module doc).
 
-    Allocations go through :meth:`Zone.rmqueue_buddy` (so fallbacks, stealing and pageblock
-    claims happen as in the kernel); allocated blocks are owned by their migratetype's owner.
+    Allocations go through :func:`~emulator.mm.page_alloc.rmqueue.rmqueue_buddy_locked` (so
+    fallbacks, stealing and pageblock claims happen as in the kernel); allocated blocks are
+    owned by their migratetype's owner.
     Returns the held blocks as (pfn, order).
 
     The random draws are, in order, per allocation ``rng.choice(len(orders), p=order_weights)``
@@ -263,13 +265,12 @@ def random_alloc_free(
         def pick_held(n: int) -> int:
             return int(rng.integers(n))
 
-    rmqueue = zone.rmqueue_buddy
     append = held.append
 
     def alloc_one() -> bool:
         order = orders[pick_order()]
         mt = mts[pick_mt()]
-        pfn = rmqueue(order, mt, 0)
+        pfn = rmqueue_buddy_locked(zone, order, mt, 0)
         if pfn < 0:
             return False
         append((pfn, order))
@@ -285,7 +286,7 @@ def random_alloc_free(
             i = pick_held(len(held))
             held[i], held[-1] = held[-1], held[i]
             pfn, order = held.pop()
-            zone.free_one_page(pfn, order)
+            free_one_page_locked(zone, pfn, order)
             alloc_one()
     finally:
         if draws is not None:
@@ -604,4 +605,4 @@ def _place_free_blocks(zone: Zone, zs: ZoneSnapshot) -> None:
     for pfn, order, mt in sorted(placements):
         if st[pfn] != PG_ALLOC:
             raise AssertionError(f"placement overlap at pfn {pfn:#x}")
-        zone.free_to_buddy(pfn, order, mt, FPI_TO_TAIL)
+        free_to_buddy(zone, pfn, order, mt, FPI_TO_TAIL)

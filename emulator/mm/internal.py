@@ -1,10 +1,18 @@
-"""The context structs of mm/internal.h and the zone->lock discipline shared by every path.
+"""The kernel interface of mm/: the context structs of mm/internal.h, what the mechanisms
+need of the page allocator, and the zone->lock discipline shared by every path.
 
 Models mm/internal.h: ``struct alloc_context`` (:class:`AllocContext`), ``struct
 compact_control`` (:class:`CompactControl`), ``struct capture_control`` (:class:`CaptureControl`)
 and include/linux/migrate_mode.h's ``enum migrate_mode``. The structs declare the kernel's fields
 with the kernel's names; the mechanisms that fill and read them (the slow path, compaction,
 migration) live in their own modules, named after the kernel file.
+
+The interface faces down: the mechanisms (the slow path, the free and drain paths, compaction,
+migration, reclaim, the LRU, the kthreads) are written against :class:`Allocator`, a Protocol
+naming what they use of the page allocator (its structs, its ``zone->lock`` helpers and the
+entry points the kernel's mm files call across: ``__alloc_pages``, ``get_page_from_freelist``,
+``wakeup_kswapd``), and never import :class:`~emulator.mm.page_alloc.allocator.PageAllocator`,
+which sits above them all and is checked against the Protocol where it hands itself down.
 
 The zone->lock helper (:class:`ZoneLockHold`, made by ``PageAllocator.zone_locked`` /
 ``zone_lock`` / ``zone_trylock_now``) is the one place that takes ``zone->lock``, charges the
@@ -25,27 +33,31 @@ lock across a scan and drops it every ``COMPACT_CLUSTER_MAX`` pages, uses the ex
     await hold.unlock()
 
 (``await pa.zone_trylock(zone, site)`` synchronises first, for a caller that has not.)
-Functions the kernel documents as "zone->lock held" call :func:`lockdep_assert_held` (free
-unless the sim is strict).
+Functions the kernel documents as "zone->lock held" call
+:func:`~emulator.mm.lockdep.lockdep_assert_held` (free unless the sim is strict).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
-from emulator.engine.errors import PrimitiveMisuse
+from emulator.engine.recorder import NullRecorder, Recorder
+from emulator.engine.sim import Sim
+from emulator.engine.sync import Mutex
+from emulator.mm.alloc_latency import AllocClock
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
+from emulator.mm.costs import Costs
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import Memmap
+from emulator.mm.page_alloc.alloc_stats import SlowpathStats
+from emulator.mm.page_alloc.pcp import Cpu
+from emulator.mm.reclaim.lruvec import Lruvec, SlabShrinker
 from emulator.mm.snapshot import NR_PAGE_ORDERS
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from emulator.engine import SpinLock
-    from emulator.mm.alloc_latency import AllocClock
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
     "MIGRATE_ASYNC",
@@ -53,10 +65,12 @@ __all__ = [
     "MIGRATE_SYNC",
     "MIGRATE_SYNC_LIGHT",
     "AllocContext",
+    "Allocator",
     "CaptureControl",
     "CompactControl",
+    "KswapdView",
+    "KthreadsView",
     "ZoneLockHold",
-    "lockdep_assert_held",
 ]
 
 # include/linux/migrate_mode.h: enum migrate_mode
@@ -135,7 +149,7 @@ class CompactControl:
     # model (compaction's own): the allocator, the CPU whose task runs the compaction (its pcp
     # lists receive freed sources; None for a task with no CPU of its own), and proactive
     # compaction's inputs (kcompactd fills them in: proactiveness, a kswapd_is_running probe)
-    pa: PageAllocator | None = None
+    pa: Allocator | None = None
     cpu: Cpu | None = None
     proactiveness: int = COMPACTION_PROACTIVENESS.int_default()
     kswapd_probe: Callable[[], bool] | None = None
@@ -151,21 +165,6 @@ class CaptureControl:
 
     cc: CompactControl | None = None
     page: int = -1
-
-
-def lockdep_assert_held(lock: SpinLock | None) -> None:
-    """lockdep_assert_held(lock): in a strict sim, raise unless the running actor holds it.
-
-    Free when the sim is not strict, and a no-op for a zone with no lock yet (synchronous unit
-    tests drive a bare :class:`Zone`)."""
-    if lock is None:
-        return
-    sim = lock.sim
-    if sim.strict and lock.holder is not sim._current:
-        me = sim._current
-        who = me.name if me is not None else "no actor"
-        held = lock.holder.name if lock.holder is not None else "nobody"
-        raise PrimitiveMisuse(f"{who!r} needs {lock.name} held, but it is held by {held}")
 
 
 class ZoneLockHold:
@@ -273,3 +272,95 @@ class ZoneLockHold:
             self._clock = None
             return
         await self.unlock()
+
+
+class KswapdView(Protocol):
+    """A node's kswapd as reclaim sees it: ``pgdat->kswapd_failures``, which shrink_node
+    clears on progress."""
+
+    kswapd_failures: int
+
+
+class KthreadsView(Protocol):
+    """Every node's kswapd and kcompactd as the allocator sees them
+    (:class:`~emulator.mm.reclaim.kswapd.Kthreads` once started)."""
+
+    @property
+    def kswapd(self) -> Sequence[KswapdView]: ...
+
+    def wakeup_kswapd(self, zone: Zone, gfp_flags: int, order: int, highest_zoneidx: int) -> None:
+        """wakeup_kswapd(zone, gfp_flags, order, highest_zoneidx) for the zone's node."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json's ``"kcompactd"`` and ``"kswapd"`` lists."""
+        ...
+
+
+class Allocator(Protocol):
+    """What the mechanisms below the allocator use of it: the machine's page allocator as
+    :class:`~emulator.mm.page_alloc.allocator.PageAllocator` implements it.
+
+    Its structs: the machine and its mem_map, the populated zones and every CPU (with its pcp
+    lists), each node's lruvec and slab shrinker, the costs, the recorder and vm events, the
+    kthreads once started; the ``zone->lock`` helpers (:class:`ZoneLockHold`); and the entry
+    points the kernel's mm files call across (``__alloc_pages``, ``get_page_from_freelist``,
+    ``wakeup_kswapd``, ``page_zone``).
+    """
+
+    machine: Machine
+    sim: Sim
+    costs: Costs
+    rec: Recorder | NullRecorder
+    memmap: Memmap
+    vm_events: defaultdict[str, int]
+    zones: list[Zone]
+    cpus: list[Cpu]
+    lruvecs: list[Lruvec]
+    nr_nodes: int
+    pcpu_drain_mutex: Mutex
+    explore: bool
+    slowpath_stats: list[SlowpathStats]
+    shrinkers: list[SlabShrinker]
+    kthreads: KthreadsView | None
+    markers: Any
+
+    def zone_of(self, pfn: int) -> Zone:
+        """include/linux/mm.h: page_zone. The zone holding ``pfn``."""
+        ...
+
+    def gfp_name(self, gfp: int) -> str:
+        """The gfp flags as show_gfp_flags prints them."""
+        ...
+
+    def zone_locked(self, zone: Zone, site: str) -> ZoneLockHold:
+        """``async with pa.zone_locked(zone, site) as hold:`` (see the module docstring)."""
+        ...
+
+    async def zone_lock(self, zone: Zone, site: str) -> ZoneLockHold:
+        """spin_lock_irqsave(&zone->lock) for a hold ended by ``await hold.unlock()``."""
+        ...
+
+    def zone_trylock_now(self, zone: Zone, site: str) -> ZoneLockHold | None:
+        """spin_trylock_irqsave(&zone->lock) at the caller's just-synchronised instant."""
+        ...
+
+    async def zone_trylock(self, zone: Zone, site: str) -> ZoneLockHold | None:
+        """spin_trylock_irqsave(&zone->lock), synchronising first."""
+        ...
+
+    async def alloc_pages(self, cpu: Cpu, order: int, gfp: int, owner: int = -1) -> int:
+        """mm/page_alloc.c: __alloc_pages_noprof. The pfn, or -1."""
+        ...
+
+    async def get_page_from_freelist(
+        self, cpu: Cpu, gfp: int, order: int, alloc_flags: int, ac: AllocContext, owner: int
+    ) -> tuple[int, str]:
+        """mm/page_alloc.c: get_page_from_freelist. ``(pfn, failure reason)``."""
+        ...
+
+    def wakeup_kswapd(
+        self, zone: Zone, order: int, highest_zoneidx: int, gfp_flags: int = 0
+    ) -> None:
+        """The wakeup_kswapd call sites: counted, then the node's kswapd."""
+        ...

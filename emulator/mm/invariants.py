@@ -75,9 +75,9 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from emulator.mm.internal import Allocator
     from emulator.mm.machine import Machine
-    from emulator.mm.page_alloc.allocator import PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 
 class InvariantViolation(AssertionError):
@@ -356,7 +356,7 @@ def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
     return pages
 
 
-def check_lru(allocator: PageAllocator) -> None:
+def check_lru(allocator: Allocator) -> None:
     """Check every LRU invariant of ``allocator`` (see the module docstring)."""
     from emulator.mm.memmap import (
         OWNER_FILE,
@@ -366,7 +366,8 @@ def check_lru(allocator: PageAllocator) -> None:
         PF_LRU_BATCH,
         PF_UNEVICTABLE,
     )
-    from emulator.mm.reclaim.lru import NR_LRU_LISTS, folio_lru_list
+    from emulator.mm.reclaim.lru import folio_lru_list
+    from emulator.mm.reclaim.lruvec import NR_LRU_LISTS
 
     mm = allocator.memmap
     st, od, nxt, prv, fl = mm.state, mm.order, mm.nxt, mm.prv, mm.pflags

@@ -40,8 +40,7 @@ from emulator.mm.memmap import (
 )
 from emulator.mm.mitigations import Mitigations
 from emulator.mm.page_alloc import watermark
-from emulator.mm.page_alloc.buddy import Zone
-from emulator.mm.reclaim.lru import Lruvec
+from emulator.mm.reclaim.lruvec import Lruvec
 from emulator.mm.reclaim.rmap import Rmap
 from emulator.mm.snapshot import (
     MAX_PAGE_ORDER,
@@ -52,7 +51,7 @@ from emulator.mm.snapshot import (
 )
 from emulator.mm.sysctl import TUNABLES, Sysctl
 from emulator.mm.vmstat import NODE_STAT_NAMES, NUMA_STAT_NAMES, ZONE_STAT_NAMES
-from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL
+from emulator.mm.zone import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, Zone
 
 MiB_PAGES = 256  # 4 KiB pages per MiB
 #: A typical x86-64 server's LLC share per CPU: 2 MiB (a 32 MiB L3 shared by 16 hardware

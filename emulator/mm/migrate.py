@@ -45,13 +45,13 @@ from emulator.mm.compaction.isolate_free import compaction_alloc, compaction_fre
 from emulator.mm.compaction.isolate_migrate import putback_folios
 from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.reclaim.lru import putback_lru_page
 from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.internal import CompactControl
-    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.internal import Allocator, CompactControl
 
 __all__ = [
     "EAGAIN",
@@ -73,17 +73,17 @@ NR_MAX_MIGRATE_SYNC_RETRY = 7
 HPAGE_PMD_ORDER = PAGEBLOCK_ORDER
 
 RmapHolder = Callable[[int, int, int], None]
-_HOLDERS: weakref.WeakKeyDictionary[PageAllocator, list[RmapHolder]] = weakref.WeakKeyDictionary()
+_HOLDERS: weakref.WeakKeyDictionary[Allocator, list[RmapHolder]] = weakref.WeakKeyDictionary()
 
 
-def register_rmap_holder(pa: PageAllocator, holder: RmapHolder) -> None:
+def register_rmap_holder(pa: Allocator, holder: RmapHolder) -> None:
     """Register ``holder(old_pfn, new_pfn, order)``, told whenever a block moves, after the
     machine's reverse map (``machine.rmap``, whose handles are the usual way to hold a page):
     for observers that keep pfns (tests)."""
     _HOLDERS.setdefault(pa, []).append(holder)
 
 
-def rmap_move(pa: PageAllocator, old_pfn: int, new_pfn: int, order: int) -> None:
+def rmap_move(pa: Allocator, old_pfn: int, new_pfn: int, order: int) -> None:
     """Models remove_migration_ptes: every reference to the block at ``old_pfn`` now points at
     ``new_pfn`` (the machine's reverse map, then every registered holder)."""
     pa.machine.rmap.rmap_move(old_pfn, new_pfn, order)
@@ -165,7 +165,7 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
             moved.append(dst)
             await sim.delay(costs.migrate_page << order)
             # migrate_folio_done -> folio_put: the source goes back through the free path
-            await pa.free_pages(cpu, src, order)
+            await free_pages(pa, cpu, src, order)
             nr_succeeded += n
             if order == HPAGE_PMD_ORDER:
                 thp_ok += 1

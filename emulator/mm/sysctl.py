@@ -17,7 +17,7 @@ them; :meth:`Sysctl.set` parses a write as the kernel's proc handler does (a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.engine.tracepoint import Field, TraceEvent
 from emulator.mm.compaction.sysctl import COMPACTION_TUNABLES
@@ -25,9 +25,6 @@ from emulator.mm.huge_memory_sysctl import THP_TUNABLES
 from emulator.mm.mitigations import MITIGATION_TUNABLES
 from emulator.mm.page_alloc.sysctl import PAGE_ALLOC_TUNABLES
 from emulator.mm.tunable import Tunable
-
-if TYPE_CHECKING:
-    from emulator.mm.machine import Machine
 
 __all__ = ["SYSCTL_EVENTS", "TUNABLES", "Sysctl", "lookup", "tunable_names"]
 
@@ -86,7 +83,9 @@ def lookup(name: str) -> Tunable:
 class Sysctl:
     """The tunables of one machine, read and written by kernel name."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: object) -> None:
+        #: the machine whose attributes hold the values (each tunable's ``attr``, or its
+        #: ``load`` / ``store``)
         self._machine = machine
 
     @staticmethod

@@ -1,6 +1,6 @@
 """``struct zone``: its fields, free_area lists and free-page accounting (include/linux/mmzone.h).
 
-:class:`ZoneBase` holds what the kernel keeps in ``struct zone`` for the page allocator: the span
+:class:`Zone` holds what the kernel keeps in ``struct zone`` for the page allocator: the span
 (``zone_start_pfn``, spanned/present/managed pages), ``free_area[order]`` (one list head per
 migratetype, ``nr_free`` in blocks), the free counters ``NR_FREE_PAGES`` / ``NR_FREE_CMA_PAGES`` /
 ``nr_free_highatomic``, ``nr_reserved_highatomic``, ``_watermark[]``, ``watermark_boost``,
@@ -20,9 +20,10 @@ from __future__ import annotations
 from array import array
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from emulator.engine.recorder import NULL_RECORDER, NullRecorder, Recorder
+from emulator.engine.sim import Sim
+from emulator.engine.sync import SpinLock
 from emulator.mm.memmap import PG_BUDDY, Memmap
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
@@ -34,9 +35,6 @@ from emulator.mm.snapshot import (
     ZONE_NAMES,
     ZoneSnapshot,
 )
-
-if TYPE_CHECKING:
-    from emulator.engine import Sim, SpinLock
 
 # enum zone_type (x86-64 without CONFIG_ZONE_DEVICE / HIGHMEM)
 ZONE_DMA = 0
@@ -58,7 +56,7 @@ ZONE_RECLAIM_ACTIVE = 1
 ZONE_BELOW_HIGH = 2
 
 
-class ZoneBase:
+class Zone:
     """Models include/linux/mmzone.h: struct zone. Its data and free-list primitives (the
     caller holds zone->lock); ``lock`` is zone->lock once an allocator has bound the zone."""
 
@@ -139,8 +137,6 @@ class ZoneBase:
     def bind(self, sim: Sim, gidx: int) -> None:
         """Adopt this zone into an allocator running on ``sim``: its ``zone->lock`` (an engine
         SpinLock), its index ``gidx`` and the sim's recorder."""
-        from emulator.engine import SpinLock
-
         self.gidx = gidx
         self.lock_or_none = SpinLock(sim, "&zone->lock")
         self.rec = sim.recorder

@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
+from emulator.mm.page_alloc.drain import decay_pcp_high
 from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
 from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = ["STAT_INTERVAL_NS", "CpuProgram"]
 
@@ -292,7 +294,7 @@ class CpuProgram:
                 break
             if now >= self.next_tick:
                 self.next_tick += self.stat_interval
-                await self.pa.decay_pcp_high(self.cpu)
+                await decay_pcp_high(self.pa, self.cpu)
             elif due and due[0][0] <= now:
                 _, _, handle, order = heapq.heappop(due)
                 await self._free(handle, order)

@@ -45,7 +45,8 @@ from emulator.workload.spec import parse_duration
 
 if TYPE_CHECKING:
     from emulator.mm.machine import Machine
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.page_alloc.allocator import PageAllocator
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "Write",

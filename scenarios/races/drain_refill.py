@@ -24,6 +24,7 @@ from emulator.explore.properties import NO_FAILURE_WITH_PCP_PAGES
 from emulator.mm.initstate import allocate_everything, free_k_of_n
 from emulator.mm.memmap import OWNER_RECLAIMABLE, OWNER_UNMOVABLE, PG_ALLOC
 from emulator.mm.page_alloc.gfp import GFP_KERNEL
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.reclaim.lru import charge_folio
 from emulator.mm.zone import ZONE_DMA
 from emulator.scenario import Param, Scenario
@@ -76,7 +77,7 @@ def actors(p, ctx):
         async def run():
             for pfn in pages[i :: len(givers)]:
                 await sim.delay(p["interval"])
-                await pa.free_pages(cpu, pfn, 0)
+                await free_pages(pa, cpu, pfn, 0)
 
         return run
 

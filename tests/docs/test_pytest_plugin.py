@@ -8,6 +8,7 @@ import pytest
 
 from emulator.mm.invariants import InvariantViolation
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.testing import EmulatedKernel, make_kernel
 
 
@@ -21,7 +22,7 @@ async def test_mm_kernel_fixture_runs_cpus_and_checks(
         pfns = [await k.allocator.alloc_pages(c, o, GFP_HIGHUSER_MOVABLE) for o in (0, 1, 3, 9)]
         assert all(p >= 0 for p in pfns)
         for p, o in zip(pfns, (0, 1, 3, 9), strict=True):
-            await k.allocator.free_pages(c, p, o)
+            await free_pages(k.allocator, c, p, o)
             freed.append(p)
 
     await k.run(per_cpu=cpu)

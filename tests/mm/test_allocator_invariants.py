@@ -23,6 +23,10 @@ from emulator.mm.memmap import PG_ALLOC, PG_PCP, PG_TAIL
 from emulator.mm.migrate import register_rmap_holder
 from emulator.mm.page_alloc import gfp as G
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.drain import decay_pcp_high, drain_all_pages
+from emulator.mm.page_alloc.isolation import isolate_free_block
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.page_alloc.pcp import NR_PCP_LISTS
 
 GFPS = (
@@ -66,7 +70,7 @@ def test_check_pcp_lists_catches_a_miscount_and_a_stray_page() -> None:
     free_head = next(
         h for h in (m.memmap.list_first(z.free_list(0, mt)) for mt in range(3)) if h >= 0
     )
-    z.isolate_free_block(free_head)
+    isolate_free_block(z, free_head)
     m.memmap.mark_block(free_head, 0, PG_PCP)
     with pytest.raises(InvariantViolation) as exc:
         check_pcp_lists(pa)
@@ -152,11 +156,11 @@ def random_run(seed: int, cpus: int, ops: int, strategy: str, check_every_ns: in
                 i = int(pick * len(pool))
                 pool[i], pool[-1] = pool[-1], pool[i]
                 pfn = pool.pop()
-                await pa.free_pages(cpu, pfn, live.pop(pfn))
+                await free_pages(pa, cpu, pfn, live.pop(pfn))
             elif r < 0.985:
-                await pa.drain_all_pages(cpu, None if pick < 0.5 else pa.zones[-1])
+                await drain_all_pages(pa, cpu, None if pick < 0.5 else pa.zones[-1])
             else:
-                await pa.decay_pcp_high(cpu)
+                await decay_pcp_high(pa, cpu)
             await sim.delay(think)
         done[0] += 1
 
@@ -186,7 +190,7 @@ def test_random_multi_cpu_runs_keep_invariants() -> None:
         assert sum(z.lock.stats.contentions for z in pa.zones) > 0
         # free everything, drain: every zone is whole again
         for pfn, order in list(live.items()):
-            pa.zone_of(pfn).free_one_page(pfn, order)
+            free_one_page_locked(pa.zone_of(pfn), pfn, order)
         for c in pa.cpus:
             for pcp in c.pcp:
                 pcp.free_bulk(pcp.count, 0)
@@ -240,7 +244,7 @@ def test_property_random_per_cpu_sequences(per_cpu: list[list[tuple]], quantum: 
                         src = mine[others[pick % len(others)]]
                 if src:
                     pfn = src.pop(pick % len(src))
-                    await pa.free_pages(cpu, pfn, live.pop(pfn))
+                    await free_pages(pa, cpu, pfn, live.pop(pfn))
             await sim.delay(think)
             # between operations this CPU holds no lock: the state must be consistent
             pcp_pages = check_pcp_lists(pa)

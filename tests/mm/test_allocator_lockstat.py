@@ -44,6 +44,7 @@ from emulator.engine import Sim, render_lock_stat
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.page_alloc.page_free import free_pages
 
 
 def two_cpu_run() -> tuple[PageAllocator, Sim, list]:
@@ -55,7 +56,7 @@ def two_cpu_run() -> tuple[PageAllocator, Sim, list]:
     async def cpu_actor(cpu) -> None:
         pfn = await pa.alloc_pages(cpu, 0, GFP_HIGHUSER_MOVABLE)
         log.append((cpu.id, "alloc", pfn, sim.now))
-        await pa.free_pages(cpu, pfn, 0)
+        await free_pages(pa, cpu, pfn, 0)
         log.append((cpu.id, "free", pfn, sim.now))
 
     for c in pa.cpus:

@@ -11,7 +11,12 @@ from emulator.engine import Sim
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC, PG_BUDDY, PG_PCP
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.drain import drain_all_pages
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
+from emulator.mm.page_alloc.watermark import zone_watermark_ok
 from emulator.mm.procfs.render import render_buddyinfo
 from emulator.mm.snapshot import MIGRATE_MOVABLE
 from emulator.mm.zone import ZONE_NORMAL
@@ -34,13 +39,13 @@ def hidden_setup(cpus: int = 2):
     pa = PageAllocator(m, sim, cpus_per_node=cpus)
     z = pa.zones[0]
     mm = m.memmap
-    blocks = [z.rmqueue_buddy(10, MIGRATE_MOVABLE) for _ in range(64)]
+    blocks = [rmqueue_buddy_locked(z, 10, MIGRATE_MOVABLE) for _ in range(64)]
     assert z.nr_free_pages == 0
     for b in blocks[:10]:
         for q in range(4):
             mm.mark_block(b + 256 * q, 8, PG_ALLOC, OWNER_MOVABLE)
-        z.free_one_page(b, 8)
-        z.free_one_page(b + 512, 8)
+        free_one_page_locked(z, b, 8)
+        free_one_page_locked(z, b + 512, 8)
     hidden = []
     spare = []
     for b, out in ((blocks[10], hidden), (blocks[11], spare)):
@@ -58,26 +63,26 @@ async def test_pcp_frees_do_not_merge_and_hide_from_watermarks() -> None:
     cpu0, cpu1 = pa.cpus
     before = buddyinfo(m)
     low = z.low_wmark_pages
-    assert z.zone_watermark_ok(8, low, ZONE_NORMAL)
-    assert not z.zone_watermark_ok(9, low, ZONE_NORMAL)  # no free block of order >= 9
+    assert zone_watermark_ok(z, 8, low, ZONE_NORMAL)
+    assert not zone_watermark_ok(z, 9, low, ZONE_NORMAL)  # no free block of order >= 9
     result = {}
 
     async def freer() -> None:
         for p in hidden:
-            await pa.free_pages(cpu0, p, 0)
+            await free_pages(pa, cpu0, p, 0)
         # count 1024 < high 2023: nothing drained, nothing merged, nothing counted
         assert cpu0.pcp[0].count == 1024
         assert buddyinfo(m) == before
         assert z.nr_free_pages == 5120
         assert all(m.memmap.state[p] == PG_PCP for p in hidden)
         assert z.lock.stats.acquisitions == 0  # the pcp path never took zone->lock
-        assert not z.zone_watermark_ok(10, low, ZONE_NORMAL)
+        assert not zone_watermark_ok(z, 10, low, ZONE_NORMAL)
 
     async def other() -> None:
         # CPU 1, later: an order-10 allocation fails the watermark check although 1024
         # contiguous free pages sit on CPU 0's list
         result["before"] = await pa.alloc_pages(cpu1, 10, GFP_KERNEL)
-        result["drained"] = await pa.drain_all_pages(cpu1)
+        result["drained"] = await drain_all_pages(pa, cpu1)
         result["after"] = await pa.alloc_pages(cpu1, 10, GFP_KERNEL)
 
     sim.spawn("cpu0", freer)
@@ -103,9 +108,9 @@ async def test_buddyinfo_changes_only_at_the_drain() -> None:
 
     async def actor() -> None:
         for p in hidden[:512]:
-            await pa.free_pages(cpu0, p, 0)
+            await free_pages(pa, cpu0, p, 0)
         assert buddyinfo(m) == before
-        await pa.drain_all_pages(cpu0, z)  # the local CPU's own drain, zone-specific
+        await drain_all_pages(pa, cpu0, z)  # the local CPU's own drain, zone-specific
         # the 512 pages merged into one order-9 block
         assert z.nr_free[9] == 1 and z.nr_free_pages == 5120 + 512
         assert buddyinfo(m) != before
@@ -139,12 +144,12 @@ async def test_alloc_free_drain_block_back_at_order_10() -> None:
     async def freeing_cpu() -> None:
         # CPU 1 frees everything CPU 0 allocated (cross-CPU frees land on CPU 1's pcp)
         for pfn, order in held:
-            await pa.free_pages(cpu1, pfn, order)
+            await free_pages(pa, cpu1, pfn, order)
         pcp_left = sum(c.pcp[0].count for c in pa.cpus)
         assert pcp_left > 0  # not yet back: pages sit on both CPUs' lists
         assert z.nr_free_pages == z.managed_pages - pcp_left
         assert z.nr_free[10] < 16
-        assert await pa.drain_all_pages(cpu1) == pcp_left
+        assert await drain_all_pages(pa, cpu1) == pcp_left
 
     sim.spawn("cpu0", allocator_cpu)
     sim.spawn("cpu1", freeing_cpu, start=10_000_000)
@@ -171,11 +176,11 @@ async def test_alloc_free_drain_unmovable_also_returns_to_order_10() -> None:
         # list; the order-0 frees at the end stay on it
         pages.sort(key=lambda po: -po[1])
         for pfn, o in pages:
-            await pa.free_pages(cpu, pfn, o)
+            await free_pages(pa, cpu, pfn, o)
         assert cpu.pcp[0].count >= 40
         assert z.nr_free[10] < 16
         assert z.nr_free_pages + cpu.pcp[0].count == z.managed_pages
-        await pa.drain_all_pages(cpu)
+        await drain_all_pages(pa, cpu)
 
     sim.spawn("cpu0", actor)
     await sim.run()
@@ -192,20 +197,20 @@ async def test_global_drain_returns_at_once_while_another_runs() -> None:
 
     async def holder() -> None:
         for p in hidden:
-            await pa.free_pages(cpu0, p, 0)
+            await free_pages(pa, cpu0, p, 0)
         me = sim.current
         await sim.delay(T + 500 - me.now)
         # CPU 1 started draining at T and holds pcpu_drain_mutex: a global drain returns at
         # once, draining nothing (CPU 1 is busy with the first 480-page chunk)
-        seen["global"] = await pa.drain_all_pages(cpu0)
+        seen["global"] = await drain_all_pages(pa, cpu0)
         seen["t_global"] = me.now
         seen["count_then"] = cpu0.pcp[0].count
         # a zone drain waits for the mutex, then finds nothing left
-        seen["zone"] = await pa.drain_all_pages(cpu0, z)
+        seen["zone"] = await drain_all_pages(pa, cpu0, z)
         seen["t_zone"] = me.now
 
     async def drainer() -> None:
-        seen["drainer"] = await pa.drain_all_pages(cpu1)
+        seen["drainer"] = await drain_all_pages(pa, cpu1)
         seen["t_drainer"] = sim.current.now
 
     sim.spawn("cpu0", holder)
@@ -234,7 +239,7 @@ async def test_alloc_trylock_failure_falls_back_to_buddy() -> None:
 
     async def victim() -> None:
         for p in hidden:
-            await pa.free_pages(cpu0, p, 0)
+            await free_pages(pa, cpu0, p, 0)
         me = sim.current
         await sim.delay(T + 1000 - me.now)
         # CPU 1 holds CPU 0's pcp->lock (draining it remotely) at this instant: the trylock
@@ -242,7 +247,7 @@ async def test_alloc_trylock_failure_falls_back_to_buddy() -> None:
         seen["pfn"] = await pa.alloc_pages(cpu0, 0, GFP_HIGHUSER_MOVABLE)
 
     async def drainer() -> None:
-        await pa.drain_all_pages(cpu1)
+        await drain_all_pages(pa, cpu1)
 
     sim.spawn("cpu0", victim)
     sim.spawn("cpu1", drainer, start=T)
@@ -268,17 +273,17 @@ async def test_free_trylock_failure_frees_to_buddy() -> None:
 
     async def victim() -> None:
         for p in hidden:
-            await pa.free_pages(cpu0, p, 0)
+            await free_pages(pa, cpu0, p, 0)
         me = sim.current
         await sim.delay(T + 1000 - me.now)
         pgfree = m.vm_events["pgfree"]
-        await pa.free_pages(cpu0, spare[0], 0)
+        await free_pages(pa, cpu0, spare[0], 0)
         # straight to the buddy lists (free_one_page), counted once in pgfree
         seen["state"] = m.memmap.state[spare[0]]
         seen["pgfree"] = m.vm_events["pgfree"] - pgfree
 
     async def drainer() -> None:
-        await pa.drain_all_pages(cpu1)
+        await drain_all_pages(pa, cpu1)
 
     sim.spawn("cpu0", victim)
     sim.spawn("cpu1", drainer, start=T)

@@ -11,7 +11,11 @@ from emulator.mm.machine import Machine, NodeSpec, ZoneSpec
 from emulator.mm.memmap import PG_BUDDY, PG_PCP, PG_TAIL
 from emulator.mm.page_alloc import gfp as G
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.drain import drain_all_pages
+from emulator.mm.page_alloc.fallback import move_freepages_block
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.page_alloc.pcp import order_to_pindex
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import (
     MIGRATE_HIGHATOMIC,
     MIGRATE_ISOLATE,
@@ -38,23 +42,23 @@ async def test_free_by_pageblock_type() -> None:
         pb_a = a >> PAGEBLOCK_ORDER
         # retype the pageblock (with its free pages) as the kernel's isolation / highatomic
         # reservation would: the allocated pages keep their pageblock's new type
-        assert z.move_freepages_block(a, mm.pb_mt[pb_a], MIGRATE_HIGHATOMIC) >= 0
+        assert move_freepages_block(z, a, mm.pb_mt[pb_a], MIGRATE_HIGHATOMIC) >= 0
         free_before = z.nr_free_pages
-        await pa.free_pages(cpu, a, 0)
+        await free_pages(pa, cpu, a, 0)
         # HIGHATOMIC goes on the MOVABLE pcp list, and is not counted yet
         assert mm.state[a] == PG_PCP
         assert mm.list_first(pcp.lists + order_to_pindex(MIGRATE_MOVABLE, 0)) == a
         assert z.nr_free_pages == free_before
         # drained, it goes back to the buddy lists under the type read now: HIGHATOMIC
-        await pa.drain_all_pages(cpu)
+        await drain_all_pages(pa, cpu)
         assert mm.state[a] in (PG_BUDDY, PG_BUDDY | PG_TAIL)
         assert z.nr_free_highatomic > 0
         check_machine(m, {(0, ZONE_NORMAL): pcp.count})
         # ISOLATE: freed straight to the buddy lists, kept out of NR_FREE_PAGES
-        assert z.move_freepages_block(b, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE) >= 0
+        assert move_freepages_block(z, b, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE) >= 0
         free_before = z.nr_free_pages
         count_before = pcp.count
-        await pa.free_pages(cpu, b, 0)
+        await free_pages(pa, cpu, b, 0)
         assert pcp.count == count_before
         assert mm.state[b] in (PG_BUDDY, PG_BUDDY | PG_TAIL)
         assert z.nr_free_pages == free_before
@@ -129,7 +133,7 @@ async def test_nofragment_retry_crossing_nodes() -> None:
     assert ac.zonelist == [n0_normal, n0_dma32, n1_normal] and ac.nodemask is None
     for z in (n0_dma32, n0_normal):  # take node 0 down to its watermarks, all unmovable
         while z.nr_free_pages > z.low_wmark_pages:
-            z.rmqueue_buddy(0, MIGRATE_UNMOVABLE)
+            rmqueue_buddy_locked(z, 0, MIGRATE_UNMOVABLE)
     out = []
 
     async def actor() -> None:

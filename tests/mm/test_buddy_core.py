@@ -9,6 +9,8 @@ from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC, PG_BUDDY, PG_ISOLATED, PG_TAIL
 from emulator.mm.page_alloc.alloc_flags import FPI_TO_TAIL
+from emulator.mm.page_alloc.buddy import free_one_page_locked, free_to_buddy
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,
@@ -25,7 +27,7 @@ def bare(pages: int = 4096, **kw):
 
 
 def free(z, pfn: int, order: int, fpi: int = 0) -> None:
-    z.free_to_buddy(pfn, order, z.memmap.pb_mt[pfn >> 9], fpi)
+    free_to_buddy(z, pfn, order, z.memmap.pb_mt[pfn >> 9], fpi)
 
 
 def test_two_order0_buddies_merge_into_order1():
@@ -97,8 +99,8 @@ def test_mergeable_types_merge_and_buddy_block_takes_our_type():
 def test_no_merge_across_zone_boundary():
     m = Machine.simple(DMA32=512, Normal=1536, thp_enabled=False, boot=False)
     dma32, normal = m.zone("DMA32"), m.zone("Normal")
-    dma32.free_to_buddy(0, 9, MIGRATE_MOVABLE)
-    normal.free_to_buddy(512, 9, MIGRATE_MOVABLE)  # buddy pfn 0 is free, order 9, other zone
+    free_to_buddy(dma32, 0, 9, MIGRATE_MOVABLE)
+    free_to_buddy(normal, 512, 9, MIGRATE_MOVABLE)  # buddy pfn 0 is free, order 9, other zone
     assert dma32.nr_free[9] == 1 and normal.nr_free[9] == 1
     assert normal.nr_free[10] == 0
     check_machine(m)
@@ -128,7 +130,7 @@ def test_fpi_to_tail_forces_tail_insertion():
 def test_expand_puts_upper_halves_at_list_heads_and_caller_keeps_lowest():
     m, z = bare()
     free(z, 16, 3)  # 16..23
-    pfn = z.rmqueue_buddy(0, MIGRATE_MOVABLE)
+    pfn = rmqueue_buddy_locked(z, 0, MIGRATE_MOVABLE)
     assert pfn == 16
     assert z.free_list_pfns(2, MIGRATE_MOVABLE) == [20]
     assert z.free_list_pfns(1, MIGRATE_MOVABLE) == [18]
@@ -143,9 +145,9 @@ def test_rmqueue_smallest_takes_the_smallest_order_then_the_list_head():
     free(z, 128, 4)
     free(z, 8, 1)
     free(z, 32, 1)  # most recent order-1 free is the head
-    assert z.rmqueue_buddy(1, MIGRATE_MOVABLE) == 32
-    assert z.rmqueue_buddy(1, MIGRATE_MOVABLE) == 8
-    assert z.rmqueue_buddy(1, MIGRATE_MOVABLE) == 128  # now splits the order-4 block
+    assert rmqueue_buddy_locked(z, 1, MIGRATE_MOVABLE) == 32
+    assert rmqueue_buddy_locked(z, 1, MIGRATE_MOVABLE) == 8
+    assert rmqueue_buddy_locked(z, 1, MIGRATE_MOVABLE) == 128  # now splits the order-4 block
     assert z.nr_free[1:5] == [1, 1, 1, 0]
     check_machine(m)
 
@@ -153,7 +155,7 @@ def test_rmqueue_smallest_takes_the_smallest_order_then_the_list_head():
 def test_allocation_fails_when_nothing_large_enough():
     _m, z = bare()
     free(z, 8, 2)
-    assert z.rmqueue_buddy(3, MIGRATE_MOVABLE) == -1
+    assert rmqueue_buddy_locked(z, 3, MIGRATE_MOVABLE) == -1
     assert z.nr_free_pages == 4
 
 
@@ -161,7 +163,7 @@ def test_split_large_buddy_frees_pageblocks_with_their_own_types():
     m, z = bare()
     z.memmap.mark_block(0, 10, PG_ALLOC, OWNER_MOVABLE)
     z.memmap.pb_mt[1] = MIGRATE_HIGHATOMIC
-    z.free_one_page(0, 10)
+    free_one_page_locked(z, 0, 10)
     assert z.free_list_pfns(9, MIGRATE_MOVABLE) == [0]
     assert z.free_list_pfns(9, MIGRATE_HIGHATOMIC) == [512]
     assert m.vm_events["pgfree"] == 1024
@@ -172,9 +174,9 @@ def test_vm_events_and_zone_locked_tracepoint():
     rec = MemoryRecorder()
     m = Machine.simple(Normal=4096, thp_enabled=False, recorder=rec)
     z = m.zone("Normal")
-    pfn = z.rmqueue_buddy(2, MIGRATE_MOVABLE)
+    pfn = rmqueue_buddy_locked(z, 2, MIGRATE_MOVABLE)
     assert m.vm_events["pgalloc_normal"] == 4
-    z.free_one_page(pfn, 2)
+    free_one_page_locked(z, pfn, 2)
     assert m.vm_events["pgfree"] == 4
     (ev,) = rec.events()
     assert ev["event"] == "mm_page_alloc_zone_locked"

@@ -21,6 +21,14 @@ from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NON_BLOCK,
     ALLOC_OOM,
 )
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.fallback import move_freepages_block
+from emulator.mm.page_alloc.highatomic import (
+    reserve_highatomic_pageblock,
+    unreserve_highatomic_pageblock_locked,
+)
+from emulator.mm.page_alloc.isolation import move_freepages_block_isolate, unset_migratetype_isolate
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_PCPTYPES
 
 PAGES = 65536  # managed/100 >= pageblock_nr_pages, so highatomic reserves are possible
@@ -44,7 +52,7 @@ class ReservesMachine(RuleBasedStateMachine):
         # (as cma_init_reserved_areas marks them before their pages reach the buddy lists)
         for i in range(cma_pairs):
             pfn = PAGES - 1024 * (i + 1)
-            z.move_freepages_block(pfn, z.memmap.pb_mt[pfn >> 9], MIGRATE_CMA)
+            move_freepages_block(z, pfn, z.memmap.pb_mt[pfn >> 9], MIGRATE_CMA)
             z.memmap.pb_mt[(pfn >> 9) + 1] = MIGRATE_CMA
         self.held = random_alloc_free(
             z,
@@ -60,7 +68,7 @@ class ReservesMachine(RuleBasedStateMachine):
 
     @rule(order=st.sampled_from([0, 0, 1, 2, 3, 5, 9, 10]), mt=st.integers(0, 2), flags=FLAGS)
     def alloc(self, order: int, mt: int, flags: int) -> None:
-        pfn = self.z.rmqueue_buddy(order, mt, flags)
+        pfn = rmqueue_buddy_locked(self.z, order, mt, flags)
         if pfn < 0:
             return
         n = 1 << order
@@ -68,7 +76,7 @@ class ReservesMachine(RuleBasedStateMachine):
         self.owned[pfn : pfn + n] = True
         self.held.append((pfn, order))
         if flags & ALLOC_HIGHATOMIC:
-            self.z.reserve_highatomic_pageblock(pfn, order)
+            reserve_highatomic_pageblock(self.z, pfn, order)
 
     @precondition(lambda self: self.held)
     @rule(idx=st.integers(0, 2**20), count=st.integers(1, 30))
@@ -77,14 +85,14 @@ class ReservesMachine(RuleBasedStateMachine):
             i = idx % len(self.held)
             self.held[i], self.held[-1] = self.held[-1], self.held[i]
             pfn, order = self.held.pop()
-            self.z.free_one_page(pfn, order)
+            free_one_page_locked(self.z, pfn, order)
             self.owned[pfn : pfn + (1 << order)] = False
             idx = idx * 7 + 3
 
     @rule(mt=st.integers(0, MIGRATE_PCPTYPES - 1), force=st.booleans())
     def unreserve(self, mt: int, force: bool) -> None:
         before = self.z.nr_reserved_highatomic
-        ret = self.z.unreserve_highatomic_pageblock(mt, force)
+        ret = unreserve_highatomic_pageblock_locked(self.z, mt, force)
         if not force and before <= 512:
             assert ret == 0 and self.z.nr_reserved_highatomic == before
         assert self.z.nr_reserved_highatomic >= 0
@@ -98,11 +106,11 @@ class ReservesMachine(RuleBasedStateMachine):
             return  # normal pageblocks only
         nr_free_before = list(z.nr_free)
         free_before = z.nr_free_pages
-        assert z.move_freepages_block_isolate(pfn, MIGRATE_ISOLATE)
+        assert move_freepages_block_isolate(z, pfn, MIGRATE_ISOLATE)
         isolated = sum(z.nr_free_mt[o * 6 + MIGRATE_ISOLATE] << o for o in range(11))
         assert z.nr_free_pages == free_before - isolated  # ISOLATE is not in NR_FREE_PAGES
         check_machine(self.m)
-        z.unset_migratetype_isolate(pfn, old)
+        unset_migratetype_isolate(z, pfn, old)
         assert z.nr_free_pages == free_before
         assert z.nr_free == nr_free_before  # merged back exactly
 

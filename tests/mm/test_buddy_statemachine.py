@@ -18,6 +18,8 @@ from emulator.mm.initstate import random_alloc_free
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_MOVABLE, OWNER_UNMOVABLE, PG_ALLOC, PG_BUDDY, PG_KIND_MASK
+from emulator.mm.page_alloc.buddy import free_one_page_locked, free_to_buddy
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked, rmqueue_bulk
 from emulator.mm.snapshot import MAX_PAGE_ORDER, MIGRATE_PCPTYPES
 
 PAGES = 4096
@@ -69,7 +71,7 @@ class BuddyMachine(RuleBasedStateMachine):
     def _alloc(self, order: int, mt: int, movable_owner: bool) -> None:
         possible = has_free_block(self.free, order)
         owner = OWNER_MOVABLE if movable_owner else OWNER_UNMOVABLE
-        pfn = self.z.rmqueue_buddy(order, mt, 0, owner=owner)
+        pfn = rmqueue_buddy_locked(self.z, order, mt, 0, owner=owner)
         assert (pfn >= 0) == possible, f"order {order}: allocator {pfn}, reference {possible}"
         if pfn < 0:
             return
@@ -96,18 +98,18 @@ class BuddyMachine(RuleBasedStateMachine):
             i = idx % len(self.held)
             self.held[i], self.held[-1] = self.held[-1], self.held[i]
             pfn, order = self.held.pop()
-            self.z.free_one_page(pfn, order)
+            free_one_page_locked(self.z, pfn, order)
             self.free[pfn : pfn + (1 << order)] = True
             idx = idx * 7 + 3
 
     @rule(order=st.integers(0, 3), count=st.integers(1, 8), mt=MTS)
     def bulk_and_back(self, order: int, count: int, mt: int) -> None:
         """rmqueue_bulk to a (pretend) pcp list, then drain the pages straight back."""
-        pages = self.z.rmqueue_bulk(order, count, mt)
+        pages = rmqueue_bulk(self.z, order, count, mt)
         for p in pages:
             assert self.free[p : p + (1 << order)].all()
         for p in pages:
-            self.z.free_to_buddy(p, order, self.z.memmap.pb_mt[p >> 9])
+            free_to_buddy(self.z, p, order, self.z.memmap.pb_mt[p >> 9])
 
     @invariant()
     def matches_reference(self) -> None:

@@ -33,7 +33,8 @@ from emulator.mm.machine import Machine
 from emulator.mm.memmap import OWNER_ANON, OWNER_PINNED, PG_ALLOC, PG_ISOLATED
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, GFP_NOFS, GFP_TRANSHUGE
-from emulator.mm.reclaim.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, adopt_allocated
+from emulator.mm.reclaim.lru import adopt_allocated
+from emulator.mm.reclaim.lruvec import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from emulator.mm.reclaim.vmscan import ScanControl, isolate_lru_folios
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 

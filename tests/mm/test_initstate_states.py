@@ -17,6 +17,8 @@ from emulator.mm.initstate import (
 )
 from emulator.mm.invariants import check_machine
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.highatomic import reserve_highatomic_pageblock
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked, rmqueue_bulk
 from emulator.mm.procfs.parse import (
     combine_snapshots,
     parse_buddyinfo,
@@ -139,7 +141,7 @@ def test_every_other_chunk():
 def test_generators_refuse_pcp_pages():
     m = Machine.simple(Normal=4096, thp_enabled=False)
     z = m.zone("Normal")
-    z.rmqueue_bulk(0, 4, MIGRATE_MOVABLE)
+    rmqueue_bulk(z, 0, 4, MIGRATE_MOVABLE)
     with pytest.raises(ValueError, match="pcp"):
         free_k_of_n(z, 1, 2)
 
@@ -170,7 +172,7 @@ def test_round_trip_of_a_fragmented_model_machine_with_types():
             churn=1.0,
         )
     z = m.zone("Normal")
-    z.reserve_highatomic_pageblock(z.rmqueue_buddy(1, MIGRATE_MOVABLE), 1)
+    reserve_highatomic_pageblock(z, rmqueue_buddy_locked(z, 1, MIGRATE_MOVABLE), 1)
     assert z.nr_reserved_highatomic == 512 and z.nr_free_highatomic > 0
     snap = m.snapshot()
     m2 = machine_from_snapshot(snap)

@@ -14,10 +14,11 @@ from emulator.mm.internal import (
     AllocContext,
     CaptureControl,
     CompactControl,
-    lockdep_assert_held,
 )
+from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
 
@@ -65,7 +66,7 @@ async def test_zone_locked_charges_lock_steps_and_extra() -> None:
         async with pa.zone_locked(zone, "test") as hold:
             lockdep_assert_held(zone.lock)
             steps = zone.buddy_steps
-            zone.rmqueue_buddy(0, 1)  # splits an order-10 block: 11 buddy steps
+            rmqueue_buddy_locked(zone, 0, 1)  # splits an order-10 block: 11 buddy steps
             taken = zone.buddy_steps - steps
             hold.charge += 7
         seen["first"] = sim.now - t0

@@ -11,7 +11,10 @@ from emulator.mm.invariants import InvariantViolation, check_machine, check_zone
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, adopt_allocated
+from emulator.mm.page_alloc.buddy import free_to_buddy
+from emulator.mm.page_alloc.rmqueue import rmqueue_bulk
+from emulator.mm.reclaim.lru import adopt_allocated
+from emulator.mm.reclaim.lruvec import LRU_INACTIVE_ANON
 from emulator.mm.snapshot import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 
 
@@ -115,8 +118,8 @@ def test_unmerged_across_pageblocks_is_fine_for_non_mergeable_types():
     m = Machine.simple(Normal=4096, thp_enabled=False, boot=False)
     z = m.zone("Normal")
     z.memmap.pb_mt[1] = MIGRATE_CMA
-    z.free_to_buddy(0, 9, MIGRATE_MOVABLE)
-    z.free_to_buddy(512, 9, MIGRATE_CMA)
+    free_to_buddy(z, 0, 9, MIGRATE_MOVABLE)
+    free_to_buddy(z, 512, 9, MIGRATE_CMA)
     check_zone(z)
     z.memmap.pb_mt[0] = MIGRATE_UNMOVABLE  # now both mergeable but on the wrong list
     assert violation(z).invariant == "free-block-type"
@@ -163,7 +166,7 @@ def test_broken_list_links():
 
 def test_pcp_count_cross_check():
     m, z, _ = fragmented()
-    pages = z.rmqueue_bulk(0, 5, MIGRATE_MOVABLE)
+    pages = rmqueue_bulk(z, 0, 5, MIGRATE_MOVABLE)
     assert len(pages) == 5
     check_zone(z, pcp_pages=5)
     v = violation(z, pcp_pages=4)

@@ -27,6 +27,8 @@ from emulator.mm.compaction.suitable import (
 )
 from emulator.mm.internal import CompactControl
 from emulator.mm.memmap import OWNER_MOVABLE, PG_ALLOC
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.reclaim.kswapd import ReclaimOps
 from emulator.mm.reclaim.vmscan import ScanControl
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
@@ -115,9 +117,9 @@ class FakeCompaction:
             cc.total_migrate_scanned += PB
             async with pa.zone_locked(zone, "fake_compact_zone"):
                 for pfn in used.tolist():
-                    zone.free_one_page(pfn, 0)
+                    free_one_page_locked(zone, pfn, 0)
                 for _ in range(len(used)):
-                    if zone.rmqueue_buddy(0, MIGRATE_MOVABLE, 0, OWNER_MOVABLE) < 0:
+                    if rmqueue_buddy_locked(zone, 0, MIGRATE_MOVABLE, 0, OWNER_MOVABLE) < 0:
                         break
                     cc.total_free_scanned += 1
             self.migrated += len(used)
@@ -156,7 +158,7 @@ class FakeReclaim:
         cand = cand[(cand & 1) == 0][:want]
         async with pa.zone_locked(zone, "fake_shrink_node"):
             for pfn in cand.tolist():
-                zone.free_one_page(pfn, 0)
+                free_one_page_locked(zone, pfn, 0)
         sc.nr_scanned += 2 * len(cand)
         sc.nr_reclaimed += len(cand)
         pa.vm_events["pgscan_kswapd"] += 2 * len(cand)

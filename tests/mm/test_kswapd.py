@@ -20,12 +20,13 @@ from emulator.mm.compaction.control import compact_gap
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.page_alloc.buddy import Zone
 from emulator.mm.page_alloc.gfp import GFP_ATOMIC, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
+from emulator.mm.page_alloc.watermark import zone_watermark_ok
 from emulator.mm.reclaim.kswapd import KSWAPD_SHORT_SLEEP_NS, Kthreads
 from emulator.mm.reclaim.vmscan import MAX_RECLAIM_RETRIES
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGEBLOCK_ORDER
-from emulator.mm.zone import ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE
+from emulator.mm.zone import ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE, Zone
 
 
 def _fakes():  # the suite runs with --import-mode=importlib: load the sibling by path
@@ -73,7 +74,7 @@ async def take_until(pa: PageAllocator, zone: Zone, free_pages: int) -> None:
     zone has ``free_pages`` free."""
     async with pa.zone_locked(zone, "take_until"):
         while zone.nr_free_pages > free_pages:
-            assert zone.rmqueue_buddy(0, MIGRATE_MOVABLE) >= 0
+            assert rmqueue_buddy_locked(zone, 0, MIGRATE_MOVABLE) >= 0
     await pa.sim.sync()
 
 
@@ -116,8 +117,8 @@ async def test_kswapd_reclaims_compact_gap_then_sleeps_and_wakes_kcompactd_at_al
     # one balance_pgdat run: it reclaimed at least compact_gap(3), then balanced at order 0
     assert ks.runs == 1 and pa.vm_events["pageoutrun"] == 1
     assert ks.pages_reclaimed >= compact_gap(3) == 16
-    assert zone.zone_watermark_ok(0, zone.high_wmark_pages, zone.zone_idx)
-    assert not zone.zone_watermark_ok(3, zone.high_wmark_pages, zone.zone_idx)
+    assert zone_watermark_ok(zone, 0, zone.high_wmark_pages, zone.zone_idx)
+    assert not zone_watermark_ok(zone, 3, zone.high_wmark_pages, zone.zone_idx)
     # ZONE_RECLAIM_ACTIVE while reclaiming, cleared afterwards; skip bits reset at each sleep
     assert fr.reclaim_active_seen == [True]
     assert not zone.flags & (1 << ZONE_RECLAIM_ACTIVE)

@@ -16,7 +16,8 @@ from emulator.engine import Sim
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PF_LRU, PF_LRU_BATCH
 from emulator.mm.page_alloc.allocator import PageAllocator
-from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, PAGEVEC_SIZE, lru_add_drain_all
+from emulator.mm.reclaim.lru import PAGEVEC_SIZE, lru_add_drain_all
+from emulator.mm.reclaim.lruvec import LRU_INACTIVE_ANON
 from emulator.workload import AllocClass, Phase, Workload
 from emulator.workload.cpu import CpuProgram
 

@@ -34,12 +34,9 @@ from emulator.mm.memmap import (
 )
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.procfs.render import render_zoneinfo
 from emulator.mm.reclaim.lru import (
-    LRU_ACTIVE_ANON,
-    LRU_INACTIVE_ANON,
-    LRU_INACTIVE_FILE,
-    LRU_UNEVICTABLE,
     PAGEVEC_SIZE,
     adopt_allocated,
     evict,
@@ -48,6 +45,12 @@ from emulator.mm.reclaim.lru import (
     folio_lru_list,
     lru_add_drain,
     putback_lru_page,
+)
+from emulator.mm.reclaim.lruvec import (
+    LRU_ACTIVE_ANON,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
 )
 from emulator.mm.reclaim.rmap import EVICTED, NO_HANDLE
 from emulator.workload import AllocClass, Phase, Workload
@@ -190,7 +193,7 @@ async def test_migrated_page_keeps_its_holder_and_the_holder_frees_the_new_pfn()
         rmap.rmap_move(old, new, 0)
         assert rmap.pfn(h) == new and rmap.holder(new) == h and rmap.holder(old) == NO_HANDLE
         assert mm.owner[new] == OWNER_ANON and mm.pflags[new] & PF_ISOLATED
-        await pa.free_pages(cpu, old, 0)
+        await free_pages(pa, cpu, old, 0)
         await putback_lru_page(pa, cpu, new)
         assert lv.nr_isolated_anon == 0 and mm.pflags[new] & PF_LRU
         assert lv.nr_pages[LRU_INACTIVE_ANON] == PAGEVEC_SIZE
@@ -262,7 +265,7 @@ async def test_evicted_file_page_tells_its_holder_which_refaults_it() -> None:
         pfn = rmap.pfn(h)
         assert await folio_isolate_lru(pa, pfn)
         assert evict(pa, pfn) == h
-        await pa.free_pages(cpu, pfn, 0)  # reclaim frees it
+        await free_pages(pa, cpu, pfn, 0)  # reclaim frees it
         assert rmap.pfn(h) == EVICTED and rmap.evicted[cpu.id] == [h]
         assert lv.nr_isolated_file == 0 and lv.nr_pages[LRU_INACTIVE_FILE] == PAGEVEC_SIZE - 1
         pa.check()
@@ -290,7 +293,7 @@ async def test_evicted_page_freed_by_its_holder_needs_no_free() -> None:
         pfn = rmap.pfn(h)
         assert await folio_isolate_lru(pa, pfn)
         evict(pa, pfn)
-        await pa.free_pages(pa.cpus[0], pfn, 0)
+        await free_pages(pa, pa.cpus[0], pfn, 0)
         await prog._free(h, order)  # the holder lets go of an evicted page: nothing to free
         assert rmap.take_evicted(pa.cpus[0].id) == [h]
         pa.check()
@@ -406,14 +409,14 @@ def test_lru_and_rmap_invariants_hold_for_any_sequence(ops: list[tuple[str, int]
                     isolated.append(old)
                     continue
                 rmap.rmap_move(old, new, order)
-                await pa.free_pages(cpu, old, order)
+                await free_pages(pa, cpu, old, order)
                 isolated.append(new)
             elif op == "evict" and isolated:
                 pfn = isolated[x % len(isolated)]
                 if mm.owner[pfn] == OWNER_FILE:
                     isolated.remove(pfn)
                     evict(pa, pfn)
-                    await pa.free_pages(cpu, pfn, mm.order[pfn])
+                    await free_pages(pa, cpu, pfn, mm.order[pfn])
             elif op == "drain":
                 await lru_add_drain(pa, cpu)
             pa.check()
@@ -500,7 +503,7 @@ async def _migrate(pa: PageAllocator, old: int) -> int:
     block freed (migrate_folio_move + the source's release)."""
     new = await pa.alloc_pages(pa.cpus[0], 0, GFP_HIGHUSER_MOVABLE)
     pa.machine.rmap.rmap_move(old, new, 0)
-    await pa.free_pages(pa.cpus[0], old, 0)
+    await free_pages(pa, pa.cpus[0], old, 0)
     return new
 
 

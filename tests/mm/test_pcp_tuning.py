@@ -13,8 +13,11 @@ from emulator.engine import Sim, SpinLock
 from emulator.mm.machine import Machine
 from emulator.mm.memmap import PG_PCP
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.drain import decay_pcp_high, drain_all_pages
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_TRANSHUGE_LIGHT
+from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PCPF_PREV_FREE_HIGH_ORDER, PerCpuPages
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 
 
 def bare_pcp(batch: int, high_min: int, high_max: int, high: int, count: int = 0) -> PerCpuPages:
@@ -238,7 +241,7 @@ async def test_refills_grow_with_alloc_factor() -> None:
 
     # a free halves alloc_factor (5 -> 2): once the list is empty again the refill is 3 << 2
     async def actor2() -> None:
-        await pa.free_pages(cpu, held.pop(), 0)
+        await free_pages(pa, cpu, held.pop(), 0)
         assert pcp.alloc_factor == 2
         assert pcp.count == 86
         for _ in range(86):
@@ -306,7 +309,7 @@ async def test_free_drains_free_count_pages_with_autotuning() -> None:
         assert cpu.stats[0].refills == 5
         for k, pfn in enumerate(held, 1):
             before = zone.nr_free_pages
-            await pa.free_pages(cpu, pfn, 0)
+            await free_pages(pa, cpu, pfn, 0)
             if zone.nr_free_pages != before:
                 drains.append((k, zone.nr_free_pages - before))
 
@@ -342,7 +345,7 @@ async def test_free_drains_fixed_high() -> None:
         assert pcp.free_count == 0  # halved by every allocation
         for k, pfn in enumerate(held, 1):
             before = zone.nr_free_pages
-            await pa.free_pages(cpu, pfn, 0)
+            await free_pages(pa, cpu, pfn, 0)
             if zone.nr_free_pages != before:
                 drains.append((count0 + k, zone.nr_free_pages - before))
 
@@ -367,12 +370,12 @@ async def test_free_high_drains_whole_pcp_on_third_order1_free() -> None:
         assert pcp.count == 2 and cpu.stats[1].refills == 2
         assert pcp.high == 1006
         free0 = zone.nr_free_pages
-        await pa.free_pages(cpu, blocks[0], 1)  # free_count 0 < 3: kept, free_count 2
-        await pa.free_pages(cpu, blocks[1], 1)  # free_count 2 < 3: kept, free_count 4
+        await free_pages(pa, cpu, blocks[0], 1)  # free_count 0 < 3: kept, free_count 2
+        await free_pages(pa, cpu, blocks[1], 1)  # free_count 2 < 3: kept, free_count 4
         assert pcp.count == 6 and zone.nr_free_pages == free0
         # free_count 4 >= batch and the previous free was high-order: free_high. nr_pcp_high
         # lowers high to max(1006 - 96, 1000) = 1000 and returns 0; nr_pcp_free = min(8, 96)
-        await pa.free_pages(cpu, blocks[2], 1)
+        await free_pages(pa, cpu, blocks[2], 1)
         assert pcp.count == 0
         assert zone.nr_free_pages == free0 + 8
         assert pcp.high == 1000
@@ -395,12 +398,12 @@ async def test_decay_pcp_high_drains_exactly() -> None:
         # refills 3, 6, ..., 96 raise high by the same amounts up to high_max 2048
         assert pcp.high == 2048
         for pfn in held:
-            await pa.free_pages(cpu, pfn, 0)
+            await free_pages(pa, cpu, pfn, 0)
         count = pcp.count
         assert count < 2048  # no free-side drain happened
         assert count - 96 > 2048 - 256  # so the count - (batch << 5) term wins below
         before = zone.nr_free_pages
-        out.append(await pa.decay_pcp_high(cpu))
+        out.append(await decay_pcp_high(pa, cpu))
         # high = max3(count - 96, 2048 - 256, 1000) = count - 96: drain 96
         assert pcp.high == count - 96
         assert pcp.count == count - 96
@@ -408,12 +411,12 @@ async def test_decay_pcp_high_drains_exactly() -> None:
         # keep decaying: each step lowers high by max(1/8, down to count - 96)
         while pcp.high > pcp.high_min:
             high, count = pcp.high, pcp.count
-            drained = await pa.decay_pcp_high(cpu)
+            drained = await decay_pcp_high(pa, cpu)
             expect_high = max(count - 96, high - (high >> 3), 1000)
             assert pcp.high == expect_high
             assert drained == max(count - expect_high, 0)
             out.append(drained)
-        assert await pa.decay_pcp_high(cpu) == 0  # at high_min with count <= high: nothing
+        assert await decay_pcp_high(pa, cpu) == 0  # at high_min with count <= high: nothing
 
     sim.spawn("cpu0", actor)
     await sim.run()
@@ -447,7 +450,7 @@ async def test_zone_below_high_stops_growth_and_shrinks_high() -> None:
     cpu = pa.cpus[0]
     pcp = cpu.pcp[0]
     for _ in range(13):  # leave 3 order-10 blocks free: 3072 pages
-        zone.rmqueue_buddy(10, MIGRATE_MOVABLE)
+        rmqueue_buddy_locked(zone, 10, MIGRATE_MOVABLE)
     events = []
 
     async def actor() -> None:
@@ -466,7 +469,7 @@ async def test_zone_below_high_stops_growth_and_shrinks_high() -> None:
         for pfn in held:
             free, high, fc = zone.nr_free_pages, pcp.high, pcp.free_count
             count = pcp.count
-            await pa.free_pages(cpu, pfn, 0)
+            await free_pages(pa, cpu, pfn, 0)
             if zone.flags & below and zone.nr_free_pages == free:
                 assert pcp.high == max(high - max(fc + 1 if fc < 96 else fc, 3), 1000)
             if zone.nr_free_pages != free:
@@ -529,15 +532,15 @@ async def test_free_high_batch_keeps_a_short_pcp(slice_bytes: int, count_after: 
     async def actor() -> None:
         blocks = [await pa.alloc_pages(cpu, 1, GFP_KERNEL) for _ in range(33)]
         for pfn in blocks[:31]:
-            await pa.free_pages(cpu, pfn, 1)
+            await free_pages(pa, cpu, pfn, 1)
         assert pcp.free_count == 62
-        await pa.drain_all_pages(cpu)
+        await drain_all_pages(pa, cpu)
         assert pcp.count == 0 and pcp.free_count == 62
-        await pa.free_pages(cpu, blocks[31], 1)  # free_count 62 < 63: not free_high
+        await free_pages(pa, cpu, blocks[31], 1)  # free_count 62 < 63: not free_high
         assert pcp.count == 2 and pcp.free_count == 64
         # free_count 64 >= 63 and the previous free was order 1: free_high unless the flag is
         # set and count (4) < batch (63)
-        await pa.free_pages(cpu, blocks[32], 1)
+        await free_pages(pa, cpu, blocks[32], 1)
         assert pcp.count == count_after
 
     sim.spawn("cpu0", actor)

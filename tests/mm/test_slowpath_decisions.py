@@ -24,6 +24,7 @@ from emulator.mm.memmap import OWNER_MOVABLE, PG_ISOLATED
 from emulator.mm.page_alloc import gfp as G
 from emulator.mm.page_alloc import slowpath
 from emulator.mm.page_alloc.allocator import PageAllocator
+from emulator.mm.page_alloc.buddy import free_one_page_locked
 from emulator.mm.page_alloc.gfp import (
     __GFP_NORETRY,
     __GFP_RETRY_MAYFAIL,
@@ -31,6 +32,8 @@ from emulator.mm.page_alloc.gfp import (
     GFP_KERNEL,
     GFP_TRANSHUGE,
 )
+from emulator.mm.page_alloc.highatomic import reserve_highatomic_pageblock
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.page_alloc.slowpath import SlowpathState, should_compact_retry
 from emulator.mm.snapshot import MIGRATE_MOVABLE
 
@@ -137,7 +140,7 @@ async def test_success_via_freelist_counts_success_and_resets_deferral(script: A
     async def free_a_block(pa: PageAllocator, n: int) -> int:
         # compaction "moved" pages: the order-8 block next to a free one is freed
         async with pa.zone_locked(z, "test"):
-            z.free_one_page(256, 8)
+            free_one_page_locked(z, 256, 8)
         return -1
 
     script([(R.COMPACT_SUCCESS, -1)], free_a_block)
@@ -159,8 +162,8 @@ async def test_captured_page_is_prepped_without_a_freelist_attempt(script: Any) 
 
     async def capture(pa: PageAllocator, n: int) -> int:
         async with pa.zone_locked(z, "test"):
-            z.free_one_page(256, 8)
-            pfn = z.rmqueue_buddy(9, MIGRATE_MOVABLE)
+            free_one_page_locked(z, 256, 8)
+            pfn = rmqueue_buddy_locked(z, 9, MIGRATE_MOVABLE)
         pa.memmap.mark_block(pfn, 9, PG_ISOLATED)  # what capture leaves for the caller
         return pfn
 
@@ -386,8 +389,8 @@ async def test_should_reclaim_retry_unreserves_highatomic_before_giving_up() -> 
     sim = Sim("fifo", strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=1)
     z = pa.zones[0]
-    pfn = z.rmqueue_buddy(0, MIGRATE_MOVABLE)
-    z.reserve_highatomic_pageblock(pfn, 0)
+    pfn = rmqueue_buddy_locked(z, 0, MIGRATE_MOVABLE)
+    reserve_highatomic_pageblock(z, pfn, 0)
     assert z.nr_reserved_highatomic == 512
     allocate_everything(z, OWNER_MOVABLE)
     z.nr_reserved_highatomic = 512
@@ -473,7 +476,7 @@ async def test_madvised_fault_succeeds_after_compaction(monkeypatch: pytest.Monk
 
     async def free_a_block(pa: PageAllocator, n: int) -> int:
         async with pa.zone_locked(z, "test"):
-            z.free_one_page(256, 8)
+            free_one_page_locked(z, 256, 8)
         return -1
 
     s = ScriptedCompaction([(CompactResult.COMPACT_SUCCESS, -1)], free_a_block)

@@ -25,7 +25,9 @@ from emulator.mm.page_alloc.gfp import (
     GFP_KERNEL,
     GFP_TRANSHUGE,
 )
-from emulator.mm.reclaim.lru import LRU_INACTIVE_ANON, adopt_allocated, charge_folio
+from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.reclaim.lru import adopt_allocated, charge_folio
+from emulator.mm.reclaim.lruvec import LRU_INACTIVE_ANON
 from emulator.mm.reclaim.vmscan import (
     SWAP_CLUSTER_MAX,
     ScanControl,
@@ -320,7 +322,7 @@ async def test_reclaim_takes_virtual_time_and_other_cpus_run_meanwhile() -> None
         for _ in range(200):
             pfn = await pa.alloc_pages(cpu1, 0, GFP_KERNEL)
             await sim.delay(100)
-            await pa.free_pages(cpu1, pfn, 0)
+            await free_pages(pa, cpu1, pfn, 0)
 
     (n, _) = await run(sim, reclaimer, busy)
     pa.check()

@@ -14,6 +14,14 @@ from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_OOM,
     ALLOC_WMARK_LOW,
 )
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.fallback import move_freepages_block
+from emulator.mm.page_alloc.rmqueue import rmqueue_bulk
+from emulator.mm.page_alloc.watermark import (
+    zone_watermark_fast,
+    zone_watermark_ok,
+    zone_watermark_ok_free,
+)
 from emulator.mm.snapshot import MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE
 from emulator.mm.zone import WMARK_MIN, ZONE_DMA32, ZONE_NORMAL
 
@@ -39,23 +47,23 @@ def two_zones():
 def test_order0_reserve_cuts_strictly_greater(two_zones, flags, threshold):
     z = two_zones.zone("Normal")
     mark = z._watermark[WMARK_MIN]
-    assert z.zone_watermark_ok_free(0, mark, ZONE_NORMAL, flags, threshold + 1)
-    assert not z.zone_watermark_ok_free(0, mark, ZONE_NORMAL, flags, threshold)
+    assert zone_watermark_ok_free(z, 0, mark, ZONE_NORMAL, flags, threshold + 1)
+    assert not zone_watermark_ok_free(z, 0, mark, ZONE_NORMAL, flags, threshold)
 
 
 def test_lowmem_reserve_protects_lower_zone(two_zones):
     z = two_zones.zone("DMA32")
     # a Normal-capable request (highest_zoneidx Normal) must leave 512 + 3072 pages
-    assert not z.zone_watermark_ok_free(0, 512, ZONE_NORMAL, 0, 3584)
-    assert z.zone_watermark_ok_free(0, 512, ZONE_NORMAL, 0, 3585)
-    assert z.zone_watermark_ok_free(0, 512, ZONE_DMA32, 0, 513)
+    assert not zone_watermark_ok_free(z, 0, 512, ZONE_NORMAL, 0, 3584)
+    assert zone_watermark_ok_free(z, 0, 512, ZONE_NORMAL, 0, 3585)
+    assert zone_watermark_ok_free(z, 0, 512, ZONE_DMA32, 0, 513)
 
 
 def test_high_order_subtracts_its_own_size(two_zones):
     z = two_zones.zone("Normal")  # fresh: order-10 blocks exist
     # unusable = 2^3 - 1 = 7: free 1544 - 7 = 1537 > 1536
-    assert z.zone_watermark_ok_free(3, 1536, ZONE_NORMAL, 0, 1544)
-    assert not z.zone_watermark_ok_free(3, 1536, ZONE_NORMAL, 0, 1543)
+    assert zone_watermark_ok_free(z, 3, 1536, ZONE_NORMAL, 0, 1544)
+    assert not zone_watermark_ok_free(z, 3, 1536, ZONE_NORMAL, 0, 1543)
 
 
 def fragmented():
@@ -70,57 +78,57 @@ def test_order_above_zero_needs_a_free_block_of_that_order():
     _m, z = fragmented()
     low = z.low_wmark_pages
     assert low == 226 and z.nr_free_pages == 4096
-    assert z.zone_watermark_ok(0, low, ZONE_NORMAL)
-    assert not z.zone_watermark_ok(1, low, ZONE_NORMAL)  # plenty of pages, no order-1 block
-    z.free_one_page(4097, 0)  # merges with 4096 into an order-1 MOVABLE block
-    assert z.zone_watermark_ok(1, low, ZONE_NORMAL)
-    assert not z.zone_watermark_ok(2, low, ZONE_NORMAL)
+    assert zone_watermark_ok(z, 0, low, ZONE_NORMAL)
+    assert not zone_watermark_ok(z, 1, low, ZONE_NORMAL)  # plenty of pages, no order-1 block
+    free_one_page_locked(z, 4097, 0)  # merges with 4096 into an order-1 MOVABLE block
+    assert zone_watermark_ok(z, 1, low, ZONE_NORMAL)
+    assert not zone_watermark_ok(z, 2, low, ZONE_NORMAL)
 
 
 def test_highatomic_blocks_count_only_for_highatomic_or_oom():
     _m, z = fragmented()
-    z.move_freepages_block(0, MIGRATE_MOVABLE, MIGRATE_HIGHATOMIC)
+    move_freepages_block(z, 0, MIGRATE_MOVABLE, MIGRATE_HIGHATOMIC)
     z.nr_reserved_highatomic = 512
-    z.free_one_page(1, 0)  # order-1 block on the HIGHATOMIC list
+    free_one_page_locked(z, 1, 0)  # order-1 block on the HIGHATOMIC list
     low = z.low_wmark_pages
     assert z.nr_free_highatomic == 257
-    assert not z.zone_watermark_ok(1, low, ZONE_NORMAL, ALLOC_WMARK_LOW)
-    assert z.zone_watermark_ok(1, low, ZONE_NORMAL, ALLOC_HIGHATOMIC)
-    assert z.zone_watermark_ok(1, low, ZONE_NORMAL, ALLOC_OOM)
+    assert not zone_watermark_ok(z, 1, low, ZONE_NORMAL, ALLOC_WMARK_LOW)
+    assert zone_watermark_ok(z, 1, low, ZONE_NORMAL, ALLOC_HIGHATOMIC)
+    assert zone_watermark_ok(z, 1, low, ZONE_NORMAL, ALLOC_OOM)
     # and the 257 highatomic pages are not usable free pages for normal callers
     free = z.nr_free_pages
     assert free == 4096 + 1
-    assert not z.zone_watermark_ok_free(0, free - 257, ZONE_NORMAL, 0, free)
-    assert z.zone_watermark_ok_free(0, free - 257, ZONE_NORMAL, ALLOC_HIGHATOMIC, free)
+    assert not zone_watermark_ok_free(z, 0, free - 257, ZONE_NORMAL, 0, free)
+    assert zone_watermark_ok_free(z, 0, free - 257, ZONE_NORMAL, ALLOC_HIGHATOMIC, free)
 
 
 def test_cma_blocks_count_only_with_alloc_cma():
     _m, z = fragmented()
-    z.move_freepages_block(0, MIGRATE_MOVABLE, MIGRATE_CMA)
-    z.free_one_page(1, 0)
+    move_freepages_block(z, 0, MIGRATE_MOVABLE, MIGRATE_CMA)
+    free_one_page_locked(z, 1, 0)
     low = z.low_wmark_pages
     assert z.nr_free_cma == 257
-    assert not z.zone_watermark_ok(1, low, ZONE_NORMAL)
-    assert z.zone_watermark_ok(1, low, ZONE_NORMAL, ALLOC_CMA)
+    assert not zone_watermark_ok(z, 1, low, ZONE_NORMAL)
+    assert zone_watermark_ok(z, 1, low, ZONE_NORMAL, ALLOC_CMA)
 
 
 def test_pcp_pages_are_invisible_to_the_watermark():
     _m, z = fragmented()
-    taken = z.rmqueue_bulk(0, 4096 - 200, MIGRATE_MOVABLE)
+    taken = rmqueue_bulk(z, 0, 4096 - 200, MIGRATE_MOVABLE)
     assert len(taken) == 3896 and z.nr_free_pages == 200
-    assert not z.zone_watermark_ok(0, 200, ZONE_NORMAL)
+    assert not zone_watermark_ok(z, 0, 200, ZONE_NORMAL)
 
 
 def test_zone_watermark_fast_ignores_boost_for_min_reserve_order0():
     m = Machine.simple(Normal=8192, thp_enabled=False, boot=False)
     z = m.zone("Normal")
     for pfn, order in ((0, 7), (128, 6), (256, 3)):  # 200 free pages
-        z.free_one_page(pfn, order)
+        free_one_page_locked(z, pfn, order)
     z.watermark_boost = 300
     mark = z.min_wmark_pages  # 181 + 300 = 481
     assert mark == 481
     # 200 > 481/2 = 241? no. Retry without boost: 200 > 181 - 90 = 91: yes
-    assert not z.zone_watermark_ok(0, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)
-    assert z.zone_watermark_fast(0, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)
-    assert not z.zone_watermark_fast(0, mark, ZONE_NORMAL, 0)
-    assert not z.zone_watermark_fast(1, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)
+    assert not zone_watermark_ok(z, 0, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)
+    assert zone_watermark_fast(z, 0, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)
+    assert not zone_watermark_fast(z, 0, mark, ZONE_NORMAL, 0)
+    assert not zone_watermark_fast(z, 1, mark, ZONE_NORMAL, ALLOC_MIN_RESERVE)

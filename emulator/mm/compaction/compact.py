@@ -59,6 +59,8 @@ from emulator.mm.internal import (
     CaptureControl,
     CompactControl,
 )
+from emulator.mm.page_alloc.drain import drain_pages_zone
+from emulator.mm.page_alloc.fallback import find_suitable_fallback
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, gfp_compaction_allowed, gfp_migratetype
 from emulator.mm.reclaim.lru import lru_add_drain, lru_add_drain_all
 from emulator.mm.snapshot import (
@@ -72,8 +74,9 @@ from emulator.mm.snapshot import (
 from emulator.mm.vmstat import COMPACTION_HPAGE_ORDER
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.internal import Allocator
+    from emulator.mm.page_alloc.pcp import Cpu
+    from emulator.mm.zone import Zone
 
 R = CompactResult
 
@@ -133,7 +136,7 @@ def __compact_finished(cc: CompactControl) -> CompactResult:
                 return R.COMPACT_SUCCESS
             if mt == MIGRATE_MOVABLE and nr_free_mt[base + MIGRATE_CMA]:
                 return R.COMPACT_SUCCESS
-            if zone.find_suitable_fallback(order, mt, True)[0] != -1:
+            if find_suitable_fallback(zone, order, mt, True)[0] != -1:
                 return R.COMPACT_SUCCESS
     if cc.contended:
         ret = R.COMPACT_CONTENDED
@@ -341,11 +344,11 @@ async def lru_add_drain_cpu_zone(cc: CompactControl) -> None:
     if cc.cpu is not None:
         assert cc.pa is not None
         await lru_add_drain(cc.pa, cc.cpu)
-        await cc.pa.drain_pages_zone(cc.cpu, cc.zone)
+        await drain_pages_zone(cc.pa, cc.cpu, cc.zone)
 
 
 async def compact_zone_order(
-    pa: PageAllocator,
+    pa: Allocator,
     cpu: Cpu,
     zone: Zone,
     order: int,
@@ -395,7 +398,7 @@ async def compact_zone_order(
 
 
 async def try_to_compact_pages(
-    pa: PageAllocator,
+    pa: Allocator,
     cpu: Cpu,
     gfp_mask: int,
     order: int,
@@ -455,7 +458,7 @@ async def try_to_compact_pages(
 # ------------------------------------------------------------------------------ manual
 
 
-async def compact_node(pa: PageAllocator, nid: int, cpu: Cpu | None = None) -> int:
+async def compact_node(pa: Allocator, nid: int, cpu: Cpu | None = None) -> int:
     """Models mm/compaction.c: compact_node(pgdat, proactive=false) — compact every populated
     zone of node ``nid`` with order -1, MIGRATE_SYNC, ``ignore_skip_hint`` and ``whole_zone``
     (manual compaction). ``cpu`` is the CPU whose task runs it (its pcp lists receive the freed
@@ -479,7 +482,7 @@ async def compact_node(pa: PageAllocator, nid: int, cpu: Cpu | None = None) -> i
     return 0
 
 
-async def compact_nodes(pa: PageAllocator, cpu: Cpu | None = None) -> int:
+async def compact_nodes(pa: Allocator, cpu: Cpu | None = None) -> int:
     """Models mm/compaction.c: compact_nodes — ``lru_add_drain_all()`` (every CPU's lru-add
     batch onto the LRU lists, done by the calling CPU), then :func:`compact_node` for every
     online node."""

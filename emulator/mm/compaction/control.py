@@ -32,7 +32,7 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine.actor import Actor
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "COMPACT_CLUSTER_MAX",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "compaction_defer_reset",

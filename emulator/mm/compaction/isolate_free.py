@@ -34,7 +34,10 @@ from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
 from emulator.mm.internal import MIGRATE_ASYNC
 from emulator.mm.memmap import OWNER_NONE, PG_ALLOC, PG_BUDDY, PG_ISOLATED
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA
+from emulator.mm.page_alloc.fallback import move_freepages_block
 from emulator.mm.page_alloc.highatomic import migratetype_is_mergeable
+from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.page_alloc.watermark import zone_watermark_ok_free
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_ISOLATE,
@@ -47,7 +50,7 @@ from emulator.mm.zone import WMARK_MIN
 
 if TYPE_CHECKING:
     from emulator.mm.internal import CompactControl, ZoneLockHold
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "compaction_alloc",
@@ -73,7 +76,7 @@ def isolate_free_page(zone: Zone, pfn: int, order: int) -> int:
     mt = mm.pb_mt[pfn >> PAGEBLOCK_ORDER]
     if mt != MIGRATE_ISOLATE:
         mark = zone._watermark[WMARK_MIN] + (1 << order)
-        if not zone.zone_watermark_ok_free(0, mark, 0, ALLOC_CMA, zone.nr_free_pages):
+        if not zone_watermark_ok_free(zone, 0, mark, 0, ALLOC_CMA, zone.nr_free_pages):
             return 0
     zone.del_from_free_list(pfn, order, mt)
     zone.account_freepages(-(1 << order), mt)
@@ -84,7 +87,7 @@ def isolate_free_page(zone: Zone, pfn: int, order: int) -> int:
         while p < end:
             bmt = mm.pb_mt[p >> PAGEBLOCK_ORDER]
             if migratetype_is_mergeable(bmt) and bmt != MIGRATE_MOVABLE:
-                zone.move_freepages_block(p, bmt, MIGRATE_MOVABLE)
+                move_freepages_block(zone, p, bmt, MIGRATE_MOVABLE)
             p += PAGEBLOCK_NR_PAGES
     return 1 << order
 
@@ -497,7 +500,7 @@ async def release_free_list(cc: CompactControl) -> int:
         cc.freepages[order] = []
         for pfn in lst:
             mm.mark_block(pfn, order, PG_ALLOC, OWNER_NONE)
-            await pa.free_pages(cpu, pfn, order)
+            await free_pages(pa, cpu, pfn, order)
             if pfn > high_pfn:
                 high_pfn = pfn
     return high_pfn

@@ -54,14 +54,12 @@ from emulator.mm.memmap import (
     Memmap,
 )
 from emulator.mm.page_alloc.gfp import __GFP_FS
-from emulator.mm.reclaim.lru import (
+from emulator.mm.reclaim.lru import folio_isolate_lru_locked, lruvec_add_folio, putback_lru_page
+from emulator.mm.reclaim.lruvec import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
-    folio_isolate_lru_locked,
-    lruvec_add_folio,
-    putback_lru_page,
 )
 from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.snapshot import (
@@ -74,8 +72,8 @@ from emulator.mm.snapshot import (
 
 if TYPE_CHECKING:
     from emulator.engine import SpinLock
-    from emulator.mm.internal import CompactControl
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.internal import Allocator, CompactControl
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "ISOLATE_ABORT",
@@ -135,12 +133,12 @@ def pageblock_skip_persistent(mm: Memmap, pfn: int) -> bool:
     return mm.state[start] & 7 == PG_ALLOC and mm.order[mm.block_head(start)] >= PAGEBLOCK_ORDER
 
 
-def lru_lock(pa: PageAllocator, nid: int) -> SpinLock:
+def lru_lock(pa: Allocator, nid: int) -> SpinLock:
     """``lruvec->lru_lock`` of node ``nid`` (one lruvec per node: no memcg)."""
     return pa.lruvecs[nid].lru_lock
 
 
-def node_isolated(pa: PageAllocator, nid: int) -> int:
+def node_isolated(pa: Allocator, nid: int) -> int:
     """``NR_ISOLATED_ANON + NR_ISOLATED_FILE`` of node ``nid``."""
     lv = pa.lruvecs[nid]
     return lv.nr_isolated_anon + lv.nr_isolated_file
@@ -618,7 +616,7 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
     return 0
 
 
-async def putback_folios(pa: PageAllocator, cpu: Cpu | None, pfns: list[int]) -> None:
+async def putback_folios(pa: Allocator, cpu: Cpu | None, pfns: list[int]) -> None:
     """Models mm/migrate.c: putback_movable_pages over ``pfns`` (isolated folios):
     ``NR_ISOLATED_*`` back, each folio back on its LRU list, in one ``lru_lock`` hold per node
     (the kernel's ``folio_putback_lru`` goes through the per-CPU lru-add batch, flushed in
@@ -657,7 +655,7 @@ async def putback_folios(pa: PageAllocator, cpu: Cpu | None, pfns: list[int]) ->
             await putback_lru_page(pa, cpu, pfn)
 
 
-async def _putback(pa: PageAllocator, cc: CompactControl, pfns: list[int], nid: int) -> None:
+async def _putback(pa: Allocator, cc: CompactControl, pfns: list[int], nid: int) -> None:
     """Put back ``pfns`` (a tail of ``cc.migratepages``) and take them off the list."""
     keep = set(pfns)
     cc.migratepages = [p for p in cc.migratepages if p not in keep]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -58,23 +58,35 @@ from emulator.mm.compaction.suitable import (
 )
 from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
 from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_MIN
+from emulator.mm.page_alloc.drain import drain_all_pages
 from emulator.mm.page_alloc.gfp import GFP_KERNEL
 from emulator.mm.snapshot import MIGRATE_UNMOVABLE
 
 if TYPE_CHECKING:
+    from emulator.mm.internal import Allocator
     from emulator.mm.machine import Machine, Node
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
-    from emulator.mm.reclaim.kswapd import Kswapd
+    from emulator.mm.page_alloc.pcp import Cpu
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "HPAGE_FRAG_CHECK_INTERVAL_NS",
     "CompactionOps",
     "Kcompactd",
+    "KswapdState",
     "KthreadWait",
     "ProactivePass",
     "compaction_ops",
 ]
+
+
+class KswapdState(Protocol):
+    """The node's kswapd as kcompactd sees it (``pgdat->kswapd``):
+    :class:`~emulator.mm.reclaim.kswapd.Kswapd`, which starts after kcompactd and wakes it."""
+
+    def is_running(self) -> bool:
+        """Whether kswapd is awake (not in its sleep)."""
+        ...
+
 
 MSEC = 1_000_000
 #: HPAGE_FRAG_CHECK_INTERVAL_MSEC (mm/compaction.c:33), in ns of virtual time
@@ -185,7 +197,7 @@ class CompactionOps:
     pages_migrated: Callable[[], int]
 
 
-def compaction_ops(pa: PageAllocator) -> CompactionOps:
+def compaction_ops(pa: Allocator) -> CompactionOps:
     """The real mm/compaction.c functions, bound to ``pa``."""
     from emulator.mm.compaction import compact as C
 
@@ -240,7 +252,7 @@ class Kcompactd:
     """
 
     def __init__(
-        self, pa: PageAllocator, node: Node, ops: CompactionOps, cpu: Cpu | None = None
+        self, pa: Allocator, node: Node, ops: CompactionOps, cpu: Cpu | None = None
     ) -> None:
         self.pa = pa
         self.sim: Sim = pa.sim
@@ -256,7 +268,7 @@ class Kcompactd:
         self.kcompactd_highest_zoneidx = self.nr_zones - 1
         self.proactive_compact_trigger = False
         self.kcompactd_wait = KthreadWait(self.sim, f"kcompactd_wait{node.nid}")
-        self.kswapd: Kswapd | None = None
+        self.kswapd: KswapdState | None = None
         self.wakeups: Counter[str] = Counter()
         self.proactive_passes: list[ProactivePass] = []
         self.timeout_ns: int | None = HPAGE_FRAG_CHECK_INTERVAL_NS
@@ -437,7 +449,7 @@ class Kcompactd:
             if status == CompactResult.COMPACT_SUCCESS:
                 ops.defer_reset(zone, cc.order)
             elif status in (CompactResult.COMPACT_PARTIAL_SKIPPED, CompactResult.COMPACT_COMPLETE):
-                await self.pa.drain_all_pages(self.cpu, zone)
+                await drain_all_pages(self.pa, self.cpu, zone)
                 await sim.sync()
                 ops.defer(zone, cc.order)
             events["compact_daemon_migrate_scanned"] += cc.total_migrate_scanned

@@ -27,7 +27,7 @@ from emulator.mm.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "reset_cached_positions",

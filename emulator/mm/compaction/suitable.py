@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.mm.compaction.control import CompactResult, compact_gap
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
+from emulator.mm.page_alloc.watermark import zone_watermark_ok, zone_watermark_ok_free
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
 from emulator.mm.vmstat import (
     COMPACTION_HPAGE_ORDER,
@@ -26,8 +27,8 @@ from emulator.mm.vmstat import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from emulator.mm.page_alloc.allocator import PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.internal import Allocator
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "compaction_suit_allocation_order",
@@ -56,7 +57,7 @@ def compaction_suitable_free(
     ``compact_gap(order)``, with ALLOC_CMA."""
     mark = zone.low_wmark_pages if order > PAGE_ALLOC_COSTLY_ORDER else zone.min_wmark_pages
     mark += compact_gap(order)
-    return zone.zone_watermark_ok_free(0, mark, highest_zoneidx, ALLOC_CMA, wmark_target)
+    return zone_watermark_ok_free(zone, 0, mark, highest_zoneidx, ALLOC_CMA, wmark_target)
 
 
 def compaction_suitable(
@@ -100,14 +101,14 @@ def compaction_suit_allocation_order(
     would already pass its watermark at ``order``, SKIPPED if the zone is not
     :func:`compaction_suitable`, else CONTINUE."""
     mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
-    if zone.zone_watermark_ok(order, mark, highest_zoneidx, alloc_flags):
+    if zone_watermark_ok(zone, order, mark, highest_zoneidx, alloc_flags):
         return R.COMPACT_SUCCESS
     if not compaction_suitable(zone, order, highest_zoneidx, extfrag_threshold):
         return R.COMPACT_SKIPPED
     return R.COMPACT_CONTINUE
 
 
-def compaction_zonelist_suitable(pa: PageAllocator, ac: Any, order: int, alloc_flags: int) -> bool:
+def compaction_zonelist_suitable(pa: Allocator, ac: Any, order: int, alloc_flags: int) -> bool:
     """Models mm/compaction.c: compaction_zonelist_suitable — would some zone pass
     ``__compaction_suitable`` if reclaim freed ``zone_reclaimable_pages / order`` more pages?
     (``zone_reclaimable_pages`` is 0 until the LRU counts exist: then only free pages count.)"""
@@ -121,7 +122,7 @@ def compaction_zonelist_suitable(pa: PageAllocator, ac: Any, order: int, alloc_f
     return False
 
 
-def _zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
+def _zone_reclaimable_pages(pa: Allocator, zone: Zone) -> int:
     fn = getattr(pa, "zone_reclaimable_pages", None)
     return int(fn(zone)) if fn is not None else 0
 

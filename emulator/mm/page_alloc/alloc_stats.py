@@ -2,7 +2,7 @@
 
 Not a kernel structure: the kernel counts allocations in /proc/vmstat (``pgalloc_*``,
 ``allocstall_*``) but keeps no per-order latency or pcp hit rate; this is the emulator's own
-measurement, kept per CPU (:attr:`Cpu.stats <emulator.mm.page_alloc.allocator.Cpu.stats>`) so the
+measurement, kept per CPU (:attr:`Cpu.stats <emulator.mm.page_alloc.pcp.Cpu.stats>`) so the
 fast path touches no shared state for it.
 """
 
@@ -10,16 +10,55 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from emulator.mm.alloc_latency import FAST_PATH, INTERLEAVING, NR_PARTS, PARTS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
-if TYPE_CHECKING:
-    from emulator.mm.page_alloc.allocator import Cpu
 
-__all__ = ["OrderStats", "latency_parts", "order_summary", "part_columns"]
+class SlowpathStats:
+    """Slow-path outcomes of one order (summary.json ``slowpath``)."""
+
+    __slots__ = (
+        "captured",
+        "entered",
+        "failed",
+        "succeeded_after_compaction",
+        "succeeded_after_reclaim",
+        "succeeded_freelist",
+        "would_oom",
+    )
+
+    def __init__(self) -> None:
+        self.entered = 0
+        self.succeeded_freelist = 0
+        self.succeeded_after_reclaim = 0
+        self.succeeded_after_compaction = 0
+        self.captured = 0
+        self.failed: Counter[str] = Counter()
+        self.would_oom = 0
+
+    def merge(self, other: SlowpathStats) -> None:
+        for name in self.__slots__:
+            if name == "failed":
+                self.failed.update(other.failed)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "entered": self.entered,
+            "succeeded_freelist": self.succeeded_freelist,
+            "succeeded_after_reclaim": self.succeeded_after_reclaim,
+            "succeeded_after_compaction": self.succeeded_after_compaction,
+            "captured": self.captured,
+            "failed": dict(sorted(self.failed.items())),
+            "would_oom": self.would_oom,
+        }
+
+
+__all__ = ["OrderStats", "SlowpathStats", "latency_parts", "order_summary", "part_columns"]
 
 
 class OrderStats:
@@ -112,14 +151,15 @@ def latency_parts(stats: OrderStats) -> dict[str, Any]:
     }
 
 
-def order_summary(cpus: Iterable[Cpu]) -> dict[int, dict[str, Any]]:
-    """Allocation outcomes per order, all CPUs merged (orders with attempts only)."""
-    cpus = list(cpus)
+def order_summary(per_cpu: Iterable[Sequence[OrderStats]]) -> dict[int, dict[str, Any]]:
+    """Allocation outcomes per order, every CPU's ``stats`` merged (orders with attempts
+    only)."""
+    cpus = list(per_cpu)
     out = {}
     for order in range(NR_PAGE_ORDERS):
         merged = OrderStats()
         for c in cpus:
-            s = c.stats[order]
+            s = c[order]
             merged.attempts += s.attempts
             merged.pcp_hits += s.pcp_hits
             merged.refills += s.refills

@@ -1,14 +1,15 @@
 """The page allocator's entry points, run by CPU actors: fast path, pcp lists, zone->lock.
 
 Models mm/page_alloc.c of Linux 6.12: __alloc_pages_noprof, get_page_from_freelist, rmqueue,
-rmqueue_pcplist/__rmqueue_pcplist, rmqueue_buddy (locking half), prep_new_page, free_unref_page,
-free_unref_page_commit, free_one_page/__free_pages_ok (locking half), free_pcppages_bulk
-(locking half), drain_pages_zone, __drain_all_pages and decay_pcp_high's drain. The buddy core
-under the lock is :class:`~emulator.mm.page_alloc.buddy.Zone`; the pcp arithmetic is
-:mod:`emulator.mm.page_alloc.pcp`. The free side lives in :mod:`emulator.mm.page_alloc.page_free`
-and the drains in
-:mod:`emulator.mm.page_alloc.drain` (mixins of :class:`PageAllocator`); the per-order outcome
-counters in :mod:`emulator.mm.page_alloc.alloc_stats`.
+rmqueue_pcplist/__rmqueue_pcplist, rmqueue_buddy (locking half) and prep_new_page. The buddy
+core under the lock is :mod:`emulator.mm.page_alloc.buddy` (functions over a
+:class:`~emulator.mm.zone.Zone`); the pcp arithmetic is :mod:`emulator.mm.page_alloc.pcp`. The
+free side (free_unref_page, free_one_page, __free_pages_ok) is
+:mod:`emulator.mm.page_alloc.page_free` and the drains (free_pcppages_bulk, drain_pages_zone,
+__drain_all_pages, decay_pcp_high) :mod:`emulator.mm.page_alloc.drain`: functions taking the
+allocator as the :class:`~emulator.mm.internal.Allocator` interface, as every mechanism below
+this module does. The per-order outcome counters are in
+:mod:`emulator.mm.page_alloc.alloc_stats`.
 
 Time and ordering (what is "own" and what is "shared")
 ------------------------------------------------------
@@ -31,13 +32,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.engine import Mutex, Sim, SpinLock
+from emulator.engine.recorder import NullRecorder, Recorder
 from emulator.mm.alloc_latency import SLOWPATH, AllocClock
 from emulator.mm.costs import Costs
-from emulator.mm.internal import AllocContext, ZoneLockHold
-from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC
+from emulator.mm.internal import AllocContext, KthreadsView, ZoneLockHold
+from emulator.mm.invariants import check_lru, check_machine, check_pcp_lists
+from emulator.mm.machine import Machine
+from emulator.mm.memmap import OWNER_FOR_MIGRATETYPE, OWNER_NONE, PG_ALLOC, Memmap
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_HIGHATOMIC,
     ALLOC_KSWAPD,
@@ -45,7 +49,7 @@ from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NOFRAGMENT,
     ALLOC_WMARK_MASK,
 )
-from emulator.mm.page_alloc.alloc_stats import OrderStats, order_summary
+from emulator.mm.page_alloc.alloc_stats import SlowpathStats, order_summary
 from emulator.mm.page_alloc.gfp import (
     __GFP_THISNODE as _GFP_THISNODE,
 )
@@ -53,10 +57,18 @@ from emulator.mm.page_alloc.gfp import (
     __GFP_ZERO as _GFP_ZERO,
 )
 from emulator.mm.page_alloc.gfp import fast_path_alloc_flags, format_gfp, gfp_migratetype, gfp_zone
-from emulator.mm.page_alloc.page_free import PageFree
-from emulator.mm.page_alloc.pcp import PCPF_FREE_HIGH_BATCH, PerCpuPages, pageset_high_and_batch
-from emulator.mm.page_alloc.slowpath import SlowpathStats, alloc_pages_slowpath
-from emulator.mm.reclaim.vmscan import SlabShrinker, zone_reclaimable_pages
+from emulator.mm.page_alloc.highatomic import highatomic_max_managed, reserve_highatomic_pageblock
+from emulator.mm.page_alloc.pcp import (
+    PCPF_FREE_HIGH_BATCH,
+    Cpu,
+    PerCpuPages,
+    pageset_high_and_batch,
+)
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
+from emulator.mm.page_alloc.slowpath import alloc_pages_slowpath
+from emulator.mm.page_alloc.watermark import zone_watermark_fast
+from emulator.mm.reclaim.lruvec import Lruvec, SlabShrinker
+from emulator.mm.reclaim.vmscan import zone_reclaimable_pages
 from emulator.mm.snapshot import (
     MIGRATE_PCPTYPES,
     NR_PAGE_ORDERS,
@@ -69,18 +81,10 @@ from emulator.mm.zone import (
     ZONE_DMA32,
     ZONE_MOVABLE,
     ZONE_RECLAIM_ACTIVE,
+    Zone,
 )
 
-if TYPE_CHECKING:
-    from emulator.engine.recorder import NullRecorder, Recorder
-    from emulator.mm.machine import Machine
-    from emulator.mm.memmap import Memmap
-    from emulator.mm.page_alloc.buddy import Zone
-    from emulator.mm.reclaim.kswapd import Kthreads
-    from emulator.mm.reclaim.lru import Lruvec
-
 __all__ = [
-    "Cpu",
     "PageAllocator",
 ]
 
@@ -91,26 +95,7 @@ _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
 PAGE_SHIFT = 12
 
 
-class Cpu:
-    """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
-    ``machine.zones``), its zonelists and its allocation statistics."""
-
-    __slots__ = ("id", "lru_add", "node", "pcp", "stats", "zonelists")
-
-    def __init__(self, cpu_id: int, node: int) -> None:
-        self.id = cpu_id
-        self.node = node
-        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.reclaim.lru)
-        self.lru_add: list[int] = []
-        self.pcp: list[PerCpuPages] = []
-        self.zonelists: list[list[Zone]] = []
-        self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
-
-    def __repr__(self) -> str:
-        return f"<Cpu {self.id} node {self.node}>"
-
-
-class PageAllocator(PageFree):
+class PageAllocator:
     """The allocator of one machine, shared by all CPU actors of one :class:`Sim`.
 
     ``machine`` is a :class:`~emulator.mm.machine.Machine`. ``cpus_per_node`` CPUs are created
@@ -163,7 +148,7 @@ class PageAllocator(PageFree):
         self._gfp_names: dict[int, str] = {}
         #: with a strategy that injects delays (random, pct), the allocator offers named
         #: preemption points at the kernel's unlocked windows; with fifo they cost nothing
-        self._explore: bool = bool(sim.strategy.delays)
+        self.explore: bool = bool(sim.strategy.delays)
         #: prepare_alloc_pages' result per (node, gfp): the alloc_context, the fast path's
         #: alloc_flags and the default owner kind
         self._gfp_ctx: dict[tuple[int, int], tuple[AllocContext, int, int]] = {}
@@ -179,7 +164,7 @@ class PageAllocator(PageFree):
         self.kswapd_wakeups: int = 0
         self.wakeup_kswapd_hook: Callable[[Zone, int, int], None] | None = None
         #: every node's kswapd and kcompactd (emulator.mm.reclaim.kswapd.Kthreads) once started
-        self.kthreads: Kthreads | None = None
+        self.kthreads: KthreadsView | None = None
         #: the slow path's outcomes per order (mm/slowpath.py) and each node's slab shrinker
         #: (mm/vmscan.py)
         self.slowpath_stats = [SlowpathStats() for _ in range(NR_PAGE_ORDERS)]
@@ -274,7 +259,7 @@ class PageAllocator(PageFree):
             if markers is not None and clock.segments is None:
                 clock.segments = []
             clock.start(me)
-        if self._explore:
+        if self.explore:
             await sim.preempt("alloc_pages")
         else:
             await sim.sync()
@@ -387,28 +372,28 @@ class PageAllocator(PageFree):
                     sim.assert_synchronised("zone watermark read")
                 ok = False
                 if not zone.flags & _BELOW_HIGH:
-                    if zone.zone_watermark_fast(order, zone.high_wmark_pages, hz, alloc_flags):
+                    if zone_watermark_fast(zone, order, zone.high_wmark_pages, hz, alloc_flags):
                         ok = True
                     else:
                         zone.flags |= _BELOW_HIGH
                 if not ok:
                     charge += costs.watermark_check
                     mark = zone.wmark_pages(alloc_flags & ALLOC_WMARK_MASK)
-                    ok = zone.zone_watermark_fast(order, mark, hz, alloc_flags) or bool(
+                    ok = zone_watermark_fast(zone, order, mark, hz, alloc_flags) or bool(
                         alloc_flags & ALLOC_NO_WATERMARKS
                     )
                 if not ok:
                     if (
                         order
                         and reason == "watermark"
-                        and zone.zone_watermark_fast(0, mark, hz, alloc_flags)
+                        and zone_watermark_fast(zone, 0, mark, hz, alloc_flags)
                         and not any(zone.nr_free[order:])
                     ):
                         # enough free pages, but no free block of this order or larger on the
                         # buddy lists (pages on pcp lists are invisible here)
                         reason = "watermark_high_order"
                     continue
-                if self._explore:
+                if self.explore:
                     # the unlocked window between the watermark check and rmqueue: another
                     # CPU may take the pages the check counted
                     await self.sim.preempt("get_page_from_freelist:watermark_ok")
@@ -566,18 +551,19 @@ class PageAllocator(PageFree):
     ) -> int:
         """Models mm/page_alloc.c: rmqueue_buddy. Take zone->lock, allocate one block directly."""
         async with self.zone_locked(zone, "rmqueue_buddy"):
-            pfn = zone.rmqueue_buddy(order, mt, alloc_flags, owner)
+            pfn = rmqueue_buddy_locked(zone, order, mt, alloc_flags, owner)
         return pfn
 
     async def _reserve_highatomic(self, zone: Zone, pfn: int, order: int) -> None:
         """Models mm/page_alloc.c: reserve_highatomic_pageblock. The unlocked checks (a zone
         too small for a reserve, or whose reserve is full: return without the lock), then
-        zone->lock and the rest (:meth:`Zone.reserve_highatomic_pageblock`, which re-checks
-        the limit under the lock). Called at a synchronised instant."""
-        if zone.highatomic_max_managed() == 0:
+        zone->lock and the rest
+        (:func:`~emulator.mm.page_alloc.highatomic.reserve_highatomic_pageblock`, which
+        re-checks the limit under the lock). Called at a synchronised instant."""
+        if highatomic_max_managed(zone) == 0:
             return
         async with self.zone_locked(zone, "reserve_highatomic_pageblock"):
-            zone.reserve_highatomic_pageblock(pfn, order)
+            reserve_highatomic_pageblock(zone, pfn, order)
 
     def wakeup_kswapd(
         self, zone: Zone, order: int, highest_zoneidx: int, gfp_flags: int = 0
@@ -600,13 +586,11 @@ class PageAllocator(PageFree):
 
     def order_summary(self) -> dict[int, dict[str, Any]]:
         """Allocation outcomes per order, all CPUs merged (orders with attempts only)."""
-        return order_summary(self.cpus)
+        return order_summary(c.stats for c in self.cpus)
 
     def check(self) -> None:
         """Check every invariant of the machine, of the pcp layer (list links, entries, counts,
         no stray PG_PCP pages) with the pcp pages accounted, and of the LRU and the reverse map;
         raises :class:`~emulator.mm.invariants.InvariantViolation` naming what is wrong."""
-        from emulator.mm.invariants import check_lru, check_machine, check_pcp_lists
-
         check_machine(self.machine, check_pcp_lists(self))
         check_lru(self)

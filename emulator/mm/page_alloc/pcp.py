@@ -18,21 +18,21 @@ head, a refill adds at the tail (physical order) and a drain takes from the tail
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from emulator.mm.internal import lockdep_assert_held
+from emulator.engine.sync import SpinLock
+from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import PG_PCP
+from emulator.mm.page_alloc.alloc_stats import OrderStats
+from emulator.mm.page_alloc.buddy import free_to_buddy
+from emulator.mm.page_alloc.rmqueue import rmqueue_bulk
 from emulator.mm.snapshot import (
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
+    NR_PAGE_ORDERS,
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_ORDER,
     PcpSnapshot,
 )
-
-if TYPE_CHECKING:
-    from emulator.engine import SpinLock
-    from emulator.mm.page_alloc.buddy import Zone
+from emulator.mm.zone import Zone
 
 # include/linux/mmzone.h:661-666 (with CONFIG_TRANSPARENT_HUGEPAGE)
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
@@ -317,7 +317,7 @@ class PerCpuPages:
         lockdep_assert_held(self.lock)
         lockdep_assert_held(self.zone.lock_or_none)
         zone = self.zone
-        pages = zone.rmqueue_bulk(order, count, migratetype, alloc_flags)
+        pages = rmqueue_bulk(zone, order, count, migratetype, alloc_flags)
         head = self.lists + order_to_pindex(migratetype, order)
         add_tail = zone.memmap.list_add_tail
         for pfn in pages:
@@ -340,7 +340,6 @@ class PerCpuPages:
         mm = zone.memmap
         nxt, prv, pb_mt = mm.nxt, mm.prv, mm.pb_mt
         base = self.lists
-        free = zone.free_to_buddy
         out = []
         pindex -= 1
         while count > 0:
@@ -359,7 +358,7 @@ class PerCpuPages:
                 mm.list_del(pfn)
                 count -= nr_pages
                 self.count -= nr_pages
-                free(pfn, order, mt)
+                free_to_buddy(zone, pfn, order, mt)
                 out.append((pfn, order, mt))
                 if count <= 0 or nxt[head] == head:
                     break
@@ -376,3 +375,22 @@ class PerCpuPages:
 
     def snapshot(self, stat_threshold: int = 0) -> PcpSnapshot:
         return PcpSnapshot(self.cpu, self.count, self.high, self.batch, stat_threshold)
+
+
+class Cpu:
+    """One CPU: its node, its ``per_cpu_pages`` for every zone (indexed like
+    ``machine.zones``), its zonelists and its allocation statistics."""
+
+    __slots__ = ("id", "lru_add", "node", "pcp", "stats", "zonelists")
+
+    def __init__(self, cpu_id: int, node: int) -> None:
+        self.id = cpu_id
+        self.node = node
+        #: cpu_fbatches.lru_add: head pfns waiting to go on the LRU (emulator.mm.reclaim.lru)
+        self.lru_add: list[int] = []
+        self.pcp: list[PerCpuPages] = []
+        self.zonelists: list[list[Zone]] = []
+        self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
+
+    def __repr__(self) -> str:
+        return f"<Cpu {self.id} node {self.node}>"

@@ -37,7 +37,6 @@ like any request (the kernel would loop forever without an OOM killer). kswapd i
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +70,7 @@ from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_NO_WATERMARKS,
     ALLOC_WMARK_HIGH,
 )
+from emulator.mm.page_alloc.drain import drain_all_pages
 from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_HARDWALL,
@@ -83,6 +83,8 @@ from emulator.mm.page_alloc.gfp import (
     gfp_to_alloc_flags,
     gfp_to_alloc_flags_cma,
 )
+from emulator.mm.page_alloc.highatomic import unreserve_highatomic_pageblock_locked
+from emulator.mm.page_alloc.watermark import zone_watermark_ok_free
 from emulator.mm.reclaim.vmscan import (
     MAX_RECLAIM_RETRIES,
     try_to_free_pages,
@@ -93,13 +95,12 @@ from emulator.mm.zone import ZONE_NORMAL
 
 if TYPE_CHECKING:
     from emulator.engine import NullRecorder, Recorder
-    from emulator.mm.internal import AllocContext
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.mm.internal import Allocator, AllocContext
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "MAX_COMPACT_RETRIES",
     "SlowpathState",
-    "SlowpathStats",
     "alloc_pages_direct_compact",
     "alloc_pages_direct_reclaim",
     "alloc_pages_slowpath",
@@ -126,47 +127,6 @@ REASON_OOM = "oom"
 REASON_NO_OOM = "reclaim_exhausted"
 """retries exhausted, and the OOM killer is not used for this request (order > 3,
 __GFP_RETRY_MAYFAIL or __GFP_THISNODE, or a lowmem-only request)"""
-
-
-class SlowpathStats:
-    """Slow-path outcomes of one order (summary.json ``slowpath``)."""
-
-    __slots__ = (
-        "captured",
-        "entered",
-        "failed",
-        "succeeded_after_compaction",
-        "succeeded_after_reclaim",
-        "succeeded_freelist",
-        "would_oom",
-    )
-
-    def __init__(self) -> None:
-        self.entered = 0
-        self.succeeded_freelist = 0
-        self.succeeded_after_reclaim = 0
-        self.succeeded_after_compaction = 0
-        self.captured = 0
-        self.failed: Counter[str] = Counter()
-        self.would_oom = 0
-
-    def merge(self, other: SlowpathStats) -> None:
-        for name in self.__slots__:
-            if name == "failed":
-                self.failed.update(other.failed)
-            else:
-                setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "entered": self.entered,
-            "succeeded_freelist": self.succeeded_freelist,
-            "succeeded_after_reclaim": self.succeeded_after_reclaim,
-            "succeeded_after_compaction": self.succeeded_after_compaction,
-            "captured": self.captured,
-            "failed": dict(sorted(self.failed.items())),
-            "would_oom": self.would_oom,
-        }
 
 
 @attrs.define(slots=True, eq=False)
@@ -211,7 +171,7 @@ def gfp_pfmemalloc_allowed(gfp_mask: int) -> bool:
     return bool(gfp_pfmemalloc_flags(gfp_mask))
 
 
-async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
+async def wake_all_kswapds(pa: Allocator, order: int, gfp_mask: int, ac: AllocContext) -> None:
     """Models mm/page_alloc.c: wake_all_kswapds — one wakeup_kswapd per node of the zonelist
     (which reads the nodes' kswapd state and watermarks: synchronised first)."""
     await pa.sim.sync()
@@ -224,7 +184,7 @@ async def wake_all_kswapds(pa: PageAllocator, order: int, gfp_mask: int, ac: All
             last_node = zone.node
 
 
-async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, force: bool) -> bool:
+async def unreserve_highatomic_pageblock(pa: Allocator, ac: AllocContext, force: bool) -> bool:
     """Models mm/page_alloc.c: unreserve_highatomic_pageblock — give one highatomic pageblock (or
     free block) of the first zone that has one back to ``ac->migratetype``, under zone->lock.
     Without ``force`` a zone keeps its last pageblock of reserve. True if something moved."""
@@ -235,14 +195,14 @@ async def unreserve_highatomic_pageblock(pa: PageAllocator, ac: AllocContext, fo
         if not force and zone.nr_reserved_highatomic <= PAGEBLOCK_NR_PAGES:
             continue
         async with pa.zone_locked(zone, "unreserve_highatomic_pageblock"):
-            ret = zone.unreserve_highatomic_pageblock(ac.migratetype, force)
+            ret = unreserve_highatomic_pageblock_locked(zone, ac.migratetype, force)
         if ret > 0:
             return True
     return False
 
 
 async def _freelist(
-    pa: PageAllocator, cpu: Cpu, st: SlowpathState, alloc_flags: int, gfp: int = -1
+    pa: Allocator, cpu: Cpu, st: SlowpathState, alloc_flags: int, gfp: int = -1
 ) -> int:
     """get_page_from_freelist with the slow path's flags; records the failure reason. The
     caller's clock has moved since its last shared read: synchronise first."""
@@ -255,15 +215,13 @@ async def _freelist(
     return pfn
 
 
-def _prep_captured(pa: PageAllocator, pfn: int, st: SlowpathState) -> None:
+def _prep_captured(pa: Allocator, pfn: int, st: SlowpathState) -> None:
     """Models mm/page_alloc.c: prep_new_page, for a page compaction captured: it never went
     through rmqueue (no pgalloc count, as in the kernel); it becomes the caller's block."""
     pa.memmap.mark_block(pfn, st.order, PG_ALLOC, st.owner)
 
 
-async def alloc_pages_direct_compact(
-    pa: PageAllocator, cpu: Cpu, st: SlowpathState, prio: int
-) -> int:
+async def alloc_pages_direct_compact(pa: Allocator, cpu: Cpu, st: SlowpathState, prio: int) -> int:
     """Models mm/page_alloc.c: __alloc_pages_direct_compact.
 
     Sets ``st.compact_result``. COMPACT_SKIPPED returns at once, counting nothing; any other
@@ -302,7 +260,7 @@ async def alloc_pages_direct_compact(
     return -1
 
 
-async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
+async def alloc_pages_direct_reclaim(pa: Allocator, cpu: Cpu, st: SlowpathState) -> int:
     """Models mm/page_alloc.c: __alloc_pages_direct_reclaim + __perform_reclaim.
 
     ``try_to_free_pages`` in the allocating actor's time; no progress returns at once. After
@@ -321,7 +279,7 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
         await unreserve_highatomic_pageblock(pa, st.ac, False)
         if pa.machine.mitigations.on("drain_after_reclaim"):
             resume = lat_enter(sim, DRAIN)
-            await pa.drain_all_pages(cpu, None)
+            await drain_all_pages(pa, cpu, None)
             lat_leave(sim, resume)
         pfn = await _freelist(pa, cpu, st, st.alloc_flags)
     if pfn >= 0:
@@ -329,7 +287,7 @@ async def alloc_pages_direct_reclaim(pa: PageAllocator, cpu: Cpu, st: SlowpathSt
     return pfn
 
 
-async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
+async def should_reclaim_retry(pa: Allocator, st: SlowpathState) -> bool:
     """Models mm/page_alloc.c: should_reclaim_retry.
 
     ``no_progress_loops`` resets on progress for order <= PAGE_ALLOC_COSTLY_ORDER and always
@@ -352,8 +310,8 @@ async def should_reclaim_retry(pa: PageAllocator, st: SlowpathState) -> bool:
             reclaimable = zone_reclaimable_pages(pa, zone)
             available = reclaimable + zone.nr_free_pages
             min_wmark = zone.min_wmark_pages
-            wmark = zone.zone_watermark_ok_free(
-                st.order, min_wmark, ac.highest_zoneidx, st.alloc_flags, available
+            wmark = zone_watermark_ok_free(
+                zone, st.order, min_wmark, ac.highest_zoneidx, st.alloc_flags, available
             )
             rec = pa.rec
             if rec.enabled:
@@ -440,7 +398,7 @@ def should_compact_retry(
     return ret
 
 
-async def should_compact_retry_async(pa: PageAllocator, st: SlowpathState) -> bool:
+async def should_compact_retry_async(pa: Allocator, st: SlowpathState) -> bool:
     """should_compact_retry in the allocating actor: the COMPACT_SKIPPED branch reads the
     zones (compaction_zonelist_suitable) at a synchronised instant."""
     if st.order and st.compact_result == CompactResult.COMPACT_SKIPPED:
@@ -452,7 +410,7 @@ async def should_compact_retry_async(pa: PageAllocator, st: SlowpathState) -> bo
     return should_compact_retry(st, suitable, pa.rec)
 
 
-async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
+async def alloc_pages_may_oom(pa: Allocator, cpu: Cpu, st: SlowpathState) -> int:
     """Models mm/page_alloc.c: __alloc_pages_may_oom up to out_of_memory().
 
     The last attempt at the HIGH watermark (``(gfp | __GFP_HARDWALL) & ~__GFP_DIRECT_RECLAIM``,
@@ -477,7 +435,7 @@ async def alloc_pages_may_oom(pa: PageAllocator, cpu: Cpu, st: SlowpathState) ->
 
 
 async def alloc_pages_slowpath(
-    pa: PageAllocator, cpu: Cpu, gfp_mask: int, order: int, ac: AllocContext, owner: int
+    pa: Allocator, cpu: Cpu, gfp_mask: int, order: int, ac: AllocContext, owner: int
 ) -> tuple[int, str]:
     """Models mm/page_alloc.c: __alloc_pages_slowpath. Returns ``(pfn, failure reason)``."""
     stats = pa.slowpath_stats[order]
@@ -508,7 +466,7 @@ async def alloc_pages_slowpath(
     return -1, st.reason
 
 
-async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
+async def _slowpath(pa: Allocator, cpu: Cpu, st: SlowpathState) -> int:
     """The labels of __alloc_pages_slowpath in order (``restart`` once: no cpusets)."""
     gfp_mask = st.gfp_mask
     order = st.order
@@ -577,6 +535,6 @@ async def _slowpath(pa: PageAllocator, cpu: Cpu, st: SlowpathState) -> int:
         return pfn  # no OOM killer: it never makes progress, so no ``goto retry``
 
 
-def merged_stats(pa: PageAllocator) -> dict[str, dict[str, Any]]:
+def merged_stats(pa: Allocator) -> dict[str, dict[str, Any]]:
     """summary.json ``slowpath``: outcomes per order (orders that entered the slow path)."""
     return {str(o): s.summary() for o, s in enumerate(pa.slowpath_stats) if s.entered}

@@ -3,14 +3,12 @@ handlers (each runs after the parsed value is stored on the machine)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from emulator.mm.page_alloc import watermark
+from emulator.mm.page_alloc.watermark import WatermarkMachine
 from emulator.mm.tunable import INT_MAX, IntMinMax, IntVecMinMax, Tunable
 from emulator.mm.zone import MAX_NR_ZONES
-
-if TYPE_CHECKING:
-    from emulator.mm.machine import Machine
 
 __all__ = [
     "LOWMEM_RESERVE_RATIO",
@@ -20,30 +18,40 @@ __all__ = [
     "PERCPU_PAGELIST_HIGH_FRACTION",
     "WATERMARK_BOOST_FACTOR",
     "WATERMARK_SCALE_FACTOR",
+    "PageAllocTunables",
 ]
+
+
+class PageAllocTunables(WatermarkMachine, Protocol):
+    """The machine as this table's handlers see it: the watermark setup's view and the
+    sysctls they read."""
+
+    watermark_boost_factor: int
+    percpu_pagelist_high_fraction: int
+
 
 #: mm/internal.h: MIN_PERCPU_PAGELIST_HIGH_FRACTION
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 
 
-def min_free_kbytes_sysctl_handler(machine: Machine, _old: int) -> None:
+def min_free_kbytes_sysctl_handler(machine: PageAllocTunables, _old: int) -> None:
     """Models mm/page_alloc.c: min_free_kbytes_sysctl_handler."""
     machine.user_min_free_kbytes = machine.min_free_kbytes
     watermark.setup_per_zone_wmarks(machine)
 
 
-def watermark_scale_factor_sysctl_handler(machine: Machine, _old: int) -> None:
+def watermark_scale_factor_sysctl_handler(machine: PageAllocTunables, _old: int) -> None:
     """Models mm/page_alloc.c: watermark_scale_factor_sysctl_handler."""
     watermark.setup_per_zone_wmarks(machine)
 
 
-def watermark_boost_factor_written(machine: Machine, _old: int) -> None:
+def watermark_boost_factor_written(machine: PageAllocTunables, _old: int) -> None:
     """The kernel's boost_watermark reads the global; each zone here keeps a copy."""
     for z in machine.all_zones():
         z.watermark_boost_factor = machine.watermark_boost_factor
 
 
-def lowmem_reserve_ratio_sysctl_handler(machine: Machine, _old: tuple[int, ...]) -> None:
+def lowmem_reserve_ratio_sysctl_handler(machine: PageAllocTunables, _old: tuple[int, ...]) -> None:
     """Models mm/page_alloc.c: lowmem_reserve_ratio_sysctl_handler: entries below 1 become 0,
     then setup_per_zone_lowmem_reserve. (The kernel ignores proc_dointvec_minmax's error and
     returns 0, keeping the entries parsed before a bad one; here a malformed write is refused
@@ -52,7 +60,7 @@ def lowmem_reserve_ratio_sysctl_handler(machine: Machine, _old: tuple[int, ...])
     watermark.setup_per_zone_lowmem_reserve(machine)
 
 
-def percpu_pagelist_high_fraction_sysctl_handler(machine: Machine, old: int) -> None:
+def percpu_pagelist_high_fraction_sysctl_handler(machine: PageAllocTunables, old: int) -> None:
     """Models mm/page_alloc.c: percpu_pagelist_high_fraction_sysctl_handler: on a change,
     zone_set_pageset_high_and_batch for every zone (the pcp layer's zone_pcp_update hooks).
     The 0-or-at-least-8 check is the parser's (:class:`IntMinMax` ``zero_or_from``)."""

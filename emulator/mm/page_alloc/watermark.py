@@ -10,7 +10,7 @@ what the kernel recomputes at boot and when the sysctls change:
 * :func:`set_recommended_min_free_kbytes` (mm/khugepaged.c:2584),
 * :func:`init_per_zone_wmark_min` (the postcore initcall) followed by khugepaged's start.
 
-Checks: :class:`WatermarkChecks`, a mixin of :class:`~emulator.mm.page_alloc.buddy.Zone`, models
+Checks: functions over a :class:`~emulator.mm.zone.Zone` model
 ``__zone_watermark_unusable_free``, ``__zone_watermark_ok`` (with the order > 0 free-list scan),
 ``zone_watermark_ok`` and ``zone_watermark_fast`` (the order-0 shortcut and the boost-ignoring
 retry). They read the zone's counters and lists without taking ``zone->lock``, as the kernel
@@ -23,8 +23,8 @@ are left to the pcp layer (it can register a sysctl observer), ``totalreserve_pa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CMA,
@@ -51,12 +51,33 @@ from emulator.mm.zone import (
     WMARK_PROMO,
     ZONE_MOVABLE,
     ZONE_NORMAL,
-    ZoneBase,
+    Zone,
 )
 
-if TYPE_CHECKING:
-    from emulator.mm.machine import Machine
-    from emulator.mm.page_alloc.buddy import Zone
+
+class _NodeZones(Protocol):
+    @property
+    def zones(self) -> Sequence[Zone]: ...
+
+
+class WatermarkMachine(Protocol):
+    """What the watermark setup reads and writes of a machine
+    (:class:`~emulator.mm.machine.Machine`): its nodes' zones and the sysctls behind them."""
+
+    min_free_kbytes: int
+    user_min_free_kbytes: int
+    watermark_scale_factor: int
+    lowmem_reserve_ratio: list[int]
+    thp_enabled: bool
+
+    @property
+    def nodes(self) -> Sequence[_NodeZones]: ...
+
+    @property
+    def wmark_observers(self) -> Sequence[Callable[[Any], None]]: ...
+
+    def all_zones(self) -> Iterator[Zone]: ...
+
 
 SWAP_CLUSTER_MAX = 32
 MIN_FREE_KBYTES_FLOOR = 128
@@ -86,7 +107,7 @@ def nr_free_zone_pages(zones: Iterable[Zone], offset: int) -> int:
     return total
 
 
-def nr_free_buffer_pages(machine: Machine) -> int:
+def nr_free_buffer_pages(machine: WatermarkMachine) -> int:
     """Models mm/page_alloc.c: nr_free_buffer_pages. nr_free_zone_pages(gfp_zone(GFP_USER) =
     ZONE_NORMAL)."""
     return nr_free_zone_pages(machine.all_zones(), ZONE_NORMAL)
@@ -97,7 +118,7 @@ def min_free_kbytes_for(lowmem_kbytes: int) -> int:
     return min(max(int_sqrt(lowmem_kbytes * 16), MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEIL)
 
 
-def calculate_min_free_kbytes(machine: Machine) -> None:
+def calculate_min_free_kbytes(machine: WatermarkMachine) -> None:
     """Models mm/page_alloc.c: calculate_min_free_kbytes (a user-set larger value wins)."""
     lowmem_kbytes = nr_free_buffer_pages(machine) * 4
     new = int_sqrt(lowmem_kbytes * 16)
@@ -105,7 +126,7 @@ def calculate_min_free_kbytes(machine: Machine) -> None:
         machine.min_free_kbytes = min(max(new, MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEIL)
 
 
-def setup_per_zone_wmarks(machine: Machine) -> None:
+def setup_per_zone_wmarks(machine: WatermarkMachine) -> None:
     """Models mm/page_alloc.c: __setup_per_zone_wmarks (and resets every watermark_boost).
 
     min = pages_min * managed / lowmem_pages (ZONE_MOVABLE: clamp(managed/1024, 32, 128));
@@ -131,7 +152,7 @@ def setup_per_zone_wmarks(machine: Machine) -> None:
         hook(machine)
 
 
-def setup_per_zone_lowmem_reserve(machine: Machine) -> None:
+def setup_per_zone_lowmem_reserve(machine: WatermarkMachine) -> None:
     """Models mm/page_alloc.c: setup_per_zone_lowmem_reserve (v6.12.0).
 
     lowmem_reserve[j] of zone i = (managed pages of zones i+1..j) / ratio[i]; 0 when the ratio is
@@ -153,7 +174,7 @@ def setup_per_zone_lowmem_reserve(machine: Machine) -> None:
                     zone.lowmem_reserve[j] = managed // ratio
 
 
-def recommended_min_free_kbytes(machine: Machine) -> int:
+def recommended_min_free_kbytes(machine: WatermarkMachine) -> int:
     """khugepaged's value: pageblock_nr_pages * nr_zones * (2 + MIGRATE_PCPTYPES^2) pages, capped
     at 5% of nr_free_buffer_pages, in kB (nr_zones: populated zones up to ZONE_NORMAL)."""
     nr_zones = sum(1 for z in machine.all_zones() if z.populated and z.zone_idx <= ZONE_NORMAL)
@@ -163,7 +184,7 @@ def recommended_min_free_kbytes(machine: Machine) -> int:
     return recommended << 2
 
 
-def set_recommended_min_free_kbytes(machine: Machine) -> None:
+def set_recommended_min_free_kbytes(machine: WatermarkMachine) -> None:
     """Models mm/khugepaged.c: set_recommended_min_free_kbytes (raise only, then re-setup)."""
     if not machine.thp_enabled:
         calculate_min_free_kbytes(machine)
@@ -174,7 +195,7 @@ def set_recommended_min_free_kbytes(machine: Machine) -> None:
     setup_per_zone_wmarks(machine)
 
 
-def init_per_zone_wmark_min(machine: Machine) -> None:
+def init_per_zone_wmark_min(machine: WatermarkMachine) -> None:
     """Boot: init_per_zone_wmark_min() then, with THP enabled, khugepaged's start
     (hugepage_init -> start_stop_khugepaged -> set_recommended_min_free_kbytes)."""
     calculate_min_free_kbytes(machine)
@@ -189,96 +210,94 @@ def init_per_zone_wmark_min(machine: Machine) -> None:
 _NT = MIGRATE_TYPES
 
 
-class WatermarkChecks(ZoneBase):
-    """The watermark checks of Zone (a mixin; see the module docstring)."""
+def zone_watermark_unusable_free(zone: Zone, order: int, alloc_flags: int) -> int:
+    """Models mm/page_alloc.c: __zone_watermark_unusable_free."""
+    unusable = (1 << order) - 1
+    if not alloc_flags & ALLOC_RESERVES:
+        unusable += zone.nr_free_highatomic
+    if not alloc_flags & ALLOC_CMA:
+        unusable += zone.nr_free_cma
+    return unusable
 
-    def zone_watermark_unusable_free(self, order: int, alloc_flags: int) -> int:
-        """Models mm/page_alloc.c: __zone_watermark_unusable_free."""
-        unusable = (1 << order) - 1
-        if not alloc_flags & ALLOC_RESERVES:
-            unusable += self.nr_free_highatomic
-        if not alloc_flags & ALLOC_CMA:
-            unusable += self.nr_free_cma
-        return unusable
 
-    def zone_watermark_ok_free(
-        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free_pages: int
-    ) -> bool:
-        """Models mm/page_alloc.c: __zone_watermark_ok (exactly, including the order>0 rule).
+def zone_watermark_ok_free(
+    zone: Zone, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free_pages: int
+) -> bool:
+    """Models mm/page_alloc.c: __zone_watermark_ok (exactly, including the order>0 rule).
 
-        ``free_pages`` is the caller's count (NR_FREE_PAGES, or a snapshot); it may go negative.
-        """
-        mn = mark
-        free_pages -= self.zone_watermark_unusable_free(order, alloc_flags)
-        if alloc_flags & ALLOC_RESERVES:
-            if alloc_flags & ALLOC_MIN_RESERVE:
-                mn -= mn // 2
-                if alloc_flags & ALLOC_NON_BLOCK:
-                    mn -= mn // 4
-            if alloc_flags & ALLOC_OOM:
-                mn -= mn // 2
-        if free_pages <= mn + self.lowmem_reserve[highest_zoneidx]:
-            return False
-        if not order:
-            return True
-        nxt = self.memmap.nxt
-        base = self.sbase
-        for o in range(order, NR_PAGE_ORDERS):
-            if not self.nr_free[o]:
-                continue
-            s = base + o * _NT
-            for mt in range(MIGRATE_PCPTYPES):
-                if nxt[s + mt] != s + mt:
-                    return True
-            if alloc_flags & ALLOC_CMA and nxt[s + MIGRATE_CMA] != s + MIGRATE_CMA:
-                return True
-            if (
-                alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)
-                and nxt[s + MIGRATE_HIGHATOMIC] != s + MIGRATE_HIGHATOMIC
-            ):
-                return True
+    ``free_pages`` is the caller's count (NR_FREE_PAGES, or a snapshot); it may go negative.
+    """
+    mn = mark
+    free_pages -= zone_watermark_unusable_free(zone, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free_pages <= mn + zone.lowmem_reserve[highest_zoneidx]:
         return False
-
-    def zone_watermark_ok(
-        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
-    ) -> bool:
-        """Models mm/page_alloc.c: zone_watermark_ok (free_pages = NR_FREE_PAGES)."""
-        return self.zone_watermark_ok_free(
-            order, mark, highest_zoneidx, alloc_flags, self.nr_free_pages
-        )
-
-    def zone_watermark_fast(
-        self, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
-    ) -> bool:
-        """Models mm/page_alloc.c: zone_watermark_fast (order-0 shortcut, boost-ignoring retry).
-
-        The kernel's __GFP_HIGH test is expressed by ALLOC_MIN_RESERVE, which
-        gfp_to_alloc_flags sets from it.
-        """
-        free_pages = self.nr_free_pages
-        if not order:
-            usable_free = free_pages
-            reserved = self.zone_watermark_unusable_free(0, alloc_flags)
-            usable_free -= min(usable_free, reserved)
-            if usable_free > mark + self.lowmem_reserve[highest_zoneidx]:
+    if not order:
+        return True
+    nxt = zone.memmap.nxt
+    base = zone.sbase
+    for o in range(order, NR_PAGE_ORDERS):
+        if not zone.nr_free[o]:
+            continue
+        s = base + o * _NT
+        for mt in range(MIGRATE_PCPTYPES):
+            if nxt[s + mt] != s + mt:
                 return True
-        if self.zone_watermark_ok_free(order, mark, highest_zoneidx, alloc_flags, free_pages):
+        if alloc_flags & ALLOC_CMA and nxt[s + MIGRATE_CMA] != s + MIGRATE_CMA:
             return True
         if (
-            not order
-            and alloc_flags & ALLOC_MIN_RESERVE
-            and self.watermark_boost
-            and (alloc_flags & ALLOC_WMARK_MASK) == WMARK_MIN
+            alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)
+            and nxt[s + MIGRATE_HIGHATOMIC] != s + MIGRATE_HIGHATOMIC
         ):
-            mark = self._watermark[WMARK_MIN]
-            return self.zone_watermark_ok_free(
-                order, mark, highest_zoneidx, alloc_flags, free_pages
-            )
-        return False
+            return True
+    return False
+
+
+def zone_watermark_ok(
+    zone: Zone, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
+) -> bool:
+    """Models mm/page_alloc.c: zone_watermark_ok (free_pages = NR_FREE_PAGES)."""
+    return zone_watermark_ok_free(
+        zone, order, mark, highest_zoneidx, alloc_flags, zone.nr_free_pages
+    )
+
+
+def zone_watermark_fast(
+    zone: Zone, order: int, mark: int, highest_zoneidx: int, alloc_flags: int = 0
+) -> bool:
+    """Models mm/page_alloc.c: zone_watermark_fast (order-0 shortcut, boost-ignoring retry).
+
+    The kernel's __GFP_HIGH test is expressed by ALLOC_MIN_RESERVE, which
+    gfp_to_alloc_flags sets from it.
+    """
+    free_pages = zone.nr_free_pages
+    if not order:
+        usable_free = free_pages
+        reserved = zone_watermark_unusable_free(zone, 0, alloc_flags)
+        usable_free -= min(usable_free, reserved)
+        if usable_free > mark + zone.lowmem_reserve[highest_zoneidx]:
+            return True
+    if zone_watermark_ok_free(zone, order, mark, highest_zoneidx, alloc_flags, free_pages):
+        return True
+    if (
+        not order
+        and alloc_flags & ALLOC_MIN_RESERVE
+        and zone.watermark_boost
+        and (alloc_flags & ALLOC_WMARK_MASK) == WMARK_MIN
+    ):
+        mark = zone._watermark[WMARK_MIN]
+        return zone_watermark_ok_free(zone, order, mark, highest_zoneidx, alloc_flags, free_pages)
+    return False
 
 
 __all__ = [
-    "WatermarkChecks",
+    "WatermarkMachine",
     "calculate_min_free_kbytes",
     "init_per_zone_wmark_min",
     "min_free_kbytes_for",
@@ -288,4 +307,8 @@ __all__ = [
     "set_recommended_min_free_kbytes",
     "setup_per_zone_lowmem_reserve",
     "setup_per_zone_wmarks",
+    "zone_watermark_fast",
+    "zone_watermark_ok",
+    "zone_watermark_ok_free",
+    "zone_watermark_unusable_free",
 ]

@@ -48,6 +48,7 @@ from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
 from emulator.mm.page_alloc.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, format_gfp
+from emulator.mm.page_alloc.watermark import zone_watermark_ok
 from emulator.mm.reclaim.vmscan import (
     DEF_PRIORITY,
     MAX_RECLAIM_RETRIES,
@@ -59,9 +60,9 @@ from emulator.mm.snapshot import PAGEBLOCK_ORDER
 from emulator.mm.zone import MAX_NR_ZONES, ZONE_RECLAIM_ACTIVE
 
 if TYPE_CHECKING:
+    from emulator.mm.internal import Allocator
     from emulator.mm.machine import Node
-    from emulator.mm.page_alloc.allocator import PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "KSWAPD_SHORT_SLEEP_NS",
@@ -96,7 +97,7 @@ class Kswapd:
     """
 
     def __init__(
-        self, pa: PageAllocator, node: Node, kcompactd: Kcompactd, reclaim: ReclaimOps
+        self, pa: Allocator, node: Node, kcompactd: Kcompactd, reclaim: ReclaimOps
     ) -> None:
         self.pa = pa
         self.sim: Sim = pa.sim
@@ -131,7 +132,7 @@ class Kswapd:
         if not zones:
             return True
         return any(
-            z.zone_watermark_ok(order, z.high_wmark_pages, highest_zoneidx, 0) for z in zones
+            zone_watermark_ok(z, order, z.high_wmark_pages, highest_zoneidx, 0) for z in zones
         )
 
     def pgdat_watermark_boosted(self, highest_zoneidx: int) -> bool:
@@ -378,7 +379,7 @@ class Kthreads:
 
 
 def start_kthreads(
-    pa: PageAllocator,
+    pa: Allocator,
     compaction: CompactionOps | None = None,
     reclaim: ReclaimOps | None = None,
 ) -> Kthreads:
@@ -408,7 +409,7 @@ def start_kthreads(
     return kt
 
 
-def reclaim_ops(pa: PageAllocator) -> ReclaimOps:
+def reclaim_ops(pa: Allocator) -> ReclaimOps:
     """The real mm/vmscan.c shrink_node, bound to ``pa`` (kswapd frees to the pcp lists of
     its node's first CPU, the CPU it is bound to)."""
 
@@ -419,7 +420,7 @@ def reclaim_ops(pa: PageAllocator) -> ReclaimOps:
     return ReclaimOps(shrink_node=shrink)
 
 
-def kthreads_summary(pa: PageAllocator) -> dict[str, Any]:
+def kthreads_summary(pa: Allocator) -> dict[str, Any]:
     """The runner's hook: summary.json's ``"kcompactd"`` and ``"kswapd"`` lists (empty when
     the kthreads were not started)."""
     kt = pa.kthreads

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emulator.mm.internal import lockdep_assert_held
+from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import (
     OWNER_ANON,
     OWNER_FILE,
@@ -52,23 +52,23 @@ from emulator.mm.memmap import (
     PG_ALLOC,
     Memmap,
 )
+from emulator.mm.page_alloc.page_free import free_pages, free_pages_prepare, free_prepared
+from emulator.mm.reclaim.lruvec import (
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
+    NR_LRU_LISTS,
+    Lruvec,
+)
 from emulator.mm.reclaim.rmap import NO_HANDLE
-from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
-    from emulator.engine import Sim, SpinLock, WaitQueue
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
+    from emulator.engine import SpinLock
+    from emulator.mm.internal import Allocator
+    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
-    "LRU_ACTIVE_ANON",
-    "LRU_ACTIVE_FILE",
-    "LRU_INACTIVE_ANON",
-    "LRU_INACTIVE_FILE",
-    "LRU_NAMES",
-    "LRU_UNEVICTABLE",
-    "NR_LRU_LISTS",
     "PAGEVEC_SIZE",
-    "Lruvec",
     "adopt_allocated",
     "charge_folio",
     "evict",
@@ -84,98 +84,8 @@ __all__ = [
     "release_handle",
 ]
 
-# enum lru_list
-LRU_INACTIVE_ANON = 0
-LRU_ACTIVE_ANON = 1
-LRU_INACTIVE_FILE = 2
-LRU_ACTIVE_FILE = 3
-LRU_UNEVICTABLE = 4
-NR_LRU_LISTS = 5
-LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
 #: include/linux/pagevec.h: a folio_batch holds 31 folios
 PAGEVEC_SIZE = 31
-
-
-class Lruvec:
-    """Models include/linux/mmzone.h: struct lruvec, for one node (no memcg), with the node's
-    LRU-related ``vm_stat`` counters.
-
-    ``lists`` is the first of :data:`NR_LRU_LISTS` list heads in the memmap's list store;
-    ``nr_pages[lru]`` the node's pages on each list (``nr_inactive_anon`` ...),
-    ``nr_zone_pages[zone_idx][lru]`` the same per zone (``nr_zone_inactive_anon`` ...).
-    ``lru_lock`` is an engine SpinLock once an allocator has bound the node (:meth:`bind`).
-    """
-
-    __slots__ = (
-        "lists",
-        "lru_lock_or_none",
-        "memmap",
-        "nid",
-        "nr_isolated_anon",
-        "nr_isolated_file",
-        "nr_mlock",
-        "nr_pages",
-        "nr_slab_reclaimable",
-        "nr_zone_pages",
-        "reclaim_wait_isolated",
-    )
-
-    def __init__(self, memmap: Memmap, nid: int) -> None:
-        self.memmap = memmap
-        self.nid = nid
-        self.lists = memmap.new_lists(NR_LRU_LISTS)
-        self.nr_pages = [0] * NR_LRU_LISTS
-        self.nr_zone_pages = [[0] * NR_LRU_LISTS for _ in range(MAX_NR_ZONES)]
-        self.nr_isolated_anon = 0
-        self.nr_isolated_file = 0
-        self.nr_slab_reclaimable = 0
-        #: NR_MLOCK per zone (a zone stat: ``nr_mlock``)
-        self.nr_mlock = [0] * MAX_NR_ZONES
-        #: ``lruvec->lru_lock``, or None until :meth:`bind`
-        self.lru_lock_or_none: SpinLock | None = None
-        #: ``pgdat->reclaim_wait[VMSCAN_THROTTLE_ISOLATED]`` (one lruvec per node stands for the
-        #: pgdat), or None until :meth:`bind`
-        self.reclaim_wait_isolated: WaitQueue | None = None
-
-    def bind(self, sim: Sim) -> None:
-        """Give the node its ``lruvec->lru_lock`` on ``sim``."""
-        from emulator.engine import SpinLock, WaitQueue
-
-        self.lru_lock_or_none = SpinLock(sim, "&lruvec->lru_lock")
-        self.reclaim_wait_isolated = WaitQueue(sim, f"pgdat{self.nid}->reclaim_wait[ISOLATED]")
-
-    @property
-    def lru_lock(self) -> SpinLock:
-        """``lruvec->lru_lock`` (exists once an allocator has bound the node)."""
-        lock = self.lru_lock_or_none
-        if lock is None:
-            raise RuntimeError(f"node {self.nid}: no lru_lock: no PageAllocator has bound it")
-        return lock
-
-    def list_head(self, lru: int) -> int:
-        """The list head index of ``lruvec->lists[lru]``."""
-        return self.lists + lru
-
-    def folios(self, lru: int) -> list[int]:
-        """The head pfns on list ``lru``, head (newest) to tail (oldest)."""
-        return self.memmap.list_entries(self.lists + lru)
-
-    def node_stats(self) -> dict[str, int]:
-        """This node's LRU counters under their /proc/vmstat names."""
-        out = {f"nr_{name}": n for name, n in zip(LRU_NAMES, self.nr_pages, strict=True)}
-        out["nr_slab_reclaimable"] = self.nr_slab_reclaimable
-        out["nr_isolated_anon"] = self.nr_isolated_anon
-        out["nr_isolated_file"] = self.nr_isolated_file
-        return out
-
-    def zone_stats(self, zone_idx: int) -> dict[str, int]:
-        """One zone's LRU counters under their zoneinfo names (``nr_zone_*``, ``nr_mlock``)."""
-        out = {
-            f"nr_zone_{name}": n
-            for name, n in zip(LRU_NAMES, self.nr_zone_pages[zone_idx], strict=True)
-        }
-        out["nr_mlock"] = self.nr_mlock[zone_idx]
-        return out
 
 
 def folio_lru_list(memmap: Memmap, pfn: int) -> int:
@@ -188,7 +98,7 @@ def folio_lru_list(memmap: Memmap, pfn: int) -> int:
     return lru + 1 if fl & PF_ACTIVE else lru
 
 
-def lruvec_add_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
+def lruvec_add_folio(pa: Allocator, lruvec: Lruvec, pfn: int) -> None:
     """Models include/linux/mm_inline.h: lruvec_add_folio (+ folio_set_lru): list_add at the
     head of the folio's list, the counters up. Caller holds ``lru_lock``."""
     lockdep_assert_held(lruvec.lru_lock_or_none)
@@ -202,7 +112,7 @@ def lruvec_add_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     lruvec.nr_zone_pages[pa.zone_of(pfn).zone_idx][lru] += nr
 
 
-def lruvec_del_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
+def lruvec_del_folio(pa: Allocator, lruvec: Lruvec, pfn: int) -> None:
     """Models include/linux/mm_inline.h: lruvec_del_folio (+ folio_clear_lru): list_del, the
     counters down. Caller holds ``lru_lock``."""
     lockdep_assert_held(lruvec.lru_lock_or_none)
@@ -216,7 +126,7 @@ def lruvec_del_folio(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> None:
     lruvec.nr_zone_pages[pa.zone_of(pfn).zone_idx][lru] -= nr
 
 
-async def _lru_locked(pa: PageAllocator, lruvec: Lruvec, site: str) -> SpinLock:
+async def _lru_locked(pa: Allocator, lruvec: Lruvec, site: str) -> SpinLock:
     """spin_lock_irq(&lruvec->lru_lock), charging the lock operation."""
     lock = lruvec.lru_lock
     await lock.acquire(site)
@@ -226,7 +136,7 @@ async def _lru_locked(pa: PageAllocator, lruvec: Lruvec, site: str) -> SpinLock:
 # -- the holder's side: a page enters and leaves the LRU --------------------------------------
 
 
-async def folio_add_lru(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
+async def folio_add_lru(pa: Allocator, cpu: Cpu, pfn: int) -> None:
     """Models mm/swap.c: folio_add_lru (folio_batch_add_and_move with lru_add).
 
     The folio (an LRU owner kind, just allocated and mapped) joins ``cpu``'s lru-add batch
@@ -257,7 +167,7 @@ async def folio_add_lru(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
         await lru_add_drain(pa, cpu)
 
 
-async def lru_add_drain(pa: PageAllocator, cpu: Cpu) -> None:
+async def lru_add_drain(pa: Allocator, cpu: Cpu) -> None:
     """Models mm/swap.c: lru_add_drain (folio_batch_move_lru of ``cpu``'s lru-add batch).
 
     One ``lru_lock`` hold per run of folios of the same node (folio_lruvec_relock_irqsave);
@@ -306,14 +216,14 @@ async def lru_add_drain(pa: PageAllocator, cpu: Cpu) -> None:
         await _free_folio(pa, cpu, pfn)
 
 
-async def lru_add_drain_all(pa: PageAllocator, cpu: Cpu) -> None:
+async def lru_add_drain_all(pa: Allocator, cpu: Cpu) -> None:
     """Models mm/swap.c: lru_add_drain_all, simplified: the calling CPU flushes every CPU's
     lru-add batch itself (the kernel queues work on each CPU and waits for it)."""
     for target in pa.cpus:
         await lru_add_drain(pa, target)
 
 
-async def release_handle(pa: PageAllocator, cpu: Cpu, handle: int) -> int:
+async def release_handle(pa: Allocator, cpu: Cpu, handle: int) -> int:
     """Models the holder letting go of its page (munmap or truncation: the unmap, then the last
     ``folio_put`` -> __folio_put -> __page_cache_release + free_unref_page).
 
@@ -334,7 +244,7 @@ async def release_handle(pa: PageAllocator, cpu: Cpu, handle: int) -> int:
     if pfn < 0:  # evicted: nothing to free (only its holder can change that)
         return rmap.release(handle)
     mm = pa.memmap
-    await pa.free_pages_prepare(cpu, pfn, mm.order[pfn])
+    await free_pages_prepare(pa, cpu, pfn, mm.order[pfn])
     pfn = rmap.release(handle)  # at our instant: the pfn it holds now (after any migration)
     if pfn < 0:
         return pfn
@@ -356,11 +266,11 @@ async def release_handle(pa: PageAllocator, cpu: Cpu, handle: int) -> int:
         if not sim.is_synchronised():
             await sim.sync()
     # _free_folio(prepared=True), inline: one coroutine frame less on every free
-    await pa.free_prepared(cpu, pfn, _settle_folio(pa, pfn))
+    await free_prepared(pa, cpu, pfn, _settle_folio(pa, pfn))
     return pfn
 
 
-def _settle_folio(pa: PageAllocator, pfn: int) -> int:
+def _settle_folio(pa: Allocator, pfn: int) -> int:
     """The accounting at the end of a folio nobody holds (mlock and slab counters, the page
     flags cleared); returns its order."""
     mm = pa.memmap
@@ -378,17 +288,17 @@ def _settle_folio(pa: PageAllocator, pfn: int) -> int:
     return order
 
 
-async def _free_folio(pa: PageAllocator, cpu: Cpu, pfn: int, prepared: bool = False) -> None:
+async def _free_folio(pa: Allocator, cpu: Cpu, pfn: int, prepared: bool = False) -> None:
     """The end of a folio nobody holds: mlock and slab accounting, then the page allocator
     (``prepared``: free_pages_prepare is done and the caller is at a synchronised instant)."""
     order = _settle_folio(pa, pfn)
     if prepared:
-        await pa.free_prepared(cpu, pfn, order)
+        await free_prepared(pa, cpu, pfn, order)
     else:
-        await pa.free_pages(cpu, pfn, order)
+        await free_pages(pa, cpu, pfn, order)
 
 
-def charge_folio(pa: PageAllocator, pfn: int) -> None:
+def charge_folio(pa: Allocator, pfn: int) -> None:
     """Account a newly allocated non-LRU folio where the kernel does: reclaimable slab pages
     count in ``nr_slab_reclaimable`` (NR_SLAB_RECLAIMABLE_B, in pages here)."""
     if pa.memmap.owner[pfn] == OWNER_RECLAIMABLE:
@@ -403,7 +313,7 @@ def _is_file(memmap: Memmap, pfn: int) -> bool:
     return memmap.owner[pfn] == OWNER_FILE
 
 
-def folio_isolate_lru_locked(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> bool:
+def folio_isolate_lru_locked(pa: Allocator, lruvec: Lruvec, pfn: int) -> bool:
     """Models the isolation step under ``lru_lock`` of compaction (isolate_migratepages_block:
     folio_test_clear_lru + lruvec_del_folio) and of vmscan's isolate_lru_folios, with the
     caller's ``nr_isolated_anon/file`` update. Returns False when the folio is not on an LRU
@@ -426,7 +336,7 @@ def folio_isolate_lru_locked(pa: PageAllocator, lruvec: Lruvec, pfn: int) -> boo
     return True
 
 
-async def folio_isolate_lru(pa: PageAllocator, pfn: int) -> bool:
+async def folio_isolate_lru(pa: Allocator, pfn: int) -> bool:
     """Models mm/vmscan.c: folio_isolate_lru. Take ``lru_lock``, isolate the folio (see
     :func:`folio_isolate_lru_locked`), drop the lock. Returns whether it was isolated."""
     lruvec = pa.lruvecs[pa.zone_of(pfn).node]
@@ -437,7 +347,7 @@ async def folio_isolate_lru(pa: PageAllocator, pfn: int) -> bool:
     return ok
 
 
-async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
+async def putback_lru_page(pa: Allocator, cpu: Cpu, pfn: int) -> None:
     """Models mm/migrate.c: putback_movable_pages for one folio (node_stat_mod_folio of
     NR_ISOLATED_*, then folio_putback_lru: folio_add_lru + folio_put).
 
@@ -469,11 +379,11 @@ async def putback_lru_page(pa: PageAllocator, cpu: Cpu, pfn: int) -> None:
     lock.release()
 
 
-def evict(pa: PageAllocator, pfn: int) -> int:
+def evict(pa: Allocator, pfn: int) -> int:
     """Models the end of mm/vmscan.c: shrink_folio_list for a clean page-cache folio that
     reclaim isolated: the holder is told (``Rmap.evict``), ``nr_isolated_file`` drops, the
     folio loses its owner. Returns the holder's handle (or -1). The block stays ``PG_ALLOC``:
-    the caller frees it (free_unref_folios -> ``PageAllocator.free_pages``)."""
+    the caller frees it (free_unref_folios -> ``page_free.free_pages``)."""
     mm = pa.memmap
     if mm.owner[pfn] != OWNER_FILE or not mm.pflags[pfn] & PF_ISOLATED:
         raise ValueError(f"evict: pfn {pfn:#x} is not an isolated page-cache folio")
@@ -486,7 +396,7 @@ def evict(pa: PageAllocator, pfn: int) -> int:
     return h
 
 
-def adopt_allocated(pa: PageAllocator, holder: int = -1) -> int:
+def adopt_allocated(pa: Allocator, holder: int = -1) -> int:
     """Give every allocated block that has an LRU owner kind but no holder (a state built
     directly in the memmap, e.g. by :mod:`emulator.mm.initstate`) a holder handle and put it
     on its node's LRU list, oldest (lowest pfn) at the tail, as if it had been faulted in long

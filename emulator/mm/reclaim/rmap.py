@@ -115,7 +115,7 @@ class Rmap:
         ``PF_UNEVICTABLE`` and ``PF_ISOLATED`` bits move to the new block, which is left
         isolated (the caller puts it back with ``putback_lru_page``, which settles
         ``nr_isolated_*``); the old block is left ``PG_ALLOC`` with no owner, no flags and no
-        holder, for the caller to free (``PageAllocator.free_pages``). A source whose holder
+        holder, for the caller to free (``page_free.free_pages``). A source whose holder
         let go while isolated (:meth:`holder` is :data:`NO_HANDLE`) moves with no holder, and
         its putback frees it.
         """

@@ -38,7 +38,6 @@ counts ``pgscan_kswapd`` / ``pgsteal_kswapd`` instead of the ``_direct`` counter
 
 from __future__ import annotations
 
-from array import array
 from typing import TYPE_CHECKING
 
 import attrs
@@ -46,29 +45,26 @@ import attrs
 from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.suitable import compaction_suitable
 from emulator.mm.compaction.sysctl import EXTFRAG_THRESHOLD
-from emulator.mm.internal import lockdep_assert_held
+from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
-from emulator.mm.reclaim.lru import (
-    LRU_ACTIVE_FILE,
-    LRU_INACTIVE_FILE,
-    evict,
-    folio_isolate_lru_locked,
-)
+from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.page_alloc.watermark import zone_watermark_ok
+from emulator.mm.reclaim.lru import evict, folio_isolate_lru_locked
+from emulator.mm.reclaim.lruvec import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER, ZONE_NAMES
 from emulator.mm.zone import MAX_NR_ZONES
 
 if TYPE_CHECKING:
-    from emulator.mm.internal import AllocContext
-    from emulator.mm.page_alloc.allocator import Cpu, PageAllocator
-    from emulator.mm.page_alloc.buddy import Zone
-    from emulator.mm.reclaim.lru import Lruvec
+    from emulator.mm.internal import Allocator, AllocContext
+    from emulator.mm.page_alloc.pcp import Cpu
+    from emulator.mm.reclaim.lruvec import Lruvec
+    from emulator.mm.zone import Zone
 
 __all__ = [
     "DEF_PRIORITY",
     "MAX_RECLAIM_RETRIES",
     "SWAP_CLUSTER_MAX",
     "ScanControl",
-    "SlabShrinker",
     "compaction_ready",
     "do_try_to_free_pages",
     "isolate_lru_folios",
@@ -116,34 +112,13 @@ class ScanControl:
     memcg_full_walk: bool = False
 
 
-class SlabShrinker:
-    """One node's reclaimable-slab cache with its shrinker (simplified: one object per page).
-
-    Pages are registered by whoever allocated them (a scenario's set-up: the machine's past)
-    and are freed only by the shrinker; ``nr_deferred`` is the shrinker's deferred scan
-    count. Freed pages leave the node's ``nr_slab_reclaimable``."""
-
-    __slots__ = ("freed", "nr_deferred", "pages")
-
-    def __init__(self) -> None:
-        self.pages = array("i")
-        self.nr_deferred = 0
-        self.freed = 0
-
-    def register(self, pfn: int) -> None:
-        self.pages.append(pfn)
-
-    def count_objects(self) -> int:
-        return len(self.pages)
-
-
 def lruvec_lru_size(lruvec: Lruvec, lru: int, zone_idx: int) -> int:
     """Models mm/vmscan.c: lruvec_lru_size — pages on list ``lru`` in zones 0..zone_idx."""
     return sum(lruvec.nr_zone_pages[z][lru] for z in range(zone_idx + 1))
 
 
 def isolate_lru_folios(
-    pa: PageAllocator, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl, lru: int
+    pa: Allocator, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl, lru: int
 ) -> tuple[list[int], int]:
     """Models mm/vmscan.c: isolate_lru_folios — from the tail (oldest) of list ``lru``, take
     folios until ``nr_to_scan`` eligible pages were scanned; folios of zones above
@@ -181,7 +156,7 @@ def isolate_lru_folios(
     return taken, total_scan
 
 
-def zone_reclaimable_pages(pa: PageAllocator, zone: Zone) -> int:
+def zone_reclaimable_pages(pa: Allocator, zone: Zone) -> int:
     """Models mm/vmscan.c: zone_reclaimable_pages — the zone's file LRU pages (no swap: anon
     is not reclaimable). Isolated folios are not counted, as in the kernel."""
     nz = pa.lruvecs[zone.node].nr_zone_pages[zone.zone_idx]
@@ -195,12 +170,12 @@ def compaction_ready(
     compaction is suitable and the zone is above HIGH + compact_gap(order)."""
     if not sc.gfp_mask & _GFP_IO:
         return False
-    if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
+    if zone_watermark_ok(zone, sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
         return True
     if not compaction_suitable(zone, sc.order, sc.reclaim_idx, extfrag_threshold):
         return False
     watermark = zone.high_wmark_pages + compact_gap(sc.order)
-    return zone.zone_watermark_ok(0, watermark, sc.reclaim_idx, 0)
+    return zone_watermark_ok(zone, 0, watermark, sc.reclaim_idx, 0)
 
 
 def in_reclaim_compaction(sc: ScanControl) -> bool:
@@ -213,7 +188,7 @@ def in_reclaim_compaction(sc: ScanControl) -> bool:
 
 
 def should_continue_reclaim(
-    pa: PageAllocator, lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl
+    pa: Allocator, lruvec: Lruvec, nr_reclaimed: int, sc: ScanControl
 ) -> bool:
     """Models mm/vmscan.c: should_continue_reclaim — for reclaim/compaction, go on until
     compaction could run (or the allocation would succeed), while the last pass reclaimed
@@ -226,7 +201,7 @@ def should_continue_reclaim(
     for zone in pa.zones:
         if zone.node != lruvec.nid or zone.zone_idx > sc.reclaim_idx or not zone.managed_pages:
             continue
-        if zone.zone_watermark_ok(sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
+        if zone_watermark_ok(zone, sc.order, zone.min_wmark_pages, sc.reclaim_idx, 0):
             return False
         if compaction_suitable(zone, sc.order, sc.reclaim_idx, threshold):
             return False
@@ -234,7 +209,7 @@ def should_continue_reclaim(
 
 
 async def shrink_inactive_list(
-    pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
+    pa: Allocator, cpu: Cpu, lruvec: Lruvec, nr_to_scan: int, sc: ScanControl
 ) -> int:
     """Models mm/vmscan.c: shrink_inactive_list + shrink_folio_list, for clean file folios.
 
@@ -260,7 +235,7 @@ async def shrink_inactive_list(
         order = mm.order[pfn]
         await sim.delay(costs.shrink_folio << order)
         evict(pa, pfn)
-        await pa.free_pages(cpu, pfn, order)
+        await free_pages(pa, cpu, pfn, order)
         nr_reclaimed += 1 << order
     await lock.acquire("shrink_inactive_list:putback")
     ev["pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"] += nr_reclaimed
@@ -270,7 +245,7 @@ async def shrink_inactive_list(
     return nr_reclaimed
 
 
-async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+async def shrink_lruvec(pa: Allocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
     """Models mm/vmscan.c: shrink_lruvec with get_scan_count's SCAN_FILE (no swap).
 
     Scan target ``lruvec_lru_size(inactive file, reclaim_idx) >> priority``, in
@@ -291,7 +266,7 @@ async def shrink_lruvec(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanCon
     sc.nr_reclaimed += nr_reclaimed
 
 
-async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) -> int:
+async def shrink_slab(pa: Allocator, cpu: Cpu, nid: int, sc: ScanControl) -> int:
     """Models mm/shrinker.c: shrink_slab -> do_shrink_slab, for the node's slab shrinker.
 
     ``count_objects``, then ``xchg_nr_deferred`` (the deferred work is taken, so concurrent
@@ -336,7 +311,7 @@ async def shrink_slab(pa: PageAllocator, cpu: Cpu, nid: int, sc: ScanControl) ->
     return freed
 
 
-async def slab_scan_objects(pa: PageAllocator, cpu: Cpu, nid: int, nr_to_scan: int) -> int:
+async def slab_scan_objects(pa: Allocator, cpu: Cpu, nid: int, nr_to_scan: int) -> int:
     """The shrinker's ``scan_objects`` (a list_lru walk, as ``super_cache_scan`` does): take
     up to ``nr_to_scan`` objects from the list, reading it afresh for each (another reclaimer
     may have emptied it while this one freed the previous object), and free them. Returns the
@@ -354,12 +329,12 @@ async def slab_scan_objects(pa: PageAllocator, cpu: Cpu, nid: int, nr_to_scan: i
         if mm.owner[pfn] == OWNER_RECLAIMABLE:
             lruvec.nr_slab_reclaimable -= 1 << order
         await pa.sim.delay(pa.costs.shrink_slab_object)
-        await pa.free_pages(cpu, pfn, order)
+        await free_pages(pa, cpu, pfn, order)
         freed += 1 << order
     return freed
 
 
-async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
+async def shrink_node(pa: Allocator, cpu: Cpu, lruvec: Lruvec, sc: ScanControl) -> None:
     """Models mm/vmscan.c: shrink_node (one root memcg): shrink_lruvec, shrink_slab, and again
     while should_continue_reclaim."""
     while True:
@@ -374,7 +349,7 @@ async def shrink_node(pa: PageAllocator, cpu: Cpu, lruvec: Lruvec, sc: ScanContr
             return
 
 
-async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl) -> None:
+async def shrink_zones(pa: Allocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl) -> None:
     """Models mm/vmscan.c: shrink_zones — each node of the zonelist once; for costly orders a
     zone where compaction_ready() holds sets ``sc.compaction_ready`` and is skipped."""
     last_node = -1
@@ -395,7 +370,7 @@ async def shrink_zones(pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: Sc
 
 
 async def do_try_to_free_pages(
-    pa: PageAllocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl
+    pa: Allocator, cpu: Cpu, zonelist: list[Zone], sc: ScanControl
 ) -> int:
     """Models mm/vmscan.c: do_try_to_free_pages — count allocstall_<reclaim zone>, then
     shrink_zones at priority 12 down to 0 until nr_to_reclaim is met or compaction is ready.
@@ -427,7 +402,7 @@ async def do_try_to_free_pages(
 
 
 async def try_to_free_pages(
-    pa: PageAllocator, cpu: Cpu, ac: AllocContext, order: int, gfp_mask: int
+    pa: Allocator, cpu: Cpu, ac: AllocContext, order: int, gfp_mask: int
 ) -> int:
     """Models mm/vmscan.c: try_to_free_pages — direct reclaim for ``order`` on the allocation's
     zonelist; fires mm_vmscan_direct_reclaim_begin/end. Returns pages reclaimed (1 when it
