@@ -45,7 +45,7 @@ from emulator.explore.schedules import (  # noqa: E402
     run_schedule,
     shrink,
 )
-from emulator.runner import RunResult, run_scenario  # noqa: E402
+from emulator.runner import RunOptions, RunResult, run_scenario  # noqa: E402
 from emulator.scenario import bundled_scenarios, load_scenario  # noqa: E402
 
 
@@ -172,7 +172,12 @@ def measure(name: str, runs: int, overrides: dict[str, Any]) -> dict[str, Any]:
         strategy = over.pop("strategy", None) or ("random", "pct")[i % 2]
         perturb = strategy != "fifo"
         params = sc.resolve({**over, "seed": i + 1, "strategy": strategy, "perturb": perturb})
-        res = run_scenario(sc, params, record=False, properties=[*sc.properties, *extra])
+        res = run_scenario(
+            sc,
+            params,
+            record=False,
+            options=RunOptions(properties=(*sc.properties, *extra)),
+        )
         mine = [v for v in res.violations if v.property == prop]
         total += len(mine)
         if mine:
@@ -237,7 +242,8 @@ def _explored_one(item: tuple[str, dict[str, Any], int, int]) -> dict[str, Any]:
     sc = load_scenario(path)
     params = sc.resolve({**overrides, "strategy": "pct", "perturb": True})
     spec = RunSpec(path, params.as_json(), "pct", schedule_seed=seed, steps=steps, perturb=True)
-    res = run_scenario(sc, params, record=False, strategy=make_schedule_strategy(spec))
+    options = RunOptions(strategy=make_schedule_strategy(spec))
+    res = run_scenario(sc, params, record=False, options=options)
     _, prop, effect = EXPLORED[name]
     return {"violated": any(v.property == prop for v in res.violations), "effect": effect(res)}
 

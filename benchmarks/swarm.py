@@ -183,7 +183,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     import attrs
 
     from emulator.mm.invariants import InvariantViolation
-    from emulator.runner import run_scenario
+    from emulator.runner import RunOptions, run_scenario
     from emulator.scenario import ScenarioError
 
     sc = _scenario(spec["scenario"])
@@ -204,7 +204,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     digests = []
     for _ in range(2 if spec["twice"] else 1):
         try:
-            res = run_scenario(wrapped, params, events=None, record=True, strict=True)
+            res = run_scenario(
+                wrapped, params, events=None, record=True, options=RunOptions(strict=True)
+            )
         except InvariantViolation as exc:
             return {"status": "violation", "why": str(exc)[:300]}
         if res.error is not None:

@@ -4,12 +4,11 @@ latency went, per order and part (:mod:`emulator.report.latency`); no re-run."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.console import Console
 
 from emulator.cli import UsageError
-from emulator.cli_views import run_dir
+from emulator.cli_views import folder_errors, run_dir
 
 __all__ = ["configure", "run"]
 
@@ -24,17 +23,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emulator.report.latency import render
+    from emulator.report.run_folder import load_summary
 
     d = run_dir(args.run_dir)
-    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-    allocs = summary.get("allocations") or {}
+    with folder_errors():
+        summary = load_summary(d)
+    allocs = summary.allocations
     order = None
     if args.order is not None:
         if not args.order.strip().isdigit() or not 0 <= int(args.order) <= 10:
             raise UsageError(f"--order {args.order!r}: expected an order 0..10")
         order = int(args.order)
-        if str(order) not in allocs:
-            have = ", ".join(sorted(allocs, key=int)) or "none"
+        if order not in allocs:
+            have = ", ".join(str(o) for o in sorted(allocs)) or "none"
             raise UsageError(
                 f"--order {order}: no allocation of that order in this run (have: {have})"
             )

@@ -36,11 +36,20 @@ from emulator.explore.replay import (
 )
 from emulator.mm.tracepoints import unmatched_globs
 from emulator.report.latency import LATENCY_FILE
-from emulator.report.results import KERNEL_FILES, print_summary, write_results
-from emulator.report.views import write_views
+from emulator.report.outputs import PlotFiles, SummaryFiles, TraceFile
+from emulator.report.results import KERNEL_FILES, print_summary
 from emulator.run.folder import FolderError, StagedFolder, describe_os_error
 from emulator.run.stop import STOP_SIGNALS, StopSignals
-from emulator.runner import RunResult, ScenarioHookError, Stopped, run_scenario
+from emulator.run.summary import StoppedAtStart
+from emulator.runner import (
+    EventsLog,
+    Observer,
+    Run,
+    RunOptions,
+    RunResult,
+    ScenarioHookError,
+    Stopped,
+)
 from emulator.scenario import (
     PROC_FILES,
     Scenario,
@@ -209,10 +218,29 @@ def _same_run(folder: Path, doc: dict[str, Any]) -> bool:
     return isinstance(old, dict) and all(old.get(k) == v for k, v in doc.items())
 
 
-def _enter(stop: StopSignals, progress: Progress, stage: str) -> None:
-    """The run enters ``stage``: shown, and a signal that came earlier stops it now."""
-    progress.stage(stage)
-    stop.enter(stage)
+class ProgressDisplay(Observer):
+    """The terminal's progress line: the phase, then the run's virtual time as it goes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def enter(self, stage: str) -> None:
+        self.progress.stage(stage)
+
+    def sampled(self, now_ns: int, end_ns: int) -> None:
+        self.progress.advance(now_ns, end_ns)
+
+
+def _options(args: argparse.Namespace, schedule: Any) -> RunOptions:
+    """How the run is driven: a replay's strategy, --strict, --driver; the set-up cache (a
+    /proc snapshot is not part of the cache key: such runs build their machine)."""
+    return RunOptions(
+        strategy=schedule.replay() if schedule is not None else None,
+        strict=args.strict,
+        driver=args.driver,
+        until_ns=_replay_until(schedule),
+        cache=None if args.no_cache or args.from_proc else default_cache(),
+    )
 
 
 def _replay_until(schedule: Any) -> int | None:
@@ -437,16 +465,13 @@ def _second_run_differs(
     first = out / "events.jsonl"
     with tempfile.TemporaryDirectory(prefix="mmemu-determinism-") as tmp:
         again = Path(tmp) / "events.jsonl"
-        run_scenario(
+        Run(
             scenario,
             params,
-            events=again,
-            strategy=schedule.replay() if schedule is not None else None,
-            strict=args.strict,
+            options=_options(args, schedule),
+            events=EventsLog(again, args.events),
             stop=stop,
-            events_filter=args.events,
-            driver=args.driver,
-        )
+        ).execute()
         return first_difference(first, again)
 
 
@@ -481,29 +506,26 @@ def _run(
     progress = Progress(enabled=sys.stderr.isatty() and not args.quiet)
     events = None if args.no_events else out / "events.jsonl"
     write_trace = not (args.no_trace or args.no_events)
+    observers: list[Observer] = [ProgressDisplay(progress), SummaryFiles()]
     # --events selecting trace-only events (lock contention, mmemu_* markers) records them in
     # events.jsonl even with --no-trace: the run emits them, trace.json is just not written
-    emit_trace_events = write_trace or (events is not None and _selects_trace_only(args.events))
+    trace = None
+    if write_trace or (events is not None and _selects_trace_only(args.events)):
+        trace = TraceFile(out, args.trace_locks, write=write_trace)
+        observers.append(trace)
+    if args.plots:
+        observers.append(PlotFiles(trace))
+    run = Run(
+        scenario,
+        params,
+        options=_options(args, schedule),
+        events=EventsLog(events, args.events, record=not args.no_events),
+        observers=observers,
+        stop=stop,
+    )
     try:
         with progress:
-            result = run_scenario(
-                scenario,
-                params,
-                events=events,
-                record=not args.no_events,
-                progress=progress.advance,
-                strategy=schedule.replay() if schedule is not None else None,
-                strict=args.strict,
-                stop=stop,
-                stage=lambda name: _enter(stop, progress, name),
-                trace=emit_trace_events,
-                events_filter=args.events,
-                driver=args.driver,
-                trace_locks=args.trace_locks,
-                until_ns=_replay_until(schedule),
-                # a /proc snapshot is not part of the cache key: such runs build their machine
-                cache=None if args.no_cache or args.from_proc else default_cache(),
-            )
+            result = run.execute()
     except (ScenarioHookError, ScenarioError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # the events could not be written (a full disk): nothing is kept
@@ -515,10 +537,9 @@ def _run(
     except Stopped as exc:
         # stopped before the machine existed: the reason and the stage are all there is
         stage = stop.stage_at_signal or "boot"
-        doc = {"scenario": scenario.name, "params": params.as_json(), "reason": exc.reason}
-        doc["stage"] = stage
+        doc = StoppedAtStart(scenario.name, params.as_json(), exc.reason, stage)
         try:
-            (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+            (out / "summary.json").write_text(doc.dumps())
             staged.commit()
         except OSError as err:
             print(f"mmemu run: error: {describe_os_error(err, staged.out)}", file=sys.stderr)
@@ -530,13 +551,7 @@ def _run(
     if result.reason in STOPPED_REASONS:
         result.stage = stop.stage_at_signal or "run"
     try:
-        write_results(result, out)
-        write_views(
-            out,
-            trace=write_trace,
-            plots=args.plots,
-            capture=result.ctx.trace,
-        )
+        run.write(result, out)
         save_schedule(
             out / "schedule.json",
             result.ctx.sim,

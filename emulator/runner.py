@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +28,7 @@ from emulator.engine import (
 )
 from emulator.engine.deadlock import lock_cycles
 from emulator.engine.lockstat import merge_lock_stats
+from emulator.engine.strategy import Strategy
 from emulator.engine.sync import LockStats
 from emulator.explore.properties import Property, PropertyChecker, Violation
 from emulator.mm.compaction.suitable import fragmentation_score_node
@@ -43,14 +44,32 @@ from emulator.mm.snapshot import (
 )
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES
 from emulator.run.stop import STOP_SIGNALS, StopSignals
+from emulator.run.summary import (
+    EngineSummary,
+    Extfrag,
+    KcompactdSummary,
+    KswapdSummary,
+    LockClassStat,
+    OrderAllocations,
+    PcpSummary,
+    PropertySummary,
+    RunSummary,
+    SlowpathOrder,
+    Timeseries,
+)
 from emulator.scenario import Params, Scenario, ScenarioError
 from emulator.setup_cache import SetupCache
 from emulator.workload.cpu import CpuProgram
 from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
 
 __all__ = [
+    "EventsLog",
+    "Observer",
+    "Run",
     "RunContext",
+    "RunOptions",
     "RunResult",
+    "Sampler",
     "ScenarioHookError",
     "Stopped",
     "build_context",
@@ -130,8 +149,6 @@ class RunContext:
     vm_events_at_start: dict[str, int] = attrs.field(factory=dict)
     scenario_result: Any = None
     """A scenario's verdict (any JSON), put in summary.json as ``scenario_result``."""
-    #: the trace being written as the run goes (emulator.report.trace_capture), if any
-    trace: Any = None
 
 
 @attrs.define
@@ -199,67 +216,70 @@ class RunResult:
             for z in self.ctx.allocator.zones
         }
 
-    def summary(self) -> dict[str, Any]:
-        """The contents of summary.json."""
+    def summary(self) -> RunSummary:
+        """summary.json, typed."""
         pa = self.ctx.allocator
         sim = self.ctx.sim
-        out: dict[str, Any] = {
-            "scenario": self.scenario,
-            "seed": self.params.seed,
-            "params": self.params.as_json(),
-            "reason": self.reason,
-            **({"stage": self.stage} if self.stage is not None else {}),
-            "virtual_ns": self.virtual_ns,
-            "setup_s": round(self.setup_s, 3),
-            "wall_s": round(self.wall_s, 3),
-            "vmstat": self.vmstat(),
-            "vmstat_delta": self.vmstat_delta(),
-            "allocations": {str(o): s for o, s in pa.order_summary().items()},
-            "lock_stat": {s.name: s.as_dict() for s in self.lock_classes()},
-            "zone_locks": self.lock_instances(),
-            "pcp": {
-                "pages": pa.pcp_pages(),
-                "per_cpu": {c.id: sum(p.count for p in c.pcp) for c in pa.cpus},
-            },
-            "kswapd_wakeups": pa.kswapd_wakeups,
-            "slowpath": slowpath_summary(pa),
-            "extfrag": extfrag_summary(pa),
-            "mitigations": self.ctx.machine.mitigations.as_dict(),
-            **kthreads_summary(pa),
-            "engine": {
-                "strategy": sim.strategy.describe(),
-                "quantum_ns": sim.quantum_ns,
-                "driver": sim.driver,
-                "switches": sim.switches,
-                "syncs": sim.syncs,
-                "decisions": len(sim.decisions),
-                "events": sim.recorder.count,
-                "events_dropped": sim.recorder.dropped,
-                "events_filter": sim.recorder.events_filter,
-            },
-            "timeseries": self.ctx.samples,
-        }
-        if self.properties:
-            out["properties"] = self.properties
-        if self.ctx.scenario_result is not None:
-            out["scenario_result"] = self.ctx.scenario_result
-        if self.ctx.findings:
-            out["findings"] = self.ctx.findings
-        if self.error:
-            out["error"] = self.error
-        if self.report_error:
-            out["report_error"] = self.report_error
-        return out
+        kthreads = kthreads_summary(pa)  # none when the run stopped before they started
+        kcompactd = kthreads.get("kcompactd")
+        kswapd = kthreads.get("kswapd")
+        samples = self.ctx.samples
+        return RunSummary(
+            scenario=self.scenario,
+            seed=self.params.seed,
+            params=self.params.as_json(),
+            reason=self.reason,
+            stage=self.stage,
+            virtual_ns=self.virtual_ns,
+            setup_s=round(self.setup_s, 3),
+            wall_s=round(self.wall_s, 3),
+            vmstat=self.vmstat(),
+            vmstat_delta=self.vmstat_delta(),
+            allocations={o: OrderAllocations.of(s) for o, s in pa.order_summary().items()},
+            lock_stat={s.name: LockClassStat.of(s.as_dict()) for s in self.lock_classes()},
+            zone_locks={k: LockClassStat.of(v) for k, v in self.lock_instances().items()},
+            pcp=PcpSummary(
+                pages=pa.pcp_pages(),
+                per_cpu={c.id: sum(p.count for p in c.pcp) for c in pa.cpus},
+            ),
+            kswapd_wakeups=pa.kswapd_wakeups,
+            slowpath={int(o): SlowpathOrder.of(s) for o, s in slowpath_summary(pa).items()},
+            extfrag=extfrag_summary(pa),
+            mitigations=self.ctx.machine.mitigations.as_dict(),
+            kcompactd=None if kcompactd is None else [KcompactdSummary.of(k) for k in kcompactd],
+            kswapd=None if kswapd is None else [KswapdSummary.of(k) for k in kswapd],
+            engine=EngineSummary(
+                strategy=sim.strategy.describe(),
+                quantum_ns=sim.quantum_ns,
+                driver=sim.driver,
+                switches=sim.switches,
+                syncs=sim.syncs,
+                decisions=len(sim.decisions),
+                events=sim.recorder.count,
+                events_dropped=sim.recorder.dropped,
+                events_filter=_filter_json(sim.recorder.events_filter),
+            ),
+            timeseries=Timeseries.of(samples) if samples else None,
+            properties={k: PropertySummary.of(v) for k, v in self.properties.items()},
+            scenario_result=self.ctx.scenario_result,
+            findings=self.ctx.findings,
+            error=self.error,
+            report_error=self.report_error,
+        )
 
 
-def extfrag_summary(pa: PageAllocator) -> dict[str, Any]:
+def _filter_json(events: str | Iterable[str] | None) -> str | list[str] | None:
+    return events if events is None or isinstance(events, str) else list(events)
+
+
+def extfrag_summary(pa: PageAllocator) -> Extfrag:
     """Fragmenting fallbacks (``mm_page_alloc_extfrag`` with fallback_order < pageblock_order)
     over all zones: the total and by the requesting migratetype."""
     by_mt = [sum(z.extfrag_fragmenting[mt] for z in pa.zones) for mt in range(MIGRATE_TYPES)]
-    return {
-        "fragmenting_fallbacks": sum(by_mt),
-        "by_alloc_migratetype": {MIGRATETYPE_NAMES[mt]: n for mt, n in enumerate(by_mt) if n},
-    }
+    return Extfrag(
+        fragmenting_fallbacks=sum(by_mt),
+        by_alloc_migratetype={MIGRATETYPE_NAMES[mt]: n for mt, n in enumerate(by_mt) if n},
+    )
 
 
 def build_context(
@@ -313,50 +333,6 @@ def build_context(
     if warnings:
         ctx.findings["workload_warnings"] = warnings
     return ctx
-
-
-def _sampler(
-    ctx: RunContext, progress: Callable[[int, int], None] | None
-) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """The sampling daemon actor (every ``sample`` ns of virtual time) and its probe."""
-    sim = ctx.sim
-    interval = ctx.params["sample"]
-    duration = ctx.params.duration_ns
-    pa = ctx.allocator
-    nodes = ctx.machine.nodes
-    samples = ctx.samples
-    for key in (
-        "t_ns",
-        "nr_free_pages",
-        "pcp_pages",
-        "free_pages_per_order",
-        "fragmentation_score",
-    ):
-        samples[key] = []
-
-    def take() -> None:
-        samples["t_ns"].append(sim.now)
-        samples["nr_free_pages"].append(sum(z.nr_free_pages for z in pa.zones))
-        samples["pcp_pages"].append(pa.pcp_pages())
-        per_order = [0] * NR_PAGE_ORDERS
-        for z in pa.zones:
-            for o, n in enumerate(z.nr_free):
-                per_order[o] += n << o
-        samples["free_pages_per_order"].append(per_order)
-        samples["fragmentation_score"].append([fragmentation_score_node(n) for n in nodes])
-
-    async def sampler() -> None:
-        await sim.sync()
-        take()
-        while True:
-            await sim.delay(interval)
-            await sim.sync()
-            take()
-            _no_lock_cycle(sim)
-            if progress is not None:
-                progress(sim.now, duration)
-
-    return sampler, take
 
 
 def _scenario_writes(scenario: Scenario, params: Params, ctx: RunContext) -> tuple[Write, ...]:
@@ -416,192 +392,413 @@ def _sim_error(exc: SimError) -> tuple[str, str | None]:
     return "error", msg
 
 
+@attrs.frozen
+class RunOptions:
+    """How a run is driven (none of it changes what the scenario is)."""
+
+    #: overrides ``params["strategy"]`` (a :class:`~emulator.engine.Replay` of a recorded run)
+    strategy: Strategy | None = None
+    #: fail if model code touches shared state without synchronising
+    strict: bool = False
+    #: the engine driver: ``"fast"`` (the default, None) or the reference ``"trio"``
+    driver: str | None = None
+    #: end earlier than ``params.duration_ns`` (the replay of a run a signal stopped)
+    until_ns: int | None = None
+    #: the machine after the scenario's ``setup``, loaded from or stored in this cache
+    cache: SetupCache | None = None
+    #: checked during and after the run (default: the scenario's own)
+    properties: tuple[Property, ...] | None = None
+
+
+class Observer:
+    """Something that watches a run and writes one of its outputs; attached to a :class:`Run`.
+
+    Each hook is called once, in the phase named, observers in the order given; the base class
+    does nothing in each. ``enter``: a phase begins (``boot``, ``set-up``, ``run``);
+    ``attach``: the machine is booted and set up, nothing spawned yet (wire tracing into it);
+    ``spawn``: the CPUs are spawned, spawn the observer's own actors; ``sampled``: the sampler
+    took a sample (virtual now, the run's end); ``collect``: virtual time has ended (take the
+    final state); ``write``: put the observer's files in the results folder (summary.json is
+    written by the first observer that writes it, so the views after it can read it);
+    ``close``: always, last.
+    """
+
+    def enter(self, stage: str) -> None:
+        pass
+
+    def attach(self, run: Run) -> None:
+        pass
+
+    def spawn(self, run: Run) -> None:
+        pass
+
+    def sampled(self, now_ns: int, end_ns: int) -> None:
+        pass
+
+    def collect(self, run: Run) -> None:
+        pass
+
+    def write(self, result: RunResult, folder: Path) -> list[Path]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class EventsLog(Observer):
+    """events.jsonl: the tracepoint log, to a path, an open text file, memory (``sink`` None:
+    ``ctx.sim.recorder`` keeps them) or nowhere (``record`` False). ``events_filter``
+    (tracepoint globs, ``"mm_compaction_*,mm_page_alloc"``) records only the matching events;
+    the summary counts the others as ``events_dropped``."""
+
+    def __init__(
+        self,
+        sink: IO[str] | Path | None = None,
+        events_filter: str | None = None,
+        record: bool = True,
+    ) -> None:
+        self.sink = sink
+        self.events_filter = events_filter
+        self.record = record
+        self.recorder: Any = NULL_RECORDER
+        self._own: IO[str] | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self.sink if isinstance(self.sink, Path) else None
+
+    def open(self) -> Any:
+        """The recorder the machine and the engine emit to (before the boot)."""
+        if not self.record:
+            return NULL_RECORDER
+        sink: Any = self.sink
+        if isinstance(sink, Path):
+            sink = self._own = sink.open("w", encoding="utf-8")
+        self.recorder = Recorder(sink, events=self.events_filter)
+        return self.recorder
+
+    def close(self) -> None:
+        self.recorder.close()
+        if self._own is not None:
+            self._own.close()
+
+
+class Sampler(Observer):
+    """summary.json's ``timeseries``: a daemon actor that samples the machine every ``sample``
+    ns of virtual time, and once more at the end; it also stops a run whose actors wait for
+    each other's locks in a cycle (:func:`_no_lock_cycle`)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def _take(self, ctx: RunContext) -> None:
+        samples = ctx.samples
+        pa = ctx.allocator
+        samples["t_ns"].append(ctx.sim.now)
+        samples["nr_free_pages"].append(sum(z.nr_free_pages for z in pa.zones))
+        samples["pcp_pages"].append(pa.pcp_pages())
+        per_order = [0] * NR_PAGE_ORDERS
+        for z in pa.zones:
+            for o, n in enumerate(z.nr_free):
+                per_order[o] += n << o
+        samples["free_pages_per_order"].append(per_order)
+        samples["fragmentation_score"].append(
+            [fragmentation_score_node(n) for n in ctx.machine.nodes]
+        )
+
+    def spawn(self, run: Run) -> None:
+        ctx = run.context
+        sim = ctx.sim
+        interval = ctx.params["sample"]
+        end = ctx.params.duration_ns
+        for key in SAMPLED:
+            ctx.samples[key] = []
+
+        async def sampler() -> None:
+            await sim.sync()
+            self._take(ctx)
+            while True:
+                await sim.delay(interval)
+                await sim.sync()
+                self._take(ctx)
+                _no_lock_cycle(sim)
+                for obs in run.observers:
+                    obs.sampled(sim.now, end)
+
+        sim.spawn("sampler", sampler, daemon=True)
+        self.started = True
+
+    def collect(self, run: Run) -> None:
+        ctx = run.context
+        if self.started and (not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != ctx.sim.now):
+            self._take(ctx)  # the state at the end of the run
+
+
+#: the sampler's series, in summary.json's order
+SAMPLED = ("t_ns", "nr_free_pages", "pcp_pages", "free_pages_per_order", "fragmentation_score")
+
+
+class Run:
+    """One run of ``scenario`` with ``params``, in phases: :meth:`boot` (the machine),
+    :meth:`set_up` (the scenario's set-up), :meth:`attach` (observers wire into it),
+    :meth:`spawn` (CPUs, the sampler, the kernel threads, the scenario's actors, its run-time
+    writes), :meth:`run` (virtual time to the deadline) and :meth:`collect` (the
+    :class:`RunResult`);
+    :meth:`execute` does them in turn and :meth:`write` has the observers write the results
+    folder.
+
+    It is the only place that touches wall-clock time (``wall_s``, ``setup_s``), outside the
+    model: the model sees virtual time only.
+
+    Ctrl-C (and, with ``stop``, SIGTERM and SIGHUP) ends the run early with ``reason``
+    ``interrupted`` (``terminated``, ``hangup``): what was recorded is flushed and the results
+    describe the state at that instant. A deadlock or watchdog report from the engine ends it
+    with ``reason`` ``deadlock`` or ``watchdog`` and ``error`` saying why, an actor crash with
+    ``error``. Raises :class:`ScenarioHookError` if the scenario's ``build``, ``setup`` or
+    ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the machine was
+    booted. Properties with event hooks see every event even without an events log.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        params: Params,
+        *,
+        options: RunOptions = RunOptions(),
+        events: EventsLog | None = None,
+        observers: Sequence[Observer] = (),
+        stop: StopSignals | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.params = params
+        self.options = options
+        self.stop = stop
+        self.properties = list(
+            scenario.properties if options.properties is None else options.properties
+        )
+        if events is None or not events.record:
+            if any(p.on_event is not None for p in self.properties):
+                events = EventsLog(_DISCARD, events.events_filter if events else None)
+            else:
+                events = events or EventsLog(record=False)
+        self.events = events
+        self.sampler = Sampler()
+        self.observers: list[Observer] = [events, self.sampler, *observers]
+        self._ctx: RunContext | None = None
+        self.writes: tuple[Write, ...] = ()
+        self.checker: PropertyChecker | None = None
+        self.reason = "deadline"
+        self.error: str | None = None
+        self._t0 = 0.0
+        self.setup_s = 0.0
+        self.wall_s = 0.0
+
+    @property
+    def context(self) -> RunContext:
+        """The booted machine and everything the run is made of (after :meth:`boot`)."""
+        if self._ctx is None:
+            raise RuntimeError("the run has not booted")
+        return self._ctx
+
+    @property
+    def recorder(self) -> Any:
+        return self.events.recorder
+
+    def _enter(self, stage: str) -> None:
+        for obs in self.observers:
+            obs.enter(stage)
+        if self.stop is not None:
+            self.stop.enter(stage)
+
+    def _stop_reason(self) -> str:
+        return self.stop.reason if self.stop is not None and self.stop.reason else "interrupted"
+
+    # -- the phases ------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Boot the machine and check the scenario's run-time writes (a bad one refuses the run
+        as bad input); :class:`Stopped` if a stop signal comes first."""
+        self._t0 = time.perf_counter()
+        recorder = self.events.open()
+        opts = self.options
+        try:
+            self._enter("boot")
+            self._ctx = build_context(
+                self.scenario, self.params, recorder, opts.strategy, opts.strict, opts.driver
+            )
+            self.writes = _scenario_writes(self.scenario, self.params, self._ctx)
+        except KeyboardInterrupt:
+            raise Stopped(self._stop_reason()) from None
+
+    def set_up(self) -> None:
+        """Run the scenario's ``setup`` on the booted machine (or load its result from the
+        cache): the machine's past, not recorded."""
+        if self.scenario.setup is not None:
+            opts = self.options
+            self._enter("set-up")
+            self._ctx = _set_up(
+                self.scenario,
+                self.params,
+                self.context,
+                self.recorder,
+                opts.cache,
+                opts.strict,
+                opts.driver,
+            )
+
+    def attach(self) -> None:
+        """The observers wire into the booted machine (before any actor is spawned)."""
+        for obs in self.observers:
+            obs.attach(self)
+
+    def spawn(self) -> None:
+        """Spawn the CPUs, the observers' actors (the sampler), the kernel threads (kswapdN,
+        kcompactdN), the scenario's actors and its run-time writes; install the property
+        checker."""
+        ctx = self.context
+        sim = ctx.sim
+        for prog in ctx.programs:
+            sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
+        for obs in self.observers:
+            obs.spawn(self)
+        start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
+        ctx.vm_events_at_start = dict(ctx.machine.vm_events)
+        if self.scenario.actors is not None:
+            pairs = _hook(self.scenario, "actors", _actor_list, self.scenario, self.params, ctx)
+            for name, fn in pairs:
+                sim.spawn(name, fn)
+        self.checker = PropertyChecker(self.properties, ctx)
+        self.checker.install()
+        if self.writes:
+            log: list[dict[str, Any]] = []
+            ctx.findings["writes"] = log
+            sim.spawn("writes", writer_actor(ctx.allocator, self.writes, log))
+
+    def run(self) -> None:
+        """Run virtual time to the deadline (or ``until_ns``), cancelled cleanly by a stop
+        signal."""
+        sim = self.context.sim
+        stop = self.stop
+        self._enter("run")
+        t0 = time.perf_counter()
+        # the machine built so far lives for the whole run: keep the cyclic GC from scanning
+        # it again and again while the run allocates (unfrozen after)
+        gc.collect()
+        gc.freeze()
+        try:
+            until = (
+                self.params.duration_ns if self.options.until_ns is None else self.options.until_ns
+            )
+            if stop is not None:
+                result = trio.run(run_sim_unwrapped, stop, sim, until)
+            else:
+                result = trio.run(sim.run, until)
+            if result is None or (stop is not None and stop.reason):
+                self.reason = (stop.reason if stop else None) or "interrupted"
+            else:
+                self.reason = result.reason
+        except KeyboardInterrupt:
+            self.reason = self._stop_reason()
+        except SimError as exc:
+            if isinstance(exc, ActorCrashed) and isinstance(exc.exc, OSError):
+                raise exc.exc from None  # writing the events failed (a full disk)
+            # an actor crashed, the run deadlocked or an actor made no progress: keep what was
+            # recorded and the state
+            self.reason, self.error = _sim_error(exc)
+        finally:
+            gc.unfreeze()
+            self.wall_s = time.perf_counter() - t0
+
+    def collect(self) -> RunResult:
+        """The run's result: lock cycles and unrun phases found, the final sample, the
+        properties' verdicts and the scenario's report."""
+        ctx = self.context
+        sim = ctx.sim
+        if self.stop is not None:
+            self.stop.raise_now = False
+        # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
+        # would otherwise pass as a plain deadline
+        stuck = sim.lock_cycles()
+        if stuck:
+            ctx.findings["lock_deadlock_at_end"] = stuck
+            if self.error is None and self.reason in ("deadline", "done"):
+                # formed after the last sample: still a deadlock, never a success
+                try:
+                    _no_lock_cycle(sim)
+                except DeadlockError as exc:
+                    self.reason, self.error = _sim_error(exc)
+        # a phase that never ended leaves later phases unrun: say so, never a silent half-run
+        unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
+        if unfinished:
+            ctx.findings["phases_not_run"] = unfinished
+        for obs in self.observers:
+            obs.collect(self)
+        checker = self.checker
+        violations = checker.finish(self.reason, self.error) if checker is not None else []
+        report_error = None
+        scenario = self.scenario
+        if scenario.report is not None and self.error is None:
+            try:
+                ctx.findings.update(scenario.report(self.params, ctx))
+            except Exception as exc:
+                report_error = f"scenario {scenario.name}: report() failed: {_one_line(exc)}"
+        return RunResult(
+            scenario.name,
+            self.params,
+            self.reason,
+            sim.now,
+            self.wall_s,
+            ctx,
+            self.error,
+            self.setup_s,
+            report_error,
+            violations,
+            checker.summary() if checker is not None else {},
+        )
+
+    def execute(self) -> RunResult:
+        """Boot, attach, spawn, run and collect; the observers are closed whatever happens."""
+        try:
+            self.boot()
+            try:
+                self.set_up()
+                self.attach()
+                self.spawn()
+            except KeyboardInterrupt:
+                self.reason = self._stop_reason()
+            self.setup_s = time.perf_counter() - self._t0
+            if self.reason == "deadline":
+                self.run()
+            return self.collect()
+        finally:
+            self.close()
+
+    def write(self, result: RunResult, folder: Path) -> list[Path]:
+        """Each observer writes its files into the results folder, in order."""
+        written: list[Path] = []
+        for obs in self.observers:
+            written.extend(obs.write(result, folder))
+        return written
+
+    def close(self) -> None:
+        for obs in reversed(self.observers):
+            obs.close()
+
+
 def run_scenario(
     scenario: Scenario,
     params: Params,
     *,
     events: IO[str] | Path | None = None,
     record: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-    strategy: Any = None,
-    strict: bool = False,
-    stop: StopSignals | None = None,
-    stage: Callable[[str], None] | None = None,
-    trace: bool = False,
-    events_filter: str | None = None,
-    driver: str | None = None,
-    trace_locks: str = "zone",
-    properties: Sequence[Property] | None = None,
-    until_ns: int | None = None,
-    cache: SetupCache | None = None,
+    options: RunOptions = RunOptions(),
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
-    """Run ``scenario`` with ``params`` to its virtual deadline.
-
-    ``trace`` (with ``record``) also records what a timeline needs: the lock events of
-    include/trace/events/lock.h (:func:`emulator.report.perfetto.enable_lock_events`) and the
-    mmemu-specific allocation, free and slow-path markers (``mmemu_*``). With ``events`` a
-    path, they go to a :class:`~emulator.report.trace_capture.TraceCapture` writing
-    ``trace.json`` beside it as the run goes (``ctx.trace``; ``trace_locks`` its lock policy),
-    not to events.jsonl unless ``events_filter`` selects them.
-
-    ``events`` is a path or open text file for events.jsonl (with ``record`` True); with
-    ``events`` None and ``record`` True the events stay in memory (``ctx.sim.recorder``).
-    ``events_filter`` (tracepoint globs, ``"mm_compaction_*,mm_page_alloc"``) records only the
-    matching events; the summary counts the others as ``events_dropped``.
-    Ctrl-C (and, with ``stop``, SIGTERM and SIGHUP) ends the run early with ``reason``
-    ``interrupted`` (``terminated``, ``hangup``): what was recorded is flushed and the results
-    describe the state at that instant. A deadlock or watchdog report from the engine ends it
-    with ``reason`` ``deadlock`` or ``watchdog`` and ``error`` saying why, an actor crash with
-    ``error``. ``stage(name)`` is called as boot, set-up and the run begin (for a progress
-    display). With ``cache`` (:class:`~emulator.setup_cache.SetupCache`) the machine after the
-    scenario's ``setup`` is loaded from it when stored there, and stored when it was not (same
-    results either way). Raises :class:`ScenarioHookError` if the scenario's ``build``,
-    ``setup`` or ``actors`` hook raises, and :class:`Stopped` if a stop signal came before the
-    machine was booted.
-
-    ``until_ns`` ends the run earlier than ``params.duration_ns`` (the replay of a run that
-    a signal stopped goes to where it stopped).
-
-    ``properties`` (default: the scenario's own) are checked during and after the run
-    (:class:`~emulator.explore.properties.PropertyChecker`): ``RunResult.violations``. Properties
-    with event hooks see every event even with ``record`` False.
-    """
-    props = list(scenario.properties if properties is None else properties)
-    own_file = None
-    if not record and any(p.on_event is not None for p in props):
-        record, events = True, _DISCARD
-    if record:
-        if isinstance(events, Path):
-            own_file = events.open("w", encoding="utf-8")
-            recorder: Any = Recorder(own_file, events=events_filter)
-        else:
-            recorder = Recorder(events, events=events_filter)
-    else:
-        recorder = NULL_RECORDER
-    stage = stage or (lambda _name: None)
-    t_setup = time.perf_counter()
-    try:
-        try:
-            stage("boot")
-            ctx = build_context(scenario, params, recorder, strategy, strict, driver)
-            # checked before anything runs: a bad write refuses the run as bad input
-            writes = _scenario_writes(scenario, params, ctx)
-        except KeyboardInterrupt:
-            raise Stopped(stop.reason if stop and stop.reason else "interrupted") from None
-        sim = ctx.sim
-        reason = "deadline"
-        error = None
-        checker: PropertyChecker | None = None
-        take_sample: Callable[[], None] | None = None  # none before the set-up has finished
-        try:
-            if scenario.setup is not None:
-                stage("set-up")
-                ctx = _set_up(scenario, params, ctx, recorder, cache, strict, driver)
-            for prog in ctx.programs:
-                sim.spawn(f"cpu{prog.cpu.id}", prog.run, data=prog.cpu)
-            sampler, take_sample = _sampler(ctx, progress)
-            sim.spawn("sampler", sampler, daemon=True)
-            start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
-            ctx.vm_events_at_start = dict(ctx.machine.vm_events)
-            if trace and recorder.enabled:
-                from emulator.report.perfetto import enable_lock_events
-
-                markers: Any = recorder
-                if isinstance(events, Path):
-                    from emulator.report.trace_capture import TraceCapture
-
-                    markers = ctx.trace = TraceCapture(
-                        recorder, events.parent / "trace.json", trace_locks
-                    )
-                enable_lock_events(ctx.allocator, markers)
-                ctx.allocator.markers = markers
-                for prog in ctx.programs:
-                    prog.markers = markers
-            if scenario.actors is not None:
-                for name, fn in _hook(scenario, "actors", _actor_list, scenario, params, ctx):
-                    sim.spawn(name, fn)
-            checker = PropertyChecker(props, ctx)
-            checker.install()
-            if writes:
-                log: list[dict[str, Any]] = []
-                ctx.findings["writes"] = log
-                sim.spawn("writes", writer_actor(ctx.allocator, writes, log))
-        except KeyboardInterrupt:
-            reason = stop.reason if stop and stop.reason else "interrupted"
-        setup_s = time.perf_counter() - t_setup
-        t0 = time.perf_counter()
-        if reason == "deadline":
-            stage("run")
-            # the machine built so far lives for the whole run: keep the cyclic GC from
-            # scanning it again and again while the run allocates (unfrozen after)
-            gc.collect()
-            gc.freeze()
-            try:
-                until = params.duration_ns if until_ns is None else until_ns
-                if stop is not None:
-                    result = trio.run(run_sim_unwrapped, stop, sim, until)
-                else:
-                    result = trio.run(sim.run, until)
-                if result is None or (stop is not None and stop.reason):
-                    reason = (stop.reason if stop else None) or "interrupted"
-                else:
-                    reason = result.reason
-            except KeyboardInterrupt:
-                reason = stop.reason if stop and stop.reason else "interrupted"
-            except SimError as exc:
-                if isinstance(exc, ActorCrashed) and isinstance(exc.exc, OSError):
-                    raise exc.exc from None  # writing the events failed (a full disk)
-                # an actor crashed, the run deadlocked or an actor made no progress: keep what
-                # was recorded and the state
-                reason, error = _sim_error(exc)
-            finally:
-                gc.unfreeze()
-        if stop is not None:
-            stop.raise_now = False
-        wall = time.perf_counter() - t0
-        # a wait-for cycle on locks at the end: with daemons polling, a deadlock among CPUs
-        # would otherwise pass as a plain deadline
-        stuck = sim.lock_cycles()
-        if stuck:
-            ctx.findings["lock_deadlock_at_end"] = stuck
-            if error is None and reason in ("deadline", "done"):
-                # formed after the last sample: still a deadlock, never a success
-                try:
-                    _no_lock_cycle(sim)
-                except DeadlockError as exc:
-                    reason, error = _sim_error(exc)
-        # a phase that never ended leaves later phases unrun: say so, never a silent half-run
-        unfinished = {f"cpu{p.cpu.id}": p.unfinished() for p in ctx.programs if p.unfinished()}
-        if unfinished:
-            ctx.findings["phases_not_run"] = unfinished
-        if take_sample is not None and (
-            not ctx.samples.get("t_ns") or ctx.samples["t_ns"][-1] != sim.now
-        ):
-            take_sample()  # the state at the end of the run
-        violations = checker.finish(reason, error) if checker is not None else []
-        report_error = None
-        if scenario.report is not None and error is None:
-            try:
-                ctx.findings.update(scenario.report(params, ctx))
-            except Exception as exc:
-                report_error = f"scenario {scenario.name}: report() failed: {_one_line(exc)}"
-        return RunResult(
-            scenario.name,
-            params,
-            reason,
-            sim.now,
-            wall,
-            ctx,
-            error,
-            setup_s,
-            report_error,
-            violations,
-            checker.summary() if checker is not None else {},
-        )
-    finally:
-        recorder.close()
-        if own_file is not None:
-            own_file.close()
+    """A :class:`Run` of ``scenario`` with ``params``, executed: the events go to ``events``
+    (a path or an open text file; in memory, ``ctx.sim.recorder``, when None), or nowhere
+    without ``record``."""
+    log = EventsLog(events, record=record)
+    return Run(scenario, params, options=options, events=log, observers=observers).execute()
 
 
 def _set_up(

@@ -28,6 +28,7 @@ range during the demand.
 
 import numpy as np
 
+from emulator.engine.percentile import percentile
 from emulator.mm.initstate import free_k_of_n
 from emulator.mm.memmap import OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
@@ -54,13 +55,6 @@ def setup(p, ctx):
     adopt_allocated(ctx.allocator)  # on the LRU lists, with holders (page cache, processes)
 
 
-def _pct(values, p):
-    if not values:
-        return 0
-    values = sorted(values)
-    return values[min(len(values) - 1, (len(values) * p + 99) // 100 - 1)]
-
-
 def report(p, ctx):
     pa = ctx.allocator
     lat = [x for c in pa.cpus for x in c.stats[9].latencies]
@@ -79,9 +73,9 @@ def report(p, ctx):
         "huge_pages_obtained": attempts - failures,
         "huge_page_attempts": attempts,
         "latency_ns": {
-            "p50": _pct(lat, 50),
-            "p90": _pct(lat, 90),
-            "p99": _pct(lat, 99),
+            "p50": percentile(lat, 50),
+            "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99),
             "max": max(lat) if lat else 0,
         },
         "compact_stall": ev["compact_stall"] - start.get("compact_stall", 0),

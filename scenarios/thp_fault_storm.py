@@ -37,13 +37,14 @@ counts, and what kswapd and kcompactd did.
 
 import numpy as np
 
-from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
+from emulator.engine.percentile import percentile
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
+from emulator.workload.thp_faults import thp_fault_threads
 
 
 def build(p):
@@ -72,26 +73,7 @@ def actors(p, ctx):
     per_thread = p["faults"] // p.cpus
     lat = ctx.findings.setdefault("_fault_latencies_ns", [])
 
-    def thread(cpu):
-        async def run():
-            if p["start"]:
-                await sim.delay(p["start"])  # the machine idles (its trickle) until then
-            for _ in range(per_thread):
-                await sim.sync()
-                t0 = sim.current.now
-                await do_huge_pmd_anonymous_page(pa, cpu, p["madvise"])
-                lat.append(sim.current.now - t0)
-
-        return run
-
-    return [(f"thp{cpu.id}", thread(cpu)) for cpu in pa.cpus]
-
-
-def _pct(values, q):
-    if not values:
-        return 0
-    values = sorted(values)
-    return values[min(len(values) - 1, (len(values) * q + 99) // 100 - 1)]
+    return thp_fault_threads(pa, sim, "thp", per_thread, p["madvise"], lat, p["start"])
 
 
 def report(p, ctx):
@@ -111,7 +93,11 @@ def report(p, ctx):
         "thp_fault_alloc": d("thp_fault_alloc"),
         "thp_fault_fallback": d("thp_fault_fallback"),
         "huge_page_success_pct": round(100 * d("thp_fault_alloc") / max(len(lat), 1), 1),
-        "fault_latency_ns": {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99)},
+        "fault_latency_ns": {
+            "p50": percentile(lat, 50),
+            "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99),
+        },
         "compact_stall": d("compact_stall"),
         "compact_success": d("compact_success"),
         "pgsteal_direct": d("pgsteal_direct"),

@@ -30,13 +30,14 @@ results (``thp_fault_alloc`` / ``_fallback`` and the success share) and the faul
 
 import numpy as np
 
-from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
+from emulator.engine.percentile import percentile
 from emulator.mm.initstate import allocate_everything, free_pages_mask
 from emulator.mm.memmap import OWNER_FILE, OWNER_MOVABLE
 from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 from emulator.scenario import Param, Scenario
 from emulator.workload import AllocClass, Phase, Workload
+from emulator.workload.thp_faults import thp_fault_threads
 
 COUNTERS = (
     "compact_stall",
@@ -89,24 +90,7 @@ def actors(p, ctx):
     per_thread = max(1, mapped_pages // p.cpus // PAGEBLOCK_NR_PAGES // 2)
     lat = ctx.findings.setdefault("_fault_latencies_ns", [])
 
-    def thread(cpu):
-        async def run():
-            for _ in range(per_thread):
-                await sim.sync()
-                t0 = sim.current.now
-                await do_huge_pmd_anonymous_page(pa, cpu, p["madvise"])
-                lat.append(sim.current.now - t0)
-
-        return run
-
-    return [(f"thpscale{cpu.id}", thread(cpu)) for cpu in pa.cpus]
-
-
-def _pct(values, q):
-    if not values:
-        return 0
-    values = sorted(values)
-    return values[min(len(values) - 1, (len(values) * q + 99) // 100 - 1)]
+    return thp_fault_threads(pa, sim, "thpscale", per_thread, p["madvise"], lat)
 
 
 def report(p, ctx):
@@ -122,7 +106,11 @@ def report(p, ctx):
         **d,
         "thp_success_pct": round(100 * d["thp_fault_alloc"] / max(len(lat), 1), 1),
         "compact_success_pct": round(100 * d["compact_success"] / max(stall, 1), 1),
-        "fault_latency_ns": {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99)},
+        "fault_latency_ns": {
+            "p50": percentile(lat, 50),
+            "p90": percentile(lat, 90),
+            "p99": percentile(lat, 99),
+        },
     }
 
 

@@ -62,8 +62,10 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     (
         "runner",
-        "Builds the `Sim`, boots the machine, starts the actors, runs virtual time, collects "
-        "metrics. The only code that reads wall-clock time.",
+        "A `Run` in phases (boot, set-up, attach, spawn, run, collect) with its outputs as "
+        "observers: builds the `Sim`, boots the machine, starts the actors and the kernel "
+        "threads, runs virtual time, collects the typed summary. The only code that reads "
+        "wall-clock time.",
         ("emulator.runner",),
     ),
     (

@@ -52,7 +52,7 @@ from emulator.engine.errors import ReplayDivergence
 from emulator.explore.executor import ItemError, run_many
 from emulator.explore.properties import STANDARD_PROPERTIES, Property, Violation, quiescent
 from emulator.mm.invariants import InvariantViolation
-from emulator.runner import RunContext, RunResult, run_scenario
+from emulator.runner import EventsLog, Observer, Run, RunContext, RunOptions, RunResult
 from emulator.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
@@ -228,8 +228,8 @@ def _scenario(path: str) -> Scenario:
     return sc
 
 
-class _Invariants:
-    """The ``invariants`` check without an actor of its own: at every sample of the scenario's
+class _Invariants(Observer):
+    """The ``invariants`` check without an actor of its own: at every sample of the run's
     sampler (a synchronised instant) and at the end, when quiescent. Keeps the first violation
     and never raises into the run."""
 
@@ -237,8 +237,11 @@ class _Invariants:
         self.found: Violation | None = None
         self.ctx: RunContext | None = None
 
-    def sample(self, now: int, _duration: int) -> None:
-        self.look(now)
+    def attach(self, run: Run) -> None:
+        self.ctx = run.context  # the machine exists from here on
+
+    def sampled(self, now_ns: int, end_ns: int) -> None:
+        self.look(now_ns)
 
     def look(self, now: int) -> None:
         ctx = self.ctx
@@ -266,25 +269,18 @@ def run_schedule(spec: RunSpec) -> Outcome:
     own = {p.name for p in scenario.properties}
     extra = [p for n in checks if n not in own and isinstance(p := available.get(n), Property)]
     invariants = _Invariants() if "invariants" in checks and "invariants" not in own else None
-    inner = scenario.actors
-
-    def actors(p: Any, ctx: RunContext) -> list[Any]:
-        if invariants is not None:
-            invariants.ctx = ctx  # the machine exists from here on
-        return list(inner(p, ctx)) if inner is not None else []
-
-    wrapped = attrs.evolve(scenario, actors=actors)
     with tempfile.TemporaryDirectory(prefix="mmemu-explore-") as tmp:
         events = Path(spec.events_path) if spec.events_path else Path(tmp) / "events.jsonl"
-        result = run_scenario(
-            wrapped,
+        result = Run(
+            scenario,
             params,
-            events=events,
-            record=True,
-            progress=invariants.sample if invariants is not None else None,
-            strategy=make_schedule_strategy(spec),
-            properties=[*scenario.properties, *extra],
-        )
+            options=RunOptions(
+                strategy=make_schedule_strategy(spec),
+                properties=(*scenario.properties, *extra),
+            ),
+            events=EventsLog(events),
+            observers=[invariants] if invariants is not None else [],
+        ).execute()
         digest = hashlib.sha256(events.read_bytes()).hexdigest()
     if result.error is not None and "ReplayDivergence" in result.error:
         raise ReplayDivergence(result.error)

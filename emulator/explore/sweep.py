@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from emulator.runner import run_scenario
+from emulator.runner import RunOptions, run_scenario
 from emulator.scenario import load_scenario
 from emulator.setup_cache import default_cache
 
@@ -119,8 +119,8 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
     """Run one point (in a worker process or a Dask worker): its table row."""
     scenario = load_scenario(point.scenario_path)
     params = scenario.resolve(dict(point.overrides))
-    result = run_scenario(scenario, params, record=False, cache=default_cache())
-    return row_of(point, result.summary())
+    result = run_scenario(scenario, params, record=False, options=RunOptions(cache=default_cache()))
+    return row_of(point, result.summary().to_json())
 
 
 def row_of(point: SweepPoint, summary: Mapping[str, Any]) -> dict[str, Any]:

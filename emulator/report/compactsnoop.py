@@ -42,13 +42,8 @@ from emulator.mm.procfs.parse import ProcParseError, parse_zoneinfo
 from emulator.mm.tracepoints import TRACEPOINTS
 from emulator.mm.vmstat import fragmentation_index
 from emulator.report.ftrace import _Tasks
-from emulator.report.run_folder import (
-    EVENT_ERRORS,
-    EventLog,
-    RunFolderError,
-    RunSummary,
-    Timeseries,
-)
+from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError
+from emulator.run.summary import RunSummary, Timeseries
 
 __all__ = ["Compaction", "compactions", "format_compactsnoop", "header"]
 
@@ -123,7 +118,7 @@ def compactions(
     usually an :class:`EventLog`: an event lacking a field compactsnoop needs, or holding one
     of the wrong type, is then rejected there (a bad line) and the pairing goes on."""
     zones = _Zones.load(run_dir)
-    series = summary.timeseries if summary is not None else Timeseries()
+    series = summary.series if summary is not None else RunSummary().series
     log = events if isinstance(events, EventLog) else None
     tasks = _Tasks()
     order_of: dict[str, int] = {}

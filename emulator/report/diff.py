@@ -37,6 +37,7 @@ from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.inspect import analyse, load
 from emulator.report.latency import diff_rows
 from emulator.report.run_folder import EventLog, RunFolderError, load_summary
+from emulator.run.summary import RunSummary
 
 __all__ = ["Side", "diff_sections", "load_side", "print_diff"]
 
@@ -50,7 +51,8 @@ class Side:
 
     path: Path
     kind: str  # "run" or "proc"
-    summary: dict
+    #: the run's summary.json (empty for a /proc folder)
+    summary: RunSummary
     vmstat: dict[str, int]
     report: dict[str, Any] | None
     #: the run's event log as read (bad lines skipped and counted), None for a /proc folder
@@ -59,7 +61,7 @@ class Side:
     @property
     def label(self) -> str:
         if self.kind == "run":
-            return f"{self.path.name} (run {self.summary.get('scenario')})"
+            return f"{self.path.name} (run {self.summary.scenario})"
         return f"{self.path.name} (/proc)"
 
 
@@ -92,12 +94,12 @@ def load_side(path: str | Path) -> Side:
         raise ValueError(f"{path!r} is not a directory")
     events = None
     if (p / "summary.json").exists():
-        summary = load_summary(p).doc
+        summary = load_summary(p)
         kind = "run"
         if (p / "events.jsonl").exists():
             events = EventLog(p / "events.jsonl")
     elif (p / "buddyinfo").exists() or (p / "vmstat").exists():
-        summary, kind = {}, "proc"
+        summary, kind = RunSummary(), "proc"
     else:
         raise ValueError(
             f"{path!r} is neither a results folder (summary.json) nor a saved /proc folder "
@@ -152,16 +154,14 @@ def _buddy_rows(side: Side) -> dict[str, Value]:
 
 def _alloc_rows(side: Side) -> dict[str, Value]:
     out: dict[str, Value] = {}
-    for order, s in sorted(
-        (side.summary.get("allocations") or {}).items(), key=lambda i: int(i[0])
-    ):
-        out[f"order {order} attempts"] = s.get("attempts")
-        out[f"order {order} failures"] = s.get("failures")
-        if _number(s.get("attempts")) and s["attempts"] and _number(s.get("failures")):
-            out[f"order {order} failure %"] = round(100 * s["failures"] / s["attempts"], 2)
-        out[f"order {order} pcp hits"] = s.get("pcp_hits")
-        latency = s.get("latency_ns")
-        for p, v in (latency if isinstance(latency, dict) else {}).items():
+    for order, s in sorted(side.summary.allocations.items()):
+        out[f"order {order} attempts"] = s.attempts
+        out[f"order {order} failures"] = s.failures
+        if s.attempts:
+            out[f"order {order} failure %"] = round(100 * s.failures / s.attempts, 2)
+        out[f"order {order} pcp hits"] = s.pcp_hits
+        latency = s.latency_ns
+        for p, v in (("p50", latency.p50), ("p99", latency.p99), ("max", latency.max)):
             out[f"order {order} latency {p} (ns)"] = v
     return out
 
@@ -169,12 +169,15 @@ def _alloc_rows(side: Side) -> dict[str, Value]:
 def _lock_rows(side: Side) -> dict[str, Value]:
     out: dict[str, Value] = {}
     # counts as they are; times in µs with 2 decimals, as /proc/lock_stat prints them
-    for name, s in (side.summary.get("lock_stat") or {}).items():
-        for k in ("contentions", "acquisitions"):
-            out[f"{name} {k}"] = s.get(k)
-        for k in ("waittime-total", "waittime-max", "holdtime-avg"):
-            v = s.get(k)
-            out[f"{name} {k} (µs)"] = None if v is None else round(v / 1000, 2)
+    for name, s in side.summary.lock_stat.items():
+        out[f"{name} contentions"] = s.contentions
+        out[f"{name} acquisitions"] = s.acquisitions
+        for k, v in (
+            ("waittime-total", s.waittime_total),
+            ("waittime-max", s.waittime_max),
+            ("holdtime-avg", s.holdtime_avg),
+        ):
+            out[f"{name} {k} (µs)"] = round(v / 1000, 2)
     return out
 
 
@@ -207,7 +210,7 @@ def diff_sections(a: Side, b: Side) -> dict[str, list[Row]]:
     }
     if a.kind == b.kind == "run":
         out["vmstat during the run"] = _pair(
-            a.summary.get("vmstat_delta") or {}, b.summary.get("vmstat_delta") or {}, False
+            dict(a.summary.vmstat_delta), dict(b.summary.vmstat_delta), False
         )
     if "run" in (a.kind, b.kind):
         out["allocations"] = _pair(_alloc_rows(a), _alloc_rows(b))

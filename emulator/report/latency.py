@@ -30,7 +30,7 @@ import io
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
@@ -38,10 +38,10 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from emulator.engine.percentile import nearest_rank
 from emulator.mm.alloc_latency import FAST_PATH, INTERLEAVING, NR_PARTS, PARTS
-
-if TYPE_CHECKING:
-    from emulator.runner import RunResult
+from emulator.run.summary import LatencyPart, LatencyParts, RunSummary
+from emulator.runner import RunResult
 
 __all__ = [
     "LATENCY_FILE",
@@ -195,14 +195,7 @@ def load_latency(run_dir: str | Path) -> LatencyData | None:
 # ------------------------------------------------------------------------------ statistics
 
 
-def _pct(sorted_values: np.ndarray, p: int) -> int:
-    n = sorted_values.size
-    if not n:
-        return 0
-    return int(sorted_values[min(n - 1, (n * p + 99) // 100 - 1)])
-
-
-def split(parts: np.ndarray) -> dict[str, dict[str, Any]]:
+def split(parts: np.ndarray) -> dict[str, LatencyPart]:
     """Per part: total ns, share of the total latency, per-allocation p50/p99/max (the same
     numbers summary.json's ``latency_parts`` gives)."""
     total = int(parts.sum())
@@ -210,13 +203,13 @@ def split(parts: np.ndarray) -> dict[str, dict[str, Any]]:
     for i, name in enumerate(PARTS):
         col = np.sort(parts[:, i]) if parts.size else np.zeros(0, dtype=np.int64)
         s = int(col.sum())
-        out[name] = {
-            "total_ns": s,
-            "share": round(s / total, 4) if total else 0.0,
-            "p50": _pct(col, 50),
-            "p99": _pct(col, 99),
-            "max": int(col[-1]) if col.size else 0,
-        }
+        out[name] = LatencyPart(
+            total_ns=s,
+            share=round(s / total, 4) if total else 0.0,
+            p50=nearest_rank(col, 50),
+            p99=nearest_rank(col, 99),
+            max=int(col[-1]) if col.size else 0,
+        )
     return out
 
 
@@ -232,7 +225,7 @@ def _ns(v: float) -> str:
     return f"{v:,.0f} ns"
 
 
-def parts_table(title: str, parts: dict[str, dict[str, Any]]) -> Table:
+def parts_table(title: str, parts: dict[str, LatencyPart]) -> Table:
     """One order's split: per non-zero part its total, share and per-allocation percentiles,
     and whether it comes from the interleaving or the cost table."""
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
@@ -240,22 +233,22 @@ def parts_table(title: str, parts: dict[str, dict[str, Any]]) -> Table:
         t.add_column(col, justify="left" if col in ("part", "from") else "right")
     for name in PARTS:
         p = parts.get(name)
-        if not p or not p["total_ns"]:
+        if p is None or not p.total_ns:
             continue
         t.add_row(
             name,
-            _ns(p["total_ns"]),
-            f"{100 * p['share']:.1f}%",
-            _ns(p["p50"]),
-            _ns(p["p99"]),
-            _ns(p["max"]),
+            _ns(p.total_ns),
+            f"{100 * p.share:.1f}%",
+            _ns(p.p50),
+            _ns(p.p99),
+            _ns(p.max),
             _source(name),
         )
     return t
 
 
 def split_table(
-    title: str, columns: dict[str, dict[str, dict[str, Any]]], caption: str | None = None
+    title: str, columns: dict[str, dict[str, LatencyPart]], caption: str | None = None
 ) -> Table:
     """Shares of each part (rows) per column (orders, CPUs, phases, runs), in % of the
     column's total latency; parts zero everywhere are left out."""
@@ -271,25 +264,27 @@ def split_table(
         t.add_column(c, justify="right", no_wrap=True)
     t.add_column("from", no_wrap=True)
     for name in PARTS:
-        if not any(col.get(name, {}).get("total_ns") for col in columns.values()):
+        if not any(_total(col.get(name)) for col in columns.values()):
             continue
         cells = []
         for col in columns.values():
             p = col.get(name)
-            cells.append(f"{100 * p['share']:.1f}%" if p and p["total_ns"] else "-")
+            cells.append(f"{100 * p.share:.1f}%" if p is not None and p.total_ns else "-")
         t.add_row(name, *cells, "wait" if name in INTERLEAVING else "cost")
     return t
 
 
-def summary_table(summary: dict) -> Table | None:
+def _total(part: LatencyPart | None) -> int:
+    return 0 if part is None else part.total_ns
+
+
+def summary_table(summary: RunSummary) -> Table | None:
     """The run summary's ``latency parts`` table: share of each order's total latency per
     part (orders that took the slow path or waited for a lock; None if none did)."""
-    columns: dict[str, dict[str, dict[str, Any]]] = {}
-    for order, a in (summary.get("allocations") or {}).items():
-        lp = a.get("latency_parts")
-        if not lp or not lp.get("timed"):
-            continue
-        columns[f"order {order}"] = lp["parts"]
+    columns: dict[str, dict[str, LatencyPart]] = {}
+    for order, a in summary.allocations.items():
+        if a.latency_parts.timed:
+            columns[f"order {order}"] = a.latency_parts.parts
     if not columns:
         return None
     return split_table(
@@ -316,41 +311,40 @@ def by_group_table(data: LatencyData, order: int, by: str) -> Table:
     )
 
 
-def diff_rows(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
+def diff_rows(a: RunSummary, b: RunSummary) -> list[tuple[str, float | None, float | None]]:
     """``mmemu diff``'s ``latency parts`` section: per order and part, the share (%) of the
     order's total latency on each side."""
     out: list[tuple[str, float | None, float | None]] = []
-    orders = sorted(set(a.get("allocations") or {}) | set(b.get("allocations") or {}), key=int)
-    for order in orders:
-        pa = ((a.get("allocations") or {}).get(order) or {}).get("latency_parts") or {}
-        pb = ((b.get("allocations") or {}).get(order) or {}).get("latency_parts") or {}
-        if not pa.get("timed") and not pb.get("timed"):
+    for order in sorted(set(a.allocations) | set(b.allocations)):
+        oa, ob = a.allocations.get(order), b.allocations.get(order)
+        pa = oa.latency_parts if oa is not None else LatencyParts()
+        pb = ob.latency_parts if ob is not None else LatencyParts()
+        if not pa.timed and not pb.timed:
             continue
         for name in PARTS:
-            va = (pa.get("parts") or {}).get(name)
-            vb = (pb.get("parts") or {}).get(name)
-            if not (va and va["total_ns"]) and not (vb and vb["total_ns"]):
+            va, vb = pa.parts.get(name), pb.parts.get(name)
+            if not _total(va) and not _total(vb):
                 continue
             out.append(
                 (
                     f"order {order} {name} share %",
-                    round(100 * va["share"], 2) if va else None,
-                    round(100 * vb["share"], 2) if vb else None,
+                    round(100 * va.share, 2) if va is not None else None,
+                    round(100 * vb.share, 2) if vb is not None else None,
                 )
             )
     return out
 
 
 def render(
-    run_dir: str | Path, summary: dict, order: int | None = None, by: str | None = None
+    run_dir: str | Path, summary: RunSummary, order: int | None = None, by: str | None = None
 ) -> list[Any]:
     """What ``mmemu latency`` prints, as rich renderables."""
     data = load_latency(run_dir)
-    allocs = summary.get("allocations") or {}
-    orders: Iterable[int] = [order] if order is not None else sorted(int(o) for o in allocs)
+    allocs = summary.allocations
+    orders: Iterable[int] = [order] if order is not None else sorted(allocs)
     out: list[Any] = []
     for o in orders:
-        a = allocs.get(str(o))
+        a = allocs.get(o)
         if a is None:
             continue
         if data is not None and o in data.orders:
@@ -358,15 +352,13 @@ def render(
             parts = split(ol.parts)
             n, total = int(ol.latency.size), int(ol.latency.sum())
         else:
-            lp = a.get("latency_parts") or {}
-            parts = lp.get("parts") or {}
-            n, total = int(a.get("attempts", 0)), int(lp.get("total_ns", 0))
-        lat = a.get("latency_ns") or {}
+            parts = a.latency_parts.parts
+            n, total = a.attempts, a.latency_parts.total_ns
+        lat = a.latency_ns
         out.append(
             parts_table(
                 f"order {o}: {n:,} allocations, {_ns(total)} in all "
-                f"(p50 {_ns(lat.get('p50', 0))}, p99 {_ns(lat.get('p99', 0))}, "
-                f"max {_ns(lat.get('max', 0))})",
+                f"(p50 {_ns(lat.p50)}, p99 {_ns(lat.p99)}, max {_ns(lat.max)})",
                 parts,
             )
         )

@@ -50,6 +50,8 @@ from typing import IO, Any
 from emulator.mm.alloc_latency import PARTS
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS
 from emulator.mm.tracepoints import TRACEPOINTS
+from emulator.report.run_folder import load_summary
+from emulator.run.summary import RunSummary
 
 __all__ = [
     "LOCK_POLICIES",
@@ -85,15 +87,10 @@ def fragmentation_marks(proactiveness: int) -> tuple[int, int]:
     return low, min(low + 10, 100)
 
 
-def proactiveness_of(summary: dict) -> int:
+def proactiveness_of(summary: RunSummary) -> int:
     """vm.compaction_proactiveness of a run (its ``--set`` value, else the kernel's default)."""
-    params = summary.get("params") or {}
-    value = params.get(COMPACTION_PROACTIVENESS.name)
-    if value is None:
-        value = (params.get("sysctls") or {}).get(
-            COMPACTION_PROACTIVENESS.name, COMPACTION_PROACTIVENESS.int_default()
-        )
-    return int(value)
+    value = summary.params.get(COMPACTION_PROACTIVENESS.name)
+    return COMPACTION_PROACTIVENESS.int_default() if value is None else int(value)
 
 
 def enable_lock_events(allocator: Any, rec: Any) -> int:
@@ -715,15 +712,15 @@ def _flow(emit: _Writer, key: tuple[int, int], fid: int, name: str, t0: float, t
         emit(ev)
 
 
-def _counters(summary: dict, emit: _Writer) -> None:
+def _counters(summary: RunSummary, emit: _Writer) -> None:
     """Counter tracks from the sampler's time series in summary.json."""
-    ts_ns = summary.get("timeseries", {}).get("t_ns", [])
-    series = summary.get("timeseries", {})
+    series = summary.series
+    ts_ns = series.t_ns
     proactiveness = proactiveness_of(summary)
     low, high = fragmentation_marks(proactiveness)
     for i, t in enumerate(ts_ns):
         ts = t / 1000
-        per_order = series.get("free_pages_per_order", [])
+        per_order = series.free_pages_per_order
         if i < len(per_order):
             emit(
                 {
@@ -734,7 +731,7 @@ def _counters(summary: dict, emit: _Writer) -> None:
                     "args": {f"order{o}": v for o, v in enumerate(per_order[i])},
                 }
             )
-        scores = series.get("fragmentation_score", [])
+        scores = series.fragmentation_score
         if i < len(scores):
             for node, score in enumerate(scores[i]):
                 emit(
@@ -746,7 +743,7 @@ def _counters(summary: dict, emit: _Writer) -> None:
                         "args": {"score": score, "low": low, "high": high},
                     }
                 )
-        pcp = series.get("pcp_pages", [])
+        pcp = series.pcp_pages
         if i < len(pcp):
             emit(
                 {
@@ -757,7 +754,7 @@ def _counters(summary: dict, emit: _Writer) -> None:
                     "args": {"pages": pcp[i]},
                 }
             )
-        free = series.get("nr_free_pages", [])
+        free = series.nr_free_pages
         if i < len(free):
             emit(
                 {
@@ -793,14 +790,14 @@ def write_header(f: IO[str]) -> _Writer:
     return emit
 
 
-def write_footer(f: IO[str], emit: _Writer, summary: dict, counts: dict) -> None:
+def write_footer(f: IO[str], emit: _Writer, summary: RunSummary, counts: dict[str, Any]) -> None:
     """End a trace file: the sampler's counters and ``otherData``."""
     _counters(summary, emit)
     emit.flush()
     other = {
-        "scenario": summary.get("scenario"),
-        "seed": summary.get("seed"),
-        "virtual_ns": summary.get("virtual_ns"),
+        "scenario": summary.scenario,
+        "seed": summary.seed,
+        "virtual_ns": summary.virtual_ns,
         "time": "virtual (kernel ns shown as µs with a fractional part)",
         **counts,
     }
@@ -814,7 +811,7 @@ def write_trace(run_dir: Path, out: Path | None = None, locks: str = "zone") -> 
     traced while it ran has it already: see :mod:`emulator.report.trace_capture`)."""
     run_dir = Path(run_dir)
     out = out or run_dir / "trace.json"
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = load_summary(run_dir)
     events_path = run_dir / "events.jsonl"
     tmp = out.with_suffix(".json.tmp")
     with tmp.open("w", encoding="utf-8") as f:

@@ -42,6 +42,7 @@ from emulator.mm.mmflags import COMPACTION_STATUS
 from emulator.report.latency import load_latency
 from emulator.report.perfetto import fragmentation_marks, proactiveness_of
 from emulator.report.run_folder import EVENT_ERRORS, EventLog, RunFolderError, load_summary
+from emulator.run.summary import RunSummary, SummaryError
 
 __all__ = ["PLOTS", "metric_keys", "metric_of", "plot_sweep", "write_plots"]
 
@@ -84,14 +85,15 @@ def _ms(t_ns: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.asarray(t_ns, dtype=float) / 1e6
 
 
-def _title(summary: dict, what: str) -> str:
-    return f"{what} — {summary.get('scenario', '?')} seed {summary.get('seed', '?')}"
+def _title(summary: RunSummary, what: str) -> str:
+    seed = "?" if summary.seed is None else summary.seed
+    return f"{what} — {summary.scenario} seed {seed}"
 
 
-def plot_fragmentation(summary: dict, path: Path) -> Path:
-    ts = summary.get("timeseries", {})
-    t = _ms(ts.get("t_ns", []))
-    scores = np.asarray(ts.get("fragmentation_score", []), dtype=float)
+def plot_fragmentation(summary: RunSummary, path: Path) -> Path:
+    ts = summary.series
+    t = _ms(ts.t_ns)
+    scores = np.asarray(ts.fragmentation_score, dtype=float)
     low, high = fragmentation_marks(proactiveness_of(summary))
     fig, ax = plt.subplots(figsize=(9, 4.5))
     series: dict[str, Any] = {}
@@ -99,9 +101,7 @@ def plot_fragmentation(summary: dict, path: Path) -> Path:
         for node in range(scores.shape[1]):
             ax.plot(t, scores[:, node], label=f"node {node} score", linewidth=1.6)
             series[f"node{node}"] = len(t)
-    passes = [
-        p["t_ns"] for k in summary.get("kcompactd") or [] for p in k.get("proactive_passes") or []
-    ]
+    passes = [p.t_ns for k in summary.kcompactd or [] for p in k.proactive_passes]
     for i, t_pass in enumerate(passes):
         ax.axvline(
             t_pass / 1e6,
@@ -122,10 +122,10 @@ def plot_fragmentation(summary: dict, path: Path) -> Path:
     return _save(fig, path, series)
 
 
-def plot_free_heatmap(summary: dict, path: Path) -> Path:
-    ts = summary.get("timeseries", {})
-    t = _ms(ts.get("t_ns", []))
-    pages = np.asarray(ts.get("free_pages_per_order", []), dtype=float)
+def plot_free_heatmap(summary: RunSummary, path: Path) -> Path:
+    ts = summary.series
+    t = _ms(ts.t_ns)
+    pages = np.asarray(ts.free_pages_per_order, dtype=float)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     if pages.size:
         blocks = pages / (2.0 ** np.arange(pages.shape[1]))
@@ -149,7 +149,7 @@ def plot_free_heatmap(summary: dict, path: Path) -> Path:
     return _save(fig, path, {"orders": int(pages.shape[1]) if pages.size else 0, "samples": len(t)})
 
 
-def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Path:
+def plot_latency_cdf(summary: RunSummary, lat: dict[int, list[int]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     series = {}
     styles = ("-", "--", "-.", ":")
@@ -172,18 +172,16 @@ def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Pa
     if not series:
         # no per-allocation markers (a run with --no-trace or --events): the summary's
         # percentiles are the three points of the CDF that are known
-        allocs = summary.get("allocations") or {}
-        for o, a in sorted(allocs.items(), key=lambda kv: int(kv[0])):
-            pct = a.get("latency_ns") or {}
-            pts = [(pct[k], q) for k, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)) if k in pct]
-            if pts:
-                ax.plot(
-                    [max(x, 1) for x, _ in pts],
-                    [q for _, q in pts],
-                    marker="o",
-                    label=f"order {o} (p50, p99, max of {a.get('attempts', 0)})",
-                )
-                series[f"order{o}"] = int(a.get("attempts", 0))
+        for o, a in sorted(summary.allocations.items()):
+            pct = a.latency_ns
+            pts = [(pct.p50, 0.5), (pct.p99, 0.99), (pct.max, 1.0)]
+            ax.plot(
+                [max(x, 1) for x, _ in pts],
+                [q for _, q in pts],
+                marker="o",
+                label=f"order {o} (p50, p99, max of {a.attempts})",
+            )
+            series[f"order{o}"] = a.attempts
         ax.text(
             0.02,
             0.97,
@@ -205,16 +203,16 @@ def plot_latency_cdf(summary: dict, lat: dict[int, list[int]], path: Path) -> Pa
     return _save(fig, path, series)
 
 
-def _bins(summary: dict) -> np.ndarray:
+def _bins(summary: RunSummary) -> np.ndarray:
     """Interval edges over the run: the sampling interval, or finer (at least 50 intervals)."""
-    end = int(summary.get("virtual_ns") or 1)
-    sample = int((summary.get("params") or {}).get("sample") or end)
+    end = summary.virtual_ns or 1
+    sample = int(summary.params.get("sample") or end)
     step = max(min(sample, end // 50), 1)
     edges = np.arange(0, end + step, step)
     return edges if edges[-1] >= end else np.append(edges, end)
 
 
-def plot_zone_lock_wait(summary: dict, waits: dict[str, list[tuple[int, int]]], path: Path):
+def plot_zone_lock_wait(summary: RunSummary, waits: dict[str, list[tuple[int, int]]], path: Path):
     edges = _bins(summary)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     series = {}
@@ -244,7 +242,7 @@ def plot_zone_lock_wait(summary: dict, waits: dict[str, list[tuple[int, int]]], 
 
 
 def plot_compaction(
-    summary: dict,
+    summary: RunSummary,
     outcomes: dict[str, list[int]],
     failures: dict[int, list[int]],
     path: Path,
@@ -397,14 +395,13 @@ def write_plots(
         raise RunFolderError(f"{out}: exists and is not a folder") from None
     except OSError as exc:
         raise RunFolderError(f"{out}: cannot create the plots folder: {exc.strerror}") from None
-    doc = summary.doc
     try:
         return [
-            plot_fragmentation(doc, out / PLOTS[0]),
-            plot_free_heatmap(doc, out / PLOTS[1]),
-            plot_latency_cdf(doc, lat, out / PLOTS[2]),
-            plot_zone_lock_wait(doc, waits, out / PLOTS[3]),
-            plot_compaction(doc, outcomes, failures, out / PLOTS[4]),
+            plot_fragmentation(summary, out / PLOTS[0]),
+            plot_free_heatmap(summary, out / PLOTS[1]),
+            plot_latency_cdf(summary, lat, out / PLOTS[2]),
+            plot_zone_lock_wait(summary, waits, out / PLOTS[3]),
+            plot_compaction(summary, outcomes, failures, out / PLOTS[4]),
         ]
     except OSError as exc:
         raise RunFolderError(f"{out}: cannot write a plot: {exc.strerror}") from None
@@ -485,18 +482,17 @@ def plot_sweep(
         sweep = Path(d) / "sweep.json"
         if sweep.is_file():  # a table from mmemu sweep: one summary per row
             rows = json.loads(sweep.read_text(encoding="utf-8"))["runs"]
-            found = [
-                (
-                    f"{sweep} run {r['index']}",
-                    dict(r["summary"].get("params") or {}),
-                    r["summary"].get("seed"),
-                    r["summary"],
-                )
-                for r in rows
-            ]
+            found = []
+            for r in rows:
+                where = f"{sweep} run {r['index']}"
+                try:
+                    row = RunSummary.parse(r["summary"], Path(where))
+                except SummaryError as exc:
+                    raise RunFolderError(str(exc)) from None
+                found.append((where, dict(row.params), row.seed, r["summary"]))
         else:
             summary = load_summary(d)
-            found = [(str(summary.path), dict(summary.params), summary.seed, summary.doc)]
+            found = [(str(summary.path), dict(summary.params), summary.seed, summary.to_json())]
         for where, params, seed, doc in found:
             params.setdefault("seed", seed)
             if x not in params:

@@ -9,9 +9,8 @@ byte-compatible with the kernel's, so it can be diffed against a real machine's.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from rich import box
@@ -33,9 +32,8 @@ from emulator.mm.snapshot import MachineSnapshot, NodeSnapshot
 from emulator.report.latency import summary_table as latency_summary_table
 from emulator.report.latency import write_latency
 from emulator.report.perfetto import proactiveness_of
-
-if TYPE_CHECKING:
-    from emulator.runner import RunResult
+from emulator.run.summary import RunSummary
+from emulator.runner import RunResult
 
 __all__ = ["KERNEL_FILES", "format_summary", "print_summary", "write_results"]
 
@@ -88,9 +86,7 @@ def write_results(result: RunResult, out: Path) -> list[Path]:
     """Write summary.json and the kernel-format files into ``out``; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    summary = out / "summary.json"
-    summary.write_text(json.dumps(result.summary(), indent=1, sort_keys=False) + "\n")
-    written.append(summary)
+    written.append(result.summary().write(out / "summary.json"))
     for name, text in kernel_files(result).items():
         p = out / name
         p.write_text(text)
@@ -127,21 +123,21 @@ def summary_renderables(result: RunResult) -> list[Any]:
     for col in ("order", "attempts", "pcp hits", "failures", "p50 ns", "p99 ns", "max ns"):
         allocs.add_column(col, justify="right")
     allocs.add_column("failed because")
-    for order, a in s["allocations"].items():
-        lat = a["latency_ns"]
-        reasons = ", ".join(f"{why} x{n}" for why, n in a["failure_reasons"].items())
+    for order, a in s.allocations.items():
+        lat = a.latency_ns
+        reasons = ", ".join(f"{why} x{n}" for why, n in a.failure_reasons.items())
         allocs.add_row(
-            order,
-            f"{a['attempts']:,}",
-            f"{a['pcp_hits']:,}",
-            f"{a['failures']:,}",
-            f"{lat['p50']:,}",
-            f"{lat['p99']:,}",
-            f"{lat['max']:,}",
+            str(order),
+            f"{a.attempts:,}",
+            f"{a.pcp_hits:,}",
+            f"{a.failures:,}",
+            f"{lat.p50:,}",
+            f"{lat.p99:,}",
+            f"{lat.max:,}",
             reasons,
         )
     out.append(allocs)
-    slow = s.get("slowpath", {})
+    slow = s.slowpath
     if slow:
         sp_table = Table(title="slow path", title_justify="left", box=box.SIMPLE_HEAD)
         for col in (
@@ -157,12 +153,12 @@ def summary_renderables(result: RunResult) -> list[Any]:
         for order, sp in slow.items():
             sp_table.add_row(
                 str(order),
-                f"{sp['entered']:,}",
-                f"{sp['succeeded_freelist']:,}",
-                f"{sp['succeeded_after_reclaim']:,}",
-                f"{sp['succeeded_after_compaction']:,}",
-                f"{sp['captured']:,}",
-                f"{sp['would_oom']:,}",
+                f"{sp.entered:,}",
+                f"{sp.succeeded_freelist:,}",
+                f"{sp.succeeded_after_reclaim:,}",
+                f"{sp.succeeded_after_compaction:,}",
+                f"{sp.captured:,}",
+                f"{sp.would_oom:,}",
             )
         out.append(sp_table)
     parts = latency_summary_table(s)
@@ -179,48 +175,47 @@ def summary_renderables(result: RunResult) -> list[Any]:
         "holdtime-avg µs",
     ):
         locks.add_column(col, justify="left" if col == "class name" else "right")
-    for name, st in s["lock_stat"].items():
-        if not st["acquisitions"]:
+    for name, st in s.lock_stat.items():
+        if not st.acquisitions:
             continue
         locks.add_row(
             name,
-            f"{st['contentions']:,}",
-            f"{st['acquisitions']:,}",
-            snprint_time(st["waittime-avg"]),
-            snprint_time(st["waittime-max"]),
-            snprint_time(st["holdtime-avg"]),
+            f"{st.contentions:,}",
+            f"{st.acquisitions:,}",
+            snprint_time(st.waittime_avg),
+            snprint_time(st.waittime_max),
+            snprint_time(st.holdtime_avg),
         )
     out.append(locks)
     lines: list[str] = []
-    ts = s["timeseries"]
-    scores = ts.get("fragmentation_score") or []
+    scores = s.series.fragmentation_score
     if scores:
         for node, (first, last) in enumerate(zip(scores[0], scores[-1], strict=False)):
             lines.append(f"Node {node}, fragmentation score {first} -> {last}")
     lines.extend(kcompactd_lines(s))
-    lines.append(f"nr_free_pages {s['vmstat']['nr_free_pages']}")
-    lines.append(f"pcp pages {s['pcp']['pages']}")
-    for k, v in s["vmstat_delta"].items():
+    lines.append(f"nr_free_pages {s.vmstat['nr_free_pages']}")
+    lines.append(f"pcp pages {s.pcp.pages}")
+    for k, v in s.vmstat_delta.items():
         lines.append(f"{k} +{v}")
-    for key, value in s.get("findings", {}).items():
+    for key, value in s.findings.items():
         for name, text in _flat(key, value):
             lines.append(f"{name} = {text}")
     out.append(Text("\n".join(lines)))
     return out
 
 
-def kcompactd_lines(s: dict) -> list[str]:
+def kcompactd_lines(s: RunSummary) -> list[str]:
     """What kcompactd did, per node: its proactive passes, or why there were none (its first
     timer wake-up, HPAGE_FRAG_CHECK_INTERVAL_MSEC after boot, at or after the run's end)."""
     proactiveness = proactiveness_of(s)
-    end = int(s.get("virtual_ns") or 0)
+    end = s.virtual_ns
     out = []
-    for k in s.get("kcompactd") or []:
-        passes = k.get("proactive_passes") or []
-        node = f"kcompactd{k.get('node', 0)}"
+    for k in s.kcompactd or []:
+        passes = k.proactive_passes
+        node = f"kcompactd{k.node}"
         if passes:
-            migrated = sum(p.get("pages_migrated", 0) for p in passes)
-            first = passes[0]["t_ns"] / 1e6
+            migrated = sum(p.pages_migrated for p in passes)
+            first = passes[0].t_ns / 1e6
             out.append(
                 f"{node}: {len(passes)} proactive passes (first at {first:g} ms), "
                 f"{migrated} pages migrated"
@@ -236,7 +231,7 @@ def kcompactd_lines(s: dict) -> list[str]:
         else:
             out.append(
                 f"{node}: no proactive pass (the fragmentation score stayed below its "
-                f"high mark {k.get('high')}, or kswapd was running)"
+                f"high mark {k.high}, or kswapd was running)"
             )
     return out
 

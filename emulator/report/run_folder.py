@@ -4,8 +4,9 @@
 A run killed mid-write leaves events.jsonl with a line cut short; a folder may have been edited,
 copied half-way, or be something else altogether. The views therefore read:
 
-- ``summary.json`` through :func:`load_summary`, which checks the type of every field a view
-  uses (:class:`RunSummary`, read back typed) and names the first field that is wrong;
+- ``summary.json`` through :func:`load_summary`, which reads it back typed
+  (:class:`~emulator.run.summary.RunSummary`: every field's type checked) and names the first
+  field that is wrong;
 - ``events.jsonl`` through :class:`EventLog`, which yields the complete, well-formed lines and
   skips the others: a line that is not UTF-8, not JSON, not an object, lacks ``t``/``event`` or
   has a field of a type no event has. A view that finds an event it cannot use (a missing or
@@ -19,24 +20,20 @@ Every refusal is a :class:`RunFolderError`: one line, which the CLI prints with 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from emulator.run.summary import RunSummary, SummaryError, kind_of
+
 __all__ = [
     "EventLog",
     "RunFolderError",
-    "RunSummary",
-    "Timeseries",
     "load_summary",
     "open_run_folder",
 ]
-
-#: the largest summary.json read (a long run's timeseries is a few MB)
-MAX_SUMMARY_BYTES = 256 * 1024 * 1024
 
 #: the exceptions a view's per-event code raises on an event lacking a field or holding a
 #: value of the wrong type (each makes that line a bad line, see :meth:`EventLog.reject`)
@@ -45,22 +42,6 @@ EVENT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, Ove
 
 class RunFolderError(ValueError):
     """A results folder (or a file in it) cannot be used; the message is one line."""
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 def open_run_folder(path: str | Path, need: tuple[str, ...] = ("summary.json",)) -> Path:
@@ -88,149 +69,13 @@ def open_run_folder(path: str | Path, need: tuple[str, ...] = ("summary.json",))
 # -- summary.json -------------------------------------------------------------------------
 
 
-def _int(doc: dict[str, Any], key: str, where: str, default: int | None = None) -> int | None:
-    v = doc.get(key, default)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise RunFolderError(f"{where}: field {key!r} should be an integer, not {_kind(v)}")
-    return v
-
-
-def _str(doc: dict[str, Any], key: str, where: str, default: str = "") -> str:
-    v = doc.get(key, default)
-    if v is None:
-        return default
-    if not isinstance(v, str):
-        raise RunFolderError(f"{where}: field {key!r} should be a string, not {_kind(v)}")
-    return v
-
-
-def _obj(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    v = doc.get(key)
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise RunFolderError(f"{where}: field {key!r} should be an object, not {_kind(v)}")
-    return v
-
-
-def _numbers(v: Any, where: str, key: str, depth: int) -> list[Any]:
-    """A list of numbers (depth 1) or of lists of numbers (depth 2)."""
-    what = "a list of numbers" if depth == 1 else "a list of lists of numbers"
-    if not isinstance(v, list):
-        raise RunFolderError(f"{where}: field {key!r} should be {what}, not {_kind(v)}")
-    for i, x in enumerate(v):
-        if depth == 2:
-            _numbers(x, where, f"{key}[{i}]", 1)
-        elif isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-            raise RunFolderError(f"{where}: field {key}[{i}] should be a number, not {_kind(x)}")
-    return v
-
-
-@attrs.frozen
-class Timeseries:
-    """The sampler's series of summary.json (``timeseries``), all of one length."""
-
-    t_ns: list[int] = attrs.field(factory=list)
-    nr_free_pages: list[int] = attrs.field(factory=list)
-    pcp_pages: list[int] = attrs.field(factory=list)
-    free_pages_per_order: list[list[int]] = attrs.field(factory=list)
-    fragmentation_score: list[list[float]] = attrs.field(factory=list)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any], where: str) -> Timeseries:
-        where = f"{where} timeseries"
-        got: dict[str, Any] = {}
-        for f in attrs.fields(cls):
-            if doc.get(f.name) is not None:
-                depth = 2 if f.name in ("free_pages_per_order", "fragmentation_score") else 1
-                got[f.name] = _numbers(doc[f.name], where, f.name, depth)
-        n = len(got.get("t_ns", []))
-        for name, series in got.items():
-            if series and len(series) != n:
-                raise RunFolderError(f"{where}: {name} has {len(series)} samples but t_ns has {n}")
-        return cls(**got)
-
-
-@attrs.frozen
-class RunSummary:
-    """summary.json read back typed: the fields the views use, each checked, and the whole
-    document (``doc``) for a view that looks a number up by path (``plot --sweep --y``)."""
-
-    path: Path
-    scenario: str
-    seed: int | None
-    params: dict[str, Any]
-    reason: str
-    stage: str | None
-    virtual_ns: int
-    allocations: dict[str, dict[str, Any]]
-    lock_stat: dict[str, dict[str, Any]]
-    vmstat_delta: dict[str, Any]
-    timeseries: Timeseries
-    doc: dict[str, Any]
-
-    @property
-    def cpus(self) -> int:
-        cpus = self.params.get("cpus", 1)
-        return cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1
-
-    @classmethod
-    def from_json(cls, doc: Any, path: Path) -> RunSummary:
-        where = str(path)
-        if not isinstance(doc, dict):
-            raise RunFolderError(f"{where}: should hold a JSON object, not {_kind(doc)}")
-        params = _obj(doc, "params", where)
-        for k, v in params.items():
-            if isinstance(v, dict | list):
-                raise RunFolderError(f"{where}: params.{k} should be a number or a string")
-        allocations = _obj(doc, "allocations", where)
-        for order, s in allocations.items():
-            if not order.lstrip("-").isdigit() or not isinstance(s, dict):
-                raise RunFolderError(f"{where}: allocations.{order[:20]} is not an order's counts")
-        lock_stat = _obj(doc, "lock_stat", where)
-        for name, s in lock_stat.items():
-            if not isinstance(s, dict):
-                raise RunFolderError(f"{where}: lock_stat.{name[:40]} should be an object")
-        vmstat_delta = _obj(doc, "vmstat_delta", where)
-        stage = doc.get("stage")
-        return cls(
-            path=path,
-            scenario=_str(doc, "scenario", where, "?"),
-            seed=_int(doc, "seed", where),
-            params=params,
-            reason=_str(doc, "reason", where, "?"),
-            stage=stage if isinstance(stage, str) else None,
-            virtual_ns=_int(doc, "virtual_ns", where, 0) or 0,
-            allocations=allocations,
-            lock_stat=lock_stat,
-            vmstat_delta=vmstat_delta,
-            timeseries=Timeseries.from_json(_obj(doc, "timeseries", where), where),
-            doc=doc,
-        )
-
-
 def load_summary(folder: str | Path) -> RunSummary:
-    """The folder's summary.json, typed; :class:`RunFolderError` names what is wrong."""
-    path = Path(folder) / "summary.json"
+    """The folder's summary.json, typed (:meth:`RunSummary.load`); :class:`RunFolderError`
+    names what is wrong."""
     try:
-        if not path.is_file():
-            what = "is not a regular file" if path.exists() else "does not exist"
-            raise RunFolderError(f"{path}: {what}")
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            raise RunFolderError(f"{path}: larger than {MAX_SUMMARY_BYTES >> 20} MB")
-        text = path.read_bytes().decode("utf-8")
-        doc = json.loads(text)
-    except OSError as exc:
-        raise RunFolderError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RunFolderError(f"{path}: not a summary (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
-    except RecursionError:
-        raise RunFolderError(f"{path}: not a summary (nested too deeply)") from None
-    return RunSummary.from_json(doc, path)
+        return RunSummary.load(Path(folder) / "summary.json")
+    except SummaryError as exc:
+        raise RunFolderError(str(exc)) from None
 
 
 # -- events.jsonl -------------------------------------------------------------------------
@@ -253,18 +98,18 @@ def _why(raw: bytes, last: bool) -> tuple[dict[str, Any] | None, str]:
     except RecursionError:
         return None, "nested too deeply"
     if not isinstance(ev, dict):
-        return None, f"{_kind(ev)}, not an event object"
+        return None, f"{kind_of(ev)}, not an event object"
     t = ev.get("t")
     if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-        return None, "no time 't' (a non-negative integer)" if t is None else f"'t' is {_kind(t)}"
+        return None, "no time 't' (a non-negative integer)" if t is None else f"'t' is {kind_of(t)}"
     if not isinstance(ev.get("event"), str):
         return None, "no 'event' name (a string)"
     actor = ev.get("actor", "")
     if not isinstance(actor, str):
-        return None, f"'actor' is {_kind(actor)}, not a string"
+        return None, f"'actor' is {kind_of(actor)}, not a string"
     for k, v in ev.items():
         if not isinstance(v, _SCALARS):
-            return None, f"field {k[:40]!r} is {_kind(v)}; event fields are numbers or strings"
+            return None, f"field {k[:40]!r} is {kind_of(v)}; event fields are numbers or strings"
     return ev, ""
 
 

@@ -34,6 +34,7 @@ from emulator.report.perfetto import (
     write_footer,
     write_header,
 )
+from emulator.run.summary import RunSummary
 
 __all__ = ["TRACE_ONLY", "TraceCapture"]
 
@@ -161,7 +162,7 @@ class TraceCapture:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def finish(self, summary: dict) -> Path:
+    def finish(self, summary: RunSummary) -> Path:
         """Close what is open, add the counters and ``otherData``, rename to ``trace.json``."""
         f = self._f
         if f is None:

@@ -47,7 +47,7 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
     def stub(*_a: Any, **_k: Any) -> None:
         raise _Accepted
 
-    monkeypatch.setattr(cli_run, "run_scenario", stub)
+    monkeypatch.setattr(cli_run.Run, "execute", stub)
 
 
 NAMES = [

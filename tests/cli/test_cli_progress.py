@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from emulator.cli_progress import Progress
-from emulator.runner import run_scenario
+from emulator.runner import Observer, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
 
 
@@ -19,16 +19,20 @@ def test_setup_stages_show_before_the_run_bar() -> None:
     progress._rich.live.console = Console(file=buf, force_terminal=True, width=100)
     seen: list[str] = []
 
-    def stage(name: str) -> None:
-        seen.append(name)
-        progress.stage(name)
-        progress._rich.refresh()  # type: ignore[union-attr]
-        seen.append(buf.getvalue())
+    class Display(Observer):
+        def enter(self, stage: str) -> None:
+            seen.append(stage)
+            progress.stage(stage)
+            progress._rich.refresh()  # type: ignore[union-attr]
+            seen.append(buf.getvalue())
+
+        def sampled(self, now_ns: int, end_ns: int) -> None:
+            progress.advance(now_ns, end_ns)
 
     sc = load_scenario(bundled_scenarios()["default"])
     params = sc.resolve({"memory": "256M", "cpus": "2", "duration": "2ms", "sample": "100us"})
     with progress:
-        res = run_scenario(sc, params, record=False, progress=progress.advance, stage=stage)
+        res = run_scenario(sc, params, record=False, observers=[Display()])
     assert [s for s in seen if s in ("boot", "set-up", "run")] == ["boot", "set-up", "run"]
     at_setup = seen[seen.index("set-up") + 1]
     assert "scenario set-up" in at_setup and "running" not in at_setup

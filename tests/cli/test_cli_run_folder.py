@@ -205,7 +205,7 @@ def test_no_space_left_keeps_the_old_run_and_removes_temporaries(
 
         monkeypatch.setattr(recorder._Sink, "_flush", full)
     else:
-        monkeypatch.setattr(cli_run, "write_results", full)
+        monkeypatch.setattr(cli_run.SummaryFiles, "write", full)
     rc, err = _run(capsys, ["run", "default", "--out", str(out), "--seed", "9", *SMALL])
     assert rc == 1, err
     assert len(err.strip().splitlines()) == 1 and "no space left on device" in err, err
@@ -404,7 +404,7 @@ def test_a_big_run_says_how_much_it_will_write(
     def stub(*_a: Any, **_k: Any) -> None:
         raise _Started
 
-    monkeypatch.setattr(cli_run, "run_scenario", stub)
+    monkeypatch.setattr(cli_run.Run, "execute", stub)
     capsys.readouterr()
     with pytest.raises(_Started):
         main(["run", "default", "--set", "duration=60s", "--out", str(tmp_path / "o")])

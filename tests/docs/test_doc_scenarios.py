@@ -39,7 +39,7 @@ def test_doc_scenario_runs_to_its_last_phase(where: str, code: str, tmp_path: Pa
     scenario = load_scenario(path)
     params = scenario.resolve({"memory": "256M", "duration": "30ms"})
     result = run_scenario(scenario, params)
-    findings = result.summary().get("findings", {})
+    findings = result.summary().findings
     assert result.error is None, where
     assert "phases_not_run" not in findings, (where, findings)
     assert "workload_warnings" not in findings, (where, findings)

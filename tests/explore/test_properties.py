@@ -21,7 +21,7 @@ from emulator.explore.properties import (
     Property,
     PropertyRun,
 )
-from emulator.runner import run_scenario
+from emulator.runner import EventsLog, Run, run_scenario
 from emulator.scenario import Scenario, ScenarioError, load_scenario
 from emulator.workload import AllocClass, Phase, Workload
 
@@ -75,15 +75,15 @@ def test_event_and_end_hooks_report_violations_with_times() -> None:
     assert len(mine) == 2
     first, end = mine
     assert "took an order-2 block" in first.message and 0 < first.time_ns <= res.virtual_ns
-    n_allocs = sum(s["attempts"] for s in res.summary()["allocations"].values())
+    n_allocs = sum(s.attempts for s in res.summary().allocations.values())
     assert end.message == f"saw {n_allocs} allocations" and end.time_ns == res.virtual_ns
-    summary = res.summary()["properties"]["no_order2"]
-    assert summary["violations"] == 2 and summary["first"][0]["message"] == first.message
+    summary = res.summary().properties["no_order2"]
+    assert summary.violations == 2 and summary.first[0].message == first.message
 
 
 def test_properties_see_every_event_whatever_the_events_filter() -> None:
     sc = Scenario("props", "test", _build, defaults=SMALL, properties=[NO_ORDER2])
-    res = run_scenario(sc, sc.resolve(), record=True, events_filter="mm_compaction_*")
+    res = Run(sc, sc.resolve(), events=EventsLog(None, "mm_compaction_*")).execute()
     assert any("took an order-2" in v.message for v in res.violations)
     recorded = {e["event"] for e in res.ctx.sim.recorder.events()}
     assert "mm_page_alloc" not in recorded  # the filter left them out of the record
@@ -93,7 +93,7 @@ def test_standard_properties_hold_on_a_normal_run() -> None:
     sc = Scenario("props", "test", _build, defaults=SMALL, properties=[INVARIANTS, NO_DEADLOCK])
     res = run_scenario(sc, sc.resolve(), record=False)
     assert res.violations == []
-    assert res.summary()["properties"]["invariants"]["violations"] == 0
+    assert res.summary().properties["invariants"].violations == 0
 
 
 def test_periodic_hook_runs_at_quiescent_instants() -> None:

@@ -7,7 +7,7 @@ earlier in virtual time, had not acted yet.
 
 from __future__ import annotations
 
-from emulator.runner import run_scenario
+from emulator.runner import RunOptions, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
 
 # the swarm's failing draw, kept whole: 16 CPUs on 256 MiB with a tiny min_free_kbytes and a
@@ -36,7 +36,9 @@ SPEC = {
 
 def test_boosted_pcp_hit_wakes_kswapd_at_its_own_instant() -> None:
     sc = load_scenario(bundled_scenarios()["races/concurrent_shrinkers"])
-    res = run_scenario(sc, sc.resolve(SPEC), events=None, record=True, strict=True)
+    res = run_scenario(
+        sc, sc.resolve(SPEC), events=None, record=True, options=RunOptions(strict=True)
+    )
     assert res.error is None, res.error
     assert res.reason == "deadline"
     wakeups = [ln for ln in res.ctx.sim.recorder.lines if '"mm_vmscan_wakeup_kswapd"' in ln]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from emulator.runner import run_scenario
+from emulator.runner import RunOptions, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
 
 S = 1_000_000_000
@@ -14,28 +14,29 @@ S = 1_000_000_000
 
 def _run(name: str, **overrides: str):
     sc = load_scenario(bundled_scenarios()[name])
-    return run_scenario(sc, sc.resolve(overrides), record=False, strict=True)
+    return run_scenario(sc, sc.resolve(overrides), record=False, options=RunOptions(strict=True))
 
 
 def test_proactive_pulls_the_score_back_to_the_low_mark() -> None:
     res = _run("proactive", duration="2600ms")
     s = res.summary()
-    [kc] = s["kcompactd"]
-    assert (kc["node"], kc["low"], kc["high"]) == (0, 80, 90)
-    passes = kc["proactive_passes"]
+    assert s.kcompactd is not None and s.kswapd is not None
+    [kc] = s.kcompactd
+    assert (kc.node, kc.low, kc.high) == (0, 80, 90)
+    passes = kc.proactive_passes
     assert len(passes) >= 2
     for p in passes:
         # a pass starts only above the high mark, and ends at or below the low mark
-        assert p["score_before"] > 90 and p["score_after"] <= 80 and p["pages_migrated"] > 0
+        assert p.score_before > 90 and p.score_after <= 80 and p.pages_migrated > 0
     # on the 500 ms timer, which starts after the previous pass ends
-    starts = [p["t_ns"] for p in passes]
+    starts = [p.t_ns for p in passes]
     assert all(b - a >= 500 * 1_000_000 for a, b in itertools.pairwise(starts))
     # the node score is in the time series at every sample
-    ts = s["timeseries"]
-    assert len(ts["fragmentation_score"]) == len(ts["t_ns"]) and len(ts["t_ns"]) > 40
-    assert all(len(x) == 1 for x in ts["fragmentation_score"])
-    [ks] = s["kswapd"]
-    assert set(ks) >= {"node", "wakeups", "runs", "pages_reclaimed"}
+    ts = s.series
+    assert len(ts.fragmentation_score) == len(ts.t_ns) and len(ts.t_ns) > 40
+    assert all(len(x) == 1 for x in ts.fragmentation_score)
+    [ks] = s.kswapd
+    assert ks.node == 0 and ks.runs <= ks.wakeups
     f = res.ctx.findings
     assert f["huge_pages_obtained"] == f["huge_page_attempts"] > 0
     res.ctx.allocator.check()
@@ -61,7 +62,8 @@ def test_proactive_0_pays_direct_compaction_where_20_does_not() -> None:
     assert f0["compact_stall"] >= f0["huge_page_attempts"] // 2  # paid in the allocating task
     assert on["huge_pages_obtained"] == f0["huge_pages_obtained"]
     assert f0["latency_ns"]["p50"] > 100 * on["latency_ns"]["p50"]
-    assert off.summary()["kcompactd"][0]["wakeups"].get("timer", 0) == 0
+    kcompactd = off.summary().kcompactd
+    assert kcompactd is not None and kcompactd[0].wakeups.get("timer", 0) == 0
 
 
 def test_thp_fault_storm_defer_wakes_the_daemons_instead_of_compacting() -> None:

@@ -46,17 +46,15 @@ def test_parts_add_up_to_every_allocation_latency() -> None:
             timed += len(stats.parts) // (len(PARTS) + 1)
     assert timed > 0
     s = r.summary()
-    nine = s["allocations"]["9"]["latency_parts"]
-    assert nine["total_ns"] == sum(p["total_ns"] for p in nine["parts"].values())
+    nine = s.allocations[9].latency_parts
+    assert nine.total_ns == sum(p.total_ns for p in nine.parts.values())
     # the storm direct-compacts: scanning and migration are there, and CPUs wait for zone->lock
     for part in ("compact_scan", "compact_migrate", "zone_lock_wait"):
-        assert nine["parts"][part]["total_ns"] > 0, part
-    assert set(nine["interleaving"]) == INTERLEAVING
+        assert nine.parts[part].total_ns > 0, part
+    assert set(nine.interleaving) == INTERLEAVING
     # allocations' zone->lock waits are part of all zone->lock waits (kthreads wait too)
-    waited = sum(
-        a["latency_parts"]["parts"]["zone_lock_wait"]["total_ns"] for a in s["allocations"].values()
-    )
-    assert 0 < waited <= s["lock_stat"]["&zone->lock"]["waittime-total"]
+    waited = sum(a.latency_parts.parts["zone_lock_wait"].total_ns for a in s.allocations.values())
+    assert 0 < waited <= s.lock_stat["&zone->lock"].waittime_total
 
 
 def test_latency_file_holds_every_allocation_and_zone_lock_wait(storm_run: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from emulator.cli import main
 from emulator.mm.procfs.parse import parse_buddyinfo
 from emulator.report.results import KERNEL_FILES
-from emulator.runner import run_scenario
+from emulator.runner import RunOptions, run_scenario
 from emulator.scenario import ScenarioError, bundled_scenarios, load_scenario
 
 SMALL = ["--set", "memory=512M", "--set", "duration=3ms", "--set", "cpus=4", "--quiet", "--strict"]
@@ -91,7 +91,7 @@ def test_results_folder_is_complete_and_consistent(tmp_path: Path) -> None:
 
 def test_pcp_hiding_drain_makes_the_allocation_succeed() -> None:
     sc = load_scenario(bundled_scenarios()["pcp_hiding"])
-    res = run_scenario(sc, sc.resolve({}), record=False, strict=True)
+    res = run_scenario(sc, sc.resolve({}), record=False, options=RunOptions(strict=True))
     f = res.ctx.findings
     assert f["before"]["pcp_pages"] == 6 * 256  # six pageblocks' odd pages sit on pcp lists
     assert f["first_attempt"]["pfn"] == -1
@@ -111,7 +111,7 @@ def test_plain_contention_at_the_deadline_is_not_reported_as_deadlock() -> None:
         "cpus": "8",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
-    res = run_scenario(sc, sc.resolve(small), record=False, strict=True)
+    res = run_scenario(sc, sc.resolve(small), record=False, options=RunOptions(strict=True))
     assert res.ctx.findings["zone_lock_contended_pct"] > 50
     assert "lock_deadlock_at_end" not in res.ctx.findings
 
@@ -126,8 +126,12 @@ def test_zone_lock_storm_contention_rises_with_cpus() -> None:
         "hold": "1ms",
         "vm.percpu_pagelist_high_fraction": "1024",
     }
-    one = run_scenario(sc, sc.resolve({**small, "cpus": "1"}), record=False, strict=True)
-    four = run_scenario(sc, sc.resolve({**small, "cpus": "4"}), record=False, strict=True)
+    one = run_scenario(
+        sc, sc.resolve({**small, "cpus": "1"}), record=False, options=RunOptions(strict=True)
+    )
+    four = run_scenario(
+        sc, sc.resolve({**small, "cpus": "4"}), record=False, options=RunOptions(strict=True)
+    )
     assert one.ctx.findings["zone_lock_contended_pct"] == 0.0
     assert four.ctx.findings["zone_lock_contended_pct"] > 10.0
     assert four.ctx.findings["zone_lock_wait_avg_ns"] > 0
@@ -264,10 +268,10 @@ def test_cpus_stuck_on_a_lock_at_the_deadline_are_a_deadlock(tmp_path: Path) -> 
         )
     )
     sc = load_scenario(f)
-    res = run_scenario(sc, sc.resolve({}), record=False, strict=True)
+    res = run_scenario(sc, sc.resolve({}), record=False, options=RunOptions(strict=True))
     # the cycle formed after the last sample: found at the end, still a deadlock
     assert res.reason == "deadlock" and res.error is not None
     assert "lock cycle abba-1 -> abba-2 -> abba-1" in res.error
-    stuck = res.summary()["findings"]["lock_deadlock_at_end"]
+    stuck = res.summary().findings["lock_deadlock_at_end"]
     assert set(stuck) == {"abba-1", "abba-2"}
     assert "B (held by abba-2)" in stuck["abba-1"] and "A (held by abba-1)" in stuck["abba-2"]

@@ -12,7 +12,7 @@ import pytest
 
 from emulator.cli import main
 from emulator.report.results import kernel_files
-from emulator.runner import run_scenario
+from emulator.runner import RunOptions, run_scenario
 from emulator.scenario import find_scenario, load_scenario
 from emulator.setup_cache import SetupCache
 
@@ -23,8 +23,10 @@ def _run(name: str, sets: dict[str, str], tmp: Path, cache: SetupCache | None) -
     scenario = load_scenario(find_scenario(name))
     params = scenario.resolve(sets)
     tmp.mkdir()
-    result = run_scenario(scenario, params, events=tmp / "events.jsonl", cache=cache)
-    summary = {k: v for k, v in result.summary().items() if k not in WALL}
+    result = run_scenario(
+        scenario, params, events=tmp / "events.jsonl", options=RunOptions(cache=cache)
+    )
+    summary = {k: v for k, v in result.summary().to_json().items() if k not in WALL}
     return {
         "events": (tmp / "events.jsonl").read_bytes(),
         "kernel": kernel_files(result),

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from emulator.engine.percentile import nearest_rank
 from emulator.mm.alloc_latency import FAST_PATH, INTERLEAVING, NR_PARTS, PARTS
 from emulator.mm.snapshot import NR_PAGE_ORDERS
 
@@ -91,18 +92,17 @@ class OrderStats:
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
 
-        def pct(p: int) -> int:
-            if not lat:
-                return 0
-            return lat[min(len(lat) - 1, (len(lat) * p + 99) // 100 - 1)]
-
         return {
             "attempts": self.attempts,
             "pcp_hits": self.pcp_hits,
             "pcp_refills": self.refills,
             "failures": self.failures,
             "failure_reasons": dict(sorted(self.failure_reasons.items())),
-            "latency_ns": {"p50": pct(50), "p99": pct(99), "max": lat[-1] if lat else 0},
+            "latency_ns": {
+                "p50": nearest_rank(lat, 50),
+                "p99": nearest_rank(lat, 99),
+                "max": lat[-1] if lat else 0,
+            },
             "latency_parts": latency_parts(self),
         }
 
@@ -122,10 +122,6 @@ def part_columns(stats: OrderStats) -> list[list[int]]:
     return cols
 
 
-def _pct(values: list[int], p: int) -> int:
-    return values[min(len(values) - 1, (len(values) * p + 99) // 100 - 1)] if values else 0
-
-
 def latency_parts(stats: OrderStats) -> dict[str, Any]:
     """summary.json ``allocations.N.latency_parts``: per part the total ns, its share of the
     order's total latency, and per-allocation p50, p99 and max; ``interleaving`` names the
@@ -139,8 +135,8 @@ def latency_parts(stats: OrderStats) -> dict[str, Any]:
         parts[name] = {
             "total_ns": s,
             "share": round(s / total, 4) if total else 0.0,
-            "p50": _pct(v, 50),
-            "p99": _pct(v, 99),
+            "p50": nearest_rank(v, 50),
+            "p99": nearest_rank(v, 99),
             "max": v[-1] if v else 0,
         }
     return {
