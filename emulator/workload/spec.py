@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -149,12 +149,12 @@ def _owner(value: str | None) -> str | None:
     return value
 
 
-def _probability(_inst: object, attribute: attrs.Attribute, value: float) -> None:
+def _probability(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} {value} is not a probability in [0, 1]")
 
 
-def _order(_inst: object, _attribute: attrs.Attribute, value: int) -> None:
+def _order(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 10:
         raise ValueError(f"order {value} out of range 0..10 (MAX_PAGE_ORDER)")
 
