@@ -333,7 +333,7 @@ class Workload:
     """What the CPUs run: ``phases`` in order on every CPU (a phase with ``cpus`` set runs
     only on those; the others wait for its ``duration``), or ``streams`` that run concurrently,
     each on its own CPUs with its own phases in order. ``idle_cpus`` names CPUs left without
-    work on purpose (they still free what others hand them and run vmstat work).
+    work on purpose (they still free what others hand them).
 
     :meth:`check` rejects what would silently run half a workload: a phase that can never end
     (no ``duration``, no ``stop_below_free``) with phases after it, streams that share a CPU or
