@@ -28,7 +28,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if fresh_build() is not None:
         return 0
-    print("mmemu: compiling the hot path with mypyc (about a minute)", file=sys.stderr)
+    print("mmemu: compiling the hot path with mypyc (one to two minutes)", file=sys.stderr)
     _compiled, message = build()
     print(f"mmemu: {message}", file=sys.stderr)
     return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -31,11 +31,9 @@ from emulator.engine.errors import (
     WatchdogError,
 )
 
-if TYPE_CHECKING:
-    from emulator.engine.sim import Sim
-
 __all__ = [
     "CHECKIN_EVERY",
+    "DriverSim",
     "actor_main",
     "fast_checkin",
     "fast_park",
@@ -44,6 +42,33 @@ __all__ = [
     "single_exception",
     "start_coro",
 ]
+
+
+class DriverSim(Protocol):
+    """What the drivers use of the :class:`~emulator.engine.sim.Sim` they run: its actors, the
+    current one, the actors waiting to start, the run's end, the trio hooks, and the
+    scheduler's steps (push, pop, dispatch, hand over, switch, crash and return). The
+    scheduler lives in :mod:`emulator.engine.sim`, which imports the drivers; this names the
+    part of it they call back, so that the drivers do not import it."""
+
+    actors: list[Actor]
+    _current: Actor | None
+    _cancelled: bool
+    _nursery: trio.Nursery | None
+    _main_parked: bool
+    _end: tuple[str, Any] | None
+    _pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple[Any, ...]]]
+    _abort_fn: Callable[[Any], trio.lowlevel.Abort]
+
+    def _abort_main(self, _raise_cancel: Any) -> trio.lowlevel.Abort: ...
+    def _crashed(self, actor: Actor, exc: BaseException) -> BaseException: ...
+    def _returned(self, actor: Actor) -> None: ...
+    def _push(self, actor: Actor) -> None: ...
+    def _pop_next(self) -> Actor | None: ...
+    def _dispatch(self) -> None: ...
+    async def _switch_from(self, me: Actor) -> None: ...
+    def _hand_over(self, nxt: Actor) -> None: ...
+
 
 _wait_rescheduled = trio.lowlevel.wait_task_rescheduled
 _checkpoint = trio.lowlevel.checkpoint
@@ -73,7 +98,9 @@ def _reraise(exc: BaseException) -> Generator[None, None, None]:
     yield  # pragma: no cover  (makes this a generator)
 
 
-def start_coro(sim: Sim, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
+def start_coro(
+    sim: DriverSim, actor: Actor, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+) -> None:
     """The fast driver's start of an actor: its coroutine, ready at its start time."""
     try:
         coro = fn(*args)
@@ -86,10 +113,10 @@ def start_coro(sim: Sim, actor: Actor, fn: Callable[..., Awaitable[Any]], args: 
 
 
 async def actor_main(
-    sim: Sim,
+    sim: DriverSim,
     actor: Actor,
     fn: Callable[..., Awaitable[Any]],
-    args: tuple,
+    args: tuple[Any, ...],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The trio driver's task of one actor."""
@@ -122,7 +149,7 @@ async def actor_main(
         sim._dispatch()
 
 
-async def run_trio(sim: Sim) -> None:
+async def run_trio(sim: DriverSim) -> None:
     async with trio.open_nursery() as nursery:
         sim._nursery = nursery
         pending, sim._pending = sim._pending, []
@@ -135,7 +162,7 @@ async def run_trio(sim: Sim) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def run_fast(sim: Sim) -> None:
+async def run_fast(sim: DriverSim) -> None:
     """The fast driver: step the current actor's coroutine until it parks (it has then set
     ``_current`` to its successor) or returns, checking in with trio now and then."""
     pending, sim._pending = sim._pending, []
@@ -179,7 +206,7 @@ async def run_fast(sim: Sim) -> None:
                     pass  # an actor's clean-up cannot act any more: the run is over
 
 
-def fast_crash(sim: Sim, actor: Actor, exc: BaseException) -> None:
+def fast_crash(sim: DriverSim, actor: Actor, exc: BaseException) -> None:
     """An actor raised under the fast driver: order the crash at its instant (as the trio
     driver does), then raise what :meth:`run` reports."""
     if actor.crash is None and not isinstance(exc, ReplayDivergence):
@@ -199,7 +226,7 @@ def fast_crash(sim: Sim, actor: Actor, exc: BaseException) -> None:
     raise err from exc
 
 
-def foreign_await(sim: Sim, actor: Actor, value: Any) -> None:
+def foreign_await(sim: DriverSim, actor: Actor, value: Any) -> None:
     """An actor awaited something that is not an engine primitive (e.g. ``trio.sleep``)."""
     misuse = PrimitiveMisuse(
         f"actor {actor.name!r} at t={actor.now} ns awaited {value!r}, which is not an engine "

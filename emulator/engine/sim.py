@@ -164,7 +164,7 @@ class Sim:
         self._main: trio.lowlevel.Task | None = None
         self._main_parked = False
         self._end: tuple[str, Any] | None = None
-        self._pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple]] = []
+        self._pending: list[tuple[Actor, Callable[..., Awaitable[Any]], tuple[Any, ...]]] = []
         self._running = False
         self._checkin = CHECKIN_EVERY
         self._delays = self.strategy.delays
@@ -186,7 +186,7 @@ class Sim:
         # or an actor crashed): that task has already been rescheduled by trio, so the engine
         # must never reschedule it again (trio would fail an internal assertion).
         self._cancelled = False
-        self._abort_fn = self._abort  # one bound method, not one per park
+        self._abort_fn: Callable[[Any], trio.lowlevel.Abort] = self._abort  # one, not one per park
         self.switches = 0
         self.syncs = 0
         if not isinstance(quantum_ns, int) or quantum_ns < 0:
@@ -360,14 +360,15 @@ class Sim:
             if key & 1:
                 timer = entry[2]
                 timer.active = False
-                actor = timer.actor
+                actor: Actor = timer.actor
                 actor.now = key >> 1
                 actor.timed = False
                 timer.on_timeout()
                 return actor
             if heap and heap[0][0] == key:
                 return self._choose(entry, key)
-            return entry[2]
+            ready: Actor = entry[2]
+            return ready
         return None
 
     def _choose(self, first: tuple[int, int, Any], key: int) -> Actor:
@@ -386,7 +387,8 @@ class Sim:
                     stack.append(2 * i + 1)
                     stack.append(2 * i + 2)
             self.decisions.append((n, 0))
-            return first[2]
+            first_actor: Actor = first[2]
+            return first_actor
         tied = [first]
         while heap and heap[0][0] == key:
             tied.append(_heappop(heap))
@@ -396,7 +398,8 @@ class Sim:
         chosen = tied.pop(i)
         for e in tied:
             _heappush(heap, e)
-        return chosen[2]
+        chosen_actor: Actor = chosen[2]
+        return chosen_actor
 
     def _dispatch(self) -> None:
         """The current actor has parked or ended: run the next one, or end the run."""

@@ -57,6 +57,11 @@ class LockStats:
         "wait_total",
     )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: a class
+        # compiled with mypyc (emulator.native) runs ``__init__`` when it is unpickled
+        return (type(self), (self.name,), self.__getstate__())
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.contentions = 0
@@ -146,6 +151,11 @@ class SpinLock:
     addr = ""
     #: with the hook on, whether it also reports holds (lock_acquired / lock_release)
     rec_holds = True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: a class
+        # compiled with mypyc (emulator.native) runs ``__init__`` when it is unpickled
+        return (type(self), (self.sim, self.name), self.__getstate__())
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
@@ -336,6 +346,11 @@ class _Wait:
 
     __slots__ = ("active", "actor", "queue")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: a class
+        # compiled with mypyc (emulator.native) runs ``__init__`` when it is unpickled
+        return (type(self), (self.actor, self.queue), self.__getstate__())
+
     def __init__(self, actor: Actor, queue: WaitQueue) -> None:
         self.actor = actor
         self.queue = queue
@@ -364,6 +379,11 @@ class WaitQueue:
 
     #: how a deadlock report names it (a Completion's inner queue says "completion")
     kind = "waitqueue"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: a class
+        # compiled with mypyc (emulator.native) runs ``__init__`` when it is unpickled
+        return (type(self), (self.sim, self.name), self.__getstate__())
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim
@@ -468,6 +488,11 @@ class Completion:
     banks the release), ``complete_all`` releases every present and future waiter."""
 
     _ALL = 1 << 62
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: a class
+        # compiled with mypyc (emulator.native) runs ``__init__`` when it is unpickled
+        return (type(self), (self.sim, self.name), self.__getstate__())
 
     def __init__(self, sim: Sim, name: str) -> None:
         self.sim = sim

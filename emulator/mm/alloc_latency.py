@@ -45,11 +45,10 @@ size is an input, not a finding.
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from emulator.engine import Sim
-    from emulator.engine.actor import Actor
+from emulator.engine import Sim
+from emulator.engine.actor import Actor
 
 __all__ = [
     "CAPTURE",

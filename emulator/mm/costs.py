@@ -24,7 +24,7 @@ def _cost(default: int, note: str) -> Any:
     return attrs.field(default=default, metadata={"note": note}, validator=_non_negative)
 
 
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+def _non_negative(_inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(
             f"cost.{attribute.name} must be a non-negative integer of ns, got {value!r}"

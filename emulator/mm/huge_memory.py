@@ -16,9 +16,8 @@ MADV_HUGEPAGE regions and others alike. A failed THP fault falls back to one bas
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from emulator.mm.huge_memory_sysctl import DEFRAG_MODES, THP_DEFRAG
+from emulator.mm.internal import Allocator
 from emulator.mm.page_alloc.gfp import (
     __GFP_DIRECT_RECLAIM,
     __GFP_KSWAPD_RECLAIM,
@@ -29,10 +28,7 @@ from emulator.mm.page_alloc.gfp import (
     GFP_TRANSHUGE,
     GFP_TRANSHUGE_LIGHT,
 )
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.page_alloc.pcp import Cpu
+from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "HPAGE_PMD_ORDER",

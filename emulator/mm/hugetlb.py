@@ -22,8 +22,8 @@ surplus or reserved pages, no per-node sysfs counts, no gigantic pages, no demot
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
 
+from emulator.mm.internal import Allocator
 from emulator.mm.memmap import OWNER_UNMOVABLE
 from emulator.mm.page_alloc.gfp import (
     __GFP_COMP,
@@ -33,11 +33,8 @@ from emulator.mm.page_alloc.gfp import (
     GFP_HIGHUSER_MOVABLE,
 )
 from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "HPAGE_ORDER",

@@ -75,7 +75,10 @@ def fresh_boot(mem_mib: int = 4096, nodes: int = 1, **kwargs: Any) -> Machine:
 def _managed_mask(zone: Zone) -> np.ndarray:
     st = np.frombuffer(zone.memmap.state, dtype=np.uint8)[zone.zone_start_pfn : zone.zone_end_pfn]
     kind = st & PG_KIND_MASK
-    return (kind == PG_BUDDY) | (kind == PG_ALLOC) | (kind == PG_PCP) | (kind == PG_ISOLATED)
+    mask: np.ndarray = (
+        (kind == PG_BUDDY) | (kind == PG_ALLOC) | (kind == PG_PCP) | (kind == PG_ISOLATED)
+    )
+    return mask
 
 
 def allocate_everything(zone: Zone, owner: int = OWNER_MOVABLE) -> None:
@@ -149,7 +152,7 @@ class _Draws:
         self.bg = rng.bit_generator
         self.start = self.bg.state
         self.has32 = self.start["has_uint32"]
-        self.u32 = self.start["uinteger"]
+        self.u32: int = self.start["uinteger"]
         self.words: list[int] = []
         self.pos = 0
         self.used = 0

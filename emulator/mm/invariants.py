@@ -50,12 +50,20 @@ the reverse map):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from emulator.mm.internal import Allocator
+from emulator.mm.machine import Machine
 from emulator.mm.memmap import (
     KIND_NAMES,
+    OWNER_FILE,
+    OWNER_MLOCKED,
+    PF_ISOLATED,
+    PF_LRU,
+    PF_LRU_BATCH,
+    PF_UNEVICTABLE,
     PG_ALLOC,
     PG_BUDDY,
     PG_ISOLATED,
@@ -65,6 +73,8 @@ from emulator.mm.memmap import (
     tail_fill,
 )
 from emulator.mm.page_alloc.pcp import CONFIG_PCP_BATCH_SCALE_MAX, NR_PCP_LISTS, pindex_to_order
+from emulator.mm.reclaim.lru import folio_lru_list
+from emulator.mm.reclaim.lruvec import NR_LRU_LISTS
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
     MIGRATE_HIGHATOMIC,
@@ -73,11 +83,7 @@ from emulator.mm.snapshot import (
     NR_PAGE_ORDERS,
     PAGEBLOCK_ORDER,
 )
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.machine import Machine
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 
 class InvariantViolation(AssertionError):
@@ -358,17 +364,6 @@ def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
 
 def check_lru(allocator: Allocator) -> None:
     """Check every LRU invariant of ``allocator`` (see the module docstring)."""
-    from emulator.mm.memmap import (
-        OWNER_FILE,
-        OWNER_MLOCKED,
-        PF_ISOLATED,
-        PF_LRU,
-        PF_LRU_BATCH,
-        PF_UNEVICTABLE,
-    )
-    from emulator.mm.reclaim.lru import folio_lru_list
-    from emulator.mm.reclaim.lruvec import NR_LRU_LISTS
-
     mm = allocator.memmap
     st, od, nxt, prv, fl = mm.state, mm.order, mm.nxt, mm.prv, mm.pflags
     limit = mm.end_pfn

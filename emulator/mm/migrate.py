@@ -39,19 +39,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from emulator.mm.compaction.isolate_free import compaction_alloc, compaction_free
 from emulator.mm.compaction.isolate_migrate import putback_folios
-from emulator.mm.internal import MIGRATE_ASYNC
+from emulator.mm.internal import MIGRATE_ASYNC, Allocator, CompactControl
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
 from emulator.mm.page_alloc.page_free import free_pages
 from emulator.mm.reclaim.lru import putback_lru_page
 from emulator.mm.reclaim.rmap import NO_HANDLE
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator, CompactControl
 
 __all__ = [
     "EAGAIN",

@@ -25,7 +25,7 @@ direct compaction goes on to further zones); no CMA allocation or ``alloc_contig
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.mm.alloc_latency import COMPACT_MIGRATE, COMPACT_SCAN, DRAIN, lat_enter, lat_leave
 from emulator.mm.compaction.control import (
@@ -43,6 +43,13 @@ from emulator.mm.compaction.defer import (
     compaction_restarting,
     defer_compaction,
 )
+from emulator.mm.compaction.isolate_free import release_free_list
+from emulator.mm.compaction.isolate_migrate import (
+    ISOLATE_ABORT,
+    ISOLATE_NONE,
+    isolate_migratepages,
+    putback_movable_pages,
+)
 from emulator.mm.compaction.skip import (
     reset_cached_positions,
     reset_isolation_suitable_zone,
@@ -56,12 +63,15 @@ from emulator.mm.internal import (
     MIGRATE_ASYNC,
     MIGRATE_SYNC,
     MIGRATE_SYNC_LIGHT,
+    Allocator,
     CaptureControl,
     CompactControl,
 )
+from emulator.mm.migrate import ENOMEM, migrate_pages
 from emulator.mm.page_alloc.drain import drain_pages_zone
 from emulator.mm.page_alloc.fallback import find_suitable_fallback
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, gfp_compaction_allowed, gfp_migratetype
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.reclaim.lru import lru_add_drain, lru_add_drain_all
 from emulator.mm.snapshot import (
     MIGRATE_CMA,
@@ -72,11 +82,7 @@ from emulator.mm.snapshot import (
     PAGEBLOCK_ORDER,
 )
 from emulator.mm.vmstat import COMPACTION_HPAGE_ORDER
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.page_alloc.pcp import Cpu
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 R = CompactResult
 
@@ -178,15 +184,6 @@ async def compact_zone(cc: CompactControl, capc: CaptureControl | None) -> Compa
     unused free pages are released, the cached free pfn moved back up, and
     ``compact_migrate_scanned`` / ``compact_free_scanned`` counted.
     """
-    from emulator.mm.compaction.isolate_free import release_free_list
-    from emulator.mm.compaction.isolate_migrate import (
-        ISOLATE_ABORT,
-        ISOLATE_NONE,
-        isolate_migratepages,
-        putback_movable_pages,
-    )
-    from emulator.mm.migrate import ENOMEM, migrate_pages
-
     zone = cc.zone
     pa = cc.pa
     assert pa is not None

@@ -16,8 +16,9 @@ pageblock order for a non-movable request.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from emulator.engine.actor import Actor
 from emulator.mm.internal import (
     CaptureControl,
     CompactControl,
@@ -29,10 +30,7 @@ from emulator.mm.snapshot import (
     NR_PAGE_ORDERS,
     PAGEBLOCK_ORDER,
 )
-
-if TYPE_CHECKING:
-    from emulator.engine.actor import Actor
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
     "COMPACT_CLUSTER_MAX",

@@ -10,12 +10,8 @@ compaction for 2^k (at most 64) checks at orders >= the failed order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT
-
-if TYPE_CHECKING:
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
     "compaction_defer_reset",

@@ -19,8 +19,6 @@ phase shifts after each isolation); no offline sections or holes inside a zone's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from emulator.mm.alloc_latency import (
@@ -31,7 +29,7 @@ from emulator.mm.alloc_latency import (
     lat_leave,
 )
 from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
-from emulator.mm.internal import MIGRATE_ASYNC
+from emulator.mm.internal import MIGRATE_ASYNC, CompactControl, ZoneLockHold
 from emulator.mm.memmap import OWNER_NONE, PG_ALLOC, PG_BUDDY, PG_ISOLATED
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA
 from emulator.mm.page_alloc.fallback import move_freepages_block
@@ -46,11 +44,7 @@ from emulator.mm.snapshot import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
-from emulator.mm.zone import WMARK_MIN
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import CompactControl, ZoneLockHold
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import WMARK_MIN, Zone
 
 __all__ = [
     "compaction_alloc",

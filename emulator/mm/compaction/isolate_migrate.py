@@ -1,6 +1,6 @@
 """Compaction's migration scanner: Models mm/compaction.c: isolate_migratepages,
 isolate_migratepages_block, fast_find_migrateblock, suitable_migration_source,
-pageblock_skip_persistent, too_many_isolated, test_and_set_skip, update_cached_migrate, and
+too_many_isolated, test_and_set_skip, update_cached_migrate, and
 mm/migrate.c: putback_movable_pages.
 
 Who may be isolated: a folio on an LRU list (``PF_LRU`` in ``memmap.pflags``: not in a CPU's
@@ -26,10 +26,9 @@ memcg).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from emulator.engine import SpinLock
 from emulator.mm.alloc_latency import (
     COMPACT_ISOLATE,
     COMPACT_THROTTLE,
@@ -38,7 +37,8 @@ from emulator.mm.alloc_latency import (
     lat_leave,
 )
 from emulator.mm.compaction.control import COMPACT_CLUSTER_MAX
-from emulator.mm.internal import MIGRATE_ASYNC
+from emulator.mm.compaction.skip import pageblock_skip_persistent
+from emulator.mm.internal import MIGRATE_ASYNC, Allocator, CompactControl
 from emulator.mm.memmap import (
     OWNER_FILE,
     OWNER_ON_LRU,
@@ -54,6 +54,7 @@ from emulator.mm.memmap import (
     Memmap,
 )
 from emulator.mm.page_alloc.gfp import __GFP_FS
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.reclaim.lru import folio_isolate_lru_locked, lruvec_add_folio, putback_lru_page
 from emulator.mm.reclaim.lruvec import (
     LRU_ACTIVE_ANON,
@@ -70,11 +71,6 @@ from emulator.mm.snapshot import (
     PAGEBLOCK_ORDER,
 )
 
-if TYPE_CHECKING:
-    from emulator.engine import SpinLock
-    from emulator.mm.internal import Allocator, CompactControl
-    from emulator.mm.page_alloc.pcp import Cpu
-
 __all__ = [
     "ISOLATE_ABORT",
     "ISOLATE_NONE",
@@ -85,7 +81,6 @@ __all__ = [
     "lru_lock",
     "node_isolated",
     "pageblock_end_pfn",
-    "pageblock_skip_persistent",
     "putback_folios",
     "putback_movable_pages",
     "reclaim_throttle_isolated",
@@ -124,13 +119,6 @@ def isolatable_table(unevictable_allowed: bool, gfp_fs: bool) -> np.ndarray:
             t[o] = 1
         _TABLES[key] = t
     return t
-
-
-def pageblock_skip_persistent(mm: Memmap, pfn: int) -> bool:
-    """Models mm/compaction.c: pageblock_skip_persistent — the block starts with (a page of) a
-    compound page of order >= pageblock_order."""
-    start = pfn & ~_PB_MASK
-    return mm.state[start] & 7 == PG_ALLOC and mm.order[mm.block_head(start)] >= PAGEBLOCK_ORDER
 
 
 def lru_lock(pa: Allocator, nid: int) -> SpinLock:

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from emulator.engine import Sim, WaitQueue
+from emulator.mm.compaction import compact
 from emulator.mm.compaction.control import COMPACT_MAX_DEFER_SHIFT, CompactResult
 from emulator.mm.compaction.defer import (
     compaction_defer_reset,
@@ -56,17 +57,14 @@ from emulator.mm.compaction.suitable import (
     fragmentation_score_wmark,
     should_proactive_compact_node,
 )
-from emulator.mm.internal import MIGRATE_SYNC_LIGHT, CompactControl
+from emulator.mm.internal import MIGRATE_SYNC_LIGHT, Allocator, CompactControl
+from emulator.mm.machine import Machine, Node
 from emulator.mm.page_alloc.alloc_flags import ALLOC_WMARK_MIN
 from emulator.mm.page_alloc.drain import drain_all_pages
 from emulator.mm.page_alloc.gfp import GFP_KERNEL
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.snapshot import MIGRATE_UNMOVABLE
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.machine import Machine, Node
-    from emulator.mm.page_alloc.pcp import Cpu
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
     "HPAGE_FRAG_CHECK_INTERVAL_NS",
@@ -199,7 +197,6 @@ class CompactionOps:
 
 def compaction_ops(pa: Allocator) -> CompactionOps:
     """The real mm/compaction.c functions, bound to ``pa``."""
-    from emulator.mm.compaction import compact as C
 
     def suitable(zone: Zone, order: int, highest_zoneidx: int) -> bool:
         ret = compaction_suit_allocation_order(
@@ -208,7 +205,7 @@ def compaction_ops(pa: Allocator) -> CompactionOps:
         return ret == CompactResult.COMPACT_CONTINUE
 
     async def compact_zone(cc: CompactControl) -> CompactResult:
-        return await C.compact_zone(cc, None)
+        return await compact.compact_zone(cc, None)
 
     def reset(node: Node) -> None:
         reset_isolation_suitable(node.zones)

@@ -16,20 +16,18 @@ scanners met. It is called when kswapd goes to sleep (``reset_isolation_suitable
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from emulator.mm.memmap import PF_LRU, PG_ALLOC, PG_BUDDY, PG_KIND_MASK, PG_TAIL
+from emulator.mm.memmap import PF_LRU, PG_ALLOC, PG_BUDDY, PG_KIND_MASK, PG_TAIL, Memmap
 from emulator.mm.snapshot import (
     MIGRATE_MOVABLE,
     PAGE_ALLOC_COSTLY_ORDER,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
 )
-
-if TYPE_CHECKING:
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
+    "pageblock_skip_persistent",
     "reset_cached_positions",
     "reset_isolation_suitable",
     "reset_isolation_suitable_zone",
@@ -38,6 +36,13 @@ __all__ = [
 
 def _pageblock_start(pfn: int) -> int:
     return pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+
+
+def pageblock_skip_persistent(mm: Memmap, pfn: int) -> bool:
+    """Models mm/compaction.c: pageblock_skip_persistent — the block starts with (a page of) a
+    compound page of order >= pageblock_order."""
+    start = _pageblock_start(pfn)
+    return mm.state[start] & 7 == PG_ALLOC and mm.order[mm.block_head(start)] >= PAGEBLOCK_ORDER
 
 
 def reset_cached_positions(zone: Zone) -> None:
@@ -50,8 +55,6 @@ def reset_cached_positions(zone: Zone) -> None:
 def _reset_isolation_pfn(zone: Zone, pfn: int, check_source: bool, check_target: bool) -> bool:
     """Models mm/compaction.c: __reset_isolation_pfn — clear the block's skip bit if a sample
     of every 8th page finds an LRU page (source) or a free buddy (target)."""
-    from emulator.mm.compaction.isolate_migrate import pageblock_skip_persistent
-
     mm = zone.memmap
     if not zone.spans(pfn) or pageblock_skip_persistent(mm, pfn):
         return False

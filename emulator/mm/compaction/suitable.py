@@ -8,10 +8,12 @@ re-exports. The fragmentation index itself is vmstat.c's (:mod:`emulator.mm.vmst
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from emulator.mm.compaction.control import CompactResult, compact_gap
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
+from emulator.mm.internal import Allocator
 from emulator.mm.page_alloc.alloc_flags import ALLOC_CMA, ALLOC_WMARK_MASK
 from emulator.mm.page_alloc.watermark import zone_watermark_ok, zone_watermark_ok_free
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER
@@ -23,12 +25,7 @@ from emulator.mm.vmstat import (
     extfrag_for_order,
     fragmentation_index,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from emulator.mm.internal import Allocator
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import Zone
 
 __all__ = [
     "compaction_suit_allocation_order",

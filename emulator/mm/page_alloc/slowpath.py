@@ -38,10 +38,11 @@ like any request (the kernel would loop forever without an OOM killer). kswapd i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from emulator.engine import NullRecorder, Recorder
 from emulator.mm.alloc_latency import (
     CAPTURE,
     COMPACT_OTHER,
@@ -63,6 +64,7 @@ from emulator.mm.compaction.control import (
 )
 from emulator.mm.compaction.defer import compaction_defer_reset
 from emulator.mm.compaction.suitable import compaction_zonelist_suitable
+from emulator.mm.internal import Allocator, AllocContext
 from emulator.mm.memmap import PG_ALLOC
 from emulator.mm.page_alloc.alloc_flags import (
     ALLOC_CPUSET,
@@ -84,6 +86,7 @@ from emulator.mm.page_alloc.gfp import (
     gfp_to_alloc_flags_cma,
 )
 from emulator.mm.page_alloc.highatomic import unreserve_highatomic_pageblock_locked
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.page_alloc.watermark import zone_watermark_ok_free
 from emulator.mm.reclaim.vmscan import (
     MAX_RECLAIM_RETRIES,
@@ -92,11 +95,6 @@ from emulator.mm.reclaim.vmscan import (
 )
 from emulator.mm.snapshot import MIGRATE_MOVABLE, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_NR_PAGES
 from emulator.mm.zone import ZONE_NORMAL
-
-if TYPE_CHECKING:
-    from emulator.engine import NullRecorder, Recorder
-    from emulator.mm.internal import Allocator, AllocContext
-    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "MAX_COMPACT_RETRIES",

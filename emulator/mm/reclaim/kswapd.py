@@ -39,13 +39,15 @@ the runner's hook for summary.json.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from emulator.engine import Sim
 from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.kcompactd import CompactionOps, Kcompactd, KthreadWait, compaction_ops
+from emulator.mm.internal import Allocator
+from emulator.mm.machine import Node
 from emulator.mm.page_alloc.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
 from emulator.mm.page_alloc.gfp import GFP_KERNEL, format_gfp
 from emulator.mm.page_alloc.watermark import zone_watermark_ok
@@ -57,12 +59,7 @@ from emulator.mm.reclaim.vmscan import (
     shrink_node,
 )
 from emulator.mm.snapshot import PAGEBLOCK_ORDER
-from emulator.mm.zone import MAX_NR_ZONES, ZONE_RECLAIM_ACTIVE
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator
-    from emulator.mm.machine import Node
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import MAX_NR_ZONES, ZONE_RECLAIM_ACTIVE, Zone
 
 __all__ = [
     "KSWAPD_SHORT_SLEEP_NS",

@@ -31,10 +31,10 @@ go (:func:`putback_lru_page`, the batch flush), as ``folio_put`` does in the ker
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from emulator.engine import SpinLock
+from emulator.mm.internal import Allocator
 from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import (
     OWNER_ANON,
@@ -53,6 +53,7 @@ from emulator.mm.memmap import (
     Memmap,
 )
 from emulator.mm.page_alloc.page_free import free_pages, free_pages_prepare, free_prepared
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.reclaim.lruvec import (
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
@@ -61,11 +62,6 @@ from emulator.mm.reclaim.lruvec import (
     Lruvec,
 )
 from emulator.mm.reclaim.rmap import NO_HANDLE
-
-if TYPE_CHECKING:
-    from emulator.engine import SpinLock
-    from emulator.mm.internal import Allocator
-    from emulator.mm.page_alloc.pcp import Cpu
 
 __all__ = [
     "PAGEVEC_SIZE",

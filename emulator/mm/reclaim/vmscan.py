@@ -38,27 +38,21 @@ counts ``pgscan_kswapd`` / ``pgsteal_kswapd`` instead of the ``_direct`` counter
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
 from emulator.mm.compaction.control import compact_gap
 from emulator.mm.compaction.suitable import compaction_suitable
 from emulator.mm.compaction.sysctl import EXTFRAG_THRESHOLD
+from emulator.mm.internal import Allocator, AllocContext
 from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import OWNER_RECLAIMABLE
 from emulator.mm.page_alloc.page_free import free_pages
+from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.page_alloc.watermark import zone_watermark_ok
 from emulator.mm.reclaim.lru import evict, folio_isolate_lru_locked
-from emulator.mm.reclaim.lruvec import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from emulator.mm.reclaim.lruvec import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, Lruvec
 from emulator.mm.snapshot import PAGE_ALLOC_COSTLY_ORDER, ZONE_NAMES
-from emulator.mm.zone import MAX_NR_ZONES
-
-if TYPE_CHECKING:
-    from emulator.mm.internal import Allocator, AllocContext
-    from emulator.mm.page_alloc.pcp import Cpu
-    from emulator.mm.reclaim.lruvec import Lruvec
-    from emulator.mm.zone import Zone
+from emulator.mm.zone import MAX_NR_ZONES, Zone
 
 __all__ = [
     "DEF_PRIORITY",
