@@ -9,12 +9,13 @@ and takes the SHA-256 of ``events.jsonl``, ``trace.json``, every kernel-format f
 ``scenario_sha256``: they name the source text, which a change of layout edits, and the folder
 it was run from, which lets two checkouts be compared).
 
-    python3 dev.py python benchmarks/run_output_digests.py --save before.json
-    (change the code)
-    python3 dev.py python benchmarks/run_output_digests.py --check before.json
+    python3 dev.py python benchmarks/run_output_digests.py --check
+    python3 dev.py python benchmarks/run_output_digests.py --save   # after a change of output
 
 ``--check`` prints every file whose digest differs and exits 1 if any does. Run by hand (it takes
-about a minute of CPU); the digests depend on the model, so they are not kept in the repository.
+about a minute of CPU). The digests of the current model are kept beside this script
+(``run_output_digests.json``, the default file of both options): a commit that changes what a
+run writes re-saves them and says why in its message; a commit that only moves code leaves them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ RUNS: list[tuple[str, str]] = [
     ("compaction_test", "300ms"),
 ]
 STRATEGIES = ("fifo", "random")
+#: the digests of the current model's outputs
+SAVED = Path(__file__).with_name("run_output_digests.json")
 LEFT_OUT = {
     "summary.json": ("wall_s", "setup_s"),
     "schedule.json": ("scenario_path", "scenario_sha256"),
@@ -71,8 +74,12 @@ def digests() -> dict[str, str]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = ap.add_mutually_exclusive_group(required=True)
-    group.add_argument("--save", type=Path, help="write the digests to this JSON file")
-    group.add_argument("--check", type=Path, help="compare with digests saved earlier")
+    group.add_argument(
+        "--save", type=Path, nargs="?", const=SAVED, help=f"write the digests (default {SAVED})"
+    )
+    group.add_argument(
+        "--check", type=Path, nargs="?", const=SAVED, help=f"compare with saved ones ({SAVED})"
+    )
     ns = ap.parse_args(argv)
     now = digests()
     if ns.save is not None:

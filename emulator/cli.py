@@ -74,9 +74,7 @@ def build_parser(only: str | None = None, *, all_commands: bool = True) -> argpa
     from emulator import __version__
     from emulator.native import describe
 
-    parser.add_argument(
-        "--version", action="version", version=f"mmemu {__version__}, {describe()}"
-    )
+    parser.add_argument("--version", action="version", version=f"mmemu {__version__}, {describe()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)

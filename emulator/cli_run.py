@@ -267,14 +267,14 @@ def _events_differ(schedule: Any, events: Path) -> bool:
     run) against the recording's ``events_sha256``."""
     lines = (schedule.stopped or {}).get("events_lines")
     if not isinstance(lines, int):
-        return file_sha256(events) != schedule.events_sha256
+        return bool(file_sha256(events) != schedule.events_sha256)
     h = hashlib.sha256()
     with events.open("rb") as f:
         for i, line in enumerate(f):
             if i >= lines:
                 break
             h.update(line)
-    return h.hexdigest() != schedule.events_sha256
+    return bool(h.hexdigest() != schedule.events_sha256)
 
 
 def _say_what_happens(
@@ -394,7 +394,7 @@ def _replay_scenario(schedule: Any) -> str:
         return str(schedule.scenario)
     recorded = Path(sp)
     if recorded.is_file():
-        return sp
+        return str(sp)
     base = Path(schedule.path).parent
     for candidate in (base / recorded, base / recorded.name):
         if not recorded.is_absolute() and candidate.is_file():

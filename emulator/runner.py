@@ -43,6 +43,7 @@ from emulator.mm.snapshot import (
     MachineSnapshot,
 )
 from emulator.mm.vmstat import MODEL_VMSTAT_NAMES
+from emulator.mm.vmstat_work import start_vmstat_work
 from emulator.run.stop import STOP_SIGNALS, StopSignals
 from emulator.run.summary import (
     EngineSummary,
@@ -359,8 +360,9 @@ def _no_lock_cycle(sim: Sim) -> None:
     """Raise :class:`DeadlockError` if actors wait for each other's locks in a cycle.
 
     The engine reports a deadlock once every non-daemon actor is blocked; a lock cycle among
-    some actors while CPUs still tick (their periodic pcp decay) can never resolve either, so
-    the sampler stops the run at its next sample, naming the cycle and when it formed.
+    some actors while others still run (the vmstat work, idle CPUs' timers) can never resolve
+    either, so the sampler stops the run at its next sample, naming the cycle and when it
+    formed.
     """
     cycles = lock_cycles(sim.actors)
     if cycles:
@@ -653,8 +655,8 @@ class Run:
 
     def spawn(self) -> None:
         """Spawn the CPUs, the observers' actors (the sampler), the kernel threads (kswapdN,
-        kcompactdN), the scenario's actors and its run-time writes; install the property
-        checker."""
+        kcompactdN, each CPU's vmstat work), the scenario's actors and its run-time writes;
+        install the property checker."""
         ctx = self.context
         sim = ctx.sim
         for prog in ctx.programs:
@@ -662,6 +664,7 @@ class Run:
         for obs in self.observers:
             obs.spawn(self)
         start_kthreads(ctx.allocator)  # kswapdN and kcompactdN, daemons
+        start_vmstat_work(ctx.allocator)  # each CPU's vmstat work (pcp high decay), daemons
         ctx.vm_events_at_start = dict(ctx.machine.vm_events)
         if self.scenario.actors is not None:
             pairs = _hook(self.scenario, "actors", _actor_list, self.scenario, self.params, ctx)

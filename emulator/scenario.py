@@ -106,23 +106,23 @@ class Params:
 
     @property
     def memory_mib(self) -> int:
-        return self.values["memory"]
+        return int(self.values["memory"])
 
     @property
     def cpus(self) -> int:
-        return self.values["cpus"]
+        return int(self.values["cpus"])
 
     @property
     def nodes(self) -> int:
-        return self.values["nodes"]
+        return int(self.values["nodes"])
 
     @property
     def duration_ns(self) -> int:
-        return self.values["duration"]
+        return int(self.values["duration"])
 
     @property
     def seed(self) -> int:
-        return self.values["seed"]
+        return int(self.values["seed"])
 
     @property
     def sysctls(self) -> dict[str, Any]:

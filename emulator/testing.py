@@ -91,7 +91,7 @@ class EmulatedKernel:
             await sim.delay(min(poll_ns, start + timeout_ns - sim.now))
             await sim.sync()
 
-    def events(self, name: str | None = None) -> list[dict]:
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Recorded events (``record=True``), optionally only those called ``name``."""
         if not isinstance(self.recorder, MemoryRecorder):
             raise RuntimeError("make_kernel(record=True) to keep events")

@@ -57,10 +57,12 @@ _GLOB_RE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
 _BRACKETS_RE = re.compile(r"^(?:[^\[\]]|\[!?\]?[^\[\]]*\])*$")
 
 
-def stamp(clock: Callable[[], int], actor: Callable[[], str | None]) -> Callable[..., dict]:
+def stamp(
+    clock: Callable[[], int], actor: Callable[[], str | None]
+) -> Callable[..., dict[str, Any]]:
     """Build the processor that puts ``t`` (virtual ns) and ``actor`` first in every event."""
 
-    def _stamp(_logger: Any, _method: str, event_dict: dict) -> dict:
+    def _stamp(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         out = {"t": clock(), "actor": actor(), "event": event_dict.pop("event")}
         out.update(event_dict)
         return out
@@ -75,11 +77,11 @@ def render_json_line(_logger: Any, _method: str, event_dict: MutableMapping[str,
 
 # -- the hot path's renderer ------------------------------------------------------------------
 
-_templates: dict[tuple, str | None] = {}
+_templates: dict[tuple[Any, ...], str | None] = {}
 _strings: dict[str, str] = {}
 
 
-def _template(key: tuple) -> str | None:
+def _template(key: tuple[Any, ...]) -> str | None:
     """``%``-format template for an event name and its field names (None: use the dict path)."""
     event, *names = key
     if _STAMP_KEYS.intersection(names):
@@ -158,7 +160,7 @@ class _Sink:
     def __init__(self, out: IO[str] | None, frontier: Callable[[], int], flush_at: int = 16384):
         self._out = out
         self._frontier = frontier
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self._flush_at = flush_at
         self._next_flush = flush_at
         #: an observer of what is written: ``tap.flushed(entries, before)`` sees the sorted
@@ -219,10 +221,10 @@ class _Sink:
         return _render_all(self.pending)
 
 
-_typed: dict[tuple, tuple[str, tuple[int, ...]] | None] = {}
+_typed: dict[tuple[Any, ...], tuple[str, tuple[int, ...]] | None] = {}
 
 
-def _typed_template(key: tuple, n: int) -> tuple[str, tuple[int, ...]] | None:
+def _typed_template(key: tuple[Any, ...], n: int) -> tuple[str, tuple[int, ...]] | None:
     """For ``(event, *names, *types)``: a template with ``%d`` where the value is an int and
     the positions of the other values (JSON-encoded first), or None for the dict path."""
     event, names, types = key[0], key[1 : 1 + n], key[1 + n :]
@@ -238,7 +240,7 @@ def _typed_template(key: tuple, n: int) -> tuple[str, tuple[int, ...]] | None:
     return out
 
 
-def _render_all(entries: list[tuple]) -> list[str]:
+def _render_all(entries: list[tuple[Any, ...]]) -> list[str]:
     """Render pending entries: :func:`render_event` for each, with templates keyed also by the
     values' types so that ints are formatted by ``%d`` without a call per value."""
     if entries and len(entries[0]) == 3:  # the structlog path: already rendered
@@ -417,7 +419,7 @@ class Recorder:
         """Rendered lines not yet written out, in time order (all of them when ``out`` is None)."""
         return self._sink.lines()
 
-    def events(self) -> list[dict]:
+    def events(self) -> list[dict[str, Any]]:
         """The in-memory lines parsed back into dicts (for tests and checks)."""
         return [json.loads(line) for line in self.lines]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emulator.engine.errors import PrimitiveMisuse, ReplayDivergence, ReplayEnd
 
@@ -56,7 +56,7 @@ class Strategy(Protocol):
 
     def preempt_delay(self, actor: Actor, point: str) -> int: ...
 
-    def describe(self) -> dict: ...
+    def describe(self) -> dict[str, Any]: ...
 
 
 class Fifo:
@@ -71,7 +71,7 @@ class Fifo:
     def preempt_delay(self, actor: Actor, point: str) -> int:
         return 0
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 
 
@@ -111,7 +111,7 @@ class RandomStrategy:
             return rng.randint(1, self.max_delay_ns)
         return 0
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "seed": self.seed,
@@ -190,7 +190,7 @@ class PCT:
             return self._rng.randint(1, self.max_delay_ns)
         return 0
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "seed": self.seed,
@@ -250,7 +250,7 @@ class Replay:
     def exhausted(self) -> bool:
         return self._pos == len(self._decisions)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"name": self.name, "decisions": len(self._decisions)}
 
 

@@ -105,7 +105,7 @@ class LockStats:
     def hold_avg(self) -> int:
         return self.hold_total // self.acquisitions if self.acquisitions else 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "class": self.name,
             "con-bounces": self.con_bounces,

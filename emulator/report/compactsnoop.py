@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -112,7 +113,7 @@ def _status(v: object) -> str:
 
 
 def compactions(
-    events: Iterable[dict], run_dir: Path, summary: RunSummary | None = None
+    events: Iterable[dict[str, Any]], run_dir: Path, summary: RunSummary | None = None
 ) -> Iterator[Compaction]:
     """Pair each task's mm_compaction_begin with its mm_compaction_end. ``events`` is
     usually an :class:`EventLog`: an event lacking a field compactsnoop needs, or holding one
@@ -122,7 +123,7 @@ def compactions(
     log = events if isinstance(events, EventLog) else None
     tasks = _Tasks()
     order_of: dict[str, int] = {}
-    begun: dict[str, dict] = {}
+    begun: dict[str, dict[str, Any]] = {}
     for e in events:
         try:
             c = _one(e, zones, series, tasks, order_of, begun)
@@ -136,12 +137,12 @@ def compactions(
 
 
 def _one(
-    e: dict,
+    e: dict[str, Any],
     zones: _Zones,
     series: Timeseries,
     tasks: _Tasks,
     order_of: dict[str, int],
-    begun: dict[str, dict],
+    begun: dict[str, dict[str, Any]],
 ) -> Compaction | None:
     name = e["event"]
     actor = e.get("actor") or ""

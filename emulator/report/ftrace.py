@@ -17,14 +17,14 @@ markers) and events the table does not know print as ``name=value`` pairs.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
 from emulator.mm.tracepoints import TRACEPOINTS
 
 __all__ = ["format_event", "format_line", "write_ftrace"]
 
 
-def format_event(e: dict) -> str:
+def format_event(e: dict[str, Any]) -> str:
     """The TP_printk text of one event (``name=value`` pairs for unknown events)."""
     tp = TRACEPOINTS.get(e["event"])
     if tp is not None and tp.render is not None:
@@ -52,7 +52,7 @@ class _Tasks:
         return name, pid, 0
 
 
-def format_line(e: dict, tasks: _Tasks, ns: bool = False) -> str:
+def format_line(e: dict[str, Any], tasks: _Tasks, ns: bool = False) -> str:
     comm, pid, cpu = tasks(e.get("actor"))
     t = int(e["t"])
     stamp = (
@@ -64,14 +64,14 @@ def format_line(e: dict, tasks: _Tasks, ns: bool = False) -> str:
     return f"{task:>16s} [{cpu:03d}] {stamp}: {e['event'] + ':':<22s} {format_event(e)}"
 
 
-def lines(events: Iterable[dict], ns: bool = False) -> Iterator[str]:
+def lines(events: Iterable[dict[str, Any]], ns: bool = False) -> Iterator[str]:
     tasks = _Tasks()
     for e in events:
         yield format_line(e, tasks, ns)
 
 
 def write_ftrace(
-    events: Iterable[dict],
+    events: Iterable[dict[str, Any]],
     out: IO[str],
     cpus: int,
     ns: bool = False,

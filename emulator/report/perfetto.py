@@ -128,7 +128,7 @@ _LOCK_LINE = re.compile(
 )
 
 
-def read_events(path: Path) -> Iterator[dict]:
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """The events of an events.jsonl file, in file (time) order."""
     loads = json.loads
     match = _LOCK_LINE.match
@@ -152,7 +152,7 @@ class _Writer:
         #: rendered events not yet written (hot paths append to it directly)
         self.buf: list[str] = []
 
-    def __call__(self, ev: dict) -> None:
+    def __call__(self, ev: dict[str, Any]) -> None:
         self.raw(_dumps(ev))
 
     def raw(self, line: str) -> None:
@@ -227,7 +227,7 @@ class _Tracks:
         return key
 
 
-def _slice_name(fields: dict, base: str) -> str:
+def _slice_name(fields: dict[str, Any], base: str) -> str:
     if base in ("alloc", "free", "slowpath") and "order" in fields:
         return f"{base} order={fields['order']}"
     return base
@@ -284,9 +284,9 @@ class TraceConverter:
         self.emit = emit
         self.locks = locks
         self.tracks = _Tracks(emit)
-        self.stacks: dict[tuple[int, int], list[list]] = {}
+        self.stacks: dict[tuple[int, int], list[list[Any]]] = {}
         #: open holds: lock -> [t0 (ns), holder, lockdep name, contended]
-        self.holds: dict[str, list] = {}
+        self.holds: dict[str, list[Any]] = {}
         self.hold_lanes: dict[str, list[int]] = {}
         self.hold_json: dict[str, str] = {}
         self.all_holds: dict[str, bool] = {}
@@ -312,7 +312,7 @@ class TraceConverter:
 
     # -- slices on actor tracks --------------------------------------------------------------
 
-    def _name(self, base: str, fields: dict) -> str:
+    def _name(self, base: str, fields: dict[str, Any]) -> str:
         """The slice's name as JSON (cached per base and order)."""
         order = fields.get("order") if base in ("alloc", "free", "slowpath") else None
         js = self._names.get((base, order))
@@ -322,7 +322,7 @@ class TraceConverter:
             )
         return js
 
-    def _open(self, key: tuple[int, int], base: str, t: int, fields: dict) -> None:
+    def _open(self, key: tuple[int, int], base: str, t: int, fields: dict[str, Any]) -> None:
         """Push a slice; it is written when it gets a child (``B``) or ends (``X``)."""
         stack = self.stacks.get(key)
         if stack is None:
@@ -339,7 +339,7 @@ class TraceConverter:
             if not entry[2]:
                 self._write_begin(key, entry)
 
-    def _write_begin(self, key: tuple[int, int], entry: list) -> None:
+    def _write_begin(self, key: tuple[int, int], entry: list[Any]) -> None:
         base, t, _, fields = entry
         entry[2] = True
         self.emit.raw(
@@ -347,7 +347,9 @@ class TraceConverter:
             f'"name":{self._name(base, fields)},"cat":"mm","args":{_dumps(fields)}}}'
         )
 
-    def _close(self, key: tuple[int, int], name: str, t: int, args: dict | None = None) -> bool:
+    def _close(
+        self, key: tuple[int, int], name: str, t: int, args: dict[str, Any] | None = None
+    ) -> bool:
         stack = self.stacks.get(key)
         if not stack:
             return False
@@ -420,7 +422,7 @@ class TraceConverter:
 
     # -- the event loop ------------------------------------------------------------------------
 
-    def feed_batch(self, batch: list[tuple]) -> None:
+    def feed_batch(self, batch: list[tuple[Any, ...]]) -> None:
         """Feed ``(t, n, actor, event, fields)`` entries in order: :meth:`feed` for each, with
         the most frequent cases (leaf allocations and frees, lock holds) inlined."""
         stacks = self.stacks
@@ -498,14 +500,14 @@ class TraceConverter:
         self.counts["slices"] += slices
         self.emit.flush()
 
-    def _acquired(self, t: int, actor: str | None, fields: dict) -> None:
+    def _acquired(self, t: int, actor: str | None, fields: dict[str, Any]) -> None:
         self.last_t = t
         addr = fields["lock_addr"]
         waits = self.waits
         waited = any(a == addr for a, _ in waits) if waits else False
         self.holds[addr] = [t, actor or "kernel", fields.get("name"), waited]
 
-    def _release(self, t: int, actor: str | None, fields: dict) -> None:
+    def _release(self, t: int, actor: str | None, fields: dict[str, Any]) -> None:
         self.last_t = t
         addr = fields["lock_addr"]
         got = self.holds.pop(addr, None)
@@ -515,7 +517,7 @@ class TraceConverter:
             else:
                 self.counts["lock_holds_omitted"] += 1
 
-    def feed(self, t: int, actor: str | None, name: str, fields: dict) -> None:
+    def feed(self, t: int, actor: str | None, name: str, fields: dict[str, Any]) -> None:
         """One event (``fields`` without ``t``, ``actor``, ``event``); events come in time order."""
         self.last_t = t
         actor = actor or "kernel"
@@ -564,7 +566,7 @@ class TraceConverter:
         if name in _ISOLATION:
             self._isolation(actor, t, name, fields)
 
-    def _alloc_parts(self, actor: str, fields: dict) -> None:
+    def _alloc_parts(self, actor: str, fields: dict[str, Any]) -> None:
         """An allocation's latency parts (emulator.mm.alloc_latency) as nested slices on the
         actor's ``latency parts`` track: ``alloc order=N`` over one child per segment."""
         segs = fields.get("segments") or []
@@ -585,7 +587,7 @@ class TraceConverter:
         raw(f'{{"ph":"E","pid":{pid},"tid":{ptid},"ts":{_us(t1)}}}')
         self.counts["slices"] += 1 + len(segs)
 
-    def _end(self, t: int, actor: str, name: str, fields: dict) -> None:
+    def _end(self, t: int, actor: str, name: str, fields: dict[str, Any]) -> None:
         key = self.tracks.actor(actor)
         base = _ENDS[name]
         if name == "mm_page_alloc":
@@ -631,7 +633,7 @@ class TraceConverter:
         _flow(self.emit, key, fid, name, t0, t1)
         self.counts["flows"] += 1
 
-    def _isolation(self, actor: str, t: int, name: str, fields: dict) -> None:
+    def _isolation(self, actor: str, t: int, name: str, fields: dict[str, Any]) -> None:
         isolated = self.isolated
         mig, free = isolated.get(actor, (0, 0))
         taken = int(fields.get("nr_taken", 0))
@@ -820,7 +822,7 @@ def write_trace(run_dir: Path, out: Path | None = None, locks: str = "zone") -> 
         if events_path.exists():
             conv = TraceConverter(emit, locks)
             wanted = TRACE_EVENTS
-            batch: list[tuple] = []
+            batch: list[tuple[Any, ...]] = []
             for ev in read_events(events_path):
                 name = ev.pop("event")
                 if name in wanted:

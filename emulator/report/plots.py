@@ -212,7 +212,9 @@ def _bins(summary: RunSummary) -> np.ndarray:
     return edges if edges[-1] >= end else np.append(edges, end)
 
 
-def plot_zone_lock_wait(summary: RunSummary, waits: dict[str, list[tuple[int, int]]], path: Path):
+def plot_zone_lock_wait(
+    summary: RunSummary, waits: dict[str, list[tuple[int, int]]], path: Path
+) -> Path:
     edges = _bins(summary)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     series = {}
@@ -304,8 +306,16 @@ def plot_compaction(
     return _save(fig, path, series)
 
 
-def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
-    """One pass over the events for everything the per-run plots need."""
+def _scan(
+    events: Iterable[dict[str, Any]],
+) -> tuple[
+    dict[int, list[int]],
+    dict[str, list[tuple[int, int]]],
+    dict[str, list[int]],
+    dict[int, list[int]],
+]:
+    """One pass over the events for everything the per-run plots need: allocation latencies
+    per order, zone->lock waits per lock, compaction outcomes, failed allocations per order."""
     begun: dict[str, int] = {}
     lat: dict[int, list[int]] = defaultdict(list)
     waits: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -324,7 +334,7 @@ def _scan(events: Iterable[dict]) -> tuple[dict, dict, dict, dict]:
 
 
 def _scan_one(
-    e: dict,
+    e: dict[str, Any],
     begun: dict[str, int],
     lat: dict[int, list[int]],
     waits: dict[str, list[tuple[int, int]]],
@@ -357,7 +367,7 @@ def _scan_one(
 def write_plots(
     run_dir: Path,
     out: Path | None = None,
-    extra: tuple | None = None,
+    extra: tuple[Any, ...] | None = None,
     log: EventLog | None = None,
 ) -> list[Path]:
     """Every per-run plot of the results folder ``run_dir`` into ``out`` (default plots/).
@@ -370,13 +380,12 @@ def write_plots(
     out = out or run_dir / "plots"
     summary = load_summary(run_dir)
     events_path = run_dir / "events.jsonl"
-    empty: dict = {}
     if events_path.exists():
         log = log if log is not None else EventLog(events_path)
         lat, waits, outcomes, failures = _scan(log)
         log.require_usable()
     else:
-        lat, waits, outcomes, failures = empty, empty, empty, empty
+        lat, waits, outcomes, failures = {}, {}, {}, {}
     data = load_latency(run_dir)
     if data is not None:
         # every allocation and every zone->lock wait, whatever the run recorded
@@ -415,7 +424,7 @@ def _one(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
 
 
-def metric_of(summary: dict, path: str) -> float:
+def metric_of(summary: dict[str, Any], path: str) -> float:
     """A number from summary.json by dotted path (``vmstat_delta.compact_stall``,
     ``allocations.9.failures``, ``lock_stat.&zone->lock.contentions``); a missing counter in
     ``vmstat``/``vmstat_delta`` is 0. Raises KeyError naming the path."""
@@ -453,7 +462,7 @@ def _numeric_leaves(prefix: str, v: Any, into: dict[str, None]) -> None:
                 _numeric_leaves(f"{prefix}.{k}" if prefix else str(k), x, into)
 
 
-def metric_keys(summary: dict) -> list[str]:
+def metric_keys(summary: dict[str, Any]) -> list[str]:
     """The summary.json numbers usable as ``--y``, as brace patterns per section
     (``allocations.{0,9}.{attempts,failures,...}``, ``vmstat_delta.{pgfree,...}``)."""
     out: list[str] = []

@@ -71,7 +71,7 @@ class TraceCapture:
         self.rec = rec
         self.path = Path(path)
         self.locks = locks
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self.k = 0
         self.stop: int | None = None
         #: trace-only events the user selected with ``--events``: they go to the recorder
@@ -125,14 +125,14 @@ class TraceCapture:
     def discard_after(self, t: int) -> None:
         self.stop = t
 
-    def flushed(self, entries: list[tuple], before: int | None) -> None:
+    def flushed(self, entries: list[tuple[Any, ...]], before: int | None) -> None:
         """A batch the recorder writes (sorted), all older than ``before`` (None: the end)."""
         own = self.pending
         own.sort()
         if before is None:
             stop = self.stop
             mine = own if stop is None else [e for e in own if e[0] <= stop]
-            rest: list[tuple] = []
+            rest: list[tuple[Any, ...]] = []
         else:
             lo, hi = 0, len(own)
             while lo < hi:

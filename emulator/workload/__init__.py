@@ -1,7 +1,7 @@
 """What CPUs do: allocation mixes, rates, lifetimes, phases, concurrent streams, free patterns,
 and the CPU actor."""
 
-from emulator.workload.cpu import STAT_INTERVAL_NS, CpuProgram
+from emulator.workload.cpu import CpuProgram
 from emulator.workload.spec import (
     FOREVER,
     AllocClass,
@@ -17,7 +17,6 @@ from emulator.workload.spec import (
 
 __all__ = [
     "FOREVER",
-    "STAT_INTERVAL_NS",
     "AllocClass",
     "CpuProgram",
     "FreePattern",

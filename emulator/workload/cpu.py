@@ -1,5 +1,6 @@
 """The actor body of a CPU: it runs a :class:`~emulator.workload.spec.Workload` through the
-page allocator, frees what it allocated when lifetimes expire, and runs vmstat's per-CPU work.
+page allocator and frees what it allocated when lifetimes expire. (vmstat's per-CPU work, the
+decay of ``pcp->high``, is a kernel worker of its own: :mod:`emulator.mm.vmstat_work`.)
 
 Each CPU draws from its own seeded stream (``random.Random(f"{seed}/cpu{N}")``), so a run is a
 pure function of the scenario, its parameters and the seed.
@@ -12,9 +13,6 @@ Timeline markers (only when the runner writes a trace, through :attr:`CpuProgram
 ``mmemu_free_begin`` / ``mmemu_free_end`` (pfn, order) around each free of a held block, so a
 timeline can draw it as a slice; the kernel has no tracepoint there. (Allocations are marked
 by the allocator itself: :attr:`PageAllocator.markers`.)
-
-Per-CPU vmstat work: every ``stat_interval`` (``sysctl_stat_interval``, 1 s) the CPU runs
-``refresh_cpu_vm_stats`` -> ``decay_pcp_high`` for its pcps (mm/vmstat.c).
 
 Holders: the program never keeps a raw pfn. Each allocation is mapped for a *handle*
 (:class:`~emulator.mm.reclaim.rmap.Rmap`), which compaction's migration moves to the new pfn and
@@ -37,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
-from emulator.mm.page_alloc.drain import decay_pcp_high
 from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
 from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
@@ -46,10 +43,8 @@ if TYPE_CHECKING:
     from emulator.mm.page_alloc.allocator import PageAllocator
     from emulator.mm.page_alloc.pcp import Cpu
 
-__all__ = ["STAT_INTERVAL_NS", "CpuProgram"]
+__all__ = ["CpuProgram"]
 
-#: sysctl_stat_interval = HZ: vmstat's per-CPU work runs about once a second
-STAT_INTERVAL_NS = 1_000_000_000
 _NEVER = 1 << 62
 
 
@@ -63,7 +58,6 @@ class CpuProgram:
         workload: Workload,
         seed: int,
         use_inbox: bool,
-        stat_interval: int = STAT_INTERVAL_NS,
     ) -> None:
         self.pa = pa
         self.sim = pa.sim
@@ -84,8 +78,6 @@ class CpuProgram:
         self.use_inbox = use_inbox
         self.inbox = WaitQueue(pa.sim, f"cpu{cpu.id}-work")
         self.peers: list[CpuProgram] = [self]
-        self.stat_interval = stat_interval
-        self.next_tick = stat_interval
         self.phase = ""
         self.phase_index = 0
         #: (virtual ns, phase name) as this CPU entered each phase (``done`` last)
@@ -129,7 +121,9 @@ class CpuProgram:
         if t <= now:
             return
         if self.use_inbox:
-            await self.inbox.wait(t - now if t < _NEVER else None)
+            # nothing due at all (t is _NEVER): a timeout past any run's end, so an idle CPU
+            # is never taken for a blocked one
+            await self.inbox.wait(t - now)
         else:
             await self.sim.delay(t - now)
 
@@ -285,17 +279,14 @@ class CpuProgram:
         )
         due = self.due
         while True:
-            t = min(next_arrival, due[0][0] if due else _NEVER, self.next_tick, end)
+            t = min(next_arrival, due[0][0] if due else _NEVER, end)
             await self._advance_to(t)
             now = me.now
             if now < t:
                 continue  # woken early by a peer: new work may be due sooner
             if now >= end:
                 break
-            if now >= self.next_tick:
-                self.next_tick += self.stat_interval
-                await decay_pcp_high(self.pa, self.cpu)
-            elif due and due[0][0] <= now:
+            if due and due[0][0] <= now:
                 _, _, handle, order = heapq.heappop(due)
                 await self._free(handle, order)
             elif now >= next_arrival:

@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -149,12 +149,12 @@ def _owner(value: str | None) -> str | None:
     return value
 
 
-def _probability(_inst: object, attribute: attrs.Attribute, value: float) -> None:
+def _probability(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} {value} is not a probability in [0, 1]")
 
 
-def _order(_inst: object, _attribute: attrs.Attribute, value: int) -> None:
+def _order(_inst: object, _attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 10:
         raise ValueError(f"order {value} out of range 0..10 (MAX_PAGE_ORDER)")
 
@@ -333,7 +333,7 @@ class Workload:
     """What the CPUs run: ``phases`` in order on every CPU (a phase with ``cpus`` set runs
     only on those; the others wait for its ``duration``), or ``streams`` that run concurrently,
     each on its own CPUs with its own phases in order. ``idle_cpus`` names CPUs left without
-    work on purpose (they still free what others hand them and run vmstat work).
+    work on purpose (they still free what others hand them).
 
     :meth:`check` rejects what would silently run half a workload: a phase that can never end
     (no ``duration``, no ``stop_below_free``) with phases after it, streams that share a CPU or

@@ -40,7 +40,7 @@ def test_from_proc_scenario_api() -> None:
     )
 
 
-def test_from_proc_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[type-arg]
+def test_from_proc_bad_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(["run", "--from-proc", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "--from-proc" in err and len(err.strip().splitlines()) == 1

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import emulator.cli_run as cli_run
 from emulator.cli import main
 from emulator.mm.costs import Costs
 from emulator.mm.sysctl import TUNABLES
+from emulator.runner import Run
 from emulator.scenario import STANDARD_PARAMS
 
 #: examples per test (MMEMU_FUZZ_EXAMPLES=5000 for a longer hunt by hand)
@@ -47,7 +47,7 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
     def stub(*_a: Any, **_k: Any) -> None:
         raise _Accepted
 
-    monkeypatch.setattr(cli_run.Run, "execute", stub)
+    monkeypatch.setattr(Run, "execute", stub)
 
 
 NAMES = [

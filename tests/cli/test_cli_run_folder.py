@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-import emulator.cli_run as cli_run
 from emulator.cli import main
+from emulator.report.outputs import SummaryFiles
+from emulator.runner import Run
 from emulator.scenario import bundled_scenarios, find_scenario
 
 SMALL = ["--set", "memory=256M", "--set", "duration=2ms", "--set", "cpus=2", "--quiet"]
@@ -205,7 +206,7 @@ def test_no_space_left_keeps_the_old_run_and_removes_temporaries(
 
         monkeypatch.setattr(recorder._Sink, "_flush", full)
     else:
-        monkeypatch.setattr(cli_run.SummaryFiles, "write", full)
+        monkeypatch.setattr(SummaryFiles, "write", full)
     rc, err = _run(capsys, ["run", "default", "--out", str(out), "--seed", "9", *SMALL])
     assert rc == 1, err
     assert len(err.strip().splitlines()) == 1 and "no space left on device" in err, err
@@ -404,7 +405,7 @@ def test_a_big_run_says_how_much_it_will_write(
     def stub(*_a: Any, **_k: Any) -> None:
         raise _Started
 
-    monkeypatch.setattr(cli_run.Run, "execute", stub)
+    monkeypatch.setattr(Run, "execute", stub)
     capsys.readouterr()
     with pytest.raises(_Started):
         main(["run", "default", "--set", "duration=60s", "--out", str(tmp_path / "o")])

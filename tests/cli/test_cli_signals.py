@@ -38,7 +38,7 @@ def _start(out: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(pred, proc: subprocess.Popen[str], what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(pred, proc: subprocess.Popen[str], what: str) -> None:
     deadline = time.monotonic() + 120  # a safety net against a hung test, not a timing claim
     while not pred():
         if proc.poll() is not None:

@@ -18,7 +18,7 @@ async def test_mm_kernel_fixture_runs_cpus_and_checks(
     k = mm_kernel(memory="512M", cpus=3, strategy="random(2)", record=True)
     freed: list[int] = []
 
-    async def cpu(c):  # type: ignore[no-untyped-def]
+    async def cpu(c):
         pfns = [await k.allocator.alloc_pages(c, o, GFP_HIGHUSER_MOVABLE) for o in (0, 1, 3, 9)]
         assert all(p >= 0 for p in pfns)
         for p, o in zip(pfns, (0, 1, 3, 9), strict=True):
@@ -35,7 +35,7 @@ async def test_mm_kernel_fixture_runs_cpus_and_checks(
 async def test_check_catches_a_leaked_page_marked_free() -> None:
     k = make_kernel(memory="256M", cpus=1)
 
-    async def leak(c):  # type: ignore[no-untyped-def]
+    async def leak(c):
         pfn = await k.allocator.alloc_pages(c, 0, GFP_KERNEL)
         k.allocator.cpus[0].pcp[0].count += 1  # corrupt the pcp accounting on purpose
         del pfn

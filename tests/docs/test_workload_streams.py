@@ -17,13 +17,13 @@ SMALL = AllocClass(0, "GFP_KERNEL", lifetime="exp(20us)")
 THP = AllocClass(9, "GFP_TRANSHUGE_LIGHT", lifetime="exp(100us)")
 
 
-def _run(build, **params):  # type: ignore[no-untyped-def]
+def _run(build, **params):
     sc = Scenario("t", "test", build, defaults={**DEFAULTS, **params})
     return run_scenario(sc, sc.resolve({}))
 
 
 def test_two_streams_run_at_the_same_time() -> None:
-    def build(p):  # type: ignore[no-untyped-def]
+    def build(p):
         return Workload(
             streams=[
                 Stream("small", (0, 1), [Phase("small", [SMALL], rate=200_000)]),
@@ -68,7 +68,7 @@ def test_streams_may_not_share_cpus_or_name_missing_ones() -> None:
             ]
         )
 
-    def build(p):  # type: ignore[no-untyped-def]
+    def build(p):
         return Workload(streams=[Stream("x", range(6), [Phase("a", [SMALL])])])
 
     with pytest.raises(ScenarioError, match=r"CPU 4, 5 named by the workload.*CPUs 0\.\.3"):
@@ -76,7 +76,7 @@ def test_streams_may_not_share_cpus_or_name_missing_ones() -> None:
 
 
 def test_a_cpu_without_work_is_reported() -> None:
-    def build(p):  # type: ignore[no-untyped-def]
+    def build(p):
         return Workload(streams=[Stream("x", (0, 1), [Phase("a", [SMALL], rate=50_000)])])
 
     r = _run(build)
@@ -85,7 +85,7 @@ def test_a_cpu_without_work_is_reported() -> None:
         "that is meant"
     ]
 
-    def meant(p):  # type: ignore[no-untyped-def]
+    def meant(p):
         return Workload(
             streams=[Stream("x", (0, 1), [Phase("a", [SMALL], rate=50_000)])], idle_cpus=(2, 3)
         )
@@ -94,7 +94,7 @@ def test_a_cpu_without_work_is_reported() -> None:
 
 
 def test_a_phase_still_running_at_the_end_names_the_phases_that_never_ran() -> None:
-    def build(p):  # type: ignore[no-untyped-def]
+    def build(p):
         held = AllocClass(0, "GFP_KERNEL")  # kept forever: memory fills only slowly
         return Workload(
             [

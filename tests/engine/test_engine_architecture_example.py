@@ -12,7 +12,7 @@ class TracingSim(Sim):
         super().__init__(*args, **kwargs)
         self.trace: list[tuple[str, str, int]] = []
 
-    def _sync_step(self):  # type: ignore[no-untyped-def]
+    def _sync_step(self):
         # every synchronisation goes through here (Sim.sync and the primitives' inline sync)
         me = self.current
         self.trace.append(("sync", me.name, me.now))
@@ -22,7 +22,7 @@ class TracingSim(Sim):
             return None
         return self._passed(me, aw)
 
-    async def _passed(self, me, aw) -> None:  # type: ignore[no-untyped-def]
+    async def _passed(self, me, aw) -> None:
         await aw
         self.trace.append(("pass", me.name, me.now))
 

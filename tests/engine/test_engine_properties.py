@@ -35,7 +35,7 @@ class CheckedSim(Sim):
         self.arriving: dict[str, str] = {}
         self.arrivals: dict[str, list[tuple[int, int, str]]] = {}
 
-    def _sync_step(self):  # type: ignore[no-untyped-def]
+    def _sync_step(self):
         # every synchronisation goes through here (Sim.sync and the primitives' inline sync)
         aw = super()._sync_step()
         if aw is None:
@@ -43,7 +43,7 @@ class CheckedSim(Sim):
             return None
         return self._synced_after(aw)
 
-    async def _synced_after(self, aw) -> None:  # type: ignore[no-untyped-def]
+    async def _synced_after(self, aw) -> None:
         await aw
         self._synced()
 

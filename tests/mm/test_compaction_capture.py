@@ -21,7 +21,7 @@ from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE, GFP_TRANSHUGE_LIGHT
 from emulator.mm.reclaim.lru import adopt_allocated
 
 
-def setup(strategy: str = "fifo", seed: int = 0):  # type: ignore[no-untyped-def]
+def setup(strategy: str = "fifo", seed: int = 0):
     # zones start above pfn 0, as real ones do (struct zone's compaction fields start zeroed,
     # and a cached pfn of 0 inside the zone would be taken at face value)
     m = Machine.simple(DMA32=4096, Normal=65536)
@@ -34,7 +34,7 @@ def setup(strategy: str = "fifo", seed: int = 0):  # type: ignore[no-untyped-def
     return m, sim, pa, z
 
 
-async def race(capture: bool, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+async def race(capture: bool, monkeypatch: pytest.MonkeyPatch):
     if not capture:
         monkeypatch.setattr(CaptureHook, "__call__", lambda self, pfn, order, mt: False)
     m, sim, pa, _ = setup()
@@ -79,7 +79,7 @@ async def test_capture_gives_the_block_to_the_compactor(monkeypatch: pytest.Monk
     assert isinstance(page, int) and page >= 0
     assert page % (1 << 9) == 0 and m.memmap.state[page] == PG_ISOLATED
     assert m.memmap.order[page] == 9
-    assert page not in out["other"]  # type: ignore[operator]
+    assert page not in out["other"]
 
     # the same schedule without capture: the block reaches the free list and the racing CPU,
     # faulting THPs at the same time, takes exactly that block
@@ -87,7 +87,7 @@ async def test_capture_gives_the_block_to_the_compactor(monkeypatch: pytest.Monk
     _, _, out2 = await race(False, monkeypatch)
     assert out2["page"] == -1
     assert out2["result"] == CompactResult.COMPACT_SUCCESS  # a suitable block was there...
-    assert page in out2["other"]  # type: ignore[operator]  # ... and the other CPU got it
+    assert page in out2["other"]  # ... and the other CPU got it
 
 
 async def test_no_capture_for_manual_compaction() -> None:

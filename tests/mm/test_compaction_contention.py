@@ -26,7 +26,7 @@ from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 
-def setup():  # type: ignore[no-untyped-def]
+def setup():
     m = Machine.simple(DMA32=4096, Normal=65536)
     sim = Sim("fifo", strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=2)

@@ -26,7 +26,7 @@ from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES
 
 
-def bare_zone():  # type: ignore[no-untyped-def]
+def bare_zone():
     return Machine.simple(Normal=8192).populated_zones()[0]
 
 
@@ -62,7 +62,7 @@ def test_order_failed_and_reset() -> None:
     assert z.compact_defer_shift == 0 and z.compact_considered == 0
 
 
-def pinned_fragmented(mem_pages: int = 65536):  # type: ignore[no-untyped-def]
+def pinned_fragmented(mem_pages: int = 65536):
     """Half the pages free (order-0 holes) and one pinned page in every pageblock, so no
     compaction can ever free a whole pageblock."""
     m = Machine.simple(Normal=mem_pages)

@@ -30,7 +30,7 @@ from emulator.mm.reclaim.lru import adopt_allocated, folio_add_lru, release_hand
 from emulator.mm.snapshot import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 
-def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> dict:  # type: ignore[type-arg]
+def build_and_run(seed: int, blocks: int, free_ratio: float, pinned: float) -> dict:
     rec = MemoryRecorder()
     m = Machine.simple(DMA32=4096, Normal=1024 * blocks, recorder=rec)
     sim = Sim("random", seed=seed, strict=True, recorder=rec)

@@ -22,7 +22,7 @@ from emulator.mm.page_alloc.gfp import GFP_TRANSHUGE
 from emulator.mm.reclaim.lru import adopt_allocated
 
 
-def setup():  # type: ignore[no-untyped-def]
+def setup():
     m = Machine.simple(DMA32=4096, Normal=65536)
     sim = Sim("fifo", strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=2)

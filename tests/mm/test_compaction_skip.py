@@ -24,7 +24,7 @@ from emulator.mm.reclaim.lru import adopt_allocated
 from emulator.mm.snapshot import PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 
 
-def setup(pinned_per_block: bool = False):  # type: ignore[no-untyped-def]
+def setup(pinned_per_block: bool = False):
     rec = MemoryRecorder()
     m = Machine.simple(DMA32=4096, Normal=65536, recorder=rec)
     sim = Sim("fifo", strict=True, recorder=rec)
@@ -48,7 +48,7 @@ def setup(pinned_per_block: bool = False):  # type: ignore[no-untyped-def]
     return m, sim, pa, z, rec, u >> PAGEBLOCK_ORDER
 
 
-async def compact(pa, prio):  # type: ignore[no-untyped-def]
+async def compact(pa, prio):
     """Direct compaction for an order-9 THP by CPU 0's task (call inside an actor)."""
     cpu = pa.cpus[0]
     ac, alloc_flags, _ = pa.prepare_alloc_pages(cpu, GFP_TRANSHUGE)
@@ -56,7 +56,7 @@ async def compact(pa, prio):  # type: ignore[no-untyped-def]
     return r
 
 
-async def run_script(sim, pa, script) -> None:  # type: ignore[no-untyped-def]
+async def run_script(sim, pa, script) -> None:
     sim.spawn("script", script)
     await sim.run()
     pa.check()

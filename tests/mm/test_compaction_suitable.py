@@ -17,7 +17,7 @@ from emulator.mm.vmstat import fragmentation_index
 from emulator.mm.zone import ZONE_NORMAL
 
 
-def zone_with(k: int, n: int, recorder: MemoryRecorder | None = None):  # type: ignore[no-untyped-def]
+def zone_with(k: int, n: int, recorder: MemoryRecorder | None = None):
     m = Machine.simple(Normal=65536, **({"recorder": recorder} if recorder else {}))
     z = m.populated_zones()[0]
     if recorder is not None:

@@ -23,7 +23,7 @@ from emulator.workload.writes import (
 )
 
 
-def fragmented(nodes: int = 1):  # type: ignore[no-untyped-def]
+def fragmented(nodes: int = 1):
     # two nodes need memory above 4 GiB in the x86-64 layout
     k = make_kernel("256M" if nodes == 1 else "4608M", cpus=2 * nodes, nodes=nodes, record=True)
     for z in k.allocator.zones:
@@ -37,7 +37,7 @@ async def test_compact_memory_at_its_time() -> None:
     pa = k.allocator
     writes = parse_writes([("1ms", "/proc/sys/vm/compact_memory", "1")])
     check_writes(k.machine, writes, len(pa.cpus))
-    log: list[dict] = []  # type: ignore[type-arg]
+    log: list[dict] = []
     await k.run(("writes", writer_actor(pa, writes, log)))
     assert len(log) == 1 and "error" not in log[0]
     assert log[0]["t_ns"] == 1_000_000 and log[0]["done_ns"] > 1_000_000
@@ -85,7 +85,7 @@ async def test_bad_writes_get_the_kernels_answer_and_change_nothing(
     threshold = k.machine.extfrag_threshold
     with pytest.raises(WriteError, match=message):
         check_writes(k.machine, parse_writes([(0, path, value)]))
-    log: list[dict] = []  # type: ignore[type-arg]
+    log: list[dict] = []
     await k.run(("writes", writer_actor(pa, parse_writes([(0, path, value)]), log)))
     assert message in log[0]["error"]
     assert dict(pa.vm_events) == before_events
@@ -112,7 +112,7 @@ async def test_sysctl_write_takes_effect_at_its_time() -> None:
 def test_scenario_with_a_bad_write_is_refused_before_running() -> None:
     from emulator.runner import run_scenario
 
-    def build(p):  # type: ignore[no-untyped-def]
+    def build(p):
         return Workload([Phase("idle", [AllocClass(0, "GFP_KERNEL")], rate=1, duration=1_000_000)])
 
     sc = Scenario("w", "bad write", build, writes=[("1ms", "vm.compact_memory", "7")])

@@ -146,19 +146,19 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def test_show_extfrag_index_prints_exactly_the_debugfs_file(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_show_extfrag_index_prints_exactly_the_debugfs_file(saved: Path, capsys) -> None:
     assert run(capsys, "--proc", str(saved), "--show", "extfrag_index") == (0, EXTFRAG, "")
 
 
-def test_show_unusable_index_prints_exactly_the_debugfs_file(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_show_unusable_index_prints_exactly_the_debugfs_file(saved: Path, capsys) -> None:
     assert run(capsys, "--proc", str(saved), "--show", "unusable_index") == (0, UNUSABLE, "")
 
 
-def test_show_fragmentation_score(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_show_fragmentation_score(saved: Path, capsys) -> None:
     assert run(capsys, "--proc", str(saved), "--show", "fragmentation_score") == (0, SCORES, "")
 
 
-def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:
     rc, out, err = run(capsys, "--proc", str(saved))
     assert rc == 0 and err == ""
     assert out.startswith(f"mmemu inspect: {saved}\n")
@@ -185,7 +185,7 @@ def test_text_report_without_pagetypeinfo(saved: Path, capsys) -> None:  # type:
     assert "unusable_index (/sys/kernel/debug/extfrag/unusable_index)\n" + UNUSABLE in out
 
 
-def test_text_report_with_pagetypeinfo_and_other_sysctls(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_text_report_with_pagetypeinfo_and_other_sysctls(saved: Path, capsys) -> None:
     (saved / "pagetypeinfo").write_text(PAGETYPEINFO)
     (saved / "sys" / "vm" / "compaction_proactiveness").write_text("0\n")
     (saved / "sys" / "vm" / "extfrag_threshold").write_text("1000\n")
@@ -202,7 +202,7 @@ def test_text_report_with_pagetypeinfo_and_other_sysctls(saved: Path, capsys) ->
     assert row.split()[-1] == "reclaim"
 
 
-def test_json_output_has_the_same_information(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_json_output_has_the_same_information(saved: Path, capsys) -> None:
     rc, out, _ = run(capsys, "--proc", str(saved), "--format", "json")
     assert rc == 0
     report = json.loads(out)
@@ -220,12 +220,12 @@ def test_json_output_has_the_same_information(saved: Path, capsys) -> None:  # t
     assert report["live"] is False
 
 
-def test_json_show_restricts_to_one_part(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_json_show_restricts_to_one_part(saved: Path, capsys) -> None:
     rc, out, _ = run(capsys, "--proc", str(saved), "--show", "unusable_index", "--format", "json")
     assert rc == 0 and json.loads(out) == {"source": str(saved), "unusable_index": UNUSABLE}
 
 
-def test_without_zoneinfo_weighted_scores_are_unknown(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_without_zoneinfo_weighted_scores_are_unknown(saved: Path, capsys) -> None:
     (saved / "zoneinfo").unlink()
     rc, out, _ = run(capsys, "--proc", str(saved), "--show", "fragmentation_score")
     assert rc == 0
@@ -235,11 +235,11 @@ def test_without_zoneinfo_weighted_scores_are_unknown(saved: Path, capsys) -> No
 
 def test_unreadable_pagetypeinfo_is_reported_not_fatal(
     saved: Path, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (saved / "pagetypeinfo").write_text(PAGETYPEINFO)
     real_open = open
 
-    def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def deny(path, *args, **kwargs):
         if str(path).endswith("pagetypeinfo"):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *args, **kwargs)
@@ -264,7 +264,7 @@ def test_unreadable_pagetypeinfo_is_reported_not_fatal(
 )  # fmt: skip
 def test_malformed_file_gives_one_error_line_and_status_2(
     saved: Path, capsys, name: str, content: str, message: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (saved / name).write_text(content)
     rc, out, err = run(capsys, "--proc", str(saved))
     assert rc == 2 and out == ""
@@ -273,14 +273,14 @@ def test_malformed_file_gives_one_error_line_and_status_2(
     assert err.rstrip("\n").endswith(message)
 
 
-def test_missing_buddyinfo_and_directory(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_missing_buddyinfo_and_directory(tmp_path: Path, capsys) -> None:
     rc, out, err = run(capsys, "--proc", str(tmp_path))
     assert (rc, out, err) == (2, "", f"mmemu inspect: error: {tmp_path}/buddyinfo: no such file\n")
     rc, _, err = run(capsys, "--proc", str(tmp_path / "nope"))
     assert (rc, err) == (2, f"mmemu inspect: error: {tmp_path}/nope: not a directory\n")
 
 
-def test_files_from_different_machines_are_rejected(saved: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_files_from_different_machines_are_rejected(saved: Path, capsys) -> None:
     (saved / "zoneinfo").write_text(zone_block(0, "DMA", 256, 3998))
     rc, _, err = run(capsys, "--proc", str(saved))
     assert rc == 2

@@ -71,7 +71,7 @@ def setup(cpus: int = 1, pages: int = 16384) -> tuple[Machine, Sim, PageAllocato
     return m, sim, pa, progs
 
 
-async def run(sim: Sim, fn) -> None:  # type: ignore[no-untyped-def]
+async def run(sim: Sim, fn) -> None:
     sim.spawn("cpu0", fn)
     await sim.run()
 

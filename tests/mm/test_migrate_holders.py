@@ -20,7 +20,7 @@ from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.reclaim.lru import adopt_allocated, folio_isolate_lru, release_handle
 
 
-def setup(pin_every: int = 0):  # type: ignore[no-untyped-def]
+def setup(pin_every: int = 0):
     m = Machine.simple(DMA32=4096, Normal=16384)
     sim = Sim("fifo", strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=2)

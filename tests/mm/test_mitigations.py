@@ -111,10 +111,10 @@ async def test_capture_off_is_the_pre_commit_path() -> None:
     assert isinstance(page, int) and page >= 0 and m_on.memmap.state[page] == PG_ISOLATED
     _, out_off = results[False]
     assert out_off["page"] == -1 and out_off["result"] == CompactResult.COMPACT_SUCCESS
-    assert page in out_off["other"]  # type: ignore[operator]
+    assert page in out_off["other"]
 
 
-async def _switched_race(capture: bool):  # type: ignore[no-untyped-def]
+async def _switched_race(capture: bool):
     m = Machine.simple(DMA32=4096, Normal=65536)
     sim = Sim("fifo", seed=0, strict=True)
     pa = PageAllocator(m, sim, cpus_per_node=2)

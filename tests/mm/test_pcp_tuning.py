@@ -442,7 +442,7 @@ async def test_zone_below_high_stops_growth_and_shrinks_high() -> None:
     # 16384 pages, 1 CPU: watermarks min 800, low 1000, high 1200; batch 3, high_min 1000
     _m, pa, sim = one_cpu(16384)
 
-    async def fast_path_only(cpu, gfp, order, ac, owner, reason):  # type: ignore[no-untyped-def]
+    async def fast_path_only(cpu, gfp, order, ac, owner, reason):
         return -1, reason  # this test is about the fast path: no slow path's MIN attempt
 
     pa.alloc_pages_slowpath = fast_path_only  # type: ignore[method-assign]

@@ -118,7 +118,7 @@ def test_buddyinfo_tolerates_missing_trailing_spaces_and_crlf() -> None:
 # ------------------------------------------------------------------------------ bad input
 
 
-def error_of(fn, text: str, name: str) -> ProcParseError:  # type: ignore[no-untyped-def]
+def error_of(fn, text: str, name: str) -> ProcParseError:
     with pytest.raises(ProcParseError) as info:
         fn(text, name)
     return info.value
