@@ -309,7 +309,9 @@ def _shrink_and_write(plan: Plan, found: Outcome, sig: str, show: bool) -> None:
     write_schedule_document(path, doc)
     print(
         f"shrunk schedule {seed} ({sig}): {result.before} -> {result.after} non-default "
-        f"decisions ({result.total_before} -> {result.total_after} in all) in {result.runs} runs"
+        f"decisions ({result.total_before} -> {result.total_after} in all), "
+        f"{result.delays_before} -> {result.delays_after} delays "
+        f"({result.delay_ns_before} -> {result.delay_ns_after} ns) in {result.runs} runs"
     )
     print(f"  replay: mmemu run --replay {path}")
 
@@ -339,6 +341,10 @@ def replay_document(
             "non_default_after": result.after,
             "decisions_before": result.total_before,
             "decisions_after": result.total_after,
+            "delays_before": result.delays_before,
+            "delays_after": result.delays_after,
+            "delay_ns_before": result.delay_ns_before,
+            "delay_ns_after": result.delay_ns_after,
             "shrink_runs": result.runs,
             "reason": out.reason,
         },

@@ -29,8 +29,11 @@ a decision is *default* when it is what FIFO would do (the first arrival runs; n
 candidate keeps a subset of the non-default decisions and turns the others back to default; the
 run then follows it with :class:`Guided` (a decision that no longer fits, because the program
 went another way, is answered by default), and the candidate is kept when it violates with the
-same signature. The result is a schedule with as few preemptions and delays as ddmin reaches,
-recorded exactly as the engine made it, so it replays with the strict :class:`Replay`.
+same signature. A second phase then shrinks what the delays that remain are worth: it halves
+them (all at once, else one at a time, the first candidate in order that still violates kept)
+until no halving keeps the violation, so a minimal schedule holds few delays and each no
+longer than the failure needs (a delay of 1 ns halves to none). The result is recorded exactly
+as the engine made it, so it replays with the strict :class:`Replay`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ __all__ = [
     "available_checks",
     "ddmin",
     "default_checks",
+    "delays_of",
     "is_default",
     "non_default",
     "run_schedule",
@@ -312,7 +316,8 @@ def run_schedule(spec: RunSpec) -> Outcome:
 @attrs.frozen
 class ShrinkResult:
     """A shrunk schedule: its outcome (decisions as the engine made them), the number of
-    non-default decisions before and after, and the runs it took."""
+    non-default decisions before and after, the delays (count and total ns) before and after,
+    and the runs it took."""
 
     outcome: Outcome
     before: int
@@ -320,6 +325,21 @@ class ShrinkResult:
     total_before: int
     total_after: int
     runs: int
+    delays_before: int = 0
+    delays_after: int = 0
+    delay_ns_before: int = 0
+    delay_ns_after: int = 0
+
+
+def delays_of(decisions: Sequence[Decision]) -> tuple[int, int]:
+    """How many injected delays a decision list holds and their total in ns."""
+    values = [v for n, v in decisions if n == 0 and v > 0]
+    return len(values), sum(values)
+
+
+def _halved(decisions: Sequence[Decision], positions: Iterable[int]) -> tuple[Decision, ...]:
+    at = set(positions)
+    return tuple((n, v // 2) if i in at else (n, v) for i, (n, v) in enumerate(decisions))
 
 
 T = TypeVar("T")
@@ -414,8 +434,12 @@ def shrink(
     else:
         runs += 1
         best = run_schedule(spec_for(current))
+    if target in best.signatures:
+        best, runs = _shrink_delays(best, target, base, jobs, max_runs, runs, progress)
     # the run as the engine made it (strict replay), with its own non-default count
     final = best.decisions
+    d_before, ns_before = delays_of(decisions)
+    d_after, ns_after = delays_of(final)
     return ShrinkResult(
         outcome=best,
         before=len(non_default(decisions)),
@@ -423,4 +447,55 @@ def shrink(
         total_before=len(decisions),
         total_after=len(final),
         runs=runs,
+        delays_before=d_before,
+        delays_after=d_after,
+        delay_ns_before=ns_before,
+        delay_ns_after=ns_after,
     )
+
+
+def _shrink_delays(
+    best: Outcome,
+    target: str,
+    base: RunSpec,
+    jobs: int | None,
+    max_runs: int,
+    runs: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[Outcome, int]:
+    """Halve the delays of ``best`` while the violation stays: first every delay at once, then
+    each alone (one round's candidates run together; the first in order that violates is
+    kept), until no halving violates or ``max_runs`` is spent. Returns the last violating
+    outcome and the runs count."""
+    while runs < max_runs:
+        decisions = best.decisions
+        positions = [i for i, (n, v) in enumerate(decisions) if n == 0 and v > 0]
+        if not positions:
+            break
+        rounds = [positions] + ([[i] for i in positions] if len(positions) > 1 else [])
+        found: Outcome | None = None
+        for group in (rounds[:1], rounds[1:]):
+            group = group[: max(0, max_runs - runs)]
+            if not group:
+                continue
+            runs += len(group)
+            specs = [
+                attrs.evolve(
+                    base, strategy="guided", decisions=_halved(decisions, g), events_path=None
+                )
+                for g in group
+            ]
+            results = dict(run_many(run_schedule, specs, jobs=jobs))
+            if progress is not None:
+                progress(runs)
+            for k in range(len(group)):
+                out = results[k]
+                if not isinstance(out, ItemError) and target in out.signatures:
+                    found = out
+                    break
+            if found is not None:
+                break
+        if found is None:
+            break
+        best = found
+    return best, runs

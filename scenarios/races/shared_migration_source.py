@@ -17,8 +17,10 @@ another still holds pages isolated from it.
 Set-up: every other page of every zone is free and the rest is anonymous memory on the LRU.
 Every CPU runs ``rounds`` rounds of direct compaction for an order-9 GFP_TRANSHUGE request at
 the slow path's retry priority (DEF_COMPACT_PRIORITY: MIGRATE_SYNC_LIGHT, which, unlike the
-initial async round, does not leave a block at its first isolation failure), all starting
-together at the zone's cached scanner positions.
+initial async round, does not leave a block at its first isolation failure), CPU N starting
+``stagger`` * N after CPU 0, each at the zone's cached scanner positions. With the defaults (two
+CPUs, 100 us apart) the default schedule keeps their source blocks apart and the race needs
+exploration with ``--perturb``; ``--set cpus=4 --set stagger=0`` makes every schedule show it.
 """
 
 from emulator.explore.properties import PRIVATE_MIGRATION_SOURCE
@@ -52,6 +54,8 @@ def actors(p, ctx):
     def compactor(cpu):
         async def run():
             ac, alloc_flags, _ = pa.prepare_alloc_pages(cpu, GFP_TRANSHUGE)
+            if p["stagger"] and cpu.id:
+                await pa.sim.delay(p["stagger"] * cpu.id)
             for _ in range(p["rounds"]):
                 result, _page = await try_to_compact_pages(
                     pa, cpu, GFP_TRANSHUGE, 9, alloc_flags, ac, DEF_COMPACT_PRIORITY
@@ -65,10 +69,15 @@ def actors(p, ctx):
 
 SCENARIO = Scenario(
     "shared_migration_source",
-    "direct compactors on every CPU start at the same cached pfn and share source pageblocks",
+    "direct compactors start at the same cached pfn and share source pageblocks",
     build,
-    defaults={"memory": "128M", "cpus": 4, "duration": "20ms", "sample": "1ms"},
-    params={"rounds": Param(2, "direct compaction rounds per CPU", 1, 1000)},
+    defaults={"memory": "128M", "cpus": 2, "duration": "20ms", "sample": "1ms"},
+    params={
+        "rounds": Param(2, "direct compaction rounds per CPU", 1, 1000),
+        "stagger": Param(
+            "100us", "CPU N starts its first round N * stagger after CPU 0", 0, 10**9, "duration"
+        ),
+    },
     setup=setup,
     actors=actors,
     properties=[PRIVATE_MIGRATION_SOURCE],

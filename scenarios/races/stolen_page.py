@@ -17,10 +17,15 @@ Set-up: every other page of every zone is free (no free block above order 0) and
 half is anonymous memory on the LRU (movable: compaction can migrate it). CPU 0 faults
 ``thp`` THPs with GFP_TRANSHUGE (direct compaction); CPUs 1.. fault THPs with
 GFP_TRANSHUGE_LIGHT (no reclaim, no compaction: the fast path only) every ``poll`` and keep
-what they get: every order-9 block on a free list is taken by them within ``poll``.
+what they get. The window is the compactor's last drain (the freed sources merge into the
+block under ``zone->lock``) to its ``get_page_from_freelist``: a thief that asks inside it
+(or waits on ``zone->lock`` through it) takes the block. With the default ``poll`` (20 us) the
+thief's fifo-schedule polls miss every window: the default schedule passes, and the race needs
+exploration with ``--perturb`` (a delay at an unlocked window moves the thief's polls or holds
+the compactor back). ``--set poll=2us`` makes it show under every schedule.
 
-Measured (``tests/scenarios/test_races.py``; ``mmemu run races/stolen_page --set
-mitigation.capture=off --set strategy=random``): see docs/races.md.
+Explore: ``mmemu explore races/stolen_page --set mitigation.capture=off --perturb --runs 200``.
+Measured: docs/races.md.
 """
 
 from emulator.explore.properties import COMPACTION_SUCCESS_HONOURED
@@ -76,7 +81,7 @@ SCENARIO = Scenario(
     params={
         "thp": Param(2, "THPs CPU 0 faults with direct compaction", 1, 1000),
         "poll": Param(
-            "2us",
+            "20us",
             "how often the other CPUs try an order-9 fast-path allocation",
             1,
             10**9,

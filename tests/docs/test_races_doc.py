@@ -17,8 +17,9 @@ DOC = (ROOT / "docs" / "races.md").read_text(encoding="utf-8")
 def test_the_capture_off_command_prints_the_documented_line(tmp_path: Path) -> None:
     block = DOC.split("```\n", 2)[1]
     shown = " ".join(line for line in block.splitlines()[2:] if line.strip())
-    cmd = [sys.executable, "-m", "emulator", "run", "races/stolen_page", "--set"]
-    cmd += ["mitigation.capture=off", "--out", str(tmp_path / "r"), "--quiet", "--no-events"]
+    cmd = [sys.executable, "-m", "emulator", "run", "races/stolen_page", "--set", "poll=2us"]
+    cmd += ["--set", "mitigation.capture=off", "--out", str(tmp_path / "r")]
+    cmd += ["--quiet", "--no-events"]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 1
     assert " ".join(p.stderr.split()) == " ".join(shown.split())

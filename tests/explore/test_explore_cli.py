@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from emulator.cli import main
-from emulator.explore.schedules import RunSpec, non_default, run_schedule, shrink
+from emulator.explore.schedules import RunSpec, delays_of, non_default, run_schedule, shrink
 
 RACE = str(Path(__file__).parent / "data" / "tie_race.py")
+DELAY_RACE = str(Path(__file__).parent / "data" / "delay_race.py")
 
 
 def test_explore_finds_shrinks_and_writes_an_exact_replay(
@@ -81,6 +82,32 @@ def test_shrinking_keeps_the_signature_and_is_deterministic() -> None:
     assert replayed.signatures == a.outcome.signatures
 
 
+def test_shrinking_halves_the_delays_to_what_the_failure_needs() -> None:
+    """delay_race fails only when the setter is held back more than ``window`` (2000 ns) in
+    all: ddmin drops the churn's delays, then halving brings the one left down to the
+    smallest power-of-two step above the window."""
+    found = next(
+        o
+        for o in (
+            run_schedule(RunSpec(DELAY_RACE, {}, "random", schedule_seed=s, perturb=True))
+            for s in range(30)
+        )
+        if o.violated and delays_of(o.decisions)[0] >= 3
+    )
+    sig = found.signatures[0]
+    r = shrink(found, sig, jobs=1)
+    assert sig in r.outcome.signatures
+    assert (r.delays_before, r.delay_ns_before) == delays_of(found.decisions)
+    assert r.delays_after == 1 < r.delays_before
+    assert 2000 < r.delay_ns_after <= 2 * 2000 + 1 < r.delay_ns_before
+    assert r.after == 1
+    replayed = run_schedule(
+        RunSpec(DELAY_RACE, {}, "replay", decisions=r.outcome.decisions, perturb=True)
+    )
+    assert replayed.events_sha256 == r.outcome.events_sha256
+    assert shrink(found, sig, jobs=2) == r
+
+
 @pytest.mark.parametrize(
     ("argv", "why"),
     [
@@ -125,14 +152,21 @@ def test_race_1_stolen_page_with_capture_off_is_found_shrunk_and_replayed_exactl
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "race1"
-    argv = ["explore", "races/stolen_page", "--set", "mitigation.capture=off", "--runs", "2"]
+    argv = ["explore", "races/stolen_page", "--set", "mitigation.capture=off", "--perturb"]
+    argv += ["--runs", "2", "--shrink-runs", "30"]
     assert main([*argv, "--jobs", "1", "--out", str(out), "--quiet"]) == 1
     text = capsys.readouterr().out
-    assert re.search(r"compaction_success_honoured +2\n", text), text
+    # the default schedule passes; schedule 2 of PCT finds it
+    assert "the default (fifo) schedule already violates" not in text
+    assert re.search(r"compaction_success_honoured +1\n", text), text
     (found,) = out.glob("*.schedule.json")
     doc = json.loads(found.read_text())
     assert doc["violation"]["property"] == "compaction_success_honoured"
-    assert doc["explore"]["non_default_after"] <= doc["explore"]["non_default_before"]
+    ex = doc["explore"]
+    assert ex["schedule_seed"] == 2
+    assert ex["non_default_after"] <= 2 < ex["non_default_before"]
+    assert ex["delays_after"] <= ex["delays_before"]
+    assert ex["delay_ns_after"] < ex["delay_ns_before"]
     rdir = tmp_path / "replayed"
     assert main(["run", "--replay", str(found), "--out", str(rdir)]) == 1
     err = capsys.readouterr().err

@@ -1,6 +1,10 @@
 """The race catalogue (scenarios/races/): each race shows up as a property violation under
 explored schedules with its mitigation off, and in none of the same schedules with it on.
 
+Races 1, 7 and 8 (stolen_page, shared_migration_source, kcompactd_cached_positions) pass under
+the default schedule: only explored ones expose them, as ``mmemu explore --perturb`` draws
+them (PCT, its change points spread over the default schedule's steps; ``pct_schedules``).
+
 Schedules are explored by a loop over seeds with the ``random`` and ``pct`` strategies, with
 ``perturb`` (delays at the kernel's unlocked windows as well as the order of actors ready at one
 instant: the races here are about timing as much as order). Each run is a pure function of
@@ -11,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
+from emulator.explore.schedules import Outcome, RunSpec, run_schedule
 from emulator.mm.reclaim import vmscan
 from emulator.runner import RunResult, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
@@ -34,20 +40,46 @@ def explore(name: str, runs: int, **overrides: Any) -> list[RunResult]:
     return out
 
 
+def pct_schedules(name: str, seeds: range, **overrides: Any) -> tuple[Outcome, list[Outcome]]:
+    """``races/name``'s default (fifo) schedule and the PCT schedules ``seeds`` with perturb,
+    as ``mmemu explore races/NAME --perturb --seed S`` runs them."""
+    path = str(bundled_scenarios()[f"races/{name}"])
+    sc = load_scenario(path)
+    params = sc.resolve({**overrides, "strategy": "pct", "perturb": True}).as_json()
+    fifo = run_schedule(RunSpec(path, params, "fifo", perturb=True))
+    steps = len(fifo.decisions)
+    spec = RunSpec(path, params, "pct", steps=steps, perturb=True)
+    return fifo, [run_schedule(attrs.evolve(spec, schedule_seed=s)) for s in seeds]
+
+
+def pct_violating(outcomes: list[Outcome], prop: str) -> list[int]:
+    """Schedule seeds of the outcomes that violated ``prop``."""
+    return [o.spec.schedule_seed for o in outcomes if any(v.property == prop for v in o.violations)]
+
+
 def violating(results: list[RunResult], prop: str) -> list[int]:
     """Seeds of the runs that violated ``prop``."""
     return [r.params.seed for r in results if any(v.property == prop for v in r.violations)]
 
 
-def test_stolen_page_capture() -> None:
-    off = explore("stolen_page", 4, **{"mitigation.capture": "off"})
-    on = explore("stolen_page", 4)
-    assert violating(off, "compaction_success_honoured")
+def test_stolen_page_needs_an_explored_schedule_and_capture_closes_it() -> None:
+    prop = "compaction_success_honoured"
+    fifo, off = pct_schedules("stolen_page", range(1, 5), **{"mitigation.capture": "off"})
+    assert not fifo.violated  # the default schedule's polls miss every window
+    assert pct_violating(off, prop) == [2, 3]
+    fifo_on, on = pct_schedules("stolen_page", range(1, 5))
+    assert not fifo_on.violated and pct_violating(on, prop) == []
+
+
+def test_stolen_page_shows_under_every_schedule_with_a_fast_thief() -> None:
+    off = explore("stolen_page", 2, **{"mitigation.capture": "off", "poll": "2us"})
+    on = explore("stolen_page", 2, poll="2us")
+    assert violating(off, "compaction_success_honoured") == [1, 2]
     assert violating(on, "compaction_success_honoured") == []
     # the effect: with capture the compactor gets every THP it asked for, without it the
-    # other CPUs take blocks it compacted
+    # other CPU takes blocks it compacted
     assert all(r.ctx.findings["thp"]["compactor_failed"] == 0 for r in on)
-    assert sum(r.ctx.findings["thp"]["thieves"] for r in off) > 0
+    assert all(r.ctx.findings["thp"]["thieves"] > 0 for r in off)
 
 
 def test_pcp_hidden_block_drain_after_reclaim() -> None:
@@ -90,11 +122,36 @@ def test_async_contention_abort() -> None:
     assert all("ended contended" not in v.message for r in off for v in r.violations)
 
 
-def test_shared_migration_source_skip_claim() -> None:
-    off = explore("shared_migration_source", 2, **{"mitigation.skip_claim": "off"})
-    on = explore("shared_migration_source", 2)
+def test_shared_migration_source_needs_an_explored_schedule_and_the_claim_closes_it() -> None:
+    prop = "private_migration_source"
+    over = {"mitigation.skip_claim": "off"}
+    fifo, off = pct_schedules("shared_migration_source", range(9, 13), **over)
+    assert not fifo.violated  # 100 us apart, the default schedule keeps their blocks apart
+    assert pct_violating(off, prop) == [10]
+    _, on = pct_schedules("shared_migration_source", range(9, 13))
+    assert pct_violating(on, prop) == []
+
+
+def test_shared_migration_source_shows_under_every_schedule_when_they_start_together() -> None:
+    together = {"cpus": 4, "stagger": 0}
+    off = explore("shared_migration_source", 2, **together, **{"mitigation.skip_claim": "off"})
+    on = explore("shared_migration_source", 2, **together)
     assert violating(off, "private_migration_source") == [1, 2]
     assert violating(on, "private_migration_source") == []
+
+
+def test_kcompactd_and_a_direct_compactor_meet_at_the_cached_positions() -> None:
+    prop = "private_migration_source"
+    over = {"mitigation.skip_claim": "off"}
+    fifo, off = pct_schedules("kcompactd_cached_positions", range(1, 5), **over)
+    assert not fifo.violated
+    found = pct_violating(off, prop)
+    assert found
+    # the two compactors that met are kcompactd and the CPU faulting THPs
+    msg = next(v.message for o in off for v in o.violations if v.property == prop)
+    assert "kcompactd0" in msg and "cpu0-thp" in msg
+    _, on = pct_schedules("kcompactd_cached_positions", range(1, 5))
+    assert pct_violating(on, prop) == []
 
 
 def test_fallback_mixing_alloc_nofragment() -> None:

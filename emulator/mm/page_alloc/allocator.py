@@ -461,8 +461,15 @@ class PageAllocator:
             await self.sim.sync()
             boosted = zone.flags & _BOOSTED
         if alloc_flags & ALLOC_KSWAPD and boosted:
-            zone.flags &= ~_BOOSTED
-            self.wakeup_kswapd(zone, 0, zone.zone_idx)
+            if not took_lock:
+                # a pcp hit read the flag at its entry instant; the pcp hold since may have let
+                # another actor act first: get back to our instant before the clear_bit and
+                # the wakeup, which touch shared state, and test the bit again there
+                await self.sim.sync()
+                boosted = zone.flags & _BOOSTED
+            if boosted:
+                zone.flags &= ~_BOOSTED
+                self.wakeup_kswapd(zone, 0, zone.zone_idx)
         return pfn, charge
 
     async def rmqueue_pcplist(
