@@ -63,6 +63,7 @@ def actors(p, ctx):
 
     async def waker():
         await sim.delay(p["wake"])
+        await sim.sync()  # wakeup_kcompactd runs at the caller's synchronised instant
         kc = pa.kthreads.kcompactd[0]
         kc.wakeup_kcompactd(9, kc.nr_zones - 1, "scenario")
 

@@ -21,7 +21,7 @@ import pytest
 
 from emulator.explore.schedules import Outcome, RunSpec, run_schedule
 from emulator.mm.reclaim import vmscan
-from emulator.runner import RunResult, run_scenario
+from emulator.runner import RunOptions, RunResult, run_scenario
 from emulator.scenario import bundled_scenarios, load_scenario
 
 STRATEGIES = ("random", "pct")
@@ -202,3 +202,18 @@ def test_drain_refill_races_even_with_the_drain() -> None:
     off = explore("drain_refill", 4, **{"mitigation.drain_after_reclaim": "off"})
     assert violating(on, "no_failure_with_pcp_pages")  # the race, with the mitigation on
     assert violating(off, "no_failure_with_pcp_pages") == [1, 2, 3, 4]
+
+
+RACES = sorted(n.removeprefix("races/") for n in bundled_scenarios() if n.startswith("races/"))
+
+
+@pytest.mark.parametrize("name", RACES)
+def test_race_scenario_touches_shared_state_only_when_synchronised(name: str) -> None:
+    """Strict mode under a 1 µs sync quantum with its mitigation defaults: a scenario's own
+    actors reach the kernel (a wakeup, an allocation) only at a synchronised instant, as the
+    model's do. A scenario actor that delays and then wakes kcompactd without synchronising
+    fails here with PrimitiveMisuse."""
+    sc = load_scenario(bundled_scenarios()[f"races/{name}"])
+    params = sc.resolve({"quantum": "1us", "duration": "1ms", "memory": "64M", "seed": 3})
+    res = run_scenario(sc, params, record=False, options=RunOptions(strict=True))
+    assert res.error is None, res.error
