@@ -24,7 +24,6 @@ into unit tests.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from typing import Any
 
 from emulator.explore.replay import save_schedule
 from emulator.report.results import write_results
-from emulator.runner import run_scenario
+from emulator.runner import Observer, RunOptions, run_scenario
 from emulator.scenario import find_scenario, load_scenario
 from emulator.setup_cache import SetupCache
 
@@ -56,11 +55,11 @@ def run_once(
             s0, sc0 = marks["set-up"]
             setup_s[:] = [time.perf_counter() - s0, time.process_time() - sc0]
 
-    kwargs: dict[str, Any] = {"stage": stage}
-    if cache is not None:
-        kwargs["cache"] = SetupCache(cache)
-    if driver is not None and "driver" in inspect.signature(run_scenario).parameters:
-        kwargs["driver"] = driver
+    class Stages(Observer):
+        def enter(self, name: str) -> None:
+            stage(name)
+
+    options = RunOptions(cache=SetupCache(cache) if cache is not None else None, driver=driver)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         rc0 = time.process_time()
@@ -69,7 +68,8 @@ def run_once(
             params,
             events=out / "events.jsonl" if record else None,
             record=record,
-            **kwargs,
+            options=options,
+            observers=(Stages(),),
         )
         run_cpu_s = time.process_time() - rc0 - setup_s[1]
         r0 = time.perf_counter()
