@@ -49,13 +49,14 @@ __all__ = [
     "why_not",
 ]
 
-#: the modules compiled with mypyc: the engine's scheduler and primitives, the recorder, and the
+#: the modules compiled with mypyc: the engine's scheduler and primitives, the recorder, the
 #: mm code that is functions over the model's structs (the buddy core, pcp refill and free
-#: paths, watermarks, fallback, LRU, migration, the compaction scanners). The modules defining
-#: the structs the set-up cache pickles (Zone, Memmap, PerCpuPages, Lruvec, Rmap, PageAllocator,
-#: the CPUs' CpuProgram) stay interpreted: a compiled class runs its ``__init__`` when it is
-#: unpickled (the engine's locks and wait queues pickle their constructor's arguments for it),
-#: and takes no weak references.
+#: paths, watermarks, fallback, LRU, migration, the compaction scanners) and the CPUs' workload
+#: loop (CpuProgram). A compiled class runs its ``__init__`` when it is unpickled (the set-up
+#: cache), so the compiled classes the cache holds pickle their constructor's arguments and
+#: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram), and takes no
+#: weak references. The other struct modules (Zone, Memmap, PerCpuPages, Lruvec, Rmap,
+#: PageAllocator) stay interpreted.
 COMPILED: tuple[str, ...] = (
     "emulator.engine.actor",
     "emulator.engine.recorder",
@@ -74,6 +75,7 @@ COMPILED: tuple[str, ...] = (
     "emulator.mm.page_alloc.rmqueue",
     "emulator.mm.page_alloc.watermark",
     "emulator.mm.reclaim.lru",
+    "emulator.workload.cpu",
 )
 #: ``1``: always pure Python; ``0``: the compiled build where there is one, even under pytest
 ENV = "MMEMU_PURE_PYTHON"

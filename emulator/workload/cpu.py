@@ -90,6 +90,16 @@ class CpuProgram:
         self.refaults = 0
         self._managed = sum(z.managed_pages for z in pa.zones)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: compiled
+        # with mypyc (emulator.native), the class runs ``__init__`` when it is unpickled; the
+        # state (the random stream included) then replaces what ``__init__`` made
+        return (
+            type(self),
+            (self.pa, self.cpu, self.workload, 0, self.use_inbox),
+            self.__getstate__(),
+        )
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _interarrival(self, phase: Phase) -> int:
