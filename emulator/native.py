@@ -54,9 +54,9 @@ __all__ = [
 #: paths, watermarks, fallback, LRU, migration, the compaction scanners) and the CPUs' workload
 #: loop (CpuProgram). A compiled class runs its ``__init__`` when it is unpickled (the set-up
 #: cache), so the compiled classes the cache holds pickle their constructor's arguments and
-#: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram), and takes no
-#: weak references. The other struct modules (Zone, Memmap, PerCpuPages, Lruvec, Rmap,
-#: PageAllocator) stay interpreted.
+#: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram, Cpu,
+#: PerCpuPages, Rmap), and takes no weak references. The other struct modules (Zone, Memmap,
+#: Lruvec, PageAllocator) stay interpreted.
 COMPILED: tuple[str, ...] = (
     "emulator.engine.actor",
     "emulator.engine.recorder",
@@ -72,9 +72,11 @@ COMPILED: tuple[str, ...] = (
     "emulator.mm.page_alloc.highatomic",
     "emulator.mm.page_alloc.isolation",
     "emulator.mm.page_alloc.page_free",
+    "emulator.mm.page_alloc.pcp",
     "emulator.mm.page_alloc.rmqueue",
     "emulator.mm.page_alloc.watermark",
     "emulator.mm.reclaim.lru",
+    "emulator.mm.reclaim.rmap",
     "emulator.workload.cpu",
 )
 #: ``1``: always pure Python; ``0``: the compiled build where there is one, even under pytest
