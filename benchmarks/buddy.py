@@ -10,9 +10,9 @@ Measures, with the zone methods called directly (no actors, no pcp lists, no rec
   free it again at once (every pair splits an order-10 block down to 0 and merges it back).
 * ``mixed_ops_per_s``: churn of orders 0-3 and 9 (weights 50/20/10/10/10) across the three
   migratetypes at ~50% free: one op = one allocation or one free (fallbacks and claims included).
-* ``build_64g_s`` and ``bytes_per_page``: building a 64 GiB x86-64 machine (``--build-mib``) (fresh boot, run in a
-  child process so its peak RSS is its own): wall time, and peak RSS divided by the pages
-  (total, and above the interpreter's baseline after imports).
+* ``build_64g_s`` and ``bytes_per_page``: building a 64 GiB x86-64 machine (``--build-mib``;
+  fresh boot, run in a child process so its peak RSS is its own): wall time, and peak RSS
+  divided by the pages (total, and above the interpreter's baseline after imports).
 """
 
 from __future__ import annotations
