@@ -55,8 +55,10 @@ __all__ = [
 #: loop (CpuProgram). A compiled class runs its ``__init__`` when it is unpickled (the set-up
 #: cache), so the compiled classes the cache holds pickle their constructor's arguments and
 #: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram, Cpu,
-#: PerCpuPages, Rmap), and takes no weak references. The other struct modules (Zone, Memmap,
-#: Lruvec, PageAllocator) stay interpreted.
+#: PerCpuPages, Rmap) or define ``__new__`` (PageAllocator, whose constructor builds the
+#: CPUs); and it takes no weak references (per-allocator state of other modules lives in
+#: ``PageAllocator.extensions``). The other struct modules (Zone, Memmap, Lruvec) stay
+#: interpreted.
 COMPILED: tuple[str, ...] = (
     "emulator.engine.actor",
     "emulator.engine.recorder",
@@ -66,6 +68,7 @@ COMPILED: tuple[str, ...] = (
     "emulator.mm.compaction.isolate_free",
     "emulator.mm.compaction.isolate_migrate",
     "emulator.mm.migrate",
+    "emulator.mm.page_alloc.allocator",
     "emulator.mm.page_alloc.buddy",
     "emulator.mm.page_alloc.drain",
     "emulator.mm.page_alloc.fallback",

@@ -108,6 +108,12 @@ class PageAllocator:
     #: around the slow path); None (the default) records none. The runner sets it for a trace.
     markers: Any = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> PageAllocator:
+        # unpickling (the set-up cache) makes the object with ``__new__`` alone and then sets
+        # its state; with an explicit ``__new__``, a class compiled with mypyc
+        # (emulator.native) does not run ``__init__`` there either
+        return super().__new__(cls)
+
     def __init__(
         self,
         machine: Machine,
@@ -173,6 +179,10 @@ class PageAllocator:
         #: block (another CPU took the pages in the unlocked window between the two); mmemu's
         #: count, the kernel keeps none
         self.watermark_ok_lost = [0] * NR_PAGE_ORDERS
+        #: per-allocator state of mechanisms defined elsewhere, by name (hugetlb's pool,
+        #: migration's registered rmap holders): an attribute, not a weak-keyed table, so it
+        #: is pickled with the allocator
+        self.extensions: dict[str, Any] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
