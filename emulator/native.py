@@ -55,18 +55,20 @@ __all__ = [
 #: loop (CpuProgram). A compiled class runs its ``__init__`` when it is unpickled (the set-up
 #: cache), so the compiled classes the cache holds pickle their constructor's arguments and
 #: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram, Cpu,
-#: PerCpuPages, Rmap) or define ``__new__`` (PageAllocator, whose constructor builds the
-#: CPUs); and it takes no weak references (per-allocator state of other modules lives in
-#: ``PageAllocator.extensions``). The other struct modules (Zone, Memmap, Lruvec) stay
-#: interpreted.
+#: PerCpuPages, Rmap) or define ``__new__`` (PageAllocator, Memmap, Lruvec, whose
+#: constructors build state); and it takes no weak references (per-allocator state of other
+#: modules lives in ``PageAllocator.extensions``). Zone stays interpreted (it has several
+#: bases; a compiled class has one).
 COMPILED: tuple[str, ...] = (
     "emulator.engine.actor",
     "emulator.engine.recorder",
     "emulator.engine.sim",
     "emulator.engine.sync",
+    "emulator.mm.alloc_latency",
     "emulator.mm.compaction.compact",
     "emulator.mm.compaction.isolate_free",
     "emulator.mm.compaction.isolate_migrate",
+    "emulator.mm.memmap",
     "emulator.mm.migrate",
     "emulator.mm.page_alloc.allocator",
     "emulator.mm.page_alloc.buddy",
@@ -79,6 +81,7 @@ COMPILED: tuple[str, ...] = (
     "emulator.mm.page_alloc.rmqueue",
     "emulator.mm.page_alloc.watermark",
     "emulator.mm.reclaim.lru",
+    "emulator.mm.reclaim.lruvec",
     "emulator.mm.reclaim.rmap",
     "emulator.workload.cpu",
 )
