@@ -51,7 +51,8 @@ def free_pages_check(cpu: Cpu, pfn: int, order: int, end_pfn: int) -> None:
 
 
 async def free_pages(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
-    """Models mm/page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
+    """Models mm/page_alloc.c: __free_pages -> free_pages_prepare + free_unref_page (pcp orders)
+    or __free_pages_ok.
 
     Raises ValueError for a pfn that is not the head of an allocated block of ``order``
     (a double free or a wrong order), naming the pfn and what it is.
