@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
-from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.reclaim.lru import (
+    charge_folio,
+    folio_add_lru,
+    folio_add_lru_now,
+    lru_add_drain,
+    release_handle,
+)
 from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -241,7 +247,12 @@ class CpuProgram:
         handle = self._map_now(pfn)
         memmap_owner = pa.memmap.owner
         if OWNER_ON_LRU[memmap_owner[pfn]]:
-            await folio_add_lru(pa, cpu, pfn)
+            # folio_add_lru, with no coroutine frame of its own unless the batch moves
+            sim = self.sim
+            if not sim.is_synchronised():
+                await sim.sync()
+            if folio_add_lru_now(pa, cpu, pfn):
+                await lru_add_drain(pa, cpu)
         self.allocated += 1
         refaults = cls.refault and memmap_owner[rmap.handle_pfn[handle]] == OWNER_FILE
         life = cls.lifetime.sample(rng)

@@ -69,6 +69,7 @@ __all__ = [
     "charge_folio",
     "evict",
     "folio_add_lru",
+    "folio_add_lru_now",
     "folio_isolate_lru",
     "folio_isolate_lru_locked",
     "folio_lru_list",
@@ -142,10 +143,18 @@ async def folio_add_lru(pa: Allocator, cpu: Cpu, pfn: int) -> None:
     The folio is published (flag, batch) at a synchronised instant: other actors read both
     (:func:`lru_add_drain_all`, compaction's PageLRU test).
     """
-    mm = pa.memmap
     sim = pa.sim
     if not sim.is_synchronised():
         await sim.sync()  # the batch and the flags are read by others (drain_all, compaction)
+    if folio_add_lru_now(pa, cpu, pfn):
+        await lru_add_drain(pa, cpu)
+
+
+def folio_add_lru_now(pa: Allocator, cpu: Cpu, pfn: int) -> bool:
+    """:func:`folio_add_lru` for a caller at a synchronised instant, up to the batch move:
+    the folio joins the batch; returns whether the batch must move now (the caller then
+    awaits :func:`lru_add_drain`)."""
+    mm = pa.memmap
     owner = mm.owner[pfn]
     if not OWNER_ON_LRU[owner]:
         raise ValueError(f"folio_add_lru: pfn {pfn:#x} has owner kind {owner}, not an LRU kind")
@@ -159,8 +168,7 @@ async def folio_add_lru(pa: Allocator, cpu: Cpu, pfn: int) -> None:
         mm.pflags[pfn] = PF_LRU_BATCH
     batch = cpu.lru_add
     batch.append(pfn)
-    if len(batch) >= PAGEVEC_SIZE or mm.order[pfn]:
-        await lru_add_drain(pa, cpu)
+    return len(batch) >= PAGEVEC_SIZE or mm.order[pfn] != 0
 
 
 async def lru_add_drain(pa: Allocator, cpu: Cpu) -> None:
