@@ -831,7 +831,11 @@ def _set_up(
     if cache is None:
         run_hook()
         return ctx
-    key = cache.key(scenario.path, params.as_json(), {"strict": strict, "driver": driver})
+    # a run that records nothing has the null recorder as its recorder: the pickle cannot tell
+    # which references meant which, so such a machine is its own entry (a recording run that
+    # loaded it would record nothing)
+    engine = {"strict": strict, "driver": driver, "records": recorder is not NULL_RECORDER}
+    key = cache.key(scenario.path, params.as_json(), engine)
     external = {"sim": ctx.sim, "recorder": recorder, "null": NULL_RECORDER}
     loaded: RunContext = cache.run_setup(key, ctx, external, run_hook)
     return loaded

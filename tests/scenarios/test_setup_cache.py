@@ -19,16 +19,22 @@ from emulator.setup_cache import SetupCache
 WALL = {"wall_s", "setup_s"}
 
 
-def _run(name: str, sets: dict[str, str], tmp: Path, cache: SetupCache | None) -> dict[str, Any]:
+def _run(
+    name: str, sets: dict[str, str], tmp: Path, cache: SetupCache | None, record: bool = True
+) -> dict[str, Any]:
     scenario = load_scenario(find_scenario(name))
     params = scenario.resolve(sets)
     tmp.mkdir()
     result = run_scenario(
-        scenario, params, events=tmp / "events.jsonl", options=RunOptions(cache=cache)
+        scenario,
+        params,
+        events=tmp / "events.jsonl" if record else None,
+        record=record,
+        options=RunOptions(cache=cache),
     )
     summary = {k: v for k, v in result.summary().to_json().items() if k not in WALL}
     return {
-        "events": (tmp / "events.jsonl").read_bytes(),
+        "events": (tmp / "events.jsonl").read_bytes() if record else b"",
         "kernel": kernel_files(result),
         "decisions": list(result.ctx.sim.decisions),
         "summary": json.dumps(summary, sort_keys=True),
@@ -56,6 +62,27 @@ def test_a_run_from_the_cache_is_byte_identical(
     for key in ("events", "kernel", "decisions", "summary"):
         assert stored[key] == plain[key], key
         assert hit[key] == plain[key], key
+
+
+def test_a_machine_stored_by_a_run_without_events_serves_no_recording_run(
+    tmp_path: Path,
+) -> None:
+    """``mmemu sweep`` and ``--no-events`` store machines whose recorder is the null one; a
+    recording run of the same parameters must not load them (it would record nothing)."""
+    cache = SetupCache(tmp_path / "cache", min_setup_s=0.0)
+    sets = {"memory": "256M", "duration": "3ms"}
+    plain = _run("default", sets, tmp_path / "plain", None)
+    quiet = _run("default", sets, tmp_path / "quiet", cache, record=False)
+    assert cache.last == "stored"
+    assert quiet["kernel"] == plain["kernel"]  # the same run, only unrecorded
+    recorded = _run("default", sets, tmp_path / "recorded", cache)
+    assert cache.last == "stored"  # its own entry
+    assert recorded["events"] == plain["events"]
+    assert _run("default", sets, tmp_path / "again", cache)["events"] == plain["events"]
+    assert cache.last == "hit"
+    _run("default", sets, tmp_path / "quiet2", cache, record=False)
+    assert cache.last == "hit"
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == 2
 
 
 def test_another_seed_or_parameter_is_another_entry(tmp_path: Path) -> None:
