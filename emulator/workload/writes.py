@@ -121,7 +121,7 @@ def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
         nid = int(m.group(1))
         if nid >= len(machine.nodes):
             raise WriteError(
-                f"{path}: no such file: node {nid} does not exist "
+                f"{_shown(path)}: no such file: node {nid} does not exist "
                 f"(valid nodes 0..{len(machine.nodes) - 1})"
             )
         return
@@ -130,7 +130,7 @@ def check_write(machine: Machine, w: Write, nr_cpus: int | None = None) -> None:
     except KeyError:
         valid = ", ".join(["vm.compact_memory", "vm.nr_hugepages", *TUNABLES])
         raise WriteError(
-            f"{path}: not a writable file here; valid: {valid}, "
+            f"{_shown(path)}: not a writable file here; valid: {valid}, "
             "/sys/devices/system/node/nodeN/compact"
         ) from None
     try:
@@ -222,3 +222,9 @@ def writer_actor(
                 log.append(entry)
 
     return run
+
+
+def _shown(path: str) -> str:
+    """``path`` as an error message shows it: quoted when it holds a control character, so
+    the message stays one line."""
+    return path if path.isprintable() else repr(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emulator.cli import main
@@ -331,6 +331,8 @@ WRITE_ITEM = st.one_of(
 @given(
     writes=st.one_of(st.lists(WRITE_ITEM, max_size=3), JSON, st.just("raise")),
 )
+@example(writes=[["0", "vm.a\rb", "1"]])  # a control character in the file named
+@example(writes=[["0", "/sys/devices/system/node/node9/compact\r", "1"]])
 def test_scenario_writes(capsys: pytest.CaptureFixture[str], writes: Any) -> None:
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "w.py"
