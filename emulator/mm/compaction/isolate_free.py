@@ -19,8 +19,6 @@ phase shifts after each isolation); no offline sections or holes inside a zone's
 
 from __future__ import annotations
 
-import numpy as np
-
 from emulator.mm.alloc_latency import (
     COMPACT_ISOLATE,
     COMPACT_SCAN,
@@ -134,8 +132,7 @@ async def isolate_freepages_block(
     sim = pa.sim
     costs = pa.costs
     mm = zone.memmap
-    st_all = np.frombuffer(mm.state, dtype=np.uint8)
-    od_all = np.frombuffer(mm.order, dtype=np.uint8)
+    state = mm.state
     od = mm.order
     if strict:
         stride = 1
@@ -146,49 +143,42 @@ async def isolate_freepages_block(
     while pfn < end_pfn and not stop:
         unit_end = min(end_pfn, (pfn // COMPACT_CLUSTER_MAX + 1) * COMPACT_CLUSTER_MAX)
         await sim.sync()  # compact_unlock_should_abort: lock dropped, cond_resched
-        seg = st_all[pfn:unit_end:stride]
-        # what needs a closer look: a free buddy's head, or the head of an allocated compound
-        # page (passed over whole, compaction.c:630-640)
-        odseg = od_all[pfn:unit_end:stride]
-        marks = np.flatnonzero((seg == PG_BUDDY) | ((seg == PG_ALLOC) & (odseg > 0)))
         isolated_here = 0
         hold: ZoneLockHold | None = None
-        if not marks.size:
-            scanned = int(seg.size)
-            next_pfn = pfn + scanned * stride
-        else:
-            scanned = int(marks[0])
-            b = pfn + scanned * stride
-            while b < unit_end:
-                scanned += 1
-                kind = mm.state[b]
-                if kind == PG_ALLOC and od[b] > 0:
-                    # PageCompound: skipped whole if it ends inside the block
-                    n = 1 << od[b]
+        scanned = 0
+        b = pfn
+        while b < unit_end:
+            scanned += 1
+            kind = state[b]
+            if kind == PG_ALLOC:
+                order = od[b]
+                if order:
+                    # PageCompound: skipped whole if it ends inside the block (630-640)
+                    n = 1 << order
                     if b + n <= end_pfn:
                         b += n - 1
                         scanned += n - 1
-                elif kind == PG_BUDDY:
-                    if hold is None:
-                        hold = await _compact_zone_lock(cc, "isolate_freepages_block")
-                    if mm.state[b] == PG_BUDDY:  # rechecked under the lock
-                        order = od[b]
-                        got = isolate_free_page(zone, b, order)
-                        if not got:
-                            stop = True
-                            break
-                        cc.freepages[order].append(b)
-                        cc.nr_freepages += got
-                        total_isolated += got
-                        isolated_here += got
-                        scanned += got - 1
-                        if not strict and cc.nr_migratepages <= cc.nr_freepages:
-                            b += got
-                            stop = True
-                            break
-                        b += got - 1
-                b += stride
-            next_pfn = b
+            elif kind == PG_BUDDY:
+                if hold is None:
+                    hold = await _compact_zone_lock(cc, "isolate_freepages_block")
+                if state[b] == PG_BUDDY:  # rechecked under the lock
+                    order = od[b]
+                    got = isolate_free_page(zone, b, order)
+                    if not got:
+                        stop = True
+                        break
+                    cc.freepages[order].append(b)
+                    cc.nr_freepages += got
+                    total_isolated += got
+                    isolated_here += got
+                    scanned += got - 1
+                    if not strict and cc.nr_migratepages <= cc.nr_freepages:
+                        b += got
+                        stop = True
+                        break
+                    b += got - 1
+            b += stride
+        next_pfn = b
         charge = scanned * costs.compact_free_scan_page
         if hold is not None:
             iso = isolated_here and costs.compact_isolate_page
