@@ -46,6 +46,7 @@ from emulator.mm.zone import WMARK_MIN, Zone
 
 __all__ = [
     "compaction_alloc",
+    "compaction_alloc_isolated",
     "compaction_free",
     "fast_isolate_freepages",
     "isolate_free_page",
@@ -427,38 +428,44 @@ async def fast_isolate_around(cc: CompactControl, pfn: int) -> None:
         zone.memmap.pb_skip[start >> PAGEBLOCK_ORDER] = 1
 
 
-async def compaction_alloc(cc: CompactControl, order: int) -> int:
-    """Models mm/compaction.c: compaction_alloc — the migration target for a folio of
-    ``order``: the first block of the smallest non-empty ``freepages[o]``, ``o >= order``, its
-    excess split back onto the lower lists; if none, ``isolate_freepages`` once; still none:
-    -1 (NULL, so ``migrate_pages`` returns -ENOMEM). The target stays ``PG_ISOLATED`` until the
-    copy marks it allocated."""
-    mm = cc.zone.memmap
-    isolated_once = False
-    while True:
-        for start_order in range(order, NR_PAGE_ORDERS):
-            if cc.freepages[start_order]:
-                break
-        else:
-            if isolated_once:
-                return -1
-            pa = cc.pa
-            assert pa is not None
-            resume = lat_enter(pa.sim, COMPACT_SCAN)
-            await isolate_freepages(cc)
-            lat_leave(pa.sim, resume)
-            isolated_once = True
-            continue
-        page = cc.freepages[start_order].pop(0)
+def compaction_alloc_isolated(cc: CompactControl, order: int) -> int:
+    """The part of mm/compaction.c: compaction_alloc that takes no lock: the first block of the
+    smallest non-empty ``freepages[o]``, ``o >= order``, its excess split back onto the lower
+    lists; -1 when every such list is empty (then :func:`compaction_alloc` runs the free
+    scanner). The target stays ``PG_ISOLATED`` until the copy marks it allocated."""
+    freepages = cc.freepages
+    start_order = order
+    while not freepages[start_order]:
+        start_order += 1
+        if start_order >= NR_PAGE_ORDERS:
+            return -1
+    page = freepages[start_order].pop(0)
+    if start_order > order:
+        mm = cc.zone.memmap
         size = 1 << start_order
         while start_order > order:
             start_order -= 1
             size >>= 1
-            cc.freepages[start_order].insert(0, page + size)
+            freepages[start_order].insert(0, page + size)
             mm.mark_block(page + size, start_order, PG_ISOLATED)
-        cc.nr_freepages -= 1 << order
-        cc.nr_migratepages -= 1 << order
+    cc.nr_freepages -= 1 << order
+    cc.nr_migratepages -= 1 << order
+    return page
+
+
+async def compaction_alloc(cc: CompactControl, order: int) -> int:
+    """Models mm/compaction.c: compaction_alloc — the migration target for a folio of
+    ``order`` (:func:`compaction_alloc_isolated`); if none, ``isolate_freepages`` once; still
+    none: -1 (NULL, so ``migrate_pages`` returns -ENOMEM)."""
+    page = compaction_alloc_isolated(cc, order)
+    if page >= 0:
         return page
+    pa = cc.pa
+    assert pa is not None
+    resume = lat_enter(pa.sim, COMPACT_SCAN)
+    await isolate_freepages(cc)
+    lat_leave(pa.sim, resume)
+    return compaction_alloc_isolated(cc, order)
 
 
 def compaction_free(cc: CompactControl, pfn: int, order: int) -> None:

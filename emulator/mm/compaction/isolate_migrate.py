@@ -624,11 +624,16 @@ async def putback_folios(pa: Allocator, cpu: Cpu | None, pfns: list[int]) -> Non
     costs = pa.costs
     cpu = cpu if cpu is not None else pa.cpus[0]
     by_node: dict[int, list[int]] = {}
+    one_node = len(pa.lruvecs) == 1
     for pfn in pfns:
         if mm.handle[pfn] == NO_HANDLE:
             await putback_lru_page(pa, cpu, pfn)  # the last reference: freed
         else:
-            by_node.setdefault(pa.zone_of(pfn).node, []).append(pfn)
+            nid = 0 if one_node else pa.zone_of(pfn).node
+            group = by_node.get(nid)
+            if group is None:
+                group = by_node[nid] = []
+            group.append(pfn)
     for nid, group in by_node.items():
         lruvec = pa.lruvecs[nid]
         lock = lruvec.lru_lock
