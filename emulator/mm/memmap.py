@@ -314,3 +314,14 @@ class Memmap:
             + len(self.pb_mt)
             + len(self.pb_skip)
         )
+
+
+#: the per-pfn arrays of :class:`Memmap` (one item per page; ``nxt``/``prv`` also hold the list
+#: heads past ``end_pfn``)
+PER_PAGE_ARRAYS = ("state", "order", "owner", "pflags", "handle", "nxt", "prv")
+
+
+def per_page_bytes(memmap: Memmap) -> int:
+    """Bytes of state per page: the sum of the item sizes of the per-pfn arrays
+    (:data:`PER_PAGE_ARRAYS`), read from the arrays themselves."""
+    return sum(memoryview(getattr(memmap, name)).itemsize for name in PER_PAGE_ARRAYS)
