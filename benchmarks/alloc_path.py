@@ -40,6 +40,7 @@ from emulator.engine import Sim
 from emulator.mm.machine import Machine
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.gfp import GFP_HIGHUSER_MOVABLE
+from emulator.mm.page_alloc.page_free import free_pages
 
 CPUS = 8
 BURST = 16
@@ -64,7 +65,6 @@ def run_once(config: str, ops_per_cpu: int, quantum_ns: int) -> dict[str, Any]:
 
     async def cpu_actor(cpu: Any) -> None:
         alloc = pa.alloc_pages
-        free = pa.free_pages
         delay = sim.delay
         gfp = GFP_HIGHUSER_MOVABLE
         held = [0] * BURST
@@ -73,7 +73,7 @@ def run_once(config: str, ops_per_cpu: int, quantum_ns: int) -> dict[str, Any]:
                 held[i] = await alloc(cpu, 0, gfp)
                 await delay(THINK_NS)
             for i in range(BURST):
-                await free(cpu, held[i], 0)
+                await free_pages(pa, cpu, held[i], 0)
                 await delay(THINK_NS)
 
     for cpu in pa.cpus:

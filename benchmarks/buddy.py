@@ -10,9 +10,9 @@ Measures, with the zone methods called directly (no actors, no pcp lists, no rec
   free it again at once (every pair splits an order-10 block down to 0 and merges it back).
 * ``mixed_ops_per_s``: churn of orders 0-3 and 9 (weights 50/20/10/10/10) across the three
   migratetypes at ~50% free: one op = one allocation or one free (fallbacks and claims included).
-* ``build_64g_s`` and ``bytes_per_page``: building a 64 GiB x86-64 machine (fresh boot, run in a
-  child process so its peak RSS is its own): wall time, and peak RSS divided by the pages
-  (total, and above the interpreter's baseline after imports).
+* ``build_64g_s`` and ``bytes_per_page``: building a 64 GiB x86-64 machine (``--build-mib``;
+  fresh boot, run in a child process so its peak RSS is its own): wall time, and peak RSS
+  divided by the pages (total, and above the interpreter's baseline after imports).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emulator.mm.initstate import random_alloc_free
 from emulator.mm.machine import Machine
+from emulator.mm.page_alloc.buddy import free_one_page_locked
+from emulator.mm.page_alloc.rmqueue import rmqueue_buddy_locked
 from emulator.mm.snapshot import MIGRATE_MOVABLE
 
-ZONE_PAGES = 1 << 20  # 4 GiB
+ZONE_PAGES = 1 << 20  # 4 GiB (``--zone-mib``)
 
 
-def bench_order0(pairs: int, seed: int = 1) -> float:
-    m = Machine.simple(Normal=ZONE_PAGES)
+def bench_order0(pairs: int, zone_pages: int = ZONE_PAGES, seed: int = 1) -> float:
+    m = Machine.simple(Normal=zone_pages)
     z = m.zone("Normal")
     rng = np.random.default_rng(seed)
     held = [p for p, _ in random_alloc_free(z, 0.5, rng, churn=1.0)]
     idx = rng.integers(0, len(held), size=pairs).tolist()
-    alloc = z.rmqueue_buddy
-    free = z.free_one_page
+    alloc = partial(rmqueue_buddy_locked, z)
+    free = partial(free_one_page_locked, z)
     t0 = time.perf_counter()
     for i in idx:
         p = alloc(0, MIGRATE_MOVABLE, 0)
@@ -53,19 +56,21 @@ def bench_order0(pairs: int, seed: int = 1) -> float:
     return pairs / (time.perf_counter() - t0)
 
 
-def bench_hot(pairs: int) -> float:
-    m = Machine.simple(Normal=ZONE_PAGES)
+def bench_hot(pairs: int, zone_pages: int = ZONE_PAGES) -> float:
+    m = Machine.simple(Normal=zone_pages)
     z = m.zone("Normal")
-    alloc = z.rmqueue_buddy
-    free = z.free_one_page
+    alloc = partial(rmqueue_buddy_locked, z)
+    free = partial(free_one_page_locked, z)
     t0 = time.perf_counter()
     for _ in range(pairs):
         free(alloc(0, MIGRATE_MOVABLE, 0), 0)
     return pairs / (time.perf_counter() - t0)
 
 
-def bench_mixed(ops: int, seed: int = 2) -> tuple[float, dict[str, int]]:
-    m = Machine.simple(Normal=ZONE_PAGES)
+def bench_mixed(
+    ops: int, zone_pages: int = ZONE_PAGES, seed: int = 2
+) -> tuple[float, dict[str, int]]:
+    m = Machine.simple(Normal=zone_pages)
     z = m.zone("Normal")
     rng = np.random.default_rng(seed)
     orders = (0, 1, 2, 3, 9)
@@ -84,8 +89,8 @@ def bench_mixed(ops: int, seed: int = 2) -> tuple[float, dict[str, int]]:
     o_list = rng.choice(orders, size=ops, p=weights).tolist()
     mt_list = rng.choice(3, size=ops, p=(0.2, 0.7, 0.1)).tolist()
     pick = rng.random(ops).tolist()
-    alloc = z.rmqueue_buddy
-    free = z.free_one_page
+    alloc = partial(rmqueue_buddy_locked, z)
+    free = partial(free_one_page_locked, z)
     steps0 = z.buddy_steps
     fails = 0
     t0 = time.perf_counter()
@@ -108,10 +113,10 @@ def bench_mixed(ops: int, seed: int = 2) -> tuple[float, dict[str, int]]:
     }
 
 
-def build_child() -> None:
+def build_child(mib: int) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
-    m = Machine.x86_64(65536)
+    m = Machine.x86_64(mib)
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     pages = sum(z.present_pages for z in m.all_zones())
@@ -134,20 +139,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--pairs", type=int, default=300_000)
+    ap.add_argument("--zone-mib", type=int, default=4096, help="the zone churned (default 4 GiB)")
+    ap.add_argument(
+        "--build-mib", type=int, default=65536, help="memory of the machine built (default 64 GiB)"
+    )
     ap.add_argument("--build-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build_child:
-        build_child()
+        build_child(args.build_mib)
         return
+    zone_pages = args.zone_mib << 8
     out: dict[str, object] = {}
-    out["order0_pairs_per_s"] = round(bench_order0(args.pairs))
-    out["order0_hot_pairs_per_s"] = round(bench_hot(args.pairs // 3))
-    rate, info = bench_mixed(args.pairs)
+    out["order0_pairs_per_s"] = round(bench_order0(args.pairs, zone_pages))
+    out["order0_hot_pairs_per_s"] = round(bench_hot(args.pairs // 3, zone_pages))
+    rate, info = bench_mixed(args.pairs, zone_pages)
     out["mixed_ops_per_s"] = round(rate)
     out["mixed_buddy_steps_per_op"] = round(info["buddy_steps"] / args.pairs, 2)
     out["mixed_failed_allocs"] = info["failed_allocs"]
     child = subprocess.run(
-        [sys.executable, __file__, "--build-child"], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--build-child", "--build-mib", str(args.build_mib)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out.update(json.loads(child.stdout))
     if args.json:
