@@ -72,48 +72,57 @@ def build(p):
 
 def setup(p, ctx):
     rng = np.random.default_rng(p.seed)
-    pa = ctx.allocator
-    mm = ctx.machine.memmap
-    owner = np.frombuffer(mm.owner, dtype=np.uint8)
     for zone in ctx.allocator.zones:
-        if zone.name == "DMA":
-            continue
-        # the held blocks as arrays (pfns, orders): a list of tuples would take ~100 bytes a
-        # block, most of the set-up's memory on a large machine
-        pfn_arr, order_arr = random_alloc_free_blocks(
-            zone,
-            0.05,
-            rng,
-            orders=_ORDERS,
-            migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
-            mt_weights=(0.8, 0.15, 0.05),
-            churn=0.0,
-        )
-        pfns = np.frombuffer(pfn_arr, dtype=np.int64)
-        orders = np.frombuffer(order_arr, dtype=np.uint8)
-        n = len(pfns)
-        released = rng.permutation(n)[: int(p["released"] * n)]
-        keep = np.ones(n, dtype=bool)
-        keep[released] = False
-        for lo in range(0, len(released), _CHUNK):
-            part = released[lo : lo + _CHUNK]
-            for pfn, order in zip(pfns[part].tolist(), orders[part].tolist(), strict=True):
-                free_one_page_locked(zone, pfn, order)
-        cache = rng.random(n) < p["page_cache"]
-        # the surviving anonymous blocks drawn as cache become clean page cache
-        kinds = owner[pfns]
-        to_file = keep & cache & (kinds == OWNER_ANON)
-        for order in sorted(set(_ORDERS)):
-            heads = pfns[to_file & (orders == order)]
-            if heads.size:
-                owner[(heads[:, None] + np.arange(1 << order)).ravel()] = OWNER_FILE
-        # the reclaimable ones belong to a slab cache with a shrinker (nr_slab_reclaimable)
-        shrinker = pa.shrinkers[zone.node]
-        for pfn in pfns[keep & (kinds == OWNER_RECLAIMABLE)].tolist():
-            shrinker.register(pfn)
-            charge_folio(pa, pfn)
+        if zone.name != "DMA":
+            _background(p, ctx, zone, rng)
     # the past's anonymous memory and page cache: mapped (holder handles), on the LRU lists
-    adopt_allocated(pa)
+    adopt_allocated(ctx.allocator)
+
+
+def _background(p, ctx, zone, rng):
+    """Fill ``zone`` with the background, release a share of it, label the survivors (its
+    temporary arrays are gone when it returns, before the LRU adoption)."""
+    pa = ctx.allocator
+    owner = np.frombuffer(ctx.machine.memmap.owner, dtype=np.uint8)
+    # the held blocks as arrays (pfns, orders): a list of tuples would take ~100 bytes a
+    # block, most of the set-up's memory on a large machine
+    pfn_arr, order_arr = random_alloc_free_blocks(
+        zone,
+        0.05,
+        rng,
+        orders=_ORDERS,
+        migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
+        mt_weights=(0.8, 0.15, 0.05),
+        churn=0.0,
+    )
+    pfns = np.frombuffer(pfn_arr, dtype=np.int64)
+    orders = np.frombuffer(order_arr, dtype=np.uint8)
+    n = len(pfns)
+    released = rng.permutation(n)[: int(p["released"] * n)].copy()
+    keep = np.ones(n, dtype=bool)
+    keep[released] = False
+    for lo in range(0, len(released), _CHUNK):
+        part = released[lo : lo + _CHUNK]
+        for pfn, order in zip(pfns[part].tolist(), orders[part].tolist(), strict=True):
+            free_one_page_locked(zone, pfn, order)
+    del released
+    # rng.random(n) < page_cache, drawn in chunks (one word a double: the same draws)
+    cache = np.concatenate(
+        [rng.random(min(_CHUNK, n - lo)) < p["page_cache"] for lo in range(0, n, _CHUNK)]
+        or [np.zeros(0, dtype=bool)]
+    )
+    # the surviving anonymous blocks drawn as cache become clean page cache
+    kinds = owner[pfns]
+    to_file = keep & cache & (kinds == OWNER_ANON)
+    for order in sorted(set(_ORDERS)):
+        heads = pfns[to_file & (orders == order)]
+        if heads.size:
+            owner[(heads[:, None] + np.arange(1 << order)).ravel()] = OWNER_FILE
+    # the reclaimable ones belong to a slab cache with a shrinker (nr_slab_reclaimable)
+    shrinker = pa.shrinkers[zone.node]
+    for pfn in pfns[keep & (kinds == OWNER_RECLAIMABLE)].tolist():
+        shrinker.register(pfn)
+        charge_folio(pa, pfn)
 
 
 #: the background's block orders (drawn uniformly from these)
