@@ -49,31 +49,41 @@ __all__ = [
     "why_not",
 ]
 
-#: the modules compiled with mypyc: the engine's scheduler and primitives, the recorder, and the
+#: the modules compiled with mypyc: the engine's scheduler and primitives, the recorder, the
 #: mm code that is functions over the model's structs (the buddy core, pcp refill and free
-#: paths, watermarks, fallback, LRU, migration, the compaction scanners). The modules defining
-#: the structs the set-up cache pickles (Zone, Memmap, PerCpuPages, Lruvec, Rmap, PageAllocator,
-#: the CPUs' CpuProgram) stay interpreted: a compiled class runs its ``__init__`` when it is
-#: unpickled (the engine's locks and wait queues pickle their constructor's arguments for it),
-#: and takes no weak references.
+#: paths, watermarks, fallback, LRU, migration, the compaction scanners) and the CPUs' workload
+#: loop (CpuProgram). A compiled class runs its ``__init__`` when it is unpickled (the set-up
+#: cache), so the compiled classes the cache holds pickle their constructor's arguments and
+#: their state (``__reduce__``: the engine's locks and wait queues, CpuProgram, Cpu,
+#: PerCpuPages, Rmap) or define ``__new__`` (PageAllocator, Memmap, Lruvec, whose
+#: constructors build state); and it takes no weak references (per-allocator state of other
+#: modules lives in ``PageAllocator.extensions``). Zone stays interpreted (it has several
+#: bases; a compiled class has one).
 COMPILED: tuple[str, ...] = (
     "emulator.engine.actor",
     "emulator.engine.recorder",
     "emulator.engine.sim",
     "emulator.engine.sync",
+    "emulator.mm.alloc_latency",
     "emulator.mm.compaction.compact",
     "emulator.mm.compaction.isolate_free",
     "emulator.mm.compaction.isolate_migrate",
+    "emulator.mm.memmap",
     "emulator.mm.migrate",
+    "emulator.mm.page_alloc.allocator",
     "emulator.mm.page_alloc.buddy",
     "emulator.mm.page_alloc.drain",
     "emulator.mm.page_alloc.fallback",
     "emulator.mm.page_alloc.highatomic",
     "emulator.mm.page_alloc.isolation",
     "emulator.mm.page_alloc.page_free",
+    "emulator.mm.page_alloc.pcp",
     "emulator.mm.page_alloc.rmqueue",
     "emulator.mm.page_alloc.watermark",
     "emulator.mm.reclaim.lru",
+    "emulator.mm.reclaim.lruvec",
+    "emulator.mm.reclaim.rmap",
+    "emulator.workload.cpu",
 )
 #: ``1``: always pure Python; ``0``: the compiled build where there is one, even under pytest
 ENV = "MMEMU_PURE_PYTHON"

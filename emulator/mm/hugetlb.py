@@ -21,8 +21,6 @@ surplus or reserved pages, no per-node sysfs counts, no gigantic pages, no demot
 
 from __future__ import annotations
 
-import weakref
-
 from emulator.mm.internal import Allocator
 from emulator.mm.memmap import OWNER_UNMOVABLE
 from emulator.mm.page_alloc.gfp import (
@@ -69,14 +67,13 @@ class HugetlbPool:
         return sum(len(p) for p in self.pages)
 
 
-_POOLS: weakref.WeakKeyDictionary[Allocator, HugetlbPool] = weakref.WeakKeyDictionary()
-
-
 def hugetlb_pool(pa: Allocator) -> HugetlbPool:
-    """The allocator's hugetlb pool (empty until ``vm.nr_hugepages`` is written)."""
-    pool = _POOLS.get(pa)
+    """The allocator's hugetlb pool (empty until ``vm.nr_hugepages`` is written), kept in
+    ``pa.extensions["hugetlb_pool"]``."""
+    pool = pa.extensions.get("hugetlb_pool")
     if pool is None:
-        pool = _POOLS[pa] = HugetlbPool(pa.nr_nodes)
+        pool = pa.extensions["hugetlb_pool"] = HugetlbPool(pa.nr_nodes)
+    assert isinstance(pool, HugetlbPool)
     return pool
 
 

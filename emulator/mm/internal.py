@@ -324,6 +324,7 @@ class Allocator(Protocol):
     shrinkers: list[SlabShrinker]
     kthreads: KthreadsView | None
     markers: Any
+    extensions: dict[str, Any]
 
     def zone_of(self, pfn: int) -> Zone:
         """include/linux/mm.h: page_zone. The zone holding ``pfn``."""

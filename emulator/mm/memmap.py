@@ -39,7 +39,7 @@ Memory: 16 bytes per page (1+1+1+1+4+4+4) plus 2 bytes per pageblock.
 from __future__ import annotations
 
 from array import array
-from typing import Final
+from typing import Any, Final
 
 from emulator.mm.snapshot import MAX_PAGE_ORDER, MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 
@@ -153,6 +153,12 @@ class Memmap:
         "prv",
         "state",
     )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Memmap:
+        # unpickling (the set-up cache) makes the object with ``__new__`` alone and then sets
+        # its state; with an explicit ``__new__``, a class compiled with mypyc
+        # (emulator.native) does not run ``__init__`` there either
+        return super().__new__(cls)
 
     def __init__(self, end_pfn: int) -> None:
         if end_pfn <= 0:

@@ -37,7 +37,6 @@ folio splitting on -ENOMEM; no writeback, dirty or locked folios (so no other -E
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 from emulator.mm.compaction.isolate_free import (
@@ -73,22 +72,23 @@ NR_MAX_MIGRATE_SYNC_RETRY = 7
 HPAGE_PMD_ORDER = PAGEBLOCK_ORDER
 
 RmapHolder = Callable[[int, int, int], None]
-_HOLDERS: weakref.WeakKeyDictionary[Allocator, list[RmapHolder]] = weakref.WeakKeyDictionary()
 
 
 def register_rmap_holder(pa: Allocator, holder: RmapHolder) -> None:
     """Register ``holder(old_pfn, new_pfn, order)``, told whenever a block moves, after the
     machine's reverse map (``machine.rmap``, whose handles are the usual way to hold a page):
-    for observers that keep pfns (tests)."""
-    _HOLDERS.setdefault(pa, []).append(holder)
+    for observers that keep pfns (tests). Kept in ``pa.extensions["rmap_holders"]``."""
+    pa.extensions.setdefault("rmap_holders", []).append(holder)
 
 
 def rmap_move(pa: Allocator, old_pfn: int, new_pfn: int, order: int) -> None:
     """Models remove_migration_ptes: every reference to the block at ``old_pfn`` now points at
     ``new_pfn`` (the machine's reverse map, then every registered holder)."""
     pa.machine.rmap.rmap_move(old_pfn, new_pfn, order)
-    for holder in _HOLDERS.get(pa, ()):
-        holder(old_pfn, new_pfn, order)
+    holders: list[RmapHolder] | None = pa.extensions.get("rmap_holders")
+    if holders is not None:
+        for holder in holders:
+            holder(old_pfn, new_pfn, order)
 
 
 async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
@@ -119,7 +119,7 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
     nr_failed_pages = 0
     thp_ok = thp_fail = 0
     pending = list(cc.migratepages)
-    holders = _HOLDERS.get(pa, ())
+    holders: list[RmapHolder] = pa.extensions.get("rmap_holders") or []
     rmap = pa.machine.rmap
     moved: list[int] = []  # new folios, isolated until put on the LRU (folio_add_lru)
     await sim.sync()

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
-from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
+from emulator.mm.reclaim.lru import (
+    charge_folio,
+    folio_add_lru,
+    folio_add_lru_now,
+    lru_add_drain,
+    release_handle,
+)
 from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -67,6 +73,7 @@ class CpuProgram:
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
         self._cum: dict[int, tuple[tuple[AllocClass, ...], list[float], float]] = {}
+        self._owners: dict[int, tuple[AllocClass, int]] = {}
         self.rmap = pa.machine.rmap
         #: handles held until a phase's free pattern, as (handle, order)
         self.held: list[tuple[int, int]] = []
@@ -89,6 +96,16 @@ class CpuProgram:
         self.refaults = 0
         self._managed = sum(z.managed_pages for z in pa.zones)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: compiled
+        # with mypyc (emulator.native), the class runs ``__init__`` when it is unpickled; the
+        # state (the random stream included) then replaces what ``__init__`` made
+        return (
+            type(self),
+            (self.pa, self.cpu, self.workload, 0, self.use_inbox),
+            self.__getstate__(),
+        )
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _interarrival(self, phase: Phase) -> int:
@@ -99,17 +116,24 @@ class CpuProgram:
     def _choose(self, mix: tuple[AllocClass, ...]) -> AllocClass:
         if len(mix) == 1:
             return mix[0]
-        # random.choices(mix, weights)[0] with its cumulative weights computed once per mix:
-        # the same single random() draw and bisection, so the same choice
+        cached = self._cumulative(mix)
+        if cached is None:
+            return self.rng.choices(mix, weights=[c.weight for c in mix])[0]  # its error
+        cum, total = cached
+        return mix[bisect.bisect(cum, self.rng.random() * total, 0, len(mix) - 1)]
+
+    def _cumulative(self, mix: tuple[AllocClass, ...]) -> tuple[list[float], float] | None:
+        """random.choices(mix, weights)'s cumulative weights and total, computed once per mix
+        (the same single random() draw and bisection then give the same choice); None when
+        the weights are not usable (random.choices raises its error)."""
         cached = self._cum.get(id(mix))
         if cached is None or cached[0] is not mix:
             cum = list(itertools.accumulate(c.weight for c in mix))
             total = cum[-1] + 0.0
             if not (0.0 < total < math.inf):
-                return self.rng.choices(mix, weights=[c.weight for c in mix])[0]  # its error
+                return None
             cached = self._cum[id(mix)] = (mix, cum, total)
-        _, cum, total = cached
-        return mix[bisect.bisect(cum, self.rng.random() * total, 0, len(mix) - 1)]
+        return cached[1], cached[2]
 
     def free_fraction(self) -> float:
         """Free pages in the buddy lists as a fraction of managed pages (racy read)."""
@@ -148,20 +172,21 @@ class CpuProgram:
         pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
         if pfn < 0:
             return -1
-        return await self._map(pfn, handle)
+        handle = self._map_now(pfn, handle)
+        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
+            await folio_add_lru(pa, self.cpu, pfn)
+        return handle
 
-    async def _map(self, pfn: int, handle: int = -1) -> int:
-        """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
-        on this CPU's lru-add batch or account slab. Returns the handle."""
-        pa = self.pa
+    def _map_now(self, pfn: int, handle: int = -1) -> int:
+        """Map an allocated block for a new handle (or remap ``handle``) and account a slab
+        kind; returns the handle. The caller then puts an LRU kind on this CPU's lru-add batch
+        (``folio_add_lru``), the only part that may wait."""
         if handle < 0:
             handle = self.rmap.add(pfn, self.cpu.id)
         else:
             self.rmap.remap(handle, pfn)
-        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
-            await folio_add_lru(pa, self.cpu, pfn)
-        else:
-            charge_folio(pa, pfn)
+        if not OWNER_ON_LRU[self.pa.memmap.owner[pfn]]:
+            charge_folio(self.pa, pfn)
         return handle
 
     async def _free(self, handle: int, order: int) -> None:
@@ -201,22 +226,35 @@ class CpuProgram:
 
     async def _allocate(self, cls: AllocClass) -> None:
         rng = self.rng
-        if self.rmap.evicted.get(self.cpu.id):
+        rmap = self.rmap
+        pa = self.pa
+        cpu = self.cpu
+        if rmap.evicted and rmap.evicted.get(cpu.id):
             await self._refault()
-        owner = cls.owner_kind
-        if cls.pinned and rng.random() < cls.pinned:
+        owner = self._owner_kind(cls)
+        pinned = cls.pinned
+        if pinned and rng.random() < pinned:
             owner = OWNER_PINNED
         order = cls.order
         if cls.thp_fault:
-            pfn, order = await do_huge_pmd_anonymous_page(self.pa, self.cpu, cls.madv_hugepage)
-            handle = await self._map(pfn) if pfn >= 0 else -1
+            pfn, order = await do_huge_pmd_anonymous_page(pa, cpu, cls.madv_hugepage)
         else:
-            handle = await self._fault_in(cls.order, cls.gfp, owner)
-        if handle < 0:
+            pfn = await pa.alloc_pages(cpu, order, cls.gfp, owner)
+        if pfn < 0:
             self.failed += 1
             return
+        # the fault maps the block (as _fault_in does, with one coroutine frame less)
+        handle = self._map_now(pfn)
+        memmap_owner = pa.memmap.owner
+        if OWNER_ON_LRU[memmap_owner[pfn]]:
+            # folio_add_lru, with no coroutine frame of its own unless the batch moves
+            sim = self.sim
+            if not sim.is_synchronised():
+                await sim.sync()
+            if folio_add_lru_now(pa, cpu, pfn):
+                await lru_add_drain(pa, cpu)
         self.allocated += 1
-        refaults = cls.refault and self.pa.memmap.owner[self.rmap.pfn(handle)] == OWNER_FILE
+        refaults = cls.refault and memmap_owner[rmap.handle_pfn[handle]] == OWNER_FILE
         life = cls.lifetime.sample(rng)
         if life < 0:
             if refaults:
@@ -224,12 +262,13 @@ class CpuProgram:
             self.held.append((handle, order))
             return
         at = self.sim.current.now + life
-        if cls.remote_free and len(self.peers) > 1 and rng.random() < cls.remote_free:
+        remote_free = cls.remote_free
+        if remote_free and len(self.peers) > 1 and rng.random() < remote_free:
             peer = self.peers[rng.randrange(len(self.peers) - 1)]
             if peer is self:
                 peer = self.peers[-1]
             await self.sim.sync()  # the peer's queue is shared: order the hand-over in time
-            self.rmap.handle_holder[handle] = peer.cpu.id
+            rmap.handle_holder[handle] = peer.cpu.id
             if refaults:
                 peer.classes[handle] = cls
             peer.schedule_free(at, handle, order)
@@ -237,7 +276,15 @@ class CpuProgram:
         else:
             if refaults:
                 self.classes[handle] = cls
-            self.schedule_free(at, handle, order)
+            self._seq += 1  # schedule_free, inline
+            heapq.heappush(self.due, (at, self._seq, handle, order))
+
+    def _owner_kind(self, cls: AllocClass) -> int:
+        """``cls.owner_kind``, looked up once per class."""
+        cached = self._owners.get(id(cls))
+        if cached is None or cached[0] is not cls:
+            cached = self._owners[id(cls)] = (cls, cls.owner_kind)
+        return cached[1]
 
     # -- the actor ---------------------------------------------------------------------------
 
@@ -277,26 +324,71 @@ class CpuProgram:
         next_arrival = (
             me.now + self._interarrival(phase) if phase is not None and active else _NEVER
         )
+        # the loop's per-operation lookups, hoisted; _choose and _interarrival inline (the
+        # same draws from the same stream)
         due = self.due
+        advance = self._advance_to
+        heappop = heapq.heappop
+        pa = self.pa
+        cpu = self.cpu
+        rng = self.rng
+        mix: tuple[AllocClass, ...] = ()
+        cum: list[float] | None = None
+        total = 0.0
+        last = 0
+        fixed_gap = 0
+        rate = 1.0
+        stop_below_free = 0.0
+        if phase is not None:
+            mix = phase.mix
+            if len(mix) > 1:
+                cached = self._cumulative(mix)
+                if cached is not None:
+                    cum, total = cached
+                    last = len(mix) - 1
+            if phase.arrival == "fixed":
+                fixed_gap = max(1, round(1e9 / phase.rate))
+            rate = phase.rate
+            stop_below_free = phase.stop_below_free
         while True:
-            t = min(next_arrival, due[0][0] if due else _NEVER, end)
-            await self._advance_to(t)
+            t = next_arrival
+            if due:
+                first_due = due[0][0]
+                if first_due < t:
+                    t = first_due
+            if end < t:
+                t = end
+            await advance(t)
             now = me.now
             if now < t:
                 continue  # woken early by a peer: new work may be due sooner
             if now >= end:
                 break
             if due and due[0][0] <= now:
-                _, _, handle, order = heapq.heappop(due)
-                await self._free(handle, order)
+                _, _, handle, order = heappop(due)
+                if self.markers is None:  # _free, inline
+                    if self.classes:
+                        self.classes.pop(handle, None)
+                    await release_handle(pa, cpu, handle)
+                    self.freed += 1
+                else:
+                    await self._free(handle, order)
             elif now >= next_arrival:
-                assert phase is not None
-                await self._allocate(self._choose(phase.mix))
-                next_arrival += self._interarrival(phase)
-                if phase.stop_below_free:
-                    await self.sim.sync()  # free memory is shared state
-                if phase.stop_below_free and self.free_fraction() < phase.stop_below_free:
-                    break
+                if cum is not None:
+                    cls = mix[bisect.bisect(cum, rng.random() * total, 0, last)]
+                elif len(mix) == 1:
+                    cls = mix[0]
+                else:
+                    cls = self._choose(mix)
+                await self._allocate(cls)
+                if fixed_gap:
+                    next_arrival += fixed_gap
+                else:
+                    next_arrival += max(1, int(rng.expovariate(rate) * 1e9))
+                if stop_below_free:
+                    await sim.sync()  # free memory is shared state
+                    if self.free_fraction() < stop_below_free:
+                        break
         if phase is not None and active and phase.free_at_end.kind != "none":
             rmap = self.rmap
             by_pfn = [(rmap.pfn(h), order, h) for h, order in self.held]

@@ -17,7 +17,9 @@ def _per_pfn_arrays(mm: Memmap) -> dict[str, int]:
     """Every buffer attribute of ``mm`` with one item per pfn (list stores also hold their
     heads past end_pfn): name -> item size."""
     out = {}
-    for name in Memmap.__slots__:
+    for name in dir(mm):
+        if name.startswith("__"):
+            continue
         value = getattr(mm, name)
         try:
             view = memoryview(value)

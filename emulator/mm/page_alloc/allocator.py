@@ -93,6 +93,8 @@ _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
 _BOOSTED = 1 << ZONE_BOOSTED_WATERMARK
 _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
 PAGE_SHIFT = 12
+#: _rmqueue_pcplist_take: the pcp list was empty (``pcp->lock`` held, a refill follows)
+_PCP_EMPTY = -2
 
 
 class PageAllocator:
@@ -107,6 +109,12 @@ class PageAllocator:
     #: of every allocation, whose end is ``mm_page_alloc``; ``mmemu_slowpath_begin`` / ``_end``
     #: around the slow path); None (the default) records none. The runner sets it for a trace.
     markers: Any = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PageAllocator:
+        # unpickling (the set-up cache) makes the object with ``__new__`` alone and then sets
+        # its state; with an explicit ``__new__``, a class compiled with mypyc
+        # (emulator.native) does not run ``__init__`` there either
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -173,6 +181,10 @@ class PageAllocator:
         #: block (another CPU took the pages in the unlocked window between the two); mmemu's
         #: count, the kernel keeps none
         self.watermark_ok_lost = [0] * NR_PAGE_ORDERS
+        #: per-allocator state of mechanisms defined elsewhere, by name (hugetlb's pool,
+        #: migration's registered rmap holders): an attribute, not a weak-keyed table, so it
+        #: is pickled with the allocator
+        self.extensions: dict[str, Any] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -446,9 +458,16 @@ class PageAllocator:
         pfn = -1
         took_lock = False
         if order <= _PCP_MAX_ORDER or order == PAGEBLOCK_ORDER:
-            pfn, charge, took_lock = await self.rmqueue_pcplist(
-                cpu, zone, order, alloc_flags, mt, owner, charge
-            )
+            # rmqueue_pcplist: a hit needs no coroutine frame of its own
+            pfn = self._rmqueue_pcplist_take(cpu, zone, order, mt, owner)
+            if pfn >= 0:
+                costs = self.costs
+                await self.sim.delay(costs.pcp_lock + costs.pcp_list_op)
+                cpu.pcp[zone.gidx].lock.release()
+            elif pfn == _PCP_EMPTY:
+                pfn, charge, took_lock = await self._rmqueue_pcplist_refill(
+                    cpu, zone, order, alloc_flags, mt, owner, charge
+                )
         if pfn < 0:
             await self.sim.delay(charge)
             charge = 0
@@ -472,7 +491,29 @@ class PageAllocator:
                 self.wakeup_kswapd(zone, 0, zone.zone_idx)
         return pfn, charge
 
-    async def rmqueue_pcplist(
+    def _rmqueue_pcplist_take(self, cpu: Cpu, zone: Zone, order: int, mt: int, owner: int) -> int:
+        """Models mm/page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist, up to the hold: trylock
+        this CPU's pcp (-1 when busy), then take the hottest page. On a hit the page is marked
+        allocated and counted and its pfn returned, ``pcp->lock`` held: the caller charges
+        the hold (``pcp_lock + pcp_list_op``) and releases it. An empty list returns
+        :data:`_PCP_EMPTY`, ``pcp->lock`` held, for :meth:`_rmqueue_pcplist_refill`.
+
+        ``pcp->lock`` is held for the pcp work only; the caller's ``charge`` (its entry and
+        watermark work, done before the lock in the kernel) is applied after the lock is
+        dropped, so it never lengthens the critical section."""
+        pcp = cpu.pcp[zone.gidx]
+        if not pcp.lock.try_acquire_now("rmqueue_pcplist"):
+            return -1
+        pcp.free_count >>= 1
+        pfn = pcp.take(order, mt)
+        if pfn < 0:
+            return _PCP_EMPTY
+        cpu.stats[order].pcp_hits += 1
+        self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
+        self.vm_events[self._pgalloc_keys[zone.gidx]] += 1 << order
+        return pfn
+
+    async def _rmqueue_pcplist_refill(
         self,
         cpu: Cpu,
         zone: Zone,
@@ -482,41 +523,26 @@ class PageAllocator:
         owner: int,
         charge: int,
     ) -> tuple[int, int, bool]:
-        """Models mm/page_alloc.c: rmqueue_pcplist + __rmqueue_pcplist. Trylock this CPU's pcp, take
-        the hottest page, refilling an empty list with one rmqueue_bulk under zone->lock.
-
-        ``pcp->lock`` is held for the pcp work only; ``charge`` (the caller's entry and
-        watermark work, done before the lock in the kernel) is returned for the caller to
-        apply after the lock is dropped, so it never lengthens the critical section. The third
-        value tells whether zone->lock was taken (a refill)."""
+        """rmqueue_pcplist after :meth:`_rmqueue_pcplist_take` found the list empty, holding
+        ``pcp->lock``: one rmqueue_bulk under zone->lock, then take the hottest page."""
         pcp = cpu.pcp[zone.gidx]
         lock = pcp.lock
-        if not lock.try_acquire_now("rmqueue_pcplist"):
-            return -1, charge, False
         costs = self.costs
-        pcp.free_count >>= 1
+        batch = pcp.nr_pcp_alloc(order, bool(zone.flags & _BELOW_HIGH))
+        await self.sim.delay(costs.pcp_lock)
+        if await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags):
+            cpu.stats[order].refills += 1
         pfn = pcp.take(order, mt)
-        stats = cpu.stats[order]
-        refilled = pfn < 0
-        if refilled:
-            batch = pcp.nr_pcp_alloc(order, bool(zone.flags & _BELOW_HIGH))
-            await self.sim.delay(costs.pcp_lock)
-            if await self._rmqueue_bulk(zone, pcp, order, batch, mt, alloc_flags):
-                stats.refills += 1
-            pfn = pcp.take(order, mt)
-            hold = costs.pcp_list_op
-            if pfn < 0:
-                await self.sim.delay(hold)
-                lock.release()
-                return -1, charge, True
-        else:
-            stats.pcp_hits += 1
-            hold = costs.pcp_lock + costs.pcp_list_op
+        hold = costs.pcp_list_op
+        if pfn < 0:
+            await self.sim.delay(hold)
+            lock.release()
+            return -1, charge, True
         self.memmap.mark_block(pfn, order, PG_ALLOC, owner)
         self.vm_events[self._pgalloc_keys[zone.gidx]] += 1 << order
         await self.sim.delay(hold)
         lock.release()
-        return pfn, charge, refilled
+        return pfn, charge, True
 
     # -- zone->lock ---------------------------------------------------------------------------
 

@@ -32,24 +32,35 @@ from emulator.mm.snapshot import (
 )
 from emulator.mm.zone import ZONE_BELOW_HIGH, ZONE_MOVABLE, ZONE_RECLAIM_ACTIVE, Zone
 
-__all__ = ["free_one_page", "free_pages", "free_pages_prepare", "free_prepared"]
+__all__ = [
+    "free_one_page",
+    "free_pages",
+    "free_pages_check",
+    "free_prepared",
+]
 
 _BELOW_HIGH = 1 << ZONE_BELOW_HIGH
 _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
 _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
 
 
+def free_pages_check(cpu: Cpu, pfn: int, order: int, end_pfn: int) -> None:
+    """The range check on entry to a free: ValueError for a pfn or order out of range."""
+    if not 0 <= pfn < end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+        raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
+
+
 async def free_pages(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
-    """Models mm/page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
+    """Models mm/page_alloc.c: __free_pages -> free_pages_prepare + free_unref_page (pcp orders)
+    or __free_pages_ok.
 
     Raises ValueError for a pfn that is not the head of an allocated block of ``order``
     (a double free or a wrong order), naming the pfn and what it is.
     """
     sim = pa.sim
-    if not 0 <= pfn < pa.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
-        raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-    # free_pages_prepare runs before any shared state is touched (as free_pages_prepare
-    # below, inlined: this is the hot path)
+    free_pages_check(cpu, pfn, order, pa.memmap.end_pfn)
+    # free_pages_prepare: its time, before any shared state is touched; then synchronise,
+    # as the free touches shared state from here on
     await sim.delay(pa.costs.free_prepare)
     if pa.explore:
         await sim.preempt("free_pages")
@@ -58,24 +69,11 @@ async def free_pages(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
     await free_prepared(pa, cpu, pfn, order)
 
 
-async def free_pages_prepare(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
-    """Models mm/page_alloc.c: free_pages_prepare (its time), then synchronise: the free
-    touches shared state from here on. ``free_prepared`` follows at that instant."""
-    sim = pa.sim
-    if not 0 <= pfn < pa.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
-        raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-    # free_pages_prepare runs before any shared state is touched
-    await sim.delay(pa.costs.free_prepare)
-    if pa.explore:
-        await sim.preempt("free_pages")
-    else:
-        await sim.sync()
-
-
 async def free_prepared(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
     """The rest of __free_pages after free_pages_prepare: free_unref_page (the pcp
     trylock, free_unref_page_commit, a drain at ``high``) or free_one_page. Called at a
-    synchronised instant (:func:`free_pages_prepare`)."""
+    synchronised instant (after free_pages_prepare: :func:`free_pages`,
+    :func:`~emulator.mm.reclaim.lru.release_handle`)."""
     sim = pa.sim
     mm = pa.memmap
     costs = pa.costs

@@ -18,6 +18,8 @@ head, a refill adds at the tail (physical order) and a drain takes from the tail
 
 from __future__ import annotations
 
+from typing import Any
+
 from emulator.engine.sync import SpinLock
 from emulator.mm.lockdep import lockdep_assert_held
 from emulator.mm.memmap import PG_PCP
@@ -150,11 +152,12 @@ class PerCpuPages:
         "zone",
     )
 
-    def __init__(self, zone: Zone, cpu: int, lock: SpinLock) -> None:
+    def __init__(self, zone: Zone, cpu: int, lock: SpinLock, lists: int = -1) -> None:
         self.lock = lock
         self.zone = zone
         self.cpu = cpu
-        self.lists = zone.memmap.new_lists(NR_PCP_LISTS)
+        #: ``lists`` >= 0: the list heads already made (an unpickled pcp)
+        self.lists = zone.memmap.new_lists(NR_PCP_LISTS) if lists < 0 else lists
         self.count = 0
         # per_cpu_pages_init: the boot pageset ("high < batch" disables caching) until
         # set_high_and_batch; high is 0 (memset) until the first use clamps it
@@ -166,6 +169,11 @@ class PerCpuPages:
         self.alloc_factor = 0
         self.expire = 0
         self.free_count = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: compiled
+        # with mypyc (emulator.native), the class runs ``__init__`` when it is unpickled
+        return (type(self), (self.zone, self.cpu, self.lock, self.lists), self.__getstate__())
 
     def set_high_and_batch(self, high_min: int, high_max: int, batch: int) -> None:
         """Models mm/page_alloc.c: pageset_update. Publish new limits. ``high`` itself is left
@@ -391,6 +399,10 @@ class Cpu:
         self.pcp: list[PerCpuPages] = []
         self.zonelists: list[list[Zone]] = []
         self.stats = [OrderStats() for _ in range(NR_PAGE_ORDERS)]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # as PerCpuPages.__reduce__
+        return (type(self), (self.id, self.node), self.__getstate__())
 
     def __repr__(self) -> str:
         return f"<Cpu {self.id} node {self.node}>"

@@ -9,6 +9,7 @@ lruvec per node.
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 from emulator.engine.sim import Sim
 from emulator.engine.sync import SpinLock, WaitQueue
@@ -82,6 +83,12 @@ class Lruvec:
         "nr_zone_pages",
         "reclaim_wait_isolated",
     )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Lruvec:
+        # unpickling (the set-up cache) makes the object with ``__new__`` alone and then sets
+        # its state; with an explicit ``__new__``, a class compiled with mypyc
+        # (emulator.native) does not run ``__init__`` there either
+        return super().__new__(cls)
 
     def __init__(self, memmap: Memmap, nid: int) -> None:
         self.memmap = memmap

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from array import array
 from collections import defaultdict
+from typing import Any
 
 from emulator.mm.memmap import (
     OWNER_NONE,
@@ -56,6 +57,11 @@ class Rmap:
         self._free: list[int] = []
         #: holder -> handles of its pages that reclaim evicted, in eviction order
         self.evicted: defaultdict[int, list[int]] = defaultdict(list)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (the set-up cache) as its constructor's arguments and its state: compiled
+        # with mypyc (emulator.native), the class runs ``__init__`` when it is unpickled
+        return (type(self), (self.memmap,), self.__getstate__())
 
     # -- the holder's side -----------------------------------------------------------------
 
