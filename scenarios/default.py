@@ -2,8 +2,8 @@
 
 The machine's past is the set-up: memory is filled with a background of page cache, anonymous
 memory and kernel objects (orders 0-3, 80% movable, 15% unmovable, 5% reclaimable) through the
-buddy allocator with :func:`emulator.mm.initstate.random_alloc_free` until only 5% is free,
-then a random ``released`` share of those blocks is freed again (a workload that ended, page
+buddy allocator with :func:`emulator.mm.initstate.random_alloc_free_blocks` until only 5% is
+free, then a random ``released`` share of those blocks is freed again (a workload that ended, page
 cache dropped). Free memory is then plentiful but scattered: the fragmentation score starts in
 the 80s, above kcompactd's proactive low mark. Then every CPU serves a mix at ``rate``
 allocations per second:
@@ -34,7 +34,7 @@ the fragmentation score.
 
 import numpy as np
 
-from emulator.mm.initstate import random_alloc_free
+from emulator.mm.initstate import random_alloc_free_blocks
 from emulator.mm.memmap import OWNER_ANON, OWNER_FILE, OWNER_RECLAIMABLE
 from emulator.mm.page_alloc.buddy import free_one_page_locked
 from emulator.mm.reclaim.lru import adopt_allocated, charge_folio
@@ -72,37 +72,63 @@ def build(p):
 
 def setup(p, ctx):
     rng = np.random.default_rng(p.seed)
-    pa = ctx.allocator
     for zone in ctx.allocator.zones:
-        if zone.name == "DMA":
-            continue
-        held = random_alloc_free(
-            zone,
-            0.05,
-            rng,
-            orders=(0, 0, 0, 1, 2, 3),
-            migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
-            mt_weights=(0.8, 0.15, 0.05),
-            churn=0.0,
-        )
-        released = rng.permutation(len(held))[: int(p["released"] * len(held))]
-        keep = np.ones(len(held), dtype=bool)
-        keep[released] = False
-        for i in released.tolist():
-            pfn, order = held[i]
-            free_one_page_locked(zone, pfn, order)
-        shrinker = pa.shrinkers[zone.node]
-        mm = ctx.machine.memmap
-        cache = rng.random(len(held)) < p["page_cache"]
-        for i in np.flatnonzero(keep).tolist():
-            pfn, order = held[i]
-            if mm.owner[pfn] == OWNER_ANON and cache[i]:
-                mm.set_owner(pfn, order, OWNER_FILE)  # clean page cache
-            elif mm.owner[pfn] == OWNER_RECLAIMABLE:
-                shrinker.register(pfn)  # a slab cache with a shrinker
-                charge_folio(pa, pfn)  # nr_slab_reclaimable
+        if zone.name != "DMA":
+            _background(p, ctx, zone, rng)
     # the past's anonymous memory and page cache: mapped (holder handles), on the LRU lists
-    adopt_allocated(pa)
+    adopt_allocated(ctx.allocator)
+
+
+def _background(p, ctx, zone, rng):
+    """Fill ``zone`` with the background, release a share of it, label the survivors (its
+    temporary arrays are gone when it returns, before the LRU adoption)."""
+    pa = ctx.allocator
+    owner = np.frombuffer(ctx.machine.memmap.owner, dtype=np.uint8)
+    # the held blocks as arrays (pfns, orders): a list of tuples would take ~100 bytes a
+    # block, most of the set-up's memory on a large machine
+    pfn_arr, order_arr = random_alloc_free_blocks(
+        zone,
+        0.05,
+        rng,
+        orders=_ORDERS,
+        migratetypes=(MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE),
+        mt_weights=(0.8, 0.15, 0.05),
+        churn=0.0,
+    )
+    pfns = np.frombuffer(pfn_arr, dtype=np.int64)
+    orders = np.frombuffer(order_arr, dtype=np.uint8)
+    n = len(pfns)
+    released = rng.permutation(n)[: int(p["released"] * n)].copy()
+    keep = np.ones(n, dtype=bool)
+    keep[released] = False
+    for lo in range(0, len(released), _CHUNK):
+        part = released[lo : lo + _CHUNK]
+        for pfn, order in zip(pfns[part].tolist(), orders[part].tolist(), strict=True):
+            free_one_page_locked(zone, pfn, order)
+    del released
+    # rng.random(n) < page_cache, drawn in chunks (one word a double: the same draws)
+    cache = np.concatenate(
+        [rng.random(min(_CHUNK, n - lo)) < p["page_cache"] for lo in range(0, n, _CHUNK)]
+        or [np.zeros(0, dtype=bool)]
+    )
+    # the surviving anonymous blocks drawn as cache become clean page cache
+    kinds = owner[pfns]
+    to_file = keep & cache & (kinds == OWNER_ANON)
+    for order in sorted(set(_ORDERS)):
+        heads = pfns[to_file & (orders == order)]
+        if heads.size:
+            owner[(heads[:, None] + np.arange(1 << order)).ravel()] = OWNER_FILE
+    # the reclaimable ones belong to a slab cache with a shrinker (nr_slab_reclaimable)
+    shrinker = pa.shrinkers[zone.node]
+    for pfn in pfns[keep & (kinds == OWNER_RECLAIMABLE)].tolist():
+        shrinker.register(pfn)
+        charge_folio(pa, pfn)
+
+
+#: the background's block orders (drawn uniformly from these)
+_ORDERS = (0, 0, 0, 1, 2, 3)
+#: blocks freed per batch of the release (bounds the temporary lists)
+_CHUNK = 1 << 16
 
 
 SCENARIO = Scenario(

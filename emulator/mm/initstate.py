@@ -7,10 +7,11 @@
   given owner kind; the free pages are then freed through ``__free_one_page`` in ascending pfn
   order with FPI_TO_TAIL, so the free lists are exactly what the kernel's merging gives.
 
-  - :func:`random_alloc_free`: allocate random orders and migratetypes from the buddy allocator
-    until the zone's free ratio falls to ``target_free_ratio``, then ``churn`` times the number
-    of held blocks, free a random held block and allocate a new random one. Fully determined by
-    the seed (a ``numpy.random.Generator``).
+  - :func:`random_alloc_free` (:func:`random_alloc_free_blocks`): allocate random orders and
+    migratetypes from the buddy allocator until the zone's free ratio falls to
+    ``target_free_ratio``, then ``churn`` times the number of held blocks, free a random held
+    block and allocate a new random one. Fully determined by the seed (a
+    ``numpy.random.Generator``).
   - :func:`free_k_of_n`: allocate everything, then in every 2 MiB pageblock free ``k`` of every
     ``n`` consecutive pages (the first ``k`` of each group, or ``k`` random ones with a seed).
   - :func:`every_other_chunk`: allocate everything, then free every other chunk of ``chunk_mib``
@@ -24,6 +25,7 @@
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -141,6 +143,7 @@ class _Draws:
     Exact for the PCG64 bit generators (``default_rng``'s): numpy draws a double as the top 53
     bits of one 64-bit word, and a bounded integer below 2**32 with Lemire's method from 32-bit
     halves (the low half of a fresh word first, the high half kept for the next 32-bit draw).
+    :meth:`rounds` makes many allocations' draws at once with numpy (the same values).
     :meth:`finish` leaves the generator exactly where the per-call draws would have left it,
     so whatever the caller draws next is unchanged too. ``tests/mm/test_initstate_states.py``
     checks the draws and the state against numpy's own calls.
@@ -208,6 +211,68 @@ class _Draws:
         rand = self.random
         return lambda: bisect.bisect_right(bounds, rand())
 
+    def rounds(self, specs: Sequence[tuple[int, np.ndarray | None]], count: int) -> _Rounds | None:
+        """``count`` rounds of the draws ``chooser(n, p)`` makes for each ``(n, p)`` of
+        ``specs`` in turn, computed with numpy from the raw words: the same values as the
+        per-call draws. Nothing is consumed until :meth:`_Rounds.commit` says how many rounds
+        were used. Ends early before a round whose bounded draw would be retried (Lemire's
+        rejection, about once in 10**9 draws); None if that is the first round (the caller
+        then draws that round one call at a time)."""
+        kinds = []  # per draw of a round: True for a 32-bit bounded draw, False for a double
+        for n, p in specs:
+            if p is not None:
+                kinds.append(False)
+            elif n > 1:
+                kinds.append(True)
+        per_round = len(kinds)
+        is_u = np.tile(np.asarray(kinds, dtype=bool), count)
+        # the j-th 32-bit draw takes a fresh word's low half when (j + has32) is even, else
+        # the high half kept from the previous fresh one (for j = 0: the half kept already)
+        j = np.cumsum(is_u) - 1
+        fresh_u = is_u & ((j + self.has32) % 2 == 0)
+        takes = ~is_u | fresh_u
+        nwords = int(np.count_nonzero(takes))
+        have = np.array(self.words[self.pos :], dtype=np.uint64)
+        if have.size < nwords:
+            have = np.concatenate((have, self.bg.random_raw(nwords - have.size)))
+            self.words = have.tolist()  # fetched words stay in line whatever is drawn
+            self.pos = 0
+        raw = np.concatenate((have, np.zeros(1, dtype=np.uint64)))  # [-1]: no word yet
+        word_of = np.cumsum(takes) - 1  # the word each draw takes
+        w = raw[word_of]
+        last_fresh = np.maximum.accumulate(np.where(fresh_u, np.arange(is_u.size), -1))
+        kept = np.where(
+            last_fresh >= 0,
+            raw[word_of[np.maximum(last_fresh, 0)]] >> np.uint64(32),
+            np.uint64(self.u32),
+        )
+        u32 = np.where(fresh_u, w & np.uint64(0xFFFFFFFF), kept)
+        dbl = (w >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+        values: list[np.ndarray] = []
+        bad = np.zeros(count, dtype=bool)
+        d = 0
+        for n, p in specs:
+            if p is None and n <= 1:
+                values.append(np.zeros(count, dtype=np.int64))
+                continue
+            col = np.arange(count) * per_round + d
+            d += 1
+            if p is not None:
+                cdf = p.cumsum()
+                cdf /= cdf[-1]
+                values.append(np.searchsorted(cdf, dbl[col], side="right"))
+            else:
+                m = u32[col] * np.uint64(n)
+                bad |= (m & np.uint64(0xFFFFFFFF)) < np.uint64(((1 << 32) - n) % n)
+                values.append((m >> np.uint64(32)).astype(np.int64))
+        if bad.any():
+            count = int(np.flatnonzero(bad)[0])
+            if not count:
+                return None
+        return _Rounds(
+            self, [v[:count].tolist() for v in values], have, is_u, takes, fresh_u, per_round
+        )
+
     def finish(self) -> None:
         """Put the generator where the per-call draws would have left it."""
         bg: Any = self.bg  # a PCG64 (supports() checked): BitGenerator's stubs lack advance()
@@ -217,6 +282,49 @@ class _Draws:
         state["has_uint32"] = self.has32
         state["uinteger"] = self.u32
         bg.state = state
+
+
+class _Rounds:
+    """Rounds of draws made ahead by :meth:`_Draws.rounds`: ``values[i][r]`` is the value of
+    the ``i``-th chooser in round ``r``; :meth:`commit` consumes the rounds used."""
+
+    def __init__(
+        self,
+        draws: _Draws,
+        values: list[list[int]],
+        words: np.ndarray,
+        is_u: np.ndarray,
+        takes: np.ndarray,
+        fresh_u: np.ndarray,
+        per_round: int,
+    ) -> None:
+        self.draws = draws
+        self.values = values
+        self.words = words
+        self.is_u = is_u
+        self.takes = takes
+        self.fresh_u = fresh_u
+        self.per_round = per_round
+
+    def commit(self, used: int) -> None:
+        """The first ``used`` rounds were drawn: leave the draws' state (the next word, the
+        kept 32-bit half) as the per-call draws of those rounds would have."""
+        draws = self.draws
+        end = used * self.per_round
+        nwords = int(np.count_nonzero(self.takes[:end]))
+        draws.has32 = (draws.has32 + int(np.count_nonzero(self.is_u[:end]))) % 2
+        fresh = np.flatnonzero(self.fresh_u[:end])
+        if fresh.size:  # the last fresh word's high half is kept (used or not)
+            w = int(self.words[int(np.count_nonzero(self.takes[: int(fresh[-1]) + 1])) - 1])
+            draws.u32 = w >> 32
+        # the words fetched but not drawn come next
+        draws.words = self.words[nwords:].tolist()
+        draws.pos = 0
+        draws.used += nwords
+
+
+#: allocations whose draws :func:`random_alloc_free_blocks` makes at once
+_ROUNDS_AHEAD = 1 << 14
 
 
 def random_alloc_free(
@@ -231,11 +339,39 @@ def random_alloc_free(
     churn: float = 1.0,
 ) -> list[tuple[int, int]]:
     """Random allocation and free in ``zone`` down to a free ratio, then churn (see module doc).
+    Returns the held blocks as (pfn, order): :func:`random_alloc_free_blocks` as a list."""
+    pfns, block_orders = random_alloc_free_blocks(
+        zone,
+        target_free_ratio,
+        rng,
+        orders=orders,
+        order_weights=order_weights,
+        migratetypes=migratetypes,
+        mt_weights=mt_weights,
+        churn=churn,
+    )
+    return list(zip(pfns, block_orders, strict=True))
+
+
+def random_alloc_free_blocks(
+    zone: Zone,
+    target_free_ratio: float,
+    rng: np.random.Generator,
+    *,
+    orders: Sequence[int] = (0,),
+    order_weights: Sequence[float] | None = None,
+    migratetypes: Sequence[int] = (MIGRATE_MOVABLE,),
+    mt_weights: Sequence[float] | None = None,
+    churn: float = 1.0,
+) -> tuple[array[int], array[int]]:
+    """Random allocation and free in ``zone`` down to a free ratio, then churn (see module doc).
 
     Allocations go through :func:`~emulator.mm.page_alloc.rmqueue.rmqueue_buddy_locked` (so
     fallbacks, stealing and pageblock claims happen as in the kernel); allocated blocks are
     owned by their migratetype's owner.
-    Returns the held blocks as (pfn, order).
+    Returns the held blocks as two arrays, their pfns (``array('q')``) and orders
+    (``array('B')``): 9 bytes a block, where a list of tuples takes about 100 (a 64 GiB
+    machine holds millions of blocks).
 
     The random draws are, in order, per allocation ``rng.choice(len(orders), p=order_weights)``
     then ``rng.choice(len(migratetypes), p=mt_weights)``, and per churn step
@@ -250,7 +386,8 @@ def random_alloc_free(
     mts = list(migratetypes)
     op = None if order_weights is None else np.asarray(order_weights, float) / sum(order_weights)
     mp = None if mt_weights is None else np.asarray(mt_weights, float) / sum(mt_weights)
-    held: list[tuple[int, int]] = []
+    held_pfn: array[int] = array("q")
+    held_order: array[int] = array("B")
     draws = _Draws(rng) if _Draws.supports(rng) else None
     if draws is not None:
         pick_order = draws.chooser(len(orders), op)
@@ -268,7 +405,8 @@ def random_alloc_free(
         def pick_held(n: int) -> int:
             return int(rng.integers(n))
 
-    append = held.append
+    append_pfn = held_pfn.append
+    append_order = held_order.append
 
     def alloc_one() -> bool:
         order = orders[pick_order()]
@@ -276,25 +414,48 @@ def random_alloc_free(
         pfn = rmqueue_buddy_locked(zone, order, mt, 0)
         if pfn < 0:
             return False
-        append((pfn, order))
+        append_pfn(pfn)
+        append_order(order)
         return True
 
     try:
         failures = 0
+        specs = ((len(orders), op), (len(mts), mp))
         while zone.nr_free_pages > target and failures < 64:
-            failures = 0 if alloc_one() else failures + 1
-        for _ in range(int(churn * len(held))):
-            if not held:
+            ahead = draws.rounds(specs, _ROUNDS_AHEAD) if draws is not None else None
+            if ahead is None:
+                failures = 0 if alloc_one() else failures + 1
+                continue
+            # the next allocations' draws made in one go; the loop's test comes first, as
+            # each allocation draws its order and migratetype before rmqueue
+            done = 0
+            for oi, mi in zip(*ahead.values, strict=True):
+                if zone.nr_free_pages <= target or failures >= 64:
+                    break
+                done += 1
+                order = orders[oi]
+                pfn = rmqueue_buddy_locked(zone, order, mts[mi], 0)
+                if pfn < 0:
+                    failures += 1
+                else:
+                    failures = 0
+                    append_pfn(pfn)
+                    append_order(order)
+            ahead.commit(done)
+        for _ in range(int(churn * len(held_pfn))):
+            n = len(held_pfn)
+            if not n:
                 break
-            i = pick_held(len(held))
-            held[i], held[-1] = held[-1], held[i]
-            pfn, order = held.pop()
-            free_one_page_locked(zone, pfn, order)
+            i = pick_held(n)
+            last = n - 1
+            held_pfn[i], held_pfn[last] = held_pfn[last], held_pfn[i]
+            held_order[i], held_order[last] = held_order[last], held_order[i]
+            free_one_page_locked(zone, held_pfn.pop(), held_order.pop())
             alloc_one()
     finally:
         if draws is not None:
             draws.finish()
-    return held
+    return held_pfn, held_order
 
 
 def free_k_of_n(

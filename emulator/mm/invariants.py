@@ -50,7 +50,7 @@ the reverse map):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -362,8 +362,10 @@ def check_pcp_lists(allocator: Any) -> dict[tuple[int, int], int]:
     return pages
 
 
-def check_lru(allocator: Allocator) -> None:
-    """Check every LRU invariant of ``allocator`` (see the module docstring)."""
+def _walk_lru_lists(allocator: Allocator) -> set[int]:
+    """The LRU lists walked entry by entry, raising at the first violation in walk order;
+    returns the folios on them (what :func:`_lru_lists` checks in bulk, and the report of
+    what it found wrong)."""
     mm = allocator.memmap
     st, od, nxt, prv, fl = mm.state, mm.order, mm.nxt, mm.prv, mm.pflags
     limit = mm.end_pfn
@@ -411,12 +413,120 @@ def check_lru(allocator: Allocator) -> None:
             raise InvariantViolation(
                 "lru-count", None, -1, f"node {lv.nid}: nr_zone_* {lv.nr_zone_pages} != lists"
             )
+    return seen
+
+
+def _lru_lists(allocator: Allocator) -> np.ndarray:
+    """Check the LRU lists (``lru-links``, ``lru-entry``, ``lru-single-list`` within the lists,
+    ``lru-count``) in bulk, without walking them: the list heads and the ``PF_LRU`` folios
+    must be closed under ``nxt`` with ``prv[nxt[p]] == p`` (so ``nxt`` permutes them: every
+    one is on exactly one cycle), each head on its own cycle and each folio on a head's
+    (found by pointer doubling: every node learns the smallest head number on its cycle),
+    then every folio is checked against its list. At the first sign of a violation the lists
+    are walked entry by entry (:func:`_walk_lru_lists`), which raises for the first one in
+    walk order, as a walk finds it. Returns a mask over the pfns: True for every folio on a
+    list."""
+    mm = allocator.memmap
+    limit = mm.end_pfn
+    nxt = np.frombuffer(mm.nxt, dtype=np.int32)
+    prv = np.frombuffer(mm.prv, dtype=np.int32)
+    st = np.frombuffer(mm.state, dtype=np.uint8)
+    fl = np.frombuffer(mm.pflags, dtype=np.uint8)
+    owner = np.frombuffer(mm.owner, dtype=np.uint8)
+    od = np.frombuffer(mm.order, dtype=np.uint8)
+    lruvecs = allocator.lruvecs
+    heads = np.array(
+        [lv.lists + lst for lv in lruvecs for lst in range(NR_LRU_LISTS)], dtype=np.int64
+    )
+    nheads = heads.size
+    folios = np.flatnonzero(fl & PF_LRU)
+    # the nodes, sorted: the folios (below end_pfn), then the heads (list store, above it)
+    order = np.argsort(heads, kind="stable")
+    nodes = np.concatenate((folios, heads[order]))
+    n = nodes.size
+    succ_pfn = nxt[nodes].astype(np.int64)
+    succ = np.searchsorted(nodes, succ_pfn)
+    if (succ >= n).any() or (nodes[succ] != succ_pfn).any() or (prv[succ_pfn] != nodes).any():
+        _report_lru(allocator)
+    # the smallest head number on each node's cycle (heads: their number, folios: none)
+    label = np.full(n, nheads, dtype=np.int64)
+    label[folios.size + np.arange(nheads)] = order
+    jump = succ
+    span = 1
+    while span < n:
+        label = np.minimum(label, label[jump])
+        jump = jump[jump]
+        span <<= 1
+    on_own_cycle = label[folios.size + np.arange(nheads)] == order
+    if not on_own_cycle.all() or (label[: folios.size] >= nheads).any():
+        _report_lru(allocator)
+    which = label[: folios.size]  # the list of each folio: lruvec * NR_LRU_LISTS + lru
+    lst = which % NR_LRU_LISTS
+    zones = allocator.zones
+    starts = np.array([z.zone_start_pfn for z in zones], dtype=np.int64)
+    ends = np.array([z.zone_end_pfn for z in zones], dtype=np.int64)
+    znode = np.array([z.node for z in zones], dtype=np.int64)
+    g = np.searchsorted(starts, folios, side="right") - 1
+    gz = np.maximum(g, 0)
+    flags = fl[folios]
+    # folio_lru_list reads a folio's pflags and owner: ask it once per pair found
+    key = (flags.astype(np.int64) << 8) | owner[folios]
+    first = np.full(1 << 16, -1, dtype=np.int64)
+    first[key[::-1]] = np.arange(folios.size - 1, -1, -1)
+    pairs = np.flatnonzero(first >= 0)
+    lru_of = np.zeros(1 << 16, dtype=np.int64)
+    lru_of[pairs] = [folio_lru_list(mm, int(folios[i])) for i in first[pairs].tolist()]
+    nid = np.array([lv.nid for lv in lruvecs], dtype=np.int64)[which // NR_LRU_LISTS]
+    bad = (
+        (g < 0)
+        | (folios >= ends[gz])
+        | (st[folios] != PG_ALLOC)
+        | ((flags & (PF_LRU | PF_LRU_BATCH | PF_ISOLATED)) != PF_LRU)
+        | (lru_of[key] != lst)
+        | (znode[gz] != nid)
+    )
+    if bad.any():
+        _report_lru(allocator)
+    sizes = np.left_shift(1, od[folios].astype(np.int64))
+    per_list = np.bincount(which, weights=sizes, minlength=nheads).astype(np.int64).tolist()
+    zidx = np.array([z.zone_idx for z in zones], dtype=np.int64)
+    per_zone = np.bincount(
+        which * len(zones) + gz, weights=sizes, minlength=nheads * len(zones)
+    ).astype(np.int64)
+    for v, lv in enumerate(lruvecs):
+        zone_pages = [[0] * NR_LRU_LISTS for _ in lv.nr_zone_pages]
+        for lru in range(NR_LRU_LISTS):
+            k = v * NR_LRU_LISTS + lru
+            if per_list[k] != lv.nr_pages[lru]:
+                _report_lru(allocator)
+            for i in range(len(zones)):
+                nr = int(per_zone[k * len(zones) + i])
+                if nr:
+                    zone_pages[int(zidx[i])][lru] += nr
+        if zone_pages != lv.nr_zone_pages:
+            _report_lru(allocator)
+    on_list = np.zeros(limit, dtype=bool)
+    on_list[folios] = True
+    return on_list
+
+
+def _report_lru(allocator: Allocator) -> NoReturn:
+    """Raise for the first violation of the LRU lists in walk order (one was found)."""
+    _walk_lru_lists(allocator)
+    raise AssertionError("the LRU lists' bulk check and their walk disagree")
+
+
+def check_lru(allocator: Allocator) -> None:
+    """Check every LRU invariant of ``allocator`` (see the module docstring)."""
+    mm = allocator.memmap
+    st, od, fl = mm.state, mm.order, mm.pflags
+    on_list = _lru_lists(allocator)
     flags = np.frombuffer(fl, dtype=np.uint8)
     state = np.frombuffer(st, dtype=np.uint8)
     orders = np.frombuffer(od, dtype=np.uint8).astype(np.int64)
     owner = np.frombuffer(mm.owner, dtype=np.uint8)
-    if int(np.count_nonzero(flags & PF_LRU)) != len(seen):
-        stray = next(int(p) for p in np.flatnonzero(flags & PF_LRU) if int(p) not in seen)
+    if int(np.count_nonzero(flags & PF_LRU)) != int(np.count_nonzero(on_list)):
+        stray = int(np.flatnonzero((flags & PF_LRU).astype(bool) & ~on_list)[0])
         raise InvariantViolation("lru-single-list", None, stray, "PF_LRU head on no LRU list")
     batched = sorted(p for c in allocator.cpus for p in c.lru_add)
     if np.flatnonzero(flags & PF_LRU_BATCH).tolist() != batched:

@@ -39,25 +39,25 @@ Memory: 16 bytes per page (1+1+1+1+4+4+4) plus 2 bytes per pageblock.
 from __future__ import annotations
 
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from emulator.mm.snapshot import MAX_PAGE_ORDER, MIGRATE_MOVABLE, PAGEBLOCK_ORDER
 
 # --- page kinds (low 3 bits of state) ---
-PG_HOLE = 0
+PG_HOLE: Final = 0
 """No memory here (not present: a hole in the physical map)."""
-PG_RESERVED = 1
+PG_RESERVED: Final = 1
 """Present but not managed by the buddy allocator (memblock reserved: low 1 MiB, kernel, memmap)."""
-PG_BUDDY = 2
+PG_BUDDY: Final = 2
 """In a free block on a buddy free list (the head is ``PageBuddy`` with the order in ``order``)."""
-PG_ALLOC = 3
+PG_ALLOC: Final = 3
 """Allocated (the head's ``order`` is the allocation order, ``owner`` says who holds it)."""
-PG_PCP = 4
+PG_PCP: Final = 4
 """On a per-CPU page list: off the buddy lists, not counted in NR_FREE_PAGES."""
-PG_ISOLATED = 5
+PG_ISOLATED: Final = 5
 """Free but isolated from the buddy allocator (compaction's free scanner, capture)."""
-PG_KIND_MASK = 0x7
-PG_TAIL = 0x8
+PG_KIND_MASK: Final = 0x7
+PG_TAIL: Final = 0x8
 """Flag: a page of a block other than its first page."""
 
 KIND_NAMES = {
@@ -70,20 +70,20 @@ KIND_NAMES = {
 }
 
 # --- owners of allocated pages ---
-OWNER_NONE = 0
-OWNER_ANON = 1
+OWNER_NONE: Final = 0
+OWNER_ANON: Final = 1
 """Anonymous memory: on the anon LRU, movable; reclaimable only with swap (not modelled)."""
-OWNER_MOVABLE = OWNER_ANON
+OWNER_MOVABLE: Final = OWNER_ANON
 """The old name of :data:`OWNER_ANON` (a movable allocation defaults to anonymous memory)."""
-OWNER_UNMOVABLE = 2
+OWNER_UNMOVABLE: Final = 2
 """Unmovable kernel memory (page tables, kernel stacks, unreclaimable slab): not on any list."""
-OWNER_RECLAIMABLE = 3
+OWNER_RECLAIMABLE: Final = 3
 """Reclaimable slab (NR_SLAB_RECLAIMABLE_B): freed only by its shrinker, not movable."""
-OWNER_PINNED = 4
+OWNER_PINNED: Final = 4
 """Long-term pinned anonymous memory (FOLL_LONGTERM): on the anon LRU, but migration fails."""
-OWNER_FILE = 5
+OWNER_FILE: Final = 5
 """Clean page cache: on the file LRU, movable, and reclaimable (evicted, then refaulted)."""
-OWNER_MLOCKED = 6
+OWNER_MLOCKED: Final = 6
 """mlocked memory: on the unevictable LRU; compaction isolates it only with
 ``vm.compact_unevictable_allowed=1``; never reclaimed."""
 OWNER_NAMES = ("none", "anon", "unmovable", "slab_reclaimable", "pinned", "file", "mlocked")
@@ -102,19 +102,19 @@ OWNER_ON_LRU = bytes(
 )
 
 # --- page flags of a head page (pflags) ---
-PF_LRU = 0x1
+PF_LRU: Final = 0x1
 """PG_lru: on an LRU list."""
-PF_ACTIVE = 0x2
+PF_ACTIVE: Final = 0x2
 """PG_active: on an active list."""
-PF_UNEVICTABLE = 0x4
+PF_UNEVICTABLE: Final = 0x4
 """PG_unevictable: on (or bound for) the unevictable list."""
-PF_LRU_BATCH = 0x8
+PF_LRU_BATCH: Final = 0x8
 """In a CPU's lru-add batch (cpu_fbatches.lru_add): held for the LRU, not yet PageLRU."""
-PF_ISOLATED = 0x10
+PF_ISOLATED: Final = 0x10
 """Isolated from the LRU by compaction or reclaim (counted in nr_isolated_*). The kernel has no
 such flag (the isolater's list says it); the model keeps one so the counters can be checked."""
 
-MAX_SENTINELS = 1 << 16
+MAX_SENTINELS: Final = 1 << 16
 """List heads available beyond end_pfn (zones x orders x migratetypes, plus pcp lists)."""
 
 # Prebuilt fill patterns so marking a block of order o is one slice assignment (a memset).
@@ -321,3 +321,14 @@ class Memmap:
             + len(self.pb_mt)
             + len(self.pb_skip)
         )
+
+
+#: the per-pfn arrays of :class:`Memmap` (one item per page; ``nxt``/``prv`` also hold the list
+#: heads past ``end_pfn``)
+PER_PAGE_ARRAYS = ("state", "order", "owner", "pflags", "handle", "nxt", "prv")
+
+
+def per_page_bytes(memmap: Memmap) -> int:
+    """Bytes of state per page: the sum of the item sizes of the per-pfn arrays
+    (:data:`PER_PAGE_ARRAYS`), read from the arrays themselves."""
+    return sum(memoryview(getattr(memmap, name)).itemsize for name in PER_PAGE_ARRAYS)

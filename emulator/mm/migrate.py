@@ -39,7 +39,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from emulator.mm.compaction.isolate_free import compaction_alloc, compaction_free
+from emulator.mm.compaction.isolate_free import (
+    compaction_alloc,
+    compaction_alloc_isolated,
+    compaction_free,
+)
 from emulator.mm.compaction.isolate_migrate import putback_folios
 from emulator.mm.internal import MIGRATE_ASYNC, Allocator, CompactControl
 from emulator.mm.memmap import OWNER_PINNED, PG_ALLOC
@@ -138,7 +142,9 @@ async def migrate_pages(cc: CompactControl) -> tuple[int, int]:
                 thp_retry += order == HPAGE_PMD_ORDER
                 await sim.delay(costs.migrate_fail)
                 continue
-            dst = await compaction_alloc(cc, order)
+            dst = compaction_alloc_isolated(cc, order)
+            if dst < 0:
+                dst = await compaction_alloc(cc, order)  # the free scanner runs
             if dst < 0:
                 # -ENOMEM (migrate.c:1836-1849): this folio and the pass's retried ones count
                 # as failed; in the sync phase each folio is its own batch (migrate_pages_sync,

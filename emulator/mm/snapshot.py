@@ -13,26 +13,28 @@ Counts follow the kernel's units: ``nr_free[order]`` is a number of *blocks* of 
 
 from __future__ import annotations
 
+from typing import Final
+
 import attrs
 
 from emulator.mm.compaction.sysctl import COMPACTION_PROACTIVENESS, EXTFRAG_THRESHOLD
 
 # include/linux/mmzone.h
-MAX_PAGE_ORDER = 10
-NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
-PAGEBLOCK_ORDER = 9
-PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
-PAGE_ALLOC_COSTLY_ORDER = 3
+MAX_PAGE_ORDER: Final = 10
+NR_PAGE_ORDERS: Final = MAX_PAGE_ORDER + 1
+PAGEBLOCK_ORDER: Final = 9
+PAGEBLOCK_NR_PAGES: Final = 1 << PAGEBLOCK_ORDER
+PAGE_ALLOC_COSTLY_ORDER: Final = 3
 
 # enum migratetype (mmzone.h:48), x86-64 distro config with CONFIG_CMA and CONFIG_MEMORY_ISOLATION
-MIGRATE_UNMOVABLE = 0
-MIGRATE_MOVABLE = 1
-MIGRATE_RECLAIMABLE = 2
-MIGRATE_PCPTYPES = 3
-MIGRATE_HIGHATOMIC = MIGRATE_PCPTYPES
-MIGRATE_CMA = 4
-MIGRATE_ISOLATE = 5
-MIGRATE_TYPES = 6
+MIGRATE_UNMOVABLE: Final = 0
+MIGRATE_MOVABLE: Final = 1
+MIGRATE_RECLAIMABLE: Final = 2
+MIGRATE_PCPTYPES: Final = 3
+MIGRATE_HIGHATOMIC: Final = MIGRATE_PCPTYPES
+MIGRATE_CMA: Final = 4
+MIGRATE_ISOLATE: Final = 5
+MIGRATE_TYPES: Final = 6
 # migratetype_names[] (page_alloc.c:259)
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 

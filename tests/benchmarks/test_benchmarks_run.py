@@ -92,3 +92,11 @@ def test_buddy(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
     )
     assert out["order0_pairs_per_s"] > 0 and out["mixed_ops_per_s"] > 0
     assert out["pages"] > 0 and out["memmap_array_bytes_per_page"] > 0
+
+
+def test_setup_scale(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    out = run_benchmark("setup_scale.py", ["--json", "--sizes", "64M"], capsys, monkeypatch)
+    (r,) = out["results"]
+    assert r["size"] == "64M" and r["pages"] == 16384
+    assert r["per_page_bytes"] == 16
+    assert r["peak_rss_mb"] >= r["rss_before_boot_mb"] > 0

@@ -277,3 +277,55 @@ def test_random_alloc_free_batched_equals_per_call_draws(monkeypatch):
     batched = run()
     monkeypatch.setattr(_Draws, "supports", staticmethod(lambda rng: False))
     assert run() == batched
+
+
+def _numpy_draw(rng: np.random.Generator, n: int, p: np.ndarray | None) -> int:
+    """What ``_Draws.chooser(n, p)`` stands for: numpy's own call."""
+    if p is not None:
+        return int(rng.choice(n, p=p))
+    return int(rng.integers(n)) if n > 1 else 0
+
+
+_SPECS = [
+    [(6, None), (3, np.asarray([0.8, 0.15, 0.05]))],
+    [(3, np.asarray([0.5, 0.25, 0.25])), (7, None)],
+    [(5, None), (9, None)],
+    [(1, None), (4, np.asarray([0.25, 0.25, 0.25, 0.25]))],
+    # a bound just above 2**31: about half the 32-bit draws are retried (Lemire's rejection)
+    [(2**31 + 1, None), (3, np.asarray([0.5, 0.25, 0.25]))],
+]
+
+
+@pytest.mark.parametrize("specs", _SPECS)
+@pytest.mark.parametrize("seed", [0, 3, 12345])
+@pytest.mark.parametrize("odd_start", [False, True])
+def test_draws_made_ahead_are_numpys_own_and_leave_the_same_state(specs, seed, odd_start):
+    # rounds of draws made ahead, partly used, mixed with single draws, against numpy's calls
+    ref = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)
+    if odd_start:  # a buffered 32-bit half to begin with
+        ref.integers(5)
+        rng.integers(5)
+    draws = _Draws(rng)
+    choosers = [draws.chooser(n, p) for n, p in specs]
+    plan = np.random.default_rng(seed + 1)
+    got: list[int] = []
+    want: list[int] = []
+    for step in range(40):
+        ahead = draws.rounds(specs, int(plan.integers(1, 2000)))
+        if ahead is None:  # the first round needs a retry: drawn one call at a time
+            got.extend(c() for c in choosers)
+            want.extend(_numpy_draw(ref, n, p) for n, p in specs)
+            continue
+        used = int(plan.integers(0, len(ahead.values[0]) + 1))
+        for r in range(used):
+            got.extend(col[r] for col in ahead.values)
+            want.extend(_numpy_draw(ref, n, p) for n, p in specs)
+        ahead.commit(used)
+        if step % 3 == 0:
+            got.append(choosers[0]())
+            want.append(_numpy_draw(ref, *specs[0]))
+    draws.finish()
+    assert got == want
+    assert rng.bit_generator.state == ref.bit_generator.state
+    assert rng.random(3).tolist() == ref.random(3).tolist()

@@ -7,14 +7,27 @@ import pytest
 
 from emulator.engine import Sim
 from emulator.mm.initstate import every_other_chunk, random_alloc_free
-from emulator.mm.invariants import InvariantViolation, check_machine, check_zone
+from emulator.mm.invariants import (
+    InvariantViolation,
+    _walk_lru_lists,
+    check_lru,
+    check_machine,
+    check_zone,
+)
 from emulator.mm.machine import Machine
-from emulator.mm.memmap import PG_ALLOC, PG_BUDDY, PG_RESERVED, PG_TAIL
+from emulator.mm.memmap import (
+    PF_ACTIVE,
+    PF_ISOLATED,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_RESERVED,
+    PG_TAIL,
+)
 from emulator.mm.page_alloc.allocator import PageAllocator
 from emulator.mm.page_alloc.buddy import free_to_buddy
 from emulator.mm.page_alloc.rmqueue import rmqueue_bulk
 from emulator.mm.reclaim.lru import adopt_allocated
-from emulator.mm.reclaim.lruvec import LRU_INACTIVE_ANON
+from emulator.mm.reclaim.lruvec import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from emulator.mm.snapshot import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 
 
@@ -229,3 +242,67 @@ def test_check_lru_names_a_handle_that_points_elsewhere() -> None:
     h = rmap.holder(pfn)
     rmap.handle_pfn[h] = pfn + 1  # the handle says another page
     assert _violation(pa) == "rmap"
+
+
+# The LRU lists are checked in bulk (no walk); a corruption found that way is reported as the
+# entry-by-entry walk reports it: the same invariant, pfn and message.
+
+
+def _corrupt_lru(pa: PageAllocator, how: str) -> None:
+    mm = pa.memmap
+    lv = pa.lruvecs[0]
+    folios = lv.folios(LRU_INACTIVE_ANON)
+    a, b, c = folios[3], folios[4], folios[5]
+    if how == "broken-prv":
+        mm.prv[b] = c  # nxt[a] == b but prv[b] != a
+    elif how == "unlinked-entry":
+        mm.nxt[a] = c  # b is skipped: PF_LRU, on no list
+        mm.prv[c] = a
+    elif how == "detached-cycle":
+        mm.nxt[a] = c  # b alone on a cycle of its own
+        mm.prv[c] = a
+        mm.nxt[b] = b
+        mm.prv[b] = b
+    elif how == "not-allocated":
+        mm.state[b] = PG_BUDDY
+    elif how == "isolated-flag":
+        mm.pflags[b] |= PF_ISOLATED
+    elif how == "wrong-list":
+        mm.pflags[b] |= PF_ACTIVE  # belongs on the active list
+    elif how == "flag-not-lru":
+        mm.pflags[b] = 0  # on a list without PG_lru
+    elif how == "two-heads-one-cycle":
+        active = lv.lists + LRU_ACTIVE_ANON  # an empty list: splice its head into this one
+        mm.nxt[a] = active
+        mm.prv[active] = a
+        mm.nxt[active] = b
+        mm.prv[b] = active
+    elif how == "count":
+        lv.nr_pages[LRU_INACTIVE_ANON] += 1
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    ("how", "invariant"),
+    [
+        ("broken-prv", "lru-links"),
+        ("unlinked-entry", "lru-count"),
+        ("detached-cycle", "lru-count"),
+        ("not-allocated", "lru-entry"),
+        ("isolated-flag", "lru-entry"),
+        ("wrong-list", "lru-entry"),
+        ("flag-not-lru", "lru-entry"),
+        ("two-heads-one-cycle", "lru-links"),
+        ("count", "lru-count"),
+    ],
+)
+def test_check_lru_reports_list_corruption_as_the_walk_does(how: str, invariant: str) -> None:
+    pa = _adopted()
+    _corrupt_lru(pa, how)
+    with pytest.raises(InvariantViolation) as bulk:
+        check_lru(pa)
+    with pytest.raises(InvariantViolation) as walk:
+        _walk_lru_lists(pa)
+    assert bulk.value.invariant == invariant
+    assert str(bulk.value) == str(walk.value)

@@ -16,7 +16,7 @@ pageblock order for a non-movable request.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from emulator.engine.actor import Actor
 from emulator.mm.internal import (
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Do not skip compaction more than 64 times (compaction.c:151)
-COMPACT_MAX_DEFER_SHIFT = 6
+COMPACT_MAX_DEFER_SHIFT: Final = 6
 
 
 class CompactResult(IntEnum):
@@ -137,7 +137,7 @@ def is_via_compact_memory(order: int) -> bool:
 
 
 #: COMPACT_CLUSTER_MAX = SWAP_CLUSTER_MAX (include/linux/swap.h:225-226)
-COMPACT_CLUSTER_MAX = 32
+COMPACT_CLUSTER_MAX: Final = 32
 
 
 def reset_for_zone(cc: CompactControl) -> None:

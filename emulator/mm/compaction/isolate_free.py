@@ -19,8 +19,6 @@ phase shifts after each isolation); no offline sections or holes inside a zone's
 
 from __future__ import annotations
 
-import numpy as np
-
 from emulator.mm.alloc_latency import (
     COMPACT_ISOLATE,
     COMPACT_SCAN,
@@ -48,6 +46,7 @@ from emulator.mm.zone import WMARK_MIN, Zone
 
 __all__ = [
     "compaction_alloc",
+    "compaction_alloc_isolated",
     "compaction_free",
     "fast_isolate_freepages",
     "isolate_free_page",
@@ -134,8 +133,7 @@ async def isolate_freepages_block(
     sim = pa.sim
     costs = pa.costs
     mm = zone.memmap
-    st_all = np.frombuffer(mm.state, dtype=np.uint8)
-    od_all = np.frombuffer(mm.order, dtype=np.uint8)
+    state = mm.state
     od = mm.order
     if strict:
         stride = 1
@@ -146,49 +144,42 @@ async def isolate_freepages_block(
     while pfn < end_pfn and not stop:
         unit_end = min(end_pfn, (pfn // COMPACT_CLUSTER_MAX + 1) * COMPACT_CLUSTER_MAX)
         await sim.sync()  # compact_unlock_should_abort: lock dropped, cond_resched
-        seg = st_all[pfn:unit_end:stride]
-        # what needs a closer look: a free buddy's head, or the head of an allocated compound
-        # page (passed over whole, compaction.c:630-640)
-        odseg = od_all[pfn:unit_end:stride]
-        marks = np.flatnonzero((seg == PG_BUDDY) | ((seg == PG_ALLOC) & (odseg > 0)))
         isolated_here = 0
         hold: ZoneLockHold | None = None
-        if not marks.size:
-            scanned = int(seg.size)
-            next_pfn = pfn + scanned * stride
-        else:
-            scanned = int(marks[0])
-            b = pfn + scanned * stride
-            while b < unit_end:
-                scanned += 1
-                kind = mm.state[b]
-                if kind == PG_ALLOC and od[b] > 0:
-                    # PageCompound: skipped whole if it ends inside the block
-                    n = 1 << od[b]
+        scanned = 0
+        b = pfn
+        while b < unit_end:
+            scanned += 1
+            kind = state[b]
+            if kind == PG_ALLOC:
+                order = od[b]
+                if order:
+                    # PageCompound: skipped whole if it ends inside the block (630-640)
+                    n = 1 << order
                     if b + n <= end_pfn:
                         b += n - 1
                         scanned += n - 1
-                elif kind == PG_BUDDY:
-                    if hold is None:
-                        hold = await _compact_zone_lock(cc, "isolate_freepages_block")
-                    if mm.state[b] == PG_BUDDY:  # rechecked under the lock
-                        order = od[b]
-                        got = isolate_free_page(zone, b, order)
-                        if not got:
-                            stop = True
-                            break
-                        cc.freepages[order].append(b)
-                        cc.nr_freepages += got
-                        total_isolated += got
-                        isolated_here += got
-                        scanned += got - 1
-                        if not strict and cc.nr_migratepages <= cc.nr_freepages:
-                            b += got
-                            stop = True
-                            break
-                        b += got - 1
-                b += stride
-            next_pfn = b
+            elif kind == PG_BUDDY:
+                if hold is None:
+                    hold = await _compact_zone_lock(cc, "isolate_freepages_block")
+                if state[b] == PG_BUDDY:  # rechecked under the lock
+                    order = od[b]
+                    got = isolate_free_page(zone, b, order)
+                    if not got:
+                        stop = True
+                        break
+                    cc.freepages[order].append(b)
+                    cc.nr_freepages += got
+                    total_isolated += got
+                    isolated_here += got
+                    scanned += got - 1
+                    if not strict and cc.nr_migratepages <= cc.nr_freepages:
+                        b += got
+                        stop = True
+                        break
+                    b += got - 1
+            b += stride
+        next_pfn = b
         charge = scanned * costs.compact_free_scan_page
         if hold is not None:
             iso = isolated_here and costs.compact_isolate_page
@@ -437,38 +428,44 @@ async def fast_isolate_around(cc: CompactControl, pfn: int) -> None:
         zone.memmap.pb_skip[start >> PAGEBLOCK_ORDER] = 1
 
 
-async def compaction_alloc(cc: CompactControl, order: int) -> int:
-    """Models mm/compaction.c: compaction_alloc — the migration target for a folio of
-    ``order``: the first block of the smallest non-empty ``freepages[o]``, ``o >= order``, its
-    excess split back onto the lower lists; if none, ``isolate_freepages`` once; still none:
-    -1 (NULL, so ``migrate_pages`` returns -ENOMEM). The target stays ``PG_ISOLATED`` until the
-    copy marks it allocated."""
-    mm = cc.zone.memmap
-    isolated_once = False
-    while True:
-        for start_order in range(order, NR_PAGE_ORDERS):
-            if cc.freepages[start_order]:
-                break
-        else:
-            if isolated_once:
-                return -1
-            pa = cc.pa
-            assert pa is not None
-            resume = lat_enter(pa.sim, COMPACT_SCAN)
-            await isolate_freepages(cc)
-            lat_leave(pa.sim, resume)
-            isolated_once = True
-            continue
-        page = cc.freepages[start_order].pop(0)
+def compaction_alloc_isolated(cc: CompactControl, order: int) -> int:
+    """The part of mm/compaction.c: compaction_alloc that takes no lock: the first block of the
+    smallest non-empty ``freepages[o]``, ``o >= order``, its excess split back onto the lower
+    lists; -1 when every such list is empty (then :func:`compaction_alloc` runs the free
+    scanner). The target stays ``PG_ISOLATED`` until the copy marks it allocated."""
+    freepages = cc.freepages
+    start_order = order
+    while not freepages[start_order]:
+        start_order += 1
+        if start_order >= NR_PAGE_ORDERS:
+            return -1
+    page = freepages[start_order].pop(0)
+    if start_order > order:
+        mm = cc.zone.memmap
         size = 1 << start_order
         while start_order > order:
             start_order -= 1
             size >>= 1
-            cc.freepages[start_order].insert(0, page + size)
+            freepages[start_order].insert(0, page + size)
             mm.mark_block(page + size, start_order, PG_ISOLATED)
-        cc.nr_freepages -= 1 << order
-        cc.nr_migratepages -= 1 << order
+    cc.nr_freepages -= 1 << order
+    cc.nr_migratepages -= 1 << order
+    return page
+
+
+async def compaction_alloc(cc: CompactControl, order: int) -> int:
+    """Models mm/compaction.c: compaction_alloc — the migration target for a folio of
+    ``order`` (:func:`compaction_alloc_isolated`); if none, ``isolate_freepages`` once; still
+    none: -1 (NULL, so ``migrate_pages`` returns -ENOMEM)."""
+    page = compaction_alloc_isolated(cc, order)
+    if page >= 0:
         return page
+    pa = cc.pa
+    assert pa is not None
+    resume = lat_enter(pa.sim, COMPACT_SCAN)
+    await isolate_freepages(cc)
+    lat_leave(pa.sim, resume)
+    return compaction_alloc_isolated(cc, order)
 
 
 def compaction_free(cc: CompactControl, pfn: int, order: int) -> None:

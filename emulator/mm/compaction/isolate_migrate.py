@@ -13,11 +13,11 @@ under the node's ``lru_lock`` (off the list, ``PF_ISOLATED``, ``nr_isolated_anon
 stays allocated and its holder may still let go of it (then the putback frees it).
 
 Time: the scan proceeds in units of ``COMPACT_CLUSTER_MAX`` (32) pfns, the kernel's lock-drop
-granularity. A unit's pages are classified with one numpy pass; its isolations happen at the
-unit's start instant; the unit's cost (pfns scanned, pages isolated) is charged in one delay,
-under the node's ``lru_lock`` from the first isolation on (isolate first, then lock, as since
-v5.11). Between units the actor synchronises: that is where the kernel drops the lock and calls
-``cond_resched``, so other CPUs run there.
+granularity. A unit's pages are classified in one pass before the lock is taken; its
+isolations happen at the unit's start instant; the unit's cost (pfns scanned, pages isolated)
+is charged in one delay, under the node's ``lru_lock`` from the first isolation on (isolate
+first, then lock, as since v5.11). Between units the actor synchronises: that is where the
+kernel drops the lock and calls ``cond_resched``, so other CPUs run there.
 
 Simplified: no ``__PageMovable`` non-LRU pages (zsmalloc, balloon), no hugetlb pages, no
 writeback/dirty folios (so ISOLATE_ASYNC_MIGRATE rejects nothing), one lruvec per node (no
@@ -25,8 +25,6 @@ memcg).
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from emulator.engine import SpinLock
 from emulator.mm.alloc_latency import (
@@ -47,6 +45,7 @@ from emulator.mm.memmap import (
     PF_LRU,
     PF_UNEVICTABLE,
     PG_ALLOC,
+    PG_BUDDY,
     PG_ISOLATED,
     PG_KIND_MASK,
     PG_PCP,
@@ -99,25 +98,27 @@ _NEVER = OWNER_PINNED
 ISOLATED_THROTTLE_NS = 20_000_000
 
 _PB_MASK = PAGEBLOCK_NR_PAGES - 1
+#: page kinds that are neither a free buddy nor an LRU folio: each pfn is an isolate_fail
+_FAIL_KINDS = (PG_PCP, PG_ISOLATED, PG_RESERVED)
 _ULONG_MAX = (1 << 64) - 1
-_TABLES: dict[tuple[bool, bool], np.ndarray] = {}
+_TABLES: dict[tuple[bool, bool], bytes] = {}
 
 
-def isolatable_table(unevictable_allowed: bool, gfp_fs: bool) -> np.ndarray:
+def isolatable_table(unevictable_allowed: bool, gfp_fs: bool) -> bytes:
     """256 entries over the owner kind: 1 where ``isolate_migratepages_block`` isolates an LRU
     folio of that kind (pinned never; file only with ``__GFP_FS``). The unevictable test is on
     ``PF_UNEVICTABLE`` (in :func:`isolate_migratepages_block`)."""
     key = (unevictable_allowed, gfp_fs)
     t = _TABLES.get(key)
     if t is None:
-        t = np.zeros(256, dtype=np.uint8)
+        table = bytearray(256)
         for o in range(len(OWNER_ON_LRU)):
             if not OWNER_ON_LRU[o] or o == _NEVER:
                 continue  # not an LRU kind; pinned: refcount - 1 > mapcount
             if o == _FILE and not gfp_fs:
                 continue  # file folios need __GFP_FS
-            t[o] = 1
-        _TABLES[key] = t
+            table[o] = 1
+        t = _TABLES[key] = bytes(table)
     return t
 
 
@@ -419,12 +420,16 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
         await sim.sync()
         lat_leave(sim, resume)
 
-    st_all = np.frombuffer(mm.state, dtype=np.uint8)
-    od_all = np.frombuffer(mm.order, dtype=np.uint8)
-    ow_all = np.frombuffer(mm.owner, dtype=np.uint8)
-    fl_all = np.frombuffer(mm.pflags, dtype=np.uint8)
+    state = mm.state
+    od = mm.order
+    ow = mm.owner
+    fl = mm.pflags
     unevictable_ok = bool(pa.machine.compact_unevictable_allowed)
     table = isolatable_table(unevictable_ok, bool(cc.gfp_mask & __GFP_FS))
+    # folios of this order or above are passed over (skip_isolation_on_order)
+    too_big = min(cc.order, PAGEBLOCK_ORDER) if cc.order >= 0 else PAGEBLOCK_ORDER
+    # the flags an isolatable folio has none of: PageLRU is tested apart
+    bad_flags = 0 if unevictable_ok else PF_UNEVICTABLE
     lruvec = pa.lruvecs[nid]
     skip_on_failure = cc.direct_compaction and cc.mode == MIGRATE_ASYNC
     sub = 1 << cc.order if cc.order > 0 else 1
@@ -460,41 +465,42 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     break
                 next_skip_pfn = ((pfn // sub) + 1) * sub
             seg_end = min(unit_end, next_skip_pfn) if skip_on_failure else unit_end
-            st = st_all[pfn:seg_end]
-            heads = np.flatnonzero(st == PG_ALLOC)
-            # non-buddy pages that are not LRU folios either: a free page on a pcp list, one
-            # held in a compactor's freepages[] or captured, a PageReserved page; each pfn of
-            # them is an isolate_fail (compaction.c:1082-1101)
-            kind = st & PG_KIND_MASK
-            others = np.flatnonzero(
-                (kind == PG_PCP) | (kind == PG_ISOLATED) | (kind == PG_RESERVED)
-            )
-            cand = np.union1d(heads, others) if others.size else heads
-            if cand.size:
-                hp = cand + pfn
-                orders = od_all[hp]
-                owners = ow_all[hp]
-                flags = fl_all[hp]
-                ok = table[owners].astype(bool) & ((flags & PF_LRU) != 0) & (st[cand] == PG_ALLOC)
-                if not unevictable_ok:
-                    ok &= (flags & PF_UNEVICTABLE) == 0
-                if cc.order >= 0:
-                    big = orders >= min(cc.order, PAGEBLOCK_ORDER)
-                else:
-                    big = orders >= PAGEBLOCK_ORDER
-                ok &= ~big
-                fails = np.flatnonzero(~ok)
-                good = hp[ok]
-                good_orders = orders[ok]
-                if skip_on_failure and fails.size:
-                    first_fail = int(hp[fails[0]])
-                    keep = good < first_fail
-                    good = good[keep]
-                    good_orders = good_orders[keep]
-                else:
-                    first_fail = -1
-                if good.size and first_lock_at < 0:
-                    first_lock_at = int(good[0])
+            # classify the segment's pages before taking the lock (isolate first, then
+            # lock): the LRU folios that may be isolated, in pfn order; the first failure
+            # (isolate_fail: a folio that may not be isolated, or a page neither a free
+            # buddy nor an LRU folio: on a pcp list, in a compactor's freepages[] or
+            # captured, PageReserved, each of its pfns a failure, compaction.c:1082-1101);
+            # the last allocated head (a block crossing the segment's end is passed over)
+            good: list[int] = []
+            good_orders: list[int] = []
+            first_fail = -1
+            last_head = -1
+            p = pfn
+            while p < seg_end:
+                s = state[p]
+                if s == PG_ALLOC:
+                    last_head = p
+                    o = od[p]
+                    f = fl[p]
+                    if table[ow[p]] and f & PF_LRU and not f & bad_flags and o < too_big:
+                        good.append(p)
+                        good_orders.append(o)
+                    elif skip_on_failure:
+                        first_fail = p
+                        break
+                    p += 1 << o
+                    continue
+                if s == PG_BUDDY:
+                    p += 1 << od[p]
+                    continue
+                k = s & PG_KIND_MASK
+                if skip_on_failure and k in _FAIL_KINDS:
+                    first_fail = p
+                    break
+                p += 1
+            if good or first_fail >= 0:
+                if good and first_lock_at < 0:
+                    first_lock_at = good[0]
                     # isolate first, then lock: compact_lock_irqsave(&lruvec->lru_lock)
                     acquired = False
                     if cc.mode == MIGRATE_ASYNC and not cc.contended and trylock_abort:
@@ -521,13 +527,16 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                 remaining = COMPACT_CLUSTER_MAX - cc.nr_migratepages
                 take = good
                 hit_limit = False
-                if limit_applies and not cc.contended and take.size and remaining > 0:
-                    cum = np.cumsum(np.left_shift(1, good_orders.astype(np.int64)))
-                    if int(cum[-1]) >= remaining:
-                        take = take[: int(np.searchsorted(cum, remaining)) + 1]
-                        hit_limit = True
-                if take.size:
-                    taken = [p for p in take.tolist() if folio_isolate_lru_locked(pa, lruvec, p)]
+                if limit_applies and not cc.contended and take and remaining > 0:
+                    cum = 0
+                    for i, o in enumerate(good_orders):
+                        cum += 1 << o
+                        if cum >= remaining:
+                            take = good[: i + 1]
+                            hit_limit = True
+                            break
+                if take:
+                    taken = [p for p in take if folio_isolate_lru_locked(pa, lruvec, p)]
                     pages = sum(1 << mm.order[p] for p in taken)
                     # list_add: each folio goes to the head of cc->migratepages (1240)
                     cc.migratepages[:0] = taken[::-1]
@@ -536,8 +545,8 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     nr_isolated += pages
                     unit_iso_pages += pages
                 if hit_limit:
-                    last = int(take[-1])
-                    pfn = last + (1 << int(od_all[last]))
+                    last = take[-1]
+                    pfn = last + (1 << od[last])
                     unit_scanned += pfn - seg_start
                     stop = True
                     break
@@ -564,9 +573,8 @@ async def isolate_migratepages_block(cc: CompactControl, low_pfn: int, end_pfn: 
                     continue
             # the segment is scanned to its end; a block crossing the end is passed over
             last_end = seg_end
-            if heads.size:
-                last = int(heads[-1]) + seg_start
-                last_end = max(seg_end, last + (1 << int(od_all[last])))
+            if last_head >= 0:
+                last_end = max(seg_end, last_head + (1 << od[last_head]))
             unit_scanned += last_end - seg_start
             pfn = min(last_end, end_pfn)
             seg_start = pfn
@@ -616,11 +624,16 @@ async def putback_folios(pa: Allocator, cpu: Cpu | None, pfns: list[int]) -> Non
     costs = pa.costs
     cpu = cpu if cpu is not None else pa.cpus[0]
     by_node: dict[int, list[int]] = {}
+    one_node = len(pa.lruvecs) == 1
     for pfn in pfns:
         if mm.handle[pfn] == NO_HANDLE:
             await putback_lru_page(pa, cpu, pfn)  # the last reference: freed
         else:
-            by_node.setdefault(pa.zone_of(pfn).node, []).append(pfn)
+            nid = 0 if one_node else pa.zone_of(pfn).node
+            group = by_node.get(nid)
+            if group is None:
+                group = by_node[nid] = []
+            group.append(pfn)
     for nid, group in by_node.items():
         lruvec = pa.lruvecs[nid]
         lock = lruvec.lru_lock
