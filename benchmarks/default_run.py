@@ -8,12 +8,17 @@ for the same span, ``setup_cpu_s`` and ``run_cpu_s`` those of the set-up and of 
 its boot (CPU times are steadier than wall times on a shared machine).
 
     python3 dev.py python benchmarks/default_run.py [--json] [--repeat N] [--no-events]
-        [--duration D] [--cache DIR] [--driver fast|trio] [--set NAME=VALUE ...]
+        [--trace] [--duration D] [--cache DIR] [--driver fast|trio] [--set NAME=VALUE ...]
 
 ``--duration 1s`` runs one virtual second instead of the scenario's 0.5 s (the same as
 ``--set duration=1s``). ``--cache DIR`` loads the machine after set-up from a set-up cache
 (:mod:`emulator.setup_cache`) in DIR, filled by a first unmeasured run; ``setup_s`` is then the
 load.
+
+``--trace`` also writes ``trace.json`` as ``mmemu run`` does (captured during the run, finished
+with the results; the default leaves it out, as ``mmemu run --no-trace`` does): the ratio of
+the two runs' ``run_results_cpu_s`` (the run with its boot, and the results) is the cost of
+trace capture.
 
 Best of ``--repeat`` (default 3) by ``total_cpu_s``. ``--json`` prints one JSON object with
 ``setup_s``, ``run_s``, ``results_s``, ``total_s`` (the best run) and every run. The events file
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.explore.replay import save_schedule
+from emulator.report.outputs import TraceFile
 from emulator.report.results import write_results
 from emulator.runner import Observer, RunOptions, run_scenario
 from emulator.scenario import find_scenario, load_scenario
@@ -39,7 +45,11 @@ from emulator.setup_cache import SetupCache
 
 
 def run_once(
-    overrides: dict[str, str], record: bool, driver: str | None, cache: Path | None
+    overrides: dict[str, str],
+    record: bool,
+    driver: str | None,
+    cache: Path | None,
+    trace: bool = False,
 ) -> dict[str, Any]:
     c0 = time.process_time()
     t0 = time.perf_counter()
@@ -62,6 +72,10 @@ def run_once(
     options = RunOptions(cache=SetupCache(cache) if cache is not None else None, driver=driver)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        observers: list[Observer] = [Stages()]
+        trace_file = TraceFile(out) if trace and record else None
+        if trace_file is not None:
+            observers.append(trace_file)
         rc0 = time.process_time()
         result = run_scenario(
             scenario,
@@ -69,7 +83,7 @@ def run_once(
             events=out / "events.jsonl" if record else None,
             record=record,
             options=options,
-            observers=(Stages(),),
+            observers=observers,
         )
         run_cpu_s = time.process_time() - rc0 - setup_s[1]
         r0 = time.perf_counter()
@@ -77,7 +91,10 @@ def run_once(
         save_schedule(
             out / "schedule.json", result.ctx.sim, scenario.name, scenario.path, params.as_json()
         )
+        if trace_file is not None:
+            trace_file.write(result, out)
         results_s = time.perf_counter() - r0
+        run_results_cpu_s = time.process_time() - rc0 - setup_s[1]
         total_s = time.perf_counter() - t0
         total_cpu_s = time.process_time() - c0
         events = result.ctx.sim.recorder.count
@@ -89,6 +106,7 @@ def run_once(
         "total_cpu_s": round(total_cpu_s, 3),
         "setup_cpu_s": round(setup_s[1], 3),
         "run_cpu_s": round(run_cpu_s, 3),
+        "run_results_cpu_s": round(run_results_cpu_s, 3),
         "virtual_ns": result.virtual_ns,
         "events": events,
         "reason": result.reason,
@@ -100,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     ap.add_argument("--no-events", action="store_true", help="do not record events")
+    ap.add_argument(
+        "--trace", action="store_true", help="also write trace.json (as mmemu run does by default)"
+    )
     ap.add_argument("--driver", choices=["fast", "trio"], help="engine driver (default: fast)")
     ap.add_argument(
         "--cache",
@@ -114,14 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration is not None:
         overrides["duration"] = args.duration
     cache = Path(args.cache) if args.cache else None
+    record = not args.no_events
     if cache is not None:  # the first run stores the set-up, the measured ones load it
-        run_once(overrides, False, args.driver, cache)
-    runs = [run_once(overrides, not args.no_events, args.driver, cache) for _ in range(args.repeat)]
+        run_once(overrides, record, args.driver, cache)
+    runs = [run_once(overrides, record, args.driver, cache, args.trace) for _ in range(args.repeat)]
     best = min(runs, key=lambda r: r["total_cpu_s"])
     out = {
         "benchmark": "default_run",
         "python": sys.version.split()[0],
         "events": not args.no_events,
+        "trace": args.trace and not args.no_events,
         "driver": args.driver or "default",
         "setup_cache": bool(cache),
         "duration": overrides.get("duration", "scenario default"),
@@ -135,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "total_cpu_s",
                 "setup_cpu_s",
                 "run_cpu_s",
+                "run_results_cpu_s",
             )
         },
         "runs": runs,
