@@ -58,7 +58,7 @@ from emulator.run.summary import (
     SlowpathOrder,
     Timeseries,
 )
-from emulator.scenario import Params, Scenario, ScenarioError
+from emulator.scenario import Params, Scenario, ScenarioError, one_line
 from emulator.setup_cache import SetupCache
 from emulator.workload.cpu import CpuProgram
 from emulator.workload.writes import Write, check_writes, parse_writes, writer_actor
@@ -319,7 +319,7 @@ def build_context(
         workload = scenario.build(params)
     except Exception as exc:
         raise ScenarioHookError(
-            f"scenario {scenario.name}: build() failed: {_one_line(exc)}"
+            f"scenario {scenario.name}: build() failed: {one_line(exc)}"
         ) from exc
     try:
         workload.check(params.cpus)
@@ -368,13 +368,6 @@ def _no_lock_cycle(sim: Sim) -> None:
     if cycles:
         since = max(a.blocked_since for a in cycles[0])
         raise DeadlockError(since, sim.lock_cycles(), [a.name for a in cycles[0]])
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:300] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _sim_error(exc: SimError) -> tuple[str, str | None]:
@@ -744,7 +737,7 @@ class Run:
             try:
                 ctx.findings.update(scenario.report(self.params, ctx))
             except Exception as exc:
-                report_error = f"scenario {scenario.name}: report() failed: {_one_line(exc)}"
+                report_error = f"scenario {scenario.name}: report() failed: {one_line(exc)}"
         return RunResult(
             scenario.name,
             self.params,
@@ -873,5 +866,5 @@ def _hook(scenario: Scenario, name: str, fn: Callable[..., Any], *args: Any) -> 
         raise
     except Exception as exc:
         raise ScenarioHookError(
-            f"scenario {scenario.name}: {name}() failed: {_one_line(exc)}"
+            f"scenario {scenario.name}: {name}() failed: {one_line(exc)}"
         ) from exc

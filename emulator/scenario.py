@@ -85,6 +85,7 @@ __all__ = [
     "is_bundled",
     "load_scenario",
     "looks_like_path",
+    "one_line",
 ]
 
 
@@ -249,7 +250,7 @@ class Scenario:
             workload = self.build(params)
         except Exception as exc:
             raise ScenarioError(
-                f"scenario {self.name}: build() refused the parameters: {_one_line(exc)}"
+                f"scenario {self.name}: build() refused the parameters: {one_line(exc)}"
             ) from None
         check = getattr(workload, "check", None)
         if check is not None:
@@ -260,7 +261,9 @@ class Scenario:
         return params
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most about 300 characters, its type first (the form
+    of every hook and parameter error)."""
     text = " ".join(str(exc).split())
     if len(text) > 300:
         text = text[:300] + "..."
@@ -287,7 +290,7 @@ def _check_together(typed: dict[str, Any]) -> None:
         raise ScenarioError(f"parameter strategy={_short(typed['strategy'])!r}: {why}") from None
     except Exception as exc:
         raise ScenarioError(
-            f"parameter strategy={_short(typed['strategy'])!r}: {_one_line(exc)}; valid are "
+            f"parameter strategy={_short(typed['strategy'])!r}: {one_line(exc)}; valid are "
             f"{VALID_FORMS}"
         ) from None
     if args and args[0] != typed["seed"]:
