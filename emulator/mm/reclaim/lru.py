@@ -407,6 +407,10 @@ def evict(pa: Allocator, pfn: int) -> int:
     return h
 
 
+#: heads turned into Python ints at a time by :func:`adopt_allocated` (its peak memory)
+_ADOPT_CHUNK = 1 << 16
+
+
 def adopt_allocated(pa: Allocator, holder: int = -1) -> int:
     """Give every allocated block that has an LRU owner kind but no holder (a state built
     directly in the memmap, e.g. by :mod:`emulator.mm.initstate`) a holder handle and put it
@@ -424,8 +428,9 @@ def adopt_allocated(pa: Allocator, holder: int = -1) -> int:
     orders = np.frombuffer(mm.order, dtype=np.uint8)[heads].astype(np.int64)
     kinds = owner[heads]
     rmap = pa.machine.rmap
-    for pfn in heads.tolist():
-        rmap.add(pfn, holder)
+    for i in range(0, heads.size, _ADOPT_CHUNK):  # in chunks: no list of every head at once
+        for pfn in heads[i : i + _ADOPT_CHUNK].tolist():
+            rmap.add(pfn, holder)
     mlocked = kinds == OWNER_MLOCKED
     fl[heads[mlocked]] = PF_UNEVICTABLE
     lru = np.where(
@@ -441,8 +446,8 @@ def adopt_allocated(pa: Allocator, holder: int = -1) -> int:
         lruvec = pa.lruvecs[zone.node]
         for lst in range(NR_LRU_LISTS):
             sel = (zone_of == gidx) & (lru == lst)
-            group = heads[sel].tolist()[::-1]  # newest (highest pfn) first
-            if not group:
+            group = heads[sel][::-1]  # newest (highest pfn) first
+            if not group.size:
                 continue
             nr = int((1 << orders[sel]).sum())
             lruvec.nr_pages[lst] += nr
@@ -451,10 +456,11 @@ def adopt_allocated(pa: Allocator, holder: int = -1) -> int:
                 lruvec.nr_mlock[zone.zone_idx] += nr
             head = lruvec.lists + lst
             last = prv[head]  # append the group at the tail (older than what is there)
-            for pfn in group:
-                nxt[last] = pfn
-                prv[pfn] = last
-                last = pfn
+            for i in range(0, group.size, _ADOPT_CHUNK):
+                for pfn in group[i : i + _ADOPT_CHUNK].tolist():
+                    nxt[last] = pfn
+                    prv[pfn] = last
+                    last = pfn
             nxt[last] = head
             prv[head] = last
     fl[heads] |= PF_LRU
