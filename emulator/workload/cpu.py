@@ -35,13 +35,7 @@ from typing import TYPE_CHECKING, Any
 from emulator.engine import WaitQueue
 from emulator.mm.huge_memory import do_huge_pmd_anonymous_page
 from emulator.mm.memmap import OWNER_FILE, OWNER_ON_LRU, OWNER_PINNED
-from emulator.mm.reclaim.lru import (
-    charge_folio,
-    folio_add_lru,
-    folio_add_lru_now,
-    lru_add_drain,
-    release_handle,
-)
+from emulator.mm.reclaim.lru import charge_folio, folio_add_lru, release_handle
 from emulator.mm.reclaim.rmap import EVICTED
 from emulator.workload.spec import AllocClass, Phase, Workload
 
@@ -73,7 +67,6 @@ class CpuProgram:
         self.workload = workload
         self.rng = random.Random(f"{seed}/cpu{cpu.id}")
         self._cum: dict[int, tuple[tuple[AllocClass, ...], list[float], float]] = {}
-        self._owners: dict[int, tuple[AllocClass, int]] = {}
         self.rmap = pa.machine.rmap
         #: handles held until a phase's free pattern, as (handle, order)
         self.held: list[tuple[int, int]] = []
@@ -116,24 +109,17 @@ class CpuProgram:
     def _choose(self, mix: tuple[AllocClass, ...]) -> AllocClass:
         if len(mix) == 1:
             return mix[0]
-        cached = self._cumulative(mix)
-        if cached is None:
-            return self.rng.choices(mix, weights=[c.weight for c in mix])[0]  # its error
-        cum, total = cached
-        return mix[bisect.bisect(cum, self.rng.random() * total, 0, len(mix) - 1)]
-
-    def _cumulative(self, mix: tuple[AllocClass, ...]) -> tuple[list[float], float] | None:
-        """random.choices(mix, weights)'s cumulative weights and total, computed once per mix
-        (the same single random() draw and bisection then give the same choice); None when
-        the weights are not usable (random.choices raises its error)."""
+        # random.choices(mix, weights)[0] with its cumulative weights computed once per mix:
+        # the same single random() draw and bisection, so the same choice
         cached = self._cum.get(id(mix))
         if cached is None or cached[0] is not mix:
             cum = list(itertools.accumulate(c.weight for c in mix))
             total = cum[-1] + 0.0
             if not (0.0 < total < math.inf):
-                return None
+                return self.rng.choices(mix, weights=[c.weight for c in mix])[0]  # its error
             cached = self._cum[id(mix)] = (mix, cum, total)
-        return cached[1], cached[2]
+        _, cum, total = cached
+        return mix[bisect.bisect(cum, self.rng.random() * total, 0, len(mix) - 1)]
 
     def free_fraction(self) -> float:
         """Free pages in the buddy lists as a fraction of managed pages (racy read)."""
@@ -172,21 +158,20 @@ class CpuProgram:
         pfn = await pa.alloc_pages(self.cpu, order, gfp, owner)
         if pfn < 0:
             return -1
-        handle = self._map_now(pfn, handle)
-        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
-            await folio_add_lru(pa, self.cpu, pfn)
-        return handle
+        return await self._map(pfn, handle)
 
-    def _map_now(self, pfn: int, handle: int = -1) -> int:
-        """Map an allocated block for a new handle (or remap ``handle``) and account a slab
-        kind; returns the handle. The caller then puts an LRU kind on this CPU's lru-add batch
-        (``folio_add_lru``), the only part that may wait."""
+    async def _map(self, pfn: int, handle: int = -1) -> int:
+        """Map an allocated block for a new handle (or remap ``handle``), then put an LRU kind
+        on this CPU's lru-add batch or account slab. Returns the handle."""
+        pa = self.pa
         if handle < 0:
             handle = self.rmap.add(pfn, self.cpu.id)
         else:
             self.rmap.remap(handle, pfn)
-        if not OWNER_ON_LRU[self.pa.memmap.owner[pfn]]:
-            charge_folio(self.pa, pfn)
+        if OWNER_ON_LRU[pa.memmap.owner[pfn]]:
+            await folio_add_lru(pa, self.cpu, pfn)
+        else:
+            charge_folio(pa, pfn)
         return handle
 
     async def _free(self, handle: int, order: int) -> None:
@@ -231,30 +216,21 @@ class CpuProgram:
         cpu = self.cpu
         if rmap.evicted and rmap.evicted.get(cpu.id):
             await self._refault()
-        owner = self._owner_kind(cls)
+        owner = cls.owner_kind
         pinned = cls.pinned
         if pinned and rng.random() < pinned:
             owner = OWNER_PINNED
         order = cls.order
         if cls.thp_fault:
             pfn, order = await do_huge_pmd_anonymous_page(pa, cpu, cls.madv_hugepage)
+            handle = await self._map(pfn) if pfn >= 0 else -1
         else:
-            pfn = await pa.alloc_pages(cpu, order, cls.gfp, owner)
-        if pfn < 0:
+            handle = await self._fault_in(order, cls.gfp, owner)
+        if handle < 0:
             self.failed += 1
             return
-        # the fault maps the block (as _fault_in does, with one coroutine frame less)
-        handle = self._map_now(pfn)
-        memmap_owner = pa.memmap.owner
-        if OWNER_ON_LRU[memmap_owner[pfn]]:
-            # folio_add_lru, with no coroutine frame of its own unless the batch moves
-            sim = self.sim
-            if not sim.is_synchronised():
-                await sim.sync()
-            if folio_add_lru_now(pa, cpu, pfn):
-                await lru_add_drain(pa, cpu)
         self.allocated += 1
-        refaults = cls.refault and memmap_owner[rmap.handle_pfn[handle]] == OWNER_FILE
+        refaults = cls.refault and pa.memmap.owner[rmap.handle_pfn[handle]] == OWNER_FILE
         life = cls.lifetime.sample(rng)
         if life < 0:
             if refaults:
@@ -276,15 +252,7 @@ class CpuProgram:
         else:
             if refaults:
                 self.classes[handle] = cls
-            self._seq += 1  # schedule_free, inline
-            heapq.heappush(self.due, (at, self._seq, handle, order))
-
-    def _owner_kind(self, cls: AllocClass) -> int:
-        """``cls.owner_kind``, looked up once per class."""
-        cached = self._owners.get(id(cls))
-        if cached is None or cached[0] is not cls:
-            cached = self._owners[id(cls)] = (cls, cls.owner_kind)
-        return cached[1]
+            self.schedule_free(at, handle, order)
 
     # -- the actor ---------------------------------------------------------------------------
 
@@ -324,32 +292,12 @@ class CpuProgram:
         next_arrival = (
             me.now + self._interarrival(phase) if phase is not None and active else _NEVER
         )
-        # the loop's per-operation lookups, hoisted; _choose and _interarrival inline (the
-        # same draws from the same stream)
+        # the loop's per-operation lookups, hoisted
         due = self.due
         advance = self._advance_to
         heappop = heapq.heappop
-        pa = self.pa
-        cpu = self.cpu
-        rng = self.rng
-        mix: tuple[AllocClass, ...] = ()
-        cum: list[float] | None = None
-        total = 0.0
-        last = 0
-        fixed_gap = 0
-        rate = 1.0
-        stop_below_free = 0.0
-        if phase is not None:
-            mix = phase.mix
-            if len(mix) > 1:
-                cached = self._cumulative(mix)
-                if cached is not None:
-                    cum, total = cached
-                    last = len(mix) - 1
-            if phase.arrival == "fixed":
-                fixed_gap = max(1, round(1e9 / phase.rate))
-            rate = phase.rate
-            stop_below_free = phase.stop_below_free
+        mix: tuple[AllocClass, ...] = phase.mix if phase is not None else ()
+        stop_below_free = phase.stop_below_free if phase is not None else 0.0
         while True:
             t = next_arrival
             if due:
@@ -366,25 +314,11 @@ class CpuProgram:
                 break
             if due and due[0][0] <= now:
                 _, _, handle, order = heappop(due)
-                if self.markers is None:  # _free, inline
-                    if self.classes:
-                        self.classes.pop(handle, None)
-                    await release_handle(pa, cpu, handle)
-                    self.freed += 1
-                else:
-                    await self._free(handle, order)
+                await self._free(handle, order)
             elif now >= next_arrival:
-                if cum is not None:
-                    cls = mix[bisect.bisect(cum, rng.random() * total, 0, last)]
-                elif len(mix) == 1:
-                    cls = mix[0]
-                else:
-                    cls = self._choose(mix)
-                await self._allocate(cls)
-                if fixed_gap:
-                    next_arrival += fixed_gap
-                else:
-                    next_arrival += max(1, int(rng.expovariate(rate) * 1e9))
+                assert phase is not None
+                await self._allocate(self._choose(mix))
+                next_arrival += self._interarrival(phase)
                 if stop_below_free:
                     await sim.sync()  # free memory is shared state
                     if self.free_fraction() < stop_below_free:

@@ -32,41 +32,35 @@ from emulator.mm.snapshot import (
 )
 from emulator.mm.zone import ZONE_BELOW_HIGH, ZONE_MOVABLE, ZONE_RECLAIM_ACTIVE, Zone
 
-__all__ = [
-    "free_one_page",
-    "free_pages",
-    "free_pages_check",
-    "free_prepared",
-]
+__all__ = ["free_one_page", "free_pages", "free_pages_prepare", "free_prepared"]
 
 _BELOW_HIGH = 1 << ZONE_BELOW_HIGH
 _RECLAIM_ACTIVE = 1 << ZONE_RECLAIM_ACTIVE
 _PCP_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER
 
 
-def free_pages_check(cpu: Cpu, pfn: int, order: int, end_pfn: int) -> None:
-    """The range check on entry to a free: ValueError for a pfn or order out of range."""
-    if not 0 <= pfn < end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
-        raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
-
-
 async def free_pages(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
-    """Models mm/page_alloc.c: __free_pages -> free_pages_prepare + free_unref_page (pcp orders)
-    or __free_pages_ok.
+    """Models mm/page_alloc.c: __free_pages -> free_unref_page (pcp orders) or __free_pages_ok.
 
     Raises ValueError for a pfn that is not the head of an allocated block of ``order``
     (a double free or a wrong order), naming the pfn and what it is.
     """
+    await free_pages_prepare(pa, cpu, pfn, order)
+    await free_prepared(pa, cpu, pfn, order)
+
+
+async def free_pages_prepare(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:
+    """Models mm/page_alloc.c: free_pages_prepare (the range check, its time), then
+    synchronise: the free touches shared state from here on, at the instant
+    :func:`free_prepared` follows."""
     sim = pa.sim
-    free_pages_check(cpu, pfn, order, pa.memmap.end_pfn)
-    # free_pages_prepare: its time, before any shared state is touched; then synchronise,
-    # as the free touches shared state from here on
+    if not 0 <= pfn < pa.memmap.end_pfn or not 0 <= order <= MAX_PAGE_ORDER:
+        raise ValueError(f"cpu {cpu.id}: free of pfn {pfn} order {order}: out of range")
     await sim.delay(pa.costs.free_prepare)
     if pa.explore:
         await sim.preempt("free_pages")
     else:
         await sim.sync()
-    await free_prepared(pa, cpu, pfn, order)
 
 
 async def free_prepared(pa: Allocator, cpu: Cpu, pfn: int, order: int) -> None:

@@ -52,7 +52,7 @@ from emulator.mm.memmap import (
     PG_ALLOC,
     Memmap,
 )
-from emulator.mm.page_alloc.page_free import free_pages, free_pages_check, free_prepared
+from emulator.mm.page_alloc.page_free import free_pages, free_pages_prepare, free_prepared
 from emulator.mm.page_alloc.pcp import Cpu
 from emulator.mm.reclaim.lruvec import (
     LRU_INACTIVE_ANON,
@@ -69,7 +69,6 @@ __all__ = [
     "charge_folio",
     "evict",
     "folio_add_lru",
-    "folio_add_lru_now",
     "folio_isolate_lru",
     "folio_isolate_lru_locked",
     "folio_lru_list",
@@ -143,18 +142,10 @@ async def folio_add_lru(pa: Allocator, cpu: Cpu, pfn: int) -> None:
     The folio is published (flag, batch) at a synchronised instant: other actors read both
     (:func:`lru_add_drain_all`, compaction's PageLRU test).
     """
+    mm = pa.memmap
     sim = pa.sim
     if not sim.is_synchronised():
         await sim.sync()  # the batch and the flags are read by others (drain_all, compaction)
-    if folio_add_lru_now(pa, cpu, pfn):
-        await lru_add_drain(pa, cpu)
-
-
-def folio_add_lru_now(pa: Allocator, cpu: Cpu, pfn: int) -> bool:
-    """:func:`folio_add_lru` for a caller at a synchronised instant, up to the batch move:
-    the folio joins the batch; returns whether the batch must move now (the caller then
-    awaits :func:`lru_add_drain`)."""
-    mm = pa.memmap
     owner = mm.owner[pfn]
     if not OWNER_ON_LRU[owner]:
         raise ValueError(f"folio_add_lru: pfn {pfn:#x} has owner kind {owner}, not an LRU kind")
@@ -168,7 +159,8 @@ def folio_add_lru_now(pa: Allocator, cpu: Cpu, pfn: int) -> bool:
         mm.pflags[pfn] = PF_LRU_BATCH
     batch = cpu.lru_add
     batch.append(pfn)
-    return len(batch) >= PAGEVEC_SIZE or mm.order[pfn] != 0
+    if len(batch) >= PAGEVEC_SIZE or mm.order[pfn]:
+        await lru_add_drain(pa, cpu)
 
 
 async def lru_add_drain(pa: Allocator, cpu: Cpu) -> None:
@@ -248,15 +240,7 @@ async def release_handle(pa: Allocator, cpu: Cpu, handle: int) -> int:
     if pfn < 0:  # evicted: nothing to free (only its holder can change that)
         return rmap.release(handle)
     mm = pa.memmap
-    # free_pages_prepare, inline (one coroutine frame less on every free): its time, then
-    # the synchronisation before the shared state
-    free_pages_check(cpu, pfn, mm.order[pfn], mm.end_pfn)
-    sim = pa.sim
-    await sim.delay(pa.costs.free_prepare)
-    if pa.explore:
-        await sim.preempt("free_pages")
-    else:
-        await sim.sync()
+    await free_pages_prepare(pa, cpu, pfn, mm.order[pfn])
     pfn = rmap.release(handle)  # at our instant: the pfn it holds now (after any migration)
     if pfn < 0:
         return pfn
@@ -264,6 +248,7 @@ async def release_handle(pa: Allocator, cpu: Cpu, handle: int) -> int:
     if fl & (PF_LRU_BATCH | PF_ISOLATED):
         return pfn  # the batch (lru_add_drain) or the isolater (putback_lru_page) frees it
     if fl & PF_LRU:
+        sim = pa.sim
         lruvec = pa.lruvecs[pa.zone_of(pfn).node]
         lock = lruvec.lru_lock
         if not lock.try_acquire_now("__page_cache_release"):
